@@ -1,0 +1,11 @@
+//! noise-echo: an echo service with what SSH gives a shell. Every connection is a
+//! Noise XX handshake (`Noise_XX_25519_ChaChaPoly_BLAKE2s`) in which both ends prove
+//! an Ed25519 identity kept in OpenSSH's file formats; the server answers each request
+//! with its uppercase form.
+//!
+//! The binary `noise-echo` is a thin layer over this library.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod identity;
