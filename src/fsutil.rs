@@ -1,0 +1,262 @@
+//! Crash-safe file writes: every file noise-echo changes is written to a temporary
+//! file in the same directory, fsynced, then renamed over the old one, so a crash at
+//! any point leaves either the old file or the new one, never a mix. Read-modify-write
+//! updates of shared files (authorized_keys, known_hosts) hold an exclusive lock, so
+//! two writers at the same moment both land.
+
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Mode for directories noise-echo creates to hold keys and trust files (as `~/.ssh`).
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// How many times [`update_locked`] retries when another writer replaced the file
+/// between our open and our lock. Each retry means someone else made progress.
+const MAX_LOCK_RETRIES: usize = 1000;
+
+/// Creates `dir` and its missing parents with mode 0700 (existing ones are untouched).
+///
+/// # Errors
+/// The underlying I/O error.
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR_MODE)
+        .create(dir)
+}
+
+/// The directory a file lives in, `.` for a bare file name.
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes `contents` to a new temporary file next to `path`, created with `mode`
+/// (never widened afterwards) and fsynced.
+fn write_temp(path: &Path, contents: &[u8], mode: u32) -> io::Result<tempfile::NamedTempFile> {
+    let mut temp = tempfile::Builder::new()
+        .prefix(".noise-echo-")
+        .suffix(".tmp")
+        .permissions(Permissions::from_mode(mode))
+        .tempfile_in(parent_dir(path))?;
+    temp.write_all(contents)?;
+    temp.as_file().sync_all()?;
+    Ok(temp)
+}
+
+/// Makes a rename durable: the directory entry is only on disk after the directory
+/// itself is fsynced.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(parent_dir(path))?.sync_all()
+}
+
+/// Atomically replaces `path` with `contents`. The file gets `mode` (the caller passes
+/// the old file's mode to keep it). A symlink at `path` is replaced, not followed: pass
+/// a resolved path to write through a link.
+///
+/// # Errors
+/// The underlying I/O error; the old file is intact whenever this fails.
+pub fn replace_atomically(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let temp = write_temp(path, contents, mode)?;
+    temp.persist(path).map_err(|error| error.error)?;
+    sync_dir(path)
+}
+
+/// Atomically creates `path` with `contents` and `mode`, failing with
+/// [`io::ErrorKind::AlreadyExists`] if anything, a dangling symlink included, is there.
+///
+/// # Errors
+/// The underlying I/O error; nothing is left behind when this fails.
+pub fn create_atomically(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let temp = write_temp(path, contents, mode)?;
+    temp.persist_noclobber(path).map_err(|error| error.error)?;
+    sync_dir(path)
+}
+
+/// The path to write when updating `path`: the target of a symlink (so a linked
+/// authorized_keys stays linked), else `path` itself.
+fn resolve_for_update(path: &Path) -> io::Result<PathBuf> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_symlink() => fs::canonicalize(path),
+        _ => Ok(path.to_path_buf()),
+    }
+}
+
+/// Read-modify-write of a shared text file under an exclusive lock.
+///
+/// Creates the file's directory (0700) and the file itself (with `mode_if_new`) when
+/// missing, locks it, passes its current contents to `change`, and if `change`
+/// returns new contents, atomically replaces the file with them, keeping its mode.
+/// Because the replaced file is a new inode, a writer that was waiting on the old
+/// inode's lock notices and retries on the new file, so no update is lost.
+///
+/// # Errors
+/// I/O errors (wrapped in `E` through `From<io::Error>`), and whatever `change` returns.
+pub fn update_locked<T, E>(
+    path: &Path,
+    mode_if_new: u32,
+    change: impl FnOnce(&[u8]) -> Result<(Option<Vec<u8>>, T), E>,
+) -> Result<T, E>
+where
+    E: From<io::Error>,
+{
+    create_private_dir_all(parent_dir(path))?;
+    let path = resolve_for_update(path)?;
+    for _ in 0..MAX_LOCK_RETRIES {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(mode_if_new)
+            .open(&path)?;
+        file.lock()?;
+        let locked = file.metadata()?;
+        let current = fs::metadata(&path);
+        let still_current =
+            matches!(&current, Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev());
+        if !still_current {
+            // Another writer renamed a new file into place while we waited.
+            continue;
+        }
+        let contents = fs::read(&path)?;
+        let (new_contents, result) = change(&contents)?;
+        if let Some(new_contents) = new_contents {
+            replace_atomically(&path, &new_contents, locked.mode() & 0o7777)?;
+        }
+        // The lock is released when `file` is dropped, after the rename.
+        return Ok(result);
+    }
+    Err(io::Error::other(format!(
+        "{}: gave up after {MAX_LOCK_RETRIES} attempts to lock it (it kept being replaced)",
+        path.display()
+    ))
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    #[test]
+    fn create_atomically_refuses_existing_files_and_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        create_atomically(&path, b"one", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        let error = create_atomically(&path, b"two", 0o600).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        let error = create_atomically(&link, b"secret", 0o600).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
+        assert!(!dir.path().join("elsewhere").exists());
+        // No temporary files are left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn replace_atomically_sets_the_requested_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file");
+        fs::write(&path, b"old").unwrap();
+        replace_atomically(&path, b"new", 0o644).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o644);
+    }
+
+    #[test]
+    fn update_locked_creates_directory_and_file_and_keeps_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dir/authorized_keys");
+        update_locked::<_, io::Error>(&path, 0o600, |old| {
+            assert!(old.is_empty());
+            Ok((Some(b"line\n".to_vec()), ()))
+        })
+        .unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"line\n");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        let sub = dir.path().join("sub");
+        assert_eq!(fs::metadata(sub).unwrap().mode() & 0o777, 0o700);
+
+        fs::set_permissions(&path, Permissions::from_mode(0o640)).unwrap();
+        update_locked::<_, io::Error>(&path, 0o600, |old| {
+            Ok((Some([old, b"more\n"].concat()), ()))
+        })
+        .unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"line\nmore\n");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn update_locked_writes_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        fs::write(&real, b"a\n").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        update_locked::<_, io::Error>(&link, 0o600, |old| Ok((Some([old, b"b\n"].concat()), ())))
+            .unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read(&real).unwrap(), b"a\nb\n");
+    }
+
+    #[test]
+    fn update_locked_leaves_the_file_alone_when_change_fails_or_declines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"keep").unwrap();
+        let result = update_locked::<(), io::Error>(&path, 0o600, |_| Err(io::Error::other("no")));
+        assert!(result.is_err());
+        update_locked::<_, io::Error>(&path, 0o600, |_| Ok((None, ()))).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn concurrent_updates_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Arc::new(dir.path().join("shared"));
+        let writers = 8;
+        let appends_each = 25;
+        let barrier = Arc::new(Barrier::new(writers));
+        let handles: Vec<_> = (0..writers)
+            .map(|writer| {
+                let path = Arc::clone(&path);
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for append in 0..appends_each {
+                        update_locked::<_, io::Error>(&path, 0o600, |old| {
+                            let line = format!("{writer}-{append}\n");
+                            Ok((Some([old, line.as_bytes()].concat()), ()))
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        let text = fs::read_to_string(&*path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), writers * appends_each);
+        lines.sort_unstable();
+        lines.dedup();
+        assert_eq!(lines.len(), writers * appends_each);
+    }
+}

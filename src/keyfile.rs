@@ -1,0 +1,535 @@
+//! Identity key files in OpenSSH's formats: the private key as an unencrypted
+//! `openssh-key-v1` PEM file (what `ssh-keygen -t ed25519 -N ''` writes), the public key
+//! as a one-line `FILE.pub`.
+//!
+//! Reading refuses private keys that group or others can read, as OpenSSH does.
+//! Writing creates each file with its final mode in one step (0600 for the private
+//! key, 0644 for the public one), never follows a symlink and never overwrites
+//! unless asked to.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use ssh_key::private::{Ed25519Keypair, Ed25519PrivateKey, KeypairData};
+use ssh_key::public::Ed25519PublicKey;
+use ssh_key::{Algorithm, LineEnding, PrivateKey};
+use zeroize::Zeroizing;
+
+use crate::fsutil;
+use crate::identity::{Identity, PublicKey, PublicKeyError, SSH_ED25519};
+
+/// Mode of a private key file: readable and writable by its owner only.
+pub const PRIVATE_KEY_MODE: u32 = 0o600;
+/// Mode of a public key file.
+pub const PUBLIC_KEY_MODE: u32 = 0o644;
+
+/// Private key files are a few hundred bytes; anything far larger is not one, and
+/// reading it whole would only waste memory.
+const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
+
+const OPENSSH_PEM_BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
+
+/// Why a key file could not be read or written. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// The file could not be opened, read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// The private key file is readable by group or others.
+    #[error(
+        "{path}: permissions {mode:04o} are too open: a private key must be readable by its owner only \
+         (fix: chmod 600 {path})",
+        path = path.display()
+    )]
+    PermissionsTooOpen {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The private key is protected by a passphrase.
+    #[error(
+        "{path}: the key is protected by a passphrase, which noise-echo does not support; \
+         use a dedicated key (noise-echo keygen) or remove the passphrase from a copy \
+         (cp {path} COPY && ssh-keygen -p -N '' -f COPY)",
+        path = path.display()
+    )]
+    PassphraseProtected {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key is not an Ed25519 key.
+    #[error(
+        "{}: this is a {algorithm} key: only ssh-ed25519 keys are supported \
+         (make one with: noise-echo keygen, or ssh-keygen -t ed25519)",
+        path.display()
+    )]
+    UnsupportedAlgorithm {
+        /// The file.
+        path: PathBuf,
+        /// The algorithm the file holds.
+        algorithm: String,
+    },
+    /// The file is not an OpenSSH private key at all.
+    #[error("{}: not an OpenSSH private key ({reason})", path.display())]
+    NotAPrivateKey {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The public key stored in the file does not belong to its private key.
+    #[error("{}: the public key stored in the file does not match its private key (the file is corrupt)", path.display())]
+    CorruptKeyPair {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A public key file does not hold a usable key line.
+    #[error("{}: {source}", path.display())]
+    BadPublicKey {
+        /// The file.
+        path: PathBuf,
+        /// Why the line was refused.
+        source: PublicKeyError,
+    },
+    /// keygen would overwrite a file.
+    #[error("{}: already exists; refusing to overwrite it (use --force to replace it)", path.display())]
+    AlreadyExists {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl KeyFileError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The public key file that goes with a private key file: `FILE.pub`.
+pub fn public_key_path(private_key_path: &Path) -> PathBuf {
+    let mut name = private_key_path.as_os_str().to_owned();
+    name.push(".pub");
+    PathBuf::from(name)
+}
+
+/// Reads an unencrypted OpenSSH ed25519 private key file.
+///
+/// # Errors
+/// [`KeyFileError::PermissionsTooOpen`] if group or others may read it (checked on
+/// the opened file, before reading a byte), [`KeyFileError::PassphraseProtected`],
+/// [`KeyFileError::UnsupportedAlgorithm`] for rsa/ecdsa/... keys,
+/// [`KeyFileError::NotAPrivateKey`] for anything else that is not a private key, and
+/// [`KeyFileError::CorruptKeyPair`] when the stored public key does not match.
+pub fn read_identity(path: &Path) -> Result<Identity, KeyFileError> {
+    let file = File::open(path).map_err(|error| KeyFileError::io(path, error))?;
+    let metadata = file
+        .metadata()
+        .map_err(|error| KeyFileError::io(path, error))?;
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::PermissionsTooOpen {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let mut text = Zeroizing::new(String::new());
+    file.take(MAX_KEY_FILE_LEN)
+        .read_to_string(&mut text)
+        .map_err(|error| match error.kind() {
+            io::ErrorKind::InvalidData => KeyFileError::NotAPrivateKey {
+                path: path.to_path_buf(),
+                reason: "the file is not text".into(),
+            },
+            _ => KeyFileError::io(path, error),
+        })?;
+    parse_identity(&text, path)
+}
+
+/// Parses the text of an OpenSSH private key file; `path` is only used in errors.
+///
+/// # Errors
+/// As [`read_identity`], except the permission check.
+pub fn parse_identity(text: &str, path: &Path) -> Result<Identity, KeyFileError> {
+    let not_a_key = |reason: &str| KeyFileError::NotAPrivateKey {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with(OPENSSH_PEM_BEGIN) {
+        return Err(classify_foreign_key_text(trimmed, path));
+    }
+    let key = match PrivateKey::from_openssh(trimmed) {
+        Ok(key) => key,
+        Err(error) => {
+            // ssh-key is built without the rsa/ecdsa code, so their keys fail to
+            // parse; name their algorithm rather than report a parse error.
+            return Err(match container_algorithm(trimmed) {
+                Some(algorithm) if algorithm != SSH_ED25519 => KeyFileError::UnsupportedAlgorithm {
+                    path: path.to_path_buf(),
+                    algorithm,
+                },
+                _ => not_a_key(&format!("malformed openssh-key-v1 data: {error}")),
+            });
+        }
+    };
+    if key.is_encrypted() {
+        return Err(KeyFileError::PassphraseProtected {
+            path: path.to_path_buf(),
+        });
+    }
+    let KeypairData::Ed25519(keypair) = key.key_data() else {
+        return Err(KeyFileError::UnsupportedAlgorithm {
+            path: path.to_path_buf(),
+            algorithm: algorithm_name(&key.algorithm()),
+        });
+    };
+    let seed = Zeroizing::new(keypair.private.to_bytes());
+    let identity = Identity::from_seed(&seed, key.comment());
+    if identity.public_key().as_bytes() != keypair.public.as_ref() {
+        return Err(KeyFileError::CorruptKeyPair {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(identity)
+}
+
+fn algorithm_name(algorithm: &Algorithm) -> String {
+    algorithm.as_str().to_owned()
+}
+
+/// Explains what a file that is not an OpenSSH private key is instead.
+fn classify_foreign_key_text(text: &str, path: &Path) -> KeyFileError {
+    let first_line = text.lines().next().unwrap_or("");
+    let algorithm = match first_line {
+        line if line.contains("BEGIN RSA PRIVATE KEY") => Some("RSA (PEM)"),
+        line if line.contains("BEGIN EC PRIVATE KEY") => Some("ECDSA (PEM)"),
+        line if line.contains("BEGIN DSA PRIVATE KEY") => Some("DSA (PEM)"),
+        line if line.contains("BEGIN PRIVATE KEY") => Some("PKCS#8"),
+        _ => None,
+    };
+    if let Some(algorithm) = algorithm {
+        return KeyFileError::UnsupportedAlgorithm {
+            path: path.to_path_buf(),
+            algorithm: algorithm.to_owned(),
+        };
+    }
+    let reason = if PublicKey::parse_openssh_line(first_line).is_ok()
+        || first_line.starts_with("ssh-")
+        || first_line.starts_with("ecdsa-")
+    {
+        "this is a public key; pass the private key file, without .pub".to_owned()
+    } else {
+        format!("expected a file starting with {OPENSSH_PEM_BEGIN}")
+    };
+    KeyFileError::NotAPrivateKey {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// Reads the algorithm of the first public key stored in an openssh-key-v1 container,
+/// which is in clear text even when the private part is encrypted.
+fn container_algorithm(pem: &str) -> Option<String> {
+    let body: String = pem
+        .lines()
+        .skip_while(|line| !line.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|line| !line.starts_with("-----END"))
+        .collect();
+    let data = STANDARD.decode(body.trim()).ok()?;
+    let mut rest = data.strip_prefix(b"openssh-key-v1\0")?;
+    for _field in ["ciphername", "kdfname", "kdfoptions"] {
+        rest = split_ssh_string(rest)?.1;
+    }
+    let (_count, rest) = rest.split_first_chunk::<4>()?;
+    let (public_blob, _) = split_ssh_string(rest)?;
+    let (algorithm, _) = split_ssh_string(public_blob)?;
+    Some(String::from_utf8_lossy(algorithm).into_owned())
+}
+
+fn split_ssh_string(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = data.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+    (rest.len() >= len).then(|| rest.split_at(len))
+}
+
+/// The text of an unencrypted OpenSSH private key file for `identity`, as
+/// `ssh-keygen -t ed25519 -N ''` would write it.
+///
+/// # Errors
+/// Only if the encoder fails, which would be a bug.
+pub fn encode_identity(identity: &Identity) -> Result<Zeroizing<String>, ssh_key::Error> {
+    let seed = identity.seed();
+    let keypair = Ed25519Keypair {
+        public: Ed25519PublicKey(*identity.public_key().as_bytes()),
+        private: Ed25519PrivateKey::from_bytes(&seed),
+    };
+    PrivateKey::new(KeypairData::Ed25519(keypair), identity.comment())?.to_openssh(LineEnding::LF)
+}
+
+/// Reads a public key file (`ssh-ed25519 BASE64 comment`): the first line that is
+/// not blank or a `#` comment.
+///
+/// # Errors
+/// [`KeyFileError::Io`] and [`KeyFileError::BadPublicKey`].
+pub fn read_public_key(path: &Path) -> Result<(PublicKey, String), KeyFileError> {
+    let text = std::fs::read(path).map_err(|error| KeyFileError::io(path, error))?;
+    let text = String::from_utf8_lossy(&text);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with('#'))
+        .unwrap_or("");
+    PublicKey::parse_openssh_line(line).map_err(|source| KeyFileError::BadPublicKey {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `identity` to `private_path` (mode 0600) and its public key line to
+/// `private_path.pub` (mode 0644), creating the directory (0700) if needed.
+///
+/// Each file is written to a temporary file created with its final mode, fsynced and
+/// renamed into place, so a crash never leaves a partial key. Without `overwrite`,
+/// an existing file (or a symlink, even a dangling one) at either path is an error
+/// and nothing is written. With `overwrite`, existing files are replaced, never
+/// written through.
+///
+/// # Errors
+/// [`KeyFileError::AlreadyExists`] and [`KeyFileError::Io`].
+pub fn write_identity(
+    private_path: &Path,
+    identity: &Identity,
+    overwrite: bool,
+) -> Result<PathBuf, KeyFileError> {
+    let public_path = public_key_path(private_path);
+    if !overwrite {
+        for path in [private_path, public_path.as_path()] {
+            if std::fs::symlink_metadata(path).is_ok() {
+                return Err(KeyFileError::AlreadyExists {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
+    }
+    if let Some(parent) = private_path.parent() {
+        fsutil::create_private_dir_all(parent).map_err(|error| KeyFileError::io(parent, error))?;
+    }
+    let private_text = encode_identity(identity).map_err(|error| {
+        KeyFileError::io(
+            private_path,
+            io::Error::other(format!("encoding failed: {error}")),
+        )
+    })?;
+    let public_text = format!(
+        "{}\n",
+        identity.public_key().to_openssh_line(identity.comment())
+    );
+    let write = |path: &Path, contents: &[u8], mode: u32| {
+        let result = if overwrite {
+            fsutil::replace_atomically(path, contents, mode)
+        } else {
+            fsutil::create_atomically(path, contents, mode)
+        };
+        result.map_err(|error| match error.kind() {
+            io::ErrorKind::AlreadyExists => KeyFileError::AlreadyExists {
+                path: path.to_path_buf(),
+            },
+            _ => KeyFileError::io(path, error),
+        })
+    };
+    write(private_path, private_text.as_bytes(), PRIVATE_KEY_MODE)?;
+    write(&public_path, public_text.as_bytes(), PUBLIC_KEY_MODE)?;
+    Ok(public_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().mode() & 0o777
+    }
+
+    #[test]
+    fn written_identity_reads_back_with_modes_0600_and_0644() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/id_ed25519");
+        let identity = Identity::generate("me@host");
+        let public_path = write_identity(&path, &identity, false).unwrap();
+        assert_eq!(public_path, dir.path().join("keys/id_ed25519.pub"));
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&public_path), 0o644);
+        assert_eq!(mode(&dir.path().join("keys")), 0o700);
+        let read = read_identity(&path).unwrap();
+        assert_eq!(read.public_key(), identity.public_key());
+        assert_eq!(*read.seed(), *identity.seed());
+        assert_eq!(read.comment(), "me@host");
+        let (public, comment) = read_public_key(&public_path).unwrap();
+        assert_eq!(public, identity.public_key());
+        assert_eq!(comment, "me@host");
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
+        assert!(text.ends_with("-----END OPENSSH PRIVATE KEY-----\n"));
+    }
+
+    #[test]
+    fn refuses_to_overwrite_either_file_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id");
+        fs::write(public_key_path(&path), "old public\n").unwrap();
+        let error = write_identity(&path, &Identity::generate(""), false).unwrap_err();
+        assert!(matches!(error, KeyFileError::AlreadyExists { .. }));
+        assert!(error.to_string().contains("--force"), "{error}");
+        assert!(!path.exists(), "nothing may be written when refusing");
+        assert_eq!(
+            fs::read_to_string(public_key_path(&path)).unwrap(),
+            "old public\n"
+        );
+
+        let first = Identity::generate("first");
+        fs::remove_file(public_key_path(&path)).unwrap();
+        write_identity(&path, &first, false).unwrap();
+        assert!(write_identity(&path, &Identity::generate(""), false).is_err());
+        assert_eq!(
+            read_identity(&path).unwrap().public_key(),
+            first.public_key()
+        );
+
+        let second = Identity::generate("second");
+        write_identity(&path, &second, true).unwrap();
+        assert_eq!(
+            read_identity(&path).unwrap().public_key(),
+            second.public_key()
+        );
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn never_writes_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        let path = dir.path().join("id");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let error = write_identity(&path, &Identity::generate(""), false).unwrap_err();
+        assert!(
+            matches!(error, KeyFileError::AlreadyExists { .. }),
+            "{error}"
+        );
+        assert!(!target.exists());
+        // --force replaces the link itself; the file it pointed to is never created.
+        write_identity(&path, &Identity::generate(""), true).unwrap();
+        assert!(!target.exists());
+        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_file());
+    }
+
+    #[test]
+    fn refuses_group_or_world_readable_private_keys_naming_mode_and_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id");
+        write_identity(&path, &Identity::generate(""), false).unwrap();
+        for bad_mode in [0o640, 0o604, 0o644, 0o660] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(bad_mode)).unwrap();
+            let error = read_identity(&path).unwrap_err();
+            let text = error.to_string();
+            assert!(text.contains(&format!("{bad_mode:04o}")), "{text}");
+            assert!(
+                text.contains(&format!("chmod 600 {}", path.display())),
+                "{text}"
+            );
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(read_identity(&path).is_ok());
+    }
+
+    #[test]
+    fn a_public_key_passed_as_private_key_gets_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id");
+        write_identity(&path, &Identity::generate(""), false).unwrap();
+        let public_path = public_key_path(&path);
+        fs::set_permissions(&public_path, fs::Permissions::from_mode(0o600)).unwrap();
+        let error = read_identity(&public_path).unwrap_err();
+        assert!(
+            error.to_string().contains("this is a public key"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn pem_keys_of_other_algorithms_are_named() {
+        let error = parse_identity(
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n",
+            Path::new("k"),
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("only ssh-ed25519 keys are supported"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn garbage_is_not_a_private_key_and_never_panics() {
+        for text in [
+            "",
+            "hello",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n!!!!\n-----END OPENSSH PRIVATE KEY-----\n",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA\n-----END OPENSSH PRIVATE KEY-----\n",
+        ] {
+            let error = parse_identity(text, Path::new("f")).unwrap_err();
+            assert!(error.to_string().starts_with("f: "), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_tampered_public_half_is_detected() {
+        let identity = Identity::generate("");
+        let other = Identity::generate("");
+        let keypair = Ed25519Keypair {
+            public: Ed25519PublicKey(*other.public_key().as_bytes()),
+            private: Ed25519PrivateKey::from_bytes(&identity.seed()),
+        };
+        let text = PrivateKey::new(KeypairData::Ed25519(keypair), "")
+            .unwrap()
+            .to_openssh(LineEnding::LF)
+            .unwrap();
+        let error = parse_identity(&text, Path::new("f")).unwrap_err();
+        assert!(
+            matches!(error, KeyFileError::CorruptKeyPair { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn private_key_text_is_never_in_errors_or_debug() {
+        let identity = Identity::generate("");
+        let text = encode_identity(&identity).unwrap();
+        let body_line = text.lines().nth(1).unwrap().to_owned();
+        let mut broken = text.to_string();
+        broken.push_str("trailing garbage");
+        let rendered = match parse_identity(&broken, Path::new("f")) {
+            Ok(identity) => format!("{identity:?}"),
+            Err(error) => format!("{error} {error:?}"),
+        };
+        assert!(!rendered.contains(&body_line), "{rendered}");
+    }
+}
