@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod fsutil;
 pub mod identity;
 pub mod keyfile;
+pub mod paths;

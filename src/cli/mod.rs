@@ -1,0 +1,142 @@
+//! The `noise-echo` command line: argument parsing, dispatch to one module per
+//! subcommand, exit codes, and error printing.
+//!
+//! `main` returns an exit code instead of calling `process::exit` deep inside, and
+//! prints errors once, as `error: {:#}` (the whole context chain on one line).
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod fingerprint;
+mod keygen;
+
+/// Exit statuses, documented in the README. Scripts can tell a network failure from
+/// a trust failure from a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitStatus {
+    /// Everything worked.
+    Success = 0,
+    /// Any other failure: bad files, bad arguments detected after parsing, I/O.
+    Failure = 1,
+    /// The command line could not be parsed (clap's own status).
+    Usage = 2,
+    /// The server could not be reached, or the connection broke.
+    ConnectionFailed = 3,
+    /// The server's host key is unknown and was not accepted, or it changed, or it is revoked.
+    HostKeyNotTrusted = 4,
+    /// The server refused our key (`permission denied`).
+    PermissionDenied = 5,
+    /// The peer broke the protocol (bad frame, decryption failure, truncation...).
+    ProtocolError = 6,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        ExitCode::from(status as u8)
+    }
+}
+
+/// An error that knows which exit status it should produce.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StatusError {
+    /// The exit status.
+    pub status: ExitStatus,
+    /// The message printed after `error: `.
+    pub message: String,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "noise-echo",
+    version,
+    about = "An encrypted echo service: Noise XX with OpenSSH-compatible Ed25519 keys",
+    long_about = "An encrypted echo service: every connection is a Noise XX handshake in which \
+                  both ends prove an Ed25519 identity kept in OpenSSH's file formats, and the \
+                  server answers each request with its uppercase form."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate an Ed25519 identity (private key FILE, public key FILE.pub).
+    Keygen(keygen::Args),
+    /// Print the SHA256 fingerprint of each key in a key, authorized_keys or known_hosts file.
+    Fingerprint(fingerprint::Args),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // --help and --version are "errors" to clap that print to stdout and exit 0.
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitStatus::Usage.into()
+            } else {
+                ExitStatus::Success.into()
+            };
+        }
+    };
+    init_logging();
+    let result = match cli.command {
+        Command::Keygen(args) => keygen::run(args),
+        Command::Fingerprint(args) => fingerprint::run(args),
+    };
+    match result {
+        Ok(()) => ExitStatus::Success.into(),
+        Err(error) if is_broken_pipe(&error) => ExitStatus::Success.into(),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            exit_status_of(&error).into()
+        }
+    }
+}
+
+/// Logs go to stderr, so they never mix with replies on stdout; `RUST_LOG` overrides
+/// the level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// A reader closing our stdout early (`noise-echo ... | head -1`) is not an error.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io_error| io_error.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn exit_status_of(error: &anyhow::Error) -> ExitStatus {
+    error
+        .chain()
+        .find_map(|cause| {
+            cause
+                .downcast_ref::<StatusError>()
+                .map(|status| status.status)
+        })
+        .unwrap_or(ExitStatus::Failure)
+}
+
+/// Uses `explicit` if given, else the default file `name` in the config directory.
+fn path_or_default(explicit: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+    match explicit {
+        Some(path) => Ok(path),
+        None => crate::paths::default_file(name),
+    }
+}
