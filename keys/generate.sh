@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Regenerates the test fixtures in keys/ with the real OpenSSH ssh-keygen, and
+# records exactly how each file was made. The keys are TEST-ONLY: they are public.
+#
+#   bash keys/generate.sh        # from the project root; overwrites the fixtures
+#
+# Tests read these files to prove byte compatibility with OpenSSH, so the fixtures
+# must come from ssh-keygen, never from noise-echo itself.
+set -euo pipefail
+cd "$(dirname "$0")"
+command -v ssh-keygen >/dev/null || { echo "ssh-keygen is needed (apt-get install openssh-client)" >&2; exit 1; }
+
+rm -f client_ed25519* host_ed25519_key* passphrase_ed25519* rsa_3072* ecdsa_p256* \
+      authorized_keys known_hosts known_hosts_hashed
+
+# Identities: a client and a server host key, unencrypted, as a user would make them.
+ssh-keygen -q -t ed25519 -N '' -C 'client@noise-echo-test' -f client_ed25519
+ssh-keygen -q -t ed25519 -N '' -C 'host@noise-echo-test' -f host_ed25519_key
+# Keys noise-echo must refuse with a clear error.
+ssh-keygen -q -t ed25519 -N 'correct horse' -C 'passphrase@noise-echo-test' -f passphrase_ed25519
+ssh-keygen -q -t rsa -b 3072 -N '' -C 'rsa@noise-echo-test' -f rsa_3072
+ssh-keygen -q -t ecdsa -b 256 -N '' -C 'ecdsa@noise-echo-test' -f ecdsa_p256
+
+# An authorized_keys file as people share it with sshd: comments, an RSA key
+# (skipped with a warning), options, and one malformed line between good ones.
+{
+  echo "# noise-echo test authorized_keys (made by keys/generate.sh)"
+  echo
+  cat client_ed25519.pub
+  cat rsa_3072.pub
+  echo "this line is malformed"
+  printf 'from="127.0.0.1,::1",expiry-time="29991231" %s\n' "$(cat host_ed25519_key.pub)"
+} > authorized_keys
+
+# known_hosts: a plain entry on a non-default port, and the same file hashed by
+# ssh-keygen -H (OpenSSH's HashKnownHosts form, |1|salt|hmac).
+{
+  echo "# noise-echo test known_hosts (made by keys/generate.sh)"
+  printf '[localhost]:1234,[127.0.0.1]:1234 %s\n' "$(cut -d' ' -f1,2 host_ed25519_key.pub)"
+  printf 'example.org %s\n' "$(cut -d' ' -f1,2 client_ed25519.pub)"
+} > known_hosts
+cp known_hosts known_hosts_hashed
+ssh-keygen -q -H -f known_hosts_hashed 2>/dev/null
+rm -f known_hosts_hashed.old
+
+# Expected fingerprints, as ssh-keygen prints them, for the tests to compare with.
+for key in client_ed25519.pub host_ed25519_key.pub; do
+  ssh-keygen -lf "$key"
+done > fingerprints.txt
+# The OpenSSH that made them.
+ssh -V 2>&1 | head -1 > ssh-keygen-version.txt
