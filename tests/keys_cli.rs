@@ -1,0 +1,364 @@
+//! The key commands (`keygen`, `fingerprint`) through the real binary, and byte
+//! compatibility with OpenSSH's `ssh-keygen` both ways.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+
+fn noise_echo(home: &Path) -> Command {
+    let mut command = Command::cargo_bin("noise-echo").unwrap();
+    // Default file locations resolve under this temporary home, never the real one.
+    command
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env_remove("RUST_LOG");
+    command
+}
+
+struct Output {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    Output {
+        status: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("keys")
+        .join(name)
+}
+
+/// Copies a fixture into `dir` with mode 0600 (git checks private keys out as 0644).
+fn private_fixture(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::copy(fixture(name), &path).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// The real ssh-keygen, or None where OpenSSH is not installed. CI installs it
+/// (.ci/run), so there a missing ssh-keygen is a failure, not a skip.
+fn ssh_keygen() -> Option<Command> {
+    let found = Command::new("ssh-keygen").arg("-?").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ssh-keygen must be installed in CI"
+        );
+        eprintln!("ssh-keygen not installed: skipping the OpenSSH cross-check");
+        return None;
+    }
+    Some(Command::new("ssh-keygen"))
+}
+
+#[test]
+fn keygen_writes_private_0600_and_public_0644_and_prints_fingerprint() {
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("id");
+    let out = run(noise_echo(home.path())
+        .args(["keygen", "-f"])
+        .arg(&key)
+        .args(["-C", "me@test"]));
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&home.path().join("id.pub")), 0o644);
+    let public_line = fs::read_to_string(home.path().join("id.pub")).unwrap();
+    assert!(public_line.starts_with("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI"));
+    assert!(public_line.ends_with(" me@test\n"));
+    assert!(out
+        .stdout
+        .contains(&format!("Wrote private key: {}", key.display())));
+    assert!(
+        out.stdout.contains(public_line.trim_end()),
+        "{}",
+        out.stdout
+    );
+    let fingerprint = run(noise_echo(home.path()).arg("fingerprint").arg(&key));
+    let printed = fingerprint
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(
+        out.stdout
+            .contains(&format!("Fingerprint: {printed} me@test")),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn keygen_defaults_to_the_config_directory() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(noise_echo(home.path()).arg("keygen"));
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let dir = home.path().join(".config/noise-echo");
+    assert_eq!(mode(&dir.join("id_ed25519")), 0o600);
+    assert!(dir.join("id_ed25519.pub").exists());
+    assert_eq!(mode(&dir), 0o700);
+}
+
+#[test]
+fn keygen_refuses_to_overwrite_either_file_without_force() {
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("id");
+    assert_eq!(
+        run(noise_echo(home.path()).args(["keygen", "-f"]).arg(&key)).status,
+        0
+    );
+    let before = fs::read(&key).unwrap();
+    let out = run(noise_echo(home.path()).args(["keygen", "-f"]).arg(&key));
+    assert_eq!(out.status, 1);
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "error: cannot write the new key: {}: already exists; refusing to overwrite it (use --force to replace it)",
+            key.display()
+        )
+    );
+    assert_eq!(fs::read(&key).unwrap(), before);
+
+    // Only the .pub exists: still refused, and no private key appears.
+    let lonely = home.path().join("lonely");
+    fs::write(home.path().join("lonely.pub"), "keep me\n").unwrap();
+    let out = run(noise_echo(home.path()).args(["keygen", "-f"]).arg(&lonely));
+    assert_eq!(out.status, 1);
+    assert!(!lonely.exists());
+    assert_eq!(
+        fs::read_to_string(home.path().join("lonely.pub")).unwrap(),
+        "keep me\n"
+    );
+
+    let out = run(noise_echo(home.path())
+        .args(["keygen", "--force", "-f"])
+        .arg(&key));
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_ne!(fs::read(&key).unwrap(), before);
+    assert_eq!(mode(&key), 0o600);
+}
+
+#[test]
+fn keygen_refuses_a_symlink_and_never_writes_its_target() {
+    let home = tempfile::tempdir().unwrap();
+    let target = home.path().join("victim");
+    let key = home.path().join("id");
+    std::os::unix::fs::symlink(&target, &key).unwrap();
+    let out = run(noise_echo(home.path()).args(["keygen", "-f"]).arg(&key));
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+    assert!(!target.exists());
+}
+
+#[test]
+fn keygen_into_a_read_only_directory_fails_clearly_and_leaves_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("ro");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o500)).unwrap();
+    let probe = dir.join("probe");
+    if fs::write(&probe, "").is_ok() {
+        // Running as root: permissions do not stop us, so this test cannot apply.
+        fs::remove_file(&probe).unwrap();
+        eprintln!("running as root: read-only directory not enforced, skipping");
+        return;
+    }
+    let out = run(noise_echo(home.path())
+        .args(["keygen", "-f"])
+        .arg(dir.join("id")));
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+}
+
+#[test]
+fn fingerprints_of_openssh_made_keys_match_ssh_keygen() {
+    let home = tempfile::tempdir().unwrap();
+    let expected = fs::read_to_string(fixture("fingerprints.txt")).unwrap();
+    let mut expected = expected.lines();
+    for name in ["client_ed25519.pub", "host_ed25519_key.pub"] {
+        let out = run(noise_echo(home.path())
+            .arg("fingerprint")
+            .arg(fixture(name)));
+        assert_eq!(out.status, 0, "{}", out.stderr);
+        assert_eq!(out.stdout.trim_end(), expected.next().unwrap());
+    }
+    // The private key shows the same line.
+    let private = private_fixture(home.path(), "client_ed25519");
+    let out = run(noise_echo(home.path()).arg("fingerprint").arg(&private));
+    let first = fs::read_to_string(fixture("fingerprints.txt")).unwrap();
+    assert_eq!(out.stdout.trim_end(), first.lines().next().unwrap());
+}
+
+#[test]
+fn fingerprint_lists_every_key_of_trust_files_and_names_skipped_lines() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(noise_echo(home.path())
+        .arg("fingerprint")
+        .arg(fixture("authorized_keys")));
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("authorized_keys:4: skipped: unsupported key type 'ssh-rsa'"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("authorized_keys:5: skipped"),
+        "{}",
+        out.stderr
+    );
+    // ssh-keygen -H writes one hashed line per host pattern: 2 lines become 3.
+    for (file, keys) in [("known_hosts", 2), ("known_hosts_hashed", 3)] {
+        let out = run(noise_echo(home.path())
+            .arg("fingerprint")
+            .arg(fixture(file)));
+        assert_eq!(out.status, 0, "{}", out.stderr);
+        assert_eq!(out.stdout.lines().count(), keys, "{}", out.stdout);
+    }
+    let empty = home.path().join("empty");
+    fs::write(&empty, "# nothing\n").unwrap();
+    let out = run(noise_echo(home.path()).arg("fingerprint").arg(&empty));
+    assert_eq!(out.status, 1);
+    assert!(
+        out.stderr.contains("no ssh-ed25519 key found"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn refused_keys_get_errors_that_name_the_file_and_the_fix() {
+    let home = tempfile::tempdir().unwrap();
+    // Too open.
+    let key = private_fixture(home.path(), "client_ed25519");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let error = noise_echo::keyfile::read_identity(&key)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "{0}: permissions 0644 are too open: a private key must be readable by its owner only (fix: chmod 600 {0})",
+            key.display()
+        )
+    );
+    // Passphrase.
+    let key = private_fixture(home.path(), "passphrase_ed25519");
+    let error = noise_echo::keyfile::read_identity(&key)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("protected by a passphrase"), "{error}");
+    assert!(error.contains("ssh-keygen -p -N ''"), "{error}");
+    // Other algorithms, private and public.
+    for (name, algorithm) in [
+        ("rsa_3072", "ssh-rsa"),
+        ("ecdsa_p256", "ecdsa-sha2-nistp256"),
+    ] {
+        let key = private_fixture(home.path(), name);
+        let error = noise_echo::keyfile::read_identity(&key)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!("this is a {algorithm} key")),
+            "{error}"
+        );
+        assert!(
+            error.contains("only ssh-ed25519 keys are supported"),
+            "{error}"
+        );
+        let out = run(noise_echo(home.path())
+            .arg("fingerprint")
+            .arg(fixture(&format!("{name}.pub"))));
+        assert_eq!(out.status, 1);
+        assert!(
+            out.stderr.contains("only ssh-ed25519 keys are supported"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn openssh_made_private_key_loads_with_the_right_public_key() {
+    let home = tempfile::tempdir().unwrap();
+    let key = private_fixture(home.path(), "client_ed25519");
+    let identity = noise_echo::keyfile::read_identity(&key).unwrap();
+    let public_line = fs::read_to_string(fixture("client_ed25519.pub")).unwrap();
+    assert_eq!(
+        identity.public_key().to_openssh_line(identity.comment()),
+        public_line.trim_end()
+    );
+}
+
+#[test]
+fn ssh_keygen_reads_our_keys_and_agrees_on_fingerprints() {
+    let Some(mut derive_public) = ssh_keygen() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("ours");
+    assert_eq!(
+        run(noise_echo(home.path())
+            .args(["keygen", "-C", "ours@test", "-f"])
+            .arg(&key))
+        .status,
+        0
+    );
+    // ssh-keygen -y derives the public key from our private key file.
+    let derived = run(derive_public.arg("-y").arg("-f").arg(&key));
+    assert_eq!(derived.status, 0, "{}", derived.stderr);
+    let ours = fs::read_to_string(home.path().join("ours.pub")).unwrap();
+    assert_eq!(derived.stdout.trim_end(), ours.trim_end());
+    // ssh-keygen -lf prints the fingerprint we print.
+    let theirs = run(ssh_keygen()
+        .unwrap()
+        .arg("-lf")
+        .arg(home.path().join("ours.pub")));
+    let mine = run(noise_echo(home.path())
+        .arg("fingerprint")
+        .arg(home.path().join("ours.pub")));
+    assert_eq!(theirs.stdout, mine.stdout);
+    let theirs_private = run(ssh_keygen().unwrap().arg("-lf").arg(&key));
+    let mine_private = run(noise_echo(home.path()).arg("fingerprint").arg(&key));
+    assert_eq!(theirs_private.stdout, mine_private.stdout);
+}
+
+#[test]
+fn we_read_keys_ssh_keygen_makes_now() {
+    let Some(mut keygen) = ssh_keygen() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    for round in 0..5 {
+        let key = home.path().join(format!("theirs{round}"));
+        let out = run(keygen
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "theirs@test", "-f"])
+            .arg(&key));
+        assert_eq!(out.status, 0, "{}", out.stderr);
+        keygen = Command::new("ssh-keygen");
+        let identity = noise_echo::keyfile::read_identity(&key).unwrap();
+        let public_line =
+            fs::read_to_string(home.path().join(format!("theirs{round}.pub"))).unwrap();
+        assert_eq!(
+            identity.public_key().to_openssh_line("theirs@test"),
+            public_line.trim_end()
+        );
+    }
+}
