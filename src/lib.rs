@@ -8,4 +8,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod authorized_keys;
 pub mod identity;
+pub mod pattern;
