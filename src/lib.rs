@@ -10,4 +10,5 @@
 
 pub mod authorized_keys;
 pub mod identity;
+pub mod known_hosts;
 pub mod pattern;
