@@ -4,7 +4,8 @@
 //! People keep one file for both sshd and noise-echo, so the parser takes every line
 //! sshd takes and decides what noise-echo can honour:
 //! - `ssh-ed25519` lines are trusted, with the options `from="pattern-list"` and
-//!   `expiry-time="timespec"`.
+//!   `expiry-time="timespec"`. `expiry-time` is always read as UTC (OpenSSH uses the
+//!   server's local time zone unless the value ends in `Z`; see [`Expiry`]).
 //! - Lines of other key types (RSA, ECDSA, security keys, certificates...) are
 //!   skipped with a warning.
 //! - A line with any other option (`command=`, `restrict`, `cert-authority`...) is
@@ -67,8 +68,15 @@ impl Expiry {
         let invalid = |why: &str| format!("invalid expiry-time \"{text}\": {why}");
         let digits = if text.len() > 1 && (text.ends_with('Z') || text.ends_with('z')) {
             &text[..text.len() - 1]
-        } else if text.len() > 3 && text[text.len() - 3..].eq_ignore_ascii_case("UTC") {
-            &text[..text.len() - 3]
+        } else if let Some(digits) = text
+            .len()
+            .checked_sub(3)
+            .filter(|&start| start > 0)
+            .and_then(|start| text.get(..start).zip(text.get(start..)))
+            .filter(|(_, suffix)| suffix.eq_ignore_ascii_case("UTC"))
+            .map(|(digits, _)| digits)
+        {
+            digits
         } else {
             text
         };
@@ -972,6 +980,11 @@ mod tests {
             "2026010",
             "20260101T1200",
             "19690101",
+            "a\u{20ac}b",
+            "2026010\u{20ac}",
+            "\u{20ac}UTC",
+            "UTC",
+            "20260101utc\u{20ac}",
             "19700101",
             "20230229",
             "20261301",
@@ -1098,6 +1111,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn expiry_parsing_never_panics_and_round_trips(text in "\\PC{0,16}", seconds in 1u64..100_000_000_000) {
+            let _ = Expiry::parse(&text);
+            let expiry = Expiry { unix_seconds: seconds };
+            let shown = expiry.to_string();
+            let compact: String = shown.chars().filter(char::is_ascii_digit).collect();
+            if seconds / 86_400 < 2_932_896 {
+                // Up to year 9999, the display parses back to the same instant.
+                prop_assert_eq!(Expiry::parse(&format!("{compact}Z")), Ok(expiry));
+            }
+        }
+
         #[test]
         fn parser_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let keys = AuthorizedKeys::parse(&bytes, Path::new("f"));

@@ -195,6 +195,8 @@ impl KnownHosts {
     /// non-revoked line holding the key makes it trusted; otherwise a non-revoked
     /// line with another key means the key changed. `@revoked` lines apply only to
     /// the hosts their patterns match (OpenSSH writes `*` to revoke a key everywhere).
+    /// For a changed key this reports the first offending line, where ssh names the
+    /// last; either is enough to find and fix the entry.
     pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> HostStatus {
         let field = host_field(host, port);
         let matching = self
