@@ -13,3 +13,7 @@ pub mod fsutil;
 pub mod identity;
 pub mod keyfile;
 pub mod paths;
+pub mod authorized_keys;
+pub mod identity;
+pub mod known_hosts;
+pub mod pattern;

@@ -1,0 +1,1207 @@
+//! The server's allow-list: which client keys may connect, read from a file in
+//! OpenSSH's authorized_keys syntax (wire-v1 section 8).
+//!
+//! People keep one file for both sshd and noise-echo, so the parser takes every line
+//! sshd takes and decides what noise-echo can honour:
+//! - `ssh-ed25519` lines are trusted, with the options `from="pattern-list"` and
+//!   `expiry-time="timespec"`. `expiry-time` is always read as UTC (OpenSSH uses the
+//!   server's local time zone unless the value ends in `Z`; see [`Expiry`]).
+//! - Lines of other key types (RSA, ECDSA, security keys, certificates...) are
+//!   skipped with a warning.
+//! - A line with any other option (`command=`, `restrict`, `cert-authority`...) is
+//!   skipped with a warning: noise-echo cannot enforce the restriction, and trusting
+//!   the key without it would grant more than the file's author meant (fail closed).
+//! - A malformed line is skipped with a warning naming `path:line`; the rest of the
+//!   file still loads.
+//!
+//! Parsing never logs: problems come back as [`Diagnostic`]s for the caller to report.
+//! The editing helpers ([`remove_key`], [`append_line`]) are pure, so that locking and
+//! atomic replacement can live with the caller.
+
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::identity::{Fingerprint, PublicKey, SSH_ED25519};
+use crate::pattern::AddressPatterns;
+
+/// A problem with one line of a trust file, which was skipped because of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file the line came from.
+    pub path: PathBuf,
+    /// The 1-based line number.
+    pub line: usize,
+    /// What is wrong, and what happened to the line.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+    }
+}
+
+/// An `expiry-time` instant: the key is refused after it.
+///
+/// OpenSSH reads `expiry-time` in the server's local time zone unless it ends in `Z`
+/// (or `UTC`). noise-echo always reads it as UTC, with or without the suffix, so the
+/// meaning of a file does not depend on the server's `TZ`; write the `Z` to keep both
+/// programs in agreement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Expiry {
+    /// Seconds since the Unix epoch.
+    unix_seconds: u64,
+}
+
+impl Expiry {
+    /// Parses `YYYYMMDD[HHMM[SS]][Z]`, the format sshd accepts; a `UTC` suffix is
+    /// accepted as a synonym of `Z`, as in sshd. Read as UTC in every case.
+    ///
+    /// # Errors
+    /// A description of the problem when the text has another length or shape, names
+    /// an impossible date or time, or lies at or before the Unix epoch (which sshd
+    /// also refuses).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let invalid = |why: &str| format!("invalid expiry-time \"{text}\": {why}");
+        let digits = if text.len() > 1 && (text.ends_with('Z') || text.ends_with('z')) {
+            &text[..text.len() - 1]
+        } else if let Some(digits) = text
+            .len()
+            .checked_sub(3)
+            .filter(|&start| start > 0)
+            .and_then(|start| text.get(..start).zip(text.get(start..)))
+            .filter(|(_, suffix)| suffix.eq_ignore_ascii_case("UTC"))
+            .map(|(digits, _)| digits)
+        {
+            digits
+        } else {
+            text
+        };
+        if !matches!(digits.len(), 8 | 12 | 14) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("expected YYYYMMDD[HHMM[SS]][Z]"));
+        }
+        let field = |range: std::ops::Range<usize>| -> u64 {
+            digits
+                .get(range)
+                .and_then(|part| part.parse().ok())
+                .unwrap_or(0)
+        };
+        let (year, month, day) = (field(0..4), field(4..6), field(6..8));
+        let (hour, minute, second) = (field(8..10), field(10..12), field(12..14));
+        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+            return Err(invalid("no such date"));
+        }
+        if hour > 23 || minute > 59 || second > 59 {
+            return Err(invalid("no such time of day"));
+        }
+        if year < 1970 {
+            return Err(invalid("before 1970"));
+        }
+        let days = days_from_civil(year, month, day);
+        let unix_seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+        if unix_seconds == 0 {
+            return Err(invalid("before 1970"));
+        }
+        Ok(Self { unix_seconds })
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn unix_seconds(&self) -> u64 {
+        self.unix_seconds
+    }
+
+    /// The instant as a [`SystemTime`].
+    pub fn to_system_time(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.unix_seconds)
+    }
+
+    /// Whether a connection at `now` comes after the expiry. As in sshd, the key is
+    /// still good during the expiry second itself.
+    pub fn has_passed(&self, now: SystemTime) -> bool {
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        self.unix_seconds < now
+    }
+}
+
+impl fmt::Display for Expiry {
+    /// `YYYY-MM-DD HH:MM:SS UTC`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (year, month, day) = civil_from_days(self.unix_seconds / 86_400);
+        let seconds = self.unix_seconds % 86_400;
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60
+        )
+    }
+}
+
+fn is_leap(year: u64) -> bool {
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
+}
+
+fn days_in_month(year: u64, month: u64) -> u64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a date in or after 1970 (Howard Hinnant's algorithm,
+/// restricted to non-negative values).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The date of a day count since 1970-01-01, inverse of [`days_from_civil`].
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// One trusted line of an authorized_keys file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedKey {
+    /// The client key this line admits.
+    pub key: PublicKey,
+    /// The text after the key, often `user@host`; empty when absent.
+    pub comment: String,
+    /// The `from="..."` restriction: only client addresses it admits may use the key.
+    pub from: Option<AddressPatterns>,
+    /// The `expiry-time="..."` restriction (the earliest, if several are given).
+    pub expiry: Option<Expiry>,
+    /// The 1-based line number in the file.
+    pub line: usize,
+    /// The options field as written, empty when the line has none.
+    pub options: String,
+}
+
+impl AuthorizedKey {
+    /// The line as it would be written to an authorized_keys file (no newline):
+    /// options, key and comment.
+    pub fn to_line(&self) -> String {
+        let key_line = self.key.to_openssh_line(&self.comment);
+        if self.options.is_empty() {
+            key_line
+        } else {
+            format!("{} {key_line}", self.options)
+        }
+    }
+
+    /// Whether this line's options admit a connection from `addr` at `now`.
+    ///
+    /// # Errors
+    /// The [`Denial`] explaining which option refuses it. Expiry is checked first,
+    /// as sshd does.
+    pub fn permits(&self, addr: IpAddr, now: SystemTime) -> Result<(), Denial> {
+        let fingerprint = self.key.fingerprint();
+        if let Some(expiry) = self.expiry.filter(|expiry| expiry.has_passed(now)) {
+            return Err(Denial::Expired {
+                fingerprint,
+                expiry,
+            });
+        }
+        if let Some(from) = &self.from {
+            if !from.matches(addr) {
+                return Err(Denial::NotFromHere {
+                    fingerprint,
+                    addr: addr.to_canonical(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a client key is refused. The `Display` text is meant for the client, after
+/// `permission denied: `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// No trusted line holds the key.
+    #[error("key {0} is not in authorized_keys")]
+    NotListed(Fingerprint),
+    /// The key's `from=` list does not admit the client's address.
+    #[error("key {fingerprint} is not allowed from {addr}")]
+    NotFromHere {
+        /// The client key.
+        fingerprint: Fingerprint,
+        /// The client address, IPv4-mapped IPv6 shown as IPv4.
+        addr: IpAddr,
+    },
+    /// The key's `expiry-time` has passed.
+    #[error("key {fingerprint} expired on {expiry}")]
+    Expired {
+        /// The client key.
+        fingerprint: Fingerprint,
+        /// When it expired.
+        expiry: Expiry,
+    },
+}
+
+/// A parsed authorized_keys file: the trusted lines, and what was skipped and why.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthorizedKeys {
+    /// The file the entries came from.
+    pub path: PathBuf,
+    /// Trusted lines, in file order.
+    pub entries: Vec<AuthorizedKey>,
+    /// One per skipped line, in file order, for the caller to log.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl AuthorizedKeys {
+    /// Reads and parses the file at `path`.
+    ///
+    /// # Errors
+    /// The error of reading the file. A missing file is an error of kind
+    /// [`io::ErrorKind::NotFound`], so that the caller can tell it apart (and then
+    /// deny everyone) from an empty file.
+    pub fn load(path: &Path) -> io::Result<Self> {
+        let bytes = std::fs::read(path)?;
+        Ok(Self::parse(&bytes, path))
+    }
+
+    /// Parses the contents of an authorized_keys file; `path` names it in diagnostics.
+    /// Never fails: each line that cannot be trusted becomes a warning.
+    pub fn parse(bytes: &[u8], path: &Path) -> Self {
+        let mut keys = Self {
+            path: path.to_owned(),
+            ..Self::default()
+        };
+        for (number, line) in numbered_lines(bytes) {
+            let mut warn = |message: String| {
+                keys.warnings.push(Diagnostic {
+                    path: path.to_owned(),
+                    line: number,
+                    message,
+                });
+            };
+            let text = match line_text(line) {
+                LineText::Skip => continue,
+                LineText::NotUtf8 => {
+                    warn("malformed line skipped: not valid UTF-8".to_owned());
+                    continue;
+                }
+                LineText::Text(text) => text,
+            };
+            let fields = match split_key_line(text) {
+                Ok(fields) => fields,
+                Err(LineError::OtherKeyType(key_type)) => {
+                    warn(format!(
+                        "{key_type} key skipped: noise-echo only uses ssh-ed25519 keys"
+                    ));
+                    continue;
+                }
+                Err(LineError::Malformed(reason)) => {
+                    warn(format!("malformed line skipped: {reason}"));
+                    continue;
+                }
+            };
+            match parse_options(fields.options) {
+                Ok((from, expiry)) => keys.entries.push(AuthorizedKey {
+                    key: fields.key,
+                    comment: fields.comment.to_owned(),
+                    from,
+                    expiry,
+                    line: number,
+                    options: fields.options.to_owned(),
+                }),
+                Err(OptionsError::Malformed(reason)) => {
+                    warn(format!("malformed options, line skipped: {reason}"));
+                }
+                Err(OptionsError::Unsupported(names)) => {
+                    let names = names
+                        .iter()
+                        .map(|name| format!("\"{name}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    warn(format!(
+                        "key {} not trusted: noise-echo does not support the option {names} \
+                         and will not ignore a restriction it cannot enforce",
+                        fields.key.fingerprint()
+                    ));
+                }
+            }
+        }
+        keys
+    }
+
+    /// Whether some trusted line holds `key`, whatever its options.
+    pub fn contains(&self, key: &PublicKey) -> bool {
+        self.entries.iter().any(|entry| entry.key == *key)
+    }
+
+    /// Decides whether `key` may connect from `client_addr` at `now`.
+    ///
+    /// As sshd does, the lines holding the key are tried in file order and the first
+    /// whose options admit the connection wins: a line refused by its `from=` does not
+    /// hide a later line for the same key that allows it.
+    ///
+    /// # Errors
+    /// A [`Denial`]: [`Denial::NotListed`] when no trusted line holds the key,
+    /// otherwise the refusal of the first line that holds it.
+    pub fn authorize(
+        &self,
+        key: &PublicKey,
+        client_addr: IpAddr,
+        now: SystemTime,
+    ) -> Result<&AuthorizedKey, Denial> {
+        let mut first_refusal = None;
+        for entry in self.entries.iter().filter(|entry| entry.key == *key) {
+            match entry.permits(client_addr, now) {
+                Ok(()) => return Ok(entry),
+                Err(denial) => {
+                    first_refusal.get_or_insert(denial);
+                }
+            }
+        }
+        Err(first_refusal.unwrap_or(Denial::NotListed(key.fingerprint())))
+    }
+}
+
+/// A line taken out of a file by [`remove_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedLine {
+    /// Its 1-based line number in the original file.
+    pub line: usize,
+    /// Its text, without the line ending (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// Returns `original` without the lines that hold the key with `fingerprint`, and
+/// those lines. Every other byte, including comments, other key types and malformed
+/// lines, is kept as it was.
+///
+/// A line "holds" the key when it has `ssh-ed25519 BASE64` for it anywhere outside a
+/// `#` comment line, even if its options are broken or unsupported: the user asking to
+/// remove a key means every line naming it.
+pub fn remove_key(original: &[u8], fingerprint: &Fingerprint) -> (Vec<u8>, Vec<RemovedLine>) {
+    let mut kept = Vec::with_capacity(original.len());
+    let mut removed = Vec::new();
+    for (index, chunk) in original.split_inclusive(|&b| b == b'\n').enumerate() {
+        let content = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+        if line_holds_key(content, fingerprint) {
+            let text = String::from_utf8_lossy(content);
+            removed.push(RemovedLine {
+                line: index + 1,
+                text: text.strip_suffix('\r').unwrap_or(&text).to_owned(),
+            });
+        } else {
+            kept.extend_from_slice(chunk);
+        }
+    }
+    (kept, removed)
+}
+
+fn line_holds_key(line: &[u8], fingerprint: &Fingerprint) -> bool {
+    let LineText::Text(text) = line_text(line) else {
+        return false;
+    };
+    let fields: Vec<&str> = text.split(is_field_separator).collect();
+    fields.windows(2).any(|pair| {
+        pair[0] == SSH_ED25519
+            && PublicKey::from_openssh_fields(pair[0], pair[1])
+                .is_ok_and(|key| key.fingerprint() == *fingerprint)
+    })
+}
+
+/// Returns `original` with `line` appended as a new last line. A missing final
+/// newline is added first, so the new line never joins the old last one.
+///
+/// Line breaks inside `line` are replaced by spaces: a comment copied from elsewhere
+/// must not be able to smuggle a second key line into the file.
+pub fn append_line(original: &[u8], line: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(original.len() + line.len() + 2);
+    out.extend_from_slice(original);
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out.extend(
+        line.bytes()
+            .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
+    out.push(b'\n');
+    out
+}
+
+/// Returns `original` with `key` appended as a plain `ssh-ed25519 BASE64 comment`
+/// line (see [`append_line`]).
+pub fn append_key(original: &[u8], key: &PublicKey, comment: &str) -> Vec<u8> {
+    append_line(original, &key.to_openssh_line(comment.trim()))
+}
+
+// ---- line handling shared with known_hosts ----
+
+/// The lines of a file, numbered from 1. A final newline does not start a line.
+pub(crate) fn numbered_lines(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    bytes
+        .split_inclusive(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\n").unwrap_or(line))
+        .enumerate()
+        .map(|(index, line)| (index + 1, line))
+}
+
+/// What a raw line holds, before its fields are looked at.
+pub(crate) enum LineText<'a> {
+    /// Blank or a `#` comment.
+    Skip,
+    /// Something other than a comment that is not UTF-8.
+    NotUtf8,
+    /// The line without surrounding blanks or a trailing `\r`.
+    Text(&'a str),
+}
+
+pub(crate) fn is_field_separator(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+/// Classifies a line. Comments are recognised before UTF-8 is checked, because a
+/// Latin-1 comment is harmless and sshd ignores it too.
+pub(crate) fn line_text(line: &[u8]) -> LineText<'_> {
+    let is_blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\r');
+    let start = line.iter().position(|b| !is_blank(b)).unwrap_or(line.len());
+    let end = line
+        .iter()
+        .rposition(|b| !is_blank(b))
+        .map_or(start, |i| i + 1);
+    let line = &line[start..end.max(start)];
+    if line.is_empty() || line[0] == b'#' {
+        return LineText::Skip;
+    }
+    match std::str::from_utf8(line) {
+        Ok(text) => LineText::Text(text),
+        Err(_) => LineText::NotUtf8,
+    }
+}
+
+/// Splits off the first space- or tab-separated field; the rest has its leading
+/// separators removed.
+pub(crate) fn split_field(text: &str) -> (&str, &str) {
+    match text.find(is_field_separator) {
+        Some(end) => (
+            &text[..end],
+            text[end..].trim_start_matches(is_field_separator),
+        ),
+        None => (text, ""),
+    }
+}
+
+/// Whether `name` is a key type OpenSSH knows, so that a line of that type is
+/// recognised (and skipped as unsupported) rather than called malformed.
+pub(crate) fn is_known_key_type(name: &str) -> bool {
+    const TYPES: &[&str] = &[
+        SSH_ED25519,
+        "ssh-rsa",
+        "rsa-sha2-256",
+        "rsa-sha2-512",
+        "ssh-dss",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+        "sk-ssh-ed25519@openssh.com",
+        "ssh-xmss@openssh.com",
+    ];
+    TYPES.contains(&name) || name.ends_with("-cert-v01@openssh.com")
+}
+
+/// Why a line yields no key.
+enum LineError {
+    /// A key of another algorithm, which noise-echo does not use.
+    OtherKeyType(String),
+    /// Not a key line.
+    Malformed(String),
+}
+
+/// The fields of an ssh-ed25519 authorized_keys line.
+struct KeyLine<'a> {
+    options: &'a str,
+    key: PublicKey,
+    comment: &'a str,
+}
+
+/// Splits `[options] keytype base64 [comment]` as sshd does: if the first field is
+/// not a key type, it is the options field, which ends at the first blank outside
+/// double quotes.
+fn split_key_line(text: &str) -> Result<KeyLine<'_>, LineError> {
+    let (first, rest) = split_field(text);
+    let (options, key_type, rest) = if is_known_key_type(first) {
+        ("", first, rest)
+    } else {
+        let (options, rest) = split_options_field(text).map_err(LineError::Malformed)?;
+        let (key_type, rest) = split_field(rest);
+        if !is_known_key_type(key_type) {
+            return Err(LineError::Malformed(
+                "no known key type found (expected '[options] ssh-ed25519 BASE64 [comment]')"
+                    .to_owned(),
+            ));
+        }
+        (options, key_type, rest)
+    };
+    if key_type != SSH_ED25519 {
+        return Err(LineError::OtherKeyType(key_type.to_owned()));
+    }
+    let (blob, comment) = split_field(rest);
+    if blob.is_empty() {
+        return Err(LineError::Malformed("the key data is missing".to_owned()));
+    }
+    let key = PublicKey::from_openssh_fields(key_type, blob)
+        .map_err(|error| LineError::Malformed(error.to_string()))?;
+    Ok(KeyLine {
+        options,
+        key,
+        comment: comment.trim_end(),
+    })
+}
+
+/// Splits off the options field as sshd's `sshkey_advance_past_options`: blanks end
+/// it only outside double quotes, and `\"` does not toggle quoting.
+fn split_options_field(text: &str) -> Result<(&str, &str), String> {
+    let bytes = text.as_bytes();
+    let mut quoted = false;
+    let mut index = 0;
+    while index < bytes.len() && (quoted || !matches!(bytes[index], b' ' | b'\t')) {
+        if bytes[index] == b'\\' && bytes.get(index + 1) == Some(&b'"') {
+            index += 1;
+        } else if bytes[index] == b'"' {
+            quoted = !quoted;
+        }
+        index += 1;
+    }
+    if quoted {
+        return Err("unterminated quote in the options".to_owned());
+    }
+    // Only ASCII bytes were compared, so `index` is on a character boundary.
+    Ok((
+        &text[..index],
+        text[index..].trim_start_matches(is_field_separator),
+    ))
+}
+
+/// Why an options field cannot be trusted.
+enum OptionsError {
+    /// Not valid option syntax.
+    Malformed(String),
+    /// Options noise-echo cannot honour, by name as written.
+    Unsupported(Vec<String>),
+}
+
+/// One `name` or `name=value` option.
+struct RawOption {
+    name: String,
+    /// The value, unquoted; `None` for a flag.
+    value: Option<String>,
+    /// Whether the value was in double quotes (sshd requires it for values).
+    quoted: bool,
+}
+
+/// Splits an options field into options, as sshd's `sshauthopt_parse` walks it:
+/// comma-separated `name` or `name="value"`, where the only escape in a value is `\"`.
+fn split_options(text: &str) -> Result<Vec<RawOption>, String> {
+    let mut options = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let mut name = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c == ',' {
+                break;
+            }
+            if c == '"' {
+                return Err(format!("unexpected quote in option name \"{name}\""));
+            }
+            name.push(c);
+            chars.next();
+        }
+        if name.is_empty() {
+            return Err("empty option".to_owned());
+        }
+        let (mut value, mut quoted) = (None, false);
+        if chars.next_if_eq(&'=').is_some() {
+            let mut text = String::new();
+            if chars.next_if_eq(&'"').is_some() {
+                quoted = true;
+                loop {
+                    match chars.next() {
+                        None => return Err(format!("missing end quote in option \"{name}\"")),
+                        Some('"') => break,
+                        Some('\\') if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            text.push('"');
+                        }
+                        Some(c) => text.push(c),
+                    }
+                }
+            } else {
+                while let Some(c) = chars.next_if(|&c| c != ',') {
+                    text.push(c);
+                }
+            }
+            value = Some(text);
+        }
+        options.push(RawOption {
+            name,
+            value,
+            quoted,
+        });
+        match chars.next() {
+            None => return Ok(options),
+            Some(',') if chars.peek().is_none() => {
+                return Err("unexpected end of options after ','".to_owned());
+            }
+            Some(',') => {}
+            Some(c) => return Err(format!("unexpected '{c}' after an option value")),
+        }
+    }
+}
+
+/// Interprets an options field: the `from=` list and the earliest `expiry-time=`.
+fn parse_options(text: &str) -> Result<(Option<AddressPatterns>, Option<Expiry>), OptionsError> {
+    if text.is_empty() {
+        return Ok((None, None));
+    }
+    let options = split_options(text).map_err(OptionsError::Malformed)?;
+    let unsupported: Vec<String> = options
+        .iter()
+        .filter(|option| {
+            !option.name.eq_ignore_ascii_case("from")
+                && !option.name.eq_ignore_ascii_case("expiry-time")
+        })
+        .map(|option| option.name.clone())
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(OptionsError::Unsupported(unsupported));
+    }
+    let (mut from, mut expiry) = (None, None::<Expiry>);
+    for option in options {
+        let value = match (&option.value, option.quoted) {
+            (Some(value), true) => value,
+            (Some(_), false) => {
+                return Err(OptionsError::Malformed(format!(
+                    "the value of \"{}\" must be in double quotes",
+                    option.name
+                )))
+            }
+            (None, _) => {
+                return Err(OptionsError::Malformed(format!(
+                    "option \"{}\" needs a value",
+                    option.name
+                )))
+            }
+        };
+        if option.name.eq_ignore_ascii_case("from") {
+            if from.is_some() {
+                return Err(OptionsError::Malformed(
+                    "more than one \"from\" option".to_owned(),
+                ));
+            }
+            let patterns = AddressPatterns::parse(value)
+                .map_err(|error| OptionsError::Malformed(format!("from: {error}")))?;
+            from = Some(patterns);
+        } else {
+            let parsed = Expiry::parse(value).map_err(OptionsError::Malformed)?;
+            // sshd keeps the earliest of several expiry-time options.
+            expiry = Some(expiry.map_or(parsed, |earlier| earlier.min(parsed)));
+        }
+    }
+    Ok((from, expiry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use proptest::prelude::*;
+
+    fn key(seed: u8) -> PublicKey {
+        Identity::from_seed(&[seed; 32], "").public_key()
+    }
+
+    fn line(seed: u8, comment: &str) -> String {
+        key(seed).to_openssh_line(comment)
+    }
+
+    fn parse(text: &str) -> AuthorizedKeys {
+        AuthorizedKeys::parse(text.as_bytes(), Path::new("/etc/ak"))
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn at(date: &str) -> SystemTime {
+        Expiry::parse(date).unwrap().to_system_time()
+    }
+
+    const RSA_LINE: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7 rsa@host";
+
+    #[test]
+    fn blank_comment_and_plain_lines() {
+        let text = format!(
+            "# header\n\n   \n\t# indented comment\n{}\n  {}  \r\n",
+            line(1, "alice@laptop"),
+            line(2, "")
+        );
+        let keys = parse(&text);
+        assert!(keys.warnings.is_empty(), "{:?}", keys.warnings);
+        assert_eq!(keys.entries.len(), 2);
+        assert_eq!(keys.entries[0].key, key(1));
+        assert_eq!(keys.entries[0].comment, "alice@laptop");
+        assert_eq!(keys.entries[0].line, 5);
+        assert_eq!(keys.entries[1].comment, "");
+        assert_eq!(keys.entries[1].line, 6);
+        assert!(keys.contains(&key(1)) && !keys.contains(&key(3)));
+    }
+
+    #[test]
+    fn malformed_lines_are_reported_with_path_and_line_and_neighbours_load() {
+        let truncated = &line(2, "")[..40];
+        let text = format!(
+            "{}\nssh-ed25519\n{truncated}\nnot a key line\nssh-ed25519 !!!! c\n{}\n",
+            line(1, "first"),
+            line(3, "last")
+        );
+        let keys = parse(&text);
+        assert_eq!(
+            keys.entries.iter().map(|e| e.line).collect::<Vec<_>>(),
+            [1, 6]
+        );
+        let lines: Vec<usize> = keys.warnings.iter().map(|w| w.line).collect();
+        assert_eq!(lines, [2, 3, 4, 5]);
+        for warning in &keys.warnings {
+            let shown = warning.to_string();
+            assert!(
+                shown.starts_with(&format!("/etc/ak:{}: malformed", warning.line)),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_key_types_are_skipped_with_a_warning() {
+        let text = format!(
+            "{RSA_LINE}\necdsa-sha2-nistp256 AAAAE2VjZHNh x\nsk-ssh-ed25519@openssh.com AAAA x\n\
+             ssh-ed25519-cert-v01@openssh.com AAAA x\nno-pty ssh-dss AAAA x\n{}\n",
+            line(1, "ok")
+        );
+        let keys = parse(&text);
+        assert_eq!(keys.entries.len(), 1);
+        assert_eq!(keys.warnings.len(), 5);
+        assert!(keys.warnings[0].message.contains("ssh-rsa key skipped"));
+        assert!(keys.warnings[4].message.contains("ssh-dss"));
+    }
+
+    #[test]
+    fn unsupported_options_make_the_line_untrusted() {
+        for (options, name) in [
+            ("command=\"/bin/true\"", "command"),
+            ("no-pty", "no-pty"),
+            ("restrict", "restrict"),
+            ("cert-authority", "cert-authority"),
+            ("principals=\"alice\"", "principals"),
+            ("permitopen=\"host:80\"", "permitopen"),
+            (
+                "from=\"10.0.0.0/8\",no-port-forwarding",
+                "no-port-forwarding",
+            ),
+            ("Command=\"x\"", "Command"),
+        ] {
+            let keys = parse(&format!("{options} {}\n", line(1, "")));
+            assert!(keys.entries.is_empty(), "{options}");
+            assert_eq!(keys.warnings.len(), 1);
+            let message = &keys.warnings[0].message;
+            assert!(message.contains("does not support the option"), "{message}");
+            assert!(message.contains(&format!("\"{name}\"")), "{message}");
+        }
+    }
+
+    #[test]
+    fn option_names_are_case_insensitive_and_quoted_values_may_hold_commas_and_spaces() {
+        let text = format!(
+            "FROM=\"10.0.0.0/8,192.168.1.*\",Expiry-Time=\"20991231Z\" {} c\n",
+            line(1, "")
+        );
+        let keys = parse(&text);
+        assert!(keys.warnings.is_empty(), "{:?}", keys.warnings);
+        let entry = &keys.entries[0];
+        assert_eq!(
+            entry.from.as_ref().unwrap().as_str(),
+            "10.0.0.0/8,192.168.1.*"
+        );
+        assert_eq!(entry.expiry.unwrap().to_string(), "2099-12-31 00:00:00 UTC");
+        assert_eq!(entry.comment, "c");
+        assert_eq!(
+            entry.options,
+            "FROM=\"10.0.0.0/8,192.168.1.*\",Expiry-Time=\"20991231Z\""
+        );
+        assert_eq!(entry.to_line(), text.trim_end());
+        // Spaces and escaped quotes inside quotes stay inside the option (sshd keeps
+        // the text; this pattern then matches nothing, but the line parses).
+        let keys = parse(&format!("from=\"a b,\\\"c\\\"\" {}\n", line(2, "x y")));
+        assert!(keys.warnings.is_empty(), "{:?}", keys.warnings);
+        assert_eq!(keys.entries[0].from.as_ref().unwrap().as_str(), "a b,\"c\"");
+        assert_eq!(keys.entries[0].comment, "x y");
+    }
+
+    #[test]
+    fn bad_option_syntax_is_malformed() {
+        for options in [
+            "from=\"10.0.0.1",
+            "from=10.0.0.1",
+            "from",
+            "from=\"10.0.0.1\",",
+            "from=\"10.0.0.1\"x",
+            ",from=\"10.0.0.1\"",
+            "from=\"10.0.0.1\",from=\"10.0.0.2\"",
+            "from=\"10.1.2.3/8\"",
+            "from=\"\"",
+            "expiry-time=\"2026\"",
+            "expiry-time=\"20260230\"",
+            "expiry-time=\"202601011260\"",
+            "expiry-time=20260101",
+        ] {
+            let keys = parse(&format!("{options} {}\n{}\n", line(1, ""), line(2, "")));
+            assert_eq!(keys.entries.len(), 1, "{options}");
+            assert_eq!(keys.entries[0].key, key(2));
+            assert_eq!(keys.warnings.len(), 1, "{options}");
+            assert_eq!(keys.warnings[0].line, 1);
+            assert!(
+                keys.warnings[0].message.contains("malformed"),
+                "{options}: {:?}",
+                keys.warnings
+            );
+        }
+    }
+
+    #[test]
+    fn from_restricts_client_addresses() {
+        let keys = parse(&format!(
+            "from=\"10.0.0.0/8,!10.66.0.0/16,192.168.?.1,2001:db8::/32\" {}\n",
+            line(1, "")
+        ));
+        let now = SystemTime::now();
+        for allowed in ["10.1.2.3", "192.168.7.1", "2001:db8::42", "::ffff:10.0.0.1"] {
+            assert!(
+                keys.authorize(&key(1), ip(allowed), now).is_ok(),
+                "{allowed}"
+            );
+        }
+        for refused in [
+            "10.66.1.1",
+            "192.168.17.1",
+            "11.0.0.1",
+            "2001:db9::1",
+            "::1",
+        ] {
+            let denial = keys.authorize(&key(1), ip(refused), now).unwrap_err();
+            assert_eq!(
+                denial.to_string(),
+                format!("key {} is not allowed from {refused}", key(1).fingerprint())
+            );
+        }
+        let denial = keys.authorize(&key(2), ip("10.0.0.1"), now).unwrap_err();
+        assert_eq!(
+            denial.to_string(),
+            format!("key {} is not in authorized_keys", key(2).fingerprint())
+        );
+    }
+
+    #[test]
+    fn expiry_refuses_after_the_instant_and_reads_utc() {
+        let keys = parse(&format!(
+            "expiry-time=\"202601020000\" {}\nexpiry-time=\"20260102000000Z\",expiry-time=\"20270101UTC\" {}\n",
+            line(1, ""),
+            line(2, "")
+        ));
+        assert!(keys.warnings.is_empty(), "{:?}", keys.warnings);
+        let addr = ip("127.0.0.1");
+        assert!(keys.authorize(&key(1), addr, at("20260101235959Z")).is_ok());
+        // Still good during the expiry second, as in sshd.
+        assert!(keys.authorize(&key(1), addr, at("20260102000000Z")).is_ok());
+        let denial = keys
+            .authorize(&key(1), addr, at("20260102000001Z"))
+            .unwrap_err();
+        assert_eq!(
+            denial.to_string(),
+            format!(
+                "key {} expired on 2026-01-02 00:00:00 UTC",
+                key(1).fingerprint()
+            )
+        );
+        // Several expiry-time options: the earliest counts.
+        assert!(keys.authorize(&key(2), addr, at("20260103Z")).is_err());
+        assert!(keys
+            .authorize(&key(1), addr, SystemTime::UNIX_EPOCH)
+            .is_ok());
+    }
+
+    #[test]
+    fn expiry_parsing_and_display() {
+        assert_eq!(Expiry::parse("19700102").unwrap().unix_seconds(), 86_400);
+        assert_eq!(
+            Expiry::parse("20000229123456z").unwrap().to_string(),
+            "2000-02-29 12:34:56 UTC"
+        );
+        assert_eq!(
+            Expiry::parse("20240229").unwrap().unix_seconds(),
+            1_709_164_800
+        );
+        for bad in [
+            "",
+            "Z",
+            "2026",
+            "2026010",
+            "20260101T1200",
+            "19690101",
+            "a\u{20ac}b",
+            "2026010\u{20ac}",
+            "\u{20ac}UTC",
+            "UTC",
+            "20260101utc\u{20ac}",
+            "19700101",
+            "20230229",
+            "20261301",
+            "20260100",
+            "20260101240000",
+            "202601012360",
+            "2026-1-01",
+            "+2026010",
+        ] {
+            assert!(Expiry::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn first_line_whose_options_allow_the_connection_wins() {
+        let text = format!(
+            "from=\"10.0.0.0/8\" {} office\nexpiry-time=\"20200101Z\" {} old\n{} anywhere\n",
+            line(1, ""),
+            line(1, ""),
+            line(1, "")
+        );
+        let keys = parse(&text);
+        let now = at("20260101Z");
+        assert_eq!(
+            keys.authorize(&key(1), ip("10.1.1.1"), now).unwrap().line,
+            1
+        );
+        // Refused by line 1's from= and line 2's expiry, admitted by line 3.
+        let entry = keys.authorize(&key(1), ip("8.8.8.8"), now).unwrap();
+        assert_eq!((entry.line, entry.comment.as_str()), (3, "anywhere"));
+        // Without line 3, the first refusal is what the client hears.
+        let keys = parse(text.lines().take(2).collect::<Vec<_>>().join("\n").as_str());
+        let denial = keys.authorize(&key(1), ip("8.8.8.8"), now).unwrap_err();
+        assert!(matches!(denial, Denial::NotFromHere { .. }), "{denial}");
+    }
+
+    #[test]
+    fn invalid_utf8_lines_are_malformed_and_the_rest_loads() {
+        let mut bytes = format!("{}\n", line(1, "a")).into_bytes();
+        bytes.extend_from_slice(b"ssh-ed25519 \xff\xfe bad\n# caf\xe9 comment\n");
+        bytes.extend_from_slice(format!("{}\n", line(2, "b")).as_bytes());
+        let keys = AuthorizedKeys::parse(&bytes, Path::new("ak"));
+        assert_eq!(keys.entries.len(), 2);
+        assert_eq!(keys.warnings.len(), 1);
+        assert_eq!(
+            keys.warnings[0].to_string(),
+            "ak:2: malformed line skipped: not valid UTF-8"
+        );
+    }
+
+    #[test]
+    fn load_reports_a_missing_file_as_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authorized_keys");
+        let error = AuthorizedKeys::load(&path).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
+        std::fs::write(&path, format!("{}\n", line(1, "x"))).unwrap();
+        let keys = AuthorizedKeys::load(&path).unwrap();
+        assert_eq!(keys.entries.len(), 1);
+        assert_eq!(keys.path, path);
+    }
+
+    #[test]
+    fn remove_key_takes_every_line_of_the_key_and_keeps_all_other_bytes() {
+        let target = key(1);
+        let mut original = Vec::new();
+        original.extend_from_slice(b"# keys\r\n");
+        original.extend_from_slice(format!("{}\n", line(1, "one")).as_bytes());
+        original.extend_from_slice(format!("{RSA_LINE}\n").as_bytes());
+        original.extend_from_slice(b"garbage \xff line\n");
+        original.extend_from_slice(format!("command=\"x\" {}\r\n", line(1, "two")).as_bytes());
+        original.extend_from_slice(format!("# {}\n", line(1, "commented out")).as_bytes());
+        original.extend_from_slice(format!("  {}  \n", line(2, "other")).as_bytes());
+        original.extend_from_slice(format!("from=\"x {}", line(1, "three")).as_bytes());
+        let (kept, removed) = remove_key(&original, &target.fingerprint());
+        assert_eq!(
+            removed.iter().map(|r| r.line).collect::<Vec<_>>(),
+            [2, 5, 8]
+        );
+        assert_eq!(removed[1].text, format!("command=\"x\" {}", line(1, "two")));
+        let mut expected = Vec::new();
+        expected.extend_from_slice(b"# keys\r\n");
+        expected.extend_from_slice(format!("{RSA_LINE}\n").as_bytes());
+        expected.extend_from_slice(b"garbage \xff line\n");
+        expected.extend_from_slice(format!("# {}\n", line(1, "commented out")).as_bytes());
+        expected.extend_from_slice(format!("  {}  \n", line(2, "other")).as_bytes());
+        assert_eq!(kept, expected);
+        let (same, none) = remove_key(&kept, &target.fingerprint());
+        assert_eq!((same, none.len()), (kept, 0));
+    }
+
+    #[test]
+    fn append_adds_a_missing_newline_and_neutralises_line_breaks() {
+        let new = line(3, "new");
+        assert_eq!(append_line(b"", &new), format!("{new}\n").into_bytes());
+        assert_eq!(
+            append_line(b"# x", &new),
+            format!("# x\n{new}\n").into_bytes()
+        );
+        assert_eq!(
+            append_line(b"# x\n", &new),
+            format!("# x\n{new}\n").into_bytes()
+        );
+        let sneaky = append_key(b"", &key(3), &format!("c\n{}", line(4, "")));
+        let keys = AuthorizedKeys::parse(&sneaky, Path::new("ak"));
+        assert_eq!(keys.entries.len(), 1);
+        assert!(!keys.contains(&key(4)));
+        let appended = append_key(b"\xff\xfe keep me", &key(3), " c ");
+        assert!(appended.starts_with(b"\xff\xfe keep me\n"));
+        let keys = AuthorizedKeys::parse(&appended, Path::new("ak"));
+        assert_eq!(
+            (keys.entries[0].line, keys.entries[0].comment.as_str()),
+            (2, "c")
+        );
+    }
+
+    fn options_strategy() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("from=\"10.0.0.0/8,!10.1.0.0/16\"".to_owned()),
+            Just("expiry-time=\"20991231235959Z\"".to_owned()),
+            Just("from=\"*.example.com, x\",EXPIRY-TIME=\"209901011200\"".to_owned()),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn expiry_parsing_never_panics_and_round_trips(text in "\\PC{0,16}", seconds in 1u64..100_000_000_000) {
+            let _ = Expiry::parse(&text);
+            let expiry = Expiry { unix_seconds: seconds };
+            let shown = expiry.to_string();
+            let compact: String = shown.chars().filter(char::is_ascii_digit).collect();
+            if seconds / 86_400 < 2_932_896 {
+                // Up to year 9999, the display parses back to the same instant.
+                prop_assert_eq!(Expiry::parse(&format!("{compact}Z")), Ok(expiry));
+            }
+        }
+
+        #[test]
+        fn parser_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let keys = AuthorizedKeys::parse(&bytes, Path::new("f"));
+            let lines = bytes.split(|&b| b == b'\n').count();
+            for warning in &keys.warnings {
+                prop_assert!(warning.line >= 1 && warning.line <= lines);
+            }
+        }
+
+        #[test]
+        fn parser_never_panics_on_key_like_lines(
+            parts in proptest::collection::vec(prop_oneof![
+                Just("ssh-ed25519".to_owned()),
+                Just("ssh-rsa".to_owned()),
+                Just(STANDARD_BLOB.to_owned()),
+                Just("from=\"".to_owned()),
+                Just("\"".to_owned()),
+                Just("\\\"".to_owned()),
+                Just(",".to_owned()),
+                Just("=".to_owned()),
+                Just(" ".to_owned()),
+                Just("\t".to_owned()),
+                Just("expiry-time=\"2026".to_owned()),
+                "\\PC{0,6}",
+            ], 0..12),
+            remove in any::<bool>(),
+        ) {
+            let text = parts.concat();
+            let keys = AuthorizedKeys::parse(text.as_bytes(), Path::new("f"));
+            prop_assert!(keys.entries.len() + keys.warnings.len() <= 1);
+            if remove {
+                let (kept, removed) = remove_key(text.as_bytes(), &key(9).fingerprint());
+                // One line: either kept byte for byte or removed whole.
+                if removed.is_empty() {
+                    prop_assert_eq!(kept, text.as_bytes());
+                } else {
+                    prop_assert!(kept.is_empty());
+                }
+            }
+            let _ = keys.authorize(&key(9), ip("10.0.0.1"), SystemTime::now());
+        }
+
+        #[test]
+        fn rendered_entries_parse_back(
+            specs in proptest::collection::vec(
+                (any::<[u8; 32]>(), "[A-Za-z0-9@._-]([A-Za-z0-9@._ -]{0,20}[A-Za-z0-9@._-])?|", options_strategy()),
+                0..8,
+            ),
+        ) {
+            let mut file = Vec::new();
+            for (seed, comment, options) in &specs {
+                let key_line = Identity::from_seed(seed, "").public_key().to_openssh_line(comment);
+                let text = if options.is_empty() { key_line } else { format!("{options} {key_line}") };
+                file = append_line(&file, &text);
+            }
+            let keys = AuthorizedKeys::parse(&file, Path::new("f"));
+            prop_assert!(keys.warnings.is_empty(), "{:?}", keys.warnings);
+            prop_assert_eq!(keys.entries.len(), specs.len());
+            for ((index, entry), (seed, comment, options)) in keys.entries.iter().enumerate().zip(&specs) {
+                prop_assert_eq!(entry.key, Identity::from_seed(seed, "").public_key());
+                prop_assert_eq!(&entry.comment, comment);
+                prop_assert_eq!(&entry.options, options);
+                prop_assert_eq!(entry.line, index + 1);
+                let rendered = append_line(b"", &entry.to_line());
+                let reparsed = AuthorizedKeys::parse(&rendered, Path::new("f"));
+                prop_assert_eq!(reparsed.entries[0].to_line(), entry.to_line());
+            }
+            // Removing one key leaves exactly the other entries.
+            if let Some((seed, _, _)) = specs.first() {
+                let gone = Identity::from_seed(seed, "").public_key();
+                let (kept, _) = remove_key(&file, &gone.fingerprint());
+                let rest = AuthorizedKeys::parse(&kept, Path::new("f"));
+                let expected: Vec<PublicKey> = keys.entries.iter().map(|e| e.key).filter(|k| *k != gone).collect();
+                prop_assert_eq!(rest.entries.iter().map(|e| e.key).collect::<Vec<_>>(), expected);
+            }
+        }
+    }
+
+    /// A valid ssh-ed25519 blob for the fuzz vocabulary.
+    const STANDARD_BLOB: &str =
+        "AAAAC3NzaC1lZDI1NTE5AAAAIE7+/RD7emPsQtVteJIEtL5HVfNDYJwexH8enuFSlIih";
+}
