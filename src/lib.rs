@@ -8,12 +8,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod authorized_keys;
 pub mod cli;
 pub mod fsutil;
 pub mod identity;
 pub mod keyfile;
-pub mod paths;
-pub mod authorized_keys;
-pub mod identity;
 pub mod known_hosts;
+pub mod paths;
 pub mod pattern;
