@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod authorize;
 mod fingerprint;
 mod keygen;
 
@@ -70,6 +71,8 @@ enum Command {
     Keygen(keygen::Args),
     /// Print the SHA256 fingerprint of each key in a key, authorized_keys or known_hosts file.
     Fingerprint(fingerprint::Args),
+    /// Add keys to the server's authorized_keys, list them, or remove one.
+    Authorize(authorize::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -90,6 +93,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen(args) => keygen::run(args),
         Command::Fingerprint(args) => fingerprint::run(args),
+        Command::Authorize(args) => authorize::run(args),
     };
     match result {
         Ok(()) => ExitStatus::Success.into(),
