@@ -173,9 +173,10 @@ impl PublicKey {
         let blob = rest_fields.next().filter(|field| !field.is_empty());
         let comment = rest_fields.next().unwrap_or("").trim();
         match (algorithm, blob) {
-            (Some(algorithm), Some(blob)) => {
-                Ok((Self::from_openssh_fields(algorithm, blob)?, comment.to_owned()))
-            }
+            (Some(algorithm), Some(blob)) => Ok((
+                Self::from_openssh_fields(algorithm, blob)?,
+                comment.to_owned(),
+            )),
             (Some(algorithm), None) if algorithm != SSH_ED25519 => {
                 Err(PublicKeyError::UnsupportedType(algorithm.to_owned()))
             }
@@ -403,7 +404,10 @@ mod tests {
     fn small_order_points_are_refused() {
         for point in EIGHT_TORSION {
             let bytes = point.compress().to_bytes();
-            assert_eq!(PublicKey::from_bytes(&bytes), Err(PublicKeyError::InvalidPoint));
+            assert_eq!(
+                PublicKey::from_bytes(&bytes),
+                Err(PublicKeyError::InvalidPoint)
+            );
         }
     }
 
@@ -413,7 +417,10 @@ mod tests {
         let mut y_is_p = [0xff_u8; 32];
         y_is_p[0] = 0xed;
         y_is_p[31] = 0x7f;
-        assert_eq!(PublicKey::from_bytes(&y_is_p), Err(PublicKeyError::InvalidPoint));
+        assert_eq!(
+            PublicKey::from_bytes(&y_is_p),
+            Err(PublicKeyError::InvalidPoint)
+        );
         let mut y_is_p_plus_one = y_is_p;
         y_is_p_plus_one[0] = 0xee;
         assert_eq!(
@@ -433,21 +440,33 @@ mod tests {
 
     #[test]
     fn wrong_lengths_are_refused() {
-        assert_eq!(PublicKey::from_bytes(&[0; 31]), Err(PublicKeyError::WrongLength(31)));
-        assert_eq!(PublicKey::from_bytes(&[0; 33]), Err(PublicKeyError::WrongLength(33)));
+        assert_eq!(
+            PublicKey::from_bytes(&[0; 31]),
+            Err(PublicKeyError::WrongLength(31))
+        );
+        assert_eq!(
+            PublicKey::from_bytes(&[0; 33]),
+            Err(PublicKeyError::WrongLength(33))
+        );
     }
 
     #[test]
     fn openssh_line_round_trips_and_fingerprint_is_sha256_of_blob() {
         let identity = Identity::from_seed(&hex(RFC8032_SEED), "alice@example");
         let line = identity.public_key().to_openssh_line(identity.comment());
-        assert!(line.starts_with("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI"), "{line}");
+        assert!(
+            line.starts_with("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI"),
+            "{line}"
+        );
         assert!(line.ends_with(" alice@example"));
         let (key, comment) = PublicKey::parse_openssh_line(&line).unwrap();
         assert_eq!(key, identity.public_key());
         assert_eq!(comment, "alice@example");
         let fingerprint = key.fingerprint();
-        assert_eq!(fingerprint.as_bytes()[..], Sha256::digest(key.to_blob())[..]);
+        assert_eq!(
+            fingerprint.as_bytes()[..],
+            Sha256::digest(key.to_blob())[..]
+        );
         let text = fingerprint.to_string();
         assert!(text.starts_with("SHA256:") && !text.ends_with('='));
         assert_eq!(text.len(), 7 + 43);
@@ -491,10 +510,16 @@ mod tests {
             PublicKey::parse_openssh_line("ssh-ed25519"),
             Err(PublicKeyError::MissingField)
         );
-        assert_eq!(PublicKey::parse_openssh_line(""), Err(PublicKeyError::MissingField));
+        assert_eq!(
+            PublicKey::parse_openssh_line(""),
+            Err(PublicKeyError::MissingField)
+        );
         let mut long_blob = key.to_blob();
         long_blob.push(0);
-        assert_eq!(PublicKey::from_blob(&long_blob), Err(PublicKeyError::MalformedBlob));
+        assert_eq!(
+            PublicKey::from_blob(&long_blob),
+            Err(PublicKeyError::MalformedBlob)
+        );
     }
 
     #[test]
