@@ -42,6 +42,9 @@
 //!         tx.flush().await?;
 //!     }
 //! }
+//! // Shut down our side first. Closing a socket with unread input makes TCP send a
+//! // reset that can destroy an ERROR still in flight, so a server that stops reading
+//! // early should keep draining (with a time limit) until the client closes.
 //! tx.shutdown().await
 //! # }
 //! ```

@@ -107,6 +107,27 @@ fn next_nonce(nonce: &mut u64) -> Result<u64> {
     Ok(current)
 }
 
+impl<R> std::fmt::Debug for RecvHalf<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvHalf")
+            .field("nonce", &self.nonce)
+            .field("decoder", &self.decoder)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W> std::fmt::Debug for SendHalf<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendHalf")
+            .field("role", &self.role)
+            .field("nonce", &self.nonce)
+            .field("pending_plaintext", &self.plaintext.len())
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A reply to one request, as the client reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -210,11 +231,9 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// As [`RecvHalf::read_body`], except there is no limit.
     pub async fn read_body_chunk(&mut self) -> Result<Option<&[u8]>> {
         begin(&mut self.failed)?;
-        // Work out the range first and borrow after, so the error path is clean.
-        let range = match self.next_body_range().await {
-            Ok(range) => range,
-            Err(error) => return Err(error),
-        };
+        // Work out the range first and borrow the buffer after: returning a borrow
+        // from inside the loop that refills the buffer would not borrow-check.
+        let range = self.next_body_range().await?;
         self.failed = false;
         Ok(range.map(|(start, end)| &self.plaintext[start..end]))
     }
