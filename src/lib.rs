@@ -16,3 +16,4 @@ pub mod keyfile;
 pub mod known_hosts;
 pub mod paths;
 pub mod pattern;
+pub mod wire;

@@ -1,0 +1,222 @@
+//! The one error type of the protocol layer, grouped by who is at fault, the way
+//! rustls groups its errors: the local system ([`WireError::Io`]), the peer
+//! ([`WireError::PeerMisbehaved`]), a policy decision ([`WireError::NotAllowed`]),
+//! or noise-echo itself ([`WireError::Internal`]).
+//!
+//! No variant carries key material: at most a public-key fingerprint, sizes, record
+//! types and human-readable reasons.
+
+use std::fmt;
+use std::io;
+
+use crate::identity::Fingerprint;
+use crate::wire::record::{RecordType, Role};
+
+/// Everything that can end a handshake or a session.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// Reading from or writing to the connection failed locally (reset, broken pipe,
+    /// timeout...). An end of stream inside a frame is reported as
+    /// [`Violation::Truncated`] instead, because the peer caused it.
+    #[error("I/O error on the connection: {0}")]
+    Io(#[source] io::Error),
+    /// The peer broke wire-v1. The connection must be closed at once, with no reply.
+    #[error("the peer broke the protocol: {0}")]
+    PeerMisbehaved(#[from] Violation),
+    /// The protocol worked but a policy said no.
+    #[error("not allowed: {0}")]
+    NotAllowed(#[from] Refusal),
+    /// A mistake in noise-echo (or a caller of this module), never the peer's doing.
+    #[error("internal error (a bug in noise-echo): {0}")]
+    Internal(#[from] Bug),
+}
+
+impl From<io::Error> for WireError {
+    fn from(error: io::Error) -> Self {
+        Self::Io(error)
+    }
+}
+
+impl WireError {
+    /// The protocol violation, when the peer is at fault.
+    pub fn violation(&self) -> Option<&Violation> {
+        match self {
+            Self::PeerMisbehaved(violation) => Some(violation),
+            _ => None,
+        }
+    }
+}
+
+/// Where the stream ended early (wire-v1 section 6: "truncated").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TruncatedAt {
+    /// Before the handshake was complete.
+    Handshake,
+    /// Inside a frame: after some of its length prefix or payload.
+    Frame,
+    /// Inside a record's 5-byte header.
+    RecordHeader,
+    /// Inside a record's body.
+    RecordBody,
+}
+
+impl fmt::Display for TruncatedAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Handshake => "the handshake",
+            Self::Frame => "a frame",
+            Self::RecordHeader => "a record header",
+            Self::RecordBody => "a record body",
+        })
+    }
+}
+
+/// What is wrong with a peer's handshake payload (wire-v1 sections 3 and 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadProblem {
+    /// Not exactly 32 bytes.
+    WrongLength(usize),
+    /// Not a canonical, decodable Ed25519 point of large order.
+    InvalidPoint,
+    /// A valid Ed25519 key whose Montgomery form is not the Noise static key the
+    /// peer used: someone is presenting a key it cannot prove it holds.
+    StaticKeyMismatch,
+}
+
+impl fmt::Display for PayloadProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WrongLength(len) => write!(f, "{len} bytes instead of a 32-byte Ed25519 key"),
+            Self::InvalidPoint => f.write_str(
+                "not a valid Ed25519 public key (non-canonical, not on the curve, or of small order)",
+            ),
+            Self::StaticKeyMismatch => {
+                f.write_str("the Ed25519 key does not match the peer's Noise static key")
+            }
+        }
+    }
+}
+
+/// A way the peer broke wire-v1. Each one is fatal: close the connection, no reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// A frame length prefix of 0 (wire-v1 section 1).
+    #[error("zero-length frame")]
+    ZeroLengthFrame,
+    /// The stream ended where it must not.
+    #[error("the connection ended inside {0} (truncated)")]
+    Truncated(TruncatedAt),
+    /// A handshake message of the wrong size (wire-v1 section 2), refused before
+    /// processing it.
+    #[error("handshake message {message} is {actual} bytes; wire-v1 requires exactly {expected}")]
+    HandshakeMessageSize {
+        /// 1, 2 or 3.
+        message: u8,
+        /// What wire-v1 requires.
+        expected: usize,
+        /// What the length prefix said.
+        actual: usize,
+    },
+    /// A handshake message did not authenticate: the peer uses another prologue,
+    /// protocol name or keys, or the message was tampered with.
+    #[error("handshake message {message} failed to decrypt (different protocol or prologue, or tampering)")]
+    HandshakeDecrypt {
+        /// 2 or 3.
+        message: u8,
+    },
+    /// The handshake payload is not an acceptable Ed25519 key for the peer.
+    #[error("bad payload in handshake message {message}: {problem}")]
+    BadHandshakePayload {
+        /// 2 (server's key) or 3 (client's key).
+        message: u8,
+        /// What is wrong with it.
+        problem: PayloadProblem,
+    },
+    /// A transport message failed to decrypt or authenticate.
+    #[error("a transport message failed to decrypt")]
+    TransportDecrypt,
+    /// A transport message whose plaintext is empty (wire-v1 section 7).
+    #[error("a transport message carried an empty plaintext")]
+    EmptyTransportMessage,
+    /// A record type byte that is not valid in this direction (wire-v1 section 7).
+    #[error("record type {record_type:#04x} is not one the {sender} may send")]
+    UnknownRecordType {
+        /// The type byte received.
+        record_type: u8,
+        /// Who sent it.
+        sender: Role,
+    },
+    /// A record body over the receiver's limit (a REQUEST over the server's limit,
+    /// or a RESPONSE or ERROR larger than the client accepts).
+    #[error("{record_type} body of {len} bytes is over the limit of {limit} bytes")]
+    RecordTooLarge {
+        /// The record's type.
+        record_type: RecordType,
+        /// The length its header announced.
+        len: u32,
+        /// The receiver's limit.
+        limit: u32,
+    },
+}
+
+/// A policy refusal: the protocol ran correctly but one side does not accept the other.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The client's check (known_hosts, a fingerprint, the user) refused the server's
+    /// key. Nothing was sent after that: the server never learned who the client is.
+    #[error("the server's host key {fingerprint} was rejected: {reason}")]
+    HostKeyRejected {
+        /// The rejected key's fingerprint (public information).
+        fingerprint: Fingerprint,
+        /// The checker's reason.
+        reason: String,
+    },
+    /// The server refused the client's key: it sent an ERROR starting with
+    /// `permission denied` (wire-v1 section 6). Carries the server's full reason.
+    #[error("the server refused this client: {0}")]
+    PermissionDenied(String),
+}
+
+/// A mistake of noise-echo's own, or of code using this module; never the peer's.
+#[derive(Debug, thiserror::Error)]
+pub enum Bug {
+    /// The Noise library refused an operation that wire-v1's fixed sizes make valid.
+    #[error("the Noise library failed while {during}: {source}")]
+    Noise {
+        /// What noise-echo was doing.
+        during: &'static str,
+        /// The library's error (it never contains keys).
+        source: snow::Error,
+    },
+    /// Asked to frame 0 or more than 65535 bytes.
+    #[error("cannot frame {0} bytes: a frame holds 1 to 65535")]
+    FrameLength(usize),
+    /// Asked to send a record body longer than a u32 length can say.
+    #[error("cannot send a {0}-byte record body: the length field is 32 bits")]
+    RecordLength(usize),
+    /// Asked to send a record type this side may not send.
+    #[error("the {role} may not send {record_type} records")]
+    WrongDirection {
+        /// The type the caller wanted to send.
+        record_type: RecordType,
+        /// This side.
+        role: Role,
+    },
+    /// 2^64 - 1 transport messages in one direction: the nonce would repeat.
+    #[error("transport nonces exhausted")]
+    NonceExhausted,
+    /// A session half was used after an earlier call failed or was cancelled midway,
+    /// which leaves its cipher or stream state unknown.
+    #[error("the session was used after a fatal error or a cancelled call")]
+    UsedAfterFailure,
+}
+
+impl Bug {
+    /// Wraps a Noise library error with what we were doing.
+    pub(crate) fn noise(during: &'static str) -> impl FnOnce(snow::Error) -> WireError {
+        move |source| WireError::Internal(Bug::Noise { during, source })
+    }
+}
+
+/// Result alias for this module.
+pub type Result<T, E = WireError> = std::result::Result<T, E>;

@@ -1,0 +1,72 @@
+//! The noise-echo wire protocol, version 1 (see `docs/PROTOCOL.md`): framing, the
+//! Noise XX handshake, and the encrypted record stream. Only the protocol: accepting
+//! connections, trust files and terminals belong to the callers.
+//!
+//! Layers, bottom up:
+//! - [`frame`]: `u16` big-endian length + 1..=65535 bytes, for every Noise message;
+//! - [`handshake`]: `Noise_XX_25519_ChaChaPoly_BLAKE2s` with prologue `noise-echo/1`,
+//!   each side's Ed25519 key as payload, checked against its Noise static key;
+//! - [`session`]: transport messages carrying the record stream, in two halves;
+//! - [`record`]: `type | u32 len | body` records, decoded without buffering bodies;
+//! - [`error`]: one error type, grouped by who is at fault.
+//!
+//! A server connection:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use noise_echo::wire::*;
+//! # async fn serve(stream: tokio::net::TcpStream, local: Arc<LocalIdentity>,
+//! #     authorized: impl Fn(&noise_echo::identity::PublicKey) -> bool) -> Result<()> {
+//! let mut stream = stream;
+//! let established = respond(&mut stream, &local).await?;
+//! let allowed = authorized(established.peer());
+//! let (reader, writer) = stream.into_split();
+//! let (mut rx, mut tx) = established.into_halves(reader, writer);
+//! if !allowed {
+//!     tx.write_record(RecordType::Error, b"permission denied: unknown key").await?;
+//!     return tx.shutdown().await;
+//! }
+//! let mut body = Vec::new();
+//! while let Some(header) = rx.next_record().await? {
+//!     if header.len > DEFAULT_REQUEST_LIMIT {
+//!         tx.write_record(RecordType::Error, b"request too large").await?;
+//!         break;
+//!     }
+//!     rx.read_body(&mut body, DEFAULT_REQUEST_LIMIT).await?;
+//!     match std::str::from_utf8(&body) {
+//!         Ok(text) => tx.write_record(RecordType::Response, text.to_uppercase().as_bytes()).await?,
+//!         Err(_) => tx.write_record(RecordType::Error, b"not UTF-8").await?,
+//!     }
+//!     // Answer as soon as nothing more is already here, never waiting for EOF.
+//!     if !rx.has_buffered_input() {
+//!         tx.flush().await?;
+//!     }
+//! }
+//! // Shut down our side first. Closing a socket with unread input makes TCP send a
+//! // reset that can destroy an ERROR still in flight, so a server that stops reading
+//! // early should keep draining (with a time limit) until the client closes.
+//! tx.shutdown().await
+//! # }
+//! ```
+
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod record;
+pub mod session;
+
+pub use error::{Bug, PayloadProblem, Refusal, Result, TruncatedAt, Violation, WireError};
+pub use frame::{decode_frame, encode_frame, read_frame, write_frame, Decoded, MAX_FRAME_LEN};
+pub use handshake::{
+    initiate, initiate_checked, respond, AwaitingServerApproval, Established, LocalIdentity,
+    NOISE_PROTOCOL, PROLOGUE,
+};
+#[doc(hidden)]
+pub use handshake::{
+    initiate_with_fixed_ephemeral_for_testing_only, respond_with_fixed_ephemeral_for_testing_only,
+};
+pub use record::{
+    encode_record, RecordDecoder, RecordEvent, RecordHeader, RecordType, Role,
+    DEFAULT_REQUEST_LIMIT, MIN_RESPONSE_LIMIT,
+};
+pub use session::{RecvHalf, Reply, SendHalf, MAX_PLAINTEXT_LEN};

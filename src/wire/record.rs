@@ -1,0 +1,421 @@
+//! The record layer (wire-v1 section 5): inside each direction's decrypted byte
+//! stream, records `type: u8 | len: u32 big-endian | body: len bytes`.
+//!
+//! Records ignore transport message boundaries: one may span several messages, and
+//! one message may carry several records or parts of them. [`RecordDecoder`] is
+//! therefore a streaming state machine fed arbitrary plaintext chunks. It hands out
+//! a record's header before any of its body, and then borrowed slices of the body
+//! as they arrive, never copying a body itself: the server can compare the announced
+//! length with its limit before it buffers a byte of it.
+
+use std::fmt;
+
+use crate::wire::error::{Bug, Result, TruncatedAt, Violation};
+
+/// Length of a record header: the type byte and the u32 length.
+pub const RECORD_HEADER_LEN: usize = 5;
+
+/// The server's default limit on a REQUEST body: 1 MiB (wire-v1 section 6).
+pub const DEFAULT_REQUEST_LIMIT: u32 = 1 << 20;
+
+/// The smallest response limit a client may use: uppercasing can make a body up to
+/// three times longer (wire-v1 section 7).
+pub const MIN_RESPONSE_LIMIT: u32 = 3 * DEFAULT_REQUEST_LIMIT;
+
+/// Which end of a session: who sends a record decides which types are valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The connecting side, the Noise initiator.
+    Client,
+    /// The accepting side, the Noise responder.
+    Server,
+}
+
+impl Role {
+    /// The other end.
+    pub fn peer(self) -> Self {
+        match self {
+            Self::Client => Self::Server,
+            Self::Server => Self::Client,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Client => "client",
+            Self::Server => "server",
+        })
+    }
+}
+
+/// The record types of wire-v1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RecordType {
+    /// Client to server: bytes to uppercase.
+    Request = 1,
+    /// Server to client: the uppercase of one request's body.
+    Response = 2,
+    /// Server to client: a UTF-8 reason in place of a response.
+    Error = 3,
+}
+
+impl RecordType {
+    /// Parses a type byte sent by `sender`: only that side's types are valid.
+    ///
+    /// # Errors
+    /// [`Violation::UnknownRecordType`] for any other byte, including a valid type
+    /// sent in the wrong direction (wire-v1 section 7).
+    pub fn from_byte(byte: u8, sender: Role) -> Result<Self, Violation> {
+        match (byte, sender) {
+            (1, Role::Client) => Ok(Self::Request),
+            (2, Role::Server) => Ok(Self::Response),
+            (3, Role::Server) => Ok(Self::Error),
+            _ => Err(Violation::UnknownRecordType {
+                record_type: byte,
+                sender,
+            }),
+        }
+    }
+
+    /// The side that may send records of this type.
+    pub fn sender(self) -> Role {
+        match self {
+            Self::Request => Role::Client,
+            Self::Response | Self::Error => Role::Server,
+        }
+    }
+}
+
+impl fmt::Display for RecordType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Request => "REQUEST",
+            Self::Response => "RESPONSE",
+            Self::Error => "ERROR",
+        })
+    }
+}
+
+/// A decoded record header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// The record's type, valid for its sender.
+    pub record_type: RecordType,
+    /// The body length announced.
+    pub len: u32,
+}
+
+impl RecordHeader {
+    /// The header's 5 bytes.
+    pub fn to_bytes(self) -> [u8; RECORD_HEADER_LEN] {
+        let mut bytes = [0; RECORD_HEADER_LEN];
+        bytes[0] = self.record_type as u8;
+        bytes[1..].copy_from_slice(&self.len.to_be_bytes());
+        bytes
+    }
+}
+
+/// Appends one whole record to a plaintext buffer.
+///
+/// # Errors
+/// [`Bug::RecordLength`] when the body is longer than `u32::MAX` bytes.
+pub fn encode_record(record_type: RecordType, body: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let len = u32::try_from(body.len()).map_err(|_| Bug::RecordLength(body.len()))?;
+    out.reserve(RECORD_HEADER_LEN + body.len());
+    out.extend_from_slice(&RecordHeader { record_type, len }.to_bytes());
+    out.extend_from_slice(body);
+    Ok(())
+}
+
+/// What the decoder found in the input it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordEvent<'a> {
+    /// The input is used up in the middle of a header, or between records: feed more.
+    NeedMore,
+    /// A whole header. Its body (possibly empty) follows as [`RecordEvent::Body`].
+    Header(RecordHeader),
+    /// The next part of the current body (never empty); `last` when it completes it.
+    Body {
+        /// Body bytes, borrowed from the input.
+        chunk: &'a [u8],
+        /// Whether this chunk ends the body.
+        last: bool,
+    },
+}
+
+/// Where the decoder is in the record stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Collecting a header; `filled` of its bytes are in `header`.
+    Header {
+        header: [u8; RECORD_HEADER_LEN],
+        filled: usize,
+    },
+    /// Passing a body through; `remaining` bytes of it are still to come.
+    Body {
+        header: RecordHeader,
+        remaining: u32,
+    },
+}
+
+const AT_BOUNDARY: State = State::Header {
+    header: [0; RECORD_HEADER_LEN],
+    filled: 0,
+};
+
+/// A streaming record decoder for one direction of a session.
+///
+/// Call [`RecordDecoder::decode`] with the unread plaintext; it returns an event and
+/// how many input bytes it used. It keeps at most a partial 5-byte header; bodies
+/// are handed back as slices of the input.
+#[derive(Debug, Clone)]
+pub struct RecordDecoder {
+    /// Who sends the records being decoded.
+    sender: Role,
+    state: State,
+}
+
+impl RecordDecoder {
+    /// A decoder for records sent by `sender`, at a record boundary.
+    pub fn new(sender: Role) -> Self {
+        Self {
+            sender,
+            state: AT_BOUNDARY,
+        }
+    }
+
+    /// Decodes the next event from `input`, returning it and how many bytes of
+    /// `input` it used. `NeedMore` always uses all of `input`.
+    ///
+    /// # Errors
+    /// [`Violation::UnknownRecordType`] as soon as the type byte arrives. The decoder
+    /// must not be used after an error.
+    pub fn decode<'a>(&mut self, input: &'a [u8]) -> Result<(RecordEvent<'a>, usize), Violation> {
+        match &mut self.state {
+            State::Header { header, filled } => {
+                let take = (RECORD_HEADER_LEN - *filled).min(input.len());
+                header[*filled..*filled + take].copy_from_slice(&input[..take]);
+                // Check the type byte as soon as it arrives, so a stream of garbage is
+                // refused before we wait for the rest of its header.
+                if *filled == 0 && take > 0 {
+                    RecordType::from_byte(header[0], self.sender)?;
+                }
+                *filled += take;
+                if *filled < RECORD_HEADER_LEN {
+                    return Ok((RecordEvent::NeedMore, take));
+                }
+                let record_type = RecordType::from_byte(header[0], self.sender)?;
+                let [_, len @ ..] = *header;
+                let header = RecordHeader {
+                    record_type,
+                    len: u32::from_be_bytes(len),
+                };
+                self.state = if header.len == 0 {
+                    AT_BOUNDARY
+                } else {
+                    State::Body {
+                        header,
+                        remaining: header.len,
+                    }
+                };
+                Ok((RecordEvent::Header(header), take))
+            }
+            State::Body { remaining, .. } => {
+                if input.is_empty() {
+                    return Ok((RecordEvent::NeedMore, 0));
+                }
+                // `remaining` fits in usize on every platform tokio supports.
+                let take = usize::try_from(*remaining).map_or(input.len(), |r| r.min(input.len()));
+                // `take <= remaining`, so this cannot underflow or truncate.
+                *remaining -= take as u32;
+                let last = *remaining == 0;
+                if last {
+                    self.state = AT_BOUNDARY;
+                }
+                Ok((
+                    RecordEvent::Body {
+                        chunk: &input[..take],
+                        last,
+                    },
+                    take,
+                ))
+            }
+        }
+    }
+
+    /// Whether the stream may end here: between two records.
+    pub fn at_record_boundary(&self) -> bool {
+        self.state == AT_BOUNDARY
+    }
+
+    /// Where an end of stream now would be a truncation, if it would be.
+    pub fn truncated_at(&self) -> Option<TruncatedAt> {
+        match self.state {
+            State::Header { filled: 0, .. } => None,
+            State::Header { .. } => Some(TruncatedAt::RecordHeader),
+            State::Body { .. } => Some(TruncatedAt::RecordBody),
+        }
+    }
+
+    /// The header of the record whose body is being decoded, and how many of its
+    /// bytes are still to come; `None` between bodies.
+    pub fn body_in_progress(&self) -> Option<(RecordHeader, u32)> {
+        match self.state {
+            State::Body { header, remaining } => Some((header, remaining)),
+            State::Header { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Records = Vec<(RecordType, Vec<u8>)>;
+
+    /// Decodes `input` fed in `chunk`-byte pieces into (type, body) pairs.
+    fn decode_all(
+        sender: Role,
+        input: &[u8],
+        chunk: usize,
+    ) -> Result<(Records, RecordDecoder), Violation> {
+        let mut decoder = RecordDecoder::new(sender);
+        let mut records: Records = Vec::new();
+        for mut piece in input.chunks(chunk.max(1)) {
+            loop {
+                let (event, used) = decoder.decode(piece)?;
+                piece = &piece[used..];
+                match event {
+                    RecordEvent::NeedMore => break,
+                    RecordEvent::Header(header) => records.push((header.record_type, Vec::new())),
+                    RecordEvent::Body { chunk, .. } => {
+                        records.last_mut().unwrap().1.extend_from_slice(chunk)
+                    }
+                }
+            }
+        }
+        Ok((records, decoder))
+    }
+
+    #[test]
+    fn header_is_reported_before_any_body_byte_arrives() {
+        let mut decoder = RecordDecoder::new(Role::Client);
+        let (event, used) = decoder.decode(&[1, 0, 0x10, 0, 1]).unwrap();
+        assert_eq!(used, 5);
+        assert_eq!(
+            event,
+            RecordEvent::Header(RecordHeader {
+                record_type: RecordType::Request,
+                len: (1 << 20) + 1
+            })
+        );
+        assert_eq!(
+            decoder.truncated_at(),
+            Some(TruncatedAt::RecordBody),
+            "the body is still owed"
+        );
+    }
+
+    #[test]
+    fn empty_body_returns_to_a_boundary() {
+        let mut out = Vec::new();
+        encode_record(RecordType::Request, b"", &mut out).unwrap();
+        assert_eq!(out, [1, 0, 0, 0, 0]);
+        let (records, decoder) = decode_all(Role::Client, &out, 100).unwrap();
+        assert_eq!(records, [(RecordType::Request, vec![])]);
+        assert!(decoder.at_record_boundary());
+    }
+
+    #[test]
+    fn wrong_direction_and_unknown_types_are_refused_at_the_first_byte() {
+        for (sender, byte) in [
+            (Role::Client, 2),
+            (Role::Client, 3),
+            (Role::Server, 1),
+            (Role::Client, 0),
+            (Role::Server, 4),
+            (Role::Server, 0xff),
+        ] {
+            let mut decoder = RecordDecoder::new(sender);
+            assert_eq!(
+                decoder.decode(&[byte]),
+                Err(Violation::UnknownRecordType {
+                    record_type: byte,
+                    sender
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn truncation_points_are_named() {
+        let mut decoder = RecordDecoder::new(Role::Server);
+        assert_eq!(decoder.truncated_at(), None);
+        decoder.decode(&[2, 0]).unwrap();
+        assert_eq!(decoder.truncated_at(), Some(TruncatedAt::RecordHeader));
+        // The header needs 3 more bytes: the 'a' is left for the next call.
+        let (_, used) = decoder.decode(&[0, 0, 3, b'a']).unwrap();
+        assert_eq!(used, 3);
+        decoder.decode(b"a").unwrap();
+        assert_eq!(decoder.truncated_at(), Some(TruncatedAt::RecordBody));
+        assert_eq!(decoder.body_in_progress().unwrap().1, 2);
+        let (event, used) = decoder.decode(b"bcd").unwrap();
+        assert_eq!(used, 2);
+        assert_eq!(
+            event,
+            RecordEvent::Body {
+                chunk: b"bc",
+                last: true
+            }
+        );
+        assert!(decoder.at_record_boundary());
+    }
+
+    fn record_strategy() -> impl Strategy<Value = (RecordType, Vec<u8>)> {
+        (
+            prop_oneof![Just(RecordType::Response), Just(RecordType::Error)],
+            prop::collection::vec(any::<u8>(), 0..300),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn records_round_trip_whatever_the_chunking(
+            records in prop::collection::vec(record_strategy(), 0..10),
+            chunk in 1usize..64,
+        ) {
+            let mut stream = Vec::new();
+            for (record_type, body) in &records {
+                encode_record(*record_type, body, &mut stream).unwrap();
+            }
+            let (decoded, decoder) = decode_all(Role::Server, &stream, chunk).unwrap();
+            prop_assert_eq!(decoded, records);
+            prop_assert!(decoder.at_record_boundary());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in prop::collection::vec(any::<u8>(), 0..400),
+            chunk in 1usize..32,
+            client in any::<bool>(),
+        ) {
+            let sender = if client { Role::Client } else { Role::Server };
+            let mut decoder = RecordDecoder::new(sender);
+            for mut piece in bytes.chunks(chunk) {
+                // Every call uses at least one byte or reports NeedMore: bounded loop.
+                for _ in 0..=piece.len() {
+                    match decoder.decode(piece) {
+                        Ok((RecordEvent::NeedMore, used)) => { prop_assert_eq!(used, piece.len()); break; }
+                        Ok((_, used)) => { prop_assert!(used <= piece.len()); piece = &piece[used..]; }
+                        Err(Violation::UnknownRecordType { sender: s, .. }) => { prop_assert_eq!(s, sender); return Ok(()); }
+                        Err(other) => prop_assert!(false, "unexpected {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+}

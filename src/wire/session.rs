@@ -1,0 +1,982 @@
+//! The encrypted record stream of an established session (wire-v1 section 5), as
+//! two halves that two tasks can drive at once: a client writes pipelined requests
+//! while it reads the responses.
+//!
+//! Both halves share one `snow::StatelessTransportState` behind an `Arc`; each keeps
+//! its own direction's nonce counter, which only it advances, once per message, so a
+//! nonce is never reused. Any error is fatal: a half refuses further use after one
+//! (and after a cancelled call that may have left it midway).
+//!
+//! [`SendHalf`] appends records to a plaintext buffer and seals a full 65519-byte
+//! transport message whenever it fills, so many small pipelined records share one
+//! message and one write, and a large record is split across messages.
+//! [`flush`](SendHalf::flush) seals what is pending and writes it all in one go.
+//!
+//! [`RecvHalf`] reads frames, decrypts them, and feeds the plaintext to a
+//! [`RecordDecoder`]: [`next_record`](RecvHalf::next_record) returns a header before
+//! any of its body is buffered, so the receiver checks its limit first.
+//!
+//! Buffers grow to a transport message while data is in flight, and are released
+//! when a half goes idle, so thousands of idle sessions cost little memory.
+
+use std::sync::Arc;
+
+use snow::StatelessTransportState;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+
+use crate::wire::error::{Bug, Refusal, Result, TruncatedAt, Violation, WireError};
+use crate::wire::frame::{
+    decode_frame, frame_len_prefix, Decoded, FRAME_HEADER_LEN, MAX_FRAME_LEN,
+};
+use crate::wire::handshake::Established;
+use crate::wire::record::{RecordDecoder, RecordEvent, RecordHeader, RecordType, Role};
+
+/// The authentication tag ChaChaPoly appends to every transport message.
+pub const TAG_LEN: usize = 16;
+
+/// The largest transport plaintext: a maximal frame minus the tag.
+pub const MAX_PLAINTEXT_LEN: usize = MAX_FRAME_LEN - TAG_LEN;
+
+/// Buffers larger than this are freed when a half goes idle.
+const IDLE_BUFFER_CAPACITY: usize = 2048;
+
+/// The least a read asks for while no frame length is known: enough for a typical
+/// small request in one read, small enough to hold while idle.
+const MIN_READ: usize = 1024;
+
+/// The prefix an ERROR reason starts with when the server refuses the client's key.
+pub const PERMISSION_DENIED_PREFIX: &str = "permission denied";
+
+impl Established {
+    /// Turns the handshake into a session over separate read and write halves, such
+    /// as those of `TcpStream::into_split`.
+    pub fn into_halves<R, W>(self, reader: R, writer: W) -> (RecvHalf<R>, SendHalf<W>)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let transport = Arc::new(self.transport);
+        let recv = RecvHalf {
+            reader,
+            transport: Arc::clone(&transport),
+            nonce: 0,
+            input: Vec::new(),
+            input_start: 0,
+            plaintext: Vec::new(),
+            plaintext_start: 0,
+            decoder: RecordDecoder::new(self.role.peer()),
+            failed: false,
+        };
+        let send = SendHalf {
+            writer,
+            transport,
+            role: self.role,
+            nonce: 0,
+            plaintext: Vec::new(),
+            output: Vec::new(),
+            failed: false,
+        };
+        (recv, send)
+    }
+
+    /// Turns the handshake into a session over `stream`, split with
+    /// [`tokio::io::split`].
+    pub fn into_split<S>(self, stream: S) -> (RecvHalf<ReadHalf<S>>, SendHalf<WriteHalf<S>>)
+    where
+        S: AsyncRead + AsyncWrite,
+    {
+        let (reader, writer) = tokio::io::split(stream);
+        self.into_halves(reader, writer)
+    }
+}
+
+/// Marks a half as failed for the duration of a call: a call that returns `Ok`
+/// clears it, an error or a cancellation (the future dropped midway) leaves it set.
+fn begin(failed: &mut bool) -> Result<()> {
+    if *failed {
+        return Err(Bug::UsedAfterFailure.into());
+    }
+    *failed = true;
+    Ok(())
+}
+
+fn next_nonce(nonce: &mut u64) -> Result<u64> {
+    // snow refuses u64::MAX itself; stopping one short keeps the error ours and clear.
+    let current = *nonce;
+    *nonce = current.checked_add(1).ok_or(Bug::NonceExhausted)?;
+    Ok(current)
+}
+
+impl<R> std::fmt::Debug for RecvHalf<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvHalf")
+            .field("nonce", &self.nonce)
+            .field("decoder", &self.decoder)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W> std::fmt::Debug for SendHalf<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendHalf")
+            .field("role", &self.role)
+            .field("nonce", &self.nonce)
+            .field("pending_plaintext", &self.plaintext.len())
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A reply to one request, as the client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A RESPONSE body.
+    Response(Vec<u8>),
+    /// An ERROR reason (invalid UTF-8 replaced by U+FFFD).
+    Error(String),
+}
+
+/// The receiving half of a session: decrypts transport messages and decodes the
+/// records of the peer's direction.
+pub struct RecvHalf<R> {
+    reader: R,
+    transport: Arc<StatelessTransportState>,
+    /// The nonce of the next transport message to decrypt.
+    nonce: u64,
+    /// Raw bytes read from the stream; `input[input_start..]` are not yet decoded.
+    input: Vec<u8>,
+    input_start: usize,
+    /// The current transport message's plaintext; `plaintext[plaintext_start..]` are
+    /// not yet given to the decoder.
+    plaintext: Vec<u8>,
+    plaintext_start: usize,
+    decoder: RecordDecoder,
+    failed: bool,
+}
+
+impl<R: AsyncRead + Unpin> RecvHalf<R> {
+    /// Reads up to the next record header, skipping whatever is left of the current
+    /// record's body. Returns `None` on a clean end of stream between records.
+    ///
+    /// Cancel-safe: if the future is dropped, no record is lost.
+    ///
+    /// # Errors
+    /// [`Violation::Truncated`] when the stream ends inside a frame or a record;
+    /// [`Violation::UnknownRecordType`], [`Violation::TransportDecrypt`],
+    /// [`Violation::EmptyTransportMessage`], [`Violation::ZeroLengthFrame`];
+    /// [`WireError::Io`].
+    pub async fn next_record(&mut self) -> Result<Option<RecordHeader>> {
+        begin(&mut self.failed)?;
+        let result = self.next_record_inner().await;
+        self.failed = result.is_err();
+        result
+    }
+
+    async fn next_record_inner(&mut self) -> Result<Option<RecordHeader>> {
+        loop {
+            while self.plaintext_start < self.plaintext.len() {
+                let (event, used) = self
+                    .decoder
+                    .decode(&self.plaintext[self.plaintext_start..])?;
+                self.plaintext_start += used;
+                if let RecordEvent::Header(header) = event {
+                    return Ok(Some(header));
+                }
+            }
+            if !self.fill_plaintext().await? {
+                return match self.decoder.truncated_at() {
+                    None => Ok(None),
+                    Some(at) => Err(Violation::Truncated(at).into()),
+                };
+            }
+        }
+    }
+
+    /// Reads the rest of the current record's body into `body` (replacing its
+    /// contents), after checking it is at most `limit` bytes: nothing is buffered for
+    /// a body over the limit. Leaves `body` empty when no body is pending (after an
+    /// empty record, say).
+    ///
+    /// # Errors
+    /// [`Violation::RecordTooLarge`] when the remaining body is over `limit`, checked
+    /// before reading any of it; [`Violation::Truncated`] when the stream ends inside
+    /// it; the errors of [`RecvHalf::next_record`].
+    pub async fn read_body(&mut self, body: &mut Vec<u8>, limit: u32) -> Result<()> {
+        begin(&mut self.failed)?;
+        body.clear();
+        if let Some((header, remaining)) = self.decoder.body_in_progress() {
+            if remaining > limit {
+                return Err(Violation::RecordTooLarge {
+                    record_type: header.record_type,
+                    len: header.len,
+                    limit,
+                }
+                .into());
+            }
+            // Within the caller's limit, so reserving it all up front is safe.
+            body.reserve_exact(usize::try_from(remaining).unwrap_or(0));
+            while let Some(chunk) = self.read_body_chunk_inner().await? {
+                body.extend_from_slice(chunk);
+            }
+        }
+        self.failed = false;
+        Ok(())
+    }
+
+    /// Returns the next piece of the current record's body, as it arrives, or `None`
+    /// once it is complete. For a receiver that streams bodies instead of buffering.
+    ///
+    /// # Errors
+    /// As [`RecvHalf::read_body`], except there is no limit.
+    pub async fn read_body_chunk(&mut self) -> Result<Option<&[u8]>> {
+        begin(&mut self.failed)?;
+        // Work out the range first and borrow the buffer after: returning a borrow
+        // from inside the loop that refills the buffer would not borrow-check.
+        let range = self.next_body_range().await?;
+        self.failed = false;
+        Ok(range.map(|(start, end)| &self.plaintext[start..end]))
+    }
+
+    async fn read_body_chunk_inner(&mut self) -> Result<Option<&[u8]>> {
+        let range = self.next_body_range().await?;
+        Ok(range.map(|(start, end)| &self.plaintext[start..end]))
+    }
+
+    /// Decodes the next piece of the current body; returns where it lies in
+    /// `plaintext`.
+    async fn next_body_range(&mut self) -> Result<Option<(usize, usize)>> {
+        if self.decoder.body_in_progress().is_none() {
+            return Ok(None);
+        }
+        while self.plaintext_start == self.plaintext.len() {
+            if !self.fill_plaintext().await? {
+                return Err(Violation::Truncated(TruncatedAt::RecordBody).into());
+            }
+        }
+        let start = self.plaintext_start;
+        let (event, used) = self.decoder.decode(&self.plaintext[start..])?;
+        self.plaintext_start += used;
+        match event {
+            RecordEvent::Body { .. } => Ok(Some((start, start + used))),
+            // A body was in progress and the input is not empty: always a body chunk.
+            RecordEvent::NeedMore | RecordEvent::Header(_) => Ok(None),
+        }
+    }
+
+    /// For a client: reads the next reply, RESPONSE or ERROR, whose body may be at
+    /// most `limit` bytes (at least [`MIN_RESPONSE_LIMIT`](crate::wire::MIN_RESPONSE_LIMIT)
+    /// to accept every answer to a default-limit request). `None` on a clean end of
+    /// stream.
+    ///
+    /// # Errors
+    /// [`Refusal::PermissionDenied`] (as [`WireError::NotAllowed`]) for an ERROR whose
+    /// reason starts with `permission denied`: the server refused our key and is
+    /// closing. The errors of [`RecvHalf::next_record`] and [`RecvHalf::read_body`].
+    pub async fn read_reply(&mut self, limit: u32) -> Result<Option<Reply>> {
+        let Some(header) = self.next_record().await? else {
+            return Ok(None);
+        };
+        let mut body = Vec::new();
+        self.read_body(&mut body, limit).await?;
+        match header.record_type {
+            RecordType::Response => Ok(Some(Reply::Response(body))),
+            RecordType::Error => {
+                let reason = match String::from_utf8(body) {
+                    Ok(reason) => reason,
+                    Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
+                };
+                if reason.starts_with(PERMISSION_DENIED_PREFIX) {
+                    self.failed = true;
+                    return Err(Refusal::PermissionDenied(reason).into());
+                }
+                Ok(Some(Reply::Error(reason)))
+            }
+            RecordType::Request => {
+                self.failed = true;
+                Err(Bug::WrongDirection {
+                    record_type: RecordType::Request,
+                    role: Role::Client,
+                }
+                .into())
+            }
+        }
+    }
+
+    /// Whether data that can be processed without waiting for the network is
+    /// buffered: undecoded plaintext, or a whole transport message. A server flushes
+    /// its replies when this is false, just before it would wait for more requests.
+    pub fn has_buffered_input(&self) -> bool {
+        self.plaintext_start < self.plaintext.len()
+            || matches!(
+                decode_frame(&self.input[self.input_start..]),
+                Ok(Decoded::Frame { .. }) | Err(_)
+            )
+    }
+
+    /// Makes `plaintext` hold the next transport message's plaintext. Returns
+    /// `false` on a clean end of stream at a frame boundary.
+    async fn fill_plaintext(&mut self) -> Result<bool> {
+        loop {
+            let buffered = &self.input[self.input_start..];
+            let needed = match decode_frame(buffered)? {
+                Decoded::Frame { payload, consumed } => {
+                    decrypt(
+                        &self.transport,
+                        &mut self.nonce,
+                        payload,
+                        &mut self.plaintext,
+                    )?;
+                    self.plaintext_start = 0;
+                    self.input_start += consumed;
+                    return Ok(true);
+                }
+                Decoded::Incomplete { needed } => needed,
+            };
+            // About to wait for the network: compact, and drop big idle buffers.
+            self.input.drain(..self.input_start);
+            self.input_start = 0;
+            if self.input.is_empty() && self.input.capacity() > IDLE_BUFFER_CAPACITY {
+                self.input = Vec::new();
+            }
+            if self.plaintext.capacity() > IDLE_BUFFER_CAPACITY {
+                self.plaintext = Vec::new();
+                self.plaintext_start = 0;
+            }
+            self.input.reserve(needed.max(MIN_READ));
+            if self.reader.read_buf(&mut self.input).await? == 0 {
+                return match self.input.is_empty() {
+                    true => Ok(false),
+                    false => Err(Violation::Truncated(TruncatedAt::Frame).into()),
+                };
+            }
+        }
+    }
+}
+
+/// Decrypts one transport message into `plaintext`.
+fn decrypt(
+    transport: &StatelessTransportState,
+    nonce: &mut u64,
+    ciphertext: &[u8],
+    plaintext: &mut Vec<u8>,
+) -> Result<()> {
+    if ciphertext.len() < TAG_LEN {
+        return Err(Violation::TransportDecrypt.into());
+    }
+    plaintext.clear();
+    plaintext.resize(ciphertext.len() - TAG_LEN, 0);
+    let current = next_nonce(nonce)?;
+    transport
+        .read_message(current, ciphertext, plaintext)
+        .map_err(|error| match error {
+            snow::Error::Decrypt => Violation::TransportDecrypt.into(),
+            source => WireError::from(Bug::Noise {
+                during: "decrypting a transport message",
+                source,
+            }),
+        })?;
+    if plaintext.is_empty() {
+        return Err(Violation::EmptyTransportMessage.into());
+    }
+    Ok(())
+}
+
+/// The sending half of a session: encodes records, seals them into transport
+/// messages, and writes them in batches.
+pub struct SendHalf<W> {
+    writer: W,
+    transport: Arc<StatelessTransportState>,
+    role: Role,
+    /// The nonce of the next transport message to encrypt.
+    nonce: u64,
+    /// Record bytes not yet sealed: always shorter than a full transport message.
+    plaintext: Vec<u8>,
+    /// Sealed, framed transport messages not yet written.
+    output: Vec<u8>,
+    failed: bool,
+}
+
+impl<W: AsyncWrite + Unpin> SendHalf<W> {
+    /// Which side this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Queues one record. Transport messages are sealed and written as they fill;
+    /// the rest waits for [`flush`](Self::flush), so small records share messages.
+    ///
+    /// # Errors
+    /// [`Bug::WrongDirection`] when this side may not send `record_type`;
+    /// [`Bug::RecordLength`] for a body over `u32::MAX` bytes; [`WireError::Io`].
+    pub async fn write_record(&mut self, record_type: RecordType, body: &[u8]) -> Result<()> {
+        if record_type.sender() != self.role {
+            return Err(Bug::WrongDirection {
+                record_type,
+                role: self.role,
+            }
+            .into());
+        }
+        let len = u32::try_from(body.len()).map_err(|_| Bug::RecordLength(body.len()))?;
+        begin(&mut self.failed)?;
+        self.append(&RecordHeader { record_type, len }.to_bytes())
+            .await?;
+        self.append(body).await?;
+        self.failed = false;
+        Ok(())
+    }
+
+    /// Seals what is pending into a transport message, writes everything queued in
+    /// one write, flushes the stream, and releases large buffers.
+    ///
+    /// # Errors
+    /// [`WireError::Io`].
+    pub async fn flush(&mut self) -> Result<()> {
+        begin(&mut self.failed)?;
+        self.seal()?;
+        if !self.output.is_empty() {
+            self.writer.write_all(&self.output).await?;
+            self.output.clear();
+        }
+        self.writer.flush().await?;
+        for buffer in [&mut self.plaintext, &mut self.output] {
+            if buffer.capacity() > IDLE_BUFFER_CAPACITY {
+                *buffer = Vec::new();
+            }
+        }
+        self.failed = false;
+        Ok(())
+    }
+
+    /// Flushes, then shuts down the write direction of the stream: the client's clean
+    /// end of requests, or the server's close after its last reply.
+    ///
+    /// # Errors
+    /// [`WireError::Io`].
+    pub async fn shutdown(&mut self) -> Result<()> {
+        self.flush().await?;
+        begin(&mut self.failed)?;
+        self.writer.shutdown().await?;
+        self.failed = false;
+        Ok(())
+    }
+
+    /// Appends bytes to the record stream, sealing and writing full messages.
+    async fn append(&mut self, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            let take = (MAX_PLAINTEXT_LEN - self.plaintext.len()).min(bytes.len());
+            self.plaintext.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.plaintext.len() == MAX_PLAINTEXT_LEN {
+                self.seal()?;
+                // A full message is worth a write of its own; smaller ones wait to be
+                // batched by flush().
+                self.writer.write_all(&self.output).await?;
+                self.output.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Encrypts the pending plaintext, if any, as one framed transport message.
+    fn seal(&mut self) -> Result<()> {
+        if self.plaintext.is_empty() {
+            return Ok(());
+        }
+        let message_len = self.plaintext.len() + TAG_LEN;
+        let start = self.output.len();
+        self.output
+            .extend_from_slice(&frame_len_prefix(message_len)?);
+        self.output
+            .resize(start + FRAME_HEADER_LEN + message_len, 0);
+        let nonce = next_nonce(&mut self.nonce)?;
+        self.transport
+            .write_message(
+                nonce,
+                &self.plaintext,
+                &mut self.output[start + FRAME_HEADER_LEN..],
+            )
+            .map_err(Bug::noise("encrypting a transport message"))?;
+        self.plaintext.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::handshake::tests::handshake_pair;
+    use crate::wire::record::{encode_record, DEFAULT_REQUEST_LIMIT, MIN_RESPONSE_LIMIT};
+    use tokio::io::DuplexStream;
+
+    type Halves = (
+        RecvHalf<ReadHalf<DuplexStream>>,
+        SendHalf<WriteHalf<DuplexStream>>,
+    );
+
+    /// A client and a server session over one duplex pipe.
+    async fn session_pair() -> (Halves, Halves) {
+        let (client, client_io, server, server_io) = handshake_pair().await;
+        (client.into_split(client_io), server.into_split(server_io))
+    }
+
+    fn violation<T: std::fmt::Debug>(result: Result<T>) -> Violation {
+        match result {
+            Err(WireError::PeerMisbehaved(violation)) => violation,
+            other => panic!("expected a violation, got {other:?}"),
+        }
+    }
+
+    /// Encrypts `plaintext` as the client's next transport message, bypassing the
+    /// record layer, and writes it raw.
+    async fn send_raw_message(send: &mut SendHalf<WriteHalf<DuplexStream>>, plaintext: &[u8]) {
+        let mut message = vec![0; plaintext.len() + TAG_LEN];
+        let nonce = next_nonce(&mut send.nonce).unwrap();
+        send.transport
+            .write_message(nonce, plaintext, &mut message)
+            .unwrap();
+        let mut frame = Vec::new();
+        crate::wire::frame::encode_frame(&message, &mut frame).unwrap();
+        send.writer.write_all(&frame).await.unwrap();
+        send.writer.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn requests_and_responses_round_trip() {
+        let ((mut client_rx, mut client_tx), (mut server_rx, mut server_tx)) = session_pair().await;
+        client_tx
+            .write_record(RecordType::Request, "straße".as_bytes())
+            .await
+            .unwrap();
+        client_tx
+            .write_record(RecordType::Request, b"")
+            .await
+            .unwrap();
+        client_tx.shutdown().await.unwrap();
+
+        let mut body = Vec::new();
+        let mut seen = Vec::new();
+        while let Some(header) = server_rx.next_record().await.unwrap() {
+            assert_eq!(header.record_type, RecordType::Request);
+            server_rx
+                .read_body(&mut body, DEFAULT_REQUEST_LIMIT)
+                .await
+                .unwrap();
+            seen.push(body.clone());
+            let upper = String::from_utf8(body.clone()).unwrap().to_uppercase();
+            server_tx
+                .write_record(RecordType::Response, upper.as_bytes())
+                .await
+                .unwrap();
+        }
+        assert_eq!(seen, [b"stra\xc3\x9fe".to_vec(), vec![]]);
+        server_tx.shutdown().await.unwrap();
+
+        let mut replies = Vec::new();
+        while let Some(reply) = client_rx.read_reply(MIN_RESPONSE_LIMIT).await.unwrap() {
+            replies.push(reply);
+        }
+        assert_eq!(
+            replies,
+            [
+                Reply::Response(b"STRASSE".to_vec()),
+                Reply::Response(Vec::new())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn many_small_records_share_one_transport_message() {
+        let ((_, mut client_tx), (mut server_rx, _)) = session_pair().await;
+        for index in 0..100u32 {
+            client_tx
+                .write_record(RecordType::Request, &index.to_be_bytes())
+                .await
+                .unwrap();
+        }
+        assert!(
+            client_tx.output.is_empty(),
+            "nothing is written before flush"
+        );
+        client_tx.flush().await.unwrap();
+        assert_eq!(client_tx.nonce, 1, "one transport message for 100 records");
+        let mut body = Vec::new();
+        for index in 0..100u32 {
+            server_rx.next_record().await.unwrap().unwrap();
+            server_rx.read_body(&mut body, 4).await.unwrap();
+            assert_eq!(body, index.to_be_bytes());
+        }
+        assert_eq!(server_rx.nonce, 1);
+    }
+
+    #[tokio::test]
+    async fn one_mebibyte_body_spans_messages_and_limit_is_inclusive() {
+        let (client, client_io, server, server_io) = handshake_pair().await;
+        let (_, mut client_tx) = client.into_split(client_io);
+        let (mut server_rx, _) = server.into_split(server_io);
+        let big: Vec<u8> = (0..DEFAULT_REQUEST_LIMIT)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let writer = tokio::spawn(async move {
+            client_tx
+                .write_record(RecordType::Request, &big)
+                .await
+                .unwrap();
+            // The server stops reading this one, so the writes may fail.
+            let over = vec![b'x'; DEFAULT_REQUEST_LIMIT as usize + 1];
+            let _ = client_tx.write_record(RecordType::Request, &over).await;
+            let _ = client_tx.shutdown().await;
+            big
+        });
+        let mut body = Vec::new();
+        let header = server_rx.next_record().await.unwrap().unwrap();
+        assert_eq!(header.len, DEFAULT_REQUEST_LIMIT);
+        server_rx
+            .read_body(&mut body, DEFAULT_REQUEST_LIMIT)
+            .await
+            .unwrap();
+        let header = server_rx.next_record().await.unwrap().unwrap();
+        assert_eq!(header.len, DEFAULT_REQUEST_LIMIT + 1);
+        let before = server_rx.plaintext.len() - server_rx.plaintext_start;
+        assert_eq!(
+            violation(
+                server_rx
+                    .read_body(&mut Vec::new(), DEFAULT_REQUEST_LIMIT)
+                    .await
+            ),
+            Violation::RecordTooLarge {
+                record_type: RecordType::Request,
+                len: DEFAULT_REQUEST_LIMIT + 1,
+                limit: DEFAULT_REQUEST_LIMIT
+            }
+        );
+        assert_eq!(
+            server_rx.plaintext.len() - server_rx.plaintext_start,
+            before,
+            "nothing of the oversized body was consumed"
+        );
+        // Closing the connection lets the writer finish.
+        drop(server_rx);
+        assert_eq!(body, writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn client_accepts_three_mebibyte_responses_streamed() {
+        let (client, client_io, server, server_io) = handshake_pair().await;
+        let (mut client_rx, _) = client.into_split(client_io);
+        let (_, mut server_tx) = server.into_split(server_io);
+        let writer = tokio::spawn(async move {
+            let big = vec![b'A'; MIN_RESPONSE_LIMIT as usize];
+            server_tx
+                .write_record(RecordType::Response, &big)
+                .await
+                .unwrap();
+            server_tx.shutdown().await.unwrap();
+        });
+        match client_rx.read_reply(MIN_RESPONSE_LIMIT).await.unwrap() {
+            Some(Reply::Response(body)) => assert_eq!(body.len(), MIN_RESPONSE_LIMIT as usize),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            client_rx.read_reply(MIN_RESPONSE_LIMIT).await.unwrap(),
+            None
+        );
+        writer.await.unwrap();
+        assert!(client_rx.plaintext.capacity() <= IDLE_BUFFER_CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn body_can_be_streamed_in_chunks() {
+        let ((_, mut client_tx), (mut server_rx, _)) = session_pair().await;
+        let body = vec![7u8; 100_000];
+        let writer = async {
+            client_tx
+                .write_record(RecordType::Request, &body)
+                .await
+                .unwrap();
+            client_tx.shutdown().await.unwrap();
+        };
+        let reader = async {
+            let header = server_rx.next_record().await.unwrap().unwrap();
+            let mut total = 0;
+            let mut chunks = 0;
+            while let Some(chunk) = server_rx.read_body_chunk().await.unwrap() {
+                total += chunk.len();
+                chunks += 1;
+            }
+            assert_eq!(total, header.len as usize);
+            assert!(chunks >= 2);
+            assert_eq!(server_rx.next_record().await.unwrap(), None);
+        };
+        tokio::join!(writer, reader);
+    }
+
+    #[tokio::test]
+    async fn records_split_at_every_header_byte_reassemble() {
+        // Put the record boundary at each offset of a transport message boundary by
+        // sending the plaintext stream in raw messages of every possible cut.
+        let mut stream = Vec::new();
+        encode_record(RecordType::Request, b"abc", &mut stream).unwrap();
+        encode_record(RecordType::Request, b"", &mut stream).unwrap();
+        encode_record(RecordType::Request, b"defg", &mut stream).unwrap();
+        for cut in 1..stream.len() {
+            let ((_, mut client_tx), (mut server_rx, _)) = session_pair().await;
+            send_raw_message(&mut client_tx, &stream[..cut]).await;
+            send_raw_message(&mut client_tx, &stream[cut..]).await;
+            client_tx.writer.shutdown().await.unwrap();
+            let mut bodies = Vec::new();
+            let mut body = Vec::new();
+            while server_rx.next_record().await.unwrap().is_some() {
+                server_rx.read_body(&mut body, 10).await.unwrap();
+                bodies.push(body.clone());
+            }
+            assert_eq!(
+                bodies,
+                [b"abc".to_vec(), vec![], b"defg".to_vec()],
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn truncation_inside_a_record_or_frame_is_reported() {
+        let mut stream = Vec::new();
+        encode_record(RecordType::Request, b"hello", &mut stream).unwrap();
+        for (cut, at) in [(3, TruncatedAt::RecordHeader), (7, TruncatedAt::RecordBody)] {
+            let ((_, mut client_tx), (mut server_rx, _)) = session_pair().await;
+            send_raw_message(&mut client_tx, &stream[..cut]).await;
+            client_tx.writer.shutdown().await.unwrap();
+            let result = async {
+                while server_rx.next_record().await?.is_some() {
+                    server_rx.read_body(&mut Vec::new(), 10).await?;
+                }
+                Ok(())
+            }
+            .await;
+            assert_eq!(violation(result), Violation::Truncated(at));
+        }
+        // A frame cut short.
+        let ((_, mut client_tx), (mut server_rx, _)) = session_pair().await;
+        client_tx.writer.write_all(&[0, 40, 1, 2, 3]).await.unwrap();
+        client_tx.writer.shutdown().await.unwrap();
+        assert_eq!(
+            violation(server_rx.next_record().await),
+            Violation::Truncated(TruncatedAt::Frame)
+        );
+    }
+
+    #[tokio::test]
+    async fn complete_records_before_a_truncation_are_delivered() {
+        let ((_, mut client_tx), (mut server_rx, _)) = session_pair().await;
+        let mut stream = Vec::new();
+        encode_record(RecordType::Request, b"whole", &mut stream).unwrap();
+        encode_record(RecordType::Request, b"partial", &mut stream).unwrap();
+        send_raw_message(&mut client_tx, &stream[..stream.len() - 2]).await;
+        client_tx.writer.shutdown().await.unwrap();
+        let mut body = Vec::new();
+        server_rx.next_record().await.unwrap().unwrap();
+        server_rx.read_body(&mut body, 10).await.unwrap();
+        assert_eq!(body, b"whole");
+        server_rx.next_record().await.unwrap().unwrap();
+        assert_eq!(
+            violation(server_rx.read_body(&mut body, 10).await),
+            Violation::Truncated(TruncatedAt::RecordBody)
+        );
+    }
+
+    #[tokio::test]
+    async fn flipped_ciphertext_bit_is_a_fatal_decrypt_failure() {
+        let ((_, mut client_tx), (mut server_rx, _)) = session_pair().await;
+        client_tx
+            .write_record(RecordType::Request, b"hi")
+            .await
+            .unwrap();
+        client_tx.seal().unwrap();
+        let mut frame = std::mem::take(&mut client_tx.output);
+        frame[5] ^= 0x01;
+        client_tx.writer.write_all(&frame).await.unwrap();
+        client_tx.writer.flush().await.unwrap();
+        assert_eq!(
+            violation(server_rx.next_record().await),
+            Violation::TransportDecrypt
+        );
+        assert!(matches!(
+            server_rx.next_record().await,
+            Err(WireError::Internal(Bug::UsedAfterFailure))
+        ));
+    }
+
+    #[tokio::test]
+    async fn empty_plaintext_message_is_a_violation() {
+        let ((_, mut client_tx), (mut server_rx, _)) = session_pair().await;
+        send_raw_message(&mut client_tx, b"").await;
+        assert_eq!(
+            violation(server_rx.next_record().await),
+            Violation::EmptyTransportMessage
+        );
+    }
+
+    #[tokio::test]
+    async fn zero_length_frame_is_a_violation() {
+        let ((_, mut client_tx), (mut server_rx, _)) = session_pair().await;
+        client_tx.writer.write_all(&[0, 0]).await.unwrap();
+        assert_eq!(
+            violation(server_rx.next_record().await),
+            Violation::ZeroLengthFrame
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_direction_record_types_are_unknown() {
+        let ((mut client_rx, mut client_tx), (mut server_rx, mut server_tx)) = session_pair().await;
+        // The server receiving a RESPONSE from the client.
+        send_raw_message(&mut client_tx, &[2, 0, 0, 0, 0]).await;
+        assert_eq!(
+            violation(server_rx.next_record().await),
+            Violation::UnknownRecordType {
+                record_type: 2,
+                sender: Role::Client
+            }
+        );
+        // The client receiving a REQUEST from the server.
+        let mut message = vec![0; 5 + TAG_LEN];
+        server_tx
+            .transport
+            .write_message(0, &[1, 0, 0, 0, 0], &mut message)
+            .unwrap();
+        let mut frame = Vec::new();
+        crate::wire::frame::encode_frame(&message, &mut frame).unwrap();
+        server_tx.writer.write_all(&frame).await.unwrap();
+        assert_eq!(
+            violation(client_rx.next_record().await),
+            Violation::UnknownRecordType {
+                record_type: 1,
+                sender: Role::Server
+            }
+        );
+        // And our own sending side refuses to send the other side's types.
+        assert!(matches!(
+            client_tx.write_record(RecordType::Response, b"").await,
+            Err(WireError::Internal(Bug::WrongDirection { .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn unknown_record_type_is_a_violation() {
+        let ((_, mut client_tx), (mut server_rx, _)) = session_pair().await;
+        send_raw_message(&mut client_tx, &[9]).await;
+        assert_eq!(
+            violation(server_rx.next_record().await),
+            Violation::UnknownRecordType {
+                record_type: 9,
+                sender: Role::Client
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn permission_denied_error_becomes_a_refusal() {
+        let ((mut client_rx, _), (_, mut server_tx)) = session_pair().await;
+        server_tx
+            .write_record(RecordType::Error, b"not utf-8 \xff")
+            .await
+            .unwrap();
+        server_tx
+            .write_record(RecordType::Error, b"permission denied: key SHA256:x")
+            .await
+            .unwrap();
+        server_tx.shutdown().await.unwrap();
+        assert_eq!(
+            client_rx.read_reply(MIN_RESPONSE_LIMIT).await.unwrap(),
+            Some(Reply::Error("not utf-8 \u{fffd}".into()))
+        );
+        match client_rx.read_reply(MIN_RESPONSE_LIMIT).await {
+            Err(WireError::NotAllowed(Refusal::PermissionDenied(reason))) => {
+                assert_eq!(reason, "permission denied: key SHA256:x");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn pipelined_client_halves_run_in_two_tasks() {
+        let ((mut client_rx, mut client_tx), (mut server_rx, mut server_tx)) = session_pair().await;
+        const COUNT: usize = 2000;
+        let writer = tokio::spawn(async move {
+            for index in 0..COUNT {
+                let request = format!("request {index}");
+                client_tx
+                    .write_record(RecordType::Request, request.as_bytes())
+                    .await
+                    .unwrap();
+            }
+            client_tx.shutdown().await.unwrap();
+        });
+        let server = tokio::spawn(async move {
+            let mut body = Vec::new();
+            while server_rx.next_record().await.unwrap().is_some() {
+                server_rx
+                    .read_body(&mut body, DEFAULT_REQUEST_LIMIT)
+                    .await
+                    .unwrap();
+                body.make_ascii_uppercase();
+                server_tx
+                    .write_record(RecordType::Response, &body)
+                    .await
+                    .unwrap();
+                if !server_rx.has_buffered_input() {
+                    server_tx.flush().await.unwrap();
+                }
+            }
+            server_tx.shutdown().await.unwrap();
+        });
+        for index in 0..COUNT {
+            let reply = client_rx.read_reply(MIN_RESPONSE_LIMIT).await.unwrap();
+            assert_eq!(
+                reply,
+                Some(Reply::Response(format!("REQUEST {index}").into_bytes()))
+            );
+        }
+        assert_eq!(
+            client_rx.read_reply(MIN_RESPONSE_LIMIT).await.unwrap(),
+            None
+        );
+        writer.await.unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn idle_halves_release_their_big_buffers() {
+        let ((mut client_rx, mut client_tx), (mut server_rx, mut server_tx)) = session_pair().await;
+        let big = vec![b'a'; 200_000];
+        let writer = async {
+            client_tx
+                .write_record(RecordType::Request, &big)
+                .await
+                .unwrap();
+            client_tx.flush().await.unwrap();
+        };
+        let reader = async {
+            server_rx.next_record().await.unwrap().unwrap();
+            let mut body = Vec::new();
+            server_rx
+                .read_body(&mut body, DEFAULT_REQUEST_LIMIT)
+                .await
+                .unwrap();
+            server_tx
+                .write_record(RecordType::Response, b"ok")
+                .await
+                .unwrap();
+            server_tx.flush().await.unwrap();
+        };
+        tokio::join!(writer, reader);
+        assert!(client_tx.plaintext.capacity() <= IDLE_BUFFER_CAPACITY);
+        assert!(client_tx.output.capacity() <= IDLE_BUFFER_CAPACITY);
+        // The server's receive half lets go of its buffers once it waits again.
+        client_rx.read_reply(10).await.unwrap().unwrap();
+        client_tx.shutdown().await.unwrap();
+        assert_eq!(server_rx.next_record().await.unwrap(), None);
+        assert!(server_rx.input.capacity() <= IDLE_BUFFER_CAPACITY);
+        assert!(server_rx.plaintext.capacity() <= IDLE_BUFFER_CAPACITY);
+    }
+}
