@@ -10,10 +10,12 @@
 
 pub mod authorized_keys;
 pub mod cli;
+pub mod client;
 pub mod fsutil;
 pub mod identity;
 pub mod keyfile;
 pub mod known_hosts;
 pub mod paths;
 pub mod pattern;
+pub mod server;
 pub mod wire;

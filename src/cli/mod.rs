@@ -11,8 +11,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod authorize;
+mod connect;
 mod fingerprint;
 mod keygen;
+mod serve;
 
 /// Exit statuses, documented in the README. Scripts can tell a network failure from
 /// a trust failure from a refusal.
@@ -73,6 +75,10 @@ enum Command {
     Fingerprint(fingerprint::Args),
     /// Add keys to the server's authorized_keys, list them, or remove one.
     Authorize(authorize::Args),
+    /// Run the server.
+    Serve(serve::Args),
+    /// Connect to a server, send requests, print the replies.
+    Connect(connect::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -94,6 +100,8 @@ pub fn main() -> ExitCode {
         Command::Keygen(args) => keygen::run(args),
         Command::Fingerprint(args) => fingerprint::run(args),
         Command::Authorize(args) => authorize::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Connect(args) => connect::run(args),
     };
     match result {
         Ok(()) => ExitStatus::Success.into(),
@@ -113,6 +121,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_target(false)
         .try_init();
 }

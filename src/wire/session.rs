@@ -303,6 +303,14 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
         }
     }
 
+    /// Gives back the underlying reader, dropping whatever is buffered. A server that
+    /// stops reading early (after a refusal) drains the raw stream with it, so that
+    /// closing the socket with unread input does not make TCP reset the connection
+    /// and destroy the ERROR it just sent.
+    pub fn into_inner(self) -> R {
+        self.reader
+    }
+
     /// Whether data that can be processed without waiting for the network is
     /// buffered: undecoded plaintext, or a whole transport message. A server flushes
     /// its replies when this is false, just before it would wait for more requests.

@@ -1,0 +1,294 @@
+//! `noise-echo connect`: send requests to a server and print each reply on its own
+//! line, in order.
+//!
+//! Requests come from the command line or, without MESSAGE, one per line of standard
+//! input. Requests are pipelined: a writer task sends them as fast as they come (in
+//! batches when they arrive faster than the network takes them) while this task
+//! prints replies, so `seq 1 100000 | noise-echo connect` does not wait a round trip
+//! per line, and typing at a terminal still gets each answer at once.
+
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::{ExitStatus, StatusError};
+use crate::client::{self, ClientConfig, ClientError, Target, UnknownHost, UnknownHostPolicy};
+use crate::identity::Fingerprint;
+use crate::keyfile;
+use crate::paths::{IDENTITY_FILE, KNOWN_HOSTS_FILE};
+use crate::wire::{LocalIdentity, RecordType, Reply, WireError, MIN_RESPONSE_LIMIT};
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// Server address: HOST, HOST:PORT or [IPv6]:PORT (port 1234 if not given)
+    #[arg(value_name = "ADDR", default_value = "localhost:1234")]
+    addr: Target,
+    /// Requests to send; without any, each line of standard input is a request
+    #[arg(value_name = "MESSAGE")]
+    messages: Vec<String>,
+    /// Our private key [default: id_ed25519 in the noise-echo config directory]
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Servers we trust [default: known_hosts in the noise-echo config directory]
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// Trust an unknown server's key and remember it (never a changed one)
+    #[arg(long, conflicts_with = "expect_fingerprint")]
+    accept_new_host: bool,
+    /// Trust an unknown server only if its key has this fingerprint, and remember it
+    #[arg(long, value_name = "SHA256:...")]
+    expect_fingerprint: Option<Fingerprint>,
+}
+
+pub(super) fn run(args: Args) -> anyhow::Result<()> {
+    let identity_path = super::path_or_default(args.identity, IDENTITY_FILE)?;
+    let known_hosts = super::path_or_default(args.known_hosts, KNOWN_HOSTS_FILE)?;
+    let identity = keyfile::read_identity(&identity_path).with_context(|| {
+        format!(
+            "cannot load the identity (make one with: noise-echo keygen -f {})",
+            identity_path.display()
+        )
+    })?;
+    let unknown_host = match (args.expect_fingerprint, args.accept_new_host) {
+        (Some(fingerprint), _) => UnknownHostPolicy::ExpectFingerprint(fingerprint),
+        (None, true) => UnknownHostPolicy::AcceptNew,
+        (None, false) => UnknownHostPolicy::Refuse,
+    };
+    let config = ClientConfig {
+        identity: LocalIdentity::new(&identity),
+        known_hosts,
+        unknown_host,
+        prompt: terminal_prompt(),
+    };
+    drop(identity);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(session(args.addr, config, args.messages))
+}
+
+/// Where requests come from.
+enum Requests {
+    Arguments(Vec<String>),
+    Stdin,
+}
+
+async fn session(
+    target: Target,
+    config: ClientConfig,
+    messages: Vec<String>,
+) -> anyhow::Result<()> {
+    let connection = client::connect(&target, config).await.map_err(classify)?;
+    let client::Connection {
+        mut receiver,
+        mut sender,
+        ..
+    } = connection;
+    let requests = if messages.is_empty() {
+        Requests::Stdin
+    } else {
+        Requests::Arguments(messages)
+    };
+    let (sent_tx, mut sent_rx) = tokio::sync::watch::channel(0u64);
+    let writer = tokio::spawn(async move {
+        let result = send_requests(&mut sender, requests, &sent_tx).await;
+        // Our end of stream tells the server we are done; it answers what it has.
+        let shutdown = sender.shutdown().await;
+        result.and(shutdown.map_err(anyhow::Error::from))
+    });
+
+    let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
+    let mut replies = 0u64;
+    let mut refused = 0u64;
+    let read_result: anyhow::Result<()> = async {
+        while let Some(reply) = receiver
+            .read_reply(MIN_RESPONSE_LIMIT)
+            .await
+            .map_err(|error| classify(error.into()))?
+        {
+            replies += 1;
+            match reply {
+                Reply::Response(mut body) => {
+                    body.push(b'\n');
+                    stdout.write_all(&body).await?;
+                }
+                Reply::Error(reason) => {
+                    // One line per reply keeps stdout aligned with the requests; the
+                    // reason goes to stderr.
+                    refused += 1;
+                    stdout.write_all(b"\n").await?;
+                    stdout.flush().await?;
+                    eprintln!("error: the server refused request {replies}: {reason}");
+                }
+            }
+            if !receiver.has_buffered_input() {
+                stdout.flush().await?;
+            }
+        }
+        stdout.flush().await?;
+        Ok(())
+    }
+    .await;
+    let writer_result = writer.await.context("the request writer panicked")?;
+    read_result?;
+    let sent = *sent_rx.borrow_and_update();
+    if let Err(error) = writer_result {
+        // The server may close early on purpose (a request over its limit); what it
+        // said was printed already.
+        if replies >= sent {
+            return Err(error.context("cannot send requests"));
+        }
+    }
+    if replies < sent {
+        return Err(StatusError {
+            status: ExitStatus::Failure,
+            message: format!(
+                "the server closed the connection with {} of {sent} requests unanswered",
+                sent - replies
+            ),
+        }
+        .into());
+    }
+    if refused > 0 {
+        return Err(StatusError {
+            status: ExitStatus::Failure,
+            message: format!("the server refused {refused} of {sent} requests"),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Sends every request, flushing whenever no more input is immediately available,
+/// and publishes how many were sent.
+async fn send_requests<W>(
+    sender: &mut crate::wire::SendHalf<W>,
+    requests: Requests,
+    sent: &tokio::sync::watch::Sender<u64>,
+) -> anyhow::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut count = 0u64;
+    match requests {
+        Requests::Arguments(messages) => {
+            for message in messages {
+                sender
+                    .write_record(RecordType::Request, message.as_bytes())
+                    .await?;
+                count += 1;
+                sent.send_replace(count);
+            }
+            sender.flush().await?;
+        }
+        Requests::Stdin => {
+            let mut input = BufReader::with_capacity(64 * 1024, tokio::io::stdin());
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let read = input
+                    .read_until(b'\n', &mut line)
+                    .await
+                    .context("cannot read standard input")?;
+                if read == 0 {
+                    break;
+                }
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                }
+                sender.write_record(RecordType::Request, &line).await?;
+                count += 1;
+                sent.send_replace(count);
+                if input.buffer().is_empty() {
+                    sender.flush().await?;
+                }
+            }
+            sender.flush().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives a client error the exit status that says what kind of failure it was.
+fn classify(error: ClientError) -> anyhow::Error {
+    let status = match &error {
+        ClientError::Connect { .. } => ExitStatus::ConnectionFailed,
+        ClientError::HostKeyNotTrusted(_) => ExitStatus::HostKeyNotTrusted,
+        ClientError::KnownHosts { .. } => ExitStatus::Failure,
+        ClientError::Wire(wire) => match wire {
+            WireError::Io(_) => ExitStatus::ConnectionFailed,
+            WireError::PeerMisbehaved(_) => ExitStatus::ProtocolError,
+            WireError::NotAllowed(crate::wire::Refusal::PermissionDenied(_)) => {
+                ExitStatus::PermissionDenied
+            }
+            WireError::NotAllowed(_) => ExitStatus::HostKeyNotTrusted,
+            WireError::Internal(_) => ExitStatus::Failure,
+        },
+    };
+    let message = match client::permission_denied_reason(&error) {
+        Some(reason) => format!("the server refused this key: {reason}"),
+        None => error.to_string(),
+    };
+    StatusError { status, message }.into()
+}
+
+/// SSH asks on the terminal, even when standard input is a pipe. Without a
+/// terminal (scripts, CI, tests), there is no prompt and unknown hosts are refused.
+fn terminal_prompt() -> Option<client::HostKeyPrompt> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok()?;
+    Some(Box::new(move |unknown: &UnknownHost| {
+        ask_on_terminal(tty, unknown)
+    }))
+}
+
+fn ask_on_terminal(tty: std::fs::File, unknown: &UnknownHost) -> std::io::Result<bool> {
+    use std::io::BufRead;
+    let fingerprint = unknown.key.fingerprint();
+    let mut writer = &tty;
+    write!(
+        writer,
+        "The authenticity of host '{}' can't be established.\n\
+         ED25519 key fingerprint is {fingerprint}.\n\
+         This key is not known by any other names.\n\
+         Are you sure you want to continue connecting (yes/no/[fingerprint])? ",
+        unknown.host_field
+    )?;
+    let mut reader = std::io::BufReader::new(&tty);
+    // Bounded: after a few unclear answers, treat it as no.
+    for _ in 0..5 {
+        let mut answer = String::new();
+        if reader.read_line(&mut answer)? == 0 {
+            return Ok(false);
+        }
+        let answer = answer.trim();
+        if answer.eq_ignore_ascii_case("yes") {
+            return Ok(true);
+        }
+        if answer.eq_ignore_ascii_case("no") {
+            return Ok(false);
+        }
+        if let Ok(typed) = answer.parse::<Fingerprint>() {
+            if typed == fingerprint {
+                return Ok(true);
+            }
+            writeln!(writer, "Warning: the fingerprint you typed does not match.")?;
+            return Ok(false);
+        }
+        write!(writer, "Please type 'yes', 'no' or the fingerprint: ")?;
+    }
+    Ok(false)
+}

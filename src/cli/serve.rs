@@ -1,0 +1,111 @@
+//! `noise-echo serve`: run the echo server until Ctrl-C or SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tracing::{info, warn};
+
+use crate::identity::Identity;
+use crate::keyfile;
+use crate::paths::{AUTHORIZED_KEYS_FILE, HOST_KEY_FILE};
+use crate::server::{self, ServerConfig};
+use crate::wire::{LocalIdentity, DEFAULT_REQUEST_LIMIT};
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// Address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1234")]
+    listen: String,
+    /// The server's private host key, created if missing
+    /// [default: host_ed25519_key in the noise-echo config directory]
+    #[arg(long, value_name = "FILE")]
+    host_key: Option<PathBuf>,
+    /// The clients allowed to connect, re-read when it changes
+    /// [default: authorized_keys in the noise-echo config directory]
+    #[arg(long, value_name = "FILE")]
+    authorized_keys: Option<PathBuf>,
+    /// Largest request body accepted, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_REQUEST_LIMIT)]
+    max_request: u32,
+    /// Most connections open at once; more are closed on arrival
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Seconds a client has to complete the handshake
+    #[arg(long, value_name = "SECONDS", default_value_t = server::DEFAULT_HANDSHAKE_TIMEOUT.as_secs())]
+    handshake_timeout: u64,
+    /// Seconds an established session may wait between requests
+    #[arg(long, value_name = "SECONDS", default_value_t = server::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    idle_timeout: u64,
+}
+
+pub(super) fn run(args: Args) -> anyhow::Result<()> {
+    let host_key_path = super::path_or_default(args.host_key, HOST_KEY_FILE)?;
+    let authorized_keys = super::path_or_default(args.authorized_keys, AUTHORIZED_KEYS_FILE)?;
+    let identity = load_or_create_host_key(&host_key_path)?;
+    if !authorized_keys.exists() {
+        warn!(
+            "{} does not exist: every client will be refused until keys are added (noise-echo authorize --authorized-keys {} KEY)",
+            authorized_keys.display(),
+            authorized_keys.display()
+        );
+    }
+    let mut config = ServerConfig::new(Arc::new(LocalIdentity::new(&identity)), authorized_keys);
+    drop(identity);
+    config.max_request = args.max_request;
+    config.max_connections = args.max_connections.max(1);
+    config.handshake_timeout = Duration::from_secs(args.handshake_timeout.max(1));
+    config.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        server::run(listener, config, shutdown_signal()).await?;
+        info!("stopped");
+        Ok(())
+    })
+}
+
+fn load_or_create_host_key(path: &Path) -> anyhow::Result<Identity> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        return keyfile::read_identity(path).context("cannot load the host key");
+    }
+    let identity = Identity::generate(format!("noise-echo host key of {}", hostname()));
+    keyfile::write_identity(path, &identity, false).context("cannot create the host key")?;
+    eprintln!(
+        "created host key {} ({})",
+        path.display(),
+        identity.public_key().fingerprint()
+    );
+    Ok(identity)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "this server".to_owned())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match terminate.as_mut() {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("interrupted"),
+        _ = terminated => info!("terminated"),
+    }
+}
