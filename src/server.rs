@@ -321,7 +321,16 @@ impl Handler {
                 let _ = send_refusal(&mut tx, rx, &message).await;
                 Outcome::TooLarge { len }
             }
-            Err(error) => Outcome::Failed(error),
+            Err(error) => {
+                // Replies to the complete requests before the failure point may still
+                // be waiting to batch with the next one; they are owed (wire-v1
+                // section 7, truncation). Bounded, so a peer that stops reading
+                // cannot hold the connection open.
+                if !matches!(error, WireError::Io(_)) {
+                    let _ = tokio::time::timeout(REFUSAL_DRAIN_TIME, tx.flush()).await;
+                }
+                Outcome::Failed(error)
+            }
         }
     }
 
