@@ -154,6 +154,9 @@ pub struct ClientConfig {
 pub struct Connection {
     /// The server's verified key.
     pub server_key: PublicKey,
+    /// `Some(host field)` when this connection added the server to known_hosts, so
+    /// the caller can tell the user, as SSH's "Permanently added" warning does.
+    pub newly_known_as: Option<String>,
     /// Receives the server's replies.
     pub receiver: RecvHalf<OwnedReadHalf>,
     /// Sends our requests.
@@ -249,14 +252,12 @@ pub async fn connect(target: &Target, config: ClientConfig) -> Result<Connection
     let established = pending.approve(&mut stream).await?;
     if remember {
         add_known_host(&known_hosts_path, &host_field, &server_key)?;
-        eprintln!(
-            "Warning: Permanently added '{host_field}' (ED25519) to the list of known hosts."
-        );
     }
     let (reader, writer) = stream.into_split();
     let (receiver, sender) = established.into_halves(reader, writer);
     Ok(Connection {
         server_key,
+        newly_known_as: remember.then_some(host_field),
         receiver,
         sender,
     })

@@ -86,8 +86,14 @@ async fn session(
     let client::Connection {
         mut receiver,
         mut sender,
+        newly_known_as,
         ..
     } = connection;
+    if let Some(host_field) = newly_known_as {
+        eprintln!(
+            "Warning: Permanently added '{host_field}' (ED25519) to the list of known hosts."
+        );
+    }
     let requests = if messages.is_empty() {
         Requests::Stdin
     } else {

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod authorize;
 mod connect;
+mod demo;
 mod fingerprint;
 mod keygen;
 mod serve;
@@ -79,6 +80,8 @@ enum Command {
     Serve(serve::Args),
     /// Connect to a server, send requests, print the replies.
     Connect(connect::Args),
+    /// Show the whole product in one process: keys, server, client, a refusal.
+    Demo(demo::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -95,13 +98,18 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_logging();
+    // The server's log is its output; other commands only log what goes wrong.
+    init_logging(match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    });
     let result = match cli.command {
         Command::Keygen(args) => keygen::run(args),
         Command::Fingerprint(args) => fingerprint::run(args),
         Command::Authorize(args) => authorize::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Connect(args) => connect::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(()) => ExitStatus::Success.into(),
@@ -115,9 +123,9 @@ pub fn main() -> ExitCode {
 
 /// Logs go to stderr, so they never mix with replies on stdout; `RUST_LOG` overrides
 /// the level.
-fn init_logging() {
+fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
