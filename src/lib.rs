@@ -3,7 +3,42 @@
 //! an Ed25519 identity kept in OpenSSH's file formats; the server answers each request
 //! with its uppercase form.
 //!
-//! The binary `noise-echo` is a thin layer over this library.
+//! The binary `noise-echo` is a thin layer over this library, which other programs
+//! can embed:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use noise_echo::{client, identity::Identity, keyfile, server, wire};
+//!
+//! # async fn example() -> anyhow::Result<()> {
+//! // A server: host key, allow-list, a bound listener, a shutdown signal.
+//! let host = Identity::generate("my-service");
+//! let config = server::ServerConfig::new(
+//!     Arc::new(wire::LocalIdentity::new(&host)),
+//!     "authorized_keys".into(),
+//! );
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let target = client::Target { host: "127.0.0.1".into(), port: listener.local_addr()?.port() };
+//! tokio::spawn(server::run(listener, config, tokio::signal::ctrl_c()));
+//!
+//! // A client that knows the server's fingerprint out of band.
+//! let me = keyfile::read_identity("id_ed25519".as_ref())?;
+//! let mut connection = client::connect(&target, client::ClientConfig {
+//!     identity: wire::LocalIdentity::new(&me),
+//!     known_hosts: "known_hosts".into(),
+//!     unknown_host: client::UnknownHostPolicy::ExpectFingerprint(host.public_key().fingerprint()),
+//!     prompt: None,
+//! })
+//! .await?;
+//! let reply = connection.request(b"hello").await?;
+//! assert_eq!(reply, wire::Reply::Response(b"HELLO".to_vec()));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Modules, from the bottom up: [`identity`] (keys, fingerprints, the X25519
+//! derivation), [`keyfile`], [`authorized_keys`], [`known_hosts`] (OpenSSH's file
+//! formats), [`wire`] (the protocol), [`server`] and [`client`], and [`cli`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
