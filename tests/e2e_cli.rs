@@ -110,6 +110,16 @@ impl Served {
         command
     }
 
+    /// `connect --accept-new-host` reading requests from a pipe, output piped.
+    fn spawn_reading_stdin(&self) -> Child {
+        self.connect(&["--accept-new-host"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// SIGTERM, then the exit status and the rest of the log.
     fn terminate(mut self) -> (Option<i32>, String) {
         let status = Command::new("kill")
@@ -355,13 +365,7 @@ fn a_missing_or_too_open_identity_is_a_clear_error() {
 #[test]
 fn stdin_lines_are_pipelined_with_crlf_and_empty_lines_handled() {
     let served = Served::start();
-    let mut child = served
-        .connect(&["--accept-new-host"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = served.spawn_reading_stdin();
     let lines = 20_000;
     let mut input = String::from("first\r\n\nﬁnal ß\n");
     for index in 0..lines {
@@ -390,13 +394,7 @@ fn stdin_lines_are_pipelined_with_crlf_and_empty_lines_handled() {
 #[test]
 fn an_invalid_utf8_line_prints_an_empty_line_and_the_reason_and_fails() {
     let served = Served::start();
-    let mut child = served
-        .connect(&["--accept-new-host"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = served.spawn_reading_stdin();
     child
         .stdin
         .take()
@@ -420,13 +418,7 @@ fn an_invalid_utf8_line_prints_an_empty_line_and_the_reason_and_fails() {
 #[test]
 fn a_reader_closing_stdout_early_is_not_an_error() {
     let served = Served::start();
-    let mut child = served
-        .connect(&["--accept-new-host"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = served.spawn_reading_stdin();
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
         for index in 0..200_000 {
