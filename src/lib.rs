@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod authorized_keys;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod fsutil;

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod authorize;
+mod bench;
 mod connect;
 mod fingerprint;
 mod keygen;
@@ -79,6 +80,8 @@ enum Command {
     Serve(serve::Args),
     /// Connect to a server, send requests, print the replies.
     Connect(connect::Args),
+    /// Measure the server: handshakes, latency, throughput, pipelining, idle memory.
+    Bench(bench::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -102,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Authorize(args) => authorize::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Connect(args) => connect::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitStatus::Success.into(),
