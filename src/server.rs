@@ -287,7 +287,9 @@ impl Handler {
     async fn serve(&mut self, socket: &mut TcpStream, summary: &mut Summary) -> Outcome {
         let handshake = tokio::time::timeout(
             self.config.handshake_timeout,
-            wire::respond(socket, &self.config.host),
+            // Boxed: the handshake's state lives on the heap only while it runs,
+            // instead of enlarging every connection's task for its whole life.
+            Box::pin(wire::respond(socket, &self.config.host)),
         );
         let established = match handshake.await {
             Err(_) => return Outcome::HandshakeTimeout,
@@ -439,7 +441,9 @@ where
         .await?;
     tx.shutdown().await?;
     let mut reader = rx.into_inner();
-    let mut scratch = [0u8; 4096];
+    // On the heap: an array here would be part of every connection's task (async
+    // state is sized for its largest state), idle or not.
+    let mut scratch = vec![0u8; 4096];
     let mut drained = 0usize;
     let drain = async {
         while drained < REFUSAL_DRAIN_BYTES {

@@ -19,8 +19,12 @@ use crate::wire::{RecordHeader, RecordType, DEFAULT_REQUEST_LIMIT};
 
 /// Size of a record header: type byte and `u32` length.
 const HEADER_LEN: usize = 5;
-/// Read buffer, and the most reply bytes we queue before writing them.
+/// The client's read buffer, and the most reply bytes we queue before writing them.
 const BUFFER: usize = 64 * 1024;
+/// Buffers larger than this are released while a connection waits.
+const IDLE_BUFFER: usize = 2048;
+/// The least a read asks for: a small request in one read, little held while idle.
+const MIN_READ: usize = 256;
 
 /// Serves the plaintext echo on `listener` until `shutdown` completes. Each
 /// connection is one task; connections still open at shutdown are dropped.
@@ -57,51 +61,64 @@ fn is_transient(error: &io::Error) -> bool {
     )
 }
 
-/// One connection: the same loop as the Noise server's, minus the crypto.
+/// One connection: the same loop as the Noise server's, minus the crypto. The
+/// input buffer grows only while a request is in flight and is released when the
+/// connection waits with nothing buffered, as the Noise session does, so idle
+/// connections cost a few hundred bytes.
 async fn serve_connection(socket: TcpStream) -> io::Result<()> {
     socket.set_nodelay(true)?;
-    let (reader, mut writer) = socket.into_split();
-    let mut reader = BufReader::with_capacity(BUFFER, reader);
+    let (mut reader, mut writer) = socket.into_split();
+    let mut input: Vec<u8> = Vec::new();
     let mut out = Vec::new();
-    let mut body = Vec::new();
     loop {
-        let mut header = [0u8; HEADER_LEN];
-        match reader.read_exact(&mut header).await {
-            Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => break,
-            Err(error) => return Err(error),
-        }
-        if header[0] != 0x01 {
-            return Ok(()); // unknown record type: close at once
-        }
-        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
-        if len > DEFAULT_REQUEST_LIMIT {
-            push_record(&mut out, RecordType::Error, b"request too large");
-            writer.write_all(&out).await?;
-            break;
-        }
-        body.resize(len as usize, 0);
-        reader.read_exact(&mut body).await?;
-        match std::str::from_utf8(&body) {
-            Ok(text) => {
-                let upper = text.to_uppercase();
-                push_record(&mut out, RecordType::Response, upper.as_bytes());
+        // Answer every whole request already here, then write the replies at once.
+        let mut start = 0;
+        let mut needed = HEADER_LEN;
+        while let Some(header) = input.get(start..start + HEADER_LEN) {
+            if header[0] != 0x01 {
+                return Ok(()); // unknown record type: close at once
             }
-            Err(_) => push_record(&mut out, RecordType::Error, b"request is not valid UTF-8"),
+            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+            if len > DEFAULT_REQUEST_LIMIT {
+                push_record(&mut out, RecordType::Error, b"request too large");
+                writer.write_all(&out).await?;
+                return writer.shutdown().await;
+            }
+            let end = start + HEADER_LEN + len as usize;
+            let Some(body) = input.get(start + HEADER_LEN..end) else {
+                needed = end - input.len();
+                break;
+            };
+            match std::str::from_utf8(body) {
+                Ok(text) => {
+                    let upper = text.to_uppercase();
+                    push_record(&mut out, RecordType::Response, upper.as_bytes());
+                }
+                Err(_) => push_record(&mut out, RecordType::Error, b"request is not valid UTF-8"),
+            }
+            start = end;
+            if out.len() >= BUFFER {
+                writer.write_all(&out).await?;
+                out.clear();
+            }
         }
-        // Like the Noise server: answer when nothing more is already here.
-        if reader.buffer().is_empty() || out.len() >= BUFFER {
+        if !out.is_empty() {
             writer.write_all(&out).await?;
             out.clear();
-            if out.capacity() > 2 * BUFFER {
-                out = Vec::new();
-            }
         }
-        if body.capacity() > BUFFER {
-            body = Vec::new();
+        // About to wait: compact, and release big buffers.
+        input.drain(..start);
+        if input.is_empty() && input.capacity() > IDLE_BUFFER {
+            input = Vec::new();
+        }
+        if out.capacity() > IDLE_BUFFER {
+            out = Vec::new();
+        }
+        input.reserve(needed.max(MIN_READ));
+        if reader.read_buf(&mut input).await? == 0 {
+            break;
         }
     }
-    writer.write_all(&out).await?;
     writer.shutdown().await
 }
 

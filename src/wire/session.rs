@@ -42,7 +42,7 @@ const IDLE_BUFFER_CAPACITY: usize = 2048;
 
 /// The least a read asks for while no frame length is known: enough for a typical
 /// small request in one read, small enough to hold while idle.
-const MIN_READ: usize = 1024;
+const MIN_READ: usize = 256;
 
 /// The prefix an ERROR reason starts with when the server refuses the client's key.
 pub const PERMISSION_DENIED_PREFIX: &str = "permission denied";
