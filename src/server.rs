@@ -386,9 +386,15 @@ impl Handler {
             rx.read_body(&mut body, self.config.max_request).await?;
             summary.requests += 1;
             summary.bytes_in += body.len() as u64;
+            // ASCII letters are uppercased in place (as to_uppercase maps them), so
+            // only text with other characters needs a second buffer of its size.
+            body.make_ascii_uppercase();
             match std::str::from_utf8(&body) {
                 Ok(text) => {
-                    let upper = text.to_uppercase();
+                    let upper = match text.is_ascii() {
+                        true => std::borrow::Cow::Borrowed(text),
+                        false => std::borrow::Cow::Owned(text.to_uppercase()),
+                    };
                     summary.bytes_out += upper.len() as u64;
                     tx.write_record(RecordType::Response, upper.as_bytes())
                         .await?;

@@ -85,11 +85,16 @@ async fn serve_connection(socket: TcpStream) -> io::Result<()> {
                 return writer.shutdown().await;
             }
             let end = start + HEADER_LEN + len as usize;
-            let Some(body) = input.get(start + HEADER_LEN..end) else {
+            let Some(body) = input.get_mut(start + HEADER_LEN..end) else {
                 needed = end - input.len();
                 break;
             };
+            // As the Noise server does: ASCII in place, the rest of Unicode after.
+            body.make_ascii_uppercase();
             match std::str::from_utf8(body) {
+                Ok(text) if text.is_ascii() => {
+                    push_record(&mut out, RecordType::Response, text.as_bytes());
+                }
                 Ok(text) => {
                     let upper = text.to_uppercase();
                     push_record(&mut out, RecordType::Response, upper.as_bytes());
