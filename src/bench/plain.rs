@@ -70,6 +70,7 @@ async fn serve_connection(socket: TcpStream) -> io::Result<()> {
     let (mut reader, mut writer) = socket.into_split();
     let mut input: Vec<u8> = Vec::new();
     let mut out = Vec::new();
+    let mut burst = false;
     loop {
         // Answer every whole request already here, then write the replies at once.
         let mut start = 0;
@@ -111,18 +112,23 @@ async fn serve_connection(socket: TcpStream) -> io::Result<()> {
             writer.write_all(&out).await?;
             out.clear();
         }
-        // About to wait: compact, and release big buffers.
+        // About to wait: compact, and release big buffers unless the last read
+        // filled the buffer (a pipelined burst: more is surely coming, and reading
+        // it in small pieces would cost a system call per few records).
         input.drain(..start);
-        if input.is_empty() && input.capacity() > IDLE_BUFFER {
+        if input.is_empty() && input.capacity() > IDLE_BUFFER && !burst {
             input = Vec::new();
         }
-        if out.capacity() > IDLE_BUFFER {
+        if out.capacity() > IDLE_BUFFER && !burst {
             out = Vec::new();
         }
-        input.reserve(needed.max(MIN_READ));
-        if reader.read_buf(&mut input).await? == 0 {
+        input.reserve(needed.max(if burst { BUFFER } else { MIN_READ }));
+        let room = input.capacity() - input.len();
+        let read = reader.read_buf(&mut input).await?;
+        if read == 0 {
             break;
         }
+        burst = read == room;
     }
     writer.shutdown().await
 }
