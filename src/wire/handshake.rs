@@ -81,7 +81,9 @@ impl LocalIdentity {
     /// A Noise builder with our static key and the prologue; `ephemeral` fixes the
     /// ephemeral private key, for golden vectors only.
     fn builder<'a>(&'a self, ephemeral: Option<&'a [u8; 32]>) -> Result<snow::Builder<'a>> {
-        let builder = snow::Builder::new(self.params.clone())
+        // Our resolver: ring's cipher, and no re-derivation of our static public key.
+        let resolver = crate::wire::resolver::resolver(&self.noise);
+        let builder = snow::Builder::with_resolver(self.params.clone(), resolver)
             .local_private_key(self.noise.private())
             .and_then(|builder| builder.prologue(PROLOGUE))
             .map_err(Bug::noise("configuring the handshake"))?;
