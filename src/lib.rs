@@ -44,6 +44,7 @@
 #![warn(missing_docs)]
 
 pub mod authorized_keys;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod fsutil;

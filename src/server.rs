@@ -287,7 +287,9 @@ impl Handler {
     async fn serve(&mut self, socket: &mut TcpStream, summary: &mut Summary) -> Outcome {
         let handshake = tokio::time::timeout(
             self.config.handshake_timeout,
-            wire::respond(socket, &self.config.host),
+            // Boxed: the handshake's state lives on the heap only while it runs,
+            // instead of enlarging every connection's task for its whole life.
+            Box::pin(wire::respond(socket, &self.config.host)),
         );
         let established = match handshake.await {
             Err(_) => return Outcome::HandshakeTimeout,
@@ -393,9 +395,15 @@ impl Handler {
             rx.read_body(&mut body, self.config.max_request).await?;
             summary.requests += 1;
             summary.bytes_in += body.len() as u64;
+            // ASCII letters are uppercased in place (as to_uppercase maps them), so
+            // only text with other characters needs a second buffer of its size.
+            body.make_ascii_uppercase();
             match std::str::from_utf8(&body) {
                 Ok(text) => {
-                    let upper = text.to_uppercase();
+                    let upper = match text.is_ascii() {
+                        true => std::borrow::Cow::Borrowed(text),
+                        false => std::borrow::Cow::Owned(text.to_uppercase()),
+                    };
                     summary.bytes_out += upper.len() as u64;
                     tx.write_record(RecordType::Response, upper.as_bytes())
                         .await?;
@@ -448,7 +456,9 @@ where
         .await?;
     tx.shutdown().await?;
     let mut reader = rx.into_inner();
-    let mut scratch = [0u8; 4096];
+    // On the heap: an array here would be part of every connection's task (async
+    // state is sized for its largest state), idle or not.
+    let mut scratch = vec![0u8; 4096];
     let mut drained = 0usize;
     let drain = async {
         while drained < REFUSAL_DRAIN_BYTES {

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod authorize;
+mod bench;
 mod connect;
 mod demo;
 mod fingerprint;
@@ -82,6 +83,8 @@ enum Command {
     Connect(connect::Args),
     /// Show the whole product in one process: keys, server, client, a refusal.
     Demo(demo::Args),
+    /// Measure the server: handshakes, latency, throughput, pipelining, idle memory.
+    Bench(bench::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -110,6 +113,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Connect(args) => connect::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitStatus::Success.into(),

@@ -26,11 +26,11 @@ use std::fmt;
 
 use snow::params::NoiseParams;
 use snow::{HandshakeState, StatelessTransportState};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::identity::{Identity, NoiseKeypair, PublicKey, PublicKeyError};
 use crate::wire::error::{Bug, PayloadProblem, Refusal, Result, TruncatedAt, Violation, WireError};
-use crate::wire::frame::{read_frame_len, read_frame_payload, write_frame};
+use crate::wire::frame::{write_frame, FRAME_HEADER_LEN};
 use crate::wire::record::Role;
 
 /// The Noise protocol name.
@@ -81,7 +81,9 @@ impl LocalIdentity {
     /// A Noise builder with our static key and the prologue; `ephemeral` fixes the
     /// ephemeral private key, for golden vectors only.
     fn builder<'a>(&'a self, ephemeral: Option<&'a [u8; 32]>) -> Result<snow::Builder<'a>> {
-        let builder = snow::Builder::new(self.params.clone())
+        // Our resolver: ring's cipher, and no re-derivation of our static public key.
+        let resolver = crate::wire::resolver::resolver(&self.noise);
+        let builder = snow::Builder::with_resolver(self.params.clone(), resolver)
             .local_private_key(self.noise.private())
             .and_then(|builder| builder.prologue(PROLOGUE))
             .map_err(Bug::noise("configuring the handshake"))?;
@@ -370,26 +372,47 @@ where
     Established::finish(state, client_key, Role::Server)
 }
 
-/// Reads one handshake frame, refusing any size but `expected` before reading its
-/// body.
+/// Reads one handshake frame, refusing any size but `expected` as soon as its length
+/// prefix is in.
+///
+/// The size is known in advance, so the prefix and the payload are read together:
+/// usually one read system call per message instead of two. The buffer ends where
+/// the frame must end, so on success no byte of what follows is consumed.
 async fn read_handshake_message<S>(stream: &mut S, message: u8, expected: usize) -> Result<Vec<u8>>
 where
     S: AsyncRead + Unpin + ?Sized,
 {
-    let len = read_frame_len(stream)
-        .await?
-        .ok_or(Violation::Truncated(TruncatedAt::Handshake))?;
-    if len != expected {
-        return Err(Violation::HandshakeMessageSize {
-            message,
-            expected,
-            actual: len,
+    let mut frame = vec![0u8; FRAME_HEADER_LEN + expected];
+    let mut filled = 0;
+    let mut checked = false;
+    while filled < frame.len() {
+        let read = stream.read(&mut frame[filled..]).await?;
+        if read == 0 {
+            let at = match filled {
+                0 => TruncatedAt::Handshake,
+                _ => TruncatedAt::Frame,
+            };
+            return Err(Violation::Truncated(at).into());
         }
-        .into());
+        filled += read;
+        if !checked && filled >= FRAME_HEADER_LEN {
+            checked = true;
+            let len = usize::from(u16::from_be_bytes([frame[0], frame[1]]));
+            if len == 0 {
+                return Err(Violation::ZeroLengthFrame.into());
+            }
+            if len != expected {
+                return Err(Violation::HandshakeMessageSize {
+                    message,
+                    expected,
+                    actual: len,
+                }
+                .into());
+            }
+        }
     }
-    let mut received = Vec::with_capacity(expected);
-    read_frame_payload(stream, len, &mut received).await?;
-    Ok(received)
+    frame.drain(..FRAME_HEADER_LEN);
+    Ok(frame)
 }
 
 /// Processes a received handshake message: a failure to decrypt is the peer's fault,

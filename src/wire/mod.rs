@@ -53,6 +53,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod record;
+mod resolver;
 pub mod session;
 
 pub use error::{Bug, PayloadProblem, Refusal, Result, TruncatedAt, Violation, WireError};

@@ -42,7 +42,7 @@ const IDLE_BUFFER_CAPACITY: usize = 2048;
 
 /// The least a read asks for while no frame length is known: enough for a typical
 /// small request in one read, small enough to hold while idle.
-const MIN_READ: usize = 1024;
+const MIN_READ: usize = 256;
 
 /// The prefix an ERROR reason starts with when the server refuses the client's key.
 pub const PERMISSION_DENIED_PREFIX: &str = "permission denied";
@@ -341,15 +341,20 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
                 }
                 Decoded::Incomplete { needed } => needed,
             };
-            // About to wait for the network: compact, and drop big idle buffers.
+            // About to wait for the network: compact, and drop big buffers if the
+            // session may go idle here. Inside a record the rest of it is on its way,
+            // so keep them: freeing and reallocating 64 KiB for every message of a
+            // large body costs more than the copies it would save.
             self.input.drain(..self.input_start);
             self.input_start = 0;
-            if self.input.is_empty() && self.input.capacity() > IDLE_BUFFER_CAPACITY {
-                self.input = Vec::new();
-            }
-            if self.plaintext.capacity() > IDLE_BUFFER_CAPACITY {
-                self.plaintext = Vec::new();
-                self.plaintext_start = 0;
+            if self.decoder.at_record_boundary() {
+                if self.input.is_empty() && self.input.capacity() > IDLE_BUFFER_CAPACITY {
+                    self.input = Vec::new();
+                }
+                if self.plaintext.capacity() > IDLE_BUFFER_CAPACITY {
+                    self.plaintext = Vec::new();
+                    self.plaintext_start = 0;
+                }
             }
             self.input.reserve(needed.max(MIN_READ));
             if self.reader.read_buf(&mut self.input).await? == 0 {
@@ -372,10 +377,12 @@ fn decrypt(
     if ciphertext.len() < TAG_LEN {
         return Err(Violation::TransportDecrypt.into());
     }
-    plaintext.clear();
-    plaintext.resize(ciphertext.len() - TAG_LEN, 0);
+    // Room for the tag too: snow's ring cipher then decrypts in place in our buffer;
+    // given only the plaintext's length it would allocate a copy of every message.
+    // Resizing without clearing first zeroes only what the buffer grows by.
+    plaintext.resize(ciphertext.len(), 0);
     let current = next_nonce(nonce)?;
-    transport
+    let len = transport
         .read_message(current, ciphertext, plaintext)
         .map_err(|error| match error {
             snow::Error::Decrypt => Violation::TransportDecrypt.into(),
@@ -384,6 +391,7 @@ fn decrypt(
                 source,
             }),
         })?;
+    plaintext.truncate(len);
     if plaintext.is_empty() {
         return Err(Violation::EmptyTransportMessage.into());
     }
@@ -472,6 +480,17 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     /// Appends bytes to the record stream, sealing and writing full messages.
     async fn append(&mut self, mut bytes: &[u8]) -> Result<()> {
         while !bytes.is_empty() {
+            if self.plaintext.is_empty() && bytes.len() >= MAX_PLAINTEXT_LEN {
+                // A whole message's worth of a large body: seal it straight from the
+                // caller's buffer instead of copying it into ours first (one pass
+                // over cold memory less per byte of a large record).
+                let (message, rest) = bytes.split_at(MAX_PLAINTEXT_LEN);
+                seal_into(&self.transport, &mut self.nonce, message, &mut self.output)?;
+                bytes = rest;
+                self.writer.write_all(&self.output).await?;
+                self.output.clear();
+                continue;
+            }
             let take = (MAX_PLAINTEXT_LEN - self.plaintext.len()).min(bytes.len());
             self.plaintext.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
@@ -491,23 +510,34 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         if self.plaintext.is_empty() {
             return Ok(());
         }
-        let message_len = self.plaintext.len() + TAG_LEN;
-        let start = self.output.len();
-        self.output
-            .extend_from_slice(&frame_len_prefix(message_len)?);
-        self.output
-            .resize(start + FRAME_HEADER_LEN + message_len, 0);
-        let nonce = next_nonce(&mut self.nonce)?;
-        self.transport
-            .write_message(
-                nonce,
-                &self.plaintext,
-                &mut self.output[start + FRAME_HEADER_LEN..],
-            )
-            .map_err(Bug::noise("encrypting a transport message"))?;
+        seal_into(
+            &self.transport,
+            &mut self.nonce,
+            &self.plaintext,
+            &mut self.output,
+        )?;
         self.plaintext.clear();
         Ok(())
     }
+}
+
+/// Encrypts `plaintext` (1..=[`MAX_PLAINTEXT_LEN`] bytes) with the next nonce and
+/// appends it to `output` as one framed transport message.
+fn seal_into(
+    transport: &StatelessTransportState,
+    nonce: &mut u64,
+    plaintext: &[u8],
+    output: &mut Vec<u8>,
+) -> Result<()> {
+    let message_len = plaintext.len() + TAG_LEN;
+    let start = output.len();
+    output.extend_from_slice(&frame_len_prefix(message_len)?);
+    output.resize(start + FRAME_HEADER_LEN + message_len, 0);
+    let nonce = next_nonce(nonce)?;
+    transport
+        .write_message(nonce, plaintext, &mut output[start + FRAME_HEADER_LEN..])
+        .map_err(Bug::noise("encrypting a transport message"))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# bench/compare.sh: noise-echo against its plaintext baseline (and OpenSSH, when
+# installed), on loopback, in one run.
+#
+# Builds in release mode, starts `noise-echo serve` and examples/plain_echo on
+# 127.0.0.1 with throw-away keys, runs every scenario against both alternately
+# (A B A B ..., $ROUNDS rounds), and prints one table of medians and ratios. The
+# machines this runs on are noisy, so every target is a ratio of figures measured
+# in the same run, interleaved.
+#
+# If sshd and ssh are installed, it also starts a private sshd on 127.0.0.1 (run
+# as root, temp config and keys, -D -e) and measures `ssh ... 'echo hello | tr
+# a-z A-Z'` per invocation and 1 GiB through `tr`; without them it says so and
+# skips that part.
+#
+# Everything is bounded: each bench run stops after --duration seconds (or a
+# count), each ssh run is under `timeout`, and all servers are killed on exit.
+# Typical total: 3 to 5 minutes.
+#
+# Environment: ROUNDS (3), DURATION (3 seconds per run), IDLE_SESSIONS (10000),
+# CONNECT_RUNS (20 per round), SSH_BYTES (1 GiB), BASE_PORT (27400: noise-echo,
+# +1 the baseline, +22 sshd; the script stops if one is taken).
+
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-3}
+IDLE_SESSIONS=${IDLE_SESSIONS:-10000}
+CONNECT_RUNS=${CONNECT_RUNS:-20}
+SSH_BYTES=${SSH_BYTES:-1073741824}
+BASE_PORT=${BASE_PORT:-27400}
+NOISE_PORT=$BASE_PORT
+PLAIN_PORT=$((BASE_PORT + 1))
+SSH_PORT=$((BASE_PORT + 22))
+CPUS=$(nproc)
+
+cd "$(dirname "$0")/.."
+echo "building (release)..." >&2
+cargo build --release --quiet --bin noise-echo --example plain_echo
+BIN=$PWD/target/release/noise-echo
+PLAIN=$PWD/target/release/examples/plain_echo
+
+WORK=$(mktemp -d /tmp/noise-echo-compare.XXXXXX)
+NOISE_PID=
+PLAIN_PID=
+SSHD_PID=
+cleanup() {
+    for pid in $NOISE_PID $PLAIN_PID $SSHD_PID; do
+        kill "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Throw-away identities: the server's host key, our client key, its authorization.
+"$BIN" keygen -f "$WORK/host" -C bench-host >/dev/null
+"$BIN" keygen -f "$WORK/client" -C bench-client >/dev/null
+"$BIN" authorize --authorized-keys "$WORK/authorized_keys" "$WORK/client.pub" >/dev/null 2>&1
+FINGERPRINT=$("$BIN" fingerprint "$WORK/host.pub" | awk '{print $2}')
+NOISE=(127.0.0.1:$NOISE_PORT -i "$WORK/client" --known-hosts "$WORK/known_hosts"
+    --expect-fingerprint "$FINGERPRINT")
+PLAINARGS=(127.0.0.1:$PLAIN_PORT --plain)
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "nothing listens on port $1" >&2
+    exit 1
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in $NOISE_PORT $PLAIN_PORT $SSH_PORT; do
+    port_free $port || { echo "port $port is taken: set BASE_PORT" >&2; exit 1; }
+done
+
+start_servers() {
+    stop_servers
+    "$BIN" serve --listen 127.0.0.1:$NOISE_PORT --host-key "$WORK/host" \
+        --authorized-keys "$WORK/authorized_keys" --max-connections 12000 \
+        2>>"$WORK/serve.log" &
+    NOISE_PID=$!
+    "$PLAIN" 127.0.0.1:$PLAIN_PORT 2>>"$WORK/plain.log" &
+    PLAIN_PID=$!
+    wait_port $NOISE_PORT
+    wait_port $PLAIN_PORT
+    # Ours, not someone else's that took the port meanwhile.
+    kill -0 "$NOISE_PID" && kill -0 "$PLAIN_PID"
+}
+
+stop_servers() {
+    for pid in $NOISE_PID $PLAIN_PID; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    NOISE_PID=
+    PLAIN_PID=
+}
+
+RESULTS=$WORK/results
+: >"$RESULTS"
+
+# record KEY VALUE: one measured figure.
+record() { echo "$1 $2" >>"$RESULTS"; }
+
+# field JSON NAME: a number from bench --json.
+field() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" <<<"$1"; }
+
+# bench LABEL ARGS...: one bounded bench run; the failure of any exchange stops
+# the script (a fast wrong answer must not become a figure).
+bench() {
+    local label=$1
+    shift
+    local json
+    if ! json=$("$@" --json -q); then
+        echo "bench run failed: $label: $json" >&2
+        exit 1
+    fi
+    echo "  $label: $json" >&2
+    LAST=$json
+}
+
+pin_servers() { # CPU list: every thread of both servers
+    taskset -a -p -c "$1" "$NOISE_PID" >/dev/null
+    taskset -a -p -c "$1" "$PLAIN_PID" >/dev/null
+}
+
+start_servers
+for round in $(seq 1 "$ROUNDS"); do
+    echo "round $round of $ROUNDS" >&2
+
+    bench "handshake noise" "$BIN" bench "${NOISE[@]}" --scenario handshake --duration "$DURATION"
+    record handshake.noise "$(field "$LAST" rate_per_s)"
+    bench "handshake-cpu" "$BIN" bench --scenario handshake-cpu --duration "$DURATION"
+    record handshake.cpu "$(field "$LAST" rate_per_s)"
+    bench "handshake plain" "$BIN" bench "${PLAINARGS[@]}" --scenario handshake --duration "$DURATION"
+    record handshake.plain "$(field "$LAST" rate_per_s)"
+
+    # Latency: both ends on the same core, for both servers alike.
+    pin_servers 0
+    bench "latency noise" taskset -c 0 "$BIN" bench "${NOISE[@]}" --scenario latency --duration "$DURATION"
+    record latency_p50.noise "$(field "$LAST" p50_us)"
+    record latency_p99.noise "$(field "$LAST" p99_us)"
+    bench "latency plain" taskset -c 0 "$BIN" bench "${PLAINARGS[@]}" --scenario latency --duration "$DURATION"
+    record latency_p50.plain "$(field "$LAST" p50_us)"
+    record latency_p99.plain "$(field "$LAST" p99_us)"
+    pin_servers "0-$((CPUS - 1))"
+
+    bench "throughput noise" "$BIN" bench "${NOISE[@]}" --scenario throughput --duration "$DURATION"
+    record throughput.noise "$(field "$LAST" mb_per_s)"
+    bench "throughput plain" "$BIN" bench "${PLAINARGS[@]}" --scenario throughput --duration "$DURATION"
+    record throughput.plain "$(field "$LAST" mb_per_s)"
+
+    bench "pipeline noise" "$BIN" bench "${NOISE[@]}" --scenario pipeline --duration "$DURATION"
+    record pipeline.noise "$(field "$LAST" rate_per_s)"
+    bench "pipeline plain" "$BIN" bench "${PLAINARGS[@]}" --scenario pipeline --duration "$DURATION"
+    record pipeline.plain "$(field "$LAST" rate_per_s)"
+
+    # One-shot connect: a whole process, wall time per invocation.
+    for _ in $(seq 1 "$CONNECT_RUNS"); do
+        start=$(date +%s%N)
+        out=$("$BIN" connect "${NOISE[@]}" hello)
+        end=$(date +%s%N)
+        [ "$out" = HELLO ] || { echo "connect answered '$out'" >&2; exit 1; }
+        record connect_ms.noise "$(awk "BEGIN{print ($end-$start)/1e6}")"
+    done
+done
+
+# Idle: fresh servers each round, so "before" is a server that has done nothing.
+for round in $(seq 1 "$ROUNDS"); do
+    echo "idle round $round of $ROUNDS" >&2
+    start_servers
+    bench "idle noise" "$BIN" bench "${NOISE[@]}" --scenario idle --sessions "$IDLE_SESSIONS" \
+        --duration 120 --server-pid "$NOISE_PID"
+    record idle_kib.noise "$(field "$LAST" kib_per_session)"
+    bench "idle plain" "$BIN" bench "${PLAINARGS[@]}" --scenario idle --sessions "$IDLE_SESSIONS" \
+        --duration 120 --server-pid "$PLAIN_PID"
+    record idle_kib.plain "$(field "$LAST" kib_per_session)"
+done
+stop_servers
+
+# OpenSSH, when installed: a private sshd on loopback with throw-away keys.
+SSHD=$(command -v sshd || true)
+[ -z "$SSHD" ] && [ -x /usr/sbin/sshd ] && SSHD=/usr/sbin/sshd
+if [ -n "$SSHD" ] && command -v ssh >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "OpenSSH: starting a private sshd on 127.0.0.1:$SSH_PORT" >&2
+    ssh-keygen -q -t ed25519 -N '' -f "$WORK/ssh_host_ed25519_key" -C bench-sshd
+    ssh-keygen -q -t ed25519 -N '' -f "$WORK/ssh_client" -C bench-ssh-client
+    cp "$WORK/ssh_client.pub" "$WORK/ssh_authorized_keys"
+    chmod 600 "$WORK/ssh_authorized_keys"
+    mkdir -p /run/sshd
+    cat >"$WORK/sshd_config" <<EOF
+Port $SSH_PORT
+ListenAddress 127.0.0.1
+HostKey $WORK/ssh_host_ed25519_key
+AuthorizedKeysFile $WORK/ssh_authorized_keys
+PidFile $WORK/sshd.pid
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PrintMotd no
+LogLevel ERROR
+EOF
+    "$SSHD" -f "$WORK/sshd_config" -D -e 2>>"$WORK/sshd.log" &
+    SSHD_PID=$!
+    wait_port $SSH_PORT
+    kill -0 "$SSHD_PID"
+    SSH=(ssh -F /dev/null -i "$WORK/ssh_client" -p "$SSH_PORT"
+        -o UserKnownHostsFile="$WORK/ssh_known_hosts" -o StrictHostKeyChecking=accept-new
+        -o BatchMode=yes -o KexAlgorithms=curve25519-sha256
+        -o Ciphers=chacha20-poly1305@openssh.com "$(id -un)@127.0.0.1")
+    start_servers
+    for round in $(seq 1 "$ROUNDS"); do
+        echo "OpenSSH round $round of $ROUNDS" >&2
+        for _ in $(seq 1 "$CONNECT_RUNS"); do
+            start=$(date +%s%N)
+            out=$(timeout 10 "${SSH[@]}" 'echo hello | tr a-z A-Z')
+            end=$(date +%s%N)
+            [ "$out" = HELLO ] || { echo "ssh answered '$out'" >&2; exit 1; }
+            record connect_ms.ssh "$(awk "BEGIN{print ($end-$start)/1e6}")"
+            start=$(date +%s%N)
+            out=$("$BIN" connect "${NOISE[@]}" hello)
+            end=$(date +%s%N)
+            record connect_ms.noise2 "$(awk "BEGIN{print ($end-$start)/1e6}")"
+        done
+        start=$(date +%s%N)
+        bytes=$(head -c "$SSH_BYTES" /dev/zero | tr '\0' a |
+            timeout 120 "${SSH[@]}" 'tr a-z A-Z' | tr -d A | wc -c)
+        end=$(date +%s%N)
+        [ "$bytes" = 0 ] || { echo "ssh tr returned $bytes wrong bytes" >&2; exit 1; }
+        record ssh_throughput "$(awk "BEGIN{print $SSH_BYTES/1e6/(($end-$start)/1e9)}")"
+        bench "throughput noise (beside ssh)" "$BIN" bench "${NOISE[@]}" --scenario throughput \
+            --duration "$DURATION"
+        record throughput.noise2 "$(field "$LAST" mb_per_s)"
+    done
+    stop_servers
+else
+    echo "OpenSSH: sshd or ssh not installed (or not root): skipping the OpenSSH comparison" >&2
+fi
+
+# median KEY: the median of the recorded figures for KEY.
+median() {
+    awk -v key="$1" '$1 == key { print $2 }' "$RESULTS" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# row SCENARIO METRIC A B TARGET_OP TARGET: ratio A/B against the target.
+row() {
+    local a b
+    a=$(median "$3")
+    b=$(median "$4")
+    awk -v s="$1" -v m="$2" -v a="$a" -v b="$b" -v op="$5" -v t="$6" 'BEGIN {
+        if (a == "nan" || b == "nan" || b == 0) { printf "%-22s %-15s %12s %12s %8s %10s  %s\n", s, m, a, b, "-", op t, "n/a"; exit }
+        r = a / b
+        ok = (op == ">=") ? (r >= t) : (r <= t)
+        printf "%-22s %-15s %12.1f %12.1f %8.3f %10s  %s\n", s, m, a, b, r, op t, ok ? "met" : "MISSED"
+    }'
+}
+
+echo
+echo "noise-echo vs baselines, medians of $ROUNDS interleaved rounds ($(nproc) CPUs: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))"
+printf "%-22s %-15s %12s %12s %8s %10s  %s\n" scenario metric noise baseline ratio target result
+row "throughput 1 MiB" "MB/s" throughput.noise throughput.plain ">=" 0.5
+row "latency 16 B (pinned)" "p50 us" latency_p50.noise latency_p50.plain "<=" 1.15
+row "latency 16 B (pinned)" "p99 us" latency_p99.noise latency_p99.plain "<=" 1.5
+row "handshake, 16 conc." "sessions/s" handshake.noise handshake.cpu ">=" 0.9
+row "pipeline 16 B" "requests/s" pipeline.noise pipeline.plain ">=" 0.5
+awk -v a="$(median idle_kib.noise)" -v b="$(median idle_kib.plain)" -v n="$IDLE_SESSIONS" 'BEGIN {
+    printf "%-22s %-15s %12.2f %12.2f %8s %10s  %s\n", "idle " n " sessions", "KiB/session", a, b, "-", "<=4 KiB", (a <= 4) ? "met" : "MISSED"
+}'
+echo "  (handshake baseline: handshake-cpu pairs/s; plain TCP sessions/s for reference: $(median handshake.plain);"
+echo "   idle target is absolute: noise <= 4 KiB per session, baseline shown for reference)"
+if [ -n "$SSHD_PID" ]; then
+    row "connect one-shot" "ms/process" connect_ms.noise2 connect_ms.ssh "<=" 0.0333
+    row "vs ssh: throughput" "MB/s" throughput.noise2 ssh_throughput ">=" 1
+    echo "  (OpenSSH: 'ssh ... echo hello | tr a-z A-Z' $(median connect_ms.ssh) ms per invocation;"
+    echo "   $SSH_BYTES bytes through 'tr' over ssh: $(median ssh_throughput) MB/s)"
+else
+    echo "connect one-shot: $(median connect_ms.noise) ms per process (no OpenSSH to compare with)"
+fi

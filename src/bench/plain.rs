@@ -1,0 +1,248 @@
+//! The plaintext baseline: the same record layer (`type | u32 len | body`, wire-v1
+//! section 5) straight over TCP, with no framing, no handshake and no encryption.
+//!
+//! It exists only so the benchmark can say how much Noise costs: the server here is
+//! the best plain tokio echo we can write with the same semantics as the real one
+//! (full Unicode uppercase, ERROR for invalid UTF-8, replies batched while more
+//! requests are buffered, TCP_NODELAY), so the ratio is honest. It is reachable only
+//! from `examples/plain_echo.rs` and the benchmark's tests, never from `serve`: it
+//! authenticates nobody.
+
+use std::future::Future;
+use std::io;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::wire::{RecordHeader, RecordType, DEFAULT_REQUEST_LIMIT};
+
+/// Size of a record header: type byte and `u32` length.
+const HEADER_LEN: usize = 5;
+/// The client's read buffer, and the most reply bytes we queue before writing them.
+const BUFFER: usize = 64 * 1024;
+/// Buffers larger than this are released while a connection waits.
+const IDLE_BUFFER: usize = 2048;
+/// The least a read asks for: a small request in one read, little held while idle.
+const MIN_READ: usize = 256;
+
+/// Serves the plaintext echo on `listener` until `shutdown` completes. Each
+/// connection is one task; connections still open at shutdown are dropped.
+///
+/// # Errors
+/// Only if accepting fails for good.
+pub async fn serve(listener: TcpListener, shutdown: impl Future) -> io::Result<()> {
+    let accept = async {
+        loop {
+            let (socket, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) if is_transient(&error) => {
+                    // Out of descriptors or an aborted connection: wait, keep serving.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            tokio::spawn(async move {
+                let _ = serve_connection(socket).await;
+            });
+        }
+    };
+    tokio::select! {
+        result = accept => result,
+        _ = shutdown => Ok(()),
+    }
+}
+
+fn is_transient(error: &io::Error) -> bool {
+    !matches!(
+        error.kind(),
+        io::ErrorKind::InvalidInput | io::ErrorKind::PermissionDenied
+    )
+}
+
+/// One connection: the same loop as the Noise server's, minus the crypto. The
+/// input buffer grows only while a request is in flight and is released when the
+/// connection waits with nothing buffered, as the Noise session does, so idle
+/// connections cost a few hundred bytes.
+async fn serve_connection(socket: TcpStream) -> io::Result<()> {
+    socket.set_nodelay(true)?;
+    let (mut reader, mut writer) = socket.into_split();
+    let mut input: Vec<u8> = Vec::new();
+    let mut out = Vec::new();
+    let mut burst = false;
+    loop {
+        // Answer every whole request already here, then write the replies at once.
+        let mut start = 0;
+        let mut needed = HEADER_LEN;
+        while let Some(header) = input.get(start..start + HEADER_LEN) {
+            if header[0] != 0x01 {
+                return Ok(()); // unknown record type: close at once
+            }
+            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+            if len > DEFAULT_REQUEST_LIMIT {
+                push_record(&mut out, RecordType::Error, b"request too large");
+                writer.write_all(&out).await?;
+                return writer.shutdown().await;
+            }
+            let end = start + HEADER_LEN + len as usize;
+            let Some(body) = input.get_mut(start + HEADER_LEN..end) else {
+                needed = end - input.len();
+                break;
+            };
+            // As the Noise server does: ASCII in place, the rest of Unicode after.
+            body.make_ascii_uppercase();
+            match std::str::from_utf8(body) {
+                Ok(text) if text.is_ascii() => {
+                    push_record(&mut out, RecordType::Response, text.as_bytes());
+                }
+                Ok(text) => {
+                    let upper = text.to_uppercase();
+                    push_record(&mut out, RecordType::Response, upper.as_bytes());
+                }
+                Err(_) => push_record(&mut out, RecordType::Error, b"request is not valid UTF-8"),
+            }
+            start = end;
+            if out.len() >= BUFFER {
+                writer.write_all(&out).await?;
+                out.clear();
+            }
+        }
+        if !out.is_empty() {
+            writer.write_all(&out).await?;
+            out.clear();
+        }
+        // About to wait: compact, and release big buffers unless the last read
+        // filled the buffer (a pipelined burst: more is surely coming, and reading
+        // it in small pieces would cost a system call per few records).
+        input.drain(..start);
+        if input.is_empty() && input.capacity() > IDLE_BUFFER && !burst {
+            input = Vec::new();
+        }
+        if out.capacity() > IDLE_BUFFER && !burst {
+            out = Vec::new();
+        }
+        input.reserve(needed.max(if burst { BUFFER } else { MIN_READ }));
+        let room = input.capacity() - input.len();
+        let read = reader.read_buf(&mut input).await?;
+        if read == 0 {
+            break;
+        }
+        burst = read == room;
+    }
+    writer.shutdown().await
+}
+
+fn push_record(out: &mut Vec<u8>, record_type: RecordType, body: &[u8]) {
+    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&RecordHeader { record_type, len }.to_bytes());
+    out.extend_from_slice(body);
+}
+
+/// The sending half of a plaintext client session.
+#[derive(Debug)]
+pub struct PlainSender {
+    writer: OwnedWriteHalf,
+    out: Vec<u8>,
+}
+
+/// The receiving half of a plaintext client session.
+#[derive(Debug)]
+pub struct PlainReceiver {
+    reader: BufReader<OwnedReadHalf>,
+}
+
+/// Splits a connected stream into plaintext client halves.
+pub fn client_halves(stream: TcpStream) -> (PlainReceiver, PlainSender) {
+    let (reader, writer) = stream.into_split();
+    (
+        PlainReceiver {
+            reader: BufReader::with_capacity(BUFFER, reader),
+        },
+        PlainSender {
+            writer,
+            out: Vec::new(),
+        },
+    )
+}
+
+impl PlainSender {
+    /// Queues a REQUEST; writes when the queue is large.
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub async fn request(&mut self, body: &[u8]) -> io::Result<()> {
+        if body.len() >= BUFFER {
+            // A large body goes straight from the caller's buffer, as with writev.
+            let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+            self.out.extend_from_slice(
+                &RecordHeader {
+                    record_type: RecordType::Request,
+                    len,
+                }
+                .to_bytes(),
+            );
+            self.flush().await?;
+            return self.writer.write_all(body).await;
+        }
+        push_record(&mut self.out, RecordType::Request, body);
+        if self.out.len() >= BUFFER {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued.
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.writer.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Flushes and ends our direction.
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.flush().await?;
+        self.writer.shutdown().await
+    }
+}
+
+impl PlainReceiver {
+    /// Reads the next reply into `body`: `Some(type)`, or `None` at a clean end of
+    /// stream.
+    ///
+    /// # Errors
+    /// When the read fails, the stream ends inside a record, or the type is not a
+    /// reply.
+    pub async fn reply(&mut self, body: &mut Vec<u8>) -> io::Result<Option<RecordType>> {
+        let mut header = [0u8; HEADER_LEN];
+        match self.reader.read_exact(&mut header[..1]).await {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(error) => return Err(error),
+        }
+        self.reader.read_exact(&mut header[1..]).await?;
+        let record_type = match header[0] {
+            0x02 => RecordType::Response,
+            0x03 => RecordType::Error,
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unexpected record type {other:#04x}"),
+                ))
+            }
+        };
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        body.clear();
+        body.resize(len as usize, 0);
+        self.reader.read_exact(body).await?;
+        Ok(Some(record_type))
+    }
+}

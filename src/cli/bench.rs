@@ -1,0 +1,167 @@
+//! `noise-echo bench`: parses the options, picks a runtime, runs one scenario of
+//! [`crate::bench`], prints a table (or JSON), and fails when any exchange failed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::{ExitStatus, StatusError};
+use crate::bench::{self, Connector, Options, Report, Scenario, Trust};
+use crate::client::{Target, UnknownHostPolicy};
+use crate::identity::Fingerprint;
+use crate::keyfile;
+use crate::paths::{IDENTITY_FILE, KNOWN_HOSTS_FILE};
+use crate::wire::LocalIdentity;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// Server address: HOST, HOST:PORT or [IPv6]:PORT (port 1234 if not given)
+    #[arg(value_name = "ADDR", default_value = "localhost:1234")]
+    addr: Target,
+    /// What to measure
+    #[arg(long, value_enum)]
+    scenario: Scenario,
+    /// Stop after this many seconds (idle: the time allowed to open the sessions)
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    duration: f64,
+    /// Stop after this many requests (handshakes, pairs), if before --duration
+    #[arg(long, value_name = "N")]
+    requests: Option<u64>,
+    /// Workers (handshake, idle), requests in flight (throughput, pipeline), threads
+    /// (handshake-cpu) [default: 16, 32, 4, 1024, one per core]
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// idle: sessions to open and hold
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    sessions: usize,
+    /// idle: seconds to hold the sessions once open
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    hold: f64,
+    /// idle: the server's process id, to report its VmRSS per session
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+    /// Speak the same records over bare TCP, without Noise (the plaintext baseline)
+    #[arg(long)]
+    plain: bool,
+    /// Runtime worker threads [default: one per core; latency always uses one]
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Print the result as one JSON object
+    #[arg(long)]
+    json: bool,
+    /// No progress line
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Our private key [default: id_ed25519 in the noise-echo config directory]
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Servers we trust [default: known_hosts in the noise-echo config directory]
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// Trust an unknown server's key and remember it (never a changed one)
+    #[arg(long, conflicts_with = "expect_fingerprint")]
+    accept_new_host: bool,
+    /// Trust an unknown server only if its key has this fingerprint, and remember it
+    #[arg(long, value_name = "SHA256:...")]
+    expect_fingerprint: Option<Fingerprint>,
+}
+
+pub(super) fn run(args: Args) -> anyhow::Result<()> {
+    let seconds = |value: f64, flag: &str| {
+        Duration::try_from_secs_f64(value)
+            .ok()
+            .filter(|duration| !duration.is_zero())
+            .with_context(|| format!("{flag} must be a positive number of seconds"))
+    };
+    let mut options = Options::new(args.scenario);
+    options.duration = seconds(args.duration, "--duration")?;
+    options.hold = Duration::try_from_secs_f64(args.hold).context("--hold must be >= 0")?;
+    options.requests = args.requests;
+    options.concurrency = args.concurrency.unwrap_or(options.concurrency).max(1);
+    options.sessions = args.sessions;
+    options.server_pid = args.server_pid;
+    options.progress = !args.quiet && !args.json;
+
+    let report = if args.scenario == Scenario::HandshakeCpu {
+        bench::handshake_cpu(&options)?
+    } else {
+        let trust = if args.plain {
+            Trust::Plain
+        } else {
+            trust(&args)?
+        };
+        let runtime = match (args.scenario, args.threads) {
+            // One round trip at a time gains nothing from a second thread, and
+            // cross-thread wake-ups would add to every round trip.
+            (Scenario::Latency, _) | (_, Some(1)) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            (_, threads) => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                if let Some(threads) = threads {
+                    builder.worker_threads(threads);
+                }
+                builder.enable_all().build()
+            }
+        }
+        .context("cannot start the async runtime")?;
+        runtime.block_on(async {
+            let connector = Connector::establish(&args.addr, trust).await?;
+            bench::run(&options, Arc::new(connector)).await
+        })?
+    };
+    print(&report, args.json);
+    if !report.succeeded() {
+        return Err(StatusError {
+            status: ExitStatus::Failure,
+            message: format!(
+                "{}: {} ok, {} failed{}",
+                report.scenario.name(),
+                report.ok,
+                report.failed,
+                report
+                    .first_error
+                    .as_deref()
+                    .map(|error| format!(" (first: {error})"))
+                    .unwrap_or_default()
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn print(report: &Report, json: bool) {
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_table());
+    }
+}
+
+/// The client's trust settings, as for `connect`.
+fn trust(args: &Args) -> anyhow::Result<Trust> {
+    let identity_path = super::path_or_default(args.identity.clone(), IDENTITY_FILE)?;
+    let known_hosts = super::path_or_default(args.known_hosts.clone(), KNOWN_HOSTS_FILE)?;
+    let identity = keyfile::read_identity(&identity_path).with_context(|| {
+        format!(
+            "cannot load the identity (make one with: noise-echo keygen -f {})",
+            identity_path.display()
+        )
+    })?;
+    let unknown_host = match (args.expect_fingerprint, args.accept_new_host) {
+        (Some(fingerprint), _) => UnknownHostPolicy::ExpectFingerprint(fingerprint),
+        (None, true) => UnknownHostPolicy::AcceptNew,
+        (None, false) => UnknownHostPolicy::Refuse,
+    };
+    if args.sessions == 0 && args.scenario == Scenario::Idle {
+        bail!("--sessions must be at least 1");
+    }
+    Ok(Trust::Noise {
+        identity: LocalIdentity::new(&identity),
+        known_hosts,
+        unknown_host,
+    })
+}
