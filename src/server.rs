@@ -703,7 +703,11 @@ impl Handler {
             self.config.handshake_timeout,
             wire::respond(socket, &self.config.host),
         );
-        let result = handshake.await;
+        let result = tokio::select! {
+            result = handshake => result,
+            // A stopping server does not wait for handshakes: nothing is in flight.
+            _ = self.shutdown_signal.changed() => return Outcome::Closed,
+        };
         admitted.handshake = None;
         let established = match result {
             Err(_) => {
@@ -780,18 +784,6 @@ impl Handler {
         }
     }
 
-    /// After a reload: whether the session's key is still allowed. An unreadable
-    /// file (mid-edit, say) keeps the session: new connections are refused until it
-    /// is readable, and a missing file is no proof the key was revoked.
-    fn still_authorized(&self, client: &PublicKey) -> bool {
-        match self.authorized_keys.current() {
-            Ok(keys) => keys
-                .authorize(client, canonical_ip(self.peer.ip()), SystemTime::now())
-                .is_ok(),
-            Err(_) => true,
-        }
-    }
-
     /// Answers requests until the client ends its stream, the server stops, the
     /// session idles out, the key is revoked, or a request is over the limit.
     async fn echo<R, W>(
@@ -810,22 +802,29 @@ impl Handler {
             if *self.shutdown_signal.borrow() {
                 return Ok(EchoEnd::Done);
             }
-            let reload = &mut self.reload;
-            let reloaded = async {
-                if reload.changed().await.is_err() {
-                    // The trigger lives as long as the config: never, in practice.
-                    std::future::pending::<()>().await;
-                }
-            };
-            let header = tokio::select! {
-                // next_record is cancel-safe: nothing is lost if shutdown wins.
-                header = tokio::time::timeout(self.config.idle_timeout, rx.next_record()) => header,
-                _ = self.shutdown_signal.changed() => return Ok(EchoEnd::Done),
-                () = reloaded => {
-                    if self.still_authorized(client) {
-                        continue;
+            // The wait for the next request is never cancelled while the session goes
+            // on (a cancelled read leaves its half unusable): a reload that leaves
+            // the key allowed goes back to the same wait.
+            let header = {
+                let next = tokio::time::timeout(self.config.idle_timeout, rx.next_record());
+                tokio::pin!(next);
+                loop {
+                    let reload = &mut self.reload;
+                    let reloaded = async {
+                        if reload.changed().await.is_err() {
+                            // The trigger lives as long as the config: never, in practice.
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    tokio::select! {
+                        header = &mut next => break header,
+                        _ = self.shutdown_signal.changed() => return Ok(EchoEnd::Done),
+                        () = reloaded => {
+                            if !still_authorized(&self.authorized_keys, self.peer, client) {
+                                return Ok(EchoEnd::Revoked);
+                            }
+                        }
                     }
-                    return Ok(EchoEnd::Revoked);
                 }
             };
             let header = match header {
@@ -894,6 +893,18 @@ impl Handler {
             tx.flush().await?;
         }
         Ok(())
+    }
+}
+
+/// After a reload: whether a session's key is still allowed. An unreadable file
+/// (mid-edit, say) keeps the session: new connections are refused until it is
+/// readable, and a missing file is no proof that this key was revoked.
+fn still_authorized(keys: &AuthorizedKeysCache, peer: SocketAddr, client: &PublicKey) -> bool {
+    match keys.current() {
+        Ok(keys) => keys
+            .authorize(client, canonical_ip(peer.ip()), SystemTime::now())
+            .is_ok(),
+        Err(_) => true,
     }
 }
 

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod attack;
 mod authorize;
 mod connect;
 mod fingerprint;
@@ -79,6 +80,9 @@ enum Command {
     Serve(serve::Args),
     /// Connect to a server, send requests, print the replies.
     Connect(connect::Args),
+    /// Flood or load a server on this machine (a test tool).
+    #[command(hide = true)]
+    Attack(attack::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -102,6 +106,7 @@ pub fn main() -> ExitCode {
         Command::Authorize(args) => authorize::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Connect(args) => connect::run(args),
+        Command::Attack(args) => attack::run(args),
     };
     match result {
         Ok(()) => ExitStatus::Success.into(),
