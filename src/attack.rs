@@ -384,6 +384,9 @@ pub struct LoadConfig {
     pub sessions: usize,
     /// Requests per session, pipelined.
     pub requests: usize,
+    /// Most requests a session has sent and not yet had answered (at least 1): bounds
+    /// the memory of a thousand sessions pipelining 64 KiB requests.
+    pub window: usize,
     /// Largest request body, in bytes.
     pub max_size: usize,
     /// Draw sizes log-uniformly (mostly small, some large) instead of uniformly.
@@ -533,8 +536,23 @@ async fn session(config: &LoadConfig, n: usize) -> Result<SessionProgress, Sessi
     let expected = Mutex::new(VecDeque::new());
     let mut rng = SplitMix(config.seed ^ (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let sent = AtomicU64::new(0);
+    let window = tokio::sync::Semaphore::new(config.window.max(1));
     let writer = async {
         for _ in 0..config.requests {
+            // Out of window: push out what is queued, then wait for a reply.
+            let permit = match window.try_acquire() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    tx.flush()
+                        .await
+                        .map_err(|error| format!("session {n}: request: {error}"))?;
+                    window
+                        .acquire()
+                        .await
+                        .map_err(|_| format!("session {n}: reader gone"))?
+                }
+            };
+            permit.forget();
             let request = random_request(&mut rng, config.max_size, config.log_uniform);
             expected
                 .lock()
@@ -563,6 +581,7 @@ async fn session(config: &LoadConfig, n: usize) -> Result<SessionProgress, Sessi
                 )
             })?;
             let Some(reply) = reply else { break };
+            window.add_permits(1);
             let want = expected
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -458,6 +458,7 @@ async fn pipelined_load_loses_duplicates_and_reorders_nothing() {
         },
         sessions: 100,
         requests: 20,
+        window: 8,
         max_size: 64 * 1024,
         log_uniform: true,
         seed: 7,

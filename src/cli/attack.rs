@@ -76,6 +76,9 @@ struct LoadArgs {
     /// Requests per session, pipelined
     #[arg(long, default_value_t = 100)]
     requests: usize,
+    /// Most requests in flight per session
+    #[arg(long, default_value_t = 8)]
+    window: usize,
     /// Largest request, in bytes
     #[arg(long, default_value_t = 65536)]
     max_size: usize,
@@ -154,6 +157,7 @@ async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
         client,
         sessions: args.sessions,
         requests: args.requests,
+        window: args.window,
         max_size: args.max_size,
         log_uniform: args.log_uniform,
         seed: 1,
