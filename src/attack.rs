@@ -172,7 +172,7 @@ pub async fn flood(config: FloodConfig) -> io::Result<FloodStats> {
     }
     // Every task watches `end`; the grace covers the last reads and probes.
     let collect = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(10), collect)
+    if tokio::time::timeout(config.duration + Duration::from_secs(10), collect)
         .await
         .is_err()
     {

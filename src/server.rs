@@ -1109,3 +1109,36 @@ impl AuthorizedKeysCache {
         Ok(keys)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_per_burst_with_a_count() {
+        let mut log = BurstLog::default();
+        let start = Instant::now();
+        // The first refusal is logged at once, with a count of one.
+        assert_eq!(log.note(start), Some(1));
+        // 1,000 more within the second: no line.
+        for n in 0..1000 {
+            assert_eq!(log.note(start + Duration::from_micros(n * 900)), None);
+        }
+        // The next one after the interval reports them all.
+        assert_eq!(log.note(start + LOG_INTERVAL), Some(1001));
+        assert_eq!(log.note(start + LOG_INTERVAL * 2), Some(1));
+    }
+
+    #[test]
+    fn an_unreadable_authorized_keys_is_reported_once_not_per_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = AuthorizedKeysCache::new(dir.path().join("missing"));
+        for _ in 0..100 {
+            assert!(cache.current().is_err());
+        }
+        let unreadable = cache.unreadable.lock().unwrap();
+        let log = unreadable.as_ref().expect("the error was reported");
+        // One report, then 99 denials counted for the next one.
+        assert_eq!(log.denied_since, 99);
+    }
+}

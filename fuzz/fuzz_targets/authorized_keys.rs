@@ -1,0 +1,42 @@
+//! The authorized_keys parser fed arbitrary bytes: it must never panic, every
+//! trusted line must print back to a line that parses to the same entry, and
+//! authorizing against it must not panic.
+#![no_main]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::time::SystemTime;
+
+use libfuzzer_sys::fuzz_target;
+use noise_echo::authorized_keys::{self, AuthorizedKeys};
+
+fuzz_target!(|data: &[u8]| {
+    let keys = AuthorizedKeys::parse(data, Path::new("fuzz"));
+    for entry in &keys.entries {
+        let printed = authorized_keys::append_line(b"", &entry.to_line());
+        let reparsed = AuthorizedKeys::parse(&printed, Path::new("fuzz"));
+        assert_eq!(
+            reparsed.entries.len(),
+            1,
+            "{:?} printed as {:?}",
+            entry,
+            entry.to_line()
+        );
+        let again = &reparsed.entries[0];
+        assert_eq!(again.key, entry.key);
+        assert_eq!(again.from, entry.from);
+        assert_eq!(again.expiry, entry.expiry);
+        assert_eq!(again.to_line(), entry.to_line());
+        for addr in [
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ] {
+            let _ = keys.authorize(&entry.key, addr, SystemTime::now());
+        }
+        // Removing a key removes every line holding it, and nothing else trusted.
+        let (kept, _) = authorized_keys::remove_key(data, &entry.key.fingerprint());
+        let rest = AuthorizedKeys::parse(&kept, Path::new("fuzz"));
+        assert!(!rest.contains(&entry.key));
+    }
+});
