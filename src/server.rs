@@ -200,21 +200,34 @@ pub struct ServerStats {
 
 /// A copy of [`ServerStats`] at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[allow(missing_docs)] // The fields are those of ServerStats.
 pub struct StatsSnapshot {
+    /// Connections open (gauge).
     pub connections_open: u64,
+    /// Handshakes in progress (gauge).
     pub handshakes_in_progress: u64,
+    /// Connections accepted from the listener, refused or not.
     pub accepted: u64,
+    /// Closed on arrival at the open-connections cap.
     pub refused_connection_cap: u64,
+    /// Closed on arrival at the handshakes-in-progress cap.
     pub refused_handshake_cap: u64,
+    /// Closed on arrival at the per-source handshake cap.
     pub refused_source_cap: u64,
+    /// Closed on arrival: the source is serving a penalty.
     pub refused_penalized: u64,
+    /// Handshakes that failed.
     pub handshake_failures: u64,
+    /// Handshakes not completed in time.
     pub handshake_timeouts: u64,
+    /// Clients whose key was refused.
     pub denied: u64,
+    /// Sessions that passed authorization.
     pub sessions: u64,
+    /// Sessions ended because their key was revoked.
     pub revoked: u64,
+    /// Sessions closed for idling or for not taking their replies.
     pub idle_timeouts: u64,
+    /// Requests answered.
     pub requests: u64,
 }
 
@@ -610,10 +623,15 @@ struct Handler {
 /// What a connection did, for its one log line.
 #[derive(Debug, Default)]
 struct Summary {
+    /// The client's key, once the handshake has proven it.
     client: Option<PublicKey>,
+    /// The comment of the authorized_keys line that admitted it.
     comment: String,
+    /// Requests answered.
     requests: u64,
+    /// Request body bytes received.
     bytes_in: u64,
+    /// Reply body bytes sent.
     bytes_out: u64,
 }
 
@@ -1004,10 +1022,15 @@ struct UnreadableLog {
 /// editors that rewrite in place change the size or the modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileVersion {
+    /// The filesystem.
     device: u64,
+    /// The inode: a new one after a rename into place.
     inode: u64,
+    /// The size in bytes.
     size: u64,
+    /// The modification time, in nanoseconds since the epoch.
     modified_ns: i128,
+    /// The status change time, in nanoseconds since the epoch.
     changed_ns: i128,
 }
 

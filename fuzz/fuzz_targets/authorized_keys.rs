@@ -1,6 +1,9 @@
 //! The authorized_keys parser fed arbitrary bytes: it must never panic, every
 //! trusted line must print back to a line that parses to the same entry, and
 //! authorizing against it must not panic.
+//!
+//! First finding (kept in the corpus): a comment holding a bare CR printed back with
+//! a space there, as `append_line` intends; the oracle now expects that.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -26,7 +29,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.key, entry.key);
         assert_eq!(again.from, entry.from);
         assert_eq!(again.expiry, entry.expiry);
-        assert_eq!(again.to_line(), entry.to_line());
+        // append_line turns CR and LF into spaces, so that no comment can smuggle a
+        // line of its own into the file; everything else prints as it was.
+        let sanitized: String = entry
+            .to_line()
+            .chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+            .collect();
+        assert_eq!(again.to_line(), sanitized);
         for addr in [
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
