@@ -288,6 +288,44 @@ impl ServerStats {
     }
 }
 
+/// Room in the kernel's queue of connections not yet accepted. Under a connection
+/// flood the server accepts and closes thousands a second; when this queue overflows
+/// the kernel drops SYNs, and an honest client waits a second for its retransmit.
+/// Linux caps it at `net.core.somaxconn` (4096 by default); tokio's `bind` uses 1024.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener for [`run`] on the first address `listen` (`host:port`) resolves
+/// to that works, with a [`LISTEN_BACKLOG`]-deep accept queue.
+///
+/// # Errors
+/// The resolution, socket, bind or listen error of the last address tried.
+pub async fn bind(listen: &str) -> io::Result<TcpListener> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host(listen).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As tokio's own bind does: a restarted server may take its port back while
+        // old connections linger in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{listen} resolves to no address"),
+        )
+    }))
+}
+
 /// Runs the server on `listener` until `shutdown` completes, then stops accepting,
 /// lets connections finish the request they are on (up to `shutdown_grace`), and
 /// returns.

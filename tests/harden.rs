@@ -61,7 +61,7 @@ impl TestServer {
             text += "\n";
         }
         std::fs::write(&authorized_keys, text).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = server::bind("127.0.0.1:0").await.unwrap();
         Self::start_on(listener, authorized_keys, dir, configure)
     }
 
@@ -547,7 +547,7 @@ async fn a_server_restarted_under_load_gives_clear_errors_then_serves_again() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("authorized_keys");
     std::fs::write(&keys, identity(1).public_key().to_openssh_line("c1") + "\n").unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = server::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = TestServer::start_on(listener, keys.clone(), tempfile::tempdir().unwrap(), |_| {});
     let mut clients = tokio::task::JoinSet::new();
@@ -588,7 +588,7 @@ async fn a_server_restarted_under_load_gives_clear_errors_then_serves_again() {
     // New connections are refused while it is down...
     assert!(attack::connect_from(None, addr).await.is_err());
     // ...and served once it is back on the same address.
-    let listener = TcpListener::bind(addr).await.unwrap();
+    let listener = server::bind(&addr.to_string()).await.unwrap();
     let restarted = TestServer::start_on(listener, keys, tempfile::tempdir().unwrap(), |_| {});
     echo_works(addr, None, &identity(1)).await;
     restarted.stop().await;

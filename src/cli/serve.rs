@@ -94,7 +94,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listener = listen(&args.listen)
+        let listener = server::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         // Installed before serving: SIGHUP's default action would kill the server.
@@ -110,40 +110,6 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
         info!("stopped");
         Ok(())
     })
-}
-
-/// Room in the kernel's queue of connections not yet accepted. Under a connection
-/// flood the server accepts and closes thousands a second; when this queue overflows
-/// the kernel drops SYNs, and an honest client waits a second for its retransmit.
-/// Linux caps it at `net.core.somaxconn` (4096 by default); tokio's `bind` uses 1024.
-const LISTEN_BACKLOG: u32 = 4096;
-
-/// Binds the first address `listen` resolves to that works, with [`LISTEN_BACKLOG`].
-async fn listen(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
-    let mut last_error = None;
-    for addr in tokio::net::lookup_host(listen).await? {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        // As tokio's own bind does: a restarted server may take its port back while
-        // old connections linger in TIME_WAIT.
-        socket.set_reuseaddr(true)?;
-        match socket
-            .bind(addr)
-            .and_then(|()| socket.listen(LISTEN_BACKLOG))
-        {
-            Ok(listener) => return Ok(listener),
-            Err(error) => last_error = Some(error),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the address resolves to nothing",
-        )
-    }))
 }
 
 fn load_or_create_host_key(path: &Path) -> anyhow::Result<Identity> {
