@@ -2,8 +2,10 @@
 //! trusted line must print back to a line that parses to the same entry, and
 //! authorizing against it must not panic.
 //!
-//! First finding (kept in the corpus): a comment holding a bare CR printed back with
-//! a space there, as `append_line` intends; the oracle now expects that.
+//! Findings: a comment, then a `from=` pattern, holding a bare CR printed back with a
+//! space there, as `append_line` intends (no line can be smuggled into the file);
+//! the oracle now expects that, and checks the pattern still admits the same
+//! addresses.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -26,17 +28,29 @@ fuzz_target!(|data: &[u8]| {
             entry.to_line()
         );
         let again = &reparsed.entries[0];
+        // append_line turns CR and LF into spaces, so that no text can smuggle a line
+        // of its own into the file; everything else prints as it was.
+        let sanitize = |text: &str| -> String {
+            text.chars()
+                .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+                .collect()
+        };
         assert_eq!(again.key, entry.key);
-        assert_eq!(again.from, entry.from);
         assert_eq!(again.expiry, entry.expiry);
-        // append_line turns CR and LF into spaces, so that no comment can smuggle a
-        // line of its own into the file; everything else prints as it was.
-        let sanitized: String = entry
-            .to_line()
-            .chars()
-            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-            .collect();
-        assert_eq!(again.to_line(), sanitized);
+        assert_eq!(
+            again.from.as_ref().map(|from| from.as_str().to_owned()),
+            entry.from.as_ref().map(|from| sanitize(from.as_str()))
+        );
+        // A pattern holding CR or space matches no address text either way, so the
+        // restriction is the same.
+        for addr in ["127.0.0.1", "10.1.2.3", "::1", "192.0.2.7"] {
+            let addr: IpAddr = addr.parse().unwrap();
+            assert_eq!(
+                again.from.as_ref().map(|from| from.matches(addr)),
+                entry.from.as_ref().map(|from| from.matches(addr))
+            );
+        }
+        assert_eq!(again.to_line(), sanitize(&entry.to_line()));
         for addr in [
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
