@@ -522,8 +522,9 @@ impl Listener {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .admit(peer.ip(), now);
-        match admission {
-            Admission::Admitted => {}
+        let tracked = match admission {
+            Admission::Admitted => true,
+            Admission::Untracked => false,
             Admission::Penalized { remaining } => {
                 stats.add(&stats.refused_penalized);
                 if let Some(count) = self.refused_penalized.note(now) {
@@ -546,10 +547,10 @@ impl Listener {
                 }
                 return None;
             }
-        }
+        };
         // From here on, dropping `ticket` gives the source's handshake slot back.
         let ticket = SourceTicket {
-            penalties: Arc::clone(&self.penalties),
+            penalties: tracked.then(|| Arc::clone(&self.penalties)),
             addr: peer.ip(),
             verdict: Verdict::Neutral,
         };
@@ -615,8 +616,8 @@ impl Drop for Slot {
 /// A source's handshake in progress in the penalty table; reports its verdict there
 /// when dropped, so no path (an early return, a panic) leaks the slot.
 struct SourceTicket {
-    /// The table.
-    penalties: Arc<Mutex<PenaltyBox>>,
+    /// The table; `None` when it does not track this source (exempt, or full).
+    penalties: Option<Arc<Mutex<PenaltyBox>>>,
     /// The client's address.
     addr: IpAddr,
     /// How the handshake ended; `Neutral` until decided.
@@ -625,10 +626,12 @@ struct SourceTicket {
 
 impl Drop for SourceTicket {
     fn drop(&mut self) {
-        self.penalties
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .finish(self.addr, Instant::now(), self.verdict);
+        if let Some(penalties) = &self.penalties {
+            penalties
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .finish(self.addr, Instant::now(), self.verdict);
+        }
     }
 }
 

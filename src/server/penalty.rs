@@ -71,6 +71,9 @@ impl Default for PenaltyConfig {
 pub enum Admission {
     /// Go ahead; call [`PenaltyBox::finish`] when the handshake is over.
     Admitted,
+    /// Go ahead, untracked: the source is exempt, or the table is full. There is
+    /// nothing to [`finish`](PenaltyBox::finish).
+    Untracked,
     /// The source is refused for this much longer.
     Penalized {
         /// Time left on the refusal.
@@ -180,12 +183,12 @@ impl PenaltyBox {
     /// in progress until [`finish`](Self::finish).
     pub fn admit(&mut self, addr: IpAddr, now: Instant) -> Admission {
         let Some(source) = self.source(addr) else {
-            return Admission::Admitted;
+            return Admission::Untracked;
         };
         let cap = self.config.max_handshakes_per_source;
         let Some(entry) = self.entry(source, now) else {
             self.untracked += 1;
-            return Admission::Admitted;
+            return Admission::Untracked;
         };
         if let Some(until) = entry.refused_until {
             if until > now {
@@ -201,8 +204,9 @@ impl PenaltyBox {
         Admission::Admitted
     }
 
-    /// Records how a handshake admitted at `addr` ended. A failure that reaches the
-    /// threshold refuses the source for `base * 2^strikes`, at most `max`.
+    /// Records how a handshake that [`admit`](Self::admit) answered `Admitted` for
+    /// `addr` ended. A failure that reaches the threshold refuses the source for
+    /// `base * 2^strikes`, at most `max`.
     pub fn finish(&mut self, addr: IpAddr, now: Instant, verdict: Verdict) {
         let Some(source) = self.source(addr) else {
             return;
@@ -406,8 +410,8 @@ mod tests {
         let mut table = PenaltyBox::new(config);
         let now = Instant::now();
         for _ in 0..50 {
-            assert_eq!(fail(&mut table, ip("127.0.0.1"), now), Admission::Admitted);
-            assert_eq!(table.admit(ip("::1"), now), Admission::Admitted);
+            assert_eq!(fail(&mut table, ip("127.0.0.1"), now), Admission::Untracked);
+            assert_eq!(table.admit(ip("::1"), now), Admission::Untracked);
         }
         assert!(table.is_empty());
     }
@@ -451,7 +455,7 @@ mod tests {
                 Admission::Admitted
             );
         }
-        assert_eq!(table.admit(ip("192.0.2.99"), start), Admission::Admitted);
+        assert_eq!(table.admit(ip("192.0.2.99"), start), Admission::Untracked);
         assert_eq!(table.untracked(), 1);
         assert_eq!(table.len(), 8);
     }
