@@ -922,6 +922,34 @@ fn every_truncation_of_authorized_keys_admits_nothing_new_and_keeps_every_restri
     }
 }
 
+/// Found by the authorized_keys fuzzer: the parser trusts a key written with two
+/// spaces (or a tab and a space) after its type, and `authorize --remove` missed it,
+/// leaving a revoked key trusted.
+#[test]
+fn removing_a_key_removes_it_however_its_fields_are_spaced() {
+    let key = identity(1).public_key();
+    let blob = key.to_openssh_line("");
+    let blob = blob.split_whitespace().nth(1).unwrap();
+    for line in [
+        format!("ssh-ed25519  {blob} two spaces"),
+        format!("ssh-ed25519\t {blob} tab and space"),
+        format!("from=\"127.0.0.1\"  ssh-ed25519 \t {blob}"),
+        format!("  ssh-ed25519 {blob}   "),
+    ] {
+        let file = authorized_keys::append_line(b"# keys\n", &line);
+        let parsed = AuthorizedKeys::parse(&file, Path::new("authorized_keys"));
+        assert!(parsed.contains(&key), "{line:?} not trusted to begin with");
+        let (kept, removed) = authorized_keys::remove_key(&file, &key.fingerprint());
+        assert_eq!(removed.len(), 1, "{line:?}");
+        let after = AuthorizedKeys::parse(&kept, Path::new("authorized_keys"));
+        assert!(
+            !after.contains(&key),
+            "{line:?} still trusted after its removal"
+        );
+        assert_eq!(kept, b"# keys\n");
+    }
+}
+
 #[tokio::test]
 async fn a_garbage_or_half_written_authorized_keys_never_crashes_nor_admits() {
     let server = TestServer::start(|_| {}).await;
