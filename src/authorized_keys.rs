@@ -425,7 +425,12 @@ fn line_holds_key(line: &[u8], fingerprint: &Fingerprint) -> bool {
     let LineText::Text(text) = line_text(line) else {
         return false;
     };
-    let fields: Vec<&str> = text.split(is_field_separator).collect();
+    // Runs of separators are one separator, as for the parser: an empty field between
+    // two spaces must not hide the key from its removal.
+    let fields: Vec<&str> = text
+        .split(is_field_separator)
+        .filter(|field| !field.is_empty())
+        .collect();
     fields.windows(2).any(|pair| {
         pair[0] == SSH_ED25519
             && PublicKey::from_openssh_fields(pair[0], pair[1])

@@ -64,9 +64,7 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 /// # Errors
 /// The underlying I/O error; the old file is intact whenever this fails.
 pub fn replace_atomically(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let temp = write_temp(path, contents, mode)?;
-    temp.persist(path).map_err(|error| error.error)?;
-    sync_dir(path)
+    Staged::new(path, contents, mode)?.replace()
 }
 
 /// Atomically creates `path` with `contents` and `mode`, failing with
@@ -75,9 +73,56 @@ pub fn replace_atomically(path: &Path, contents: &[u8], mode: u32) -> io::Result
 /// # Errors
 /// The underlying I/O error; nothing is left behind when this fails.
 pub fn create_atomically(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let temp = write_temp(path, contents, mode)?;
-    temp.persist_noclobber(path).map_err(|error| error.error)?;
-    sync_dir(path)
+    Staged::new(path, contents, mode)?.create()
+}
+
+/// A file written and fsynced beside its destination, not yet in place. Files that
+/// belong together (a private key and its `.pub`) are all staged first, so that a
+/// full disk fails before any of them is changed; dropping a `Staged` deletes it.
+#[derive(Debug)]
+pub struct Staged {
+    /// The temporary file, deleted on drop unless moved into place.
+    temp: tempfile::NamedTempFile,
+    /// Where it goes.
+    path: PathBuf,
+}
+
+impl Staged {
+    /// Writes `contents` to a new temporary file beside `path`, created with `mode`
+    /// and fsynced.
+    ///
+    /// # Errors
+    /// The underlying I/O error (no space, read-only filesystem...); nothing is left
+    /// behind.
+    pub fn new(path: &Path, contents: &[u8], mode: u32) -> io::Result<Self> {
+        Ok(Self {
+            temp: write_temp(path, contents, mode)?,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Renames the file over its destination (a symlink there is replaced, not
+    /// followed) and makes the rename durable.
+    ///
+    /// # Errors
+    /// The underlying I/O error; the old file is intact whenever the rename fails.
+    pub fn replace(self) -> io::Result<()> {
+        self.temp.persist(&self.path).map_err(|error| error.error)?;
+        sync_dir(&self.path)
+    }
+
+    /// Renames the file to its destination, failing with
+    /// [`io::ErrorKind::AlreadyExists`] if anything, a dangling symlink included, is
+    /// there.
+    ///
+    /// # Errors
+    /// The underlying I/O error; the temporary file is removed when this fails.
+    pub fn create(self) -> io::Result<()> {
+        self.temp
+            .persist_noclobber(&self.path)
+            .map_err(|error| error.error)?;
+        sync_dir(&self.path)
+    }
 }
 
 /// The path to write when updating `path`: the target of a symlink (so a linked

@@ -338,22 +338,35 @@ pub fn write_identity(
         "{}\n",
         identity.public_key().to_openssh_line(identity.comment())
     );
-    let write = |path: &Path, contents: &[u8], mode: u32| {
-        let result = if overwrite {
-            fsutil::replace_atomically(path, contents, mode)
-        } else {
-            fsutil::create_atomically(path, contents, mode)
-        };
-        result.map_err(|error| match error.kind() {
-            io::ErrorKind::AlreadyExists => KeyFileError::AlreadyExists {
-                path: path.to_path_buf(),
-            },
-            _ => KeyFileError::io(path, error),
-        })
-    };
-    write(private_path, private_text.as_bytes(), PRIVATE_KEY_MODE)?;
-    write(&public_path, public_text.as_bytes(), PUBLIC_KEY_MODE)?;
+    // Both files are written before either is put in place: a disk that fills up
+    // between the two must not leave a private key without its public key, or a new
+    // private key beside the old public key.
+    let private = fsutil::Staged::new(private_path, private_text.as_bytes(), PRIVATE_KEY_MODE)
+        .map_err(failed(private_path))?;
+    let public = fsutil::Staged::new(&public_path, public_text.as_bytes(), PUBLIC_KEY_MODE)
+        .map_err(failed(&public_path))?;
+    if overwrite {
+        private.replace().map_err(failed(private_path))?;
+        public.replace().map_err(failed(&public_path))?;
+    } else {
+        private.create().map_err(failed(private_path))?;
+        if let Err(error) = public.create() {
+            // Undo our own half: the private key we just created, nobody else's.
+            let _ = std::fs::remove_file(private_path);
+            return Err(failed(&public_path)(error));
+        }
+    }
     Ok(public_path)
+}
+
+/// Maps a failure to write the key file at `path` to its error.
+fn failed(path: &Path) -> impl Fn(io::Error) -> KeyFileError + '_ {
+    move |error| match error.kind() {
+        io::ErrorKind::AlreadyExists => KeyFileError::AlreadyExists {
+            path: path.to_path_buf(),
+        },
+        _ => KeyFileError::io(path, error),
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod attack;
 mod authorize;
 mod bench;
 mod connect;
@@ -85,6 +86,9 @@ enum Command {
     Demo(demo::Args),
     /// Measure the server: handshakes, latency, throughput, pipelining, idle memory.
     Bench(bench::Args),
+    /// Flood or load a server on this machine (a test tool).
+    #[command(hide = true)]
+    Attack(attack::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -114,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Connect(args) => connect::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Attack(args) => attack::run(args),
     };
     match result {
         Ok(()) => ExitStatus::Success.into(),

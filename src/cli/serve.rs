@@ -1,4 +1,5 @@
-//! `noise-echo serve`: run the echo server until Ctrl-C or SIGTERM.
+//! `noise-echo serve`: run the echo server until Ctrl-C or SIGTERM; SIGHUP makes open
+//! sessions check their key against authorized_keys again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +11,9 @@ use tracing::{info, warn};
 use crate::identity::Identity;
 use crate::keyfile;
 use crate::paths::{AUTHORIZED_KEYS_FILE, HOST_KEY_FILE};
-use crate::server::{self, ServerConfig};
+use crate::pattern::AddressPatterns;
+use crate::server::penalty;
+use crate::server::{self, ReloadTrigger, ServerConfig};
 use crate::wire::{LocalIdentity, DEFAULT_REQUEST_LIMIT};
 
 #[derive(Debug, clap::Args)]
@@ -35,9 +38,30 @@ pub(super) struct Args {
     /// Seconds a client has to complete the handshake
     #[arg(long, value_name = "SECONDS", default_value_t = server::DEFAULT_HANDSHAKE_TIMEOUT.as_secs())]
     handshake_timeout: u64,
-    /// Seconds an established session may wait between requests
+    /// Seconds an established session may wait between requests, or take to read a reply
     #[arg(long, value_name = "SECONDS", default_value_t = server::DEFAULT_IDLE_TIMEOUT.as_secs())]
     idle_timeout: u64,
+    /// Most handshakes in progress at once; more connections are closed on arrival
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_HANDSHAKES)]
+    max_handshakes: usize,
+    /// Most handshakes in progress from one address (IPv6: one /64); 0 for no limit
+    #[arg(long, value_name = "N", default_value_t = penalty::DEFAULT_MAX_HANDSHAKES_PER_SOURCE)]
+    max_handshakes_per_source: usize,
+    /// Failed handshakes or denied keys from one address before it is refused for a while; 0 turns penalties off
+    #[arg(long, value_name = "N", default_value_t = penalty::DEFAULT_PENALTY_THRESHOLD)]
+    penalty_threshold: u32,
+    /// Seconds of an address's first refusal; each further one doubles it
+    #[arg(long, value_name = "SECONDS", default_value_t = penalty::DEFAULT_PENALTY_BASE.as_secs())]
+    penalty_base: u64,
+    /// Longest refusal, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = penalty::DEFAULT_PENALTY_MAX.as_secs())]
+    penalty_max: u64,
+    /// Addresses never refused nor limited per source, as in from="..." (e.g. 10.0.0.0/8,::1)
+    #[arg(long, value_name = "PATTERNS")]
+    penalty_exempt: Option<AddressPatterns>,
+    /// End open sessions as soon as their key leaves authorized_keys (SIGHUP does it once)
+    #[arg(long)]
+    revoke_live: bool,
 }
 
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
@@ -57,15 +81,31 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     config.max_connections = args.max_connections.max(1);
     config.handshake_timeout = Duration::from_secs(args.handshake_timeout.max(1));
     config.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
+    config.max_handshakes = args.max_handshakes.max(1);
+    config.penalties.max_handshakes_per_source = args.max_handshakes_per_source;
+    config.penalties.threshold = args.penalty_threshold;
+    config.penalties.base = Duration::from_secs(args.penalty_base.max(1));
+    config.penalties.max = Duration::from_secs(args.penalty_max.max(args.penalty_base).max(1));
+    config.penalties.exempt = args.penalty_exempt;
+    config.revoke_live = args.revoke_live;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let listener = server::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
+        // Installed before serving: SIGHUP's default action would kill the server.
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot handle SIGHUP")?;
+        let reload = config.reload.clone();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                on_hangup(&reload);
+            }
+        });
         server::run(listener, config, shutdown_signal()).await?;
         info!("stopped");
         Ok(())
@@ -90,6 +130,12 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .unwrap_or_else(|_| "this server".to_owned())
+}
+
+/// SIGHUP: every open session checks its key against authorized_keys again.
+fn on_hangup(reload: &ReloadTrigger) {
+    info!("SIGHUP: checking the keys of open sessions against authorized_keys");
+    reload.trigger();
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.

@@ -1,0 +1,704 @@
+//! Load and attack generators for testing a noise-echo server on this machine:
+//! [`flood`] holds silent and trickling connections open and sprays garbage while a
+//! legitimate client probes the server; [`load`] runs many pipelined sessions and
+//! checks every byte of every reply.
+//!
+//! Both refuse targets outside loopback (127.0.0.0/8, ::1): they exist to test one's
+//! own server, and a flood generator pointed elsewhere is an attack. Every run is
+//! bounded in time and in count and stops by itself.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::identity::Fingerprint;
+use crate::wire::{self, LocalIdentity, RecordType, Reply, MIN_RESPONSE_LIMIT};
+
+/// The legitimate client of a [`flood`], or of a [`load`].
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// Its identity, which the server must authorize.
+    pub identity: Arc<LocalIdentity>,
+    /// The server key to expect; `None` accepts any (the target is local).
+    pub server_key: Option<Fingerprint>,
+    /// The loopback address to connect from (127.0.0.2, say); `None` lets the system
+    /// choose.
+    pub source: Option<IpAddr>,
+}
+
+/// What a [`flood`] does.
+#[derive(Debug, Clone)]
+pub struct FloodConfig {
+    /// The server, on loopback.
+    pub target: SocketAddr,
+    /// Connections that connect and send nothing, reopened when the server closes them.
+    pub silent: usize,
+    /// Connections that send a handshake message one byte at a time, reopened when
+    /// the server closes them.
+    pub trickle: usize,
+    /// Time between two trickled bytes.
+    pub trickle_interval: Duration,
+    /// New connections per second that send random bytes and wait for the close.
+    pub garbage_per_second: u32,
+    /// How long the flood lasts.
+    pub duration: Duration,
+    /// Loopback addresses the attack connections come from, in turn; empty lets the
+    /// system choose. Many addresses stand in for a botnet (or spoofed sources).
+    pub sources: Vec<IpAddr>,
+    /// The legitimate client probing the server during the flood.
+    pub probe: Option<Client>,
+    /// Time between two probes.
+    pub probe_interval: Duration,
+    /// Seed of the random bytes, so a run can be repeated.
+    pub seed: u64,
+}
+
+impl FloodConfig {
+    /// The flood of the hardening requirement: 1,000 silent or trickling connections
+    /// and 200 garbage connections a second for `duration`.
+    pub fn full_scale(target: SocketAddr, duration: Duration) -> Self {
+        Self {
+            target,
+            silent: 500,
+            trickle: 500,
+            trickle_interval: Duration::from_secs(1),
+            garbage_per_second: 200,
+            duration,
+            sources: Vec::new(),
+            probe: None,
+            probe_interval: Duration::from_millis(250),
+            seed: 1,
+        }
+    }
+}
+
+/// What a [`flood`] saw.
+#[derive(Debug, Clone, Default)]
+pub struct FloodStats {
+    /// Silent and trickling connections opened (reopens included).
+    pub slow_opened: u64,
+    /// Of those, closed by the server before the flood ended.
+    pub slow_closed_by_server: u64,
+    /// Connection attempts that failed (refused, out of descriptors...).
+    pub connect_errors: u64,
+    /// Garbage connections made.
+    pub garbage_sent: u64,
+    /// Garbage connections the server closed (after our bytes, or at once).
+    pub garbage_closed: u64,
+    /// Garbage connections to which the server sent anything at all (it should not:
+    /// garbage never gets a handshake reply, so no Diffie-Hellman was done for it).
+    pub garbage_answered: u64,
+    /// Probes that got their answer.
+    pub probes_ok: u64,
+    /// Probes that failed, with the first few reasons.
+    pub probes_failed: u64,
+    /// The first probe failures' reasons.
+    pub probe_errors: Vec<String>,
+    /// Latency of each successful probe: connect, handshake, one request and reply.
+    pub probe_latencies: Vec<Duration>,
+}
+
+impl FloodStats {
+    /// The `q` quantile (0.0 to 1.0) of the probe latencies.
+    pub fn probe_latency(&self, q: f64) -> Option<Duration> {
+        quantile(&self.probe_latencies, q)
+    }
+}
+
+/// Floods the server at `config.target` as configured, probing it with the
+/// legitimate client, and returns what happened. Stops by itself after
+/// `config.duration` (plus at most a few seconds to collect the tasks).
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidInput`] when the target or a source is not on loopback.
+pub async fn flood(config: FloodConfig) -> io::Result<FloodStats> {
+    check_loopback(config.target.ip(), &config.sources)?;
+    if let Some(probe) = &config.probe {
+        check_loopback(config.target.ip(), probe.source.as_slice())?;
+    }
+    let counters = Arc::new(Counters::default());
+    let end = Instant::now() + config.duration;
+    let config = Arc::new(config);
+    let mut tasks = JoinSet::new();
+    let sources = Arc::new(config.sources.clone());
+    for n in 0..config.silent + config.trickle {
+        let (config, counters, sources) = (
+            Arc::clone(&config),
+            Arc::clone(&counters),
+            Arc::clone(&sources),
+        );
+        let trickle = n >= config.silent;
+        tasks.spawn(async move {
+            slow_connection(&config, &counters, &sources, n, trickle, end).await;
+        });
+    }
+    if config.garbage_per_second > 0 {
+        let (config, counters, sources) = (
+            Arc::clone(&config),
+            Arc::clone(&counters),
+            Arc::clone(&sources),
+        );
+        tasks.spawn(async move { garbage(&config, &counters, &sources, end).await });
+    }
+    let probes = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+    if let Some(client) = config.probe.clone() {
+        let (config, probes) = (Arc::clone(&config), Arc::clone(&probes));
+        tasks.spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < end {
+                let started = Instant::now();
+                let result =
+                    tokio::time::timeout(Duration::from_secs(5), probe(config.target, &client, n))
+                        .await
+                        .unwrap_or_else(|_| Err("no answer within 5 s".to_owned()));
+                {
+                    let mut probes = probes.lock().unwrap_or_else(|p| p.into_inner());
+                    match result {
+                        Ok(()) => probes.0.push(started.elapsed()),
+                        Err(reason) => probes.1.push(reason),
+                    }
+                }
+                n += 1;
+                tokio::time::sleep(config.probe_interval).await;
+            }
+        });
+    }
+    // Every task watches `end`; the grace covers the last reads and probes.
+    let collect = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(config.duration + Duration::from_secs(10), collect)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+    let (latencies, errors) =
+        std::mem::take(&mut *probes.lock().unwrap_or_else(|p| p.into_inner()));
+    let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    Ok(FloodStats {
+        slow_opened: get(&counters.slow_opened),
+        slow_closed_by_server: get(&counters.slow_closed),
+        connect_errors: get(&counters.connect_errors),
+        garbage_sent: get(&counters.garbage_sent),
+        garbage_closed: get(&counters.garbage_closed),
+        garbage_answered: get(&counters.garbage_answered),
+        probes_ok: latencies.len() as u64,
+        probes_failed: errors.len() as u64,
+        probe_errors: errors.into_iter().take(5).collect(),
+        probe_latencies: latencies,
+    })
+}
+
+/// The counters the flood tasks share.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Slow connections opened.
+    slow_opened: AtomicU64,
+    /// Slow connections the server closed.
+    slow_closed: AtomicU64,
+    /// Failed connection attempts.
+    connect_errors: AtomicU64,
+    /// Garbage connections made.
+    garbage_sent: AtomicU64,
+    /// Garbage connections closed by the server.
+    garbage_closed: AtomicU64,
+    /// Garbage connections that got bytes back.
+    garbage_answered: AtomicU64,
+}
+
+/// One silent or trickling connection slot: keeps a connection open until `end`,
+/// opening a new one (after a pause, so a refusing server is not hammered in a tight
+/// loop) whenever the server closes it.
+async fn slow_connection(
+    config: &FloodConfig,
+    counters: &Counters,
+    sources: &[IpAddr],
+    n: usize,
+    trickle: bool,
+    end: Instant,
+) {
+    let mut attempt = 0usize;
+    while Instant::now() < end {
+        let source = pick(sources, n + attempt * 7919);
+        attempt += 1;
+        let Ok(Ok(mut stream)) =
+            tokio::time::timeout(Duration::from_secs(2), connect_from(source, config.target)).await
+        else {
+            counters.connect_errors.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        counters.slow_opened.fetch_add(1, Ordering::Relaxed);
+        // A well-formed frame header for message 1, then its key a byte at a time: the
+        // server has every reason to keep waiting, but for its deadline.
+        let mut message = vec![0u8, 32];
+        message.extend((0..32u8).map(|i| i.wrapping_mul(37)));
+        let mut sent = 0usize;
+        let mut scratch = [0u8; 256];
+        let closed = loop {
+            let wait = if trickle && sent < message.len() {
+                config.trickle_interval
+            } else {
+                end.saturating_duration_since(Instant::now())
+            };
+            let deadline = (Instant::now() + wait).min(end);
+            let read = tokio::time::timeout_at(deadline.into(), stream.read(&mut scratch)).await;
+            match read {
+                Ok(Ok(0) | Err(_)) => break true,
+                // The server answered a trickled message 1; keep quiet from now on.
+                Ok(Ok(_)) => sent = message.len(),
+                Err(_) if Instant::now() >= end => break false,
+                Err(_) => {
+                    if trickle && sent < message.len() {
+                        if stream.write_all(&message[sent..=sent]).await.is_err() {
+                            break true;
+                        }
+                        sent += 1;
+                    }
+                }
+            }
+        };
+        if !closed {
+            return;
+        }
+        counters.slow_closed.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Opens `garbage_per_second` connections a second, each sending up to 2 KiB of
+/// random bytes and waiting (at most 2 s) for the server to close.
+async fn garbage(config: &FloodConfig, counters: &Arc<Counters>, sources: &[IpAddr], end: Instant) {
+    let interval = Duration::from_secs(1) / config.garbage_per_second.max(1);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut rng = SplitMix(config.seed);
+    let mut inflight = JoinSet::new();
+    let mut n = 0usize;
+    while Instant::now() < end {
+        ticker.tick().await;
+        let len = 1 + (rng.next() % 2048) as usize;
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let source = pick(sources, n);
+        n += 1;
+        let (target, counters) = (config.target, Arc::clone(counters));
+        inflight.spawn(async move {
+            let Ok(Ok(mut stream)) =
+                tokio::time::timeout(Duration::from_secs(2), connect_from(source, target)).await
+            else {
+                counters.connect_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            counters.garbage_sent.fetch_add(1, Ordering::Relaxed);
+            let _ = stream.write_all(&bytes).await;
+            let mut scratch = [0u8; 256];
+            let mut answered = false;
+            let wait = async {
+                loop {
+                    match stream.read(&mut scratch).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => answered = true,
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(2), wait)
+                .await
+                .is_ok()
+            {
+                counters.garbage_closed.fetch_add(1, Ordering::Relaxed);
+            }
+            if answered {
+                counters.garbage_answered.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        // Reap finished ones so the set stays small.
+        while inflight.try_join_next().is_some() {}
+    }
+    while inflight.join_next().await.is_some() {}
+}
+
+/// One legitimate connection: handshake, one request, its reply checked.
+async fn probe(target: SocketAddr, client: &Client, n: u64) -> Result<(), String> {
+    let mut stream = connect_from(client.source, target)
+        .await
+        .map_err(|error| format!("connect: {error}"))?;
+    let (mut rx, mut tx) = handshake(&mut stream, client).await?;
+    let request = format!("probe number {n}");
+    tx.write_record(RecordType::Request, request.as_bytes())
+        .await
+        .map_err(|error| format!("request: {error}"))?;
+    tx.flush()
+        .await
+        .map_err(|error| format!("request: {error}"))?;
+    match rx.read_reply(MIN_RESPONSE_LIMIT).await {
+        Ok(Some(Reply::Response(body))) if body == request.to_uppercase().as_bytes() => {
+            let _ = tx.shutdown().await;
+            Ok(())
+        }
+        Ok(other) => Err(format!("unexpected reply {other:?}")),
+        Err(error) => Err(format!("reply: {error}")),
+    }
+}
+
+type Halves<'a> = (
+    wire::RecvHalf<tokio::net::tcp::ReadHalf<'a>>,
+    wire::SendHalf<tokio::net::tcp::WriteHalf<'a>>,
+);
+
+/// The client handshake, checking the server key if one is expected.
+async fn handshake<'a>(stream: &'a mut TcpStream, client: &Client) -> Result<Halves<'a>, String> {
+    let pending = wire::initiate(stream, &client.identity)
+        .await
+        .map_err(|error| format!("handshake: {error}"))?;
+    if let Some(expected) = &client.server_key {
+        if pending.server_key().fingerprint() != *expected {
+            return Err(format!(
+                "server key {} is not the expected {}",
+                pending.server_key().fingerprint(),
+                expected
+            ));
+        }
+    }
+    let established = pending
+        .approve(stream)
+        .await
+        .map_err(|error| format!("handshake: {error}"))?;
+    let (reader, writer) = stream.split();
+    Ok(established.into_halves(reader, writer))
+}
+
+/// What a [`load`] does.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// The server, on loopback.
+    pub target: SocketAddr,
+    /// The authorized client all sessions use.
+    pub client: Client,
+    /// Sessions, all open at once.
+    pub sessions: usize,
+    /// Requests per session, pipelined.
+    pub requests: usize,
+    /// Most requests a session has sent and not yet had answered (at least 1): bounds
+    /// the memory of a thousand sessions pipelining 64 KiB requests.
+    pub window: usize,
+    /// Largest request body, in bytes.
+    pub max_size: usize,
+    /// Draw sizes log-uniformly (mostly small, some large) instead of uniformly.
+    pub log_uniform: bool,
+    /// Seed of the sizes and contents, so a run can be repeated.
+    pub seed: u64,
+    /// A session that takes longer than this fails.
+    pub session_timeout: Duration,
+}
+
+/// What a [`load`] saw.
+#[derive(Debug, Clone, Default)]
+pub struct LoadStats {
+    /// Sessions whose every reply was right.
+    pub sessions_ok: u64,
+    /// Sessions that failed or got a wrong reply.
+    pub sessions_failed: u64,
+    /// Replies received and checked.
+    pub replies_checked: u64,
+    /// Replies that differed from the uppercase of their request (lost, duplicated,
+    /// reordered or corrupted bytes).
+    pub mismatches: u64,
+    /// Request bytes sent.
+    pub bytes_sent: u64,
+    /// Reply bytes received.
+    pub bytes_received: u64,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+    /// The first failures' reasons.
+    pub errors: Vec<String>,
+    /// Time from a session's start to its last reply.
+    pub session_times: Vec<Duration>,
+}
+
+impl LoadStats {
+    /// The `q` quantile (0.0 to 1.0) of the session times.
+    pub fn session_time(&self, q: f64) -> Option<Duration> {
+        quantile(&self.session_times, q)
+    }
+}
+
+/// Runs `config.sessions` sessions at once, each writing `config.requests` random
+/// requests without waiting (pipelined) while it reads the replies, and checks each
+/// reply against the uppercase of its request, in order.
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidInput`] when the target or source is not on loopback.
+pub async fn load(config: LoadConfig) -> io::Result<LoadStats> {
+    check_loopback(config.target.ip(), config.client.source.as_slice())?;
+    let started = Instant::now();
+    let config = Arc::new(config);
+    let mut tasks = JoinSet::new();
+    for n in 0..config.sessions {
+        let config = Arc::clone(&config);
+        tasks.spawn(async move {
+            let begun = Instant::now();
+            let result = tokio::time::timeout(config.session_timeout, session(&config, n)).await;
+            let result = result.unwrap_or_else(|_| {
+                Err(SessionError {
+                    reason: format!("session {n} not done within {:?}", config.session_timeout),
+                    progress: SessionProgress::default(),
+                })
+            });
+            (result, begun.elapsed())
+        });
+    }
+    let mut stats = LoadStats::default();
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((result, took)) = joined else {
+            stats.sessions_failed += 1;
+            continue;
+        };
+        let progress = match result {
+            Ok(progress) => {
+                stats.sessions_ok += 1;
+                stats.session_times.push(took);
+                progress
+            }
+            Err(error) => {
+                stats.sessions_failed += 1;
+                if stats.errors.len() < 5 {
+                    stats.errors.push(error.reason);
+                }
+                error.progress
+            }
+        };
+        stats.replies_checked += progress.replies;
+        stats.mismatches += progress.mismatches;
+        stats.bytes_sent += progress.bytes_sent;
+        stats.bytes_received += progress.bytes_received;
+    }
+    stats.elapsed = started.elapsed();
+    Ok(stats)
+}
+
+/// How far a session got.
+#[derive(Debug, Default, Clone, Copy)]
+struct SessionProgress {
+    replies: u64,
+    mismatches: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+}
+
+/// A failed session: why, and how far it got.
+#[derive(Debug)]
+struct SessionError {
+    reason: String,
+    progress: SessionProgress,
+}
+
+/// Characters of the requests: ASCII, and letters whose uppercase is longer ('ß' to
+/// "SS") or a different number of bytes, so lengths change in the replies.
+const ALPHABET: &[char] = &[
+    'a', 'b', 'c', 'x', 'y', 'z', '0', ' ', '\n', 'é', 'ß', 'ω', 'ǆ', 'ﬀ', '🦀', 'İ',
+];
+
+fn random_request(rng: &mut SplitMix, max_size: usize, log_uniform: bool) -> String {
+    let size = if log_uniform {
+        let bits = (max_size.max(1) as f64).log2();
+        let exponent = (rng.next() % 10_000) as f64 / 10_000.0 * bits;
+        (2f64.powf(exponent) as usize).min(max_size)
+    } else {
+        (rng.next() % (max_size as u64 + 1)) as usize
+    };
+    let mut text = String::with_capacity(size);
+    while text.len() < size {
+        let c = ALPHABET[(rng.next() % ALPHABET.len() as u64) as usize];
+        if text.len() + c.len_utf8() > size {
+            text.push('a');
+        } else {
+            text.push(c);
+        }
+    }
+    text
+}
+
+async fn session(config: &LoadConfig, n: usize) -> Result<SessionProgress, SessionError> {
+    let mut progress = SessionProgress::default();
+    let fail = |reason: String, progress: SessionProgress| SessionError { reason, progress };
+    let mut stream = connect_from(config.client.source, config.target)
+        .await
+        .map_err(|error| fail(format!("session {n}: connect: {error}"), progress))?;
+    let (mut rx, mut tx) = handshake(&mut stream, &config.client)
+        .await
+        .map_err(|error| fail(format!("session {n}: {error}"), progress))?;
+    let expected = Mutex::new(VecDeque::new());
+    let mut rng = SplitMix(config.seed ^ (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let sent = AtomicU64::new(0);
+    let window = tokio::sync::Semaphore::new(config.window.max(1));
+    let writer = async {
+        for _ in 0..config.requests {
+            // Out of window: push out what is queued, then wait for a reply.
+            let permit = match window.try_acquire() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    tx.flush()
+                        .await
+                        .map_err(|error| format!("session {n}: request: {error}"))?;
+                    window
+                        .acquire()
+                        .await
+                        .map_err(|_| format!("session {n}: reader gone"))?
+                }
+            };
+            permit.forget();
+            let request = random_request(&mut rng, config.max_size, config.log_uniform);
+            expected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back(request.to_uppercase());
+            tx.write_record(RecordType::Request, request.as_bytes())
+                .await
+                .map_err(|error| format!("session {n}: request: {error}"))?;
+            sent.fetch_add(request.len() as u64, Ordering::Relaxed);
+        }
+        tx.shutdown()
+            .await
+            .map_err(|error| format!("session {n}: end of requests: {error}"))
+    };
+    let reader = async {
+        let mut replies = 0u64;
+        let mut mismatches = 0u64;
+        let mut received = 0u64;
+        loop {
+            let reply = rx.read_reply(MIN_RESPONSE_LIMIT).await.map_err(|error| {
+                (
+                    format!("session {n}: reply {replies}: {error}"),
+                    replies,
+                    mismatches,
+                    received,
+                )
+            })?;
+            let Some(reply) = reply else { break };
+            window.add_permits(1);
+            let want = expected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front();
+            match (reply, want) {
+                (Reply::Response(body), Some(want)) => {
+                    received += body.len() as u64;
+                    if body != want.as_bytes() {
+                        mismatches += 1;
+                    }
+                }
+                (other, _) => {
+                    mismatches += 1;
+                    return Err((
+                        format!("session {n}: reply {replies}: unexpected {other:?}"),
+                        replies,
+                        mismatches,
+                        received,
+                    ));
+                }
+            }
+            replies += 1;
+        }
+        Ok((replies, mismatches, received))
+    };
+    let (written, read) = tokio::join!(writer, reader);
+    progress.bytes_sent = sent.load(Ordering::Relaxed);
+    match read {
+        Ok((replies, mismatches, received)) => {
+            progress.replies = replies;
+            progress.mismatches = mismatches;
+            progress.bytes_received = received;
+        }
+        Err((reason, replies, mismatches, received)) => {
+            progress.replies = replies;
+            progress.mismatches = mismatches;
+            progress.bytes_received = received;
+            return Err(fail(reason, progress));
+        }
+    }
+    written.map_err(|reason| fail(reason, progress))?;
+    let missing = config.requests as u64 - progress.replies.min(config.requests as u64);
+    if missing > 0 || progress.mismatches > 0 {
+        return Err(fail(
+            format!(
+                "session {n}: {missing} repl(ies) missing, {} wrong",
+                progress.mismatches
+            ),
+            progress,
+        ));
+    }
+    Ok(progress)
+}
+
+/// Connects to `target`, from `source` when given.
+///
+/// # Errors
+/// The socket, bind or connect error.
+pub async fn connect_from(source: Option<IpAddr>, target: SocketAddr) -> io::Result<TcpStream> {
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(source) = source {
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
+    let stream = socket.connect(target).await?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+fn check_loopback(target: IpAddr, sources: &[IpAddr]) -> io::Result<()> {
+    for addr in std::iter::once(&target).chain(sources) {
+        if !addr.to_canonical().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{addr} is not a loopback address: noise-echo attack only targets this machine"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `count` distinct loopback addresses, 127.1.0.0 upwards: the sources of a
+/// simulated botnet (Linux routes all of 127.0.0.0/8 to the loopback interface).
+pub fn loopback_sources(count: usize) -> Vec<IpAddr> {
+    (0..count.min(1 << 16))
+        .map(|i| IpAddr::V4(std::net::Ipv4Addr::new(127, 1, (i >> 8) as u8, i as u8)))
+        .collect()
+}
+
+fn pick(sources: &[IpAddr], n: usize) -> Option<IpAddr> {
+    (!sources.is_empty()).then(|| sources[n % sources.len()])
+}
+
+fn quantile(values: &[Duration], q: f64) -> Option<Duration> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    let index = ((sorted.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+    Some(sorted[index])
+}
+
+/// SplitMix64: a small, seedable generator for sizes and contents (not for keys).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
