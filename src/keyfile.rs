@@ -37,12 +37,14 @@ const OPENSSH_PEM_BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     /// The file could not be opened, read or written.
-    #[error("{}: {source}", path.display())]
+    // The cause is part of the message and deliberately not a `source()`, so that
+    // printing the error chain (`{:#}`) does not say it twice.
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What the operating system said.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The private key file is readable by group or others.
     #[error(
@@ -94,12 +96,12 @@ pub enum KeyFileError {
         path: PathBuf,
     },
     /// A public key file does not hold a usable key line.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     BadPublicKey {
         /// The file.
         path: PathBuf,
         /// Why the line was refused.
-        source: PublicKeyError,
+        cause: PublicKeyError,
     },
     /// keygen would overwrite a file.
     #[error("{}: already exists; refusing to overwrite it (use --force to replace it)", path.display())]
@@ -110,10 +112,10 @@ pub enum KeyFileError {
 }
 
 impl KeyFileError {
-    fn io(path: &Path, source: io::Error) -> Self {
+    fn io(path: &Path, cause: io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 }
@@ -293,9 +295,9 @@ pub fn read_public_key(path: &Path) -> Result<(PublicKey, String), KeyFileError>
         .map(str::trim)
         .find(|line| !line.is_empty() && !line.starts_with('#'))
         .unwrap_or("");
-    PublicKey::parse_openssh_line(line).map_err(|source| KeyFileError::BadPublicKey {
+    PublicKey::parse_openssh_line(line).map_err(|cause| KeyFileError::BadPublicKey {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 

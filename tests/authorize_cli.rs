@@ -269,3 +269,27 @@ fn concurrent_runs_all_land() {
     assert_eq!(keys.entries.len(), runs);
     assert!(keys.warnings.is_empty());
 }
+
+#[test]
+fn control_characters_in_comments_are_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("authorized_keys");
+    let identity = Identity::generate("");
+    let line = identity
+        .public_key()
+        .to_openssh_line("evil\u{1b}]0;owned\u{7}");
+    fs::write(&file, format!("{line}\n")).unwrap();
+    for args in [vec!["--list"]] {
+        let out = ok(authorize(&file).args(args).output().unwrap());
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+        assert!(out.contains("evil\\u{1b}]0;owned\\u{7}"), "{out:?}");
+    }
+    let out = Command::cargo_bin("noise-echo")
+        .unwrap()
+        .arg("fingerprint")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let out = ok(out);
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+}

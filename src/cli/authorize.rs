@@ -113,7 +113,7 @@ fn add(path: &Path, keys: &[NewKey], dry_run: bool) -> anyhow::Result<()> {
         let mut added = 0;
         for new in keys {
             let fingerprint = new.key.fingerprint();
-            let label = format!("{fingerprint} {}", new.comment);
+            let label = format!("{fingerprint} {}", super::printable(&new.comment));
             let (_, holding_lines) = authorized_keys::remove_key(&contents, &fingerprint);
             if let Some(existing) = holding_lines.first() {
                 messages.push(format!(
@@ -182,7 +182,7 @@ fn remove(path: &Path, fingerprint: &Fingerprint, dry_run: bool) -> anyhow::Resu
             "{verb} {}:{}: {}",
             path.display(),
             line.line,
-            line.text
+            super::printable(&line.text)
         )?;
     }
     Ok(())
@@ -192,7 +192,7 @@ fn list(path: &Path) -> anyhow::Result<()> {
     let keys =
         AuthorizedKeys::load(path).with_context(|| format!("cannot read {}", path.display()))?;
     for warning in &keys.warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("warning: {}", super::printable(&warning.to_string()));
     }
     let mut stdout = std::io::stdout().lock();
     if keys.entries.is_empty() {
@@ -206,11 +206,12 @@ fn list(path: &Path) -> anyhow::Result<()> {
         };
         write!(
             stdout,
-            "256 {} {comment} (ED25519)",
-            entry.key.fingerprint()
+            "256 {} {} (ED25519)",
+            entry.key.fingerprint(),
+            super::printable(comment)
         )?;
         if !entry.options.is_empty() {
-            write!(stdout, " [{}]", entry.options)?;
+            write!(stdout, " [{}]", super::printable(&entry.options))?;
         }
         writeln!(stdout)?;
     }

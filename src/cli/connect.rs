@@ -128,7 +128,11 @@ async fn session(
                     refused += 1;
                     stdout.write_all(b"\n").await?;
                     stdout.flush().await?;
-                    eprintln!("error: the server refused request {replies}: {reason}");
+                    // The server's text: escaped, so it cannot drive our terminal.
+                    eprintln!(
+                        "error: the server refused request {replies}: {}",
+                        super::printable(&reason)
+                    );
                 }
             }
             if !receiver.has_buffered_input() {
@@ -239,7 +243,7 @@ fn classify(error: ClientError) -> anyhow::Error {
         },
     };
     let message = match client::permission_denied_reason(&error) {
-        Some(reason) => format!("the server refused this key: {reason}"),
+        Some(reason) => format!("the server refused this key: {}", super::printable(reason)),
         None => error.to_string(),
     };
     StatusError { status, message }.into()

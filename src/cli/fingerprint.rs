@@ -69,7 +69,11 @@ fn format_line(key: &PublicKey, label: &str) -> String {
     } else {
         label
     };
-    format!("256 {} {label} (ED25519)", key.fingerprint())
+    format!(
+        "256 {} {} (ED25519)",
+        key.fingerprint(),
+        super::printable(label)
+    )
 }
 
 /// Finds the key in a public key, authorized_keys or known_hosts line, and the text

@@ -163,10 +163,43 @@ fn exit_status_of(error: &anyhow::Error) -> ExitStatus {
         .unwrap_or(ExitStatus::Failure)
 }
 
+/// Text from a file (a key comment, a line) made safe to print on a terminal: control
+/// characters are shown escaped, so a hostile comment cannot move the cursor, recolour
+/// or retitle the terminal of the administrator who lists the keys.
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for character in text.chars() {
+        if character.is_control() {
+            escaped.extend(character.escape_default());
+        } else {
+            escaped.push(character);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
 /// Uses `explicit` if given, else the default file `name` in the config directory.
 fn path_or_default(explicit: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
     match explicit {
         Some(path) => Ok(path),
         None => crate::paths::default_file(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped_and_other_text_kept() {
+        assert_eq!(printable("alice@host ß 안녕"), "alice@host ß 안녕");
+        assert_eq!(
+            printable("evil\u{1b}[31mred\u{7}"),
+            "evil\\u{1b}[31mred\\u{7}"
+        );
+        assert_eq!(printable("tab\there"), "tab\\there");
     }
 }
