@@ -1,7 +1,6 @@
 //! `noise-echo bench`: parses the options, picks a runtime, runs one scenario of
 //! [`crate::bench`], prints a table (or JSON), and fails when any exchange failed.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,11 +8,7 @@ use anyhow::{bail, Context};
 
 use super::{ExitStatus, StatusError};
 use crate::bench::{self, Connector, Options, Report, Scenario, Trust};
-use crate::client::{Target, UnknownHostPolicy};
-use crate::identity::Fingerprint;
-use crate::keyfile;
-use crate::paths::{IDENTITY_FILE, KNOWN_HOSTS_FILE};
-use crate::wire::LocalIdentity;
+use crate::client::Target;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -54,18 +49,8 @@ pub(super) struct Args {
     /// No progress line
     #[arg(long, short = 'q')]
     quiet: bool,
-    /// Our private key [default: id_ed25519 in the noise-echo config directory]
-    #[arg(short = 'i', long = "identity", value_name = "FILE")]
-    identity: Option<PathBuf>,
-    /// Servers we trust [default: known_hosts in the noise-echo config directory]
-    #[arg(long, value_name = "FILE")]
-    known_hosts: Option<PathBuf>,
-    /// Trust an unknown server's key and remember it (never a changed one)
-    #[arg(long, conflicts_with = "expect_fingerprint")]
-    accept_new_host: bool,
-    /// Trust an unknown server only if its key has this fingerprint, and remember it
-    #[arg(long, value_name = "SHA256:...")]
-    expect_fingerprint: Option<Fingerprint>,
+    #[command(flatten)]
+    trust: super::ClientTrustArgs,
 }
 
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
@@ -143,25 +128,13 @@ fn print(report: &Report, json: bool) {
 
 /// The client's trust settings, as for `connect`.
 fn trust(args: &Args) -> anyhow::Result<Trust> {
-    let identity_path = super::path_or_default(args.identity.clone(), IDENTITY_FILE)?;
-    let known_hosts = super::path_or_default(args.known_hosts.clone(), KNOWN_HOSTS_FILE)?;
-    let identity = keyfile::read_identity(&identity_path).with_context(|| {
-        format!(
-            "cannot load the identity (make one with: noise-echo keygen -f {})",
-            identity_path.display()
-        )
-    })?;
-    let unknown_host = match (args.expect_fingerprint, args.accept_new_host) {
-        (Some(fingerprint), _) => UnknownHostPolicy::ExpectFingerprint(fingerprint),
-        (None, true) => UnknownHostPolicy::AcceptNew,
-        (None, false) => UnknownHostPolicy::Refuse,
-    };
+    let trust = args.trust.load()?;
     if args.sessions == 0 && args.scenario == Scenario::Idle {
         bail!("--sessions must be at least 1");
     }
     Ok(Trust::Noise {
-        identity: LocalIdentity::new(&identity),
-        known_hosts,
-        unknown_host,
+        identity: trust.identity,
+        known_hosts: trust.known_hosts,
+        unknown_host: trust.unknown_host,
     })
 }

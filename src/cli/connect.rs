@@ -8,17 +8,14 @@
 //! per line, and typing at a terminal still gets each answer at once.
 
 use std::io::{IsTerminal, Write as _};
-use std::path::PathBuf;
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::{ExitStatus, StatusError};
-use crate::client::{self, ClientConfig, ClientError, Target, UnknownHost, UnknownHostPolicy};
+use crate::client::{self, ClientConfig, ClientError, Target, UnknownHost};
 use crate::identity::Fingerprint;
-use crate::keyfile;
-use crate::paths::{IDENTITY_FILE, KNOWN_HOSTS_FILE};
-use crate::wire::{LocalIdentity, RecordType, Reply, WireError, MIN_RESPONSE_LIMIT};
+use crate::wire::{RecordType, Reply, WireError, MIN_RESPONSE_LIMIT};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -28,41 +25,18 @@ pub(super) struct Args {
     /// Requests to send; without any, each line of standard input is a request
     #[arg(value_name = "MESSAGE")]
     messages: Vec<String>,
-    /// Our private key [default: id_ed25519 in the noise-echo config directory]
-    #[arg(short = 'i', long = "identity", value_name = "FILE")]
-    identity: Option<PathBuf>,
-    /// Servers we trust [default: known_hosts in the noise-echo config directory]
-    #[arg(long, value_name = "FILE")]
-    known_hosts: Option<PathBuf>,
-    /// Trust an unknown server's key and remember it (never a changed one)
-    #[arg(long, conflicts_with = "expect_fingerprint")]
-    accept_new_host: bool,
-    /// Trust an unknown server only if its key has this fingerprint, and remember it
-    #[arg(long, value_name = "SHA256:...")]
-    expect_fingerprint: Option<Fingerprint>,
+    #[command(flatten)]
+    trust: super::ClientTrustArgs,
 }
 
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
-    let identity_path = super::path_or_default(args.identity, IDENTITY_FILE)?;
-    let known_hosts = super::path_or_default(args.known_hosts, KNOWN_HOSTS_FILE)?;
-    let identity = keyfile::read_identity(&identity_path).with_context(|| {
-        format!(
-            "cannot load the identity (make one with: noise-echo keygen -f {})",
-            identity_path.display()
-        )
-    })?;
-    let unknown_host = match (args.expect_fingerprint, args.accept_new_host) {
-        (Some(fingerprint), _) => UnknownHostPolicy::ExpectFingerprint(fingerprint),
-        (None, true) => UnknownHostPolicy::AcceptNew,
-        (None, false) => UnknownHostPolicy::Refuse,
-    };
+    let trust = args.trust.load()?;
     let config = ClientConfig {
-        identity: LocalIdentity::new(&identity),
-        known_hosts,
-        unknown_host,
+        identity: trust.identity,
+        known_hosts: trust.known_hosts,
+        unknown_host: trust.unknown_host,
         prompt: terminal_prompt(),
     };
-    drop(identity);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -8,6 +8,7 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod attack;
@@ -179,6 +180,60 @@ pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(escaped)
+}
+
+/// How a client proves itself and decides whether to trust a server: the flags
+/// `connect` and `bench` share.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ClientTrustArgs {
+    /// Our private key [default: id_ed25519 in the noise-echo config directory]
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Servers we trust [default: known_hosts in the noise-echo config directory]
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// Trust an unknown server's key and remember it (never a changed one)
+    #[arg(long, conflicts_with = "expect_fingerprint")]
+    accept_new_host: bool,
+    /// Trust an unknown server only if its key has this fingerprint, and remember it
+    #[arg(long, value_name = "SHA256:...")]
+    expect_fingerprint: Option<crate::identity::Fingerprint>,
+}
+
+/// What [`ClientTrustArgs`] resolve to.
+pub(crate) struct ClientTrust {
+    /// Our identity, with its Noise key derived.
+    pub identity: crate::wire::LocalIdentity,
+    /// The known_hosts file.
+    pub known_hosts: PathBuf,
+    /// What to do with an unknown server key.
+    pub unknown_host: crate::client::UnknownHostPolicy,
+}
+
+impl ClientTrustArgs {
+    /// Loads the identity and resolves the default paths.
+    pub(crate) fn load(&self) -> anyhow::Result<ClientTrust> {
+        use crate::client::UnknownHostPolicy;
+        let identity_path = path_or_default(self.identity.clone(), crate::paths::IDENTITY_FILE)?;
+        let known_hosts =
+            path_or_default(self.known_hosts.clone(), crate::paths::KNOWN_HOSTS_FILE)?;
+        let identity = crate::keyfile::read_identity(&identity_path).with_context(|| {
+            format!(
+                "cannot load the identity (make one with: noise-echo keygen -f {})",
+                identity_path.display()
+            )
+        })?;
+        let unknown_host = match (self.expect_fingerprint, self.accept_new_host) {
+            (Some(fingerprint), _) => UnknownHostPolicy::ExpectFingerprint(fingerprint),
+            (None, true) => UnknownHostPolicy::AcceptNew,
+            (None, false) => UnknownHostPolicy::Refuse,
+        };
+        Ok(ClientTrust {
+            identity: crate::wire::LocalIdentity::new(&identity),
+            known_hosts,
+            unknown_host,
+        })
+    }
 }
 
 /// Uses `explicit` if given, else the default file `name` in the config directory.
