@@ -32,8 +32,10 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -876,22 +878,36 @@ impl Handler {
             // on (a cancelled read leaves its half unusable): a reload that leaves
             // the key allowed goes back to the same wait.
             let header = {
-                let next = tokio::time::timeout(self.config.idle_timeout, rx.next_record());
+                let next = rx.next_record();
                 tokio::pin!(next);
-                loop {
-                    let reload = &mut self.reload;
-                    let reloaded = async {
-                        if reload.changed().await.is_err() {
-                            // The trigger lives as long as the config: never, in practice.
-                            std::future::pending::<()>().await;
-                        }
-                    };
-                    tokio::select! {
-                        header = &mut next => break header,
-                        _ = self.shutdown_signal.changed() => return Ok(EchoEnd::Done),
-                        () = reloaded => {
-                            if !still_authorized(&self.authorized_keys, self.peer, client) {
-                                return Ok(EchoEnd::Revoked);
+                // A pipelined request is usually already buffered: take it without
+                // arming the idle timer or the shutdown and reload waits (a clock read,
+                // a timer and two watch registrations per request otherwise). Only
+                // when it would wait, or a reload is pending, does it go the long way.
+                let ready = match self.reload.has_changed() {
+                    Ok(false) => poll_once(next.as_mut()).await,
+                    _ => None,
+                };
+                if let Some(header) = ready {
+                    Ok(header)
+                } else {
+                    let next = tokio::time::timeout(self.config.idle_timeout, next);
+                    tokio::pin!(next);
+                    loop {
+                        let reload = &mut self.reload;
+                        let reloaded = async {
+                            if reload.changed().await.is_err() {
+                                // The trigger lives as long as the config: never, in practice.
+                                std::future::pending::<()>().await;
+                            }
+                        };
+                        tokio::select! {
+                            header = &mut next => break header,
+                            _ = self.shutdown_signal.changed() => return Ok(EchoEnd::Done),
+                            () = reloaded => {
+                                if !still_authorized(&self.authorized_keys, self.peer, client) {
+                                    return Ok(EchoEnd::Revoked);
+                                }
                             }
                         }
                     }
@@ -911,10 +927,17 @@ impl Handler {
             // The body and the reply get the idle timeout too: a client trickling its
             // body, or not reading our replies (TCP back pressure stalls our writes),
             // is cut off instead of holding the connection and its buffers forever.
-            let answer = self.answer(rx, tx, &mut body, summary);
-            match tokio::time::timeout(self.config.idle_timeout, answer).await {
-                Err(_) => return Ok(EchoEnd::Stalled),
-                Ok(result) => result?,
+            {
+                let answer = self.answer(rx, tx, &mut body, summary);
+                tokio::pin!(answer);
+                // As above: the timer is armed only if answering has to wait.
+                match poll_once(answer.as_mut()).await {
+                    Some(result) => result?,
+                    None => match tokio::time::timeout(self.config.idle_timeout, answer).await {
+                        Err(_) => return Ok(EchoEnd::Stalled),
+                        Ok(result) => result?,
+                    },
+                }
             }
             // Keep the buffer of a large request only while it is in use.
             if body.capacity() > 64 * 1024 {
@@ -970,6 +993,16 @@ impl Handler {
         }
         Ok(())
     }
+}
+
+/// Polls `future` once: its output if it is ready, `None` if it would wait (it is
+/// left in progress, with this task's waker registered, to be polled again).
+async fn poll_once<F: Future + ?Sized>(mut future: Pin<&mut F>) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }
 
 /// After a reload: whether a session's key is still allowed. An unreadable file
@@ -1196,6 +1229,20 @@ impl AuthorizedKeysCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn poll_once_leaves_a_waiting_future_in_progress() {
+        let ready = std::future::ready(7);
+        tokio::pin!(ready);
+        assert_eq!(poll_once(ready.as_mut()).await, Some(7));
+
+        let (sender, receiver) = tokio::sync::oneshot::channel::<u8>();
+        tokio::pin!(receiver);
+        assert_eq!(poll_once(receiver.as_mut()).await, None);
+        sender.send(3).unwrap();
+        // The same future, polled on: nothing was lost by the first poll.
+        assert_eq!(receiver.await, Ok(3));
+    }
 
     #[test]
     fn refusals_are_logged_once_per_burst_with_a_count() {
