@@ -30,6 +30,7 @@ pub mod penalty;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -44,6 +45,7 @@ use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use self::penalty::{Admission, PenaltyBox, PenaltyConfig, Verdict};
+use crate::wire::RecordHeader;
 
 use crate::authorized_keys::AuthorizedKeys;
 use crate::identity::PublicKey;
@@ -874,76 +876,114 @@ impl Handler {
             if *self.shutdown_signal.borrow() {
                 return Ok(EchoEnd::Done);
             }
-            // The wait for the next request is never cancelled while the session goes
-            // on (a cancelled read leaves its half unusable): a reload that leaves
-            // the key allowed goes back to the same wait.
-            let header = {
-                let next = rx.next_record();
-                tokio::pin!(next);
-                // A pipelined request is usually already buffered: take it without
-                // arming the idle timer or the shutdown and reload waits (a clock read,
-                // a timer and two watch registrations per request otherwise). Only
-                // when it would wait, or a reload is pending, does it go the long way.
-                let ready = match self.reload.has_changed() {
-                    Ok(false) => poll_once(next.as_mut()).await,
-                    _ => None,
-                };
-                if let Some(header) = ready {
-                    Ok(header)
-                } else {
-                    let next = tokio::time::timeout(self.config.idle_timeout, next);
-                    tokio::pin!(next);
-                    loop {
-                        let reload = &mut self.reload;
-                        let reloaded = async {
-                            if reload.changed().await.is_err() {
-                                // The trigger lives as long as the config: never, in practice.
-                                std::future::pending::<()>().await;
-                            }
-                        };
-                        tokio::select! {
-                            header = &mut next => break header,
-                            _ = self.shutdown_signal.changed() => return Ok(EchoEnd::Done),
-                            () = reloaded => {
-                                if !still_authorized(&self.authorized_keys, self.peer, client) {
-                                    return Ok(EchoEnd::Revoked);
-                                }
-                            }
-                        }
-                    }
-                }
-            };
-            let header = match header {
-                Err(_) => return Ok(EchoEnd::Idle),
-                Ok(header) => header?,
-            };
-            let Some(header) = header else {
-                return Ok(EchoEnd::Done);
+            // Each step is its own future, awaited in turn, so the task holds the
+            // larger of the two rather than both.
+            let header = match self.next_request(rx, client).await? {
+                ControlFlow::Continue(header) => header,
+                ControlFlow::Break(end) => return Ok(end),
             };
             // Only REQUEST can arrive here: the decoder refuses the server's own types.
             if header.len > self.config.max_request {
                 return Ok(EchoEnd::TooLarge { len: header.len });
             }
-            // The body and the reply get the idle timeout too: a client trickling its
-            // body, or not reading our replies (TCP back pressure stalls our writes),
-            // is cut off instead of holding the connection and its buffers forever.
+            if let ControlFlow::Break(end) = self.answer_in_time(rx, tx, &mut body, summary).await?
             {
-                let answer = self.answer(rx, tx, &mut body, summary);
-                tokio::pin!(answer);
-                // As above: the timer is armed only if answering has to wait.
-                match poll_once(answer.as_mut()).await {
-                    Some(result) => result?,
-                    None => match tokio::time::timeout(self.config.idle_timeout, answer).await {
-                        Err(_) => return Ok(EchoEnd::Stalled),
-                        Ok(result) => result?,
-                    },
-                }
+                return Ok(end);
             }
             // Keep the buffer of a large request only while it is in use.
             if body.capacity() > 64 * 1024 {
                 body = Vec::new();
             }
         }
+    }
+
+    /// Waits for the next request's header, under the idle timeout, watching for
+    /// shutdown and for a reload that revokes the client's key.
+    async fn next_request<R>(
+        &mut self,
+        rx: &mut RecvHalf<R>,
+        client: &PublicKey,
+    ) -> Result<ControlFlow<EchoEnd, RecordHeader>, WireError>
+    where
+        R: AsyncRead + Unpin,
+    {
+        // The wait for the next request is never cancelled while the session goes
+        // on (a cancelled read leaves its half unusable): a reload that leaves
+        // the key allowed goes back to the same wait.
+        let header = {
+            let next = rx.next_record();
+            tokio::pin!(next);
+            // A pipelined request is usually already buffered: take it without
+            // arming the idle timer or the shutdown and reload waits (a clock read,
+            // a timer and two watch registrations per request otherwise). Only
+            // when it would wait, or a reload is pending, does it go the long way.
+            let ready = match self.reload.has_changed() {
+                Ok(false) => poll_once(next.as_mut()).await,
+                _ => None,
+            };
+            if let Some(header) = ready {
+                Ok(header)
+            } else {
+                let next = tokio::time::timeout(self.config.idle_timeout, next);
+                tokio::pin!(next);
+                loop {
+                    let reload = &mut self.reload;
+                    let reloaded = async {
+                        if reload.changed().await.is_err() {
+                            // The trigger lives as long as the config: never, in practice.
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    tokio::select! {
+                        header = &mut next => break header,
+                        _ = self.shutdown_signal.changed() => return Ok(ControlFlow::Break(EchoEnd::Done)),
+                        () = reloaded => {
+                            if !still_authorized(&self.authorized_keys, self.peer, client) {
+                                return Ok(ControlFlow::Break(EchoEnd::Revoked));
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let header = match header {
+            Err(_) => return Ok(ControlFlow::Break(EchoEnd::Idle)),
+            Ok(header) => header?,
+        };
+        let Some(header) = header else {
+            return Ok(ControlFlow::Break(EchoEnd::Done));
+        };
+        Ok(ControlFlow::Continue(header))
+    }
+
+    /// [`Handler::answer`] under the idle timeout.
+    async fn answer_in_time<R, W>(
+        &self,
+        rx: &mut RecvHalf<R>,
+        tx: &mut SendHalf<W>,
+        body: &mut Vec<u8>,
+        summary: &mut Summary,
+    ) -> Result<ControlFlow<EchoEnd>, WireError>
+    where
+        R: AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        // The body and the reply get the idle timeout too: a client trickling its
+        // body, or not reading our replies (TCP back pressure stalls our writes),
+        // is cut off instead of holding the connection and its buffers forever.
+        {
+            let answer = self.answer(rx, tx, body, summary);
+            tokio::pin!(answer);
+            // As above: the timer is armed only if answering has to wait.
+            match poll_once(answer.as_mut()).await {
+                Some(result) => result?,
+                None => match tokio::time::timeout(self.config.idle_timeout, answer).await {
+                    Err(_) => return Ok(ControlFlow::Break(EchoEnd::Stalled)),
+                    Ok(result) => result?,
+                },
+            }
+        }
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Reads one request's body and queues its reply, flushing unless more requests
