@@ -30,10 +30,13 @@ pub mod penalty;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -42,6 +45,7 @@ use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use self::penalty::{Admission, PenaltyBox, PenaltyConfig, Verdict};
+use crate::wire::RecordHeader;
 
 use crate::authorized_keys::AuthorizedKeys;
 use crate::identity::PublicKey;
@@ -872,11 +876,55 @@ impl Handler {
             if *self.shutdown_signal.borrow() {
                 return Ok(EchoEnd::Done);
             }
-            // The wait for the next request is never cancelled while the session goes
-            // on (a cancelled read leaves its half unusable): a reload that leaves
-            // the key allowed goes back to the same wait.
-            let header = {
-                let next = tokio::time::timeout(self.config.idle_timeout, rx.next_record());
+            // Each step is its own future, awaited in turn, so the task holds the
+            // larger of the two rather than both.
+            let header = match self.next_request(rx, client).await? {
+                ControlFlow::Continue(header) => header,
+                ControlFlow::Break(end) => return Ok(end),
+            };
+            // Only REQUEST can arrive here: the decoder refuses the server's own types.
+            if header.len > self.config.max_request {
+                return Ok(EchoEnd::TooLarge { len: header.len });
+            }
+            if let ControlFlow::Break(end) = self.answer_in_time(rx, tx, &mut body, summary).await?
+            {
+                return Ok(end);
+            }
+            // Keep the buffer of a large request only while it is in use.
+            if body.capacity() > 64 * 1024 {
+                body = Vec::new();
+            }
+        }
+    }
+
+    /// Waits for the next request's header, under the idle timeout, watching for
+    /// shutdown and for a reload that revokes the client's key.
+    async fn next_request<R>(
+        &mut self,
+        rx: &mut RecvHalf<R>,
+        client: &PublicKey,
+    ) -> Result<ControlFlow<EchoEnd, RecordHeader>, WireError>
+    where
+        R: AsyncRead + Unpin,
+    {
+        // The wait for the next request is never cancelled while the session goes
+        // on (a cancelled read leaves its half unusable): a reload that leaves
+        // the key allowed goes back to the same wait.
+        let header = {
+            let next = rx.next_record();
+            tokio::pin!(next);
+            // A pipelined request is usually already buffered: take it without
+            // arming the idle timer or the shutdown and reload waits (a clock read,
+            // a timer and two watch registrations per request otherwise). Only
+            // when it would wait, or a reload is pending, does it go the long way.
+            let ready = match self.reload.has_changed() {
+                Ok(false) => poll_once(next.as_mut()).await,
+                _ => None,
+            };
+            if let Some(header) = ready {
+                Ok(header)
+            } else {
+                let next = tokio::time::timeout(self.config.idle_timeout, next);
                 tokio::pin!(next);
                 loop {
                     let reload = &mut self.reload;
@@ -888,39 +936,54 @@ impl Handler {
                     };
                     tokio::select! {
                         header = &mut next => break header,
-                        _ = self.shutdown_signal.changed() => return Ok(EchoEnd::Done),
+                        _ = self.shutdown_signal.changed() => return Ok(ControlFlow::Break(EchoEnd::Done)),
                         () = reloaded => {
                             if !still_authorized(&self.authorized_keys, self.peer, client) {
-                                return Ok(EchoEnd::Revoked);
+                                return Ok(ControlFlow::Break(EchoEnd::Revoked));
                             }
                         }
                     }
                 }
-            };
-            let header = match header {
-                Err(_) => return Ok(EchoEnd::Idle),
-                Ok(header) => header?,
-            };
-            let Some(header) = header else {
-                return Ok(EchoEnd::Done);
-            };
-            // Only REQUEST can arrive here: the decoder refuses the server's own types.
-            if header.len > self.config.max_request {
-                return Ok(EchoEnd::TooLarge { len: header.len });
             }
-            // The body and the reply get the idle timeout too: a client trickling its
-            // body, or not reading our replies (TCP back pressure stalls our writes),
-            // is cut off instead of holding the connection and its buffers forever.
-            let answer = self.answer(rx, tx, &mut body, summary);
-            match tokio::time::timeout(self.config.idle_timeout, answer).await {
-                Err(_) => return Ok(EchoEnd::Stalled),
-                Ok(result) => result?,
-            }
-            // Keep the buffer of a large request only while it is in use.
-            if body.capacity() > 64 * 1024 {
-                body = Vec::new();
+        };
+        let header = match header {
+            Err(_) => return Ok(ControlFlow::Break(EchoEnd::Idle)),
+            Ok(header) => header?,
+        };
+        let Some(header) = header else {
+            return Ok(ControlFlow::Break(EchoEnd::Done));
+        };
+        Ok(ControlFlow::Continue(header))
+    }
+
+    /// [`Handler::answer`] under the idle timeout.
+    async fn answer_in_time<R, W>(
+        &self,
+        rx: &mut RecvHalf<R>,
+        tx: &mut SendHalf<W>,
+        body: &mut Vec<u8>,
+        summary: &mut Summary,
+    ) -> Result<ControlFlow<EchoEnd>, WireError>
+    where
+        R: AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        // The body and the reply get the idle timeout too: a client trickling its
+        // body, or not reading our replies (TCP back pressure stalls our writes),
+        // is cut off instead of holding the connection and its buffers forever.
+        {
+            let answer = self.answer(rx, tx, body, summary);
+            tokio::pin!(answer);
+            // As above: the timer is armed only if answering has to wait.
+            match poll_once(answer.as_mut()).await {
+                Some(result) => result?,
+                None => match tokio::time::timeout(self.config.idle_timeout, answer).await {
+                    Err(_) => return Ok(ControlFlow::Break(EchoEnd::Stalled)),
+                    Ok(result) => result?,
+                },
             }
         }
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Reads one request's body and queues its reply, flushing unless more requests
@@ -940,25 +1003,30 @@ impl Handler {
         summary.requests += 1;
         summary.bytes_in += body.len() as u64;
         // ASCII letters are uppercased in place (as to_uppercase maps them), so
-        // only text with other characters needs a second buffer of its size.
+        // only text with other characters needs a second buffer of its size. ASCII
+        // is valid UTF-8: checking for it first (a fast word-at-a-time scan) spares
+        // the full UTF-8 validation of the common case.
+        let ascii = body.is_ascii();
         body.make_ascii_uppercase();
-        match std::str::from_utf8(body) {
-            Ok(text) => {
-                let upper = match text.is_ascii() {
-                    true => std::borrow::Cow::Borrowed(text),
-                    false => std::borrow::Cow::Owned(text.to_uppercase()),
-                };
-                summary.bytes_out += upper.len() as u64;
-                tx.write_record(RecordType::Response, upper.as_bytes())
-                    .await?;
-            }
-            Err(error) => {
-                let reason = format!(
-                    "request is not valid UTF-8 (invalid byte at offset {})",
-                    error.valid_up_to()
-                );
-                tx.write_record(RecordType::Error, reason.as_bytes())
-                    .await?;
+        if ascii {
+            summary.bytes_out += body.len() as u64;
+            tx.write_record(RecordType::Response, body).await?;
+        } else {
+            match std::str::from_utf8(body) {
+                Ok(text) => {
+                    let upper = text.to_uppercase();
+                    summary.bytes_out += upper.len() as u64;
+                    tx.write_record(RecordType::Response, upper.as_bytes())
+                        .await?;
+                }
+                Err(error) => {
+                    let reason = format!(
+                        "request is not valid UTF-8 (invalid byte at offset {})",
+                        error.valid_up_to()
+                    );
+                    tx.write_record(RecordType::Error, reason.as_bytes())
+                        .await?;
+                }
             }
         }
         let stats = &self.config.stats;
@@ -970,6 +1038,16 @@ impl Handler {
         }
         Ok(())
     }
+}
+
+/// Polls `future` once: its output if it is ready, `None` if it would wait (it is
+/// left in progress, with this task's waker registered, to be polled again).
+async fn poll_once<F: Future + ?Sized>(mut future: Pin<&mut F>) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }
 
 /// After a reload: whether a session's key is still allowed. An unreadable file
@@ -1196,6 +1274,20 @@ impl AuthorizedKeysCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn poll_once_leaves_a_waiting_future_in_progress() {
+        let ready = std::future::ready(7);
+        tokio::pin!(ready);
+        assert_eq!(poll_once(ready.as_mut()).await, Some(7));
+
+        let (sender, receiver) = tokio::sync::oneshot::channel::<u8>();
+        tokio::pin!(receiver);
+        assert_eq!(poll_once(receiver.as_mut()).await, None);
+        sender.send(3).unwrap();
+        // The same future, polled on: nothing was lost by the first poll.
+        assert_eq!(receiver.await, Ok(3));
+    }
 
     #[test]
     fn refusals_are_logged_once_per_burst_with_a_count() {

@@ -25,7 +25,10 @@
 use std::fmt;
 
 use snow::params::NoiseParams;
-use snow::{HandshakeState, StatelessTransportState};
+use snow::HandshakeState;
+use zeroize::Zeroizing;
+
+use crate::wire::cipher::{CipherKey, SessionKeys};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::identity::{Identity, NoiseKeypair, PublicKey, PublicKeyError};
@@ -114,7 +117,7 @@ fn noise_params() -> NoiseParams {
 /// Turn it into a session with [`Established::into_halves`] or
 /// [`Established::into_split`].
 pub struct Established {
-    pub(crate) transport: StatelessTransportState,
+    pub(crate) keys: SessionKeys,
     pub(crate) peer: PublicKey,
     pub(crate) role: Role,
     handshake_hash: [u8; HANDSHAKE_HASH_LEN],
@@ -138,14 +141,29 @@ impl Established {
         &self.handshake_hash
     }
 
-    fn finish(state: HandshakeState, peer: PublicKey, role: Role) -> Result<Self> {
+    fn finish(mut state: HandshakeState, peer: PublicKey, role: Role) -> Result<Self> {
+        if !state.is_handshake_finished() {
+            return Err(Bug::Noise {
+                during: "entering transport mode",
+                source: snow::Error::State(snow::error::StateProblem::HandshakeNotFinished),
+            }
+            .into());
+        }
         let mut handshake_hash = [0; HANDSHAKE_HASH_LEN];
         handshake_hash.copy_from_slice(state.get_handshake_hash());
-        let transport = state
-            .into_stateless_transport_mode()
-            .map_err(Bug::noise("entering transport mode"))?;
+        // The Noise split: the first key encrypts initiator (client) to responder.
+        let (first, second) = state.dangerously_get_raw_split();
+        let (first, second) = (Zeroizing::new(first), Zeroizing::new(second));
+        let (send, recv) = match role {
+            Role::Client => (first, second),
+            Role::Server => (second, first),
+        };
+        let keys = SessionKeys {
+            send: CipherKey::new(send),
+            recv: CipherKey::new(recv),
+        };
         Ok(Self {
-            transport,
+            keys,
             peer,
             role,
             handshake_hash,

@@ -49,6 +49,7 @@
 //! # }
 //! ```
 
+mod cipher;
 pub mod error;
 pub mod frame;
 pub mod handshake;
