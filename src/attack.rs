@@ -108,7 +108,7 @@ pub struct FloodStats {
 impl FloodStats {
     /// The `q` quantile (0.0 to 1.0) of the probe latencies.
     pub fn probe_latency(&self, q: f64) -> Option<Duration> {
-        quantile(&self.probe_latencies, q)
+        crate::bench::stats::quantile(&self.probe_latencies, q)
     }
 }
 
@@ -424,7 +424,7 @@ pub struct LoadStats {
 impl LoadStats {
     /// The `q` quantile (0.0 to 1.0) of the session times.
     pub fn session_time(&self, q: f64) -> Option<Duration> {
-        quantile(&self.session_times, q)
+        crate::bench::stats::quantile(&self.session_times, q)
     }
 }
 
@@ -678,16 +678,6 @@ pub fn loopback_sources(count: usize) -> Vec<IpAddr> {
 
 fn pick(sources: &[IpAddr], n: usize) -> Option<IpAddr> {
     (!sources.is_empty()).then(|| sources[n % sources.len()])
-}
-
-fn quantile(values: &[Duration], q: f64) -> Option<Duration> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort();
-    let index = ((sorted.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
-    Some(sorted[index])
 }
 
 /// SplitMix64: a small, seedable generator for sizes and contents (not for keys).

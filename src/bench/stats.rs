@@ -59,6 +59,19 @@ impl Samples {
     }
 }
 
+/// The nearest-rank `q` quantile (0.0 to 1.0) of `values`: the smallest value with at
+/// least a fraction `q` of them at or below it. `None` when empty. The same
+/// definition as [`Samples::percentiles`], for callers that keep `Duration`s.
+pub fn quantile(values: &[Duration], q: f64) -> Option<Duration> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let index = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[index.clamp(1, sorted.len()) - 1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +88,15 @@ mod tests {
             (100, 50.0, 99.0, 100.0)
         );
         assert!(Samples::default().percentiles().is_none());
+    }
+
+    #[test]
+    fn quantile_uses_the_same_nearest_rank() {
+        let values: Vec<Duration> = (1..=100u64).rev().map(Duration::from_micros).collect();
+        assert_eq!(quantile(&values, 0.5), Some(Duration::from_micros(50)));
+        assert_eq!(quantile(&values, 0.99), Some(Duration::from_micros(99)));
+        assert_eq!(quantile(&values, 1.0), Some(Duration::from_micros(100)));
+        assert_eq!(quantile(&values, 0.0), Some(Duration::from_micros(1)));
+        assert_eq!(quantile(&[], 0.5), None);
     }
 }
