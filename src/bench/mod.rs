@@ -7,6 +7,8 @@
 //! - `handshake`: N workers each loop over new session, one 16-byte echo, close;
 //! - `handshake-cpu`: in-memory initiator/responder pairs on every core, no sockets:
 //!   the CPU ceiling for `handshake`;
+//! - `cipher-cpu`: full transport messages sealed and opened in memory on every
+//!   core: what the cipher alone costs per byte, which bounds `throughput`;
 //! - `latency`: one session, one 16-byte round trip at a time (p50/p99/max);
 //! - `throughput`: one session, 1 MiB requests, several in flight;
 //! - `pipeline`: one session, 16-byte requests written ahead of their replies;
@@ -52,6 +54,8 @@ pub enum Scenario {
     Handshake,
     /// In-memory handshake pairs, no sockets, one thread per core.
     HandshakeCpu,
+    /// In-memory seal and open of full transport messages, one thread per core.
+    CipherCpu,
     /// One session, 16-byte round trips one at a time.
     Latency,
     /// One session, 1 MiB requests, `--concurrency` in flight.
@@ -68,6 +72,7 @@ impl Scenario {
         match self {
             Scenario::Handshake => "handshake",
             Scenario::HandshakeCpu => "handshake-cpu",
+            Scenario::CipherCpu => "cipher-cpu",
             Scenario::Latency => "latency",
             Scenario::Throughput => "throughput",
             Scenario::Pipeline => "pipeline",
@@ -79,7 +84,9 @@ impl Scenario {
     pub fn default_concurrency(self) -> usize {
         match self {
             Scenario::Handshake => 16,
-            Scenario::HandshakeCpu => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            Scenario::HandshakeCpu | Scenario::CipherCpu => {
+                std::thread::available_parallelism().map_or(2, |n| n.get())
+            }
             Scenario::Latency => 1,
             Scenario::Throughput => 4,
             Scenario::Pipeline => 1024,
@@ -199,7 +206,7 @@ impl Report {
         match self.scenario {
             Scenario::Handshake | Scenario::HandshakeCpu => (self.rate(), "sessions/s"),
             Scenario::Latency => (self.latency.map_or(0.0, |l| l.p50_us), "us p50"),
-            Scenario::Throughput => (self.megabytes_per_second(), "MB/s"),
+            Scenario::Throughput | Scenario::CipherCpu => (self.megabytes_per_second(), "MB/s"),
             Scenario::Pipeline => (self.rate(), "requests/s"),
             Scenario::Idle => (
                 self.rss.map_or(f64::NAN, |rss| rss.per_session_kib),
@@ -619,6 +626,7 @@ pub async fn run(options: &Options, connector: Arc<Connector>) -> anyhow::Result
     let started = Instant::now();
     let samples = match options.scenario {
         Scenario::HandshakeCpu => bail!("handshake-cpu runs in memory: use handshake_cpu()"),
+        Scenario::CipherCpu => bail!("cipher-cpu runs in memory: use cipher_cpu()"),
         Scenario::Handshake => handshake(options, connector, &tally).await,
         Scenario::Latency => Some(latency(options, &connector, &tally).await?),
         Scenario::Throughput => {
@@ -1036,5 +1044,78 @@ pub fn handshake_cpu(options: &Options) -> anyhow::Result<Report> {
     let tally = Arc::try_unwrap(tally).unwrap_or_default();
     tally.into_report(&mut report);
     report.latency = all.percentiles();
+    Ok(report)
+}
+
+/// `cipher-cpu`: `concurrency` threads, each sealing a full transport message
+/// ([`MAX_PLAINTEXT_LEN`](wire::MAX_PLAINTEXT_LEN) bytes) in place and opening it
+/// again, with the session cipher's own code and no sockets or copies. The figure,
+/// MB/s of plaintext through one seal and one open, is what this machine's cores
+/// can encrypt: every byte of `throughput` is sealed and opened twice (request and
+/// reply), on top of everything the plaintext baseline does.
+///
+/// # Errors
+/// When a thread cannot start.
+pub fn cipher_cpu(options: &Options) -> anyhow::Result<Report> {
+    use crate::wire::cipher::{CipherKey, KEY_LEN, TAG_LEN};
+    use zeroize::Zeroizing;
+
+    let mut report = Report::new(options, "memory");
+    let budget = Arc::new(Budget::new(options));
+    let tally = Arc::new(Tally::default());
+    let started = Instant::now();
+    let threads = (0..options.concurrency.max(1))
+        .map(|thread| {
+            let (budget, tally) = (Arc::clone(&budget), Arc::clone(&tally));
+            std::thread::Builder::new()
+                .name("cipher-cpu".into())
+                .spawn(move || {
+                    // A benchmark key: what is measured is the cost per byte, which
+                    // does not depend on the key.
+                    let key = CipherKey::new(Zeroizing::new([thread as u8; KEY_LEN]));
+                    let plaintext: Vec<u8> = (0..wire::MAX_PLAINTEXT_LEN)
+                        .map(|index| b'a' + (index % 26) as u8)
+                        .collect();
+                    let mut message = plaintext.clone();
+                    message.resize(wire::MAX_PLAINTEXT_LEN + TAG_LEN, 0);
+                    let mut nonce = 0u64;
+                    while budget.claim() {
+                        let body = &mut message[..wire::MAX_PLAINTEXT_LEN];
+                        let sealed = key.seal_in_place(nonce, body).map(|tag| {
+                            message[wire::MAX_PLAINTEXT_LEN..].copy_from_slice(&tag);
+                        });
+                        // Opening authenticates the whole message; comparing the
+                        // plaintext every time would add a pass the cipher does not
+                        // make, so it is compared on the first message only.
+                        let opened = sealed
+                            .and_then(|()| key.open_in_place(nonce, &mut message))
+                            .map_err(anyhow::Error::from)
+                            .and_then(|len| {
+                                if nonce == 0 && message[..len] != plaintext[..] {
+                                    bail!("the opened message differs from what was sealed")
+                                }
+                                Ok(len)
+                            });
+                        match opened {
+                            Ok(len) => {
+                                tally.ok.fetch_add(1, Ordering::Relaxed);
+                                tally.bytes.fetch_add(len as u64, Ordering::Relaxed);
+                            }
+                            Err(error) => tally.fail(&error),
+                        }
+                        nonce += 1;
+                    }
+                })
+                .context("cannot start a benchmark thread")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| anyhow!("a benchmark thread panicked"))?;
+    }
+    report.elapsed = started.elapsed();
+    let tally = Arc::try_unwrap(tally).unwrap_or_default();
+    tally.into_report(&mut report);
     Ok(report)
 }

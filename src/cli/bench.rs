@@ -71,6 +71,8 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
 
     let report = if args.scenario == Scenario::HandshakeCpu {
         bench::handshake_cpu(&options)?
+    } else if args.scenario == Scenario::CipherCpu {
+        bench::cipher_cpu(&options)?
     } else {
         let trust = if args.plain {
             Trust::Plain

@@ -49,7 +49,7 @@
 //! # }
 //! ```
 
-mod cipher;
+pub(crate) mod cipher;
 pub mod error;
 pub mod frame;
 pub mod handshake;
