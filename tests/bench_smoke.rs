@@ -112,6 +112,20 @@ fn handshake_cpu_succeeds() {
 }
 
 #[test]
+fn cipher_cpu_seals_and_opens_full_messages() {
+    let mut options = small(Scenario::CipherCpu);
+    options.concurrency = 2;
+    let report = bench::cipher_cpu(&options).unwrap();
+    assert!(report.succeeded(), "{}", report.to_table());
+    assert_eq!(report.ok, 20);
+    assert_eq!(
+        report.bytes,
+        20 * noise_echo::wire::MAX_PLAINTEXT_LEN as u64
+    );
+    assert_eq!(report.headline().1, "MB/s");
+}
+
+#[test]
 fn a_wrong_reply_is_a_failure() {
     // A "server" that answers every request with the wrong text must not count as
     // fast: the benchmark checks replies.

@@ -121,6 +121,10 @@ pub struct Established {
     pub(crate) peer: PublicKey,
     pub(crate) role: Role,
     handshake_hash: [u8; HANDSHAKE_HASH_LEN],
+    /// Transport bytes that arrived with the last handshake message (a client's
+    /// first request usually does) and were read along with it: the session's
+    /// receiving half starts with them.
+    pub(crate) early_input: Vec<u8>,
 }
 
 impl Established {
@@ -167,6 +171,7 @@ impl Established {
             peer,
             role,
             handshake_hash,
+            early_input: Vec::new(),
         })
     }
 }
@@ -344,7 +349,8 @@ where
     write_frame(stream, &message[..len]).await?;
 
     // <- e, ee, s, es
-    let received = read_handshake_message(stream, 2, MSG2_LEN).await?;
+    // Nothing follows message 2 before we answer it: read exactly the frame.
+    let (received, _) = read_handshake_message(stream, 2, MSG2_LEN, 0).await?;
     let mut payload = [0u8; MSG2_LEN];
     let payload_len = read_noise_message(&mut state, 2, &received, &mut payload)?;
     let server_key = validate_payload(2, &payload[..payload_len], state.get_remote_static())?;
@@ -371,7 +377,7 @@ where
     let mut payload = [0u8; MSG2_LEN];
 
     // -> e
-    let received = read_handshake_message(stream, 1, MSG1_LEN).await?;
+    let (received, _) = read_handshake_message(stream, 1, MSG1_LEN, 0).await?;
     read_noise_message(&mut state, 1, &received, &mut payload)?;
 
     // <- e, ee, s, es
@@ -383,27 +389,43 @@ where
     write_frame(stream, &message[..len]).await?;
 
     // -> s, se
-    let received = read_handshake_message(stream, 3, MSG3_LEN).await?;
+    // The client sends its first request right behind message 3: read what is
+    // already there of it in the same system call (the session takes it over).
+    let (received, early_input) =
+        read_handshake_message(stream, 3, MSG3_LEN, EARLY_INPUT_LEN).await?;
     let payload_len = read_noise_message(&mut state, 3, &received, &mut payload)?;
     let client_key = validate_payload(3, &payload[..payload_len], state.get_remote_static())?;
 
-    Established::finish(state, client_key, Role::Server)
+    let mut established = Established::finish(state, client_key, Role::Server)?;
+    established.early_input = early_input;
+    Ok(established)
 }
+
+/// How many bytes beyond message 3 the server reads with it: a small first request
+/// (a 16-byte one is a 39-byte frame) without growing an idle session's buffer.
+const EARLY_INPUT_LEN: usize = 256;
 
 /// Reads one handshake frame, refusing any size but `expected` as soon as its length
 /// prefix is in.
 ///
 /// The size is known in advance, so the prefix and the payload are read together:
-/// usually one read system call per message instead of two. The buffer ends where
-/// the frame must end, so on success no byte of what follows is consumed.
-async fn read_handshake_message<S>(stream: &mut S, message: u8, expected: usize) -> Result<Vec<u8>>
+/// usually one read system call per message instead of two. Up to `early` bytes
+/// beyond the frame may be read with it; they are returned second (transport data,
+/// for the session). With `early` 0 nothing of what follows is consumed.
+async fn read_handshake_message<S>(
+    stream: &mut S,
+    message: u8,
+    expected: usize,
+    early: usize,
+) -> Result<(Vec<u8>, Vec<u8>)>
 where
     S: AsyncRead + Unpin + ?Sized,
 {
-    let mut frame = vec![0u8; FRAME_HEADER_LEN + expected];
+    let frame_len = FRAME_HEADER_LEN + expected;
+    let mut frame = vec![0u8; frame_len + early];
     let mut filled = 0;
     let mut checked = false;
-    while filled < frame.len() {
+    while filled < frame_len {
         let read = stream.read(&mut frame[filled..]).await?;
         if read == 0 {
             let at = match filled {
@@ -429,8 +451,10 @@ where
             }
         }
     }
+    let early_input = frame[frame_len..filled].to_vec();
+    frame.truncate(frame_len);
     frame.drain(..FRAME_HEADER_LEN);
-    Ok(frame)
+    Ok((frame, early_input))
 }
 
 /// Processes a received handshake message: a failure to decrypt is the peer's fault,

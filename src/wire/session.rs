@@ -65,7 +65,7 @@ impl Established {
             reader,
             key: self.keys.recv,
             nonce: 0,
-            input: Vec::new(),
+            input: self.early_input,
             input_start: 0,
             plaintext_start: 0,
             plaintext_end: 0,
