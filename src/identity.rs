@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine as _;
-use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -58,6 +58,17 @@ pub enum PublicKeyError {
     MissingField,
 }
 
+/// Whether the y coordinate of an Ed25519 encoding (its low 255 bits, little-endian)
+/// is below p = 2^255 - 19. The only values at or above p are p ..= 2^255 - 1: a low
+/// byte of at least 0xed, then thirty 0xff bytes, then 0x7f once the sign bit is
+/// masked off.
+fn y_is_canonical(bytes: &[u8; ED25519_KEY_LEN]) -> bool {
+    let at_least_p = bytes[0] >= 0xed
+        && bytes[1..31].iter().all(|&byte| byte == 0xff)
+        && bytes[31] & 0x7f == 0x7f;
+    !at_least_p
+}
+
 /// A validated Ed25519 public key: canonically encoded, on the curve, not of small order.
 ///
 /// Constructing one is the validation of wire-v1 section 7, so any `PublicKey` value
@@ -77,18 +88,36 @@ impl PublicKey {
     /// [`PublicKeyError::InvalidPoint`] when the encoding is non-canonical (y >= p, or
     /// x = 0 with the sign bit set), does not decode, or is one of the 8 small-order points.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, PublicKeyError> {
+        Self::decode(bytes).map(|(key, _)| key)
+    }
+
+    /// [`PublicKey::from_bytes`], also returning the X25519 public key
+    /// ([`PublicKey::to_x25519`]) from the same decoded point: the handshake needs
+    /// both for every peer, and decoding a point costs a field exponentiation.
+    ///
+    /// # Errors
+    /// As [`PublicKey::from_bytes`].
+    pub(crate) fn from_bytes_with_x25519(bytes: &[u8]) -> Result<(Self, [u8; 32]), PublicKeyError> {
+        Self::decode(bytes).map(|(key, point)| (key, point.to_montgomery().to_bytes()))
+    }
+
+    fn decode(bytes: &[u8]) -> Result<(Self, EdwardsPoint), PublicKeyError> {
         let bytes: [u8; ED25519_KEY_LEN] = bytes
             .try_into()
             .map_err(|_| PublicKeyError::WrongLength(bytes.len()))?;
+        // decompress() reduces y mod p and ignores a sign bit on x = 0, so both are
+        // checked here. x = 0 only for y = 1 and y = -1, two small-order points the
+        // last check refuses, sign bit or not.
+        if !y_is_canonical(&bytes) {
+            return Err(PublicKeyError::InvalidPoint);
+        }
         let point = CompressedEdwardsY(bytes)
             .decompress()
             .ok_or(PublicKeyError::InvalidPoint)?;
-        // decompress() reduces y mod p and ignores a sign bit on x = 0; re-encoding
-        // exposes both, because the canonical encoding is the only one it produces.
-        if point.compress().to_bytes() != bytes || point.is_small_order() {
+        if point.is_small_order() {
             return Err(PublicKeyError::InvalidPoint);
         }
-        Ok(Self { bytes })
+        Ok((Self { bytes }, point))
     }
 
     /// The 32-byte Ed25519 encoding.
@@ -427,6 +456,28 @@ mod tests {
             PublicKey::from_bytes(&y_is_p_plus_one),
             Err(PublicKeyError::InvalidPoint)
         );
+        // y = p + k for small k: the non-canonical twin of y = k. Wherever y = k is
+        // a valid key (not of small order), its twin must still be refused.
+        let mut twins_checked = 0;
+        for k in 0u8..19 {
+            let mut canonical = [0u8; 32];
+            canonical[0] = k;
+            let mut twin = y_is_p;
+            twin[0] = 0xed + k;
+            for sign in [0, 0x80] {
+                canonical[31] = sign;
+                twin[31] = 0x7f | sign;
+                if PublicKey::from_bytes(&canonical).is_ok() {
+                    twins_checked += 1;
+                    assert_eq!(
+                        PublicKey::from_bytes(&twin),
+                        Err(PublicKeyError::InvalidPoint),
+                        "y = p + {k}"
+                    );
+                }
+            }
+        }
+        assert!(twins_checked > 0);
         // A valid key with the sign bit flipped where x = 0 is not possible for a
         // prime-order point, so flip it on y = 1 (the identity): x = 0, sign set.
         let mut negative_zero = [0u8; 32];

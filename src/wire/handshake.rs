@@ -485,12 +485,13 @@ fn validate_payload(
     remote_static: Option<&[u8]>,
 ) -> Result<PublicKey, Violation> {
     let bad = |problem| Violation::BadHandshakePayload { message, problem };
-    let key = PublicKey::from_bytes(payload).map_err(|error| match error {
-        PublicKeyError::WrongLength(len) => bad(PayloadProblem::WrongLength(len)),
-        _ => bad(PayloadProblem::InvalidPoint),
-    })?;
+    let (key, x25519) =
+        PublicKey::from_bytes_with_x25519(payload).map_err(|error| match error {
+            PublicKeyError::WrongLength(len) => bad(PayloadProblem::WrongLength(len)),
+            _ => bad(PayloadProblem::InvalidPoint),
+        })?;
     // Both values are public, so a variable-time comparison leaks nothing.
-    if remote_static != Some(&key.to_x25519()[..]) {
+    if remote_static != Some(&x25519[..]) {
         return Err(bad(PayloadProblem::StaticKeyMismatch));
     }
     Ok(key)
