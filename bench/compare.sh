@@ -6,7 +6,10 @@
 # 127.0.0.1 with throw-away keys, runs every scenario against both alternately
 # (A B A B ..., $ROUNDS rounds), and prints one table of medians and ratios. The
 # machines this runs on are noisy, so every target is a ratio of figures measured
-# in the same run, interleaved.
+# in the same run, interleaved. For throughput and handshake it also prints the
+# ceiling: the highest ratio this run's own baseline and in-memory figures
+# (cipher-cpu, handshake-cpu, plain TCP sessions) allow; docs/BENCHMARKS.md
+# derives both.
 #
 # If sshd and ssh are installed, it also starts a private sshd on 127.0.0.1 (run
 # as root, temp config and keys, -D -e) and measures `ssh ... 'echo hello | tr
