@@ -414,8 +414,9 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         self.role
     }
 
-    /// Queues one record. Transport messages are sealed and written as they fill;
-    /// the rest waits for [`flush`](Self::flush), so small records share messages.
+    /// Queues one record. Transport messages are sealed as they fill and written
+    /// in batches of 256 KiB; the rest waits for [`flush`](Self::flush), so small
+    /// records share messages. Call `flush` once the peer should see the record.
     ///
     /// # Errors
     /// [`Bug::WrongDirection`] when this side may not send `record_type`;
