@@ -3,7 +3,7 @@
 //! while it reads the responses.
 //!
 //! Each half holds its own direction's key from the Noise split (see
-//! [`cipher`](crate::wire::cipher)) and nonce counter, which only it advances, once
+//! `src/wire/cipher.rs`) and nonce counter, which only it advances, once
 //! per message, so a nonce is never reused. Any error is fatal: a half refuses further use after one
 //! (and after a cancelled call that may have left it midway).
 //!
