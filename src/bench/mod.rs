@@ -520,6 +520,12 @@ struct Tally {
 }
 
 impl Tally {
+    /// Counts one checked exchange that echoed `bytes` of request body.
+    fn succeed(&self, bytes: u64) {
+        self.ok.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     fn fail(&self, error: &anyhow::Error) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         let mut first = self
@@ -683,10 +689,7 @@ async fn handshake(
                 match exchange.await {
                     Ok(Ok(())) => {
                         samples.push(started.elapsed());
-                        tally.ok.fetch_add(1, Ordering::Relaxed);
-                        tally
-                            .bytes
-                            .fetch_add(SMALL_REQUEST as u64, Ordering::Relaxed);
+                        tally.succeed(SMALL_REQUEST as u64);
                     }
                     Ok(Err(error)) => tally.fail(&error),
                     Err(_) => tally.fail(&anyhow!("session timed out")),
@@ -761,10 +764,7 @@ async fn latency(
         match tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await {
             Ok(Ok(())) => {
                 samples.push(started.elapsed());
-                tally.ok.fetch_add(1, Ordering::Relaxed);
-                tally
-                    .bytes
-                    .fetch_add(SMALL_REQUEST as u64, Ordering::Relaxed);
+                tally.succeed(SMALL_REQUEST as u64);
             }
             Ok(Err(error)) => {
                 // The session is unusable after an error: stop here.
@@ -851,8 +851,7 @@ async fn stream_requests(
                 Some(other) => bail!("request {index}: the server answered {other}"),
             }
             index += 1;
-            tally.ok.fetch_add(1, Ordering::Relaxed);
-            tally.bytes.fetch_add(size as u64, Ordering::Relaxed);
+            tally.succeed(size as u64);
             window.add_permits(1);
         }
     }
@@ -1098,8 +1097,7 @@ pub fn cipher_cpu(options: &Options) -> anyhow::Result<Report> {
                             });
                         match opened {
                             Ok(len) => {
-                                tally.ok.fetch_add(1, Ordering::Relaxed);
-                                tally.bytes.fetch_add(len as u64, Ordering::Relaxed);
+                                tally.succeed(len as u64);
                             }
                             Err(error) => tally.fail(&error),
                         }
