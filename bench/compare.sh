@@ -2,7 +2,7 @@
 # bench/compare.sh: noise-echo against its plaintext baseline (and OpenSSH, when
 # installed), on loopback, in one run.
 #
-# Builds in release mode, starts `noise-echo serve` and examples/plain_echo on
+# Builds in release mode, starts `noise-echo serve` and tools/examples/plain_echo on
 # 127.0.0.1 with throw-away keys, runs every scenario against both alternately
 # (A B A B ..., $ROUNDS rounds), and prints one table of medians and ratios. The
 # machines this runs on are noisy, so every target is a ratio of figures measured
@@ -39,7 +39,7 @@ CPUS=$(nproc)
 
 cd "$(dirname "$0")/.."
 echo "building (release)..." >&2
-cargo build --release --quiet --bin noise-echo --example plain_echo
+cargo build --release --quiet -p noise-echo-cli -p noise-echo-tools --bin noise-echo --example plain_echo
 BIN=$PWD/target/release/noise-echo
 PLAIN=$PWD/target/release/examples/plain_echo
 

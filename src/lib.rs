@@ -3,8 +3,8 @@
 //! an Ed25519 identity kept in OpenSSH's file formats; the server answers each request
 //! with its uppercase form.
 //!
-//! The binary `noise-echo` is a thin layer over this library, which other programs
-//! can embed:
+//! The `noise-echo` command (package `noise-echo-cli`) is a thin layer over this
+//! library, which other programs can embed:
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -38,21 +38,17 @@
 //!
 //! Modules, from the bottom up: [`identity`] (keys, fingerprints, the X25519
 //! derivation), [`keyfile`], [`authorized_keys`], [`known_hosts`] (OpenSSH's file
-//! formats), [`wire`] (the protocol), [`server`] and [`client`], and [`cli`].
+//! formats), [`wire`] (the protocol), [`server`] and [`client`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod attack;
 pub mod authorized_keys;
-pub mod bench;
-pub mod cli;
 pub mod client;
 pub mod fsutil;
 pub mod identity;
 pub mod keyfile;
 pub mod known_hosts;
-pub mod paths;
 pub mod pattern;
 pub mod server;
 pub mod wire;

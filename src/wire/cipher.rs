@@ -21,14 +21,14 @@ use crate::wire::error::{Bug, Result, Violation};
 pub const TAG_LEN: usize = 16;
 
 /// The length of a raw cipher key from the Noise split.
-pub(crate) const KEY_LEN: usize = 32;
+pub const KEY_LEN: usize = 32;
 
 /// Both directions' keys of a session, from the Noise split.
-pub(crate) struct SessionKeys {
+pub struct SessionKeys {
     /// Encrypts what this side sends.
-    pub(crate) send: CipherKey,
+    pub send: CipherKey,
     /// Decrypts what the peer sends.
-    pub(crate) recv: CipherKey,
+    pub recv: CipherKey,
 }
 
 /// One direction's ChaCha20-Poly1305 key.
@@ -39,11 +39,11 @@ pub(crate) struct SessionKeys {
 /// holds two keys for its whole life, idle or not: keeping the raw bytes instead
 /// is ~1 KiB less per session, while building the ChaCha20 key (a copy of 32
 /// bytes; ChaCha20 has no key schedule) costs nanoseconds per message.
-pub(crate) struct CipherKey(Zeroizing<[u8; KEY_LEN]>);
+pub struct CipherKey(Zeroizing<[u8; KEY_LEN]>);
 
 impl CipherKey {
     /// Takes a raw key from the Noise split (wiped when this key is dropped).
-    pub(crate) fn new(raw: Zeroizing<[u8; KEY_LEN]>) -> Self {
+    pub fn new(raw: Zeroizing<[u8; KEY_LEN]>) -> Self {
         Self(raw)
     }
 
@@ -56,7 +56,7 @@ impl CipherKey {
     }
 
     /// Encrypts `in_out` in place with `nonce` and returns the tag to append.
-    pub(crate) fn seal_in_place(&self, nonce: u64, in_out: &mut [u8]) -> Result<[u8; TAG_LEN]> {
+    pub fn seal_in_place(&self, nonce: u64, in_out: &mut [u8]) -> Result<[u8; TAG_LEN]> {
         let tag = self
             .ring_key()
             .seal_in_place_separate_tag(noise_nonce(nonce), Aad::empty(), in_out)
@@ -72,7 +72,7 @@ impl CipherKey {
     /// # Errors
     /// [`Violation::TransportDecrypt`] when the message is shorter than a tag or
     /// does not authenticate: fatal to the session.
-    pub(crate) fn open_in_place(&self, nonce: u64, in_out: &mut [u8]) -> Result<usize> {
+    pub fn open_in_place(&self, nonce: u64, in_out: &mut [u8]) -> Result<usize> {
         if in_out.len() < TAG_LEN {
             return Err(Violation::TransportDecrypt.into());
         }
@@ -92,7 +92,7 @@ fn noise_nonce(counter: u64) -> Nonce {
 
 /// Returns the next nonce of a direction and advances its counter, refusing to
 /// wrap (Noise reserves 2^64 - 1; we stop one short of it).
-pub(crate) fn next_nonce(nonce: &mut u64) -> Result<u64> {
+pub fn next_nonce(nonce: &mut u64) -> Result<u64> {
     let current = *nonce;
     *nonce = current.checked_add(1).ok_or(Bug::NonceExhausted)?;
     Ok(current)

@@ -49,7 +49,11 @@
 //! # }
 //! ```
 
-pub(crate) mod cipher;
+#[cfg(not(feature = "internals"))]
+mod cipher;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod cipher;
 pub mod error;
 pub mod frame;
 pub mod handshake;

@@ -163,7 +163,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// [`Violation::Truncated`] when the stream ends inside a frame or a record;
     /// [`Violation::UnknownRecordType`], [`Violation::TransportDecrypt`],
     /// [`Violation::EmptyTransportMessage`], [`Violation::ZeroLengthFrame`];
-    /// [`WireError::Io`].
+    /// [`WireError::Io`](super::WireError::Io).
     pub async fn next_record(&mut self) -> Result<Option<RecordHeader>> {
         begin(&mut self.failed)?;
         let result = self.next_record_inner().await;
@@ -270,7 +270,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// stream.
     ///
     /// # Errors
-    /// [`Refusal::PermissionDenied`] (as [`WireError::NotAllowed`]) for an ERROR whose
+    /// [`Refusal::PermissionDenied`] (as [`WireError::NotAllowed`](super::WireError::NotAllowed)) for an ERROR whose
     /// reason starts with `permission denied`: the server refused our key and is
     /// closing. The errors of [`RecvHalf::next_record`] and [`RecvHalf::read_body`].
     pub async fn read_reply(&mut self, limit: u32) -> Result<Option<Reply>> {
@@ -420,7 +420,7 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     ///
     /// # Errors
     /// [`Bug::WrongDirection`] when this side may not send `record_type`;
-    /// [`Bug::RecordLength`] for a body over `u32::MAX` bytes; [`WireError::Io`].
+    /// [`Bug::RecordLength`] for a body over `u32::MAX` bytes; [`WireError::Io`](super::WireError::Io).
     pub async fn write_record(&mut self, record_type: RecordType, body: &[u8]) -> Result<()> {
         if record_type.sender() != self.role {
             return Err(Bug::WrongDirection {
@@ -442,7 +442,7 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     /// one write, flushes the stream, and releases large buffers.
     ///
     /// # Errors
-    /// [`WireError::Io`].
+    /// [`WireError::Io`](super::WireError::Io).
     pub async fn flush(&mut self) -> Result<()> {
         begin(&mut self.failed)?;
         self.seal()?;
@@ -462,7 +462,7 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     /// end of requests, or the server's close after its last reply.
     ///
     /// # Errors
-    /// [`WireError::Io`].
+    /// [`WireError::Io`](super::WireError::Io).
     pub async fn shutdown(&mut self) -> Result<()> {
         self.flush().await?;
         begin(&mut self.failed)?;

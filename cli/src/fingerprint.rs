@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::identity::PublicKey;
-use crate::keyfile;
+use noise_echo::identity::PublicKey;
+use noise_echo::keyfile;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -140,7 +140,7 @@ fn split_fields(line: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Identity;
+    use noise_echo::identity::Identity;
 
     #[test]
     fn finds_keys_after_options_and_host_patterns() {

@@ -39,7 +39,7 @@ fn mode(path: &Path) -> u32 {
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("keys")
+        .join("../keys")
         .join(name)
 }
 

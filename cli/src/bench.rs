@@ -1,5 +1,5 @@
 //! `noise-echo bench`: parses the options, picks a runtime, runs one scenario of
-//! [`crate::bench`], prints a table (or JSON), and fails when any exchange failed.
+//! [`noise_echo_tools::bench`], prints a table (or JSON), and fails when any exchange failed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::{ExitStatus, StatusError};
-use crate::bench::{self, Connector, Options, Report, Scenario, Trust};
-use crate::client::Target;
+use noise_echo::client::Target;
+use noise_echo_tools::bench::{self, Connector, Options, Report, Scenario, Trust};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {

@@ -8,13 +8,13 @@ use std::time::Duration;
 use anyhow::Context;
 use tracing::{info, warn};
 
-use crate::identity::Identity;
-use crate::keyfile;
 use crate::paths::{AUTHORIZED_KEYS_FILE, HOST_KEY_FILE};
-use crate::pattern::AddressPatterns;
-use crate::server::penalty;
-use crate::server::{self, ReloadTrigger, ServerConfig};
-use crate::wire::{LocalIdentity, DEFAULT_REQUEST_LIMIT};
+use noise_echo::identity::Identity;
+use noise_echo::keyfile;
+use noise_echo::pattern::AddressPatterns;
+use noise_echo::server::penalty;
+use noise_echo::server::{self, ReloadTrigger, ServerConfig};
+use noise_echo::wire::{LocalIdentity, DEFAULT_REQUEST_LIMIT};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::authorized_keys::{self, AuthorizedKeys};
-use crate::fsutil;
-use crate::identity::{Fingerprint, PublicKey};
-use crate::keyfile::PRIVATE_KEY_MODE;
 use crate::paths::AUTHORIZED_KEYS_FILE;
+use noise_echo::authorized_keys::{self, AuthorizedKeys};
+use noise_echo::fsutil;
+use noise_echo::identity::{Fingerprint, PublicKey};
+use noise_echo::keyfile::PRIVATE_KEY_MODE;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {

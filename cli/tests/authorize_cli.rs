@@ -27,7 +27,7 @@ fn ok(output: Output) -> String {
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("keys")
+        .join("../keys")
         .join(name)
 }
 

@@ -34,9 +34,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::client::{self, ClientConfig, Target, UnknownHostPolicy};
-use crate::identity::{Identity, PublicKey};
-use crate::wire::{self, LocalIdentity, RecordType, RecvHalf, SendHalf, MIN_RESPONSE_LIMIT};
+use noise_echo::client::{self, ClientConfig, Target, UnknownHostPolicy};
+use noise_echo::identity::{Identity, PublicKey};
+use noise_echo::wire::{self, LocalIdentity, RecordType, RecvHalf, SendHalf, MIN_RESPONSE_LIMIT};
 use plain::{PlainReceiver, PlainSender};
 use stats::{Percentiles, Samples};
 
@@ -1056,7 +1056,7 @@ pub fn handshake_cpu(options: &Options) -> anyhow::Result<Report> {
 /// # Errors
 /// When a thread cannot start.
 pub fn cipher_cpu(options: &Options) -> anyhow::Result<Report> {
-    use crate::wire::cipher::{CipherKey, KEY_LEN, TAG_LEN};
+    use noise_echo::wire::cipher::{CipherKey, KEY_LEN, TAG_LEN};
     use zeroize::Zeroizing;
 
     let mut report = Report::new(options, "memory");

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use noise_echo::bench::{self, Connector, Options, Scenario, Trust};
 use noise_echo::client::{Target, UnknownHostPolicy};
 use noise_echo::identity::Identity;
 use noise_echo::server::{self, ServerConfig};
 use noise_echo::wire::LocalIdentity;
+use noise_echo_tools::bench::{self, Connector, Options, Scenario, Trust};
 
 fn small(scenario: Scenario) -> Options {
     let mut options = Options::new(scenario);

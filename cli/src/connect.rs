@@ -13,9 +13,9 @@ use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::{ExitStatus, StatusError};
-use crate::client::{self, ClientConfig, ClientError, Target, UnknownHost};
-use crate::identity::Fingerprint;
-use crate::wire::{RecordType, Reply, WireError, MIN_RESPONSE_LIMIT};
+use noise_echo::client::{self, ClientConfig, ClientError, Target, UnknownHost};
+use noise_echo::identity::Fingerprint;
+use noise_echo::wire::{RecordType, Reply, WireError, MIN_RESPONSE_LIMIT};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -150,7 +150,7 @@ async fn session(
 /// Sends every request, flushing whenever no more input is immediately available,
 /// and publishes how many were sent.
 async fn send_requests<W>(
-    sender: &mut crate::wire::SendHalf<W>,
+    sender: &mut noise_echo::wire::SendHalf<W>,
     requests: Requests,
     sent: &tokio::sync::watch::Sender<u64>,
 ) -> anyhow::Result<()>
@@ -209,7 +209,7 @@ fn classify(error: ClientError) -> anyhow::Error {
         ClientError::Wire(wire) => match wire {
             WireError::Io(_) => ExitStatus::ConnectionFailed,
             WireError::PeerMisbehaved(_) => ExitStatus::ProtocolError,
-            WireError::NotAllowed(crate::wire::Refusal::PermissionDenied(_)) => {
+            WireError::NotAllowed(noise_echo::wire::Refusal::PermissionDenied(_)) => {
                 ExitStatus::PermissionDenied
             }
             WireError::NotAllowed(_) => ExitStatus::HostKeyNotTrusted,

@@ -1,5 +1,5 @@
 //! `noise-echo attack`: floods or loads a noise-echo server on this machine and
-//! reports what it saw, to check the server's limits (see [`crate::attack`]).
+//! reports what it saw, to check the server's limits (see [`noise_echo_tools::attack`]).
 //! Hidden from `--help`: it is a test tool. Only loopback targets are accepted.
 
 use std::net::{IpAddr, SocketAddr};
@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::attack::{self, Client, FloodConfig, LoadConfig};
-use crate::identity::Fingerprint;
-use crate::keyfile;
-use crate::wire::LocalIdentity;
+use noise_echo::identity::Fingerprint;
+use noise_echo::keyfile;
+use noise_echo::wire::LocalIdentity;
+use noise_echo_tools::attack::{self, Client, FloodConfig, LoadConfig};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {

@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(address).await?;
         eprintln!("plain echo listening on {}", listener.local_addr()?);
-        noise_echo::bench::plain::serve(listener, async {
+        noise_echo_tools::bench::plain::serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await

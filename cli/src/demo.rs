@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use crate::authorized_keys;
-use crate::client::{self, ClientConfig, ClientError, Target, UnknownHost, UnknownHostPolicy};
-use crate::fsutil;
-use crate::identity::Identity;
-use crate::keyfile::{self, PRIVATE_KEY_MODE};
-use crate::server::{self, ServerConfig};
-use crate::wire::{LocalIdentity, Reply, NOISE_PROTOCOL};
+use noise_echo::authorized_keys;
+use noise_echo::client::{self, ClientConfig, ClientError, Target, UnknownHost, UnknownHostPolicy};
+use noise_echo::fsutil;
+use noise_echo::identity::Identity;
+use noise_echo::keyfile::{self, PRIVATE_KEY_MODE};
+use noise_echo::server::{self, ServerConfig};
+use noise_echo::wire::{LocalIdentity, Reply, NOISE_PROTOCOL};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {}

@@ -18,8 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::identity::Fingerprint;
-use crate::wire::{self, LocalIdentity, RecordType, Reply, MIN_RESPONSE_LIMIT};
+use noise_echo::identity::Fingerprint;
+use noise_echo::wire::{self, LocalIdentity, RecordType, Reply, MIN_RESPONSE_LIMIT};
 
 /// The legitimate client of a [`flood`], or of a [`load`].
 #[derive(Debug, Clone)]

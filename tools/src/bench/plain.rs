@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::wire::{RecordHeader, RecordType, DEFAULT_REQUEST_LIMIT};
+use noise_echo::wire::{RecordHeader, RecordType, DEFAULT_REQUEST_LIMIT};
 
 /// Size of a record header: type byte and `u32` length.
 const HEADER_LEN: usize = 5;

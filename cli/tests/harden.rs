@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use noise_echo::attack::{self, Client, FloodConfig, LoadConfig};
 use noise_echo::authorized_keys::{self, AuthorizedKeys};
 use noise_echo::fsutil;
 use noise_echo::identity::{Identity, PublicKey};
@@ -21,6 +20,7 @@ use noise_echo::wire::{
     self, LocalIdentity, RecordType, RecvHalf, Refusal, Reply, SendHalf, WireError,
     MIN_RESPONSE_LIMIT,
 };
+use noise_echo_tools::attack::{self, Client, FloodConfig, LoadConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpListener;

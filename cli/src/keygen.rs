@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::identity::Identity;
-use crate::keyfile;
 use crate::paths::IDENTITY_FILE;
+use noise_echo::identity::Identity;
+use noise_echo::keyfile;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {

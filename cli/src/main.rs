@@ -4,6 +4,8 @@
 //! `main` returns an exit code instead of calling `process::exit` deep inside, and
 //! prints errors once, as `error: {:#}` (the whole context chain on one line).
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +20,7 @@ mod connect;
 mod demo;
 mod fingerprint;
 mod keygen;
+mod paths;
 mod serve;
 
 /// Exit statuses, documented in the README. Scripts can tell a network failure from
@@ -93,7 +96,7 @@ enum Command {
 }
 
 /// Runs the command line and returns the process exit code.
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -197,27 +200,26 @@ pub(crate) struct ClientTrustArgs {
     accept_new_host: bool,
     /// Trust an unknown server only if its key has this fingerprint, and remember it
     #[arg(long, value_name = "SHA256:...")]
-    expect_fingerprint: Option<crate::identity::Fingerprint>,
+    expect_fingerprint: Option<noise_echo::identity::Fingerprint>,
 }
 
 /// What [`ClientTrustArgs`] resolve to.
 pub(crate) struct ClientTrust {
     /// Our identity, with its Noise key derived.
-    pub identity: crate::wire::LocalIdentity,
+    pub identity: noise_echo::wire::LocalIdentity,
     /// The known_hosts file.
     pub known_hosts: PathBuf,
     /// What to do with an unknown server key.
-    pub unknown_host: crate::client::UnknownHostPolicy,
+    pub unknown_host: noise_echo::client::UnknownHostPolicy,
 }
 
 impl ClientTrustArgs {
     /// Loads the identity and resolves the default paths.
     pub(crate) fn load(&self) -> anyhow::Result<ClientTrust> {
-        use crate::client::UnknownHostPolicy;
-        let identity_path = path_or_default(self.identity.clone(), crate::paths::IDENTITY_FILE)?;
-        let known_hosts =
-            path_or_default(self.known_hosts.clone(), crate::paths::KNOWN_HOSTS_FILE)?;
-        let identity = crate::keyfile::read_identity(&identity_path).with_context(|| {
+        use noise_echo::client::UnknownHostPolicy;
+        let identity_path = path_or_default(self.identity.clone(), paths::IDENTITY_FILE)?;
+        let known_hosts = path_or_default(self.known_hosts.clone(), paths::KNOWN_HOSTS_FILE)?;
+        let identity = noise_echo::keyfile::read_identity(&identity_path).with_context(|| {
             format!(
                 "cannot load the identity (make one with: noise-echo keygen -f {})",
                 identity_path.display()
@@ -229,7 +231,7 @@ impl ClientTrustArgs {
             (None, false) => UnknownHostPolicy::Refuse,
         };
         Ok(ClientTrust {
-            identity: crate::wire::LocalIdentity::new(&identity),
+            identity: noise_echo::wire::LocalIdentity::new(&identity),
             known_hosts,
             unknown_host,
         })
@@ -240,7 +242,7 @@ impl ClientTrustArgs {
 fn path_or_default(explicit: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
     match explicit {
         Some(path) => Ok(path),
-        None => crate::paths::default_file(name),
+        None => paths::default_file(name),
     }
 }
 
