@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 use crate::fsutil;
 use crate::identity::{Fingerprint, PublicKey};
-use crate::known_hosts::{self, HostStatus, KnownHosts};
+use crate::openssh::known_hosts::{self, HostStatus, KnownHosts};
 use crate::wire::{
     self, LocalIdentity, RecordType, RecvHalf, Refusal, Reply, SendHalf, WireError,
     MIN_RESPONSE_LIMIT,

@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use noise_echo::{client, identity::Identity, keyfile, server, wire};
+//! use noise_echo::{client, identity::Identity, openssh::keyfile, server, wire};
 //!
 //! # async fn example() -> anyhow::Result<()> {
 //! // A server: host key, allow-list, a bound listener, a shutdown signal.
@@ -37,18 +37,15 @@
 //! ```
 //!
 //! Modules, from the bottom up: [`identity`] (keys, fingerprints, the X25519
-//! derivation), [`keyfile`], [`authorized_keys`], [`known_hosts`] (OpenSSH's file
+//! derivation), [`openssh`] (OpenSSH's file
 //! formats), [`wire`] (the protocol), [`server`] and [`client`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod authorized_keys;
 pub mod client;
 pub mod fsutil;
 pub mod identity;
-pub mod keyfile;
-pub mod known_hosts;
-pub mod pattern;
+pub mod openssh;
 pub mod server;
 pub mod wire;

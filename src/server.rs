@@ -47,8 +47,8 @@ use tracing::{debug, info, warn};
 use self::penalty::{Admission, PenaltyBox, PenaltyConfig, Verdict};
 use crate::wire::RecordHeader;
 
-use crate::authorized_keys::AuthorizedKeys;
 use crate::identity::PublicKey;
+use crate::openssh::authorized_keys::AuthorizedKeys;
 use crate::wire::{
     self, LocalIdentity, RecordType, RecvHalf, SendHalf, WireError, DEFAULT_REQUEST_LIMIT,
 };

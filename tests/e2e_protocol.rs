@@ -235,8 +235,10 @@ async fn a_key_removed_from_authorized_keys_is_refused_on_its_next_connection() 
         Reply::Response(_)
     ));
     let original = std::fs::read(&server.authorized_keys).unwrap();
-    let (emptied, removed) =
-        noise_echo::authorized_keys::remove_key(&original, &client.public_key().fingerprint());
+    let (emptied, removed) = noise_echo::openssh::authorized_keys::remove_key(
+        &original,
+        &client.public_key().fingerprint(),
+    );
     assert_eq!(removed.len(), 1);
     noise_echo::fsutil::replace_atomically(&server.authorized_keys, &emptied, 0o600).unwrap();
     let mut again = server.connect(&client).await;
@@ -550,7 +552,7 @@ async fn a_changed_host_key_is_refused_whatever_the_policy_and_names_the_line() 
     let (addr, fake) = fake_server_counting_bytes_after_msg2(impostor.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let known_hosts = dir.path().join("known_hosts");
-    let field = noise_echo::known_hosts::host_field("127.0.0.1", addr.port());
+    let field = noise_echo::openssh::known_hosts::host_field("127.0.0.1", addr.port());
     let contents = format!(
         "# comment\nother.example {}\n{field} {}\n",
         Identity::generate("").public_key().to_openssh_line(""),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use noise_echo::identity::Fingerprint;
-use noise_echo::keyfile;
+use noise_echo::openssh::keyfile;
 use noise_echo::wire::LocalIdentity;
 use noise_echo_tools::attack::{self, Client, FloodConfig, LoadConfig};
 

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::paths::AUTHORIZED_KEYS_FILE;
-use noise_echo::authorized_keys::{self, AuthorizedKeys};
 use noise_echo::fsutil;
 use noise_echo::identity::{Fingerprint, PublicKey};
-use noise_echo::keyfile::PRIVATE_KEY_MODE;
+use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys};
+use noise_echo::openssh::keyfile::PRIVATE_KEY_MODE;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use noise_echo::authorized_keys;
 use noise_echo::client::{self, ClientConfig, ClientError, Target, UnknownHost, UnknownHostPolicy};
 use noise_echo::fsutil;
 use noise_echo::identity::Identity;
-use noise_echo::keyfile::{self, PRIVATE_KEY_MODE};
+use noise_echo::openssh::authorized_keys;
+use noise_echo::openssh::keyfile::{self, PRIVATE_KEY_MODE};
 use noise_echo::server::{self, ServerConfig};
 use noise_echo::wire::{LocalIdentity, Reply, NOISE_PROTOCOL};
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use noise_echo::identity::PublicKey;
-use noise_echo::keyfile;
+use noise_echo::openssh::keyfile;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::paths::IDENTITY_FILE;
 use noise_echo::identity::Identity;
-use noise_echo::keyfile;
+use noise_echo::openssh::keyfile;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {

@@ -219,12 +219,13 @@ impl ClientTrustArgs {
         use noise_echo::client::UnknownHostPolicy;
         let identity_path = path_or_default(self.identity.clone(), paths::IDENTITY_FILE)?;
         let known_hosts = path_or_default(self.known_hosts.clone(), paths::KNOWN_HOSTS_FILE)?;
-        let identity = noise_echo::keyfile::read_identity(&identity_path).with_context(|| {
-            format!(
-                "cannot load the identity (make one with: noise-echo keygen -f {})",
-                identity_path.display()
-            )
-        })?;
+        let identity =
+            noise_echo::openssh::keyfile::read_identity(&identity_path).with_context(|| {
+                format!(
+                    "cannot load the identity (make one with: noise-echo keygen -f {})",
+                    identity_path.display()
+                )
+            })?;
         let unknown_host = match (self.expect_fingerprint, self.accept_new_host) {
             (Some(fingerprint), _) => UnknownHostPolicy::ExpectFingerprint(fingerprint),
             (None, true) => UnknownHostPolicy::AcceptNew,

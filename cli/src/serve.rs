@@ -10,8 +10,8 @@ use tracing::{info, warn};
 
 use crate::paths::{AUTHORIZED_KEYS_FILE, HOST_KEY_FILE};
 use noise_echo::identity::Identity;
-use noise_echo::keyfile;
-use noise_echo::pattern::AddressPatterns;
+use noise_echo::openssh::keyfile;
+use noise_echo::openssh::pattern::AddressPatterns;
 use noise_echo::server::penalty;
 use noise_echo::server::{self, ReloadTrigger, ServerConfig};
 use noise_echo::wire::{LocalIdentity, DEFAULT_REQUEST_LIMIT};

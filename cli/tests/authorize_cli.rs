@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use assert_cmd::cargo::CommandCargoExt;
-use noise_echo::authorized_keys::AuthorizedKeys;
 use noise_echo::identity::Identity;
+use noise_echo::openssh::authorized_keys::AuthorizedKeys;
 
 fn authorize(file: &Path) -> Command {
     let mut command = Command::cargo_bin("noise-echo").unwrap();

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use noise_echo::authorized_keys::{self, AuthorizedKeys};
 use noise_echo::fsutil;
 use noise_echo::identity::{Identity, PublicKey};
+use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys};
 use noise_echo::server::{self, ServerConfig, ServerStats};
 use noise_echo::wire::{
     self, LocalIdentity, RecordType, RecvHalf, Refusal, Reply, SendHalf, WireError,

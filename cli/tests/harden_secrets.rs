@@ -21,7 +21,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD
 use base64::Engine;
 use noise_echo::client::{self, ClientConfig, Target, UnknownHostPolicy};
 use noise_echo::identity::Identity;
-use noise_echo::keyfile;
+use noise_echo::openssh::keyfile;
 use noise_echo::server::{self, ServerConfig};
 use noise_echo::wire::{self, LocalIdentity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -249,7 +249,7 @@ fn refused_keys_get_errors_that_name_the_file_and_the_fix() {
     // Too open.
     let key = private_fixture(home.path(), "client_ed25519");
     fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
-    let error = noise_echo::keyfile::read_identity(&key)
+    let error = noise_echo::openssh::keyfile::read_identity(&key)
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -261,7 +261,7 @@ fn refused_keys_get_errors_that_name_the_file_and_the_fix() {
     );
     // Passphrase.
     let key = private_fixture(home.path(), "passphrase_ed25519");
-    let error = noise_echo::keyfile::read_identity(&key)
+    let error = noise_echo::openssh::keyfile::read_identity(&key)
         .unwrap_err()
         .to_string();
     assert!(error.contains("protected by a passphrase"), "{error}");
@@ -272,7 +272,7 @@ fn refused_keys_get_errors_that_name_the_file_and_the_fix() {
         ("ecdsa_p256", "ecdsa-sha2-nistp256"),
     ] {
         let key = private_fixture(home.path(), name);
-        let error = noise_echo::keyfile::read_identity(&key)
+        let error = noise_echo::openssh::keyfile::read_identity(&key)
             .unwrap_err()
             .to_string();
         assert!(
@@ -299,7 +299,7 @@ fn refused_keys_get_errors_that_name_the_file_and_the_fix() {
 fn openssh_made_private_key_loads_with_the_right_public_key() {
     let home = tempfile::tempdir().unwrap();
     let key = private_fixture(home.path(), "client_ed25519");
-    let identity = noise_echo::keyfile::read_identity(&key).unwrap();
+    let identity = noise_echo::openssh::keyfile::read_identity(&key).unwrap();
     let public_line = fs::read_to_string(fixture("client_ed25519.pub")).unwrap();
     assert_eq!(
         identity.public_key().to_openssh_line(identity.comment()),
@@ -353,7 +353,7 @@ fn we_read_keys_ssh_keygen_makes_now() {
             .arg(&key));
         assert_eq!(out.status, 0, "{}", out.stderr);
         keygen = Command::new("ssh-keygen");
-        let identity = noise_echo::keyfile::read_identity(&key).unwrap();
+        let identity = noise_echo::openssh::keyfile::read_identity(&key).unwrap();
         let public_line =
             fs::read_to_string(home.path().join(format!("theirs{round}.pub"))).unwrap();
         assert_eq!(

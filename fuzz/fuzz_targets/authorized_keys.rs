@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use libfuzzer_sys::fuzz_target;
-use noise_echo::authorized_keys::{self, AuthorizedKeys};
+use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys};
 
 fuzz_target!(|data: &[u8]| {
     let keys = AuthorizedKeys::parse(data, Path::new("fuzz"));

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use noise_echo::identity::Identity;
-use noise_echo::known_hosts::{self, HostStatus, KnownHosts};
+use noise_echo::openssh::known_hosts::{self, HostStatus, KnownHosts};
 
 fuzz_target!(|data: &[u8]| {
     let known = KnownHosts::parse(data, Path::new("fuzz"));

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use noise_echo::identity::PublicKey;
-use noise_echo::keyfile;
+use noise_echo::openssh::keyfile;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

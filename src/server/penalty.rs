@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::pattern::AddressPatterns;
+use crate::openssh::pattern::AddressPatterns;
 
 /// Default number of failed handshakes before a source is refused.
 pub const DEFAULT_PENALTY_THRESHOLD: u32 = 10;

@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use noise_echo::authorized_keys;
 use noise_echo::client::{self, ClientConfig, Connection, Target, UnknownHostPolicy};
 use noise_echo::identity::{Identity, PublicKey};
+use noise_echo::openssh::authorized_keys;
 use noise_echo::server::{self, ServerConfig};
 use noise_echo::wire::LocalIdentity;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::identity::{Fingerprint, PublicKey, SSH_ED25519};
-use crate::pattern::AddressPatterns;
+use crate::openssh::pattern::AddressPatterns;
 
 /// A problem with one line of a trust file, which was skipped because of it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! kept in OpenSSH's known_hosts syntax (wire-v1 sections 7 and 8).
 //!
 //! A line is `[marker] hostpatterns keytype BASE64 [comment]`. The host field is a
-//! comma-separated pattern list (see [`crate::pattern`]) naming a host on a port
+//! comma-separated pattern list (see [`crate::openssh::pattern`]) naming a host on a port
 //! other than 22 as `[host]:port`, or one hashed name `|1|salt|hmac` as written by
 //! `ssh-keygen -H` and `HashKnownHosts yes`.
 //!
@@ -23,12 +23,12 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-pub use crate::authorized_keys::Diagnostic;
-use crate::authorized_keys::{
+use crate::identity::{Fingerprint, PublicKey, SSH_ED25519};
+pub use crate::openssh::authorized_keys::Diagnostic;
+use crate::openssh::authorized_keys::{
     append_line, is_known_key_type, line_text, numbered_lines, split_field, LineText,
 };
-use crate::identity::{Fingerprint, PublicKey, SSH_ED25519};
-use crate::pattern::match_hostname;
+use crate::openssh::pattern::match_hostname;
 
 /// Length of the salt, and of the HMAC-SHA1, in a hashed host name. OpenSSH refuses
 /// other salt lengths.
