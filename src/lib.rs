@@ -23,13 +23,11 @@
 //!
 //! // A client that knows the server's fingerprint out of band.
 //! let me = keyfile::read_identity("id_ed25519".as_ref())?;
-//! let mut connection = client::connect(&target, client::ClientConfig {
-//!     identity: wire::LocalIdentity::new(&me),
-//!     known_hosts: "known_hosts".into(),
-//!     unknown_host: client::UnknownHostPolicy::ExpectFingerprint(host.public_key().fingerprint()),
-//!     prompt: None,
-//! })
-//! .await?;
+//! let config = client::ClientConfig::pinned(
+//!     wire::LocalIdentity::new(&me),
+//!     host.public_key().fingerprint(),
+//! );
+//! let mut connection = client::connect(&target, config).await?;
 //! let reply = connection.request(b"hello").await?;
 //! assert_eq!(reply, wire::Reply::Response(b"HELLO".to_vec()));
 //! # Ok(())

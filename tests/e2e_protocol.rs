@@ -474,27 +474,25 @@ async fn an_unknown_host_is_refused_without_a_prompt_and_never_learns_the_client
     let (addr, fake) = fake_server_counting_bytes_after_msg2(host.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let known_hosts = dir.path().join("known_hosts");
-    let config = client::ClientConfig {
-        identity: wire::LocalIdentity::new(&client),
-        known_hosts: known_hosts.clone(),
-        unknown_host: UnknownHostPolicy::Refuse,
-        prompt: None,
-    };
+    let config =
+        client::ClientConfig::known_hosts(wire::LocalIdentity::new(&client), known_hosts.clone())
+            .unknown_host(UnknownHostPolicy::Refuse);
     let target = client::Target {
         host: "127.0.0.1".into(),
         port: addr.port(),
     };
     let error = client::connect(&target, config).await.err().unwrap();
     let message = error.to_string();
+    // The CLI turns this into "--expect-fingerprint FINGERPRINT" (cli/tests lock the text).
     assert!(
-        matches!(error, ClientError::HostKeyNotTrusted(_)),
-        "{message}"
-    );
-    assert!(
-        message.contains(&format!(
-            "--expect-fingerprint {}",
-            host.public_key().fingerprint()
-        )),
+        matches!(
+            &error,
+            ClientError::HostKeyNotTrusted(client::HostKeyError::Unknown {
+                presented,
+                reason: client::UnknownReason::NoPrompt,
+                ..
+            }) if *presented == host.public_key().fingerprint()
+        ),
         "{message}"
     );
     assert_eq!(
@@ -514,15 +512,14 @@ async fn a_prompt_decides_for_an_unknown_host() {
     for answer in [false, true] {
         let asked = std::sync::Arc::new(std::sync::Mutex::new(None));
         let seen = std::sync::Arc::clone(&asked);
-        let config = client::ClientConfig {
-            identity: wire::LocalIdentity::new(&client),
-            known_hosts: known_hosts.clone(),
-            unknown_host: UnknownHostPolicy::Refuse,
-            prompt: Some(Box::new(move |unknown: &client::UnknownHost| {
-                *seen.lock().unwrap() = Some((unknown.host_field.clone(), unknown.key));
-                Ok(answer)
-            })),
-        };
+        let config = client::ClientConfig::known_hosts(
+            wire::LocalIdentity::new(&client),
+            known_hosts.clone(),
+        )
+        .prompt(Some(Box::new(move |unknown: &client::UnknownHost| {
+            *seen.lock().unwrap() = Some((unknown.host_field.clone(), unknown.key));
+            Ok(answer)
+        })));
         let result = client::connect(&server.target(), config).await;
         assert_eq!(result.is_ok(), answer);
         let (field, key) = asked.lock().unwrap().clone().unwrap();
@@ -531,14 +528,12 @@ async fn a_prompt_decides_for_an_unknown_host() {
         assert_eq!(known_hosts.exists(), answer, "written only when accepted");
     }
     // Now known: no prompt needed, a prompt would fail the test.
-    let config = client::ClientConfig {
-        identity: wire::LocalIdentity::new(&client),
-        known_hosts: known_hosts.clone(),
-        unknown_host: UnknownHostPolicy::Refuse,
-        prompt: Some(Box::new(|_: &client::UnknownHost| {
-            panic!("must not ask for a known host")
-        })),
-    };
+    let config =
+        client::ClientConfig::known_hosts(wire::LocalIdentity::new(&client), known_hosts.clone())
+            .unknown_host(UnknownHostPolicy::Refuse)
+            .prompt(Some(Box::new(|_: &client::UnknownHost| {
+                panic!("must not ask for a known host")
+            })));
     let mut connection = client::connect(&server.target(), config).await.unwrap();
     assert!(connection.request(b"x").await.is_ok());
     server.stop().await;
@@ -559,34 +554,36 @@ async fn a_changed_host_key_is_refused_whatever_the_policy_and_names_the_line() 
         real_host.public_key().to_openssh_line("")
     );
     std::fs::write(&known_hosts, &contents).unwrap();
-    let config = client::ClientConfig {
-        identity: wire::LocalIdentity::new(&client),
-        known_hosts: known_hosts.clone(),
-        // Even a policy that names the impostor's own fingerprint cannot override it.
-        unknown_host: UnknownHostPolicy::ExpectFingerprint(impostor.public_key().fingerprint()),
-        prompt: Some(Box::new(|_: &client::UnknownHost| {
-            panic!("a changed key is never asked about")
-        })),
-    };
+    let config =
+        client::ClientConfig::known_hosts(wire::LocalIdentity::new(&client), known_hosts.clone())
+            // Even a policy that names the impostor's own fingerprint cannot override it.
+            .unknown_host(UnknownHostPolicy::ExpectFingerprint(
+                impostor.public_key().fingerprint(),
+            ))
+            .prompt(Some(Box::new(|_: &client::UnknownHost| {
+                panic!("a changed key is never asked about")
+            })));
     let target = client::Target {
         host: "127.0.0.1".into(),
         port: addr.port(),
     };
     let error = client::connect(&target, config).await.err().unwrap();
     let message = error.to_string();
-    assert!(matches!(error, ClientError::HostKeyNotTrusted(_)));
-    assert!(
-        message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
-        "{message}"
-    );
-    assert!(
-        message.contains(&format!(
-            "Offending ED25519 key in {}:3",
-            known_hosts.display()
-        )),
-        "{message}"
-    );
-    assert!(message.contains(&impostor.public_key().fingerprint().to_string()));
+    // The CLI renders SSH's banner from these fields (cli/tests lock its text).
+    match &error {
+        ClientError::HostKeyNotTrusted(client::HostKeyError::Changed {
+            path,
+            line,
+            expected,
+            presented,
+            ..
+        }) => {
+            assert_eq!((path, *line), (&known_hosts, 3), "{message}");
+            assert_eq!(*expected, real_host.public_key().fingerprint());
+            assert_eq!(*presented, impostor.public_key().fingerprint());
+        }
+        other => panic!("expected a changed key, got {other:?}"),
+    }
     assert_eq!(fake.await.unwrap(), 0, "no msg 3 to an impostor");
     assert_eq!(
         std::fs::read_to_string(&known_hosts).unwrap(),
@@ -601,11 +598,9 @@ async fn a_wrong_expected_fingerprint_is_refused_and_a_right_one_is_remembered()
     let server = TestServer::start(&[&client]).await;
     let dir = tempfile::tempdir().unwrap();
     let known_hosts = dir.path().join("sub/known_hosts");
-    let make = |policy| client::ClientConfig {
-        identity: wire::LocalIdentity::new(&client),
-        known_hosts: known_hosts.clone(),
-        unknown_host: policy,
-        prompt: None,
+    let make = |policy| {
+        client::ClientConfig::known_hosts(wire::LocalIdentity::new(&client), known_hosts.clone())
+            .unknown_host(policy)
     };
     let wrong = Identity::generate("").public_key().fingerprint();
     let error = client::connect(
@@ -671,4 +666,76 @@ async fn a_server_stop_finishes_and_closes_open_sessions() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no longer listening"
     );
+}
+
+#[tokio::test]
+async fn connect_stream_runs_the_handshake_over_any_stream() {
+    let client = Identity::generate("client");
+    let server = TestServer::start(&[&client]).await;
+    // An in-memory stream whose far end is relayed to the real server.
+    let (near, mut far) = tokio::io::duplex(64 * 1024);
+    let addr = server.addr;
+    let relay = tokio::spawn(async move {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = tokio::io::copy_bidirectional(&mut far, &mut tcp).await;
+    });
+    let config = client::ClientConfig::pinned(
+        wire::LocalIdentity::new(&client),
+        server.host.public_key().fingerprint(),
+    );
+    let mut connection = client::connect_stream(near, &server.target(), config)
+        .await
+        .unwrap();
+    assert_eq!(connection.server_key, server.host.public_key());
+    assert_eq!(connection.newly_known_as, None, "a pin writes no file");
+    assert_eq!(
+        connection.request(b"over a duplex").await.unwrap(),
+        Reply::Response(b"OVER A DUPLEX".to_vec())
+    );
+    let (receiver, mut sender) = connection.into_halves();
+    sender.shutdown().await.unwrap();
+    drop(sender);
+    drop(receiver);
+    relay.await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_pinned_client_with_a_wrong_pin_is_refused_and_writes_no_file() {
+    let client = Identity::generate("client");
+    let server = TestServer::start(&[&client]).await;
+    let files_before = std::fs::read_dir(server.dir.path()).unwrap().count();
+    let wrong = Identity::generate("").public_key().fingerprint();
+    let config = client::ClientConfig::pinned(wire::LocalIdentity::new(&client), wrong);
+    let error = client::connect(&server.target(), config)
+        .await
+        .err()
+        .unwrap();
+    match &error {
+        ClientError::HostKeyNotTrusted(client::HostKeyError::Mismatch {
+            expected,
+            presented,
+            ..
+        }) => {
+            assert_eq!(*expected, wrong);
+            assert_eq!(*presented, server.host.public_key().fingerprint());
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_dir(server.dir.path()).unwrap().count(),
+        files_before,
+        "no known_hosts (or any file) is created"
+    );
+    let right = client::ClientConfig::pinned(
+        wire::LocalIdentity::new(&client),
+        server.host.public_key().fingerprint(),
+    );
+    let mut connection = client::connect(&server.target(), right).await.unwrap();
+    assert!(connection.request(b"x").await.is_ok());
+    assert_eq!(
+        std::fs::read_dir(server.dir.path()).unwrap().count(),
+        files_before
+    );
+    server.stop().await;
 }

@@ -31,12 +31,9 @@ pub(super) struct Args {
 
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
     let trust = args.trust.load()?;
-    let config = ClientConfig {
-        identity: trust.identity,
-        known_hosts: trust.known_hosts,
-        unknown_host: trust.unknown_host,
-        prompt: terminal_prompt(),
-    };
+    let config = ClientConfig::known_hosts(trust.identity, trust.known_hosts)
+        .unknown_host(trust.unknown_host)
+        .prompt(terminal_prompt());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -215,10 +212,13 @@ fn classify(error: ClientError) -> anyhow::Error {
             WireError::NotAllowed(_) => ExitStatus::HostKeyNotTrusted,
             WireError::Internal(_) => ExitStatus::Failure,
         },
+        // Today's variants are all above; a new one is a plain failure until mapped.
+        _ => ExitStatus::Failure,
     };
-    let message = match client::permission_denied_reason(&error) {
-        Some(reason) => format!("the server refused this key: {}", super::printable(reason)),
-        None => error.to_string(),
+    let message = match (&error, client::permission_denied_reason(&error)) {
+        (_, Some(reason)) => format!("the server refused this key: {}", super::printable(reason)),
+        (ClientError::HostKeyNotTrusted(refusal), None) => super::render::host_key_error(refusal),
+        (_, None) => error.to_string(),
     };
     StatusError { status, message }.into()
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use noise_echo::client::{self, ClientConfig, ClientError, Target, UnknownHost, UnknownHostPolicy};
+use noise_echo::client::{
+    self, ClientConfig, ClientError, HostKeyError, Target, UnknownHost, UnknownHostPolicy,
+};
 use noise_echo::fsutil;
 use noise_echo::identity::Identity;
 use noise_echo::openssh::authorized_keys;
@@ -108,12 +110,10 @@ async fn demo() -> anyhow::Result<()> {
         host: addr.ip().to_string(),
         port: addr.port(),
     };
-    let config = ClientConfig {
-        identity: LocalIdentity::new(&client_identity),
-        known_hosts: known_hosts.clone(),
-        unknown_host: UnknownHostPolicy::Refuse,
+    let config = ClientConfig::known_hosts(LocalIdentity::new(&client_identity), known_hosts.clone())
+        .unknown_host(UnknownHostPolicy::Refuse)
         // Stands in for the terminal prompt: a user who checked the fingerprint says yes.
-        prompt: Some(Box::new(|unknown: &UnknownHost| {
+        .prompt(Some(Box::new(|unknown: &UnknownHost| {
             println!(
                 "                      alice checks known_hosts BEFORE revealing herself: '{}' is unknown,",
                 unknown.host_field
@@ -124,8 +124,7 @@ async fn demo() -> anyhow::Result<()> {
             );
             println!("                      told her, so she trusts it on first use (as SSH asks)");
             Ok(true)
-        })),
-    };
+        })));
     let mut connection = client::connect(&target, config).await?;
     say!("   -> s, se           alice sends her static key and Ed25519 identity, encrypted");
     say!("                      the server checks it against authorized_keys: allowed");
@@ -151,12 +150,7 @@ async fn demo() -> anyhow::Result<()> {
 
     say!("");
     say!("6. Mallory's key is not in authorized_keys:");
-    let config = ClientConfig {
-        identity: LocalIdentity::new(&intruder),
-        known_hosts: known_hosts.clone(),
-        unknown_host: UnknownHostPolicy::Refuse,
-        prompt: None,
-    };
+    let config = ClientConfig::known_hosts(LocalIdentity::new(&intruder), known_hosts.clone());
     let mut intruder_connection = client::connect(&target, config).await?;
     match intruder_connection.request(b"let me in").await {
         Err(error) => match client::permission_denied_reason(&error) {
@@ -182,19 +176,11 @@ async fn demo() -> anyhow::Result<()> {
     let impostor_task = tokio::spawn(server::run(listener, config, async move {
         let _ = stopped.await;
     }));
-    let config = ClientConfig {
-        identity: LocalIdentity::new(&client_identity),
-        known_hosts,
-        unknown_host: UnknownHostPolicy::AcceptNew,
-        prompt: None,
-    };
+    let config = ClientConfig::known_hosts(LocalIdentity::new(&client_identity), known_hosts)
+        .unknown_host(UnknownHostPolicy::AcceptNew);
     match client::connect(&target, config).await {
-        Err(ClientError::HostKeyNotTrusted(message)) => {
-            let headline = message
-                .lines()
-                .find(|line| line.contains("HAS CHANGED"))
-                .unwrap_or("host key changed");
-            say!("   {}", headline.trim_matches(|c| c == '@' || c == ' '));
+        Err(ClientError::HostKeyNotTrusted(HostKeyError::Changed { .. })) => {
+            say!("   {}", super::render::CHANGED_HEADLINE);
             say!("   (even with --accept-new-host; alice's identity was never sent to it)");
         }
         Err(error) => bail!("unexpected failure: {error}"),

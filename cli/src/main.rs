@@ -21,6 +21,7 @@ mod demo;
 mod fingerprint;
 mod keygen;
 mod paths;
+mod render;
 mod serve;
 
 /// Exit statuses, documented in the README. Scripts can tell a network failure from

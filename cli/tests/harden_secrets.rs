@@ -198,11 +198,9 @@ fn no_output_of_a_full_scenario_contains_key_material() {
             host: "127.0.0.1".into(),
             port: addr.port(),
         };
-        let client_config = |identity: &Identity| ClientConfig {
-            identity: LocalIdentity::new(identity),
-            known_hosts: known_hosts.clone().into(),
-            unknown_host: UnknownHostPolicy::AcceptNew,
-            prompt: None,
+        let client_config = |identity: &Identity| {
+            ClientConfig::known_hosts(LocalIdentity::new(identity), known_hosts.clone().into())
+                .unknown_host(UnknownHostPolicy::AcceptNew)
         };
 
         // Authorized: requests, one too large.

@@ -69,14 +69,9 @@ impl TestServer {
     /// A client configuration that already trusts this server.
     pub fn client_config(&self, identity: &Identity) -> ClientConfig {
         let known_hosts = self.dir.path().join("known_hosts");
-        ClientConfig {
-            identity: LocalIdentity::new(identity),
-            known_hosts,
-            unknown_host: UnknownHostPolicy::ExpectFingerprint(
-                self.host.public_key().fingerprint(),
-            ),
-            prompt: None,
-        }
+        ClientConfig::known_hosts(LocalIdentity::new(identity), known_hosts).unknown_host(
+            UnknownHostPolicy::ExpectFingerprint(self.host.public_key().fingerprint()),
+        )
     }
 
     pub fn target(&self) -> Target {

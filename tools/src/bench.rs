@@ -369,12 +369,8 @@ impl Connector {
                 known_hosts,
                 unknown_host,
             } => {
-                let config = ClientConfig {
-                    identity: identity.clone(),
-                    known_hosts,
-                    unknown_host,
-                    prompt: None,
-                };
+                let config = ClientConfig::known_hosts(identity.clone(), known_hosts)
+                    .unknown_host(unknown_host);
                 let mut connection = client::connect(target, config).await?;
                 connection.sender.shutdown().await?;
                 ConnectorKind::Noise {
