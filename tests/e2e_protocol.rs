@@ -71,7 +71,7 @@ async fn a_request_of_exactly_the_limit_is_answered_and_one_byte_more_is_refused
     );
     // Then the server closes.
     let next = connection
-        .receiver
+        .receiver_mut()
         .read_reply(MIN_RESPONSE_LIMIT)
         .await
         .unwrap();
@@ -112,11 +112,7 @@ async fn pipelined_requests_are_answered_in_order_and_records_span_messages() {
     let client = Identity::generate("client");
     let server = TestServer::start(&[&client]).await;
     let connection = server.connect(&client).await;
-    let client::Connection {
-        mut receiver,
-        mut sender,
-        ..
-    } = connection;
+    let (mut receiver, mut sender) = connection.into_halves();
     let count = 5_000usize;
     let writer = tokio::spawn(async move {
         for index in 0..count {
@@ -656,7 +652,7 @@ async fn a_server_stop_finishes_and_closes_open_sessions() {
     // The idle session was closed cleanly by the stopping server.
     assert_eq!(
         connection
-            .receiver
+            .receiver_mut()
             .read_reply(MIN_RESPONSE_LIMIT)
             .await
             .unwrap(),
@@ -686,8 +682,8 @@ async fn connect_stream_runs_the_handshake_over_any_stream() {
     let mut connection = client::connect_stream(near, &server.target(), config)
         .await
         .unwrap();
-    assert_eq!(connection.server_key, server.host.public_key());
-    assert_eq!(connection.newly_known_as, None, "a pin writes no file");
+    assert_eq!(*connection.server_key(), server.host.public_key());
+    assert_eq!(connection.newly_known_as(), None, "a pin writes no file");
     assert_eq!(
         connection.request(b"over a duplex").await.unwrap(),
         Reply::Response(b"OVER A DUPLEX".to_vec())

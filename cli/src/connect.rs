@@ -54,17 +54,12 @@ async fn session(
     messages: Vec<String>,
 ) -> anyhow::Result<()> {
     let connection = client::connect(&target, config).await.map_err(classify)?;
-    let client::Connection {
-        mut receiver,
-        mut sender,
-        newly_known_as,
-        ..
-    } = connection;
-    if let Some(host_field) = newly_known_as {
+    if let Some(host_field) = connection.newly_known_as() {
         eprintln!(
             "Warning: Permanently added '{host_field}' (ED25519) to the list of known hosts."
         );
     }
+    let (mut receiver, mut sender) = connection.into_halves();
     let requests = if messages.is_empty() {
         Requests::Stdin
     } else {

@@ -207,7 +207,11 @@ fn no_output_of_a_full_scenario_contains_key_material() {
         let mut connection = client::connect(&target, client_config(&client))
             .await
             .unwrap();
-        captured.push(format!("{:?} {:?}", connection.receiver, connection.sender));
+        captured.push(format!(
+            "{:?} {:?}",
+            connection.receiver(),
+            connection.sender()
+        ));
         let reply = connection.request(b"hello").await.unwrap();
         captured.push(format!("{reply:?}"));
         let error = connection.request(&[b'x'; 100]).await;

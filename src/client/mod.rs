@@ -225,17 +225,52 @@ impl ClientConfig {
 }
 
 /// An established, authenticated session with a server, over the halves `R` and `W`
-/// of its stream (TCP's owned halves for [`connect`]).
+/// of its stream (TCP's owned halves for [`connect`]). The fields are private: the
+/// key is the one this session's halves were verified against.
 pub struct Connection<R = OwnedReadHalf, W = OwnedWriteHalf> {
+    server_key: PublicKey,
+    newly_known_as: Option<String>,
+    receiver: RecvHalf<R>,
+    sender: SendHalf<W>,
+}
+
+impl<R, W> Connection<R, W> {
     /// The server's verified key.
-    pub server_key: PublicKey,
+    pub fn server_key(&self) -> &PublicKey {
+        &self.server_key
+    }
+
     /// `Some(host field)` when this connection added the server to known_hosts, so
     /// the caller can tell the user, as SSH's "Permanently added" warning does.
-    pub newly_known_as: Option<String>,
-    /// Receives the server's replies.
-    pub receiver: RecvHalf<R>,
-    /// Sends our requests.
-    pub sender: SendHalf<W>,
+    pub fn newly_known_as(&self) -> Option<&str> {
+        self.newly_known_as.as_deref()
+    }
+
+    /// The half that receives the server's replies.
+    pub fn receiver(&self) -> &RecvHalf<R> {
+        &self.receiver
+    }
+
+    /// The half that sends our requests.
+    pub fn sender(&self) -> &SendHalf<W> {
+        &self.sender
+    }
+
+    /// The receiving half, to read replies to requests sent with
+    /// [`Connection::sender_mut`].
+    pub fn receiver_mut(&mut self) -> &mut RecvHalf<R> {
+        &mut self.receiver
+    }
+
+    /// The sending half, to write requests ahead of their replies.
+    pub fn sender_mut(&mut self) -> &mut SendHalf<W> {
+        &mut self.sender
+    }
+
+    /// The receiving and sending halves, for pipelining from two tasks.
+    pub fn into_halves(self) -> (RecvHalf<R>, SendHalf<W>) {
+        (self.receiver, self.sender)
+    }
 }
 
 impl<R, W> fmt::Debug for Connection<R, W> {
@@ -253,7 +288,8 @@ where
     W: AsyncWrite + Unpin,
 {
     /// Sends one request and waits for its reply. For many requests, write them all
-    /// with `sender` and read the replies with `receiver` (pipelining) instead.
+    /// with the sending half and read the replies with the receiving one
+    /// ([`Connection::into_halves`]: pipelining) instead.
     ///
     /// # Errors
     /// [`ClientError::Wire`]: the session failed, the server refused us
@@ -268,11 +304,6 @@ where
             ))
             .into()),
         }
-    }
-
-    /// The receiving and sending halves, for pipelining from two tasks.
-    pub fn into_halves(self) -> (RecvHalf<R>, SendHalf<W>) {
-        (self.receiver, self.sender)
     }
 }
 

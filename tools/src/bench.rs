@@ -371,11 +371,13 @@ impl Connector {
             } => {
                 let config = ClientConfig::known_hosts(identity.clone(), known_hosts)
                     .unknown_host(unknown_host);
-                let mut connection = client::connect(target, config).await?;
-                connection.sender.shutdown().await?;
+                let connection = client::connect(target, config).await?;
+                let server_key = *connection.server_key();
+                let (_, mut sender) = connection.into_halves();
+                sender.shutdown().await?;
                 ConnectorKind::Noise {
                     identity: Arc::new(identity),
-                    server_key: connection.server_key,
+                    server_key,
                 }
             }
         };
