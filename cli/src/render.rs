@@ -65,3 +65,34 @@ Host key for '{host_field}' has changed: refusing to connect.",
 
 /// The first line of the changed-key banner, for the demo.
 pub(crate) const CHANGED_HEADLINE: &str = "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use noise_echo::identity::Identity;
+
+    #[test]
+    fn revoked_and_mismatched_keys_are_worded_as_before() {
+        let key = Identity::generate("k").public_key().fingerprint();
+        let other = Identity::generate("o").public_key().fingerprint();
+        let revoked = HostKeyError::Revoked {
+            host_field: "[h]:1".into(),
+            path: "/kh".into(),
+            line: 4,
+            presented: key,
+        };
+        assert_eq!(
+            host_key_error(&revoked),
+            format!("the host key {key} presented by '[h]:1' is marked @revoked in /kh:4: refusing to connect")
+        );
+        let mismatch = HostKeyError::Mismatch {
+            host_field: "[h]:1".into(),
+            expected: other,
+            presented: key,
+        };
+        assert_eq!(
+            host_key_error(&mismatch),
+            format!("host key for '[h]:1' is {key}, not the expected {other}: refusing to connect")
+        );
+    }
+}

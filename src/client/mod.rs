@@ -477,6 +477,24 @@ pub fn permission_denied_reason(error: &ClientError) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Identity;
+
+    #[test]
+    fn config_debug_shows_the_policy_and_hides_the_prompt_and_secrets() {
+        let me = Identity::generate("me");
+        let config = ClientConfig::known_hosts(LocalIdentity::new(&me), "kh".into())
+            .unknown_host(UnknownHostPolicy::AcceptNew)
+            .prompt(Some(Box::new(|_: &UnknownHost| Ok(true))));
+        let text = format!("{config:?}");
+        assert!(text.contains("AcceptNew"), "{text}");
+        assert!(text.contains("<prompt>"), "{text}");
+        assert!(text.contains("public_key"), "{text}");
+        let pinned = format!(
+            "{:?}",
+            ClientConfig::pinned(LocalIdentity::new(&me), me.public_key().fingerprint())
+        );
+        assert!(pinned.contains("Pinned"), "{pinned}");
+    }
 
     #[test]
     fn targets_parse_like_ssh_destinations() {
