@@ -94,6 +94,7 @@ pub enum HostKeyError {
 
 /// What the trust decision says to do next.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Decision {
     /// Trusted; nothing to write.
     Trusted,
@@ -107,6 +108,7 @@ pub enum Decision {
 
 /// Where the server's key is checked, before the policy applies.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Known<'a> {
     /// A pinned fingerprint: no file involved.
     Pinned(&'a Fingerprint),
