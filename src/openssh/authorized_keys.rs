@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::identity::{Fingerprint, PublicKey, SSH_ED25519};
+use crate::openssh::lexer::{
+    is_field_separator, is_known_key_type, line_text, numbered_lines, split_field, LineText,
+};
 use crate::openssh::pattern::AddressPatterns;
 
 /// A problem with one line of a trust file, which was skipped because of it.
@@ -461,81 +464,6 @@ pub fn append_line(original: &[u8], line: &str) -> Vec<u8> {
 /// line (see [`append_line`]).
 pub fn append_key(original: &[u8], key: &PublicKey, comment: &str) -> Vec<u8> {
     append_line(original, &key.to_openssh_line(comment.trim()))
-}
-
-// ---- line handling shared with known_hosts ----
-
-/// The lines of a file, numbered from 1. A final newline does not start a line.
-pub(crate) fn numbered_lines(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
-    bytes
-        .split_inclusive(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\n").unwrap_or(line))
-        .enumerate()
-        .map(|(index, line)| (index + 1, line))
-}
-
-/// What a raw line holds, before its fields are looked at.
-pub(crate) enum LineText<'a> {
-    /// Blank or a `#` comment.
-    Skip,
-    /// Something other than a comment that is not UTF-8.
-    NotUtf8,
-    /// The line without surrounding blanks or a trailing `\r`.
-    Text(&'a str),
-}
-
-pub(crate) fn is_field_separator(c: char) -> bool {
-    c == ' ' || c == '\t'
-}
-
-/// Classifies a line. Comments are recognised before UTF-8 is checked, because a
-/// Latin-1 comment is harmless and sshd ignores it too.
-pub(crate) fn line_text(line: &[u8]) -> LineText<'_> {
-    let is_blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\r');
-    let start = line.iter().position(|b| !is_blank(b)).unwrap_or(line.len());
-    let end = line
-        .iter()
-        .rposition(|b| !is_blank(b))
-        .map_or(start, |i| i + 1);
-    let line = &line[start..end.max(start)];
-    if line.is_empty() || line[0] == b'#' {
-        return LineText::Skip;
-    }
-    match std::str::from_utf8(line) {
-        Ok(text) => LineText::Text(text),
-        Err(_) => LineText::NotUtf8,
-    }
-}
-
-/// Splits off the first space- or tab-separated field; the rest has its leading
-/// separators removed.
-pub(crate) fn split_field(text: &str) -> (&str, &str) {
-    match text.find(is_field_separator) {
-        Some(end) => (
-            &text[..end],
-            text[end..].trim_start_matches(is_field_separator),
-        ),
-        None => (text, ""),
-    }
-}
-
-/// Whether `name` is a key type OpenSSH knows, so that a line of that type is
-/// recognised (and skipped as unsupported) rather than called malformed.
-pub(crate) fn is_known_key_type(name: &str) -> bool {
-    const TYPES: &[&str] = &[
-        SSH_ED25519,
-        "ssh-rsa",
-        "rsa-sha2-256",
-        "rsa-sha2-512",
-        "ssh-dss",
-        "ecdsa-sha2-nistp256",
-        "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521",
-        "sk-ecdsa-sha2-nistp256@openssh.com",
-        "sk-ssh-ed25519@openssh.com",
-        "ssh-xmss@openssh.com",
-    ];
-    TYPES.contains(&name) || name.ends_with("-cert-v01@openssh.com")
 }
 
 /// Why a line yields no key.

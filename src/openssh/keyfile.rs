@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::fsutil;
 use crate::identity::{Identity, PublicKey, PublicKeyError, SSH_ED25519};
+use crate::openssh::lexer::read_ssh_string;
 
 /// Mode of a private key file: readable and writable by its owner only.
 pub const PRIVATE_KEY_MODE: u32 = 0o600;
@@ -254,18 +255,12 @@ fn container_algorithm(pem: &str) -> Option<String> {
     let data = STANDARD.decode(body.trim()).ok()?;
     let mut rest = data.strip_prefix(b"openssh-key-v1\0")?;
     for _field in ["ciphername", "kdfname", "kdfoptions"] {
-        rest = split_ssh_string(rest)?.1;
+        rest = read_ssh_string(rest)?.1;
     }
     let (_count, rest) = rest.split_first_chunk::<4>()?;
-    let (public_blob, _) = split_ssh_string(rest)?;
-    let (algorithm, _) = split_ssh_string(public_blob)?;
+    let (public_blob, _) = read_ssh_string(rest)?;
+    let (algorithm, _) = read_ssh_string(public_blob)?;
     Some(String::from_utf8_lossy(algorithm).into_owned())
-}
-
-fn split_ssh_string(data: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (len, rest) = data.split_first_chunk::<4>()?;
-    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
-    (rest.len() >= len).then(|| rest.split_at(len))
 }
 
 /// The text of an unencrypted OpenSSH private key file for `identity`, as

@@ -24,10 +24,9 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
 use crate::identity::{Fingerprint, PublicKey, SSH_ED25519};
+use crate::openssh::authorized_keys::append_line;
 pub use crate::openssh::authorized_keys::Diagnostic;
-use crate::openssh::authorized_keys::{
-    append_line, is_known_key_type, line_text, numbered_lines, split_field, LineText,
-};
+use crate::openssh::lexer::{is_known_key_type, line_text, numbered_lines, split_field, LineText};
 use crate::openssh::pattern::match_hostname;
 
 /// Length of the salt, and of the HMAC-SHA1, in a hashed host name. OpenSSH refuses
