@@ -26,7 +26,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::identity::{Fingerprint, PublicKey, SSH_ED25519};
 use crate::openssh::lexer::{
-    is_field_separator, is_known_key_type, line_text, numbered_lines, split_field, LineText,
+    is_field_separator, is_known_key_type, line_text, numbered_lines, split_field,
+    split_quoted_field, LineText,
 };
 use crate::openssh::pattern::AddressPatterns;
 
@@ -489,7 +490,7 @@ fn split_key_line(text: &str) -> Result<KeyLine<'_>, LineError> {
     let (options, key_type, rest) = if is_known_key_type(first) {
         ("", first, rest)
     } else {
-        let (options, rest) = split_options_field(text).map_err(LineError::Malformed)?;
+        let (options, rest) = split_quoted_field(text).map_err(LineError::Malformed)?;
         let (key_type, rest) = split_field(rest);
         if !is_known_key_type(key_type) {
             return Err(LineError::Malformed(
@@ -513,30 +514,6 @@ fn split_key_line(text: &str) -> Result<KeyLine<'_>, LineError> {
         key,
         comment: comment.trim_end(),
     })
-}
-
-/// Splits off the options field as sshd's `sshkey_advance_past_options`: blanks end
-/// it only outside double quotes, and `\"` does not toggle quoting.
-fn split_options_field(text: &str) -> Result<(&str, &str), String> {
-    let bytes = text.as_bytes();
-    let mut quoted = false;
-    let mut index = 0;
-    while index < bytes.len() && (quoted || !matches!(bytes[index], b' ' | b'\t')) {
-        if bytes[index] == b'\\' && bytes.get(index + 1) == Some(&b'"') {
-            index += 1;
-        } else if bytes[index] == b'"' {
-            quoted = !quoted;
-        }
-        index += 1;
-    }
-    if quoted {
-        return Err("unterminated quote in the options".to_owned());
-    }
-    // Only ASCII bytes were compared, so `index` is on a character boundary.
-    Ok((
-        &text[..index],
-        text[index..].trim_start_matches(is_field_separator),
-    ))
 }
 
 /// Why an options field cannot be trusted.

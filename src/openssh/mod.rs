@@ -5,5 +5,5 @@
 pub mod authorized_keys;
 pub mod keyfile;
 pub mod known_hosts;
-pub(crate) mod lexer;
+pub mod lexer;
 pub mod pattern;
