@@ -17,6 +17,8 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::openssh::lexer::read_ssh_string;
+
 /// The OpenSSH name of the only key algorithm noise-echo accepts.
 pub const SSH_ED25519: &str = "ssh-ed25519";
 
@@ -234,13 +236,6 @@ impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PublicKey({})", self.fingerprint())
     }
-}
-
-/// Splits one SSH `string` (u32 big-endian length, then bytes) off the front of `data`.
-fn read_ssh_string(data: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (len, rest) = data.split_first_chunk::<4>()?;
-    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
-    (rest.len() >= len).then(|| rest.split_at(len))
 }
 
 /// An OpenSSH SHA-256 key fingerprint: SHA-256 of the key blob.

@@ -16,6 +16,7 @@ use noise_echo::fsutil;
 use noise_echo::identity::{Fingerprint, PublicKey};
 use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys};
 use noise_echo::openssh::keyfile::PRIVATE_KEY_MODE;
+use noise_echo::openssh::lexer;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -84,8 +85,12 @@ fn collect_keys(arguments: &[String]) -> anyhow::Result<Vec<NewKey>> {
     Ok(keys)
 }
 
+/// Whether a KEY argument is a key line rather than a file name: its first field
+/// is an OpenSSH key type (so `sk-` and certificate types count too).
 fn looks_like_key_line(argument: &str) -> bool {
-    argument.trim_start().starts_with("ssh-") || argument.trim_start().starts_with("ecdsa-")
+    lexer::fields(argument)
+        .next()
+        .is_some_and(lexer::is_known_key_type)
 }
 
 /// Every non-blank, non-comment line of `text` must be a public key line.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use noise_echo::identity::PublicKey;
-use noise_echo::openssh::keyfile;
+use noise_echo::openssh::{keyfile, lexer};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -37,10 +37,10 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut shown = 0usize;
     for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+        // The text was decoded lossily, so every line is UTF-8 here.
+        let lexer::LineText::Text(line) = lexer::line_text(line.as_bytes()) else {
             continue;
-        }
+        };
         match key_in_line(line) {
             Ok((key, label)) => {
                 writeln!(stdout, "{}", format_line(&key, &label))?;
@@ -79,8 +79,11 @@ fn format_line(key: &PublicKey, label: &str) -> String {
 /// Finds the key in a public key, authorized_keys or known_hosts line, and the text
 /// ssh-keygen would show beside it: the comment, else the host patterns.
 fn key_in_line(line: &str) -> Result<(PublicKey, String), String> {
-    let fields = split_fields(line);
-    let Some(type_index) = fields.iter().position(|field| looks_like_key_type(field)) else {
+    let fields: Vec<&str> = lexer::fields(line).collect();
+    let Some(type_index) = fields
+        .iter()
+        .position(|field| lexer::is_known_key_type(field))
+    else {
         return Err("no key type field (ssh-ed25519 ...) on this line".into());
     };
     let algorithm = fields[type_index];
@@ -95,46 +98,6 @@ fn key_in_line(line: &str) -> Result<(PublicKey, String), String> {
         comment
     };
     Ok((key, label))
-}
-
-/// OpenSSH key type names all start with one of these.
-fn looks_like_key_type(field: &str) -> bool {
-    ["ssh-", "ecdsa-", "sk-"]
-        .iter()
-        .any(|prefix| field.starts_with(prefix))
-}
-
-/// Splits on whitespace, keeping double-quoted parts (option values) in one field.
-fn split_fields(line: &str) -> Vec<&str> {
-    let mut fields = Vec::new();
-    let mut start = None;
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (index, character) in line.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match character {
-            '\\' if in_quotes => escaped = true,
-            '"' => {
-                in_quotes = !in_quotes;
-                start.get_or_insert(index);
-            }
-            character if character.is_whitespace() && !in_quotes => {
-                if let Some(begin) = start.take() {
-                    fields.push(&line[begin..index]);
-                }
-            }
-            _ => {
-                start.get_or_insert(index);
-            }
-        }
-    }
-    if let Some(begin) = start {
-        fields.push(&line[begin..]);
-    }
-    fields
 }
 
 #[cfg(test)]
@@ -166,6 +129,27 @@ mod tests {
             .contains("only ssh-ed25519"));
         assert!(key_in_line("garbage line").is_err());
         assert!(key_in_line("ssh-ed25519").is_err());
+    }
+
+    /// The fingerprint command once had its own splitter (any whitespace, any
+    /// backslash escape inside quotes); it now splits as sshd does.
+    #[test]
+    fn lines_split_as_sshd_splits_them() {
+        let key = Identity::generate("").public_key();
+        let bare = key.to_openssh_line("");
+        // `\\` is no escape to sshd, so the quote after it ends the value.
+        let line = format!(r#"command="a\\" b",no-pty {bare} c"#);
+        assert_eq!(key_in_line(&line).unwrap().1, "c");
+        // Only spaces and tabs separate fields: a no-break space is part of one.
+        assert!(key_in_line(&format!("{}\u{a0}x", bare.trim_end())).is_err());
+        // A comment after the key and a CR from a CRLF file.
+        let line = format!("{bare} me@host\r");
+        assert_eq!(
+            key_in_line(line.trim_end_matches('\r')).unwrap().1,
+            "me@host"
+        );
+        // A name that merely starts like a key type is not one.
+        assert!(key_in_line("ssh-x AAAA").is_err());
     }
 
     #[test]

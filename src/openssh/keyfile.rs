@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::fsutil;
 use crate::identity::{Identity, PublicKey, PublicKeyError, SSH_ED25519};
+use crate::openssh::lexer::{self, read_ssh_string};
 
 /// Mode of a private key file: readable and writable by its owner only.
 pub const PRIVATE_KEY_MODE: u32 = 0o600;
@@ -228,9 +229,9 @@ fn classify_foreign_key_text(text: &str, path: &Path) -> KeyFileError {
             algorithm: algorithm.to_owned(),
         };
     }
+    let first_field = lexer::fields(first_line).next().unwrap_or("");
     let reason = if PublicKey::parse_openssh_line(first_line).is_ok()
-        || first_line.starts_with("ssh-")
-        || first_line.starts_with("ecdsa-")
+        || lexer::is_known_key_type(first_field)
     {
         "this is a public key; pass the private key file, without .pub".to_owned()
     } else {
@@ -254,18 +255,12 @@ fn container_algorithm(pem: &str) -> Option<String> {
     let data = STANDARD.decode(body.trim()).ok()?;
     let mut rest = data.strip_prefix(b"openssh-key-v1\0")?;
     for _field in ["ciphername", "kdfname", "kdfoptions"] {
-        rest = split_ssh_string(rest)?.1;
+        rest = read_ssh_string(rest)?.1;
     }
     let (_count, rest) = rest.split_first_chunk::<4>()?;
-    let (public_blob, _) = split_ssh_string(rest)?;
-    let (algorithm, _) = split_ssh_string(public_blob)?;
+    let (public_blob, _) = read_ssh_string(rest)?;
+    let (algorithm, _) = read_ssh_string(public_blob)?;
     Some(String::from_utf8_lossy(algorithm).into_owned())
-}
-
-fn split_ssh_string(data: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (len, rest) = data.split_first_chunk::<4>()?;
-    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
-    (rest.len() >= len).then(|| rest.split_at(len))
 }
 
 /// The text of an unencrypted OpenSSH private key file for `identity`, as
@@ -482,6 +477,28 @@ mod tests {
         let error = read_identity(&public_path).unwrap_err();
         assert!(
             error.to_string().contains("this is a public key"),
+            "{error}"
+        );
+    }
+
+    /// keyfile once had its own "starts with ssh- or ecdsa-" check; it now asks the
+    /// lexer's key-type table, so security keys and certificates get the hint too.
+    #[test]
+    fn public_keys_of_every_openssh_type_get_the_hint() {
+        for line in [
+            "sk-ssh-ed25519@openssh.com AAAA me",
+            "ssh-ed25519-cert-v01@openssh.com AAAA me",
+            "ecdsa-sha2-nistp256 AAAA me",
+        ] {
+            let error = classify_foreign_key_text(line, Path::new("k"));
+            assert!(
+                error.to_string().contains("this is a public key"),
+                "{error}"
+            );
+        }
+        let error = classify_foreign_key_text("ssh-nonsense AAAA", Path::new("k"));
+        assert!(
+            !error.to_string().contains("this is a public key"),
             "{error}"
         );
     }

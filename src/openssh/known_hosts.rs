@@ -24,10 +24,9 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
 use crate::identity::{Fingerprint, PublicKey, SSH_ED25519};
+use crate::openssh::authorized_keys::append_line;
 pub use crate::openssh::authorized_keys::Diagnostic;
-use crate::openssh::authorized_keys::{
-    append_line, is_known_key_type, line_text, numbered_lines, split_field, LineText,
-};
+use crate::openssh::lexer::{is_known_key_type, line_text, numbered_lines, split_field, LineText};
 use crate::openssh::pattern::match_hostname;
 
 /// Length of the salt, and of the HMAC-SHA1, in a hashed host name. OpenSSH refuses
@@ -395,6 +394,26 @@ mod tests {
         assert_eq!(kh.check("alpha", 2222, &key(1)), HostStatus::Unknown);
         assert_eq!(kh.check("gamma", 22, &key(2)), HostStatus::Unknown);
         assert_eq!(kh.check("delta", 22, &key(1)), HostStatus::Unknown);
+    }
+
+    /// sshd's hostfile.c ends the marker and host fields at the first blank and
+    /// gives double quotes no meaning there (only authorized_keys options are
+    /// quoted), so a quoted host field with a space is two fields, not one.
+    #[test]
+    fn quotes_do_not_group_host_fields_and_crlf_lines_keep_their_comment() {
+        let kh = parse(&format!(
+            "\"alpha beta\" {}\r\nalpha {} note here\r\n",
+            key_text(1),
+            key_text(2)
+        ));
+        assert_eq!(kh.entries.len(), 1, "{:?}", kh.entries);
+        assert_eq!(kh.warnings.len(), 1, "{:?}", kh.warnings);
+        assert_eq!(kh.warnings[0].line, 1);
+        assert_eq!(kh.entries[0].comment, "note here");
+        assert_eq!(
+            kh.check("alpha", 22, &key(2)),
+            HostStatus::Trusted { line: 2 }
+        );
     }
 
     #[test]

@@ -1,0 +1,383 @@
+//! The server's allow-list: which client keys may connect, read from a file in
+//! OpenSSH's authorized_keys syntax (wire-v1 section 8).
+//!
+//! People keep one file for both sshd and noise-echo, so the parser takes every line
+//! sshd takes and decides what noise-echo can honour:
+//! - `ssh-ed25519` lines are trusted, with the options `from="pattern-list"` and
+//!   `expiry-time="timespec"`. `expiry-time` is always read as UTC (OpenSSH uses the
+//!   server's local time zone unless the value ends in `Z`; see [`Expiry`]).
+//! - Lines of other key types (RSA, ECDSA, security keys, certificates...) are
+//!   skipped with a warning.
+//! - A line with any other option (`command=`, `restrict`, `cert-authority`...) is
+//!   skipped with a warning: noise-echo cannot enforce the restriction, and trusting
+//!   the key without it would grant more than the file's author meant (fail closed).
+//! - A malformed line is skipped with a warning naming `path:line`; the rest of the
+//!   file still loads.
+//!
+//! Parsing never logs: problems come back as [`Diagnostic`]s for the caller to report.
+//! The editing helpers ([`remove_key`], [`append_line`]) are pure, so that locking and
+//! atomic replacement can live with the caller.
+
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::identity::{Fingerprint, PublicKey, SSH_ED25519};
+use crate::openssh::lexer::{
+    is_field_separator, is_known_key_type, line_text, numbered_lines, split_field,
+    split_quoted_field, LineText,
+};
+use crate::openssh::pattern::AddressPatterns;
+
+mod expiry;
+mod options;
+
+pub use expiry::Expiry;
+use options::{parse_options, OptionsError};
+
+/// A problem with one line of a trust file, which was skipped because of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file the line came from.
+    pub path: PathBuf,
+    /// The 1-based line number.
+    pub line: usize,
+    /// What is wrong, and what happened to the line.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+    }
+}
+
+/// One trusted line of an authorized_keys file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedKey {
+    /// The client key this line admits.
+    pub key: PublicKey,
+    /// The text after the key, often `user@host`; empty when absent.
+    pub comment: String,
+    /// The `from="..."` restriction: only client addresses it admits may use the key.
+    pub from: Option<AddressPatterns>,
+    /// The `expiry-time="..."` restriction (the earliest, if several are given).
+    pub expiry: Option<Expiry>,
+    /// The 1-based line number in the file.
+    pub line: usize,
+    /// The options field as written, empty when the line has none.
+    pub options: String,
+}
+
+impl AuthorizedKey {
+    /// The line as it would be written to an authorized_keys file (no newline):
+    /// options, key and comment.
+    pub fn to_line(&self) -> String {
+        let key_line = self.key.to_openssh_line(&self.comment);
+        if self.options.is_empty() {
+            key_line
+        } else {
+            format!("{} {key_line}", self.options)
+        }
+    }
+
+    /// Whether this line's options admit a connection from `addr` at `now`.
+    ///
+    /// # Errors
+    /// The [`Denial`] explaining which option refuses it. Expiry is checked first,
+    /// as sshd does.
+    pub fn permits(&self, addr: IpAddr, now: SystemTime) -> Result<(), Denial> {
+        let fingerprint = self.key.fingerprint();
+        if let Some(expiry) = self.expiry.filter(|expiry| expiry.has_passed(now)) {
+            return Err(Denial::Expired {
+                fingerprint,
+                expiry,
+            });
+        }
+        if let Some(from) = &self.from {
+            if !from.matches(addr) {
+                return Err(Denial::NotFromHere {
+                    fingerprint,
+                    addr: addr.to_canonical(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a client key is refused. The `Display` text is meant for the client, after
+/// `permission denied: `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// No trusted line holds the key.
+    #[error("key {0} is not in authorized_keys")]
+    NotListed(Fingerprint),
+    /// The key's `from=` list does not admit the client's address.
+    #[error("key {fingerprint} is not allowed from {addr}")]
+    NotFromHere {
+        /// The client key.
+        fingerprint: Fingerprint,
+        /// The client address, IPv4-mapped IPv6 shown as IPv4.
+        addr: IpAddr,
+    },
+    /// The key's `expiry-time` has passed.
+    #[error("key {fingerprint} expired on {expiry}")]
+    Expired {
+        /// The client key.
+        fingerprint: Fingerprint,
+        /// When it expired.
+        expiry: Expiry,
+    },
+}
+
+/// A parsed authorized_keys file: the trusted lines, and what was skipped and why.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthorizedKeys {
+    /// The file the entries came from.
+    pub path: PathBuf,
+    /// Trusted lines, in file order.
+    pub entries: Vec<AuthorizedKey>,
+    /// One per skipped line, in file order, for the caller to log.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl AuthorizedKeys {
+    /// Reads and parses the file at `path`.
+    ///
+    /// # Errors
+    /// The error of reading the file. A missing file is an error of kind
+    /// [`io::ErrorKind::NotFound`], so that the caller can tell it apart (and then
+    /// deny everyone) from an empty file.
+    pub fn load(path: &Path) -> io::Result<Self> {
+        let bytes = std::fs::read(path)?;
+        Ok(Self::parse(&bytes, path))
+    }
+
+    /// Parses the contents of an authorized_keys file; `path` names it in diagnostics.
+    /// Never fails: each line that cannot be trusted becomes a warning.
+    pub fn parse(bytes: &[u8], path: &Path) -> Self {
+        let mut keys = Self {
+            path: path.to_owned(),
+            ..Self::default()
+        };
+        for (number, line) in numbered_lines(bytes) {
+            let mut warn = |message: String| {
+                keys.warnings.push(Diagnostic {
+                    path: path.to_owned(),
+                    line: number,
+                    message,
+                });
+            };
+            let text = match line_text(line) {
+                LineText::Skip => continue,
+                LineText::NotUtf8 => {
+                    warn("malformed line skipped: not valid UTF-8".to_owned());
+                    continue;
+                }
+                LineText::Text(text) => text,
+            };
+            let fields = match split_key_line(text) {
+                Ok(fields) => fields,
+                Err(LineError::OtherKeyType(key_type)) => {
+                    warn(format!(
+                        "{key_type} key skipped: noise-echo only uses ssh-ed25519 keys"
+                    ));
+                    continue;
+                }
+                Err(LineError::Malformed(reason)) => {
+                    warn(format!("malformed line skipped: {reason}"));
+                    continue;
+                }
+            };
+            match parse_options(fields.options) {
+                Ok((from, expiry)) => keys.entries.push(AuthorizedKey {
+                    key: fields.key,
+                    comment: fields.comment.to_owned(),
+                    from,
+                    expiry,
+                    line: number,
+                    options: fields.options.to_owned(),
+                }),
+                Err(OptionsError::Malformed(reason)) => {
+                    warn(format!("malformed options, line skipped: {reason}"));
+                }
+                Err(OptionsError::Unsupported(names)) => {
+                    let names = names
+                        .iter()
+                        .map(|name| format!("\"{name}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    warn(format!(
+                        "key {} not trusted: noise-echo does not support the option {names} \
+                         and will not ignore a restriction it cannot enforce",
+                        fields.key.fingerprint()
+                    ));
+                }
+            }
+        }
+        keys
+    }
+
+    /// Whether some trusted line holds `key`, whatever its options.
+    pub fn contains(&self, key: &PublicKey) -> bool {
+        self.entries.iter().any(|entry| entry.key == *key)
+    }
+
+    /// Decides whether `key` may connect from `client_addr` at `now`.
+    ///
+    /// As sshd does, the lines holding the key are tried in file order and the first
+    /// whose options admit the connection wins: a line refused by its `from=` does not
+    /// hide a later line for the same key that allows it.
+    ///
+    /// # Errors
+    /// A [`Denial`]: [`Denial::NotListed`] when no trusted line holds the key,
+    /// otherwise the refusal of the first line that holds it.
+    pub fn authorize(
+        &self,
+        key: &PublicKey,
+        client_addr: IpAddr,
+        now: SystemTime,
+    ) -> Result<&AuthorizedKey, Denial> {
+        let mut first_refusal = None;
+        for entry in self.entries.iter().filter(|entry| entry.key == *key) {
+            match entry.permits(client_addr, now) {
+                Ok(()) => return Ok(entry),
+                Err(denial) => {
+                    first_refusal.get_or_insert(denial);
+                }
+            }
+        }
+        Err(first_refusal.unwrap_or(Denial::NotListed(key.fingerprint())))
+    }
+}
+
+/// A line taken out of a file by [`remove_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedLine {
+    /// Its 1-based line number in the original file.
+    pub line: usize,
+    /// Its text, without the line ending (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// Returns `original` without the lines that hold the key with `fingerprint`, and
+/// those lines. Every other byte, including comments, other key types and malformed
+/// lines, is kept as it was.
+///
+/// A line "holds" the key when it has `ssh-ed25519 BASE64` for it anywhere outside a
+/// `#` comment line, even if its options are broken or unsupported: the user asking to
+/// remove a key means every line naming it.
+pub fn remove_key(original: &[u8], fingerprint: &Fingerprint) -> (Vec<u8>, Vec<RemovedLine>) {
+    let mut kept = Vec::with_capacity(original.len());
+    let mut removed = Vec::new();
+    for (index, chunk) in original.split_inclusive(|&b| b == b'\n').enumerate() {
+        let content = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+        if line_holds_key(content, fingerprint) {
+            let text = String::from_utf8_lossy(content);
+            removed.push(RemovedLine {
+                line: index + 1,
+                text: text.strip_suffix('\r').unwrap_or(&text).to_owned(),
+            });
+        } else {
+            kept.extend_from_slice(chunk);
+        }
+    }
+    (kept, removed)
+}
+
+fn line_holds_key(line: &[u8], fingerprint: &Fingerprint) -> bool {
+    let LineText::Text(text) = line_text(line) else {
+        return false;
+    };
+    // Runs of separators are one separator, as for the parser: an empty field between
+    // two spaces must not hide the key from its removal.
+    let fields: Vec<&str> = text
+        .split(is_field_separator)
+        .filter(|field| !field.is_empty())
+        .collect();
+    fields.windows(2).any(|pair| {
+        pair[0] == SSH_ED25519
+            && PublicKey::from_openssh_fields(pair[0], pair[1])
+                .is_ok_and(|key| key.fingerprint() == *fingerprint)
+    })
+}
+
+/// Returns `original` with `line` appended as a new last line. A missing final
+/// newline is added first, so the new line never joins the old last one.
+///
+/// Line breaks inside `line` are replaced by spaces: a comment copied from elsewhere
+/// must not be able to smuggle a second key line into the file.
+pub fn append_line(original: &[u8], line: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(original.len() + line.len() + 2);
+    out.extend_from_slice(original);
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out.extend(
+        line.bytes()
+            .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
+    out.push(b'\n');
+    out
+}
+
+/// Returns `original` with `key` appended as a plain `ssh-ed25519 BASE64 comment`
+/// line (see [`append_line`]).
+pub fn append_key(original: &[u8], key: &PublicKey, comment: &str) -> Vec<u8> {
+    append_line(original, &key.to_openssh_line(comment.trim()))
+}
+
+/// Why a line yields no key.
+enum LineError {
+    /// A key of another algorithm, which noise-echo does not use.
+    OtherKeyType(String),
+    /// Not a key line.
+    Malformed(String),
+}
+
+/// The fields of an ssh-ed25519 authorized_keys line.
+struct KeyLine<'a> {
+    options: &'a str,
+    key: PublicKey,
+    comment: &'a str,
+}
+
+/// Splits `[options] keytype base64 [comment]` as sshd does: if the first field is
+/// not a key type, it is the options field, which ends at the first blank outside
+/// double quotes.
+fn split_key_line(text: &str) -> Result<KeyLine<'_>, LineError> {
+    let (first, rest) = split_field(text);
+    let (options, key_type, rest) = if is_known_key_type(first) {
+        ("", first, rest)
+    } else {
+        let (options, rest) = split_quoted_field(text).map_err(LineError::Malformed)?;
+        let (key_type, rest) = split_field(rest);
+        if !is_known_key_type(key_type) {
+            return Err(LineError::Malformed(
+                "no known key type found (expected '[options] ssh-ed25519 BASE64 [comment]')"
+                    .to_owned(),
+            ));
+        }
+        (options, key_type, rest)
+    };
+    if key_type != SSH_ED25519 {
+        return Err(LineError::OtherKeyType(key_type.to_owned()));
+    }
+    let (blob, comment) = split_field(rest);
+    if blob.is_empty() {
+        return Err(LineError::Malformed("the key data is missing".to_owned()));
+    }
+    let key = PublicKey::from_openssh_fields(key_type, blob)
+        .map_err(|error| LineError::Malformed(error.to_string()))?;
+    Ok(KeyLine {
+        options,
+        key,
+        comment: comment.trim_end(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
