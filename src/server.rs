@@ -823,10 +823,8 @@ impl Handler {
                 Outcome::Revoked
             }
             Ok(EchoEnd::TooLarge { len }) => {
-                let message = format!(
-                    "request too large: {len} bytes, the limit is {} bytes",
-                    self.config.max_request
-                );
+                let message =
+                    crate::echo::too_large(u64::from(len), u64::from(self.config.max_request));
                 send_refusal(&mut tx, rx, &message).await;
                 Outcome::TooLarge { len }
             }
@@ -1006,31 +1004,20 @@ impl Handler {
         rx.read_body(body, self.config.max_request).await?;
         summary.requests += 1;
         summary.bytes_in += body.len() as u64;
-        // ASCII letters are uppercased in place (as to_uppercase maps them), so
-        // only text with other characters needs a second buffer of its size. ASCII
-        // is valid UTF-8: checking for it first (a fast word-at-a-time scan) spares
-        // the full UTF-8 validation of the common case.
-        let ascii = body.is_ascii();
-        body.make_ascii_uppercase();
-        if ascii {
-            summary.bytes_out += body.len() as u64;
-            tx.write_record(RecordType::Response, body).await?;
-        } else {
-            match std::str::from_utf8(body) {
-                Ok(text) => {
-                    let upper = text.to_uppercase();
-                    summary.bytes_out += upper.len() as u64;
-                    tx.write_record(RecordType::Response, upper.as_bytes())
-                        .await?;
-                }
-                Err(error) => {
-                    let reason = format!(
-                        "request is not valid UTF-8 (invalid byte at offset {})",
-                        error.valid_up_to()
-                    );
-                    tx.write_record(RecordType::Error, reason.as_bytes())
-                        .await?;
-                }
+        match crate::echo::answer(body) {
+            crate::echo::Answer::InPlace => {
+                summary.bytes_out += body.len() as u64;
+                tx.write_record(RecordType::Response, body).await?;
+            }
+            crate::echo::Answer::Converted(upper) => {
+                summary.bytes_out += upper.len() as u64;
+                tx.write_record(RecordType::Response, upper.as_bytes())
+                    .await?;
+            }
+            reply @ crate::echo::Answer::NotUtf8 { .. } => {
+                let reason = reply.error_text().unwrap_or_default();
+                tx.write_record(RecordType::Error, reason.as_bytes())
+                    .await?;
             }
         }
         let stats = &self.config.stats;
