@@ -167,96 +167,67 @@ impl ReloadTrigger {
     }
 }
 
-/// Live counters of a server. Gauges go up and down; the rest only go up.
-#[derive(Debug, Default)]
-pub struct ServerStats {
-    /// Connections open now (gauge).
-    pub connections_open: AtomicU64,
-    /// Handshakes in progress now (gauge).
-    pub handshakes_in_progress: AtomicU64,
-    /// Connections accepted from the listener, refused or not.
-    pub accepted: AtomicU64,
-    /// Closed on arrival: the open-connections cap was reached.
-    pub refused_connection_cap: AtomicU64,
-    /// Closed on arrival: the handshakes-in-progress cap was reached.
-    pub refused_handshake_cap: AtomicU64,
-    /// Closed on arrival: the source had its most handshakes in progress.
-    pub refused_source_cap: AtomicU64,
-    /// Closed on arrival: the source is serving a penalty.
-    pub refused_penalized: AtomicU64,
-    /// Handshakes that failed: garbage, protocol violations, early close.
-    pub handshake_failures: AtomicU64,
-    /// Handshakes not completed in time.
-    pub handshake_timeouts: AtomicU64,
-    /// Clients whose key was refused.
-    pub denied: AtomicU64,
-    /// Sessions that passed authorization.
-    pub sessions: AtomicU64,
-    /// Sessions ended because their key was revoked.
-    pub revoked: AtomicU64,
-    /// Sessions closed for idling or for not taking their replies.
-    pub idle_timeouts: AtomicU64,
-    /// Requests answered.
-    pub requests: AtomicU64,
-    /// Woken on every change, for [`ServerStats::wait_for`].
-    changed: Notify,
+/// Defines [`ServerStats`] (atomic counters), [`StatsSnapshot`] (plain copies) and
+/// `ServerStats::snapshot` from one list, so a counter is named once.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// Live counters of a server. Gauges go up and down; the rest only go up.
+        #[derive(Debug, Default)]
+        pub struct ServerStats {
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
+            /// Woken on every change, for [`ServerStats::wait_for`].
+            changed: Notify,
+        }
+
+        /// A copy of [`ServerStats`] at one moment.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct StatsSnapshot {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        impl ServerStats {
+            /// The current values.
+            pub fn snapshot(&self) -> StatsSnapshot {
+                StatsSnapshot {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                }
+            }
+        }
+    };
 }
 
-/// A copy of [`ServerStats`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    /// Connections open (gauge).
-    pub connections_open: u64,
-    /// Handshakes in progress (gauge).
-    pub handshakes_in_progress: u64,
+counters! {
+    /// Connections open now (gauge).
+    connections_open,
+    /// Handshakes in progress now (gauge).
+    handshakes_in_progress,
     /// Connections accepted from the listener, refused or not.
-    pub accepted: u64,
-    /// Closed on arrival at the open-connections cap.
-    pub refused_connection_cap: u64,
-    /// Closed on arrival at the handshakes-in-progress cap.
-    pub refused_handshake_cap: u64,
-    /// Closed on arrival at the per-source handshake cap.
-    pub refused_source_cap: u64,
+    accepted,
+    /// Closed on arrival: the open-connections cap was reached.
+    refused_connection_cap,
+    /// Closed on arrival: the handshakes-in-progress cap was reached.
+    refused_handshake_cap,
+    /// Closed on arrival: the source had its most handshakes in progress.
+    refused_source_cap,
     /// Closed on arrival: the source is serving a penalty.
-    pub refused_penalized: u64,
-    /// Handshakes that failed.
-    pub handshake_failures: u64,
+    refused_penalized,
+    /// Handshakes that failed: garbage, protocol violations, early close.
+    handshake_failures,
     /// Handshakes not completed in time.
-    pub handshake_timeouts: u64,
+    handshake_timeouts,
     /// Clients whose key was refused.
-    pub denied: u64,
+    denied,
     /// Sessions that passed authorization.
-    pub sessions: u64,
+    sessions,
     /// Sessions ended because their key was revoked.
-    pub revoked: u64,
+    revoked,
     /// Sessions closed for idling or for not taking their replies.
-    pub idle_timeouts: u64,
+    idle_timeouts,
     /// Requests answered.
-    pub requests: u64,
+    requests,
 }
 
 impl ServerStats {
-    /// The current values.
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        StatsSnapshot {
-            connections_open: get(&self.connections_open),
-            handshakes_in_progress: get(&self.handshakes_in_progress),
-            accepted: get(&self.accepted),
-            refused_connection_cap: get(&self.refused_connection_cap),
-            refused_handshake_cap: get(&self.refused_handshake_cap),
-            refused_source_cap: get(&self.refused_source_cap),
-            refused_penalized: get(&self.refused_penalized),
-            handshake_failures: get(&self.handshake_failures),
-            handshake_timeouts: get(&self.handshake_timeouts),
-            denied: get(&self.denied),
-            sessions: get(&self.sessions),
-            revoked: get(&self.revoked),
-            idle_timeouts: get(&self.idle_timeouts),
-            requests: get(&self.requests),
-        }
-    }
-
     /// Waits until `condition` holds for the counters, or `timeout` passes; returns
     /// the last snapshot and whether the condition held. Wakes on every change, so
     /// tests wait on events instead of sleeping.
