@@ -42,6 +42,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod echo;
 pub mod fsutil;
 pub mod identity;
 pub mod openssh;

@@ -167,96 +167,67 @@ impl ReloadTrigger {
     }
 }
 
-/// Live counters of a server. Gauges go up and down; the rest only go up.
-#[derive(Debug, Default)]
-pub struct ServerStats {
-    /// Connections open now (gauge).
-    pub connections_open: AtomicU64,
-    /// Handshakes in progress now (gauge).
-    pub handshakes_in_progress: AtomicU64,
-    /// Connections accepted from the listener, refused or not.
-    pub accepted: AtomicU64,
-    /// Closed on arrival: the open-connections cap was reached.
-    pub refused_connection_cap: AtomicU64,
-    /// Closed on arrival: the handshakes-in-progress cap was reached.
-    pub refused_handshake_cap: AtomicU64,
-    /// Closed on arrival: the source had its most handshakes in progress.
-    pub refused_source_cap: AtomicU64,
-    /// Closed on arrival: the source is serving a penalty.
-    pub refused_penalized: AtomicU64,
-    /// Handshakes that failed: garbage, protocol violations, early close.
-    pub handshake_failures: AtomicU64,
-    /// Handshakes not completed in time.
-    pub handshake_timeouts: AtomicU64,
-    /// Clients whose key was refused.
-    pub denied: AtomicU64,
-    /// Sessions that passed authorization.
-    pub sessions: AtomicU64,
-    /// Sessions ended because their key was revoked.
-    pub revoked: AtomicU64,
-    /// Sessions closed for idling or for not taking their replies.
-    pub idle_timeouts: AtomicU64,
-    /// Requests answered.
-    pub requests: AtomicU64,
-    /// Woken on every change, for [`ServerStats::wait_for`].
-    changed: Notify,
+/// Defines [`ServerStats`] (atomic counters), [`StatsSnapshot`] (plain copies) and
+/// `ServerStats::snapshot` from one list, so a counter is named once.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// Live counters of a server. Gauges go up and down; the rest only go up.
+        #[derive(Debug, Default)]
+        pub struct ServerStats {
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
+            /// Woken on every change, for [`ServerStats::wait_for`].
+            changed: Notify,
+        }
+
+        /// A copy of [`ServerStats`] at one moment.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct StatsSnapshot {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        impl ServerStats {
+            /// The current values.
+            pub fn snapshot(&self) -> StatsSnapshot {
+                StatsSnapshot {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                }
+            }
+        }
+    };
 }
 
-/// A copy of [`ServerStats`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    /// Connections open (gauge).
-    pub connections_open: u64,
-    /// Handshakes in progress (gauge).
-    pub handshakes_in_progress: u64,
+counters! {
+    /// Connections open now (gauge).
+    connections_open,
+    /// Handshakes in progress now (gauge).
+    handshakes_in_progress,
     /// Connections accepted from the listener, refused or not.
-    pub accepted: u64,
-    /// Closed on arrival at the open-connections cap.
-    pub refused_connection_cap: u64,
-    /// Closed on arrival at the handshakes-in-progress cap.
-    pub refused_handshake_cap: u64,
-    /// Closed on arrival at the per-source handshake cap.
-    pub refused_source_cap: u64,
+    accepted,
+    /// Closed on arrival: the open-connections cap was reached.
+    refused_connection_cap,
+    /// Closed on arrival: the handshakes-in-progress cap was reached.
+    refused_handshake_cap,
+    /// Closed on arrival: the source had its most handshakes in progress.
+    refused_source_cap,
     /// Closed on arrival: the source is serving a penalty.
-    pub refused_penalized: u64,
-    /// Handshakes that failed.
-    pub handshake_failures: u64,
+    refused_penalized,
+    /// Handshakes that failed: garbage, protocol violations, early close.
+    handshake_failures,
     /// Handshakes not completed in time.
-    pub handshake_timeouts: u64,
+    handshake_timeouts,
     /// Clients whose key was refused.
-    pub denied: u64,
+    denied,
     /// Sessions that passed authorization.
-    pub sessions: u64,
+    sessions,
     /// Sessions ended because their key was revoked.
-    pub revoked: u64,
+    revoked,
     /// Sessions closed for idling or for not taking their replies.
-    pub idle_timeouts: u64,
+    idle_timeouts,
     /// Requests answered.
-    pub requests: u64,
+    requests,
 }
 
 impl ServerStats {
-    /// The current values.
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        StatsSnapshot {
-            connections_open: get(&self.connections_open),
-            handshakes_in_progress: get(&self.handshakes_in_progress),
-            accepted: get(&self.accepted),
-            refused_connection_cap: get(&self.refused_connection_cap),
-            refused_handshake_cap: get(&self.refused_handshake_cap),
-            refused_source_cap: get(&self.refused_source_cap),
-            refused_penalized: get(&self.refused_penalized),
-            handshake_failures: get(&self.handshake_failures),
-            handshake_timeouts: get(&self.handshake_timeouts),
-            denied: get(&self.denied),
-            sessions: get(&self.sessions),
-            revoked: get(&self.revoked),
-            idle_timeouts: get(&self.idle_timeouts),
-            requests: get(&self.requests),
-        }
-    }
-
     /// Waits until `condition` holds for the counters, or `timeout` passes; returns
     /// the last snapshot and whether the condition held. Wakes on every change, so
     /// tests wait on events instead of sleeping.
@@ -823,10 +794,8 @@ impl Handler {
                 Outcome::Revoked
             }
             Ok(EchoEnd::TooLarge { len }) => {
-                let message = format!(
-                    "request too large: {len} bytes, the limit is {} bytes",
-                    self.config.max_request
-                );
+                let message =
+                    crate::echo::too_large(u64::from(len), u64::from(self.config.max_request));
                 send_refusal(&mut tx, rx, &message).await;
                 Outcome::TooLarge { len }
             }
@@ -1006,31 +975,20 @@ impl Handler {
         rx.read_body(body, self.config.max_request).await?;
         summary.requests += 1;
         summary.bytes_in += body.len() as u64;
-        // ASCII letters are uppercased in place (as to_uppercase maps them), so
-        // only text with other characters needs a second buffer of its size. ASCII
-        // is valid UTF-8: checking for it first (a fast word-at-a-time scan) spares
-        // the full UTF-8 validation of the common case.
-        let ascii = body.is_ascii();
-        body.make_ascii_uppercase();
-        if ascii {
-            summary.bytes_out += body.len() as u64;
-            tx.write_record(RecordType::Response, body).await?;
-        } else {
-            match std::str::from_utf8(body) {
-                Ok(text) => {
-                    let upper = text.to_uppercase();
-                    summary.bytes_out += upper.len() as u64;
-                    tx.write_record(RecordType::Response, upper.as_bytes())
-                        .await?;
-                }
-                Err(error) => {
-                    let reason = format!(
-                        "request is not valid UTF-8 (invalid byte at offset {})",
-                        error.valid_up_to()
-                    );
-                    tx.write_record(RecordType::Error, reason.as_bytes())
-                        .await?;
-                }
+        match crate::echo::answer(body) {
+            crate::echo::Answer::InPlace => {
+                summary.bytes_out += body.len() as u64;
+                tx.write_record(RecordType::Response, body).await?;
+            }
+            crate::echo::Answer::Converted(upper) => {
+                summary.bytes_out += upper.len() as u64;
+                tx.write_record(RecordType::Response, upper.as_bytes())
+                    .await?;
+            }
+            reply @ crate::echo::Answer::NotUtf8 { .. } => {
+                let reason = reply.error_text().unwrap_or_default();
+                tx.write_record(RecordType::Error, reason.as_bytes())
+                    .await?;
             }
         }
         let stats = &self.config.stats;

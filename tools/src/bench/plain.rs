@@ -90,17 +90,23 @@ async fn serve_connection(socket: TcpStream) -> io::Result<()> {
                 needed = end - input.len();
                 break;
             };
-            // As the Noise server does: ASCII in place, the rest of Unicode after.
-            body.make_ascii_uppercase();
-            match std::str::from_utf8(body) {
-                Ok(text) if text.is_ascii() => {
-                    push_record(&mut out, RecordType::Response, text.as_bytes());
+            // The Noise server's rules (noise_echo::echo): ASCII in place, the rest of Unicode after.
+            match noise_echo::echo::answer(body) {
+                noise_echo::echo::Answer::InPlace => {
+                    push_record(
+                        &mut out,
+                        RecordType::Response,
+                        &input[start + HEADER_LEN..end],
+                    );
                 }
-                Ok(text) => {
-                    let upper = text.to_uppercase();
+                noise_echo::echo::Answer::Converted(upper) => {
                     push_record(&mut out, RecordType::Response, upper.as_bytes());
                 }
-                Err(_) => push_record(&mut out, RecordType::Error, b"request is not valid UTF-8"),
+                noise_echo::echo::Answer::NotUtf8 { .. } => push_record(
+                    &mut out,
+                    RecordType::Error,
+                    noise_echo::echo::NOT_UTF8.as_bytes(),
+                ),
             }
             start = end;
             if out.len() >= BUFFER {
