@@ -1,0 +1,501 @@
+//! One connection, from the first handshake byte to the close: the responder side of
+//! the handshake under its deadline, the allow-list check, the echo loop with its
+//! idle timeout and live revocation, and refusals that reach the client.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info};
+
+use super::penalty::Verdict;
+use crate::wire::RecordHeader;
+
+use super::authorized::*;
+use super::config::*;
+use super::listener::*;
+use crate::identity::PublicKey;
+use crate::wire::{self, RecordType, RecvHalf, SendHalf, WireError};
+
+/// After refusing a client, how long and how much we keep reading (and discarding)
+/// before closing, so the client reads our ERROR instead of a connection reset.
+pub(super) const REFUSAL_DRAIN_TIME: Duration = Duration::from_millis(500);
+pub(super) const REFUSAL_DRAIN_BYTES: usize = 4 << 20;
+/// How long sending a final ERROR and closing may take: a peer that does not read
+/// must not hold the connection open.
+pub(super) const REFUSAL_SEND_TIME: Duration = Duration::from_secs(2);
+
+/// Serves one connection.
+pub(super) struct Handler {
+    /// The client's address, for `from=` and the log.
+    pub(super) peer: SocketAddr,
+    /// Shared, read-only settings.
+    pub(super) config: Arc<ServerConfig>,
+    /// The allow-list, consulted once the client's key is known.
+    pub(super) authorized_keys: Arc<AuthorizedKeysCache>,
+    /// Tells the handler the server is stopping.
+    pub(super) shutdown_signal: watch::Receiver<bool>,
+    /// Changes when open sessions must check their key again.
+    pub(super) reload: watch::Receiver<u64>,
+    /// Dropped with the handler: lets shutdown know this connection is finished.
+    pub(super) _connection_done: mpsc::Sender<()>,
+}
+
+/// What a connection did, for its one log line.
+#[derive(Debug, Default)]
+pub(super) struct Summary {
+    /// The client's key, once the handshake has proven it.
+    pub(super) client: Option<PublicKey>,
+    /// The comment of the authorized_keys line that admitted it.
+    pub(super) comment: String,
+    /// Requests answered.
+    pub(super) requests: u64,
+    /// Request body bytes received.
+    pub(super) bytes_in: u64,
+    /// Reply body bytes sent.
+    pub(super) bytes_out: u64,
+}
+
+/// How a connection ended.
+pub(super) enum Outcome {
+    /// The client finished and closed, or the server stopped.
+    Closed,
+    /// The client's key is not allowed.
+    Denied(String),
+    /// The client's key was removed from authorized_keys during the session.
+    Revoked,
+    /// The client sent a request over the limit.
+    TooLarge { len: u32 },
+    /// The handshake did not complete in time.
+    HandshakeTimeout,
+    /// The session sat idle too long.
+    IdleTimeout,
+    /// The client did not take its replies within the idle timeout.
+    Stalled,
+    /// The connection or the peer failed.
+    Failed(WireError),
+}
+
+impl Handler {
+    pub(super) async fn run(mut self, mut socket: TcpStream, mut admitted: Admitted) {
+        let started = Instant::now();
+        // Replies are small and latency matters: don't let Nagle hold them back.
+        let _ = socket.set_nodelay(true);
+        let mut summary = Summary::default();
+        let outcome = self.serve(&mut socket, &mut admitted, &mut summary).await;
+        drop(admitted);
+        let stats = &self.config.stats;
+        match &outcome {
+            Outcome::HandshakeTimeout => stats.add(&stats.handshake_timeouts),
+            Outcome::Failed(_) if summary.client.is_none() => stats.add(&stats.handshake_failures),
+            Outcome::Denied(_) => stats.add(&stats.denied),
+            Outcome::Revoked => stats.add(&stats.revoked),
+            Outcome::IdleTimeout | Outcome::Stalled => stats.add(&stats.idle_timeouts),
+            _ => {}
+        }
+        let client = summary
+            .client
+            .map(|key| key.fingerprint().to_string())
+            .unwrap_or_else(|| "-".to_owned());
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let peer = self.peer;
+        let (requests, bytes_in, bytes_out) =
+            (summary.requests, summary.bytes_in, summary.bytes_out);
+        let comment = summary.comment;
+        match outcome {
+            Outcome::Closed => {
+                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed")
+            }
+            Outcome::Denied(reason) => {
+                info!(%peer, client, comment, duration_ms, "denied: {reason}")
+            }
+            Outcome::Revoked => {
+                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: key revoked")
+            }
+            Outcome::TooLarge { len } => {
+                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: request of {len} bytes over the limit of {}", self.config.max_request)
+            }
+            Outcome::HandshakeTimeout => {
+                info!(%peer, duration_ms, "closed: handshake not completed within {:?}", self.config.handshake_timeout)
+            }
+            Outcome::IdleTimeout => {
+                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: idle for {:?}", self.config.idle_timeout)
+            }
+            Outcome::Stalled => {
+                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: the client took no replies for {:?}", self.config.idle_timeout)
+            }
+            Outcome::Failed(error) => {
+                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "failed: {error}")
+            }
+        }
+    }
+
+    pub(super) async fn serve(
+        &mut self,
+        socket: &mut TcpStream,
+        admitted: &mut Admitted,
+        summary: &mut Summary,
+    ) -> Outcome {
+        // One deadline for the whole handshake: a peer trickling a byte at a time
+        // gains nothing, unlike with a per-read timeout.
+        let handshake = tokio::time::timeout(
+            self.config.handshake_timeout,
+            // Boxed: the handshake's state lives on the heap only while it runs,
+            // instead of enlarging every connection's task for its whole life.
+            Box::pin(wire::respond(socket, &self.config.host)),
+        );
+        let result = tokio::select! {
+            result = handshake => result,
+            // A stopping server does not wait for handshakes: nothing is in flight.
+            _ = self.shutdown_signal.changed() => return Outcome::Closed,
+        };
+        admitted.handshake = None;
+        let established = match result {
+            Err(_) => {
+                admitted.ticket.verdict = Verdict::Failure;
+                return Outcome::HandshakeTimeout;
+            }
+            Ok(Err(error)) => {
+                admitted.ticket.verdict = Verdict::Failure;
+                return Outcome::Failed(error);
+            }
+            Ok(Ok(established)) => established,
+        };
+        let client = *established.peer();
+        summary.client = Some(client);
+        let (reader, writer) = socket.split();
+        let (mut rx, mut tx) = established.into_halves(reader, writer);
+
+        if let Err(reason) = self.authorize(&client, summary) {
+            admitted.ticket.verdict = Verdict::Failure;
+            let message = format!("{}: {reason}", wire::session::PERMISSION_DENIED_PREFIX);
+            send_refusal(&mut tx, rx, &message).await;
+            return Outcome::Denied(reason);
+        }
+        admitted.ticket.verdict = Verdict::Success;
+        let stats = &self.config.stats;
+        stats.add(&stats.sessions);
+        // Sessions check their key on the next reload, not on one that came before.
+        self.reload.mark_unchanged();
+        let end = self.echo(&mut rx, &mut tx, &client, summary).await;
+        // Closing the socket (when the handler returns) sends our FIN: the replies
+        // only need flushing, and nothing is left unread that would turn the close
+        // into a reset (the client ended its stream, or went quiet). No separate
+        // shutdown(2): one system call less per session.
+        match end {
+            Ok(EchoEnd::Done) => {
+                let _ = tokio::time::timeout(REFUSAL_SEND_TIME, tx.flush()).await;
+                Outcome::Closed
+            }
+            Ok(EchoEnd::Idle) => {
+                let _ = tokio::time::timeout(REFUSAL_SEND_TIME, tx.flush()).await;
+                Outcome::IdleTimeout
+            }
+            // Our writes are stuck: don't wait on them again, just close.
+            Ok(EchoEnd::Stalled) => Outcome::Stalled,
+            Ok(EchoEnd::Revoked) => {
+                let message = format!("{}: {KEY_REVOKED}", wire::session::PERMISSION_DENIED_PREFIX);
+                send_refusal(&mut tx, rx, &message).await;
+                Outcome::Revoked
+            }
+            Ok(EchoEnd::TooLarge { len }) => {
+                let message =
+                    crate::echo::too_large(u64::from(len), u64::from(self.config.max_request));
+                send_refusal(&mut tx, rx, &message).await;
+                Outcome::TooLarge { len }
+            }
+            Err(error) => {
+                // Replies to the complete requests before the failure point may still
+                // be waiting to batch with the next one; they are owed (wire-v1
+                // section 7, truncation). Bounded, so a peer that stops reading
+                // cannot hold the connection open.
+                if !matches!(error, WireError::Io(_)) {
+                    let _ = tokio::time::timeout(REFUSAL_DRAIN_TIME, tx.flush()).await;
+                }
+                Outcome::Failed(error)
+            }
+        }
+    }
+
+    /// Checks the client's key against the current authorized_keys. A missing or
+    /// unreadable file denies everyone.
+    pub(super) fn authorize(
+        &self,
+        client: &PublicKey,
+        summary: &mut Summary,
+    ) -> Result<(), String> {
+        let keys = self.authorized_keys.current().map_err(|_| {
+            format!(
+                "key {} is not authorized on this server",
+                client.fingerprint()
+            )
+        })?;
+        let address = canonical_ip(self.peer.ip());
+        match keys.authorize(client, address, SystemTime::now()) {
+            Ok(entry) => {
+                summary.comment = entry.comment.clone();
+                Ok(())
+            }
+            Err(denial) => Err(denial.to_string()),
+        }
+    }
+
+    /// Answers requests until the client ends its stream, the server stops, the
+    /// session idles out, the key is revoked, or a request is over the limit.
+    pub(super) async fn echo<R, W>(
+        &mut self,
+        rx: &mut RecvHalf<R>,
+        tx: &mut SendHalf<W>,
+        client: &PublicKey,
+        summary: &mut Summary,
+    ) -> Result<EchoEnd, WireError>
+    where
+        R: AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let mut body = Vec::new();
+        loop {
+            if *self.shutdown_signal.borrow() {
+                return Ok(EchoEnd::Done);
+            }
+            // Each step is its own future, awaited in turn, so the task holds the
+            // larger of the two rather than both.
+            let header = match self.next_request(rx, client).await? {
+                ControlFlow::Continue(header) => header,
+                ControlFlow::Break(end) => return Ok(end),
+            };
+            // Only REQUEST can arrive here: the decoder refuses the server's own types.
+            if header.len > self.config.max_request {
+                return Ok(EchoEnd::TooLarge { len: header.len });
+            }
+            if let ControlFlow::Break(end) = self.answer_in_time(rx, tx, &mut body, summary).await?
+            {
+                return Ok(end);
+            }
+            // Keep the buffer of a large request only while it is in use.
+            if body.capacity() > 64 * 1024 {
+                body = Vec::new();
+            }
+        }
+    }
+
+    /// Waits for the next request's header, under the idle timeout, watching for
+    /// shutdown and for a reload that revokes the client's key.
+    pub(super) async fn next_request<R>(
+        &mut self,
+        rx: &mut RecvHalf<R>,
+        client: &PublicKey,
+    ) -> Result<ControlFlow<EchoEnd, RecordHeader>, WireError>
+    where
+        R: AsyncRead + Unpin,
+    {
+        // The wait for the next request is never cancelled while the session goes
+        // on (a cancelled read leaves its half unusable): a reload that leaves
+        // the key allowed goes back to the same wait.
+        let header = {
+            let next = rx.next_record();
+            tokio::pin!(next);
+            // A pipelined request is usually already buffered: take it without
+            // arming the idle timer or the shutdown and reload waits (a clock read,
+            // a timer and two watch registrations per request otherwise). Only
+            // when it would wait, or a reload is pending, does it go the long way.
+            let ready = match self.reload.has_changed() {
+                Ok(false) => poll_once(next.as_mut()).await,
+                _ => None,
+            };
+            if let Some(header) = ready {
+                Ok(header)
+            } else {
+                let next = tokio::time::timeout(self.config.idle_timeout, next);
+                tokio::pin!(next);
+                loop {
+                    let reload = &mut self.reload;
+                    let reloaded = async {
+                        if reload.changed().await.is_err() {
+                            // The trigger lives as long as the config: never, in practice.
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    tokio::select! {
+                        header = &mut next => break header,
+                        _ = self.shutdown_signal.changed() => return Ok(ControlFlow::Break(EchoEnd::Done)),
+                        () = reloaded => {
+                            if !still_authorized(&self.authorized_keys, self.peer, client) {
+                                return Ok(ControlFlow::Break(EchoEnd::Revoked));
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let header = match header {
+            Err(_) => return Ok(ControlFlow::Break(EchoEnd::Idle)),
+            Ok(header) => header?,
+        };
+        let Some(header) = header else {
+            return Ok(ControlFlow::Break(EchoEnd::Done));
+        };
+        Ok(ControlFlow::Continue(header))
+    }
+
+    /// [`Handler::answer`] under the idle timeout.
+    pub(super) async fn answer_in_time<R, W>(
+        &self,
+        rx: &mut RecvHalf<R>,
+        tx: &mut SendHalf<W>,
+        body: &mut Vec<u8>,
+        summary: &mut Summary,
+    ) -> Result<ControlFlow<EchoEnd>, WireError>
+    where
+        R: AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        // The body and the reply get the idle timeout too: a client trickling its
+        // body, or not reading our replies (TCP back pressure stalls our writes),
+        // is cut off instead of holding the connection and its buffers forever.
+        {
+            let answer = self.answer(rx, tx, body, summary);
+            tokio::pin!(answer);
+            // As above: the timer is armed only if answering has to wait.
+            match poll_once(answer.as_mut()).await {
+                Some(result) => result?,
+                None => match tokio::time::timeout(self.config.idle_timeout, answer).await {
+                    Err(_) => return Ok(ControlFlow::Break(EchoEnd::Stalled)),
+                    Ok(result) => result?,
+                },
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Reads one request's body and queues its reply, flushing unless more requests
+    /// are already here.
+    pub(super) async fn answer<R, W>(
+        &self,
+        rx: &mut RecvHalf<R>,
+        tx: &mut SendHalf<W>,
+        body: &mut Vec<u8>,
+        summary: &mut Summary,
+    ) -> Result<(), WireError>
+    where
+        R: AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        rx.read_body(body, self.config.max_request).await?;
+        summary.requests += 1;
+        summary.bytes_in += body.len() as u64;
+        match crate::echo::answer(body) {
+            crate::echo::Answer::InPlace => {
+                summary.bytes_out += body.len() as u64;
+                tx.write_record(RecordType::Response, body).await?;
+            }
+            crate::echo::Answer::Converted(upper) => {
+                summary.bytes_out += upper.len() as u64;
+                tx.write_record(RecordType::Response, upper.as_bytes())
+                    .await?;
+            }
+            reply @ crate::echo::Answer::NotUtf8 { .. } => {
+                let reason = reply.error_text().unwrap_or_default();
+                tx.write_record(RecordType::Error, reason.as_bytes())
+                    .await?;
+            }
+        }
+        let stats = &self.config.stats;
+        stats.add(&stats.requests);
+        // Answer now unless more requests are already here: never wait for the
+        // client's end of stream, but batch the replies of a pipelined burst.
+        if !rx.has_buffered_input() {
+            tx.flush().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Polls `future` once: its output if it is ready, `None` if it would wait (it is
+/// left in progress, with this task's waker registered, to be polled again).
+pub(super) async fn poll_once<F: Future + ?Sized>(mut future: Pin<&mut F>) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+/// After a reload: whether a session's key is still allowed. An unreadable file
+/// (mid-edit, say) keeps the session: new connections are refused until it is
+/// readable, and a missing file is no proof that this key was revoked.
+pub(super) fn still_authorized(
+    keys: &AuthorizedKeysCache,
+    peer: SocketAddr,
+    client: &PublicKey,
+) -> bool {
+    match keys.current() {
+        Ok(keys) => keys
+            .authorize(client, canonical_ip(peer.ip()), SystemTime::now())
+            .is_ok(),
+        Err(_) => true,
+    }
+}
+
+/// Why the echo loop stopped without an error.
+pub(super) enum EchoEnd {
+    /// End of stream, or server shutdown.
+    Done,
+    /// No request within the idle timeout.
+    Idle,
+    /// A request's body or reply did not get through within the idle timeout.
+    Stalled,
+    /// The client's key is no longer authorized.
+    Revoked,
+    /// A request over the limit (its body was not read).
+    TooLarge { len: u32 },
+}
+
+/// Sends a final ERROR, closes our direction, and drains what the client still
+/// sends for a short while, so its kernel does not receive a reset that could
+/// destroy the ERROR before the client reads it. Bounded in time: a client that
+/// does not read cannot hold the connection open.
+pub(super) async fn send_refusal<R, W>(tx: &mut SendHalf<W>, rx: RecvHalf<R>, reason: &str)
+where
+    R: AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let send = async {
+        tx.write_record(RecordType::Error, reason.as_bytes())
+            .await?;
+        tx.shutdown().await
+    };
+    match tokio::time::timeout(REFUSAL_SEND_TIME, send).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            debug!("could not send the refusal: {error}");
+            return;
+        }
+        Err(_) => {
+            debug!("could not send the refusal within {REFUSAL_SEND_TIME:?}");
+            return;
+        }
+    }
+    let mut reader = rx.into_inner();
+    // On the heap: an array here would be part of every connection's task (async
+    // state is sized for its largest state), idle or not.
+    let mut scratch = vec![0u8; 4096];
+    let mut drained = 0usize;
+    let drain = async {
+        while drained < REFUSAL_DRAIN_BYTES {
+            match reader.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => drained += read,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_DRAIN_TIME, drain).await;
+    debug!("drained {drained} bytes after refusing the client");
+}

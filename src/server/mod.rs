@@ -1,0 +1,169 @@
+//! The echo server: accepts TCP connections, runs the responder side of the
+//! handshake, checks the client's key against authorized_keys, then answers each
+//! REQUEST with its uppercase form until the client is done.
+//!
+//! [`run`] takes a bound listener and a shutdown future, so tests start a server
+//! in-process on `127.0.0.1:0` and stop it when they like. One task serves each
+//! connection; a semaphore caps how many are open; on shutdown the listener stops
+//! accepting, idle connections close, and requests in flight are finished within a
+//! bounded grace period.
+//!
+//! Defences against peers that never authenticate (sshd's `LoginGraceTime`,
+//! `MaxStartups`, `PerSourceMaxStartups` and `PerSourcePenalties`):
+//! - the whole handshake has one deadline, however the peer paces its bytes;
+//! - handshakes in progress are capped server-wide and per source, and a source whose
+//!   handshakes keep failing is refused for a growing time ([`penalty`]); all these
+//!   checks run on accept, before a byte is read or any Diffie-Hellman work is done,
+//!   and refusals are logged once per burst, not once per connection;
+//! - an established session gets the idle timeout both to send its next request and
+//!   to take each reply: a client that stops reading stalls our writes (TCP back
+//!   pressure, so memory stays bounded), then is disconnected.
+//!
+//! Live revocation: authorized_keys is re-read whenever it changes, for the next
+//! connection. A [`ReloadTrigger`] (SIGHUP in `serve`), or the file changing when
+//! [`ServerConfig::revoke_live`] is on, also makes every open session check its key
+//! again; a session whose key is no longer allowed gets the ERROR
+//! `permission denied: key revoked` and is closed.
+
+mod authorized;
+mod config;
+mod connection;
+mod listener;
+pub mod penalty;
+mod ratelog;
+mod stats;
+
+pub use config::*;
+pub use listener::{bind, LISTEN_BACKLOG};
+pub use stats::{ServerStats, StatsSnapshot};
+
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{info, warn};
+
+use self::penalty::PenaltyBox;
+
+use self::authorized::*;
+use self::listener::*;
+use self::ratelog::*;
+
+/// Runs the server on `listener` until `shutdown` completes, then stops accepting,
+/// lets connections finish the request they are on (up to `shutdown_grace`), and
+/// returns.
+///
+/// # Errors
+/// Only if the listener itself fails for good; a failing connection never ends the
+/// server.
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future,
+) -> io::Result<()> {
+    let (notify_shutdown, shutdown_signal) = watch::channel(false);
+    let (connection_done, mut all_connections_done) = mpsc::channel::<()>(1);
+    let authorized_keys = Arc::new(AuthorizedKeysCache::new(config.authorized_keys.clone()));
+    let watcher = config.revoke_live.then(|| {
+        tokio::spawn(watch_for_changes(
+            Arc::clone(&authorized_keys),
+            config.reload.clone(),
+            config.revoke_poll,
+        ))
+    });
+    let mut server = Listener {
+        limit_connections: Arc::new(Semaphore::new(config.max_connections)),
+        limit_handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
+        penalties: Arc::new(Mutex::new(PenaltyBox::new(config.penalties.clone()))),
+        authorized_keys,
+        config: Arc::new(config),
+        listener,
+        shutdown_signal,
+        connection_done,
+        refused_at_connection_cap: BurstLog::default(),
+        refused_at_handshake_cap: BurstLog::default(),
+        refused_at_source_cap: BurstLog::default(),
+        refused_penalized: BurstLog::default(),
+    };
+    let result = tokio::select! {
+        result = server.accept_loop() => result,
+        _ = shutdown => {
+            info!("shutting down: no new connections; finishing requests in flight");
+            Ok(())
+        }
+    };
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
+    let grace = server.config.shutdown_grace;
+    let Listener {
+        connection_done, ..
+    } = server;
+    // Every handler holds a clone of `connection_done`; when the last one is dropped,
+    // `recv` returns None.
+    drop(connection_done);
+    let _ = notify_shutdown.send(true);
+    if tokio::time::timeout(grace, all_connections_done.recv())
+        .await
+        .is_err()
+    {
+        warn!(
+            "shutdown grace period of {:?} over: closing the remaining connections",
+            grace
+        );
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authorized::AuthorizedKeysCache;
+    use connection::poll_once;
+    use ratelog::BurstLog;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn poll_once_leaves_a_waiting_future_in_progress() {
+        let ready = std::future::ready(7);
+        tokio::pin!(ready);
+        assert_eq!(poll_once(ready.as_mut()).await, Some(7));
+
+        let (sender, receiver) = tokio::sync::oneshot::channel::<u8>();
+        tokio::pin!(receiver);
+        assert_eq!(poll_once(receiver.as_mut()).await, None);
+        sender.send(3).unwrap();
+        // The same future, polled on: nothing was lost by the first poll.
+        assert_eq!(receiver.await, Ok(3));
+    }
+
+    #[test]
+    fn refusals_are_logged_once_per_burst_with_a_count() {
+        let mut log = BurstLog::default();
+        let start = Instant::now();
+        // The first refusal is logged at once, with a count of one.
+        assert_eq!(log.note(start), Some(1));
+        // 1,000 more within the second: no line.
+        for n in 0..1000 {
+            assert_eq!(log.note(start + Duration::from_micros(n * 900)), None);
+        }
+        // The next one after the interval reports them all.
+        assert_eq!(log.note(start + LOG_INTERVAL), Some(1001));
+        assert_eq!(log.note(start + LOG_INTERVAL * 2), Some(1));
+    }
+
+    #[test]
+    fn an_unreadable_authorized_keys_is_reported_once_not_per_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = AuthorizedKeysCache::new(dir.path().join("missing"));
+        for _ in 0..100 {
+            assert!(cache.current().is_err());
+        }
+        let unreadable = cache.unreadable.lock().unwrap();
+        let log = unreadable.as_ref().expect("the error was reported");
+        // One report, then 99 denials counted for the next one.
+        assert_eq!(log.denied_since, 99);
+    }
+}
