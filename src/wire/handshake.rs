@@ -771,6 +771,71 @@ pub(crate) mod tests {
         }
     }
 
+    /// The core alone, over byte slices: no stream, no runtime.
+    #[test]
+    fn core_handshake_pair_in_memory() {
+        let client_local = LocalIdentity::new(&identity(1));
+        let server_local = LocalIdentity::new(&identity(2));
+        let (client, message1) = Initiator::start(&client_local).unwrap();
+        let server = Responder::new(&server_local).unwrap();
+        let (server, message2) = server.read(&message1).unwrap();
+        let client = client.read(&message2).unwrap();
+        assert_eq!(client.server_key(), &identity(2).public_key());
+        let (message3, client) = client.approve().unwrap();
+        let server = server.read(&message3).unwrap();
+        assert_eq!(server.peer(), &identity(1).public_key());
+        assert_eq!(client.handshake_hash(), server.handshake_hash());
+    }
+
+    #[test]
+    fn core_refuses_truncated_and_garbage_messages() {
+        let client_local = LocalIdentity::new(&identity(1));
+        let server_local = LocalIdentity::new(&identity(2));
+        let (_, message1) = Initiator::start(&client_local).unwrap();
+        let responder = Responder::new(&server_local).unwrap();
+        assert_eq!(
+            violation(responder.read(&message1[..31])),
+            Violation::HandshakeMessageSize {
+                message: 1,
+                expected: 32,
+                actual: 31
+            }
+        );
+        let (client, message1) = Initiator::start(&client_local).unwrap();
+        let (server, _) = Responder::new(&server_local)
+            .unwrap()
+            .read(&message1)
+            .unwrap();
+        assert_eq!(
+            violation(client.read(&[0x55; MSG2_LEN])),
+            Violation::HandshakeDecrypt { message: 2 }
+        );
+        assert_eq!(
+            violation(server.read(&[0x55; MSG3_LEN])),
+            Violation::HandshakeDecrypt { message: 3 }
+        );
+    }
+
+    /// A reject produces no bytes at all: the only way to message 3 is approve().
+    #[test]
+    fn core_reject_reveals_nothing() {
+        let client_local = LocalIdentity::new(&identity(1));
+        let server_local = LocalIdentity::new(&identity(2));
+        let (client, message1) = Initiator::start(&client_local).unwrap();
+        let (_, message2) = Responder::new(&server_local)
+            .unwrap()
+            .read(&message1)
+            .unwrap();
+        let error = client.read(&message2).unwrap().reject("unknown host");
+        assert!(matches!(
+            error,
+            WireError::NotAllowed(Refusal::HostKeyRejected { .. })
+        ));
+        assert!(!message1
+            .windows(32)
+            .any(|w| w == identity(1).public_key().as_bytes()));
+    }
+
     #[test]
     fn debug_output_shows_no_secrets() {
         let local = LocalIdentity::new(&identity(1));
