@@ -40,15 +40,12 @@ pub enum Decoded<'a> {
 /// # Errors
 /// [`Violation::ZeroLengthFrame`] when the length prefix is 0.
 pub fn decode_frame(buf: &[u8]) -> Result<Decoded<'_>, Violation> {
-    let Some((prefix, rest)) = buf.split_first_chunk::<FRAME_HEADER_LEN>() else {
+    let Some(len) = frame_payload_len(buf)? else {
         return Ok(Decoded::Incomplete {
             needed: FRAME_HEADER_LEN - buf.len(),
         });
     };
-    let len = usize::from(u16::from_be_bytes(*prefix));
-    if len == 0 {
-        return Err(Violation::ZeroLengthFrame);
-    }
+    let rest = &buf[FRAME_HEADER_LEN..];
     match rest.get(..len) {
         Some(payload) => Ok(Decoded::Frame {
             payload,
@@ -57,6 +54,21 @@ pub fn decode_frame(buf: &[u8]) -> Result<Decoded<'_>, Violation> {
         None => Ok(Decoded::Incomplete {
             needed: len - rest.len(),
         }),
+    }
+}
+
+/// The payload length announced by the frame prefix at the start of `buf`, or
+/// `None` while the prefix is not all there. The only parser of a frame prefix.
+///
+/// # Errors
+/// [`Violation::ZeroLengthFrame`] when the length prefix is 0.
+pub fn frame_payload_len(buf: &[u8]) -> Result<Option<usize>, Violation> {
+    match buf.first_chunk::<FRAME_HEADER_LEN>() {
+        None => Ok(None),
+        Some(prefix) => match u16::from_be_bytes(*prefix) {
+            0 => Err(Violation::ZeroLengthFrame),
+            len => Ok(Some(usize::from(len))),
+        },
     }
 }
 
@@ -120,10 +132,7 @@ where
             n => filled += n,
         }
     }
-    match u16::from_be_bytes(prefix) {
-        0 => Err(Violation::ZeroLengthFrame.into()),
-        len => Ok(Some(usize::from(len))),
-    }
+    Ok(frame_payload_len(&prefix)?)
 }
 
 /// Reads a frame payload of `len` bytes whose prefix has been read.

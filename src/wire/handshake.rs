@@ -1,26 +1,29 @@
-//! The Noise XX handshake of wire-v1 sections 2 to 4, over any
-//! `AsyncRead + AsyncWrite + Unpin` stream.
+//! The sans-I/O core of the Noise XX handshake (wire-v1 sections 2 to 4): typestates
+//! over byte slices, with no sockets, no async and no framing. Each transition
+//! consumes its state and returns the next one together with the message to send,
+//! or takes the message received (a frame's payload, without its length prefix).
 //!
 //! ```text
 //! client (initiator)                               server (responder)
-//! -> e                                  32 bytes
-//!                    <- e, ee, s, es   128 bytes   payload: server's Ed25519 key
-//! [client checks the server's key: known_hosts, fingerprint, user]
-//! -> s, se                              96 bytes   payload: client's Ed25519 key
+//! Initiator::start       -> e           32 bytes   ExpectMessage1::read
+//! ExpectMessage2::read   <- e, ee, s, es 128 bytes (payload: server's Ed25519 key)
+//! [ExpectApproval: the client checks the server's key: known_hosts, fingerprint]
+//! ExpectApproval::approve -> s, se      96 bytes   ExpectMessage3::read
 //!                                                  [server checks authorized_keys]
 //! ```
 //!
-//! The initiator side is a typestate: [`initiate`] returns an
-//! [`AwaitingServerApproval`] holding the server's validated key, and only its
-//! [`approve`](AwaitingServerApproval::approve) writes message 3. Dropping it (or
-//! calling [`reject`](AwaitingServerApproval::reject)) sends nothing more, so a server
-//! the client does not trust never learns the client's identity; and the check may
-//! take as long as it likes (an interactive yes/no prompt, say).
+//! [`ExpectApproval`] holds the server's validated key; only its
+//! [`approve`](ExpectApproval::approve) produces message 3. Dropping it (or calling
+//! [`reject`](ExpectApproval::reject)) produces nothing, so a server the client does
+//! not trust never learns the client's identity.
 //!
 //! Every received message's size is checked against the table before it is
 //! processed, and every payload must be the 32-byte Ed25519 key whose Montgomery
-//! form is the static key the peer proved it holds. Any failure aborts: nothing more
-//! is written.
+//! form is the static key the peer proved it holds (decoded once per handshake).
+//! Any failure consumes the state: nothing more can be sent.
+//!
+//! The async driver over a stream (framing, early input) is
+//! [`drive`](crate::wire::drive).
 
 use std::fmt;
 
@@ -29,11 +32,9 @@ use snow::HandshakeState;
 use zeroize::Zeroizing;
 
 use crate::wire::cipher::{CipherKey, SessionKeys};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::identity::{Identity, NoiseKeypair, PublicKey, PublicKeyError};
-use crate::wire::error::{Bug, PayloadProblem, Refusal, Result, TruncatedAt, Violation, WireError};
-use crate::wire::frame::{write_frame, FRAME_HEADER_LEN};
+use crate::wire::error::{Bug, PayloadProblem, Refusal, Result, Violation, WireError};
 use crate::wire::record::Role;
 
 /// The Noise protocol name.
@@ -185,33 +186,114 @@ impl fmt::Debug for Established {
     }
 }
 
-/// The client half-way through the handshake: message 2 is read and the server's
-/// key validated, message 3 not yet written.
-///
-/// Check [`server_key`](Self::server_key), then [`approve`](Self::approve) or
-/// [`reject`](Self::reject). Dropping it also rejects, silently.
+/// The client before the handshake (wire-v1 section 2).
+#[derive(Debug)]
+pub struct Initiator;
+
+impl Initiator {
+    /// Starts the handshake as the client: returns the state awaiting message 2 and
+    /// message 1 to send.
+    ///
+    /// # Errors
+    /// [`WireError::Internal`] on a Noise library failure.
+    pub fn start(local: &LocalIdentity) -> Result<(ExpectMessage2, [u8; MSG1_LEN])> {
+        Self::start_with(local, None)
+    }
+
+    /// [`start`](Self::start) with a fixed ephemeral private key, to reproduce the
+    /// golden test vectors. Never use it for a real connection: reusing an ephemeral
+    /// key destroys forward secrecy and identity hiding.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    #[doc(hidden)]
+    pub fn start_with_fixed_ephemeral_for_testing_only(
+        local: &LocalIdentity,
+        ephemeral_private: &[u8; 32],
+    ) -> Result<(ExpectMessage2, [u8; MSG1_LEN])> {
+        Self::start_with(local, Some(ephemeral_private))
+    }
+
+    fn start_with(
+        local: &LocalIdentity,
+        ephemeral: Option<&[u8; 32]>,
+    ) -> Result<(ExpectMessage2, [u8; MSG1_LEN])> {
+        let mut state = local
+            .builder(ephemeral)?
+            .build_initiator()
+            .map_err(Bug::noise("starting the handshake"))?;
+        // -> e
+        // snow wants room for a payload and tag beyond the ephemeral key.
+        let mut buffer = [0u8; MSG2_LEN];
+        let len = state
+            .write_message(&[], &mut buffer)
+            .map_err(Bug::noise("writing handshake message 1"))?;
+        debug_assert_eq!(len, MSG1_LEN);
+        let mut message = [0u8; MSG1_LEN];
+        message.copy_from_slice(&buffer[..MSG1_LEN]);
+        let next = ExpectMessage2 {
+            state,
+            client_key: local.public_key,
+        };
+        Ok((next, message))
+    }
+}
+
+/// The client after message 1, waiting for message 2.
+pub struct ExpectMessage2 {
+    state: HandshakeState,
+    client_key: PublicKey,
+}
+
+impl ExpectMessage2 {
+    /// Processes message 2 (a frame's payload) and validates the server's key.
+    ///
+    /// # Errors
+    /// [`WireError::PeerMisbehaved`]: [`Violation::HandshakeMessageSize`],
+    /// [`Violation::HandshakeDecrypt`], [`Violation::BadHandshakePayload`];
+    /// [`WireError::Internal`] on a Noise library failure.
+    pub fn read(mut self, message: &[u8]) -> Result<ExpectApproval> {
+        // <- e, ee, s, es
+        check_size(2, MSG2_LEN, message)?;
+        let mut payload = [0u8; MSG2_LEN];
+        let len = read_noise_message(&mut self.state, 2, message, &mut payload)?;
+        let server_key = validate_payload(2, &payload[..len], self.state.get_remote_static())?;
+        Ok(ExpectApproval {
+            state: self.state,
+            server_key,
+            client_key: self.client_key,
+        })
+    }
+}
+
+impl fmt::Debug for ExpectMessage2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExpectMessage2").finish_non_exhaustive()
+    }
+}
+
+/// The client with message 2 read and the server's key validated, message 3 not yet
+/// produced: check [`server_key`](Self::server_key), then
+/// [`approve`](Self::approve) or [`reject`](Self::reject). Dropping it rejects too.
 #[must_use = "dropping this aborts the handshake; call approve() or reject()"]
-pub struct AwaitingServerApproval {
+pub struct ExpectApproval {
     state: HandshakeState,
     server_key: PublicKey,
     client_key: PublicKey,
 }
 
-impl AwaitingServerApproval {
+impl ExpectApproval {
     /// The server's Ed25519 key: a valid point, proven to be its Noise static key.
     pub fn server_key(&self) -> &PublicKey {
         &self.server_key
     }
 
-    /// The server is trusted: sends message 3, revealing our identity to it.
+    /// The server is trusted: returns message 3 (which reveals our identity) and the
+    /// established client side.
     ///
     /// # Errors
-    /// [`WireError::Io`] when the write fails; [`WireError::Internal`] on a Noise
-    /// library failure.
-    pub async fn approve<S>(mut self, stream: &mut S) -> Result<Established>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + ?Sized,
-    {
+    /// [`WireError::Internal`] on a Noise library failure.
+    pub fn approve(mut self) -> Result<([u8; MSG3_LEN], Established)> {
         // -> s, se
         let mut message = [0u8; MSG3_LEN];
         let len = self
@@ -219,12 +301,12 @@ impl AwaitingServerApproval {
             .write_message(self.client_key.as_bytes(), &mut message)
             .map_err(Bug::noise("writing handshake message 3"))?;
         debug_assert_eq!(len, MSG3_LEN);
-        write_frame(stream, &message[..len]).await?;
-        Established::finish(self.state, self.server_key, Role::Client)
+        let established = Established::finish(self.state, self.server_key, Role::Client)?;
+        Ok((message, established))
     }
 
-    /// The server is not trusted: abandons the handshake without writing anything,
-    /// and returns the error to report.
+    /// The server is not trusted: abandons the handshake, producing nothing to send,
+    /// and returns the error to report ([`Refusal::HostKeyRejected`]).
     pub fn reject(self, reason: impl Into<String>) -> WireError {
         Refusal::HostKeyRejected {
             fingerprint: self.server_key.fingerprint(),
@@ -234,227 +316,128 @@ impl AwaitingServerApproval {
     }
 }
 
-impl fmt::Debug for AwaitingServerApproval {
+impl fmt::Debug for ExpectApproval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwaitingServerApproval")
+        f.debug_struct("ExpectApproval")
             .field("server_key", &self.server_key)
             .finish_non_exhaustive()
     }
 }
 
-/// Starts the handshake as the client: writes message 1, reads and validates
-/// message 2, and stops before message 3 so the caller can check the server's key.
-///
-/// # Errors
-/// [`WireError::PeerMisbehaved`] for a wrong-size or undecryptable message 2, a bad
-/// payload, or an early end of stream; [`WireError::Io`].
-pub async fn initiate<S>(stream: &mut S, local: &LocalIdentity) -> Result<AwaitingServerApproval>
-where
-    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
-{
-    initiate_with(stream, local, None).await
-}
+/// The server before the handshake (wire-v1 section 2).
+#[derive(Debug)]
+pub struct Responder;
 
-/// The whole client handshake, with a synchronous check of the server's key run
-/// between messages 2 and 3. Use [`initiate`] when the check must be async.
-///
-/// # Errors
-/// [`Refusal::HostKeyRejected`] (as [`WireError::NotAllowed`]) with the check's
-/// reason when it refuses, in which case message 3 is never written; and the errors
-/// of [`initiate`] and [`AwaitingServerApproval::approve`].
-pub async fn initiate_checked<S, F, E>(
-    stream: &mut S,
-    local: &LocalIdentity,
-    check_server: F,
-) -> Result<Established>
-where
-    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
-    F: FnOnce(&PublicKey) -> std::result::Result<(), E>,
-    E: fmt::Display,
-{
-    let pending = initiate(stream, local).await?;
-    match check_server(pending.server_key()) {
-        Ok(()) => pending.approve(stream).await,
-        Err(reason) => Err(pending.reject(reason.to_string())),
+impl Responder {
+    /// Prepares the server's side: the state awaiting message 1.
+    ///
+    /// # Errors
+    /// [`WireError::Internal`] on a Noise library failure.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(local: &LocalIdentity) -> Result<ExpectMessage1> {
+        Self::new_with(local, None)
+    }
+
+    /// [`new`](Self::new) with a fixed ephemeral private key, to reproduce the golden
+    /// test vectors. Never use it for a real connection.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    #[doc(hidden)]
+    pub fn with_fixed_ephemeral_for_testing_only(
+        local: &LocalIdentity,
+        ephemeral_private: &[u8; 32],
+    ) -> Result<ExpectMessage1> {
+        Self::new_with(local, Some(ephemeral_private))
+    }
+
+    fn new_with(local: &LocalIdentity, ephemeral: Option<&[u8; 32]>) -> Result<ExpectMessage1> {
+        let state = local
+            .builder(ephemeral)?
+            .build_responder()
+            .map_err(Bug::noise("starting the handshake"))?;
+        Ok(ExpectMessage1 {
+            state,
+            server_key: local.public_key,
+        })
     }
 }
 
-/// Runs the handshake as the server: reads message 1, writes message 2, reads and
-/// validates message 3. Authorizing the client's key is the caller's job.
-///
-/// # Errors
-/// [`WireError::PeerMisbehaved`] for a wrong-size or undecryptable message, a bad
-/// payload, or an early end of stream; [`WireError::Io`].
-pub async fn respond<S>(stream: &mut S, local: &LocalIdentity) -> Result<Established>
-where
-    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
-{
-    respond_with(stream, local, None).await
+/// The server waiting for message 1.
+pub struct ExpectMessage1 {
+    state: HandshakeState,
+    server_key: PublicKey,
 }
 
-/// [`initiate`] with a fixed ephemeral private key, to reproduce the golden test
-/// vectors. Never use it for a real connection: reusing an ephemeral key destroys
-/// forward secrecy and identity hiding.
-///
-/// # Errors
-/// As [`initiate`].
-#[doc(hidden)]
-pub async fn initiate_with_fixed_ephemeral_for_testing_only<S>(
-    stream: &mut S,
-    local: &LocalIdentity,
-    ephemeral_private: &[u8; 32],
-) -> Result<AwaitingServerApproval>
-where
-    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
-{
-    initiate_with(stream, local, Some(ephemeral_private)).await
-}
-
-/// [`respond`] with a fixed ephemeral private key, to reproduce the golden test
-/// vectors. Never use it for a real connection.
-///
-/// # Errors
-/// As [`respond`].
-#[doc(hidden)]
-pub async fn respond_with_fixed_ephemeral_for_testing_only<S>(
-    stream: &mut S,
-    local: &LocalIdentity,
-    ephemeral_private: &[u8; 32],
-) -> Result<Established>
-where
-    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
-{
-    respond_with(stream, local, Some(ephemeral_private)).await
-}
-
-async fn initiate_with<S>(
-    stream: &mut S,
-    local: &LocalIdentity,
-    ephemeral: Option<&[u8; 32]>,
-) -> Result<AwaitingServerApproval>
-where
-    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
-{
-    let mut state = local
-        .builder(ephemeral)?
-        .build_initiator()
-        .map_err(Bug::noise("starting the handshake"))?;
-
-    // -> e
-    let mut message = [0u8; MSG2_LEN];
-    let len = state
-        .write_message(&[], &mut message)
-        .map_err(Bug::noise("writing handshake message 1"))?;
-    debug_assert_eq!(len, MSG1_LEN);
-    write_frame(stream, &message[..len]).await?;
-
-    // <- e, ee, s, es
-    // Nothing follows message 2 before we answer it: read exactly the frame.
-    let (received, _) = read_handshake_message(stream, 2, MSG2_LEN, 0).await?;
-    let mut payload = [0u8; MSG2_LEN];
-    let payload_len = read_noise_message(&mut state, 2, &received, &mut payload)?;
-    let server_key = validate_payload(2, &payload[..payload_len], state.get_remote_static())?;
-
-    Ok(AwaitingServerApproval {
-        state,
-        server_key,
-        client_key: local.public_key,
-    })
-}
-
-async fn respond_with<S>(
-    stream: &mut S,
-    local: &LocalIdentity,
-    ephemeral: Option<&[u8; 32]>,
-) -> Result<Established>
-where
-    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
-{
-    let mut state = local
-        .builder(ephemeral)?
-        .build_responder()
-        .map_err(Bug::noise("starting the handshake"))?;
-    let mut payload = [0u8; MSG2_LEN];
-
-    // -> e
-    let (received, _) = read_handshake_message(stream, 1, MSG1_LEN, 0).await?;
-    read_noise_message(&mut state, 1, &received, &mut payload)?;
-
-    // <- e, ee, s, es
-    let mut message = [0u8; MSG2_LEN];
-    let len = state
-        .write_message(local.public_key.as_bytes(), &mut message)
-        .map_err(Bug::noise("writing handshake message 2"))?;
-    debug_assert_eq!(len, MSG2_LEN);
-    write_frame(stream, &message[..len]).await?;
-
-    // -> s, se
-    // The client sends its first request right behind message 3: read what is
-    // already there of it in the same system call (the session takes it over).
-    let (received, early_input) =
-        read_handshake_message(stream, 3, MSG3_LEN, EARLY_INPUT_LEN).await?;
-    let payload_len = read_noise_message(&mut state, 3, &received, &mut payload)?;
-    let client_key = validate_payload(3, &payload[..payload_len], state.get_remote_static())?;
-
-    let mut established = Established::finish(state, client_key, Role::Server)?;
-    established.early_input = early_input;
-    Ok(established)
-}
-
-/// How many bytes beyond message 3 the server reads with it: a small first request
-/// (a 16-byte one is a 39-byte frame) without growing an idle session's buffer.
-const EARLY_INPUT_LEN: usize = 256;
-
-/// Reads one handshake frame, refusing any size but `expected` as soon as its length
-/// prefix is in.
-///
-/// The size is known in advance, so the prefix and the payload are read together:
-/// usually one read system call per message instead of two. Up to `early` bytes
-/// beyond the frame may be read with it; they are returned second (transport data,
-/// for the session). With `early` 0 nothing of what follows is consumed.
-async fn read_handshake_message<S>(
-    stream: &mut S,
-    message: u8,
-    expected: usize,
-    early: usize,
-) -> Result<(Vec<u8>, Vec<u8>)>
-where
-    S: AsyncRead + Unpin + ?Sized,
-{
-    let frame_len = FRAME_HEADER_LEN + expected;
-    let mut frame = vec![0u8; frame_len + early];
-    let mut filled = 0;
-    let mut checked = false;
-    while filled < frame_len {
-        let read = stream.read(&mut frame[filled..]).await?;
-        if read == 0 {
-            let at = match filled {
-                0 => TruncatedAt::Handshake,
-                _ => TruncatedAt::Frame,
-            };
-            return Err(Violation::Truncated(at).into());
-        }
-        filled += read;
-        if !checked && filled >= FRAME_HEADER_LEN {
-            checked = true;
-            let len = usize::from(u16::from_be_bytes([frame[0], frame[1]]));
-            if len == 0 {
-                return Err(Violation::ZeroLengthFrame.into());
-            }
-            if len != expected {
-                return Err(Violation::HandshakeMessageSize {
-                    message,
-                    expected,
-                    actual: len,
-                }
-                .into());
-            }
-        }
+impl ExpectMessage1 {
+    /// Processes message 1 and returns the state awaiting message 3 and message 2 to
+    /// send.
+    ///
+    /// # Errors
+    /// [`WireError::PeerMisbehaved`] with [`Violation::HandshakeMessageSize`] (a
+    /// message 1 with a payload, say); [`WireError::Internal`] on a Noise library
+    /// failure.
+    pub fn read(mut self, message: &[u8]) -> Result<(ExpectMessage3, [u8; MSG2_LEN])> {
+        // -> e
+        check_size(1, MSG1_LEN, message)?;
+        read_noise_message(&mut self.state, 1, message, &mut [0u8; MSG2_LEN])?;
+        // <- e, ee, s, es
+        let mut reply = [0u8; MSG2_LEN];
+        let len = self
+            .state
+            .write_message(self.server_key.as_bytes(), &mut reply)
+            .map_err(Bug::noise("writing handshake message 2"))?;
+        debug_assert_eq!(len, MSG2_LEN);
+        Ok((ExpectMessage3 { state: self.state }, reply))
     }
-    let early_input = frame[frame_len..filled].to_vec();
-    frame.truncate(frame_len);
-    frame.drain(..FRAME_HEADER_LEN);
-    Ok((frame, early_input))
+}
+
+impl fmt::Debug for ExpectMessage1 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExpectMessage1").finish_non_exhaustive()
+    }
+}
+
+/// The server after message 2, waiting for message 3.
+pub struct ExpectMessage3 {
+    state: HandshakeState,
+}
+
+impl ExpectMessage3 {
+    /// Processes message 3 and validates the client's key: the handshake is done.
+    /// Authorizing that key is the caller's job.
+    ///
+    /// # Errors
+    /// [`WireError::PeerMisbehaved`]: [`Violation::HandshakeMessageSize`],
+    /// [`Violation::HandshakeDecrypt`], [`Violation::BadHandshakePayload`];
+    /// [`WireError::Internal`] on a Noise library failure.
+    pub fn read(mut self, message: &[u8]) -> Result<Established> {
+        // -> s, se
+        check_size(3, MSG3_LEN, message)?;
+        let mut payload = [0u8; MSG3_LEN];
+        let len = read_noise_message(&mut self.state, 3, message, &mut payload)?;
+        let client_key = validate_payload(3, &payload[..len], self.state.get_remote_static())?;
+        Established::finish(self.state, client_key, Role::Server)
+    }
+}
+
+impl fmt::Debug for ExpectMessage3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExpectMessage3").finish_non_exhaustive()
+    }
+}
+
+/// Refuses a handshake message of any size but the table's (wire-v1 section 2).
+pub(crate) fn check_size(message: u8, expected: usize, received: &[u8]) -> Result<(), Violation> {
+    if received.len() == expected {
+        Ok(())
+    } else {
+        Err(Violation::HandshakeMessageSize {
+            message,
+            expected,
+            actual: received.len(),
+        })
+    }
 }
 
 /// Processes a received handshake message: a failure to decrypt is the peer's fault,
@@ -500,7 +483,9 @@ fn validate_payload(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::wire::frame::read_frame;
+    use crate::wire::drive::{initiate, initiate_checked, respond};
+    use crate::wire::error::TruncatedAt;
+    use crate::wire::frame::{read_frame, write_frame};
     use curve25519_dalek::constants::EIGHT_TORSION;
     use tokio::io::{duplex, AsyncReadExt, DuplexStream};
 
@@ -784,6 +769,71 @@ pub(crate) mod tests {
                 expected
             );
         }
+    }
+
+    /// The core alone, over byte slices: no stream, no runtime.
+    #[test]
+    fn core_handshake_pair_in_memory() {
+        let client_local = LocalIdentity::new(&identity(1));
+        let server_local = LocalIdentity::new(&identity(2));
+        let (client, message1) = Initiator::start(&client_local).unwrap();
+        let server = Responder::new(&server_local).unwrap();
+        let (server, message2) = server.read(&message1).unwrap();
+        let client = client.read(&message2).unwrap();
+        assert_eq!(client.server_key(), &identity(2).public_key());
+        let (message3, client) = client.approve().unwrap();
+        let server = server.read(&message3).unwrap();
+        assert_eq!(server.peer(), &identity(1).public_key());
+        assert_eq!(client.handshake_hash(), server.handshake_hash());
+    }
+
+    #[test]
+    fn core_refuses_truncated_and_garbage_messages() {
+        let client_local = LocalIdentity::new(&identity(1));
+        let server_local = LocalIdentity::new(&identity(2));
+        let (_, message1) = Initiator::start(&client_local).unwrap();
+        let responder = Responder::new(&server_local).unwrap();
+        assert_eq!(
+            violation(responder.read(&message1[..31])),
+            Violation::HandshakeMessageSize {
+                message: 1,
+                expected: 32,
+                actual: 31
+            }
+        );
+        let (client, message1) = Initiator::start(&client_local).unwrap();
+        let (server, _) = Responder::new(&server_local)
+            .unwrap()
+            .read(&message1)
+            .unwrap();
+        assert_eq!(
+            violation(client.read(&[0x55; MSG2_LEN])),
+            Violation::HandshakeDecrypt { message: 2 }
+        );
+        assert_eq!(
+            violation(server.read(&[0x55; MSG3_LEN])),
+            Violation::HandshakeDecrypt { message: 3 }
+        );
+    }
+
+    /// A reject produces no bytes at all: the only way to message 3 is approve().
+    #[test]
+    fn core_reject_reveals_nothing() {
+        let client_local = LocalIdentity::new(&identity(1));
+        let server_local = LocalIdentity::new(&identity(2));
+        let (client, message1) = Initiator::start(&client_local).unwrap();
+        let (_, message2) = Responder::new(&server_local)
+            .unwrap()
+            .read(&message1)
+            .unwrap();
+        let error = client.read(&message2).unwrap().reject("unknown host");
+        assert!(matches!(
+            error,
+            WireError::NotAllowed(Refusal::HostKeyRejected { .. })
+        ));
+        assert!(!message1
+            .windows(32)
+            .any(|w| w == identity(1).public_key().as_bytes()));
     }
 
     #[test]

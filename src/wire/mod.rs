@@ -5,7 +5,9 @@
 //! Layers, bottom up:
 //! - [`frame`]: `u16` big-endian length + 1..=65535 bytes, for every Noise message;
 //! - [`handshake`]: `Noise_XX_25519_ChaChaPoly_BLAKE2s` with prologue `noise-echo/1`,
-//!   each side's Ed25519 key as payload, checked against its Noise static key;
+//!   each side's Ed25519 key as payload, checked against its Noise static key: a
+//!   sans-I/O core of typestates over byte slices;
+//! - [`drive`]: the async driver running that core over a stream;
 //! - [`session`]: transport messages carrying the record stream, in two halves;
 //! - [`record`]: `type | u32 len | body` records, decoded without buffering bodies;
 //! - [`error`]: one error type, grouped by who is at fault.
@@ -54,6 +56,7 @@ mod cipher;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod cipher;
+pub mod drive;
 pub mod error;
 pub mod frame;
 pub mod handshake;
@@ -61,15 +64,18 @@ pub mod record;
 mod resolver;
 pub mod session;
 
-pub use error::{Bug, PayloadProblem, Refusal, Result, TruncatedAt, Violation, WireError};
-pub use frame::{decode_frame, encode_frame, read_frame, write_frame, Decoded, MAX_FRAME_LEN};
-pub use handshake::{
-    initiate, initiate_checked, respond, AwaitingServerApproval, Established, LocalIdentity,
-    NOISE_PROTOCOL, PROLOGUE,
-};
+pub use drive::{initiate, initiate_checked, respond, AwaitingServerApproval};
 #[doc(hidden)]
-pub use handshake::{
+pub use drive::{
     initiate_with_fixed_ephemeral_for_testing_only, respond_with_fixed_ephemeral_for_testing_only,
+};
+pub use error::{Bug, PayloadProblem, Refusal, Result, TruncatedAt, Violation, WireError};
+pub use frame::{
+    decode_frame, encode_frame, frame_payload_len, read_frame, write_frame, Decoded, MAX_FRAME_LEN,
+};
+pub use handshake::{
+    Established, ExpectApproval, ExpectMessage1, ExpectMessage2, ExpectMessage3, Initiator,
+    LocalIdentity, Responder, NOISE_PROTOCOL, PROLOGUE,
 };
 pub use record::{
     encode_record, RecordDecoder, RecordEvent, RecordHeader, RecordType, Role,

@@ -967,13 +967,29 @@ pub fn read_rss_kib(pid: u32) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow!("no VmRSS in {path}"))
 }
 
+/// One handshake pair over the sans-I/O core, the messages passed as byte slices.
+fn handshake_in_memory(
+    client: &LocalIdentity,
+    server: &LocalIdentity,
+    server_key: &noise_echo::identity::PublicKey,
+) -> wire::Result<(wire::Established, wire::Established)> {
+    let (initiator, message1) = wire::Initiator::start(client)?;
+    let (responder, message2) = wire::Responder::new(server)?.read(&message1)?;
+    let pending = initiator.read(&message2)?;
+    if pending.server_key() != server_key {
+        return Err(pending.reject("wrong server key"));
+    }
+    let (message3, client_side) = pending.approve()?;
+    Ok((client_side, responder.read(&message3)?))
+}
+
 /// `handshake-cpu`: `concurrency` threads, each running in-memory handshake pairs
-/// through the same code as the network path ([`wire::initiate_checked`] and
-/// [`wire::respond`]) over a `tokio::io::duplex` pipe, with no sockets. The figure
-/// is the most handshakes per second this machine's cores can compute.
+/// through the sans-I/O core the network path's drivers run ([`wire::Initiator`] and
+/// [`wire::Responder`]), the messages passed as byte slices: no sockets, no runtime.
+/// The figure is the most handshakes per second this machine's cores can compute.
 ///
 /// # Errors
-/// When a thread or its runtime cannot start.
+/// When a thread cannot start.
 pub fn handshake_cpu(options: &Options) -> anyhow::Result<Report> {
     let mut report = Report::new(options, "memory");
     let client = Arc::new(LocalIdentity::new(&Identity::generate("bench client")));
@@ -993,26 +1009,12 @@ pub fn handshake_cpu(options: &Options) -> anyhow::Result<Report> {
             std::thread::Builder::new()
                 .name("handshake-cpu".into())
                 .spawn(move || -> anyhow::Result<Samples> {
-                    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
                     let mut samples = Samples::default();
                     while budget.claim() {
                         let started = Instant::now();
-                        let (mut client_io, mut server_io) = tokio::io::duplex(1024);
-                        let (initiated, responded) = runtime.block_on(async {
-                            tokio::join!(
-                                wire::initiate_checked(&mut client_io, &client, |key| {
-                                    if *key == server_key {
-                                        Ok(())
-                                    } else {
-                                        Err("wrong server key")
-                                    }
-                                }),
-                                wire::respond(&mut server_io, &server),
-                            )
-                        });
-                        match initiated.and_then(|client_side| {
-                            responded.map(|server_side| (client_side, server_side))
-                        }) {
+                        // The sans-I/O core, in memory: no stream, no runtime.
+                        let pair = handshake_in_memory(&client, &server, &server_key);
+                        match pair {
                             Ok((client_side, server_side))
                                 if client_side.handshake_hash() == server_side.handshake_hash() =>
                             {

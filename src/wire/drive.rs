@@ -1,0 +1,250 @@
+//! The thin async driver of the handshake (wire-v1 sections 1, 2 and 4): runs the
+//! sans-I/O core of [`handshake`](crate::wire::handshake) over any
+//! `AsyncRead + AsyncWrite + Unpin` stream. It owns the framing of handshake
+//! messages and the server's early input (the client's first request, read together
+//! with message 3); the handshake deadline is the caller's.
+//!
+//! The client's side is a typestate: [`initiate`] returns an
+//! [`AwaitingServerApproval`] holding the server's validated key, and only its
+//! [`approve`](AwaitingServerApproval::approve) writes message 3. Dropping it (or
+//! calling [`reject`](AwaitingServerApproval::reject)) writes nothing more, and the
+//! check may take as long as it likes (an interactive yes/no prompt, say).
+
+use std::fmt;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use crate::identity::PublicKey;
+use crate::wire::error::{Result, TruncatedAt, Violation, WireError};
+use crate::wire::frame::{decode_frame, frame_payload_len, write_frame, Decoded, FRAME_HEADER_LEN};
+use crate::wire::handshake::{
+    Established, ExpectApproval, Initiator, LocalIdentity, Responder, MSG1_LEN, MSG2_LEN, MSG3_LEN,
+};
+
+/// The client half-way through the handshake: message 2 is read and the server's
+/// key validated, message 3 not yet written.
+///
+/// Check [`server_key`](Self::server_key), then [`approve`](Self::approve) or
+/// [`reject`](Self::reject). Dropping it also rejects, silently.
+#[must_use = "dropping this aborts the handshake; call approve() or reject()"]
+pub struct AwaitingServerApproval {
+    core: ExpectApproval,
+}
+
+impl AwaitingServerApproval {
+    /// The server's Ed25519 key: a valid point, proven to be its Noise static key.
+    pub fn server_key(&self) -> &PublicKey {
+        self.core.server_key()
+    }
+
+    /// The server is trusted: sends message 3, revealing our identity to it.
+    ///
+    /// # Errors
+    /// [`WireError::Io`] when the write fails; [`WireError::Internal`] on a Noise
+    /// library failure.
+    pub async fn approve<S>(self, stream: &mut S) -> Result<Established>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    {
+        // -> s, se
+        let (message, established) = self.core.approve()?;
+        write_frame(stream, &message).await?;
+        Ok(established)
+    }
+
+    /// The server is not trusted: abandons the handshake without writing anything,
+    /// and returns the error to report.
+    pub fn reject(self, reason: impl Into<String>) -> WireError {
+        self.core.reject(reason)
+    }
+
+    /// The sans-I/O state inside, for a caller that writes message 3 itself.
+    pub fn into_core(self) -> ExpectApproval {
+        self.core
+    }
+}
+
+impl fmt::Debug for AwaitingServerApproval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwaitingServerApproval")
+            .field("server_key", self.server_key())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the handshake as the client: writes message 1, reads and validates
+/// message 2, and stops before message 3 so the caller can check the server's key.
+///
+/// # Errors
+/// [`WireError::PeerMisbehaved`] for a wrong-size or undecryptable message 2, a bad
+/// payload, or an early end of stream; [`WireError::Io`].
+pub async fn initiate<S>(stream: &mut S, local: &LocalIdentity) -> Result<AwaitingServerApproval>
+where
+    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    initiate_with(stream, Initiator::start(local)?).await
+}
+
+/// The whole client handshake, with a synchronous check of the server's key run
+/// between messages 2 and 3. Use [`initiate`] when the check must be async.
+///
+/// # Errors
+/// [`Refusal::HostKeyRejected`](crate::wire::Refusal::HostKeyRejected) (as
+/// [`WireError::NotAllowed`]) with the check's reason when it refuses, in which case
+/// message 3 is never written; and the errors of [`initiate`] and
+/// [`AwaitingServerApproval::approve`].
+pub async fn initiate_checked<S, F, E>(
+    stream: &mut S,
+    local: &LocalIdentity,
+    check_server: F,
+) -> Result<Established>
+where
+    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    F: FnOnce(&PublicKey) -> std::result::Result<(), E>,
+    E: fmt::Display,
+{
+    let pending = initiate(stream, local).await?;
+    match check_server(pending.server_key()) {
+        Ok(()) => pending.approve(stream).await,
+        Err(reason) => Err(pending.reject(reason.to_string())),
+    }
+}
+
+/// Runs the handshake as the server: reads message 1, writes message 2, reads and
+/// validates message 3. Authorizing the client's key is the caller's job.
+///
+/// # Errors
+/// [`WireError::PeerMisbehaved`] for a wrong-size or undecryptable message, a bad
+/// payload, or an early end of stream; [`WireError::Io`].
+pub async fn respond<S>(stream: &mut S, local: &LocalIdentity) -> Result<Established>
+where
+    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    respond_with(stream, Responder::new(local)?).await
+}
+
+/// [`initiate`] with a fixed ephemeral private key, to reproduce the golden test
+/// vectors. Never use it for a real connection: reusing an ephemeral key destroys
+/// forward secrecy and identity hiding.
+///
+/// # Errors
+/// As [`initiate`].
+#[doc(hidden)]
+pub async fn initiate_with_fixed_ephemeral_for_testing_only<S>(
+    stream: &mut S,
+    local: &LocalIdentity,
+    ephemeral_private: &[u8; 32],
+) -> Result<AwaitingServerApproval>
+where
+    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    let start = Initiator::start_with_fixed_ephemeral_for_testing_only(local, ephemeral_private)?;
+    initiate_with(stream, start).await
+}
+
+/// [`respond`] with a fixed ephemeral private key, to reproduce the golden test
+/// vectors. Never use it for a real connection.
+///
+/// # Errors
+/// As [`respond`].
+#[doc(hidden)]
+pub async fn respond_with_fixed_ephemeral_for_testing_only<S>(
+    stream: &mut S,
+    local: &LocalIdentity,
+    ephemeral_private: &[u8; 32],
+) -> Result<Established>
+where
+    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    let core = Responder::with_fixed_ephemeral_for_testing_only(local, ephemeral_private)?;
+    respond_with(stream, core).await
+}
+
+async fn initiate_with<S>(
+    stream: &mut S,
+    (core, message1): (crate::wire::handshake::ExpectMessage2, [u8; MSG1_LEN]),
+) -> Result<AwaitingServerApproval>
+where
+    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    // -> e
+    write_frame(stream, &message1).await?;
+    // <- e, ee, s, es
+    // Nothing follows message 2 before we answer it: read exactly the frame.
+    let (received, _) = read_handshake_message(stream, 2, MSG2_LEN, 0).await?;
+    let core = core.read(&received)?;
+    Ok(AwaitingServerApproval { core })
+}
+
+async fn respond_with<S>(
+    stream: &mut S,
+    core: crate::wire::handshake::ExpectMessage1,
+) -> Result<Established>
+where
+    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    // -> e
+    let (received, _) = read_handshake_message(stream, 1, MSG1_LEN, 0).await?;
+    let (core, message2) = core.read(&received)?;
+    // <- e, ee, s, es
+    write_frame(stream, &message2).await?;
+    // -> s, se
+    // The client sends its first request right behind message 3: read what is
+    // already there of it in the same system call (the session takes it over).
+    let (received, early_input) =
+        read_handshake_message(stream, 3, MSG3_LEN, EARLY_INPUT_LEN).await?;
+    let mut established = core.read(&received)?;
+    established.early_input = early_input;
+    Ok(established)
+}
+
+/// How many bytes beyond message 3 the server reads with it: a small first request
+/// (a 16-byte one is a 39-byte frame) without growing an idle session's buffer.
+const EARLY_INPUT_LEN: usize = 256;
+
+/// Reads one handshake frame, refusing any size but `expected` as soon as its length
+/// prefix is in. The prefix is parsed by [`frame`](crate::wire::frame) only.
+///
+/// The size is known in advance, so the prefix and the payload are read together:
+/// usually one read system call per message instead of two. Up to `early` bytes
+/// beyond the frame may be read with it; they are returned second (transport data,
+/// for the session). With `early` 0 nothing of what follows is consumed.
+async fn read_handshake_message<S>(
+    stream: &mut S,
+    message: u8,
+    expected: usize,
+    early: usize,
+) -> Result<(Vec<u8>, Vec<u8>)>
+where
+    S: AsyncRead + Unpin + ?Sized,
+{
+    let mut frame = vec![0u8; FRAME_HEADER_LEN + expected + early];
+    let mut filled = 0;
+    loop {
+        let read = stream.read(&mut frame[filled..]).await?;
+        if read == 0 {
+            let at = match filled {
+                0 => TruncatedAt::Handshake,
+                _ => TruncatedAt::Frame,
+            };
+            return Err(Violation::Truncated(at).into());
+        }
+        filled += read;
+        if let Some(len) = frame_payload_len(&frame[..filled])? {
+            if len != expected {
+                return Err(Violation::HandshakeMessageSize {
+                    message,
+                    expected,
+                    actual: len,
+                }
+                .into());
+            }
+        }
+        if let Decoded::Frame { consumed, .. } = decode_frame(&frame[..filled])? {
+            let early_input = frame[consumed..filled].to_vec();
+            frame.truncate(consumed);
+            frame.drain(..FRAME_HEADER_LEN);
+            return Ok((frame, early_input));
+        }
+    }
+}
