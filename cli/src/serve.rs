@@ -13,7 +13,7 @@ use noise_echo::identity::Identity;
 use noise_echo::openssh::keyfile;
 use noise_echo::openssh::pattern::AddressPatterns;
 use noise_echo::server::penalty;
-use noise_echo::server::{self, ReloadTrigger, ServerConfig};
+use noise_echo::server::{self, ReloadTrigger, Server, ServerConfig};
 use noise_echo::wire::{LocalIdentity, DEFAULT_REQUEST_LIMIT};
 
 #[derive(Debug, clap::Args)]
@@ -78,16 +78,21 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(Arc::new(LocalIdentity::new(&identity)), authorized_keys);
     drop(identity);
     config.max_request = args.max_request;
-    config.max_connections = args.max_connections.max(1);
-    config.handshake_timeout = Duration::from_secs(args.handshake_timeout.max(1));
-    config.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
-    config.max_handshakes = args.max_handshakes.max(1);
+    config.max_connections = args.max_connections;
+    config.handshake_timeout = Duration::from_secs(args.handshake_timeout);
+    config.idle_timeout = Duration::from_secs(args.idle_timeout);
+    config.max_handshakes = args.max_handshakes;
     config.penalties.max_handshakes_per_source = args.max_handshakes_per_source;
     config.penalties.threshold = args.penalty_threshold;
     config.penalties.base = Duration::from_secs(args.penalty_base.max(1));
     config.penalties.max = Duration::from_secs(args.penalty_max.max(args.penalty_base).max(1));
     config.penalties.exempt = args.penalty_exempt;
     config.revoke_live = args.revoke_live;
+    // The library checks the limits (a zero would refuse everyone); the setting it
+    // names is the flag with dashes.
+    let server = Server::new(config)
+        .map_err(|error| anyhow::anyhow!("--{}", error.to_string().replace('_', "-")))
+        .context("invalid server settings")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -100,13 +105,13 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
         // Installed before serving: SIGHUP's default action would kill the server.
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot handle SIGHUP")?;
-        let reload = config.reload.clone();
+        let reload = server.reload_trigger();
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
                 on_hangup(&reload);
             }
         });
-        server::run(listener, config, shutdown_signal()).await?;
+        server.run(listener, shutdown_signal()).await?;
         info!("stopped");
         Ok(())
     })

@@ -76,11 +76,12 @@ impl TestServer {
             ServerConfig::new(Arc::new(LocalIdentity::new(&host)), authorized_keys.clone());
         config.shutdown_grace = Duration::from_secs(1);
         configure(&mut config);
-        let stats = Arc::clone(&config.stats);
-        let reload = config.reload.clone();
+        let server = server::Server::new(config).unwrap();
+        let stats = server.stats();
+        let reload = server.reload_trigger();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::run(listener, config, stopped));
+        let task = tokio::spawn(server.run(listener, stopped));
         Self {
             addr,
             stats,

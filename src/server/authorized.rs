@@ -46,8 +46,10 @@ pub(super) async fn watch_for_changes(
 /// so `authorize` and `authorize --remove` apply to the very next connection without
 /// the cost of parsing the file each time.
 pub(super) struct AuthorizedKeysCache {
-    /// The file.
+    /// The file; empty for keys held in memory.
     pub(super) path: PathBuf,
+    /// Keys held in memory instead of a file: returned as they are, never reloaded.
+    pub(super) fixed: Option<Arc<AuthorizedKeys>>,
     /// The last version seen and its parse.
     pub(super) cached: Mutex<Option<(FileVersion, Arc<AuthorizedKeys>)>>,
     /// While the file cannot be read: the error last logged, when, and how many
@@ -99,9 +101,14 @@ impl FileVersion {
 }
 
 impl AuthorizedKeysCache {
-    pub(super) fn new(path: PathBuf) -> Self {
+    pub(super) fn new(allow_list: &AllowList) -> Self {
+        let (path, fixed) = match allow_list {
+            AllowList::File(path) => (path.clone(), None),
+            AllowList::Keys(keys) => (PathBuf::new(), Some(Arc::clone(keys))),
+        };
         Self {
             path,
+            fixed,
             cached: Mutex::new(None),
             unreadable: Mutex::new(None),
         }
@@ -109,6 +116,9 @@ impl AuthorizedKeysCache {
 
     /// The current parse, with an unreadable file reported (rate-limited).
     pub(super) fn current(&self) -> io::Result<Arc<AuthorizedKeys>> {
+        if let Some(keys) = &self.fixed {
+            return Ok(Arc::clone(keys));
+        }
         let result = self.load_current();
         let mut unreadable = self
             .unreadable

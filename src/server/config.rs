@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::penalty::PenaltyConfig;
+use crate::openssh::authorized_keys::AuthorizedKeys;
 
-use super::stats::*;
 use crate::wire::{LocalIdentity, DEFAULT_REQUEST_LIMIT};
 
 /// Default cap on open connections. Each costs a file descriptor and a few KiB.
@@ -32,57 +32,137 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a stopping server waits for requests in flight.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Everything a server needs to run.
+/// Where the server's allow-list comes from.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AllowList {
+    /// An authorized_keys file, re-read whenever it changes so edits apply to the
+    /// next connection (and, with [`ServerConfig::revoke_live`], to open sessions).
+    File(PathBuf),
+    /// Keys held in memory by an embedder that keeps its allow-list elsewhere; they
+    /// never change while the server runs.
+    Keys(Arc<AuthorizedKeys>),
+}
+
+/// Everything a server needs to run. Start from [`ServerConfig::new`] (the default
+/// limits) and change the fields you need; [`Server::new`](super::Server::new)
+/// checks them with [`ServerConfig::validate`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// The host identity with its Noise key derived once, shared by every connection.
     pub host: Arc<LocalIdentity>,
-    /// The allow-list, re-read whenever it changes so edits apply to the next connection.
-    pub authorized_keys: PathBuf,
-    /// Largest REQUEST body accepted; one byte more gets an ERROR and the connection ends.
+    /// The allow-list of client keys.
+    pub allow_list: AllowList,
+    /// Largest REQUEST body accepted; one byte more gets an ERROR and the connection
+    /// ends. At least [`MIN_REQUEST_LIMIT`].
     pub max_request: u32,
     /// Connections open at once; past it, new connections are closed straight away.
+    /// At least 1.
     pub max_connections: usize,
     /// Handshakes in progress at once; past it, new connections are closed straight
-    /// away, before any Diffie-Hellman work.
+    /// away, before any Diffie-Hellman work. At least 1.
     pub max_handshakes: usize,
     /// Per-source limits: handshakes in progress, and refusals after failures.
     pub penalties: PenaltyConfig,
     /// End open sessions whose key leaves authorized_keys, checking the file every
     /// `revoke_poll`. Without it, only a [`ReloadTrigger`] pull does.
     pub revoke_live: bool,
-    /// How often `revoke_live` looks at the file.
+    /// How often `revoke_live` looks at the file. Not zero.
     pub revoke_poll: Duration,
-    /// Pulled (on SIGHUP, say) to make open sessions check their key again.
-    pub reload: ReloadTrigger,
-    /// Counters the server keeps up to date, for tests, tools and operators.
-    pub stats: Arc<ServerStats>,
-    /// Total time allowed for the handshake, however the peer paces its bytes.
+    /// Total time allowed for the handshake, however the peer paces its bytes. Not zero.
     pub handshake_timeout: Duration,
-    /// Time an established session may wait for its next request.
+    /// Time an established session may wait for its next request. Not zero.
     pub idle_timeout: Duration,
     /// On shutdown, how long requests in flight get to finish.
     pub shutdown_grace: Duration,
 }
 
+/// The smallest request limit a server may set: with 0, every request but the empty
+/// one would be refused.
+pub const MIN_REQUEST_LIMIT: u32 = 1;
+
+/// A [`ServerConfig`] that cannot work, naming the setting and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A count or size that must be at least `minimum` was below it.
+    #[error("{setting} must be at least {minimum} (it is {value})")]
+    TooSmall {
+        /// The field of [`ServerConfig`] (or of its penalties).
+        setting: &'static str,
+        /// The smallest value that works.
+        minimum: u64,
+        /// The value given.
+        value: u64,
+    },
+    /// A timeout or interval that must not be zero was zero.
+    #[error("{setting} must not be zero")]
+    ZeroDuration {
+        /// The field of [`ServerConfig`].
+        setting: &'static str,
+    },
+}
+
 impl ServerConfig {
-    /// A configuration with the default limits.
+    /// A configuration with the default limits and the allow-list in the
+    /// authorized_keys file `authorized_keys`.
     pub fn new(host: Arc<LocalIdentity>, authorized_keys: PathBuf) -> Self {
+        Self::with_allow_list(host, AllowList::File(authorized_keys))
+    }
+
+    /// A configuration with the default limits and the given allow-list.
+    pub fn with_allow_list(host: Arc<LocalIdentity>, allow_list: AllowList) -> Self {
         Self {
             host,
-            authorized_keys,
+            allow_list,
             max_request: DEFAULT_REQUEST_LIMIT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
             penalties: PenaltyConfig::default(),
             revoke_live: false,
             revoke_poll: DEFAULT_REVOKE_POLL,
-            reload: ReloadTrigger::default(),
-            stats: Arc::new(ServerStats::default()),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
+    }
+
+    /// Checks that every limit can work: a server with no connection slots, or a
+    /// zero handshake deadline, would refuse everyone while looking healthy.
+    ///
+    /// # Errors
+    /// The first setting that cannot work, as a [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let at_least = |setting, minimum: u64, value: u64| {
+            if value < minimum {
+                Err(ConfigError::TooSmall {
+                    setting,
+                    minimum,
+                    value,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let not_zero = |setting, value: Duration| {
+            if value.is_zero() {
+                Err(ConfigError::ZeroDuration { setting })
+            } else {
+                Ok(())
+            }
+        };
+        at_least(
+            "max_request",
+            MIN_REQUEST_LIMIT.into(),
+            self.max_request.into(),
+        )?;
+        at_least("max_connections", 1, self.max_connections as u64)?;
+        at_least("max_handshakes", 1, self.max_handshakes as u64)?;
+        not_zero("handshake_timeout", self.handshake_timeout)?;
+        not_zero("idle_timeout", self.idle_timeout)?;
+        not_zero("revoke_poll", self.revoke_poll)?;
+        Ok(())
     }
 }
 
@@ -111,5 +191,96 @@ impl ReloadTrigger {
 
     pub(super) fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    fn config() -> ServerConfig {
+        let host = Identity::from_seed(&[7; 32], "host");
+        ServerConfig::new(
+            Arc::new(LocalIdentity::new(&host)),
+            "authorized_keys".into(),
+        )
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(config().validate(), Ok(()));
+    }
+
+    #[test]
+    fn limits_that_would_refuse_everyone_are_refused_naming_the_setting() {
+        let mut zero_connections = config();
+        zero_connections.max_connections = 0;
+        assert_eq!(
+            zero_connections.validate(),
+            Err(ConfigError::TooSmall {
+                setting: "max_connections",
+                minimum: 1,
+                value: 0
+            })
+        );
+        let mut zero_handshakes = config();
+        zero_handshakes.max_handshakes = 0;
+        assert!(matches!(
+            zero_handshakes.validate(),
+            Err(ConfigError::TooSmall {
+                setting: "max_handshakes",
+                ..
+            })
+        ));
+        let mut zero_request = config();
+        zero_request.max_request = 0;
+        assert!(matches!(
+            zero_request.validate(),
+            Err(ConfigError::TooSmall {
+                setting: "max_request",
+                ..
+            })
+        ));
+        for (setting, set) in [
+            (
+                "handshake_timeout",
+                (|c: &mut ServerConfig| c.handshake_timeout = Duration::ZERO)
+                    as fn(&mut ServerConfig),
+            ),
+            ("idle_timeout", |c: &mut ServerConfig| {
+                c.idle_timeout = Duration::ZERO
+            }),
+            ("revoke_poll", |c: &mut ServerConfig| {
+                c.revoke_poll = Duration::ZERO
+            }),
+        ] {
+            let mut zero = config();
+            set(&mut zero);
+            assert_eq!(zero.validate(), Err(ConfigError::ZeroDuration { setting }));
+            assert_eq!(
+                zero.validate().unwrap_err().to_string(),
+                format!("{setting} must not be zero")
+            );
+        }
+        // No per-source cap (0) is a documented choice, not a mistake.
+        let mut no_source_cap = config();
+        no_source_cap.penalties.max_handshakes_per_source = 0;
+        assert_eq!(no_source_cap.validate(), Ok(()));
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let host = Identity::from_seed(&[7; 32], "host");
+        let shown = format!("{:?}", config());
+        for secret in [hex(&[7; 32]), format!("{:?}", [7u8; 32])] {
+            assert!(!shown.contains(&secret), "{shown}");
+        }
+        assert!(shown.contains("authorized_keys"), "{shown}");
+        drop(host);
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
     }
 }

@@ -21,6 +21,7 @@ use crate::wire::RecordHeader;
 use super::authorized::*;
 use super::config::*;
 use super::listener::*;
+use super::Shared;
 use crate::identity::PublicKey;
 use crate::wire::{self, RecordType, RecvHalf, SendHalf, WireError};
 
@@ -37,7 +38,7 @@ pub(super) struct Handler {
     /// The client's address, for `from=` and the log.
     pub(super) peer: SocketAddr,
     /// Shared, read-only settings.
-    pub(super) config: Arc<ServerConfig>,
+    pub(super) shared: Arc<Shared>,
     /// The allow-list, consulted once the client's key is known.
     pub(super) authorized_keys: Arc<AuthorizedKeysCache>,
     /// Tells the handler the server is stopping.
@@ -91,7 +92,7 @@ impl Handler {
         let mut summary = Summary::default();
         let outcome = self.serve(&mut socket, &mut admitted, &mut summary).await;
         drop(admitted);
-        let stats = &self.config.stats;
+        let stats = &self.shared.stats;
         match &outcome {
             Outcome::HandshakeTimeout => stats.add(&stats.handshake_timeouts),
             Outcome::Failed(_) if summary.client.is_none() => stats.add(&stats.handshake_failures),
@@ -120,16 +121,16 @@ impl Handler {
                 info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: key revoked")
             }
             Outcome::TooLarge { len } => {
-                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: request of {len} bytes over the limit of {}", self.config.max_request)
+                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: request of {len} bytes over the limit of {}", self.shared.config.max_request)
             }
             Outcome::HandshakeTimeout => {
-                info!(%peer, duration_ms, "closed: handshake not completed within {:?}", self.config.handshake_timeout)
+                info!(%peer, duration_ms, "closed: handshake not completed within {:?}", self.shared.config.handshake_timeout)
             }
             Outcome::IdleTimeout => {
-                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: idle for {:?}", self.config.idle_timeout)
+                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: idle for {:?}", self.shared.config.idle_timeout)
             }
             Outcome::Stalled => {
-                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: the client took no replies for {:?}", self.config.idle_timeout)
+                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: the client took no replies for {:?}", self.shared.config.idle_timeout)
             }
             Outcome::Failed(error) => {
                 info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "failed: {error}")
@@ -146,10 +147,10 @@ impl Handler {
         // One deadline for the whole handshake: a peer trickling a byte at a time
         // gains nothing, unlike with a per-read timeout.
         let handshake = tokio::time::timeout(
-            self.config.handshake_timeout,
+            self.shared.config.handshake_timeout,
             // Boxed: the handshake's state lives on the heap only while it runs,
             // instead of enlarging every connection's task for its whole life.
-            Box::pin(wire::respond(socket, &self.config.host)),
+            Box::pin(wire::respond(socket, &self.shared.config.host)),
         );
         let result = tokio::select! {
             result = handshake => result,
@@ -180,7 +181,7 @@ impl Handler {
             return Outcome::Denied(reason);
         }
         admitted.ticket.verdict = Verdict::Success;
-        let stats = &self.config.stats;
+        let stats = &self.shared.stats;
         stats.add(&stats.sessions);
         // Sessions check their key on the next reload, not on one that came before.
         self.reload.mark_unchanged();
@@ -206,8 +207,10 @@ impl Handler {
                 Outcome::Revoked
             }
             Ok(EchoEnd::TooLarge { len }) => {
-                let message =
-                    crate::echo::too_large(u64::from(len), u64::from(self.config.max_request));
+                let message = crate::echo::too_large(
+                    u64::from(len),
+                    u64::from(self.shared.config.max_request),
+                );
                 send_refusal(&mut tx, rx, &message).await;
                 Outcome::TooLarge { len }
             }
@@ -272,7 +275,7 @@ impl Handler {
                 ControlFlow::Break(end) => return Ok(end),
             };
             // Only REQUEST can arrive here: the decoder refuses the server's own types.
-            if header.len > self.config.max_request {
+            if header.len > self.shared.config.max_request {
                 return Ok(EchoEnd::TooLarge { len: header.len });
             }
             if let ControlFlow::Break(end) = self.answer_in_time(rx, tx, &mut body, summary).await?
@@ -313,7 +316,7 @@ impl Handler {
             if let Some(header) = ready {
                 Ok(header)
             } else {
-                let next = tokio::time::timeout(self.config.idle_timeout, next);
+                let next = tokio::time::timeout(self.shared.config.idle_timeout, next);
                 tokio::pin!(next);
                 loop {
                     let reload = &mut self.reload;
@@ -366,7 +369,7 @@ impl Handler {
             // As above: the timer is armed only if answering has to wait.
             match poll_once(answer.as_mut()).await {
                 Some(result) => result?,
-                None => match tokio::time::timeout(self.config.idle_timeout, answer).await {
+                None => match tokio::time::timeout(self.shared.config.idle_timeout, answer).await {
                     Err(_) => return Ok(ControlFlow::Break(EchoEnd::Stalled)),
                     Ok(result) => result?,
                 },
@@ -388,7 +391,7 @@ impl Handler {
         R: AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Unpin,
     {
-        rx.read_body(body, self.config.max_request).await?;
+        rx.read_body(body, self.shared.config.max_request).await?;
         summary.requests += 1;
         summary.bytes_in += body.len() as u64;
         match crate::echo::answer(body) {
@@ -407,7 +410,7 @@ impl Handler {
                     .await?;
             }
         }
-        let stats = &self.config.stats;
+        let stats = &self.shared.stats;
         stats.add(&stats.requests);
         // Answer now unless more requests are already here: never wait for the
         // client's end of stream, but batch the replies of a pipelined burst.

@@ -15,10 +15,10 @@ use tracing::{info, warn};
 use super::penalty::{Admission, PenaltyBox, Verdict};
 
 use super::authorized::*;
-use super::config::*;
 use super::connection::*;
 use super::ratelog::*;
 use super::stats::*;
+use super::Shared;
 
 /// Room in the kernel's queue of connections not yet accepted. Under a connection
 /// flood the server accepts and closes thousands a second; when this queue overflows
@@ -61,7 +61,7 @@ pub async fn bind(listen: &str) -> io::Result<TcpListener> {
 /// The accepting side: owns the listener and hands each connection to a task.
 pub(super) struct Listener {
     /// Shared, read-only settings.
-    pub(super) config: Arc<ServerConfig>,
+    pub(super) shared: Arc<Shared>,
     /// The bound socket, from the caller.
     pub(super) listener: TcpListener,
     /// One permit per open connection; when none is left, new connections are refused.
@@ -92,7 +92,7 @@ impl Listener {
         info!(
             "listening on {} host_key={}",
             self.listener.local_addr()?,
-            self.config.host.public_key().fingerprint()
+            self.shared.config.host.public_key().fingerprint()
         );
         let mut consecutive_errors = 0u32;
         loop {
@@ -111,7 +111,7 @@ impl Listener {
                     continue;
                 }
             };
-            let stats = &self.config.stats;
+            let stats = &self.shared.stats;
             stats.add(&stats.accepted);
             // Every check below is a counter or a hash lookup: a refused connection is
             // closed before we read a byte or do any Diffie-Hellman work.
@@ -121,10 +121,10 @@ impl Listener {
             };
             let handler = Handler {
                 peer,
-                config: Arc::clone(&self.config),
+                shared: Arc::clone(&self.shared),
                 authorized_keys: Arc::clone(&self.authorized_keys),
                 shutdown_signal: self.shutdown_signal.clone(),
-                reload: self.config.reload.subscribe(),
+                reload: self.shared.reload.subscribe(),
                 _connection_done: self.connection_done.clone(),
             };
             tokio::spawn(async move {
@@ -136,7 +136,7 @@ impl Listener {
     /// Applies the caps and the penalties to a new connection from `peer`.
     pub(super) fn admit(&mut self, peer: SocketAddr) -> Option<Admitted> {
         let now = Instant::now();
-        let stats = Arc::clone(&self.config.stats);
+        let stats = Arc::clone(&self.shared.stats);
         let admission = self
             .penalties
             .lock()
@@ -161,7 +161,7 @@ impl Listener {
                 if let Some(count) = self.refused_at_source_cap.note(now) {
                     warn!(
                         "per-source limit of {} handshakes in progress reached: refused {count} connection(s) (latest from {})",
-                        self.config.penalties.max_handshakes_per_source,
+                        self.shared.config.penalties.max_handshakes_per_source,
                         peer.ip()
                     );
                 }
@@ -179,7 +179,7 @@ impl Listener {
             if let Some(count) = self.refused_at_handshake_cap.note(now) {
                 warn!(
                     "limit of {} handshakes in progress reached: refused {count} connection(s) (latest from {peer})",
-                    self.config.max_handshakes
+                    self.shared.config.max_handshakes
                 );
             }
             return None;
@@ -189,7 +189,7 @@ impl Listener {
             if let Some(count) = self.refused_at_connection_cap.note(now) {
                 warn!(
                     "connection limit of {} reached: refused {count} connection(s) (latest from {peer})",
-                    self.config.max_connections
+                    self.shared.config.max_connections
                 );
             }
             return None;

@@ -33,7 +33,11 @@ pub mod penalty;
 mod ratelog;
 mod stats;
 
-pub use config::*;
+pub use config::{
+    AllowList, ConfigError, ReloadTrigger, ServerConfig, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, DEFAULT_REVOKE_POLL,
+    DEFAULT_SHUTDOWN_GRACE, KEY_REVOKED, MIN_REQUEST_LIMIT,
+};
 pub use listener::{bind, LISTEN_BACKLOG};
 pub use stats::{ServerStats, StatsSnapshot};
 
@@ -63,58 +67,128 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future,
 ) -> io::Result<()> {
-    let (notify_shutdown, shutdown_signal) = watch::channel(false);
-    let (connection_done, mut all_connections_done) = mpsc::channel::<()>(1);
-    let authorized_keys = Arc::new(AuthorizedKeysCache::new(config.authorized_keys.clone()));
-    let watcher = config.revoke_live.then(|| {
-        tokio::spawn(watch_for_changes(
-            Arc::clone(&authorized_keys),
-            config.reload.clone(),
-            config.revoke_poll,
-        ))
-    });
-    let mut server = Listener {
-        limit_connections: Arc::new(Semaphore::new(config.max_connections)),
-        limit_handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
-        penalties: Arc::new(Mutex::new(PenaltyBox::new(config.penalties.clone()))),
-        authorized_keys,
-        config: Arc::new(config),
-        listener,
-        shutdown_signal,
-        connection_done,
-        refused_at_connection_cap: BurstLog::default(),
-        refused_at_handshake_cap: BurstLog::default(),
-        refused_at_source_cap: BurstLog::default(),
-        refused_penalized: BurstLog::default(),
-    };
-    let result = tokio::select! {
-        result = server.accept_loop() => result,
-        _ = shutdown => {
-            info!("shutting down: no new connections; finishing requests in flight");
-            Ok(())
+    let server =
+        Server::new(config).map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+    server.run(listener, shutdown).await
+}
+
+/// A server ready to run, with the handles an embedder keeps while it runs: its
+/// live counters and its reload trigger.
+#[derive(Debug)]
+pub struct Server {
+    /// The checked configuration, shared with every connection once running.
+    shared: Arc<Shared>,
+}
+
+/// What the accept loop and every connection read: the configuration and the
+/// running server's handles.
+#[derive(Debug)]
+pub(super) struct Shared {
+    /// The checked configuration.
+    pub(super) config: ServerConfig,
+    /// Counters kept up to date by every connection.
+    pub(super) stats: Arc<ServerStats>,
+    /// Pulled to make open sessions check their key again.
+    pub(super) reload: ReloadTrigger,
+}
+
+impl Server {
+    /// Checks `config` and prepares a server with fresh counters.
+    ///
+    /// # Errors
+    /// A setting that cannot work (see [`ServerConfig::validate`]).
+    pub fn new(config: ServerConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                stats: Arc::new(ServerStats::default()),
+                reload: ReloadTrigger::default(),
+            }),
+        })
+    }
+
+    /// The server's live counters, readable while it runs and after.
+    pub fn stats(&self) -> Arc<ServerStats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// A trigger that makes the open sessions check their key against the allow-list
+    /// again (`serve` pulls it on SIGHUP). Clones pull the same trigger.
+    pub fn reload_trigger(&self) -> ReloadTrigger {
+        self.shared.reload.clone()
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
+    }
+
+    /// Runs the server on `listener` until `shutdown` completes, then stops
+    /// accepting, lets connections finish the request they are on (up to
+    /// `shutdown_grace`), and returns.
+    ///
+    /// # Errors
+    /// Only if the listener itself fails for good; a failing connection never ends
+    /// the server.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future) -> io::Result<()> {
+        let shared = self.shared;
+        let config = &shared.config;
+        let (notify_shutdown, shutdown_signal) = watch::channel(false);
+        let (connection_done, mut all_connections_done) = mpsc::channel::<()>(1);
+        let authorized_keys = Arc::new(AuthorizedKeysCache::new(&config.allow_list));
+        // Keys held in memory never change: only a file is watched.
+        let watcher =
+            (config.revoke_live && matches!(config.allow_list, AllowList::File(_))).then(|| {
+                tokio::spawn(watch_for_changes(
+                    Arc::clone(&authorized_keys),
+                    shared.reload.clone(),
+                    config.revoke_poll,
+                ))
+            });
+        let mut server = Listener {
+            limit_connections: Arc::new(Semaphore::new(config.max_connections)),
+            limit_handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
+            penalties: Arc::new(Mutex::new(PenaltyBox::new(config.penalties.clone()))),
+            authorized_keys,
+            shared: Arc::clone(&shared),
+            listener,
+            shutdown_signal,
+            connection_done,
+            refused_at_connection_cap: BurstLog::default(),
+            refused_at_handshake_cap: BurstLog::default(),
+            refused_at_source_cap: BurstLog::default(),
+            refused_penalized: BurstLog::default(),
+        };
+        let result = tokio::select! {
+            result = server.accept_loop() => result,
+            _ = shutdown => {
+                info!("shutting down: no new connections; finishing requests in flight");
+                Ok(())
+            }
+        };
+        if let Some(watcher) = watcher {
+            watcher.abort();
         }
-    };
-    if let Some(watcher) = watcher {
-        watcher.abort();
+        let grace = server.shared.config.shutdown_grace;
+        let Listener {
+            connection_done, ..
+        } = server;
+        // Every handler holds a clone of `connection_done`; when the last one is dropped,
+        // `recv` returns None.
+        drop(connection_done);
+        let _ = notify_shutdown.send(true);
+        if tokio::time::timeout(grace, all_connections_done.recv())
+            .await
+            .is_err()
+        {
+            warn!(
+                "shutdown grace period of {:?} over: closing the remaining connections",
+                grace
+            );
+        }
+        result
     }
-    let grace = server.config.shutdown_grace;
-    let Listener {
-        connection_done, ..
-    } = server;
-    // Every handler holds a clone of `connection_done`; when the last one is dropped,
-    // `recv` returns None.
-    drop(connection_done);
-    let _ = notify_shutdown.send(true);
-    if tokio::time::timeout(grace, all_connections_done.recv())
-        .await
-        .is_err()
-    {
-        warn!(
-            "shutdown grace period of {:?} over: closing the remaining connections",
-            grace
-        );
-    }
-    result
 }
 
 #[cfg(test)]
@@ -157,7 +231,7 @@ mod tests {
     #[test]
     fn an_unreadable_authorized_keys_is_reported_once_not_per_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = AuthorizedKeysCache::new(dir.path().join("missing"));
+        let cache = AuthorizedKeysCache::new(&AllowList::File(dir.path().join("missing")));
         for _ in 0..100 {
             assert!(cache.current().is_err());
         }
