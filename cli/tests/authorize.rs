@@ -1,12 +1,15 @@
 //! `noise-echo authorize` through the real binary: adding, skipping duplicates,
 //! listing, removing, dry runs, bad input, and concurrent runs that must all land.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use assert_cmd::cargo::CommandCargoExt;
+use common::{fixture, text};
 use noise_echo::identity::Identity;
 use noise_echo::openssh::authorized_keys::AuthorizedKeys;
 
@@ -16,19 +19,9 @@ fn authorize(file: &Path) -> Command {
     command
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn ok(output: Output) -> String {
     assert!(output.status.success(), "stderr: {}", text(&output.stderr));
     text(&output.stdout)
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../keys")
-        .join(name)
 }
 
 /// `ssh-keygen -lf keys/client_ed25519.pub`, as recorded by keys/generate.sh.

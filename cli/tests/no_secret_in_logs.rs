@@ -10,6 +10,8 @@
 //!
 //! Its own test binary: the TRACE subscriber is global to the process.
 
+mod common;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,14 +21,13 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use common::BIN;
 use noise_echo::client::{self, ClientConfig, Target, UnknownHostPolicy};
 use noise_echo::identity::Identity;
 use noise_echo::openssh::keyfile;
 use noise_echo::server::{self, ServerConfig};
 use noise_echo::wire::{self, LocalIdentity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const BIN: &str = env!("CARGO_BIN_EXE_noise-echo");
 
 /// Everything the scenario printed, logged or formatted.
 #[derive(Clone, Default)]

@@ -1,33 +1,21 @@
 //! The `serve` and `connect` commands through the real binary: output, exit
 //! statuses, known_hosts handling, stdin pipelining, signals.
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
 
-use assert_cmd::cargo::CommandCargoExt;
+use common::{noise_echo, text};
 
 const SUCCESS: i32 = 0;
 const FAILURE: i32 = 1;
 const CONNECTION_FAILED: i32 = 3;
 const HOST_KEY_NOT_TRUSTED: i32 = 4;
 const PERMISSION_DENIED: i32 = 5;
-
-fn noise_echo(home: &Path) -> Command {
-    let mut command = Command::cargo_bin("noise-echo").unwrap();
-    command
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    command
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// A `noise-echo serve` child process on 127.0.0.1:0, in its own directory.
 struct Served {

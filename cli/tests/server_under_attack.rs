@@ -1,7 +1,8 @@
-//! Hardening tests (issue 5): the server keeps serving honest clients while others
-//! attack it, and no input crashes it. Every server runs in-process on
-//! 127.0.0.1:0; tests wait on the server's live counters (`ServerStats::wait_for`)
-//! rather than sleeping, and every wait and loop is bounded.
+//! The server under attack: it keeps serving honest clients while others flood,
+//! trickle, send garbage or hang up mid-record, and no input (on the wire or in
+//! authorized_keys) crashes it. Every server runs in-process on 127.0.0.1:0; tests
+//! wait on the server's live counters (`ServerStats::wait_for`) rather than
+//! sleeping, and every wait and loop is bounded.
 //!
 //! Sources other than 127.0.0.1 (127.0.0.2 and up) are bound explicitly: Linux routes
 //! all of 127.0.0.0/8 to the loopback interface.

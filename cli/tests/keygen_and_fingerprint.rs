@@ -1,22 +1,14 @@
 //! The key commands (`keygen`, `fingerprint`) through the real binary, and byte
 //! compatibility with OpenSSH's `ssh-keygen` both ways.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use assert_cmd::cargo::CommandCargoExt;
-
-fn noise_echo(home: &Path) -> Command {
-    let mut command = Command::cargo_bin("noise-echo").unwrap();
-    // Default file locations resolve under this temporary home, never the real one.
-    command
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env_remove("RUST_LOG");
-    command
-}
+use common::{fixture, noise_echo};
 
 struct Output {
     status: i32,
@@ -35,12 +27,6 @@ fn run(command: &mut Command) -> Output {
 
 fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../keys")
-        .join(name)
 }
 
 /// Copies a fixture into `dir` with mode 0600 (git checks private keys out as 0644).

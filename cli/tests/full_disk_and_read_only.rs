@@ -6,10 +6,12 @@
 //! container), they say so and pass without checking: the same code paths are
 //! covered by the crash-safety tests of `fsutil` and `keyfile`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_noise-echo");
+use common::BIN;
 
 /// A tmpfs mounted on a temporary directory, unmounted when dropped.
 struct Tmpfs {
