@@ -8,9 +8,18 @@ use common::{noise_echo, text};
 #[test]
 fn zero_limits_and_timeouts_are_refused_naming_the_flag() {
     for (flag, message) in [
-        ("--max-connections", "--max-connections must be at least 1 (it is 0)"),
-        ("--max-handshakes", "--max-handshakes must be at least 1 (it is 0)"),
-        ("--handshake-timeout", "--handshake-timeout must not be zero"),
+        (
+            "--max-connections",
+            "--max-connections must be at least 1 (it is 0)",
+        ),
+        (
+            "--max-handshakes",
+            "--max-handshakes must be at least 1 (it is 0)",
+        ),
+        (
+            "--handshake-timeout",
+            "--handshake-timeout must not be zero",
+        ),
         ("--idle-timeout", "--idle-timeout must not be zero"),
     ] {
         let home = tempfile::tempdir().unwrap();

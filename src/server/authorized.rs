@@ -45,6 +45,7 @@ pub(super) async fn watch_for_changes(
 /// Every connection stats the file (one syscall) and re-parses only when it changed,
 /// so `authorize` and `authorize --remove` apply to the very next connection without
 /// the cost of parsing the file each time.
+#[derive(Debug)]
 pub(super) struct AuthorizedKeysCache {
     /// The file; empty for keys held in memory.
     pub(super) path: PathBuf,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
@@ -46,7 +46,8 @@ pub(super) struct Handler {
     /// Changes when open sessions must check their key again.
     pub(super) reload: watch::Receiver<u64>,
     /// Dropped with the handler: lets shutdown know this connection is finished.
-    pub(super) _connection_done: mpsc::Sender<()>,
+    /// `None` outside the accept loop.
+    pub(super) _connection_done: Option<mpsc::Sender<()>>,
 }
 
 /// What a connection did, for its one log line.
@@ -84,11 +85,86 @@ pub(super) enum Outcome {
     Failed(WireError),
 }
 
+/// A stream the handler can serve: read and written during the handshake, then
+/// split into halves for the session's two directions.
+pub(super) trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The reading half, borrowed from the stream.
+    type Reader<'a>: AsyncRead + Unpin + Send
+    where
+        Self: 'a;
+    /// The writing half, borrowed from the stream.
+    type Writer<'a>: AsyncWrite + Unpin + Send
+    where
+        Self: 'a;
+    /// Splits the stream for the session.
+    fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>);
+}
+
+/// TCP splits for free: the halves are plain borrows, with no lock between them.
+impl Transport for TcpStream {
+    type Reader<'a> = tokio::net::tcp::ReadHalf<'a>;
+    type Writer<'a> = tokio::net::tcp::WriteHalf<'a>;
+
+    fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>) {
+        self.split()
+    }
+}
+
+/// Any other stream, split with [`tokio::io::split`].
+pub(super) struct AnyStream<S>(pub(super) S);
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for AnyStream<S> {
+    type Reader<'a>
+        = tokio::io::ReadHalf<&'a mut S>
+    where
+        Self: 'a;
+    type Writer<'a>
+        = tokio::io::WriteHalf<&'a mut S>
+    where
+        Self: 'a;
+
+    fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>) {
+        tokio::io::split(&mut self.0)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for AnyStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(context, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for AnyStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(context, buf)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(context)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(context)
+    }
+}
+
 impl Handler {
-    pub(super) async fn run(mut self, mut socket: TcpStream, mut admitted: Admitted) {
+    pub(super) async fn run<S: Transport>(mut self, mut socket: S, mut admitted: Admitted) {
         let started = Instant::now();
-        // Replies are small and latency matters: don't let Nagle hold them back.
-        let _ = socket.set_nodelay(true);
         let mut summary = Summary::default();
         let outcome = self.serve(&mut socket, &mut admitted, &mut summary).await;
         drop(admitted);
@@ -138,9 +214,9 @@ impl Handler {
         }
     }
 
-    pub(super) async fn serve(
+    pub(super) async fn serve<S: Transport>(
         &mut self,
-        socket: &mut TcpStream,
+        socket: &mut S,
         admitted: &mut Admitted,
         summary: &mut Summary,
     ) -> Outcome {
@@ -171,7 +247,7 @@ impl Handler {
         };
         let client = *established.peer();
         summary.client = Some(client);
-        let (reader, writer) = socket.split();
+        let (reader, writer) = socket.halves();
         let (mut rx, mut tx) = established.into_halves(reader, writer);
 
         if let Err(reason) = self.authorize(&client, summary) {

@@ -125,8 +125,10 @@ impl Listener {
                 authorized_keys: Arc::clone(&self.authorized_keys),
                 shutdown_signal: self.shutdown_signal.clone(),
                 reload: self.shared.reload.subscribe(),
-                _connection_done: self.connection_done.clone(),
+                _connection_done: Some(self.connection_done.clone()),
             };
+            // Replies are small and latency matters: don't let Nagle hold them back.
+            let _ = socket.set_nodelay(true);
             tokio::spawn(async move {
                 handler.run(socket, admitted).await;
             });
@@ -195,7 +197,7 @@ impl Listener {
             return None;
         };
         Some(Admitted {
-            _connection: Slot::new(connection, &stats, |s| &s.connections_open),
+            _connection: Some(Slot::new(connection, &stats, |s| &s.connections_open)),
             handshake: Some(Slot::new(handshake, &stats, |s| &s.handshakes_in_progress)),
             ticket,
         })
@@ -257,12 +259,28 @@ impl Drop for SourceTicket {
 
 /// What an admitted connection holds until the matching stage is over.
 pub(super) struct Admitted {
-    /// Its place under the open-connections cap, for the whole connection.
-    pub(super) _connection: Slot,
+    /// Its place under the open-connections cap, for the whole connection; `None`
+    /// for a connection the embedder admitted ([`Server::serve_connection`](super::Server::serve_connection)).
+    pub(super) _connection: Option<Slot>,
     /// Its place under the handshakes cap, until the handshake is over.
     pub(super) handshake: Option<Slot>,
     /// Its place in the per-source table, until the key is authorized or refused.
     pub(super) ticket: SourceTicket,
+}
+
+impl Admitted {
+    /// A connection admitted by the embedder: under no cap, not in the penalty table.
+    pub(super) fn untracked(peer: SocketAddr) -> Self {
+        Self {
+            _connection: None,
+            handshake: None,
+            ticket: SourceTicket {
+                penalties: None,
+                addr: peer.ip(),
+                verdict: Verdict::Neutral,
+            },
+        }
+    }
 }
 
 /// An IPv4 client seen through an IPv6 socket is matched as IPv4 by `from=`.

@@ -52,8 +52,11 @@ use tracing::{info, warn};
 use self::penalty::PenaltyBox;
 
 use self::authorized::*;
+use self::connection::{AnyStream, Handler};
 use self::listener::*;
 use self::ratelog::*;
+use std::net::SocketAddr;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Runs the server on `listener` until `shutdown` completes, then stops accepting,
 /// lets connections finish the request they are on (up to `shutdown_grace`), and
@@ -78,6 +81,12 @@ pub async fn run(
 pub struct Server {
     /// The checked configuration, shared with every connection once running.
     shared: Arc<Shared>,
+    /// The parsed allow-list, shared by the accept loop and every connection.
+    authorized_keys: Arc<AuthorizedKeysCache>,
+    /// Set to `true` when the server stops; every connection watches it. Kept here
+    /// so that connections served with [`Server::serve_connection`] see a live
+    /// channel, not a closed one.
+    shutdown: watch::Sender<bool>,
 }
 
 /// What the accept loop and every connection read: the configuration and the
@@ -100,6 +109,8 @@ impl Server {
     pub fn new(config: ServerConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
+            authorized_keys: Arc::new(AuthorizedKeysCache::new(&config.allow_list)),
+            shutdown: watch::Sender::new(false),
             shared: Arc::new(Shared {
                 config,
                 stats: Arc::new(ServerStats::default()),
@@ -119,6 +130,31 @@ impl Server {
         self.shared.reload.clone()
     }
 
+    /// Serves one connection that the caller accepted itself, over any stream (a
+    /// TCP or Unix socket, TLS-terminated bytes, `tokio::io::duplex` in a test): the
+    /// handshake under its deadline, the allow-list check, then the echo loop with
+    /// its idle timeout, exactly as [`Server::run`] serves each TCP connection.
+    /// `peer` is the client's address, for `from=` options and the log.
+    ///
+    /// The caller does its own admission: the connection and handshake caps and the
+    /// per-source penalties apply to connections [`Server::run`] accepts, not to
+    /// these. Returns when the connection is over; its outcome is counted in
+    /// [`Server::stats`] and logged.
+    pub async fn serve_connection<S>(&self, io: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let handler = Handler {
+            peer,
+            shared: Arc::clone(&self.shared),
+            authorized_keys: Arc::clone(&self.authorized_keys),
+            shutdown_signal: self.shutdown.subscribe(),
+            reload: self.shared.reload.subscribe(),
+            _connection_done: None,
+        };
+        handler.run(AnyStream(io), Admitted::untracked(peer)).await;
+    }
+
     /// The configuration the server runs with.
     pub fn config(&self) -> &ServerConfig {
         &self.shared.config
@@ -134,9 +170,10 @@ impl Server {
     pub async fn run(self, listener: TcpListener, shutdown: impl Future) -> io::Result<()> {
         let shared = self.shared;
         let config = &shared.config;
-        let (notify_shutdown, shutdown_signal) = watch::channel(false);
+        let notify_shutdown = self.shutdown;
+        let shutdown_signal = notify_shutdown.subscribe();
         let (connection_done, mut all_connections_done) = mpsc::channel::<()>(1);
-        let authorized_keys = Arc::new(AuthorizedKeysCache::new(&config.allow_list));
+        let authorized_keys = self.authorized_keys;
         // Keys held in memory never change: only a file is watched.
         let watcher =
             (config.revoke_live && matches!(config.allow_list, AllowList::File(_))).then(|| {
