@@ -1,6 +1,8 @@
 //! The server's side of the connection fed arbitrary bytes as if from a client: the
 //! handshake responder, then (when a fixed-ephemeral transcript makes it complete)
-//! the record session with the server's echo loop. Nothing may panic or stall.
+//! the record session answered by the service's rules (`noise_echo::echo`). Nothing
+//! may panic or stall. (The server's connection loop itself needs a runtime for its
+//! deadlines; tests/serve_connection.rs drives it over `tokio::io::duplex`.)
 //!
 //! The first byte picks the mode: even, a real responder (random ephemeral key), so
 //! only message 1 and the framing are reachable; odd, the responder with a fixed
@@ -13,6 +15,7 @@ use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 
 use libfuzzer_sys::fuzz_target;
+use noise_echo::echo::{self, Answer};
 use noise_echo::identity::Identity;
 use noise_echo::wire::{self, LocalIdentity, RecordType};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -102,18 +105,25 @@ fuzz_target!(|data: &[u8]| {
                 Ok(None) | Err(_) => return,
             };
             if header.len > 4096 {
-                let _ = tx.write_record(RecordType::Error, b"too large").await;
+                let reason = echo::too_large(u64::from(header.len), 4096);
+                let _ = tx.write_record(RecordType::Error, reason.as_bytes()).await;
                 return;
             }
             if rx.read_body(&mut body, 4096).await.is_err() {
                 return;
             }
-            let reply = String::from_utf8_lossy(&body).to_uppercase();
-            if tx
-                .write_record(RecordType::Response, reply.as_bytes())
-                .await
-                .is_err()
-            {
+            // The service's own rules (src/echo.rs), as the server applies them.
+            let written = match echo::answer(&mut body) {
+                Answer::InPlace => tx.write_record(RecordType::Response, &body).await,
+                Answer::Converted(reply) => {
+                    tx.write_record(RecordType::Response, reply.as_bytes()).await
+                }
+                not_utf8 => {
+                    let reason = not_utf8.error_text().unwrap_or_default();
+                    tx.write_record(RecordType::Error, reason.as_bytes()).await
+                }
+            };
+            if written.is_err() {
                 return;
             }
             let _ = tx.flush().await;
