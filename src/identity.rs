@@ -30,6 +30,7 @@ const BLOB_LEN: usize = 4 + SSH_ED25519.len() + 4 + ED25519_KEY_LEN;
 
 /// Why a byte string or a text line is not a usable Ed25519 public key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublicKeyError {
     /// The key is of another algorithm (rsa, ecdsa...), which noise-echo does not support.
     #[error("unsupported key type '{0}': only ssh-ed25519 keys are supported")]

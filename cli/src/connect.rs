@@ -206,6 +206,7 @@ fn classify(error: ClientError) -> anyhow::Error {
             }
             WireError::NotAllowed(_) => ExitStatus::HostKeyNotTrusted,
             WireError::Internal(_) => ExitStatus::Failure,
+            _ => ExitStatus::Failure,
         },
         // Today's variants are all above; a new one is a plain failure until mapped.
         _ => ExitStatus::Failure,

@@ -9,13 +9,12 @@
 //! policy says. An embedder can instead pin the server's fingerprint
 //! ([`ClientConfig::pinned`]), and no file is read or written.
 //!
-//! [`trust`] holds the decision itself, without I/O; this module runs the handshake
+//! [`decide`] is the decision itself, without I/O; this module runs the handshake
 //! ([`connect`] over TCP, [`connect_stream`] over any stream) around it.
 
-pub mod trust;
+mod trust;
 
-use trust::{Decision, Known};
-pub use trust::{HostKeyError, UnknownHostPolicy, UnknownReason};
+pub use trust::{decide, Decision, HostKeyError, Known, UnknownHostPolicy, UnknownReason};
 
 use std::fmt;
 use std::io;

@@ -36,6 +36,7 @@ const OPENSSH_PEM_BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
 
 /// Why a key file could not be read or written. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyFileError {
     /// The file could not be opened, read or written.
     // The cause is part of the message and deliberately not a `source()`, so that

@@ -98,6 +98,7 @@ pub struct KnownHost {
 
 /// What the known_hosts file says about a host's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HostStatus {
     /// A line for this host holds this key.
     Trusted {

@@ -118,6 +118,7 @@ pub fn match_hostname(host: &str, list: &str) -> ListMatch {
 /// Why an address pattern list is unusable. sshd refuses the connection when a
 /// `from=` list has one of these errors; noise-echo reports the line instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PatternError {
     /// An entry is empty: `a,,b`, a trailing comma, a lone `!`, or an empty list.
     #[error("empty entry in address pattern list \"{0}\"")]

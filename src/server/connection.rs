@@ -252,7 +252,7 @@ impl Handler {
 
         if let Err(reason) = self.authorize(&client, summary) {
             admitted.ticket.verdict = Verdict::Failure;
-            let message = format!("{}: {reason}", wire::session::PERMISSION_DENIED_PREFIX);
+            let message = format!("{}: {reason}", wire::PERMISSION_DENIED_PREFIX);
             send_refusal(&mut tx, rx, &message).await;
             return Outcome::Denied(reason);
         }
@@ -278,7 +278,7 @@ impl Handler {
             // Our writes are stuck: don't wait on them again, just close.
             Ok(EchoEnd::Stalled) => Outcome::Stalled,
             Ok(EchoEnd::Revoked) => {
-                let message = format!("{}: {KEY_REVOKED}", wire::session::PERMISSION_DENIED_PREFIX);
+                let message = format!("{}: {KEY_REVOKED}", wire::PERMISSION_DENIED_PREFIX);
                 send_refusal(&mut tx, rx, &message).await;
                 Outcome::Revoked
             }

@@ -14,6 +14,7 @@ use crate::wire::record::{RecordType, Role};
 
 /// Everything that can end a handshake or a session.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// Reading from or writing to the connection failed locally (reset, broken pipe,
     /// timeout...). An end of stream inside a frame is reported as
@@ -49,6 +50,7 @@ impl WireError {
 
 /// Where the stream ended early (wire-v1 section 6: "truncated").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TruncatedAt {
     /// Before the handshake was complete.
     Handshake,
@@ -73,6 +75,7 @@ impl fmt::Display for TruncatedAt {
 
 /// What is wrong with a peer's handshake payload (wire-v1 sections 3 and 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PayloadProblem {
     /// Not exactly 32 bytes.
     WrongLength(usize),
@@ -99,6 +102,7 @@ impl fmt::Display for PayloadProblem {
 
 /// A way the peer broke wire-v1. Each one is fatal: close the connection, no reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Violation {
     /// A frame length prefix of 0 (wire-v1 section 1).
     #[error("zero-length frame")]
@@ -161,6 +165,7 @@ pub enum Violation {
 
 /// A policy refusal: the protocol ran correctly but one side does not accept the other.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Refusal {
     /// The client's check (known_hosts, a fingerprint, the user) refused the server's
     /// key. Nothing was sent after that: the server never learned who the client is.
@@ -179,6 +184,7 @@ pub enum Refusal {
 
 /// A mistake of noise-echo's own, or of code using this module; never the peer's.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Bug {
     /// The Noise library refused an operation that wire-v1's fixed sizes make valid.
     #[error("the Noise library failed while {during}: {source}")]

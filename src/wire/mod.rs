@@ -2,15 +2,19 @@
 //! Noise XX handshake, and the encrypted record stream. Only the protocol: accepting
 //! connections, trust files and terminals belong to the callers.
 //!
-//! Layers, bottom up:
-//! - [`frame`]: `u16` big-endian length + 1..=65535 bytes, for every Noise message;
-//! - [`handshake`]: `Noise_XX_25519_ChaChaPoly_BLAKE2s` with prologue `noise-echo/1`,
-//!   each side's Ed25519 key as payload, checked against its Noise static key: a
-//!   sans-I/O core of typestates over byte slices;
-//! - [`drive`]: the async driver running that core over a stream;
-//! - [`session`]: transport messages carrying the record stream, in two halves;
-//! - [`record`]: `type | u32 len | body` records, decoded without buffering bodies;
-//! - [`error`]: one error type, grouped by who is at fault.
+//! Layers, bottom up (each item has this one path, `wire::Item`):
+//! - framing ([`decode_frame`], [`read_frame`]): `u16` big-endian length + 1..=65535
+//!   bytes, for every Noise message;
+//! - the handshake ([`Initiator`], [`Responder`] and their `Expect*` states):
+//!   `Noise_XX_25519_ChaChaPoly_BLAKE2s` with prologue `noise-echo/1`, each side's
+//!   Ed25519 key as payload, checked against its Noise static key: a sans-I/O core of
+//!   typestates over byte slices;
+//! - the async driver running that core over a stream ([`initiate`], [`respond`]);
+//! - the session ([`RecvHalf`], [`SendHalf`]): transport messages carrying the record
+//!   stream, in two halves;
+//! - records ([`RecordDecoder`], [`encode_record`]): `type | u32 len | body`, decoded
+//!   without buffering bodies;
+//! - [`WireError`]: one error type, grouped by who is at fault.
 //!
 //! A server connection:
 //!
@@ -56,13 +60,13 @@ mod cipher;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod cipher;
-pub mod drive;
-pub mod error;
-pub mod frame;
-pub mod handshake;
-pub mod record;
+mod drive;
+mod error;
+mod frame;
+mod handshake;
+mod record;
 mod resolver;
-pub mod session;
+mod session;
 
 pub use drive::{initiate, initiate_checked, respond, AwaitingServerApproval};
 #[doc(hidden)]
@@ -71,14 +75,18 @@ pub use drive::{
 };
 pub use error::{Bug, PayloadProblem, Refusal, Result, TruncatedAt, Violation, WireError};
 pub use frame::{
-    decode_frame, encode_frame, frame_payload_len, read_frame, write_frame, Decoded, MAX_FRAME_LEN,
+    decode_frame, encode_frame, frame_len_prefix, frame_payload_len, read_frame, write_frame,
+    Decoded, FRAME_HEADER_LEN, MAX_FRAME_LEN,
 };
 pub use handshake::{
     Established, ExpectApproval, ExpectMessage1, ExpectMessage2, ExpectMessage3, Initiator,
-    LocalIdentity, Responder, NOISE_PROTOCOL, PROLOGUE,
+    LocalIdentity, Responder, HANDSHAKE_HASH_LEN, MSG1_LEN, MSG2_LEN, MSG3_LEN, NOISE_PROTOCOL,
+    PROLOGUE,
 };
 pub use record::{
     encode_record, RecordDecoder, RecordEvent, RecordHeader, RecordType, Role,
-    DEFAULT_REQUEST_LIMIT, MIN_RESPONSE_LIMIT,
+    DEFAULT_REQUEST_LIMIT, MIN_RESPONSE_LIMIT, RECORD_HEADER_LEN,
 };
-pub use session::{RecvHalf, Reply, SendHalf, MAX_PLAINTEXT_LEN};
+pub use session::{
+    RecvHalf, Reply, SendHalf, MAX_PLAINTEXT_LEN, PERMISSION_DENIED_PREFIX, TAG_LEN,
+};

@@ -111,6 +111,7 @@ impl AuthorizedKey {
 /// Why a client key is refused. The `Display` text is meant for the client, after
 /// `permission denied: `.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Denial {
     /// No trusted line holds the key.
     #[error("key {0} is not in authorized_keys")]
