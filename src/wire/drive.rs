@@ -120,7 +120,7 @@ pub async fn respond<S>(stream: &mut S, local: &LocalIdentity) -> Result<Establi
 where
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    respond_with(stream, Responder::new(local)?).await
+    respond_with(stream, || Responder::new(local)).await
 }
 
 /// [`initiate`] with a fixed ephemeral private key, to reproduce the golden test
@@ -156,8 +156,10 @@ pub async fn respond_with_fixed_ephemeral_for_testing_only<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    let core = Responder::with_fixed_ephemeral_for_testing_only(local, ephemeral_private)?;
-    respond_with(stream, core).await
+    respond_with(stream, || {
+        Responder::with_fixed_ephemeral_for_testing_only(local, ephemeral_private)
+    })
+    .await
 }
 
 async fn initiate_with<S>(
@@ -176,16 +178,18 @@ where
     Ok(AwaitingServerApproval { core })
 }
 
+/// The responder's state is made only once message 1 is in: a connection that never
+/// sends one (a scan, a slowloris) costs no Noise state.
 async fn respond_with<S>(
     stream: &mut S,
-    core: crate::wire::handshake::ExpectMessage1,
+    start: impl FnOnce() -> Result<crate::wire::handshake::ExpectMessage1>,
 ) -> Result<Established>
 where
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
     // -> e
     let (received, _) = read_handshake_message(stream, 1, MSG1_LEN, 0).await?;
-    let (core, message2) = core.read(&received)?;
+    let (core, message2) = start()?.read(&received)?;
     // <- e, ee, s, es
     write_frame(stream, &message2).await?;
     // -> s, se
