@@ -1,0 +1,201 @@
+//! How a bench worker reaches the server: a Noise session (the first one through
+//! the client's known_hosts logic, later ones pinned) or the plaintext baseline, and
+//! the two halves of either.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use super::*;
+use noise_echo::client::{self, ClientConfig, Target, UnknownHostPolicy};
+use noise_echo::identity::PublicKey;
+use noise_echo::wire::{self, LocalIdentity, RecordType, RecvHalf, SendHalf, MIN_RESPONSE_LIMIT};
+use plain::{PlainReceiver, PlainSender};
+
+/// How to reach the server and whom to trust.
+// Built once per run and consumed at once: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Trust {
+    /// The real protocol, with the client's known_hosts logic for the first
+    /// connection.
+    Noise {
+        /// Our identity.
+        identity: LocalIdentity,
+        /// known_hosts to check (and add to under `AcceptNew`).
+        known_hosts: std::path::PathBuf,
+        /// What to do with an unknown key (there is no prompt in a benchmark).
+        unknown_host: UnknownHostPolicy,
+    },
+    /// The plaintext baseline.
+    Plain,
+}
+
+/// Opens sessions to one server, the same way every time.
+pub struct Connector {
+    pub(super) address: SocketAddr,
+    pub(super) kind: ConnectorKind,
+}
+
+pub(super) enum ConnectorKind {
+    Noise {
+        identity: Arc<LocalIdentity>,
+        server_key: PublicKey,
+    },
+    Plain,
+}
+
+impl Connector {
+    /// Resolves `target` once and, for Noise, makes a first connection through
+    /// [`client::connect`] so the server's key is checked against known_hosts (and
+    /// the policy) exactly as `connect` would; later sessions pin that key.
+    ///
+    /// # Errors
+    /// When the address does not resolve, the server cannot be reached, or its key is
+    /// not trusted.
+    pub async fn establish(target: &Target, trust: Trust) -> anyhow::Result<Self> {
+        let address = tokio::net::lookup_host((target.host.as_str(), target.port))
+            .await
+            .with_context(|| format!("cannot resolve {target}"))?
+            .next()
+            .ok_or_else(|| anyhow!("{target} resolves to no address"))?;
+        let kind = match trust {
+            Trust::Plain => ConnectorKind::Plain,
+            Trust::Noise {
+                identity,
+                known_hosts,
+                unknown_host,
+            } => {
+                let config = ClientConfig::known_hosts(identity.clone(), known_hosts)
+                    .unknown_host(unknown_host);
+                let connection = client::connect(target, config).await?;
+                let server_key = *connection.server_key();
+                let (_, mut sender) = connection.into_halves();
+                sender.shutdown().await?;
+                ConnectorKind::Noise {
+                    identity: Arc::new(identity),
+                    server_key,
+                }
+            }
+        };
+        Ok(Self { address, kind })
+    }
+
+    /// `noise` or `plain`.
+    pub fn transport(&self) -> &'static str {
+        match self.kind {
+            ConnectorKind::Noise { .. } => "noise",
+            ConnectorKind::Plain => "plain",
+        }
+    }
+
+    /// Opens one session: TCP, then (for Noise) the whole handshake.
+    pub(super) async fn open(&self) -> anyhow::Result<(Receiver, Sender)> {
+        let mut stream = TcpStream::connect(self.address)
+            .await
+            .with_context(|| format!("cannot connect to {}", self.address))?;
+        stream.set_nodelay(true)?;
+        match &self.kind {
+            ConnectorKind::Plain => {
+                let (receiver, sender) = plain::client_halves(stream);
+                Ok((Receiver::Plain(receiver), Sender::Plain(sender)))
+            }
+            ConnectorKind::Noise {
+                identity,
+                server_key,
+            } => {
+                let pinned = *server_key;
+                let established = wire::initiate_checked(&mut stream, identity, |key| {
+                    if *key == pinned {
+                        Ok(())
+                    } else {
+                        Err("the server's key changed during the benchmark")
+                    }
+                })
+                .await?;
+                let (reader, writer) = stream.into_split();
+                let (receiver, sender) = established.into_halves(reader, writer);
+                Ok((Receiver::Noise(receiver), Sender::Noise(sender)))
+            }
+        }
+    }
+}
+
+/// The request side of a session, Noise or plain.
+pub(super) enum Sender {
+    Noise(SendHalf<OwnedWriteHalf>),
+    Plain(PlainSender),
+}
+
+/// The reply side of a session, Noise or plain.
+pub(super) enum Receiver {
+    Noise(RecvHalf<OwnedReadHalf>),
+    Plain(PlainReceiver),
+}
+
+impl Sender {
+    pub(super) async fn request(&mut self, body: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Sender::Noise(tx) => tx.write_record(RecordType::Request, body).await?,
+            Sender::Plain(tx) => tx.request(body).await?,
+        }
+        Ok(())
+    }
+
+    pub(super) async fn flush(&mut self) -> anyhow::Result<()> {
+        match self {
+            Sender::Noise(tx) => tx.flush().await?,
+            Sender::Plain(tx) => tx.flush().await?,
+        }
+        Ok(())
+    }
+
+    pub(super) async fn shutdown(&mut self) -> anyhow::Result<()> {
+        match self {
+            Sender::Noise(tx) => tx.shutdown().await?,
+            Sender::Plain(tx) => tx.shutdown().await?,
+        }
+        Ok(())
+    }
+}
+
+impl Receiver {
+    /// The next reply's type and body, `None` at a clean end of stream.
+    pub(super) async fn reply(&mut self, body: &mut Vec<u8>) -> anyhow::Result<Option<RecordType>> {
+        match self {
+            Receiver::Noise(rx) => {
+                let Some(header) = rx.next_record().await? else {
+                    return Ok(None);
+                };
+                rx.read_body(body, MIN_RESPONSE_LIMIT).await?;
+                Ok(Some(header.record_type))
+            }
+            Receiver::Plain(rx) => Ok(rx.reply(body).await?),
+        }
+    }
+
+    /// Reads a reply and checks it is the RESPONSE `expected`.
+    pub(super) async fn expect(
+        &mut self,
+        body: &mut Vec<u8>,
+        expected: &[u8],
+    ) -> anyhow::Result<()> {
+        match self.reply(body).await? {
+            Some(RecordType::Response) if body.as_slice() == expected => Ok(()),
+            Some(RecordType::Response) => bail!(
+                "wrong reply: expected {} bytes {:?}..., got {} bytes {:?}...",
+                expected.len(),
+                String::from_utf8_lossy(&expected[..expected.len().min(16)]),
+                body.len(),
+                String::from_utf8_lossy(&body[..body.len().min(16)])
+            ),
+            Some(other) => bail!(
+                "the server answered {other}: {}",
+                String::from_utf8_lossy(body)
+            ),
+            None => bail!("the server closed the session without replying"),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! What the workers share: the requests they check, the success and failure
+//! tally, the request budget and the progress line.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// A 16-byte request numbered `index` (lowercase hex, so uppercasing changes it)
+/// and the reply it must get.
+pub(super) fn small_request(index: u64) -> ([u8; SMALL_REQUEST], [u8; SMALL_REQUEST]) {
+    let mut request = [0u8; SMALL_REQUEST];
+    let text = format!("req-{:012x}", index & 0xffff_ffff_ffff);
+    request.copy_from_slice(text.as_bytes());
+    let mut expected = request;
+    expected.make_ascii_uppercase();
+    (request, expected)
+}
+
+/// Counts outcomes from many tasks, and keeps the first error.
+#[derive(Default)]
+pub(super) struct Tally {
+    pub(super) ok: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) bytes: AtomicU64,
+    pub(super) first_error: Mutex<Option<String>>,
+}
+
+impl Tally {
+    /// Counts one checked exchange that echoed `bytes` of request body.
+    pub(super) fn succeed(&self, bytes: u64) {
+        self.ok.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(super) fn fail(&self, error: &anyhow::Error) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut first = self
+            .first_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if first.is_none() {
+            *first = Some(format!("{error:#}"));
+        }
+    }
+
+    pub(super) fn into_report(self, report: &mut Report) {
+        report.ok = self.ok.into_inner();
+        report.failed = self.failed.into_inner();
+        report.bytes = self.bytes.into_inner();
+        report.first_error = self
+            .first_error
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+}
+
+/// The shared limits of a run: a deadline and, optionally, a count of requests that
+/// workers claim one at a time.
+pub(super) struct Budget {
+    pub(super) deadline: Instant,
+    pub(super) remaining: Option<AtomicU64>,
+}
+
+impl Budget {
+    pub(super) fn new(options: &Options) -> Self {
+        Self {
+            deadline: Instant::now() + options.duration,
+            remaining: options.requests.map(AtomicU64::new),
+        }
+    }
+
+    /// Claims one request: `false` once the count or the time is used up.
+    pub(super) fn claim(&self) -> bool {
+        if Instant::now() >= self.deadline {
+            return false;
+        }
+        match &self.remaining {
+            None => true,
+            Some(remaining) => remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok(),
+        }
+    }
+}
+
+/// Prints `ok`/`failed` counts once a second on stderr until dropped.
+pub(super) struct Progress {
+    pub(super) done: Arc<AtomicBool>,
+}
+
+impl Progress {
+    pub(super) fn start(options: &Options, tally: &Arc<Tally>) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        if options.progress {
+            let (done, tally) = (Arc::clone(&done), Arc::clone(tally));
+            let name = options.scenario.name();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let mut ticker = tokio::time::interval(Duration::from_secs(1));
+                ticker.tick().await;
+                loop {
+                    ticker.tick().await;
+                    if done.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let ok = tally.ok.load(Ordering::Relaxed);
+                    eprintln!(
+                        "{name}: {:.0}s {ok} ok ({:.0}/s), {} failed",
+                        started.elapsed().as_secs_f64(),
+                        ok as f64 / started.elapsed().as_secs_f64(),
+                        tally.failed.load(Ordering::Relaxed)
+                    );
+                }
+            });
+        }
+        Self { done }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+}
