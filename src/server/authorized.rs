@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::config::*;
+use super::config::{AllowList, ReloadTrigger};
 use crate::openssh::authorized_keys::AuthorizedKeys;
 
 /// An unreadable authorized_keys is reported at most this often while it lasts.

@@ -18,9 +18,9 @@ use tracing::{debug, info};
 use super::penalty::Verdict;
 use crate::wire::RecordHeader;
 
-use super::authorized::*;
-use super::config::*;
-use super::listener::*;
+use super::authorized::AuthorizedKeysCache;
+use super::config::KEY_REVOKED;
+use super::listener::{canonical_ip, Admitted};
 use super::Shared;
 use crate::identity::PublicKey;
 use crate::wire::{self, RecordType, RecvHalf, SendHalf, WireError};

@@ -14,10 +14,10 @@ use tracing::{info, warn};
 
 use super::penalty::{Admission, PenaltyBox, Verdict};
 
-use super::authorized::*;
-use super::connection::*;
-use super::ratelog::*;
-use super::stats::*;
+use super::authorized::AuthorizedKeysCache;
+use super::connection::Handler;
+use super::ratelog::BurstLog;
+use super::stats::ServerStats;
 use super::Shared;
 
 /// Room in the kernel's queue of connections not yet accepted. Under a connection
