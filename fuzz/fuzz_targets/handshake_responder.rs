@@ -1,50 +1,86 @@
-//! The server's side of the connection fed arbitrary bytes as if from a client: the
-//! handshake responder, then (when a fixed-ephemeral transcript makes it complete)
-//! the record session answered by the service's rules (`noise_echo::echo`). Nothing
-//! may panic or stall. (The server's connection loop itself needs a runtime for its
-//! deadlines; tests/serve_connection.rs drives it over `tokio::io::duplex`.)
+//! The server's real connection loop, `Server::serve_connection`, fed arbitrary input
+//! from a client: nothing may panic, stall, or grow without bound.
 //!
-//! The first byte picks the mode: even, a real responder (random ephemeral key), so
-//! only message 1 and the framing are reachable; odd, the responder with a fixed
-//! ephemeral key, so a recorded transcript (see `seeds`) completes the handshake and
-//! the fuzzer mutates the session that follows.
+//! The first byte picks the mode:
+//! - even: the rest of the input is the raw byte stream from the client, so the
+//!   handshake's framing and message 1 are fuzzed (message 2 needs a live answer);
+//! - odd: an honest client completes a real handshake, then the rest of the input is
+//!   a script of records it sends inside the encrypted session (requests of any size
+//!   and content, record headers that claim more than follows, early closes), so the
+//!   fuzzer reaches the session loop, the echo rules and the limits behind the
+//!   cryptography, which raw bytes never could.
+//!
+//! Each input runs on its own single-threaded runtime with tokio's clock paused, so
+//! the server's deadlines (handshake, idle, the drain after a refusal) pass in virtual
+//! time and every run ends at once.
 #![no_main]
 
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::OnceLock;
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use noise_echo::echo::{self, Answer};
 use noise_echo::identity::Identity;
+use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys};
+use noise_echo::server::{AllowList, Server, ServerConfig};
 use noise_echo::wire::{self, LocalIdentity, RecordType};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The server's key: the same for every run, so recorded transcripts replay.
-const SERVER_SEED: [u8; 32] = [0x5e; 32];
-/// The server's fixed ephemeral key in odd mode.
-const SERVER_EPHEMERAL: [u8; 32] = [0xe5; 32];
+/// The server's request limit here: small, so the limit's paths are reached by
+/// inputs of a few KiB.
+const REQUEST_LIMIT: u32 = 4096;
+/// Bound on a run in virtual time: far beyond every server deadline.
+const RUN_LIMIT: Duration = Duration::from_secs(3600);
 
-/// Reads from a byte slice, then reports end of stream; writes go nowhere. Always
-/// ready, so the futures polled over it finish without a runtime.
-struct Scripted<'a> {
-    input: &'a [u8],
+fn peer() -> SocketAddr {
+    "127.0.0.1:40000".parse().unwrap()
 }
 
-impl AsyncRead for Scripted<'_> {
+fn client() -> &'static LocalIdentity {
+    static CLIENT: OnceLock<LocalIdentity> = OnceLock::new();
+    CLIENT.get_or_init(|| LocalIdentity::new(&Identity::from_seed(&[0xc1; 32], "fuzz client")))
+}
+
+/// One server for every run: it holds no per-connection state between runs, and
+/// building it (the allow-list) once keeps runs fast.
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let host = Identity::from_seed(&[0x5e; 32], "fuzz server");
+        let line = authorized_keys::append_key(&[], client().public_key(), "fuzz client");
+        let keys = AuthorizedKeys::parse(&line, "(fuzz)".as_ref());
+        let mut config = ServerConfig::with_allow_list(
+            Arc::new(LocalIdentity::new(&host)),
+            AllowList::Keys(Arc::new(keys)),
+        );
+        config.max_request = REQUEST_LIMIT;
+        Server::new(config).expect("the fuzz server's settings are valid")
+    })
+}
+
+/// Reads from a byte slice, then reports end of stream; writes go nowhere.
+struct Scripted {
+    input: Vec<u8>,
+    at: usize,
+}
+
+impl AsyncRead for Scripted {
     fn poll_read(
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let take = buf.remaining().min(self.input.len());
-        buf.put_slice(&self.input[..take]);
-        self.input = &self.input[take..];
+        let take = buf.remaining().min(self.input.len() - self.at);
+        let at = self.at;
+        buf.put_slice(&self.input[at..at + take]);
+        self.at += take;
         Poll::Ready(Ok(()))
     }
 }
 
-impl AsyncWrite for Scripted<'_> {
+impl AsyncWrite for Scripted {
     fn poll_write(
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
@@ -60,73 +96,75 @@ impl AsyncWrite for Scripted<'_> {
     }
 }
 
-fn server() -> &'static LocalIdentity {
-    static SERVER: OnceLock<LocalIdentity> = OnceLock::new();
-    SERVER.get_or_init(|| LocalIdentity::new(&Identity::from_seed(&SERVER_SEED, "fuzz server")))
-}
-
-/// Polls a future over `Scripted` to completion; it never waits on anything.
-fn finish<F: std::future::Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut context = Context::from_waker(Waker::noop());
-    for _ in 0..1_000_000 {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
+/// Plays the record script `script` as an authenticated client over `io`, reading
+/// and discarding the server's replies on the side so it never blocks on them.
+async fn play_session(mut io: tokio::io::DuplexStream, mut script: &[u8]) {
+    let Ok(awaiting) = wire::initiate(&mut io, client()).await else {
+        return;
+    };
+    let Ok(established) = awaiting.approve(&mut io).await else {
+        return;
+    };
+    let (reader, writer) = tokio::io::split(io);
+    let (mut rx, mut tx) = established.into_halves(reader, writer);
+    let draining = tokio::spawn(async move {
+        while let Ok(Some(_)) = rx.read_reply(u32::MAX).await {}
+    });
+    // Each step: an operation byte, then its operands.
+    while let Some((&operation, rest)) = script.split_first() {
+        script = rest;
+        let sent = match operation % 4 {
+            // A request whose length (0..=8,191, so past the limit too) is the next
+            // two bytes, and whose body is the input that follows, zero-padded.
+            0 | 1 => {
+                let Some((len, rest)) = script.split_first_chunk::<2>() else {
+                    break;
+                };
+                let len = usize::from(u16::from_le_bytes(*len) % 8192);
+                let take = len.min(rest.len());
+                let mut body = rest[..take].to_vec();
+                body.resize(len, 0);
+                script = &rest[take..];
+                tx.write_record(RecordType::Request, &body).await
+            }
+            // Let the server see what is queued.
+            2 => tx.flush().await,
+            // Close our side (mid-session, possibly with requests unanswered).
+            _ => break,
+        };
+        if sent.is_err() {
+            break;
         }
     }
-    panic!("a future over always-ready I/O did not finish");
+    let _ = tx.shutdown().await;
+    let _ = draining.await;
 }
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, input)) = data.split_first() else {
         return;
     };
-    let mut stream = Scripted { input };
-    finish(async {
-        let established = if mode & 1 == 0 {
-            wire::respond(&mut stream, server()).await
-        } else {
-            wire::respond_with_fixed_ephemeral_for_testing_only(
-                &mut stream,
-                server(),
-                &SERVER_EPHEMERAL,
-            )
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let run = async {
+            if mode & 1 == 0 {
+                let stream = Scripted {
+                    input: input.to_vec(),
+                    at: 0,
+                };
+                server().serve_connection(stream, peer()).await;
+            } else {
+                let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+                let serving = server().serve_connection(server_io, peer());
+                tokio::join!(serving, play_session(client_io, input));
+            }
+        };
+        tokio::time::timeout(RUN_LIMIT, run)
             .await
-        };
-        let Ok(established) = established else {
-            return;
-        };
-        let (reader, writer) = tokio::io::split(stream);
-        let (mut rx, mut tx) = established.into_halves(reader, writer);
-        let mut body = Vec::new();
-        for _ in 0..10_000 {
-            let header = match rx.next_record().await {
-                Ok(Some(header)) => header,
-                Ok(None) | Err(_) => return,
-            };
-            if header.len > 4096 {
-                let reason = echo::too_large(u64::from(header.len), 4096);
-                let _ = tx.write_record(RecordType::Error, reason.as_bytes()).await;
-                return;
-            }
-            if rx.read_body(&mut body, 4096).await.is_err() {
-                return;
-            }
-            // The service's own rules (src/echo.rs), as the server applies them.
-            let written = match echo::answer(&mut body) {
-                Answer::InPlace => tx.write_record(RecordType::Response, &body).await,
-                Answer::Converted(reply) => {
-                    tx.write_record(RecordType::Response, reply.as_bytes()).await
-                }
-                not_utf8 => {
-                    let reason = not_utf8.error_text().unwrap_or_default();
-                    tx.write_record(RecordType::Error, reason.as_bytes()).await
-                }
-            };
-            if written.is_err() {
-                return;
-            }
-            let _ = tx.flush().await;
-        }
+            .expect("a connection outlived every server deadline");
     });
 });
