@@ -1,16 +1,18 @@
 //! The server's real connection loop, `Server::serve_connection`, fed arbitrary input
 //! from a client: nothing may panic, stall, or grow without bound.
 //!
-//! The first byte picks the mode:
-//! - even: the rest of the input is the raw byte stream from the client, so the
+//! The first byte picks the mode (its value modulo 3):
+//! - 0: the rest of the input is the raw byte stream from the client, so the
 //!   handshake's framing and message 1 are fuzzed (message 2 needs a live answer);
-//! - odd: an honest client completes a real handshake, then the rest of the input is
+//! - 1: an honest client completes a real handshake, then the rest of the input is
 //!   a script of records it sends inside the encrypted session (requests of any size
 //!   and content, record headers that claim more than follows, early closes), so the
 //!   fuzzer reaches the session loop, the echo rules and the limits behind the
-//!   cryptography, which raw bytes never could.
+//!   cryptography, which raw bytes never could;
+//! - 2: the sans-I/O responder itself, no stream and no runtime: the next byte is the
+//!   length of message 1, which follows, and the rest is message 3.
 //!
-//! Each input runs on its own single-threaded runtime with tokio's clock paused, so
+//! Modes 0 and 1 run on its own single-threaded runtime with tokio's clock paused, so
 //! the server's deadlines (handshake, idle, the drain after a refusal) pass in virtual
 //! time and every run ends at once.
 #![no_main]
@@ -43,18 +45,25 @@ fn client() -> &'static LocalIdentity {
     CLIENT.get_or_init(|| LocalIdentity::new(&Identity::from_seed(&[0xc1; 32], "fuzz client")))
 }
 
+fn host() -> &'static Arc<LocalIdentity> {
+    static HOST: OnceLock<Arc<LocalIdentity>> = OnceLock::new();
+    HOST.get_or_init(|| {
+        Arc::new(LocalIdentity::new(&Identity::from_seed(
+            &[0x5e; 32],
+            "fuzz server",
+        )))
+    })
+}
+
 /// One server for every run: it holds no per-connection state between runs, and
 /// building it (the allow-list) once keeps runs fast.
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let host = Identity::from_seed(&[0x5e; 32], "fuzz server");
         let line = authorized_keys::append_key(&[], client().public_key(), "fuzz client");
         let keys = AuthorizedKeys::parse(&line, "(fuzz)".as_ref());
-        let mut config = ServerConfig::with_allow_list(
-            Arc::new(LocalIdentity::new(&host)),
-            AllowList::Keys(Arc::new(keys)),
-        );
+        let mut config =
+            ServerConfig::with_allow_list(Arc::clone(host()), AllowList::Keys(Arc::new(keys)));
         config.max_request = REQUEST_LIMIT;
         Server::new(config).expect("the fuzz server's settings are valid")
     })
@@ -107,9 +116,8 @@ async fn play_session(mut io: tokio::io::DuplexStream, mut script: &[u8]) {
     };
     let (reader, writer) = tokio::io::split(io);
     let (mut rx, mut tx) = established.into_halves(reader, writer);
-    let draining = tokio::spawn(async move {
-        while let Ok(Some(_)) = rx.read_reply(u32::MAX).await {}
-    });
+    let draining =
+        tokio::spawn(async move { while let Ok(Some(_)) = rx.read_reply(u32::MAX).await {} });
     // Each step: an operation byte, then its operands.
     while let Some((&operation, rest)) = script.split_first() {
         script = rest;
@@ -140,10 +148,33 @@ async fn play_session(mut io: tokio::io::DuplexStream, mut script: &[u8]) {
     let _ = draining.await;
 }
 
+/// Mode 2: the core's typestates over byte slices, as the driver calls them.
+fn responder_core(input: &[u8]) {
+    let Some((&len, rest)) = input.split_first() else {
+        return;
+    };
+    let (message1, message3) = rest.split_at(usize::from(len).min(rest.len()));
+    let Ok(expect_message1) = wire::Responder::new(host()) else {
+        return;
+    };
+    // -> e
+    let Ok((expect_message3, message2)) = expect_message1.read(message1) else {
+        return;
+    };
+    assert_eq!(message2.len(), wire::MSG2_LEN);
+    // -> s, se: a forged message 3 cannot decrypt, as it needs our ephemeral key.
+    if let Ok(established) = expect_message3.read(message3) {
+        panic!("a message 3 made without our message 2 was accepted: {established:?}");
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, input)) = data.split_first() else {
         return;
     };
+    if mode % 3 == 2 {
+        return responder_core(input);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -151,7 +182,7 @@ fuzz_target!(|data: &[u8]| {
         .expect("a runtime");
     runtime.block_on(async {
         let run = async {
-            if mode & 1 == 0 {
+            if mode % 3 == 0 {
                 let stream = Scripted {
                     input: input.to_vec(),
                     at: 0,

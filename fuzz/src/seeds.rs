@@ -5,14 +5,27 @@
 use noise_echo::identity::Identity;
 use noise_echo::wire::{self, LocalIdentity, RecordType};
 
-/// A raw-mode input: mode byte 0, then the frame of a real message 1.
-fn message1() -> Vec<u8> {
+/// A real message 1.
+fn message1() -> [u8; wire::MSG1_LEN] {
     let client = LocalIdentity::new(&Identity::from_seed(&[0xc7; 32], "fuzz client"));
     let (_, message) =
-        wire::Initiator::start_with_fixed_ephemeral_for_testing_only(&client, &[0xc1; 32])
-            .unwrap();
+        wire::Initiator::start_with_fixed_ephemeral_for_testing_only(&client, &[0xc1; 32]).unwrap();
+    message
+}
+
+/// A raw-mode input: mode byte 0, then the frame of a real message 1.
+fn raw_message1() -> Vec<u8> {
     let mut input = vec![0u8];
-    wire::encode_frame(&message, &mut input).unwrap();
+    wire::encode_frame(&message1(), &mut input).unwrap();
+    input
+}
+
+/// A core-mode input: mode byte 2, message 1's length and bytes, then a message 3
+/// of the right size.
+fn core_messages() -> Vec<u8> {
+    let mut input = vec![2u8, wire::MSG1_LEN as u8];
+    input.extend_from_slice(&message1());
+    input.extend_from_slice(&[0u8; wire::MSG3_LEN]);
     input
 }
 
@@ -40,8 +53,13 @@ fn main() {
         "session",
         &session_script(&[b"hello", b"", "ünïcode ΐ".as_bytes(), &[0xff, 0xfe]]),
     );
-    write("handshake_responder", "over_the_limit", &session_script(&[&[b'a'; 5000]]));
-    write("handshake_responder", "message1", &message1());
+    write(
+        "handshake_responder",
+        "over_the_limit",
+        &session_script(&[&[b'a'; 5000]]),
+    );
+    write("handshake_responder", "message1", &raw_message1());
+    write("handshake_responder", "core", &core_messages());
     let root = std::path::Path::new("..").join("keys");
     for (target, files) in [
         (
