@@ -250,11 +250,11 @@ impl Handler {
         let (reader, writer) = socket.halves();
         let (mut rx, mut tx) = established.into_halves(reader, writer);
 
-        if let Err(reason) = self.authorize(&client, summary) {
+        if let Err((reason, logged)) = self.authorize(&client, summary) {
             admitted.ticket.verdict = Verdict::Failure;
             let message = format!("{}: {reason}", wire::PERMISSION_DENIED_PREFIX);
             send_refusal(&mut tx, rx, &message).await;
-            return Outcome::Denied(reason);
+            return Outcome::Denied(logged);
         }
         admitted.ticket.verdict = Verdict::Success;
         let stats = &self.shared.stats;
@@ -304,17 +304,20 @@ impl Handler {
     }
 
     /// Checks the client's key against the current authorized_keys. A missing or
-    /// unreadable file denies everyone.
+    /// unreadable file denies everyone. A refusal is what the client is told, then
+    /// what the log says (the file, line and option, which the client never learns).
     pub(super) fn authorize(
         &self,
         client: &PublicKey,
         summary: &mut Summary,
-    ) -> Result<(), String> {
+    ) -> Result<(), (String, String)> {
         let keys = self.authorized_keys.current().map_err(|_| {
-            format!(
+            let reason = format!(
                 "key {} is not authorized on this server",
                 client.fingerprint()
-            )
+            );
+            let logged = format!("{reason}: {} cannot be read", self.authorized_keys.path.display());
+            (reason, logged)
         })?;
         let address = canonical_ip(self.peer.ip());
         match keys.authorize(client, address, SystemTime::now()) {
@@ -322,7 +325,7 @@ impl Handler {
                 summary.comment = entry.comment.clone();
                 Ok(())
             }
-            Err(denial) => Err(denial.to_string()),
+            Err(denial) => Err((denial.to_string(), denial.log_text(&keys.path))),
         }
     }
 

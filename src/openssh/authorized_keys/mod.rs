@@ -6,18 +6,26 @@
 //! - `ssh-ed25519` lines are trusted, with the options `from="pattern-list"` and
 //!   `expiry-time="timespec"`. `expiry-time` is always read as UTC (OpenSSH uses the
 //!   server's local time zone unless the value ends in `Z`; see [`Expiry`]).
+//! - Options that only take away sshd features noise-echo does not offer
+//!   (`restrict`, `no-pty`, `no-port-forwarding`...) are accepted and change nothing.
 //! - Lines of other key types (RSA, ECDSA, security keys, certificates...) are
 //!   skipped with a warning.
-//! - A line with any other option (`command=`, `restrict`, `cert-authority`...) is
-//!   skipped with a warning: noise-echo cannot enforce the restriction, and trusting
-//!   the key without it would grant more than the file's author meant (fail closed).
+//! - A line with an option that grants or changes something (`command=`,
+//!   `permitopen=`, `cert-authority`, `pty`...) is not trusted, with a warning, and
+//!   kept in [`AuthorizedKeys::untrusted`] so that a refusal can name its line:
+//!   noise-echo cannot enforce the option, and trusting the key without it would
+//!   grant more than the file's author meant (fail closed). The full list of options
+//!   and what happens to each is in the `options` module's documentation.
 //! - A malformed line is skipped with a warning naming `path:line`; the rest of the
 //!   file still loads.
+//! - The comment is free text: bytes that are not UTF-8 are shown as U+FFFD, as sshd
+//!   ignores the comment. Elsewhere in the line they make it malformed.
 //!
 //! Parsing never logs: problems come back as [`Diagnostic`]s for the caller to report.
 //! The editing helpers ([`remove_key`], [`append_line`]) are pure, so that locking and
 //! atomic replacement can live with the caller.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
@@ -36,6 +44,7 @@ mod options;
 
 pub use expiry::Expiry;
 use options::{parse_options, OptionsError};
+pub use options::UnsupportedOption;
 
 /// A problem with one line of a trust file, which was skipped because of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +80,33 @@ pub struct AuthorizedKey {
     pub options: String,
 }
 
+/// An ssh-ed25519 line that is not trusted because of its options: kept so that a
+/// refused client can be told apart from an unknown one in the server's log, and so
+/// that `authorize --list` can show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UntrustedKey {
+    /// The client key the line names.
+    pub key: PublicKey,
+    /// The text after the key; empty when absent.
+    pub comment: String,
+    /// The 1-based line number in the file.
+    pub line: usize,
+    /// The options field as written.
+    pub options: String,
+    /// The options that make the line untrusted, in the order written.
+    pub unsupported: Vec<UnsupportedOption>,
+}
+
+/// `command= (forces a command), pty (gives back ...)`: the options that make a line
+/// untrusted and why, for warnings and the server's log.
+fn describe_unsupported(options: &[UnsupportedOption]) -> String {
+    options
+        .iter()
+        .map(|option| format!("{option} ({})", option.why))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl AuthorizedKey {
     /// The line as it would be written to an authorized_keys file (no newline):
     /// options, key and comment.
@@ -94,6 +130,7 @@ impl AuthorizedKey {
             return Err(Denial::Expired {
                 fingerprint,
                 expiry,
+                line: self.line,
             });
         }
         if let Some(from) = &self.from {
@@ -101,6 +138,8 @@ impl AuthorizedKey {
                 return Err(Denial::NotFromHere {
                     fingerprint,
                     addr: addr.to_canonical(),
+                    line: self.line,
+                    patterns: from.as_str().to_owned(),
                 });
             }
         }
@@ -108,12 +147,15 @@ impl AuthorizedKey {
     }
 }
 
-/// Why a client key is refused. The `Display` text is meant for the client, after
-/// `permission denied: `.
+/// Why a client key is refused.
+///
+/// The `Display` text is meant for the client, after `permission denied: `: it never
+/// names the file, a line or an option. [`Denial::log_text`] is the server's side,
+/// which does.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Denial {
-    /// No trusted line holds the key.
+    /// No line of the file names the key.
     #[error("key {0} is not in authorized_keys")]
     NotListed(Fingerprint),
     /// The key's `from=` list does not admit the client's address.
@@ -123,6 +165,10 @@ pub enum Denial {
         fingerprint: Fingerprint,
         /// The client address, IPv4-mapped IPv6 shown as IPv4.
         addr: IpAddr,
+        /// The 1-based number of the line that refused it, for the log.
+        line: usize,
+        /// That line's `from=` list, for the log.
+        patterns: String,
     },
     /// The key's `expiry-time` has passed.
     #[error("key {fingerprint} expired on {expiry}")]
@@ -131,7 +177,66 @@ pub enum Denial {
         fingerprint: Fingerprint,
         /// When it expired.
         expiry: Expiry,
+        /// The 1-based number of the line that refused it, for the log.
+        line: usize,
     },
+    /// The only lines naming the key have options noise-echo will not honour. The
+    /// client is not told which: that is the file's business.
+    #[error("key {fingerprint} is not authorized on this server")]
+    Untrusted {
+        /// The client key.
+        fingerprint: Fingerprint,
+        /// The 1-based number of the first such line, for the log.
+        line: usize,
+        /// Its unsupported options, for the log.
+        options: Vec<UnsupportedOption>,
+    },
+}
+
+impl Denial {
+    /// The 1-based line that refused the key; `None` when no line names it.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::NotListed(_) => None,
+            Self::NotFromHere { line, .. }
+            | Self::Expired { line, .. }
+            | Self::Untrusted { line, .. } => Some(*line),
+        }
+    }
+
+    /// The refusal as the server logs it: the file and line that decided, and the
+    /// option or reason, so that the administrator knows what to change. Never sent
+    /// to the client. `path` is the file the keys were read from.
+    pub fn log_text(&self, path: &Path) -> String {
+        let path = path.display();
+        match self {
+            Self::NotListed(fingerprint) => {
+                format!("key {fingerprint} is not in {path}")
+            }
+            Self::NotFromHere {
+                fingerprint,
+                addr,
+                line,
+                patterns,
+            } => format!(
+                "{path}:{line}: key {fingerprint} is not allowed from {addr} \
+                 (from=\"{patterns}\")"
+            ),
+            Self::Expired {
+                fingerprint,
+                expiry,
+                line,
+            } => format!("{path}:{line}: key {fingerprint} expired on {expiry} (expiry-time=)"),
+            Self::Untrusted {
+                fingerprint,
+                line,
+                options,
+            } => format!(
+                "{path}:{line}: key {fingerprint} is not trusted because of the option {}",
+                describe_unsupported(options)
+            ),
+        }
+    }
 }
 
 /// A parsed authorized_keys file: the trusted lines, and what was skipped and why.
@@ -143,6 +248,9 @@ pub struct AuthorizedKeys {
     pub entries: Vec<AuthorizedKey>,
     /// One per skipped line, in file order, for the caller to log.
     pub warnings: Vec<Diagnostic>,
+    /// The ssh-ed25519 lines skipped for their options (each also has a warning), in
+    /// file order.
+    pub untrusted: Vec<UntrustedKey>,
 }
 
 impl AuthorizedKeys {
@@ -172,15 +280,18 @@ impl AuthorizedKeys {
                     message,
                 });
             };
-            let text = match line_text(line) {
+            let text: Cow<'_, str> = match line_text(line) {
                 LineText::Skip => continue,
-                LineText::NotUtf8 => {
-                    warn("malformed line skipped: not valid UTF-8".to_owned());
-                    continue;
-                }
-                LineText::Text(text) => text,
+                // sshd ignores the comment's bytes: decode lossily, and refuse the
+                // line only if the damage is outside the comment (see below).
+                LineText::NotUtf8 => Cow::Owned(
+                    String::from_utf8_lossy(line)
+                        .trim_matches(|c| matches!(c, ' ' | '\t' | '\r'))
+                        .to_owned(),
+                ),
+                LineText::Text(text) => Cow::Borrowed(text),
             };
-            let fields = match split_key_line(text) {
+            let fields = match split_key_line(&text) {
                 Ok(fields) => fields,
                 Err(LineError::OtherKeyType(key_type)) => {
                     warn(format!(
@@ -193,29 +304,38 @@ impl AuthorizedKeys {
                     continue;
                 }
             };
+            // A key type or base64 blob with bad bytes cannot have parsed, so only the
+            // options can still hold a replacement character that was not in the file.
+            if matches!(text, Cow::Owned(_)) && fields.options.contains('\u{fffd}') {
+                warn("malformed line skipped: the options are not valid UTF-8".to_owned());
+                continue;
+            }
             match parse_options(fields.options) {
-                Ok((from, expiry)) => keys.entries.push(AuthorizedKey {
+                Ok(restrictions) => keys.entries.push(AuthorizedKey {
                     key: fields.key,
                     comment: fields.comment.to_owned(),
-                    from,
-                    expiry,
+                    from: restrictions.from,
+                    expiry: restrictions.expiry,
                     line: number,
                     options: fields.options.to_owned(),
                 }),
                 Err(OptionsError::Malformed(reason)) => {
                     warn(format!("malformed options, line skipped: {reason}"));
                 }
-                Err(OptionsError::Unsupported(names)) => {
-                    let names = names
-                        .iter()
-                        .map(|name| format!("\"{name}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ");
+                Err(OptionsError::Unsupported(unsupported)) => {
                     warn(format!(
-                        "key {} not trusted: noise-echo does not support the option {names} \
-                         and will not ignore a restriction it cannot enforce",
-                        fields.key.fingerprint()
+                        "key {} not trusted: noise-echo does not support the option {} \
+                         and will not ignore what it cannot enforce (fail closed)",
+                        fields.key.fingerprint(),
+                        describe_unsupported(&unsupported)
                     ));
+                    keys.untrusted.push(UntrustedKey {
+                        key: fields.key,
+                        comment: fields.comment.to_owned(),
+                        line: number,
+                        options: fields.options.to_owned(),
+                        unsupported,
+                    });
                 }
             }
         }
@@ -234,21 +354,35 @@ impl AuthorizedKeys {
     /// hide a later line for the same key that allows it.
     ///
     /// # Errors
-    /// A [`Denial`]: [`Denial::NotListed`] when no trusted line holds the key,
-    /// otherwise the refusal of the first line that holds it.
+    /// A [`Denial`]: [`Denial::NotListed`] when no line names the key, otherwise the
+    /// refusal of the first line (in file order) that names it, trusted or not.
     pub fn authorize(
         &self,
         key: &PublicKey,
         client_addr: IpAddr,
         now: SystemTime,
     ) -> Result<&AuthorizedKey, Denial> {
-        let mut first_refusal = None;
+        let mut first_refusal: Option<Denial> = None;
         for entry in self.entries.iter().filter(|entry| entry.key == *key) {
             match entry.permits(client_addr, now) {
                 Ok(()) => return Ok(entry),
                 Err(denial) => {
                     first_refusal.get_or_insert(denial);
                 }
+            }
+        }
+        let untrusted = self.untrusted.iter().find(|entry| entry.key == *key);
+        if let Some(untrusted) = untrusted {
+            let earlier = first_refusal
+                .as_ref()
+                .and_then(Denial::line)
+                .is_some_and(|line| line < untrusted.line);
+            if !earlier {
+                first_refusal = Some(Denial::Untrusted {
+                    fingerprint: key.fingerprint(),
+                    line: untrusted.line,
+                    options: untrusted.unsupported.clone(),
+                });
             }
         }
         Err(first_refusal.unwrap_or(Denial::NotListed(key.fingerprint())))
@@ -290,8 +424,11 @@ pub fn remove_key(original: &[u8], fingerprint: &Fingerprint) -> (Vec<u8>, Vec<R
 }
 
 fn line_holds_key(line: &[u8], fingerprint: &Fingerprint) -> bool {
-    let LineText::Text(text) = line_text(line) else {
-        return false;
+    // A comment that is not UTF-8 must not hide the key from its removal.
+    let text = match line_text(line) {
+        LineText::Skip => return false,
+        LineText::NotUtf8 => String::from_utf8_lossy(line),
+        LineText::Text(text) => Cow::Borrowed(text),
     };
     // Runs of separators are one separator, as for the parser: an empty field between
     // two spaces must not hide the key from its removal.

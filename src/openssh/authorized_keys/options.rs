@@ -1,6 +1,27 @@
 //! The options field of an authorized_keys line: splitting it into options as
-//! sshd's `sshauthopt_parse` does, and deciding which noise-echo can honour
-//! (`from=` and `expiry-time=`; anything else makes the line untrusted).
+//! sshd's `sshauthopt_parse` (auth-options.c) does, and deciding which noise-echo
+//! can honour.
+//!
+//! Every option sshd knows falls in one of three groups:
+//! - honoured: `from="pattern-list"` and `expiry-time="timespec"`;
+//! - accepted with no effect, because they only take away sshd features noise-echo
+//!   does not offer (a pty, forwarding, `~/.ssh/rc`): `restrict`, `no-pty`,
+//!   `no-port-forwarding`, `no-agent-forwarding`, `no-X11-forwarding`, `no-user-rc`,
+//!   and `no-touch-required` / `no-verify-required`, which sshd applies only to
+//!   security-key signatures, never to the ssh-ed25519 keys noise-echo uses;
+//! - refused (the line is not trusted), because they grant or change something
+//!   noise-echo cannot enforce or would give away by ignoring them: `command=`,
+//!   `environment=`, `permitopen=`, `permitlisten=`, `tunnel=`, `principals=`,
+//!   `cert-authority`, `touch-required`, `verify-required`, and the positive flags
+//!   `pty`, `port-forwarding`, `agent-forwarding`, `X11-forwarding`, `user-rc`
+//!   (after `restrict` they give a feature back; the line is written for an sshd
+//!   session, so it fails closed).
+//!
+//! As in sshd, option names are compared without regard to ASCII case, a flag with
+//! a value or a value option without one is a syntax error, and a name sshd does not
+//! know (`no-restrict`, say) makes the whole line malformed, as sshd refuses it too.
+
+use std::fmt;
 
 use crate::openssh::pattern::AddressPatterns;
 
@@ -8,10 +29,84 @@ use super::Expiry;
 
 /// Why an options field cannot be trusted.
 pub(super) enum OptionsError {
-    /// Not valid option syntax.
+    /// Not valid option syntax, or an option sshd does not know either.
     Malformed(String),
-    /// Options noise-echo cannot honour, by name as written.
-    Unsupported(Vec<String>),
+    /// Options noise-echo will not honour, in the order written.
+    Unsupported(Vec<UnsupportedOption>),
+}
+
+/// An option that makes a line untrusted, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsupportedOption {
+    /// The option's name as written (its case kept), so the user finds it in the file.
+    pub name: String,
+    /// Whether it takes a value (`command="..."`): shown as `command=`.
+    pub has_value: bool,
+    /// What the option does that noise-echo cannot honour.
+    pub why: &'static str,
+}
+
+impl fmt::Display for UnsupportedOption {
+    /// `command=` or `cert-authority`: the option as the user would search for it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let equals = if self.has_value { "=" } else { "" };
+        write!(f, "{}{equals}", self.name)
+    }
+}
+
+/// The restrictions an options field puts on a trusted line.
+#[derive(Debug, Default)]
+pub(super) struct Restrictions {
+    /// The `from=` list, if any.
+    pub(super) from: Option<AddressPatterns>,
+    /// The earliest `expiry-time=`, if any.
+    pub(super) expiry: Option<Expiry>,
+}
+
+/// What sshd does with an option name, and so what noise-echo does with it.
+enum Kind {
+    /// `from=`: honoured.
+    From,
+    /// `expiry-time=`: honoured.
+    ExpiryTime,
+    /// A flag that only takes away what noise-echo does not offer: accepted.
+    Harmless,
+    /// A flag noise-echo will not honour.
+    RefusedFlag(&'static str),
+    /// A `name="value"` option noise-echo will not honour.
+    RefusedValue(&'static str),
+    /// Not an option sshd knows.
+    Unknown,
+}
+
+/// Classifies an option name as sshd's `sshauthopt_parse` matches it: without
+/// regard to ASCII case, with `no-` negating only the flags that allow it.
+fn kind_of(name: &str) -> Kind {
+    match name.to_ascii_lowercase().as_str() {
+        "from" => Kind::From,
+        "expiry-time" => Kind::ExpiryTime,
+        "restrict" | "no-pty" | "no-port-forwarding" | "no-agent-forwarding"
+        | "no-x11-forwarding" | "no-user-rc" | "no-touch-required" | "no-verify-required" => {
+            Kind::Harmless
+        }
+        "pty" => Kind::RefusedFlag("gives back the pty that restrict takes away"),
+        "port-forwarding" => Kind::RefusedFlag("gives back port forwarding"),
+        "agent-forwarding" => Kind::RefusedFlag("gives back agent forwarding"),
+        "x11-forwarding" => Kind::RefusedFlag("gives back X11 forwarding"),
+        "user-rc" => Kind::RefusedFlag("gives back ~/.ssh/rc"),
+        "cert-authority" => {
+            Kind::RefusedFlag("trusts certificates signed by the key, not the key itself")
+        }
+        "touch-required" => Kind::RefusedFlag("requires a security-key touch"),
+        "verify-required" => Kind::RefusedFlag("requires a security-key PIN"),
+        "command" => Kind::RefusedValue("forces a command"),
+        "environment" => Kind::RefusedValue("sets environment variables"),
+        "permitopen" => Kind::RefusedValue("changes which ports may be forwarded"),
+        "permitlisten" => Kind::RefusedValue("changes which ports may be listened on"),
+        "tunnel" => Kind::RefusedValue("forces a tun device"),
+        "principals" => Kind::RefusedValue("names certificate principals"),
+        _ => Kind::Unknown,
+    }
 }
 
 /// One `name` or `name=value` option.
@@ -83,55 +178,83 @@ fn split_options(text: &str) -> Result<Vec<RawOption>, String> {
 }
 
 /// Interprets an options field: the `from=` list and the earliest `expiry-time=`.
-pub(super) fn parse_options(
-    text: &str,
-) -> Result<(Option<AddressPatterns>, Option<Expiry>), OptionsError> {
+/// Every option is checked, so that a refused option is reported with all the others
+/// and a syntax error anywhere makes the line malformed, as in sshd.
+pub(super) fn parse_options(text: &str) -> Result<Restrictions, OptionsError> {
+    let mut restrictions = Restrictions::default();
     if text.is_empty() {
-        return Ok((None, None));
+        return Ok(restrictions);
     }
     let options = split_options(text).map_err(OptionsError::Malformed)?;
-    let unsupported: Vec<String> = options
-        .iter()
-        .filter(|option| {
-            !option.name.eq_ignore_ascii_case("from")
-                && !option.name.eq_ignore_ascii_case("expiry-time")
-        })
-        .map(|option| option.name.clone())
-        .collect();
-    if !unsupported.is_empty() {
-        return Err(OptionsError::Unsupported(unsupported));
-    }
-    let (mut from, mut expiry) = (None, None::<Expiry>);
+    let mut unsupported = Vec::new();
     for option in options {
-        let value = match (&option.value, option.quoted) {
-            (Some(value), true) => value,
-            (Some(_), false) => {
+        let kind = kind_of(&option.name);
+        let takes_value = match kind {
+            Kind::From | Kind::ExpiryTime | Kind::RefusedValue(_) => true,
+            Kind::Harmless | Kind::RefusedFlag(_) => false,
+            Kind::Unknown => {
                 return Err(OptionsError::Malformed(format!(
-                    "the value of \"{}\" must be in double quotes",
+                    "unknown option \"{}\" (sshd refuses the line too)",
                     option.name
                 )))
             }
-            (None, _) => {
+        };
+        let value = match (&option.value, takes_value) {
+            (Some(_), false) => {
+                return Err(OptionsError::Malformed(format!(
+                    "option \"{}\" takes no value",
+                    option.name
+                )))
+            }
+            (None, true) => {
                 return Err(OptionsError::Malformed(format!(
                     "option \"{}\" needs a value",
                     option.name
                 )))
             }
-        };
-        if option.name.eq_ignore_ascii_case("from") {
-            if from.is_some() {
-                return Err(OptionsError::Malformed(
-                    "more than one \"from\" option".to_owned(),
-                ));
+            (Some(_), true) if !option.quoted => {
+                return Err(OptionsError::Malformed(format!(
+                    "the value of \"{}\" must be in double quotes",
+                    option.name
+                )))
             }
-            let patterns = AddressPatterns::parse(value)
-                .map_err(|error| OptionsError::Malformed(format!("from: {error}")))?;
-            from = Some(patterns);
-        } else {
-            let parsed = Expiry::parse(value).map_err(OptionsError::Malformed)?;
-            // sshd keeps the earliest of several expiry-time options.
-            expiry = Some(expiry.map_or(parsed, |earlier| earlier.min(parsed)));
+            (value, _) => value.as_deref().unwrap_or_default(),
+        };
+        match kind {
+            Kind::From => {
+                if restrictions.from.is_some() {
+                    return Err(OptionsError::Malformed(
+                        "more than one \"from\" option".to_owned(),
+                    ));
+                }
+                let patterns = AddressPatterns::parse(value)
+                    .map_err(|error| OptionsError::Malformed(format!("from: {error}")))?;
+                restrictions.from = Some(patterns);
+            }
+            Kind::ExpiryTime => {
+                let parsed = Expiry::parse(value).map_err(OptionsError::Malformed)?;
+                // sshd keeps the earliest of several expiry-time options.
+                restrictions.expiry = Some(
+                    restrictions
+                        .expiry
+                        .map_or(parsed, |earlier| earlier.min(parsed)),
+                );
+            }
+            Kind::Harmless => {}
+            Kind::RefusedFlag(why) | Kind::RefusedValue(why) => {
+                unsupported.push(UnsupportedOption {
+                    name: option.name.clone(),
+                    has_value: takes_value,
+                    why,
+                });
+            }
+            // Returned as malformed above.
+            Kind::Unknown => {}
         }
     }
-    Ok((from, expiry))
+    if unsupported.is_empty() {
+        Ok(restrictions)
+    } else {
+        Err(OptionsError::Unsupported(unsupported))
+    }
 }

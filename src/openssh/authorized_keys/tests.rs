@@ -84,27 +84,174 @@ fn other_key_types_are_skipped_with_a_warning() {
 }
 
 #[test]
-fn unsupported_options_make_the_line_untrusted() {
-    for (options, name) in [
-        ("command=\"/bin/true\"", "command"),
-        ("no-pty", "no-pty"),
-        ("restrict", "restrict"),
+fn options_that_take_away_only_sshd_features_are_accepted_in_any_case() {
+    for options in [
+        "restrict",
+        "no-pty",
+        "no-port-forwarding",
+        "no-agent-forwarding",
+        "no-X11-forwarding",
+        "no-x11-forwarding",
+        "no-user-rc",
+        "no-touch-required",
+        "no-verify-required",
+        "RESTRICT",
+        "No-Pty",
+        "NO-X11-FORWARDING",
+        "restrict,from=\"10.0.0.0/8\",no-pty",
+        "no-agent-forwarding,no-port-forwarding,no-pty,no-user-rc,no-X11-forwarding",
+    ] {
+        let keys = parse(&format!("{options} {}\n", line(1, "c")));
+        assert!(keys.warnings.is_empty(), "{options}: {:?}", keys.warnings);
+        assert!(keys.untrusted.is_empty(), "{options}");
+        assert_eq!(keys.entries.len(), 1, "{options}");
+        assert_eq!(keys.entries[0].options, options);
+        assert!(keys
+            .authorize(&key(1), ip("10.1.1.1"), SystemTime::now())
+            .is_ok());
+    }
+}
+
+#[test]
+fn options_that_grant_or_change_something_make_the_line_untrusted() {
+    for (options, shown) in [
+        ("command=\"/bin/true\"", "command="),
+        ("Command=\"x\"", "Command="),
+        ("environment=\"A=b\"", "environment="),
+        ("permitopen=\"host:80\"", "permitopen="),
+        ("PermitOpen=\"host:80\"", "PermitOpen="),
+        ("permitlisten=\"8080\"", "permitlisten="),
+        ("tunnel=\"0\"", "tunnel="),
+        ("principals=\"alice\"", "principals="),
         ("cert-authority", "cert-authority"),
-        ("principals=\"alice\"", "principals"),
-        ("permitopen=\"host:80\"", "permitopen"),
-        (
-            "from=\"10.0.0.0/8\",no-port-forwarding",
-            "no-port-forwarding",
-        ),
-        ("Command=\"x\"", "Command"),
+        ("Cert-Authority", "Cert-Authority"),
+        ("restrict,pty", "pty"),
+        ("restrict,PTY", "PTY"),
+        ("pty", "pty"),
+        ("port-forwarding", "port-forwarding"),
+        ("agent-forwarding", "agent-forwarding"),
+        ("X11-forwarding", "X11-forwarding"),
+        ("user-rc", "user-rc"),
+        ("touch-required", "touch-required"),
+        ("verify-required", "verify-required"),
+        ("from=\"10.0.0.0/8\",no-pty,command=\"x\"", "command="),
     ] {
         let keys = parse(&format!("{options} {}\n", line(1, "")));
         assert!(keys.entries.is_empty(), "{options}");
         assert_eq!(keys.warnings.len(), 1);
         let message = &keys.warnings[0].message;
-        assert!(message.contains("does not support the option"), "{message}");
-        assert!(message.contains(&format!("\"{name}\"")), "{message}");
+        assert!(message.contains("not trusted"), "{message}");
+        assert!(message.contains(&format!("option {shown} (")), "{message}");
+        assert_eq!(keys.untrusted.len(), 1, "{options}");
+        let untrusted = &keys.untrusted[0];
+        assert_eq!((untrusted.key, untrusted.line), (key(1), 1));
+        assert_eq!(untrusted.unsupported[0].to_string(), shown);
+        assert_eq!(untrusted.options, options);
     }
+    // Several refused options are all named, in order.
+    let keys = parse(&format!("command=\"x\",pty {}\n", line(1, "")));
+    let names: Vec<String> = keys.untrusted[0]
+        .unsupported
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(names, ["command=", "pty"]);
+}
+
+#[test]
+fn options_sshd_does_not_know_or_misspells_make_the_line_malformed() {
+    for (options, why) in [
+        ("no-restrict", "unknown option \"no-restrict\""),
+        ("no-cert-authority", "unknown option \"no-cert-authority\""),
+        ("no-from", "unknown option"),
+        ("nopty", "unknown option"),
+        ("restrict=\"yes\"", "takes no value"),
+        ("no-pty=\"x\"", "takes no value"),
+        ("command", "needs a value"),
+        ("permitopen=host:80", "must be in double quotes"),
+    ] {
+        let keys = parse(&format!("{options} {}\n", line(1, "")));
+        assert!(keys.entries.is_empty() && keys.untrusted.is_empty(), "{options}");
+        let message = &keys.warnings[0].message;
+        assert!(message.contains("malformed"), "{options}: {message}");
+        assert!(message.contains(why), "{options}: {message}");
+    }
+}
+
+#[test]
+fn denials_name_the_line_and_option_in_the_log_and_nothing_of_the_file_to_the_client() {
+    let text = format!(
+        "# keys\ncommand=\"/bin/date\" {}\nexpiry-time=\"20200101Z\" {}\nfrom=\"10.0.0.0/8\" {}\n",
+        line(1, "cmd"),
+        line(2, "old"),
+        line(3, "office")
+    );
+    let keys = parse(&text);
+    let now = at("20260101Z");
+    let addr = ip("192.0.2.1");
+    let path = Path::new("/etc/ak");
+    let cases = [
+        (
+            key(1),
+            Some(2),
+            "/etc/ak:2: key {fp} is not trusted because of the option command= (forces a command)",
+            "key {fp} is not authorized on this server",
+        ),
+        (
+            key(2),
+            Some(3),
+            "/etc/ak:3: key {fp} expired on 2020-01-01 00:00:00 UTC (expiry-time=)",
+            "key {fp} expired on 2020-01-01 00:00:00 UTC",
+        ),
+        (
+            key(3),
+            Some(4),
+            "/etc/ak:4: key {fp} is not allowed from 192.0.2.1 (from=\"10.0.0.0/8\")",
+            "key {fp} is not allowed from 192.0.2.1",
+        ),
+        (
+            key(4),
+            None,
+            "key {fp} is not in /etc/ak",
+            "key {fp} is not in authorized_keys",
+        ),
+    ];
+    for (client, line, logged, told) in cases {
+        let fingerprint = client.fingerprint().to_string();
+        let denial = keys.authorize(&client, addr, now).unwrap_err();
+        assert_eq!(denial.line(), line);
+        assert_eq!(denial.log_text(path), logged.replace("{fp}", &fingerprint));
+        let told_text = denial.to_string();
+        assert_eq!(told_text, told.replace("{fp}", &fingerprint));
+        assert!(!told_text.contains("/etc/ak") && !told_text.contains("command"));
+    }
+}
+
+#[test]
+fn an_untrusted_line_does_not_hide_a_trusted_one_and_the_first_refusal_is_reported() {
+    let text = format!(
+        "command=\"x\" {}\n{} plain\nfrom=\"10.0.0.0/8\" {}\ncert-authority {}\n",
+        line(1, ""),
+        line(1, ""),
+        line(2, ""),
+        line(2, "")
+    );
+    let keys = parse(&text);
+    let now = SystemTime::now();
+    assert_eq!(
+        keys.authorize(&key(1), ip("192.0.2.1"), now).unwrap().line,
+        2
+    );
+    // Line 3 (from=) comes before line 4 (untrusted): its refusal is reported.
+    let denial = keys.authorize(&key(2), ip("192.0.2.1"), now).unwrap_err();
+    assert!(matches!(denial, Denial::NotFromHere { line: 3, .. }), "{denial:?}");
+    let keys = parse(&format!(
+        "cert-authority {}\nfrom=\"10.0.0.0/8\" {}\n",
+        line(2, ""),
+        line(2, "")
+    ));
+    let denial = keys.authorize(&key(2), ip("192.0.2.1"), now).unwrap_err();
+    assert!(matches!(denial, Denial::Untrusted { line: 1, .. }), "{denial:?}");
 }
 
 #[test]
@@ -251,17 +398,31 @@ fn first_line_whose_options_allow_the_connection_wins() {
 }
 
 #[test]
-fn invalid_utf8_lines_are_malformed_and_the_rest_loads() {
+fn comments_that_are_not_utf8_are_accepted_and_other_bad_bytes_are_malformed() {
     let mut bytes = format!("{}\n", line(1, "a")).into_bytes();
     bytes.extend_from_slice(b"ssh-ed25519 \xff\xfe bad\n# caf\xe9 comment\n");
     bytes.extend_from_slice(format!("{}\n", line(2, "b")).as_bytes());
+    // Latin-1 "café" and a stray byte: not UTF-8, only in the comment.
+    bytes.extend_from_slice(format!("{} caf", line(3, "")).as_bytes());
+    bytes.extend_from_slice(b"\xe9@host \xff\r\n");
+    bytes.extend_from_slice(b"from=\"10.0.0.\xff\" ");
+    bytes.extend_from_slice(format!("{}\n", line(4, "")).as_bytes());
     let keys = AuthorizedKeys::parse(&bytes, Path::new("ak"));
-    assert_eq!(keys.entries.len(), 2);
-    assert_eq!(keys.warnings.len(), 1);
+    let lines: Vec<usize> = keys.entries.iter().map(|entry| entry.line).collect();
+    assert_eq!(lines, [1, 4, 5]);
+    assert_eq!(keys.entries[2].key, key(3));
+    assert_eq!(keys.entries[2].comment, "caf\u{fffd}@host \u{fffd}");
+    let lines: Vec<usize> = keys.warnings.iter().map(|warning| warning.line).collect();
+    assert_eq!(lines, [2, 6], "{:?}", keys.warnings);
+    assert!(keys.warnings[0].message.starts_with("malformed line skipped"));
     assert_eq!(
-        keys.warnings[0].to_string(),
-        "ak:2: malformed line skipped: not valid UTF-8"
+        keys.warnings[1].to_string(),
+        "ak:6: malformed line skipped: the options are not valid UTF-8"
     );
+    // And such a line can be removed.
+    let (kept, removed) = remove_key(&bytes, &key(3).fingerprint());
+    assert_eq!(removed.iter().map(|r| r.line).collect::<Vec<_>>(), [5]);
+    assert!(!AuthorizedKeys::parse(&kept, Path::new("ak")).contains(&key(3)));
 }
 
 #[test]
