@@ -49,3 +49,32 @@ for key in client_ed25519.pub host_ed25519_key.pub; do
 done > fingerprints.txt
 # The OpenSSH that made them.
 ssh -V 2>&1 | head -1 > ssh-keygen-version.txt
+
+# --- authorized_keys shared with sshd (issue 10) ---
+rm -f latin1_ed25519* forge_user.keys forge_user.keys.lf authorized_keys_sshd authorized_keys_sshd.lf
+
+# A key whose comment is Latin-1, not UTF-8 ("café" with byte e9): sshd ignores
+# comment bytes, so noise-echo must accept it.
+ssh-keygen -q -t ed25519 -N '' -C "$(printf 'caf\351@latin1')" -f latin1_ed25519
+
+# A forge's https://forge.example/USER.keys: type and base64 only, no comments,
+# RSA, ECDSA and ed25519 mixed. authorize adds the ed25519 keys, skips the rest.
+for key in rsa_3072.pub client_ed25519.pub ecdsa_p256.pub host_ed25519_key.pub; do
+  cut -d' ' -f1,2 "$key"
+done > forge_user.keys
+ssh-keygen -lf forge_user.keys > forge_user.keys.lf
+
+# authorized_keys as sshd users write it: restrict and no-* flags on most keys
+# (accepted), options that grant or change something (not trusted), another key
+# type, and the Latin-1 comment.
+{
+  echo "# sshd's authorized_keys (made by keys/generate.sh)"
+  printf 'restrict %s\n' "$(cat client_ed25519.pub)"
+  printf 'no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty,no-user-rc %s\n' "$(cat host_ed25519_key.pub)"
+  printf 'command="/usr/bin/backup",restrict %s\n' "$(cat passphrase_ed25519.pub)"
+  printf 'restrict,pty %s\n' "$(cat latin1_ed25519.pub)"
+  cat rsa_3072.pub
+  printf 'expiry-time="20200101Z" %s\n' "$(cat latin1_ed25519.pub)"
+  cat latin1_ed25519.pub
+} > authorized_keys_sshd
+ssh-keygen -lf authorized_keys_sshd > authorized_keys_sshd.lf

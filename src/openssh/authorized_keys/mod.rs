@@ -34,8 +34,8 @@ use std::time::SystemTime;
 
 use crate::identity::{Fingerprint, PublicKey, SSH_ED25519};
 use crate::openssh::lexer::{
-    is_field_separator, is_known_key_type, line_text, numbered_lines, split_field,
-    split_quoted_field, LineText,
+    is_field_separator, is_known_key_type, line_text, numbered_lines, read_ssh_string,
+    split_field, split_quoted_field, LineText,
 };
 use crate::openssh::pattern::AddressPatterns;
 
@@ -251,6 +251,84 @@ pub struct AuthorizedKeys {
     /// The ssh-ed25519 lines skipped for their options (each also has a warning), in
     /// file order.
     pub untrusted: Vec<UntrustedKey>,
+    /// The lines of other key types, skipped (each also has a warning), in file
+    /// order: a forge's `USER.keys` or a file shared with sshd holds many.
+    pub other_key_types: Vec<OtherKeyLine>,
+}
+
+/// A well-formed line holding a key of a type noise-echo does not use, described
+/// as `ssh-keygen -lf` would show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherKeyLine {
+    /// The 1-based line number in the file.
+    pub line: usize,
+    /// The key type as written (`ssh-rsa`, `ecdsa-sha2-nistp256`...).
+    pub key_type: String,
+    /// The key size in bits, as ssh-keygen prints it; `None` when the blob does not
+    /// say (a truncated or unusual blob).
+    pub bits: Option<u32>,
+    /// `SHA256:...` of the key blob; `None` when the base64 does not decode.
+    pub fingerprint: Option<String>,
+    /// ssh-keygen's name for the type: `RSA`, `ECDSA`, `ED25519-SK`, `RSA-CERT`...
+    pub label: String,
+    /// The text after the key; empty when absent.
+    pub comment: String,
+}
+
+impl OtherKeyLine {
+    /// Describes the key fields of a line of another key type.
+    fn describe(line: usize, key_type: &str, blob: &str, comment: &str) -> Self {
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let decoded = STANDARD.decode(blob).ok();
+        let base = key_type
+            .strip_suffix(crate::openssh::lexer::CERTIFICATE_SUFFIX)
+            .unwrap_or(key_type);
+        let (fixed_bits, name) = match base {
+            "ssh-ed25519" => (Some(256), "ED25519"),
+            "ssh-rsa" | "rsa-sha2-256" | "rsa-sha2-512" => (None, "RSA"),
+            "ssh-dss" => (None, "DSA"),
+            "ecdsa-sha2-nistp256" => (Some(256), "ECDSA"),
+            "ecdsa-sha2-nistp384" => (Some(384), "ECDSA"),
+            "ecdsa-sha2-nistp521" => (Some(521), "ECDSA"),
+            "sk-ecdsa-sha2-nistp256@openssh.com" => (Some(256), "ECDSA-SK"),
+            "sk-ssh-ed25519@openssh.com" => (Some(256), "ED25519-SK"),
+            "ssh-xmss@openssh.com" => (None, "XMSS"),
+            _ => (None, "UNKNOWN"),
+        };
+        let cert = if base.len() < key_type.len() { "-CERT" } else { "" };
+        // RSA's size is its modulus, DSA's its p: the first big number after the
+        // type for DSA, the second (after e) for RSA. Certificates add a nonce first.
+        let measured = decoded.as_deref().and_then(|blob| {
+            let (_, mut rest) = read_ssh_string(blob)?;
+            if !cert.is_empty() {
+                rest = read_ssh_string(rest)?.1;
+            }
+            let skip = usize::from(name == "RSA");
+            for _ in 0..skip {
+                rest = read_ssh_string(rest)?.1;
+            }
+            let (number, _) = read_ssh_string(rest)?;
+            let number = &number[number.iter().position(|&b| b != 0)?..];
+            let bits = u32::try_from(number.len()).ok()?.checked_mul(8)?;
+            Some(bits - number[0].leading_zeros())
+        });
+        let bits = match name {
+            "RSA" | "DSA" => measured,
+            _ => fixed_bits,
+        };
+        Self {
+            line,
+            key_type: key_type.to_owned(),
+            bits,
+            fingerprint: decoded.map(|blob| {
+                format!("SHA256:{}", STANDARD_NO_PAD.encode(sha2::Sha256::digest(blob)))
+            }),
+            label: format!("{name}{cert}"),
+            comment: comment.to_owned(),
+        }
+    }
 }
 
 impl AuthorizedKeys {
@@ -293,9 +371,16 @@ impl AuthorizedKeys {
             };
             let fields = match split_key_line(&text) {
                 Ok(fields) => fields,
-                Err(LineError::OtherKeyType(key_type)) => {
+                Err(LineError::OtherKeyType {
+                    key_type,
+                    blob,
+                    comment,
+                }) => {
                     warn(format!(
                         "{key_type} key skipped: noise-echo only uses ssh-ed25519 keys"
+                    ));
+                    keys.other_key_types.push(OtherKeyLine::describe(
+                        number, key_type, blob, comment,
                     ));
                     continue;
                 }
@@ -389,13 +474,15 @@ impl AuthorizedKeys {
     }
 }
 
-/// A line taken out of a file by [`remove_key`].
+/// A line taken out of a file by [`remove_key`] or [`remove_keys`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemovedLine {
     /// Its 1-based line number in the original file.
     pub line: usize,
     /// Its text, without the line ending (invalid UTF-8 replaced).
     pub text: String,
+    /// The fingerprint, among those asked for, of the key it held.
+    pub fingerprint: Fingerprint,
 }
 
 /// Returns `original` without the lines that hold the key with `fingerprint`, and
@@ -406,15 +493,22 @@ pub struct RemovedLine {
 /// `#` comment line, even if its options are broken or unsupported: the user asking to
 /// remove a key means every line naming it.
 pub fn remove_key(original: &[u8], fingerprint: &Fingerprint) -> (Vec<u8>, Vec<RemovedLine>) {
+    remove_keys(original, std::slice::from_ref(fingerprint))
+}
+
+/// [`remove_key`] for several keys at once, in one pass, so that the line numbers
+/// of the removed lines are those of `original`.
+pub fn remove_keys(original: &[u8], fingerprints: &[Fingerprint]) -> (Vec<u8>, Vec<RemovedLine>) {
     let mut kept = Vec::with_capacity(original.len());
     let mut removed = Vec::new();
     for (index, chunk) in original.split_inclusive(|&b| b == b'\n').enumerate() {
         let content = chunk.strip_suffix(b"\n").unwrap_or(chunk);
-        if line_holds_key(content, fingerprint) {
+        if let Some(fingerprint) = line_holds_key(content, fingerprints) {
             let text = String::from_utf8_lossy(content);
             removed.push(RemovedLine {
                 line: index + 1,
                 text: text.strip_suffix('\r').unwrap_or(&text).to_owned(),
+                fingerprint,
             });
         } else {
             kept.extend_from_slice(chunk);
@@ -423,10 +517,11 @@ pub fn remove_key(original: &[u8], fingerprint: &Fingerprint) -> (Vec<u8>, Vec<R
     (kept, removed)
 }
 
-fn line_holds_key(line: &[u8], fingerprint: &Fingerprint) -> bool {
+/// Which of `fingerprints`, if any, is the ssh-ed25519 key `line` holds.
+fn line_holds_key(line: &[u8], fingerprints: &[Fingerprint]) -> Option<Fingerprint> {
     // A comment that is not UTF-8 must not hide the key from its removal.
     let text = match line_text(line) {
-        LineText::Skip => return false,
+        LineText::Skip => return None,
         LineText::NotUtf8 => String::from_utf8_lossy(line),
         LineText::Text(text) => Cow::Borrowed(text),
     };
@@ -436,10 +531,14 @@ fn line_holds_key(line: &[u8], fingerprint: &Fingerprint) -> bool {
         .split(is_field_separator)
         .filter(|field| !field.is_empty())
         .collect();
-    fields.windows(2).any(|pair| {
-        pair[0] == SSH_ED25519
-            && PublicKey::from_openssh_fields(pair[0], pair[1])
-                .is_ok_and(|key| key.fingerprint() == *fingerprint)
+    fields.windows(2).find_map(|pair| {
+        if pair[0] != SSH_ED25519 {
+            return None;
+        }
+        let fingerprint = PublicKey::from_openssh_fields(pair[0], pair[1])
+            .ok()?
+            .fingerprint();
+        fingerprints.contains(&fingerprint).then_some(fingerprint)
     })
 }
 
@@ -469,9 +568,16 @@ pub fn append_key(original: &[u8], key: &PublicKey, comment: &str) -> Vec<u8> {
 }
 
 /// Why a line yields no key.
-enum LineError {
+enum LineError<'a> {
     /// A key of another algorithm, which noise-echo does not use.
-    OtherKeyType(String),
+    OtherKeyType {
+        /// The type as written.
+        key_type: &'a str,
+        /// The base64 field (maybe empty).
+        blob: &'a str,
+        /// The rest of the line.
+        comment: &'a str,
+    },
     /// Not a key line.
     Malformed(String),
 }
@@ -486,7 +592,7 @@ struct KeyLine<'a> {
 /// Splits `[options] keytype base64 [comment]` as sshd does: if the first field is
 /// not a key type, it is the options field, which ends at the first blank outside
 /// double quotes.
-fn split_key_line(text: &str) -> Result<KeyLine<'_>, LineError> {
+fn split_key_line(text: &str) -> Result<KeyLine<'_>, LineError<'_>> {
     let (first, rest) = split_field(text);
     let (options, key_type, rest) = if is_known_key_type(first) {
         ("", first, rest)
@@ -501,10 +607,14 @@ fn split_key_line(text: &str) -> Result<KeyLine<'_>, LineError> {
         }
         (options, key_type, rest)
     };
-    if key_type != SSH_ED25519 {
-        return Err(LineError::OtherKeyType(key_type.to_owned()));
-    }
     let (blob, comment) = split_field(rest);
+    if key_type != SSH_ED25519 {
+        return Err(LineError::OtherKeyType {
+            key_type,
+            blob,
+            comment: comment.trim_end(),
+        });
+    }
     if blob.is_empty() {
         return Err(LineError::Malformed("the key data is missing".to_owned()));
     }

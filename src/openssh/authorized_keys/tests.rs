@@ -581,3 +581,71 @@ proptest! {
 
 /// A valid ssh-ed25519 blob for the fuzz vocabulary.
 const STANDARD_BLOB: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIE7+/RD7emPsQtVteJIEtL5HVfNDYJwexH8enuFSlIih";
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("keys").join(name)).unwrap()
+}
+
+#[test]
+fn other_key_types_are_described_as_ssh_keygen_lf_does() {
+    // keys/forge_user.keys.lf is `ssh-keygen -lf keys/forge_user.keys`.
+    let keys = AuthorizedKeys::parse(&fixture("forge_user.keys"), Path::new("USER.keys"));
+    let expected = String::from_utf8(fixture("forge_user.keys.lf")).unwrap();
+    let expected: Vec<&str> = expected.lines().collect();
+    assert_eq!(keys.entries.len(), 2);
+    assert_eq!(
+        keys.other_key_types
+            .iter()
+            .map(|other| other.line)
+            .collect::<Vec<_>>(),
+        [1, 3]
+    );
+    for other in &keys.other_key_types {
+        let shown = format!(
+            "{} {} no comment ({})",
+            other.bits.unwrap(),
+            other.fingerprint.as_deref().unwrap(),
+            other.label
+        );
+        assert_eq!(shown, expected[other.line - 1]);
+    }
+    let warnings: Vec<String> = keys.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "USER.keys:1: ssh-rsa key skipped: noise-echo only uses ssh-ed25519 keys",
+            "USER.keys:3: ecdsa-sha2-nistp256 key skipped: noise-echo only uses ssh-ed25519 keys"
+        ]
+    );
+    // Odd blobs give no size or fingerprint rather than a panic.
+    let keys = parse("ssh-rsa !!! x\nssh-rsa AAAA\nssh-ed25519-cert-v01@openssh.com AAAA c\n");
+    let described: Vec<_> = keys
+        .other_key_types
+        .iter()
+        .map(|other| (other.bits, other.fingerprint.is_some(), other.label.as_str()))
+        .collect();
+    assert_eq!(
+        described,
+        [
+            (None, false, "RSA"),
+            (None, true, "RSA"),
+            (Some(256), true, "ED25519-CERT")
+        ]
+    );
+}
+
+#[test]
+fn an_authorized_keys_shared_with_sshd_loads_what_noise_echo_can_honour() {
+    let keys = AuthorizedKeys::parse(&fixture("authorized_keys_sshd"), Path::new("ak"));
+    let trusted: Vec<usize> = keys.entries.iter().map(|entry| entry.line).collect();
+    assert_eq!(trusted, [2, 3, 7, 8]);
+    let untrusted: Vec<(usize, String)> = keys
+        .untrusted
+        .iter()
+        .map(|entry| (entry.line, entry.unsupported[0].to_string()))
+        .collect();
+    assert_eq!(untrusted, [(4, "command=".to_owned()), (5, "pty".to_owned())]);
+    assert_eq!(keys.other_key_types[0].line, 6);
+    assert_eq!(keys.entries[3].comment, "caf\u{fffd}@latin1");
+    assert_eq!(keys.warnings.len(), 3);
+}
