@@ -81,7 +81,7 @@ enum Command {
     Keygen(keygen::Args),
     /// Print the SHA256 fingerprint of each key in a key, authorized_keys or known_hosts file.
     Fingerprint(fingerprint::Args),
-    /// Add keys to the server's authorized_keys, list them, or remove one.
+    /// Add keys to the server's authorized_keys, list them, or remove some.
     Authorize(authorize::Args),
     /// Run the server.
     Serve(serve::Args),

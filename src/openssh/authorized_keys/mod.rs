@@ -489,9 +489,11 @@ pub struct RemovedLine {
 /// those lines. Every other byte, including comments, other key types and malformed
 /// lines, is kept as it was.
 ///
-/// A line "holds" the key when it has `ssh-ed25519 BASE64` for it anywhere outside a
-/// `#` comment line, even if its options are broken or unsupported: the user asking to
-/// remove a key means every line naming it.
+/// A line "holds" the key when it has `KEYTYPE BASE64` for it anywhere outside a `#`
+/// comment line, even if its options are broken or unsupported: the user asking to
+/// remove a key means every line naming it. Any key type OpenSSH knows counts (the
+/// fingerprint is the SHA-256 of the blob for all of them), so that a key `--list`
+/// shows as untrusted can be removed too.
 pub fn remove_key(original: &[u8], fingerprint: &Fingerprint) -> (Vec<u8>, Vec<RemovedLine>) {
     remove_keys(original, std::slice::from_ref(fingerprint))
 }
@@ -532,13 +534,17 @@ fn line_holds_key(line: &[u8], fingerprints: &[Fingerprint]) -> Option<Fingerpri
         .filter(|field| !field.is_empty())
         .collect();
     fields.windows(2).find_map(|pair| {
-        if pair[0] != SSH_ED25519 {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        if !is_known_key_type(pair[0]) {
             return None;
         }
-        let fingerprint = PublicKey::from_openssh_fields(pair[0], pair[1])
-            .ok()?
-            .fingerprint();
-        fingerprints.contains(&fingerprint).then_some(fingerprint)
+        let digest: [u8; 32] = sha2::Sha256::digest(STANDARD.decode(pair[1]).ok()?).into();
+        fingerprints
+            .iter()
+            .find(|fingerprint| *fingerprint.as_bytes() == digest)
+            .copied()
     })
 }
 
