@@ -1,5 +1,8 @@
-//! `noise-echo authorize` through the real binary: adding, skipping duplicates,
-//! listing, removing, dry runs, bad input, and concurrent runs that must all land.
+//! `noise-echo authorize` through the real binary: adding (from files, key lines
+//! with options, stdin, a forge's mixed USER.keys, with --from and --expires),
+//! skipping duplicates, listing with marks, removing several keys, dry runs, bad
+//! input, concurrent runs that must all land; and the server's log line for a key
+//! refused by its authorized_keys line.
 
 mod common;
 
@@ -28,6 +31,20 @@ fn ok(output: Output) -> String {
 fn client_fingerprint_line() -> String {
     let recorded = fs::read_to_string(fixture("fingerprints.txt")).unwrap();
     recorded.lines().next().unwrap().to_owned()
+}
+
+/// What `ssh-keygen -lf` printed for a fixture, recorded by keys/generate.sh
+/// (`forge_user.keys.lf`, `authorized_keys_sshd.lf`) or, for the single keys made
+/// before those, the line of `authorized_keys_sshd.lf` with the same comment.
+fn ssh_keygen_lf(name: &str) -> String {
+    let recorded = fs::read_to_string(fixture("authorized_keys_sshd.lf")).unwrap();
+    let comment = fs::read_to_string(fixture(name)).unwrap();
+    let comment = comment.split_whitespace().nth(2).unwrap().to_owned();
+    recorded
+        .lines()
+        .find(|line| line.contains(&format!(" {comment} (")))
+        .unwrap()
+        .to_owned()
 }
 
 fn key_line(comment: &str) -> (Identity, String) {
@@ -114,14 +131,19 @@ fn bad_keys_fail_the_whole_run_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("authorized_keys");
     let (_, good) = key_line("good");
+    let (_, restricted) = key_line("restricted");
     for (bad, message) in [
         (
-            fs::read_to_string(fixture("rsa_3072.pub")).unwrap(),
-            "only ssh-ed25519 keys are supported",
+            "ssh-ed25519 AAAA-not-base64".to_owned(),
+            "the command line:1: not a usable public key",
         ),
         (
-            "ssh-ed25519 AAAA-not-base64".to_owned(),
-            "not a usable public key",
+            format!("command=\"/bin/date\" {restricted}"),
+            "the command line:1: noise-echo would not trust this key line because of the option command= (forces a command)",
+        ),
+        (
+            format!("no-restrict {restricted}"),
+            "not a usable public key: unknown option \"no-restrict\"",
         ),
         (
             fixture("client_ed25519").display().to_string(),
@@ -223,12 +245,14 @@ fn list_shows_fingerprints_comments_and_options_and_warns_about_bad_lines() {
     let output = authorize(&file).arg("--list").output().unwrap();
     let out = ok(output.clone());
     let lines: Vec<_> = out.lines().collect();
-    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines.len(), 3, "{out}");
     assert_eq!(lines[0], client_fingerprint_line());
+    let rsa = ssh_keygen_lf("rsa_3072.pub");
+    assert_eq!(lines[1], format!("{} [untrusted: ssh-rsa key]", rsa.trim_end()));
     assert!(
-        lines[1].contains("[from=\"127.0.0.1,::1\",expiry-time=\"29991231\"]"),
+        lines[2].contains("[from=\"127.0.0.1,::1\",expiry-time=\"29991231\"]"),
         "{}",
-        lines[1]
+        lines[2]
     );
     let errors = text(&output.stderr);
     assert!(errors.contains("authorized_keys:4:"), "{errors}");
@@ -283,4 +307,366 @@ fn control_characters_in_comments_are_printed_escaped() {
         .unwrap();
     let out = ok(out);
     assert!(!out.contains('\u{1b}'), "{out:?}");
+}
+
+/// Lines holding `warning:` in `stderr`.
+fn warnings(stderr: &[u8]) -> Vec<String> {
+    text(stderr)
+        .lines()
+        .filter(|line| line.starts_with("warning: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_forge_keys_file_adds_the_ed25519_keys_and_warns_once_per_skipped_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("authorized_keys");
+    let forge = fixture("forge_user.keys");
+    let output = authorize(&file).arg(&forge).output().unwrap();
+    let out = ok(output.clone());
+    assert_eq!(out.lines().filter(|l| l.starts_with("added ")).count(), 2, "{out}");
+    let shown = forge.display();
+    assert_eq!(
+        warnings(&output.stderr),
+        [
+            format!("warning: {shown}:1: ssh-rsa key skipped: noise-echo only uses ssh-ed25519 keys"),
+            format!("warning: {shown}:3: ecdsa-sha2-nistp256 key skipped: noise-echo only uses ssh-ed25519 keys"),
+        ]
+    );
+    let keys = AuthorizedKeys::load(&file).unwrap();
+    assert_eq!(keys.entries.len(), 2);
+    assert!(keys.warnings.is_empty(), "only the ed25519 lines were written");
+    // Again: everything already present is still success.
+    let output = authorize(&file).arg(&forge).output().unwrap();
+    let out = ok(output.clone());
+    assert_eq!(out.lines().filter(|l| l.starts_with("already present")).count(), 2);
+    // A file with no ed25519 key at all adds nothing: status 1, with the fix.
+    for only_others in ["rsa_3072.pub", "ecdsa_p256.pub"] {
+        let output = authorize(&file).arg(fixture(only_others)).output().unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        assert_eq!(warnings(&output.stderr).len(), 1);
+        let errors = text(&output.stderr);
+        assert!(errors.contains("error: no ssh-ed25519 key in "), "{errors}");
+        assert!(errors.contains("ssh-keygen -t ed25519"), "{errors}");
+    }
+    assert_eq!(AuthorizedKeys::load(&file).unwrap().entries.len(), 2);
+}
+
+#[test]
+fn option_prefixed_key_lines_are_accepted_from_the_command_line_and_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("authorized_keys");
+    let (office, office_line) = key_line("office");
+    let with_options = format!("from=\"10.0.0.0/8\",no-pty {office_line}");
+    ok(authorize(&file).arg(&with_options).output().unwrap());
+    let (_, piped) = key_line("piped");
+    let mut child = authorize(&file)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("restrict,expiry-time=\"20991231Z\" {piped}\n").as_bytes())
+        .unwrap();
+    ok(child.wait_with_output().unwrap());
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        format!("{with_options}\nrestrict,expiry-time=\"20991231Z\" {piped}\n")
+    );
+    let keys = AuthorizedKeys::load(&file).unwrap();
+    assert_eq!(keys.entries.len(), 2);
+    assert_eq!(keys.entries[0].key, office.public_key());
+    assert_eq!(keys.entries[0].from.as_ref().unwrap().as_str(), "10.0.0.0/8");
+    assert!(keys.entries[1].expiry.is_some());
+}
+
+#[test]
+fn from_and_expires_are_validated_and_written_as_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("authorized_keys");
+    let (identity, line) = key_line("limited");
+    let out = ok(authorize(&file)
+        .args(["--from", "10.0.0.0/8,!10.0.9.*", "--expires", "209912311800"])
+        .arg(&line)
+        .output()
+        .unwrap());
+    assert!(out.starts_with("added "), "{out}");
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        format!("from=\"10.0.0.0/8,!10.0.9.*\",expiry-time=\"20991231180000Z\" {line}\n")
+    );
+    let keys = AuthorizedKeys::load(&file).unwrap();
+    let entry = &keys.entries[0];
+    assert_eq!(entry.expiry.unwrap().to_string(), "2099-12-31 18:00:00 UTC");
+    let now = std::time::SystemTime::now();
+    let key = identity.public_key();
+    assert!(keys.authorize(&key, "10.1.2.3".parse().unwrap(), now).is_ok());
+    assert!(keys.authorize(&key, "10.0.9.1".parse().unwrap(), now).is_err());
+    // Already present: not changed, and the user is told how to change it.
+    let out = ok(authorize(&file).args(["--from", "192.0.2.1"]).arg(&line).output().unwrap());
+    assert!(out.contains("its options were not changed"), "{out}");
+
+    let other = dir.path().join("other");
+    let (_, fresh) = key_line("fresh");
+    for (flags, message) in [
+        (vec!["--from", "10.0.0.0/33"], "--from \"10.0.0.0/33\" is not a valid pattern list"),
+        (vec!["--from", "10.0.0.1,"], "is not a valid pattern list"),
+        (vec!["--from", "a b"], "a pattern list has no quotes or blanks"),
+        (vec!["--from", "a\"b"], "a pattern list has no quotes or blanks"),
+        (vec!["--expires", "2099"], "--expires: invalid expiry-time \"2099\""),
+        (vec!["--expires", "20990230"], "no such date"),
+        (vec!["--expires", "20200101"], "is already past"),
+    ] {
+        let output = authorize(&other).args(&flags).arg(&fresh).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{flags:?}");
+        let errors = text(&output.stderr);
+        assert!(errors.contains(message), "{flags:?}: {errors}");
+        assert!(!other.exists(), "nothing may be written");
+    }
+    // An option on the line and the same flag: refused, not silently doubled.
+    for (flags, option) in [
+        (["--from", "10.0.0.0/8"], "from=\"192.0.2.0/24\""),
+        (["--expires", "20990101"], "expiry-time=\"20980101Z\""),
+    ] {
+        let output = authorize(&other)
+            .args(flags)
+            .arg(format!("{option} {fresh}"))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        assert!(text(&output.stderr).contains("not both"), "{}", text(&output.stderr));
+    }
+    assert!(!other.exists());
+    // --from and --expires only make sense when adding.
+    let output = authorize(&file)
+        .args(["--list", "--from", "10.0.0.0/8"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn remove_takes_several_fingerprints_a_pub_file_and_a_key_line_and_reports_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("authorized_keys");
+    let (one, one_line) = key_line("one");
+    let (_, two_line) = key_line("two");
+    let (three, three_line) = key_line("three");
+    let (never, _) = key_line("never added");
+    let client = fs::read_to_string(fixture("client_ed25519.pub")).unwrap();
+    let rsa = fs::read_to_string(fixture("rsa_3072.pub")).unwrap();
+    let original = format!(
+        "{one_line}\nrestrict {two_line}\n{client}{rsa}command=\"x\" {three_line}\n# end\n"
+    );
+    fs::write(&file, &original).unwrap();
+    let never = never.public_key().fingerprint().to_string();
+    let output = authorize(&file)
+        .arg("--remove")
+        .arg(one.public_key().fingerprint().to_string())
+        .arg(&never)
+        .arg(fixture("client_ed25519.pub"))
+        .arg(format!("from=\"10.0.0.0/8\" {two_line}"))
+        .arg(fixture("rsa_3072.pub"))
+        .arg(three.public_key().fingerprint().to_string())
+        .output()
+        .unwrap();
+    let out = ok(output.clone());
+    let removed: Vec<&str> = out.lines().map(|l| l.split(": ").next().unwrap()).collect();
+    let shown = file.display();
+    assert_eq!(
+        removed,
+        (1..=5).map(|n| format!("removed {shown}:{n}")).collect::<Vec<_>>()
+    );
+    assert_eq!(fs::read_to_string(&file).unwrap(), "# end\n");
+    assert_eq!(
+        warnings(&output.stderr),
+        [format!("warning: no key with fingerprint {never} in {shown}")]
+    );
+    // Nothing matched: status 1.
+    let output = authorize(&file)
+        .args(["--remove", &never])
+        .arg(&one_line)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains(&format!("error: none of the 2 keys is in {shown}")),
+        "{}",
+        text(&output.stderr)
+    );
+    // A value that is none of the accepted forms is named in the error.
+    let output = authorize(&file)
+        .args(["--remove", "SHA256:short"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("is not a SHA256 fingerprint"));
+    let output = authorize(&file)
+        .args(["--remove", "no-such-file.pub"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("--remove no-such-file.pub: not a fingerprint"));
+}
+
+#[test]
+fn list_marks_expired_and_untrusted_lines_in_ssh_keygen_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("authorized_keys");
+    fs::copy(fixture("authorized_keys_sshd"), &file).unwrap();
+    let output = authorize(&file).arg("--list").output().unwrap();
+    let out = ok(output.clone());
+    let recorded = fs::read_to_string(fixture("authorized_keys_sshd.lf")).unwrap();
+    let rows: Vec<&str> = out.lines().collect();
+    let expected: Vec<&str> = recorded.lines().collect();
+    assert_eq!(rows.len(), expected.len(), "{out}");
+    let marks = [
+        " [restrict]",
+        " [no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty,no-user-rc]",
+        " [command=\"/usr/bin/backup\",restrict] [untrusted: command= option]",
+        " [restrict,pty] [untrusted: pty option]",
+        " [untrusted: ssh-rsa key]",
+        " [expiry-time=\"20200101Z\"] [expired 2020-01-01 00:00:00 UTC]",
+        "",
+    ];
+    for ((row, keygen), mark) in rows.iter().zip(&expected).zip(marks) {
+        // ssh-keygen escapes the Latin-1 byte as \351; noise-echo shows U+FFFD.
+        let keygen = keygen.replace("\\351", "\u{fffd}");
+        assert_eq!(*row, format!("{keygen}{mark}"));
+    }
+    // The untrusted and other-type lines are also warned about, as the server logs them.
+    let errors = warnings(&output.stderr);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[0].contains("authorized_keys:4: key SHA256:"), "{errors:?}");
+    // Only expired or untrusted keys: nobody can connect, and the list says so.
+    let (_, line) = key_line("old");
+    fs::write(&file, format!("expiry-time=\"20200101\" {line}\ncert-authority {line}\n")).unwrap();
+    let output = authorize(&file).arg("--list").output().unwrap();
+    assert_eq!(ok(output.clone()).lines().count(), 2);
+    assert!(text(&output.stderr).contains("no usable key: nobody can connect"));
+}
+
+#[test]
+fn a_comment_that_is_not_utf8_is_accepted_and_shown_lossily() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("authorized_keys");
+    let latin1 = fs::read(fixture("latin1_ed25519.pub")).unwrap();
+    assert!(std::str::from_utf8(&latin1).is_err(), "the fixture is Latin-1");
+    let out = ok(authorize(&file).arg(fixture("latin1_ed25519.pub")).output().unwrap());
+    assert!(out.contains(" caf\u{fffd}@latin1 to "), "{out}");
+    // As a key line argument, which is not UTF-8 either.
+    let line = latin1.trim_ascii_end();
+    let out = ok(authorize(&file)
+        .arg(std::ffi::OsStr::from_bytes(line))
+        .output()
+        .unwrap());
+    assert!(out.starts_with("already present: "), "{out}");
+    let out = ok(authorize(&file).arg("--list").output().unwrap());
+    assert!(out.contains(" caf\u{fffd}@latin1 (ED25519)"), "{out}");
+    // The raw file, as sshd users have it: the key is trusted and removable.
+    fs::write(&file, &latin1).unwrap();
+    assert_eq!(AuthorizedKeys::load(&file).unwrap().entries.len(), 1);
+    let out = ok(authorize(&file)
+        .arg("--remove")
+        .arg(std::ffi::OsStr::from_bytes(line))
+        .output()
+        .unwrap());
+    assert!(out.starts_with("removed "), "{out}");
+    assert_eq!(fs::read(&file).unwrap(), b"");
+}
+
+/// `serve` on 127.0.0.1:0 with `authorized_keys`, and the port it listens on.
+fn serve(home: &Path, authorized_keys: &Path) -> (std::process::Child, u16, std::io::BufReader<std::process::ChildStderr>) {
+    use std::io::BufRead;
+    let mut child = common::noise_echo(home)
+        .args(["serve", "--listen", "127.0.0.1:0", "--host-key"])
+        .arg(home.join("host_key"))
+        .arg("--authorized-keys")
+        .arg(authorized_keys)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    // Bounded: the listening line comes within the first few.
+    for _ in 0..50 {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
+            let port = rest.split_whitespace().next().unwrap().parse().unwrap();
+            return (child, port, stderr);
+        }
+    }
+    let _ = child.kill();
+    panic!("the server did not start");
+}
+
+#[test]
+fn a_key_refused_by_its_line_is_logged_with_file_line_and_reason_and_the_client_learns_none() {
+    use std::io::Read;
+    let home = tempfile::tempdir().unwrap();
+    let identity = home.path().join("client");
+    fs::copy(fixture("client_ed25519"), &identity).unwrap();
+    fs::set_permissions(&identity, fs::Permissions::from_mode(0o600)).unwrap();
+    let client = fs::read_to_string(fixture("client_ed25519.pub")).unwrap();
+    let fingerprint = client_fingerprint_line().split(' ').nth(1).unwrap().to_owned();
+    let file = home.path().join("authorized_keys");
+    let cases = [
+        (
+            format!("# shared with sshd\ncommand=\"/usr/bin/backup\",restrict {client}"),
+            format!("{}:2: key {fingerprint} is not trusted because of the option command= (forces a command)", file.display()),
+            format!("permission denied: key {fingerprint} is not authorized on this server"),
+        ),
+        (
+            format!("expiry-time=\"20200101Z\" {client}"),
+            format!("{}:1: key {fingerprint} expired on 2020-01-01 00:00:00 UTC", file.display()),
+            format!("permission denied: key {fingerprint} expired on 2020-01-01 00:00:00 UTC"),
+        ),
+        (
+            format!("\n\nfrom=\"192.0.2.0/24\" {client}"),
+            format!("{}:3: key {fingerprint} is not allowed from 127.0.0.1 (from=\"192.0.2.0/24\")", file.display()),
+            format!("permission denied: key {fingerprint} is not allowed from 127.0.0.1"),
+        ),
+    ];
+    for (contents, logged, told) in cases {
+        fs::write(&file, contents).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        let (mut server, port, mut log) = serve(home.path(), &file);
+        let output = common::noise_echo(home.path())
+            .arg("connect")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-i")
+            .arg(&identity)
+            .arg("--known-hosts")
+            .arg(home.path().join("known_hosts"))
+            .args(["--accept-new-host", "hi"])
+            .output()
+            .unwrap();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(server.id().to_string())
+            .status();
+        let mut rest = String::new();
+        log.read_to_string(&mut rest).unwrap();
+        let _ = server.wait();
+        assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
+        let errors = text(&output.stderr);
+        assert!(errors.contains(&told), "{errors}");
+        assert!(
+            !errors.contains("authorized_keys") || told.contains("authorized_keys"),
+            "the client must not learn the file: {errors}"
+        );
+        assert!(!errors.contains("command="), "{errors}");
+        assert!(rest.contains(&format!("denied: {logged}")), "{rest}");
+        // With the line's comment, as for an admitted key.
+        assert!(rest.contains("comment=\"client@noise-echo-test\""), "{rest}");
+    }
 }

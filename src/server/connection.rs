@@ -325,7 +325,11 @@ impl Handler {
                 summary.comment = entry.comment.clone();
                 Ok(())
             }
-            Err(denial) => Err((denial.to_string(), denial.log_text(&keys.path))),
+            Err(denial) => {
+                let comment = denial.line().and_then(|line| keys.comment_at(line));
+                summary.comment = comment.unwrap_or_default().to_owned();
+                Err((denial.to_string(), denial.log_text(&keys.path)))
+            }
         }
     }
 

@@ -427,6 +427,17 @@ impl AuthorizedKeys {
         keys
     }
 
+    /// The comment of the ssh-ed25519 line numbered `line` (trusted or not), so that a
+    /// refusal can be logged with it.
+    pub fn comment_at(&self, line: usize) -> Option<&str> {
+        let trusted = self.entries.iter().map(|entry| (entry.line, &entry.comment));
+        let untrusted = self.untrusted.iter().map(|entry| (entry.line, &entry.comment));
+        trusted
+            .chain(untrusted)
+            .find(|(number, _)| *number == line)
+            .map(|(_, comment)| comment.as_str())
+    }
+
     /// Whether some trusted line holds `key`, whatever its options.
     pub fn contains(&self, key: &PublicKey) -> bool {
         self.entries.iter().any(|entry| entry.key == *key)

@@ -649,3 +649,15 @@ fn an_authorized_keys_shared_with_sshd_loads_what_noise_echo_can_honour() {
     assert_eq!(keys.entries[3].comment, "caf\u{fffd}@latin1");
     assert_eq!(keys.warnings.len(), 3);
 }
+
+#[test]
+fn comment_at_finds_trusted_and_untrusted_lines() {
+    let keys = parse(&format!(
+        "{}\ncommand=\"x\" {}\nssh-rsa AAAA r\n",
+        line(1, "one"),
+        line(2, "two")
+    ));
+    assert_eq!(keys.comment_at(1), Some("one"));
+    assert_eq!(keys.comment_at(2), Some("two"));
+    assert_eq!(keys.comment_at(3), None);
+}
