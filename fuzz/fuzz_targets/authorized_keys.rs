@@ -1,6 +1,7 @@
 //! The authorized_keys parser fed arbitrary bytes: it must never panic, every
-//! trusted line must print back to a line that parses to the same entry, and
-//! authorizing against it must not panic.
+//! trusted line must print back to a line that parses to the same entry,
+//! authorizing against it must not panic, and a key only on untrusted lines is
+//! refused with a denial naming its line.
 //!
 //! Findings (all in the oracle, not the parser): a comment, a `from=` pattern, then a
 //! comment starting with a bare CR printed back with a space there, as `append_line`
@@ -18,6 +19,20 @@ use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys};
 
 fuzz_target!(|data: &[u8]| {
     let keys = AuthorizedKeys::parse(data, Path::new("fuzz"));
+    // A key named only on untrusted lines is never admitted, and the refusal names
+    // a line without the client's text naming the file.
+    for untrusted in &keys.untrusted {
+        if keys.entries.iter().any(|entry| entry.key == untrusted.key) {
+            continue;
+        }
+        let denial = keys
+            .authorize(&untrusted.key, IpAddr::V4(Ipv4Addr::LOCALHOST), SystemTime::now())
+            .expect_err("an untrusted line admitted a key");
+        assert!(denial.line().is_some());
+        // A path with a blank, which no fingerprint or address text holds.
+        assert!(denial.log_text(Path::new("the file")).starts_with("the file:"));
+        assert!(!denial.to_string().contains("the file"));
+    }
     for entry in &keys.entries {
         let printed = authorized_keys::append_line(b"", &entry.to_line());
         let reparsed = AuthorizedKeys::parse(&printed, Path::new("fuzz"));
