@@ -14,8 +14,8 @@
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -227,7 +227,11 @@ fn keys_in_source(
         let reason = warning
             .message
             .strip_prefix("malformed line skipped: ")
-            .or_else(|| warning.message.strip_prefix("malformed options, line skipped: "))
+            .or_else(|| {
+                warning
+                    .message
+                    .strip_prefix("malformed options, line skipped: ")
+            })
             .unwrap_or(&warning.message);
         bail!(
             "{}:{}: not a usable public key: {}",
@@ -502,7 +506,11 @@ fn list(path: &Path) -> anyhow::Result<()> {
     for entry in &keys.untrusted {
         let fingerprint = entry.key.fingerprint().to_string();
         let names: Vec<String> = entry.unsupported.iter().map(ToString::to_string).collect();
-        let noun = if names.len() == 1 { "option" } else { "options" };
+        let noun = if names.len() == 1 {
+            "option"
+        } else {
+            "options"
+        };
         let row = with_options(
             key_columns(Some(256), Some(&fingerprint), &entry.comment, "ED25519"),
             &entry.options,
@@ -524,7 +532,10 @@ fn list(path: &Path) -> anyhow::Result<()> {
         );
         rows.push((
             other.line,
-            format!("{row} [untrusted: {} key]", super::printable(&other.key_type)),
+            format!(
+                "{row} [untrusted: {} key]",
+                super::printable(&other.key_type)
+            ),
         ));
     }
     rows.sort_by_key(|(line, _)| *line);

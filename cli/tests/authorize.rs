@@ -248,7 +248,10 @@ fn list_shows_fingerprints_comments_and_options_and_warns_about_bad_lines() {
     assert_eq!(lines.len(), 3, "{out}");
     assert_eq!(lines[0], client_fingerprint_line());
     let rsa = ssh_keygen_lf("rsa_3072.pub");
-    assert_eq!(lines[1], format!("{} [untrusted: ssh-rsa key]", rsa.trim_end()));
+    assert_eq!(
+        lines[1],
+        format!("{} [untrusted: ssh-rsa key]", rsa.trim_end())
+    );
     assert!(
         lines[2].contains("[from=\"127.0.0.1,::1\",expiry-time=\"29991231\"]"),
         "{}",
@@ -325,7 +328,11 @@ fn a_forge_keys_file_adds_the_ed25519_keys_and_warns_once_per_skipped_line() {
     let forge = fixture("forge_user.keys");
     let output = authorize(&file).arg(&forge).output().unwrap();
     let out = ok(output.clone());
-    assert_eq!(out.lines().filter(|l| l.starts_with("added ")).count(), 2, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("added ")).count(),
+        2,
+        "{out}"
+    );
     let shown = forge.display();
     assert_eq!(
         warnings(&output.stderr),
@@ -336,11 +343,19 @@ fn a_forge_keys_file_adds_the_ed25519_keys_and_warns_once_per_skipped_line() {
     );
     let keys = AuthorizedKeys::load(&file).unwrap();
     assert_eq!(keys.entries.len(), 2);
-    assert!(keys.warnings.is_empty(), "only the ed25519 lines were written");
+    assert!(
+        keys.warnings.is_empty(),
+        "only the ed25519 lines were written"
+    );
     // Again: everything already present is still success.
     let output = authorize(&file).arg(&forge).output().unwrap();
     let out = ok(output.clone());
-    assert_eq!(out.lines().filter(|l| l.starts_with("already present")).count(), 2);
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("already present"))
+            .count(),
+        2
+    );
     // A file with no ed25519 key at all adds nothing: status 1, with the fix.
     for only_others in ["rsa_3072.pub", "ecdsa_p256.pub"] {
         let output = authorize(&file).arg(fixture(only_others)).output().unwrap();
@@ -382,7 +397,10 @@ fn option_prefixed_key_lines_are_accepted_from_the_command_line_and_stdin() {
     let keys = AuthorizedKeys::load(&file).unwrap();
     assert_eq!(keys.entries.len(), 2);
     assert_eq!(keys.entries[0].key, office.public_key());
-    assert_eq!(keys.entries[0].from.as_ref().unwrap().as_str(), "10.0.0.0/8");
+    assert_eq!(
+        keys.entries[0].from.as_ref().unwrap().as_str(),
+        "10.0.0.0/8"
+    );
     assert!(keys.entries[1].expiry.is_some());
 }
 
@@ -392,7 +410,12 @@ fn from_and_expires_are_validated_and_written_as_options() {
     let file = dir.path().join("authorized_keys");
     let (identity, line) = key_line("limited");
     let out = ok(authorize(&file)
-        .args(["--from", "10.0.0.0/8,!10.0.9.*", "--expires", "209912311800"])
+        .args([
+            "--from",
+            "10.0.0.0/8,!10.0.9.*",
+            "--expires",
+            "209912311800",
+        ])
         .arg(&line)
         .output()
         .unwrap());
@@ -406,20 +429,40 @@ fn from_and_expires_are_validated_and_written_as_options() {
     assert_eq!(entry.expiry.unwrap().to_string(), "2099-12-31 18:00:00 UTC");
     let now = std::time::SystemTime::now();
     let key = identity.public_key();
-    assert!(keys.authorize(&key, "10.1.2.3".parse().unwrap(), now).is_ok());
-    assert!(keys.authorize(&key, "10.0.9.1".parse().unwrap(), now).is_err());
+    assert!(keys
+        .authorize(&key, "10.1.2.3".parse().unwrap(), now)
+        .is_ok());
+    assert!(keys
+        .authorize(&key, "10.0.9.1".parse().unwrap(), now)
+        .is_err());
     // Already present: not changed, and the user is told how to change it.
-    let out = ok(authorize(&file).args(["--from", "192.0.2.1"]).arg(&line).output().unwrap());
+    let out = ok(authorize(&file)
+        .args(["--from", "192.0.2.1"])
+        .arg(&line)
+        .output()
+        .unwrap());
     assert!(out.contains("its options were not changed"), "{out}");
 
     let other = dir.path().join("other");
     let (_, fresh) = key_line("fresh");
     for (flags, message) in [
-        (vec!["--from", "10.0.0.0/33"], "--from \"10.0.0.0/33\" is not a valid pattern list"),
+        (
+            vec!["--from", "10.0.0.0/33"],
+            "--from \"10.0.0.0/33\" is not a valid pattern list",
+        ),
         (vec!["--from", "10.0.0.1,"], "is not a valid pattern list"),
-        (vec!["--from", "a b"], "a pattern list has no quotes or blanks"),
-        (vec!["--from", "a\"b"], "a pattern list has no quotes or blanks"),
-        (vec!["--expires", "2099"], "--expires: invalid expiry-time \"2099\""),
+        (
+            vec!["--from", "a b"],
+            "a pattern list has no quotes or blanks",
+        ),
+        (
+            vec!["--from", "a\"b"],
+            "a pattern list has no quotes or blanks",
+        ),
+        (
+            vec!["--expires", "2099"],
+            "--expires: invalid expiry-time \"2099\"",
+        ),
         (vec!["--expires", "20990230"], "no such date"),
         (vec!["--expires", "20200101"], "is already past"),
     ] {
@@ -440,7 +483,11 @@ fn from_and_expires_are_validated_and_written_as_options() {
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(1));
-        assert!(text(&output.stderr).contains("not both"), "{}", text(&output.stderr));
+        assert!(
+            text(&output.stderr).contains("not both"),
+            "{}",
+            text(&output.stderr)
+        );
     }
     assert!(!other.exists());
     // --from and --expires only make sense when adding.
@@ -481,12 +528,16 @@ fn remove_takes_several_fingerprints_a_pub_file_and_a_key_line_and_reports_misse
     let shown = file.display();
     assert_eq!(
         removed,
-        (1..=5).map(|n| format!("removed {shown}:{n}")).collect::<Vec<_>>()
+        (1..=5)
+            .map(|n| format!("removed {shown}:{n}"))
+            .collect::<Vec<_>>()
     );
     assert_eq!(fs::read_to_string(&file).unwrap(), "# end\n");
     assert_eq!(
         warnings(&output.stderr),
-        [format!("warning: no key with fingerprint {never} in {shown}")]
+        [format!(
+            "warning: no key with fingerprint {never} in {shown}"
+        )]
     );
     // Nothing matched: status 1.
     let output = authorize(&file)
@@ -543,10 +594,17 @@ fn list_marks_expired_and_untrusted_lines_in_ssh_keygen_columns() {
     // The untrusted and other-type lines are also warned about, as the server logs them.
     let errors = warnings(&output.stderr);
     assert_eq!(errors.len(), 3, "{errors:?}");
-    assert!(errors[0].contains("authorized_keys:4: key SHA256:"), "{errors:?}");
+    assert!(
+        errors[0].contains("authorized_keys:4: key SHA256:"),
+        "{errors:?}"
+    );
     // Only expired or untrusted keys: nobody can connect, and the list says so.
     let (_, line) = key_line("old");
-    fs::write(&file, format!("expiry-time=\"20200101\" {line}\ncert-authority {line}\n")).unwrap();
+    fs::write(
+        &file,
+        format!("expiry-time=\"20200101\" {line}\ncert-authority {line}\n"),
+    )
+    .unwrap();
     let output = authorize(&file).arg("--list").output().unwrap();
     assert_eq!(ok(output.clone()).lines().count(), 2);
     assert!(text(&output.stderr).contains("no usable key: nobody can connect"));
@@ -558,8 +616,14 @@ fn a_comment_that_is_not_utf8_is_accepted_and_shown_lossily() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("authorized_keys");
     let latin1 = fs::read(fixture("latin1_ed25519.pub")).unwrap();
-    assert!(std::str::from_utf8(&latin1).is_err(), "the fixture is Latin-1");
-    let out = ok(authorize(&file).arg(fixture("latin1_ed25519.pub")).output().unwrap());
+    assert!(
+        std::str::from_utf8(&latin1).is_err(),
+        "the fixture is Latin-1"
+    );
+    let out = ok(authorize(&file)
+        .arg(fixture("latin1_ed25519.pub"))
+        .output()
+        .unwrap());
     assert!(out.contains(" caf\u{fffd}@latin1 to "), "{out}");
     // As a key line argument, which is not UTF-8 either.
     let line = latin1.trim_ascii_end();
@@ -583,7 +647,14 @@ fn a_comment_that_is_not_utf8_is_accepted_and_shown_lossily() {
 }
 
 /// `serve` on 127.0.0.1:0 with `authorized_keys`, and the port it listens on.
-fn serve(home: &Path, authorized_keys: &Path) -> (std::process::Child, u16, std::io::BufReader<std::process::ChildStderr>) {
+fn serve(
+    home: &Path,
+    authorized_keys: &Path,
+) -> (
+    std::process::Child,
+    u16,
+    std::io::BufReader<std::process::ChildStderr>,
+) {
     use std::io::BufRead;
     let mut child = common::noise_echo(home)
         .args(["serve", "--listen", "127.0.0.1:0", "--host-key"])
@@ -606,6 +677,7 @@ fn serve(home: &Path, authorized_keys: &Path) -> (std::process::Child, u16, std:
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("the server did not start");
 }
 
@@ -617,7 +689,11 @@ fn a_key_refused_by_its_line_is_logged_with_file_line_and_reason_and_the_client_
     fs::copy(fixture("client_ed25519"), &identity).unwrap();
     fs::set_permissions(&identity, fs::Permissions::from_mode(0o600)).unwrap();
     let client = fs::read_to_string(fixture("client_ed25519.pub")).unwrap();
-    let fingerprint = client_fingerprint_line().split(' ').nth(1).unwrap().to_owned();
+    let fingerprint = client_fingerprint_line()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_owned();
     let file = home.path().join("authorized_keys");
     let cases = [
         (
@@ -667,6 +743,9 @@ fn a_key_refused_by_its_line_is_logged_with_file_line_and_reason_and_the_client_
         assert!(!errors.contains("command="), "{errors}");
         assert!(rest.contains(&format!("denied: {logged}")), "{rest}");
         // With the line's comment, as for an admitted key.
-        assert!(rest.contains("comment=\"client@noise-echo-test\""), "{rest}");
+        assert!(
+            rest.contains("comment=\"client@noise-echo-test\""),
+            "{rest}"
+        );
     }
 }

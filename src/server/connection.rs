@@ -316,7 +316,10 @@ impl Handler {
                 "key {} is not authorized on this server",
                 client.fingerprint()
             );
-            let logged = format!("{reason}: {} cannot be read", self.authorized_keys.path.display());
+            let logged = format!(
+                "{reason}: {} cannot be read",
+                self.authorized_keys.path.display()
+            );
             (reason, logged)
         })?;
         let address = canonical_ip(self.peer.ip());

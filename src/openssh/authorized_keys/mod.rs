@@ -34,8 +34,8 @@ use std::time::SystemTime;
 
 use crate::identity::{Fingerprint, PublicKey, SSH_ED25519};
 use crate::openssh::lexer::{
-    is_field_separator, is_known_key_type, line_text, numbered_lines, read_ssh_string,
-    split_field, split_quoted_field, LineText,
+    is_field_separator, is_known_key_type, line_text, numbered_lines, read_ssh_string, split_field,
+    split_quoted_field, LineText,
 };
 use crate::openssh::pattern::AddressPatterns;
 
@@ -43,8 +43,8 @@ mod expiry;
 mod options;
 
 pub use expiry::Expiry;
-use options::{parse_options, OptionsError};
 pub use options::UnsupportedOption;
+use options::{parse_options, OptionsError};
 
 /// A problem with one line of a trust file, which was skipped because of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,7 +297,11 @@ impl OtherKeyLine {
             "ssh-xmss@openssh.com" => (None, "XMSS"),
             _ => (None, "UNKNOWN"),
         };
-        let cert = if base.len() < key_type.len() { "-CERT" } else { "" };
+        let cert = if base.len() < key_type.len() {
+            "-CERT"
+        } else {
+            ""
+        };
         // RSA's size is its modulus, DSA's its p: the first big number after the
         // type for DSA, the second (after e) for RSA. Certificates add a nonce first.
         let measured = decoded.as_deref().and_then(|blob| {
@@ -323,7 +327,10 @@ impl OtherKeyLine {
             key_type: key_type.to_owned(),
             bits,
             fingerprint: decoded.map(|blob| {
-                format!("SHA256:{}", STANDARD_NO_PAD.encode(sha2::Sha256::digest(blob)))
+                format!(
+                    "SHA256:{}",
+                    STANDARD_NO_PAD.encode(sha2::Sha256::digest(blob))
+                )
             }),
             label: format!("{name}{cert}"),
             comment: comment.to_owned(),
@@ -379,9 +386,8 @@ impl AuthorizedKeys {
                     warn(format!(
                         "{key_type} key skipped: noise-echo only uses ssh-ed25519 keys"
                     ));
-                    keys.other_key_types.push(OtherKeyLine::describe(
-                        number, key_type, blob, comment,
-                    ));
+                    keys.other_key_types
+                        .push(OtherKeyLine::describe(number, key_type, blob, comment));
                     continue;
                 }
                 Err(LineError::Malformed(reason)) => {
@@ -430,8 +436,14 @@ impl AuthorizedKeys {
     /// The comment of the ssh-ed25519 line numbered `line` (trusted or not), so that a
     /// refusal can be logged with it.
     pub fn comment_at(&self, line: usize) -> Option<&str> {
-        let trusted = self.entries.iter().map(|entry| (entry.line, &entry.comment));
-        let untrusted = self.untrusted.iter().map(|entry| (entry.line, &entry.comment));
+        let trusted = self
+            .entries
+            .iter()
+            .map(|entry| (entry.line, &entry.comment));
+        let untrusted = self
+            .untrusted
+            .iter()
+            .map(|entry| (entry.line, &entry.comment));
         trusted
             .chain(untrusted)
             .find(|(number, _)| *number == line)

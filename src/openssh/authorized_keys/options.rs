@@ -85,10 +85,14 @@ fn kind_of(name: &str) -> Kind {
     match name.to_ascii_lowercase().as_str() {
         "from" => Kind::From,
         "expiry-time" => Kind::ExpiryTime,
-        "restrict" | "no-pty" | "no-port-forwarding" | "no-agent-forwarding"
-        | "no-x11-forwarding" | "no-user-rc" | "no-touch-required" | "no-verify-required" => {
-            Kind::Harmless
-        }
+        "restrict"
+        | "no-pty"
+        | "no-port-forwarding"
+        | "no-agent-forwarding"
+        | "no-x11-forwarding"
+        | "no-user-rc"
+        | "no-touch-required"
+        | "no-verify-required" => Kind::Harmless,
         "pty" => Kind::RefusedFlag("gives back the pty that restrict takes away"),
         "port-forwarding" => Kind::RefusedFlag("gives back port forwarding"),
         "agent-forwarding" => Kind::RefusedFlag("gives back agent forwarding"),

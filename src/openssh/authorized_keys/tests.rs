@@ -171,7 +171,10 @@ fn options_sshd_does_not_know_or_misspells_make_the_line_malformed() {
         ("permitopen=host:80", "must be in double quotes"),
     ] {
         let keys = parse(&format!("{options} {}\n", line(1, "")));
-        assert!(keys.entries.is_empty() && keys.untrusted.is_empty(), "{options}");
+        assert!(
+            keys.entries.is_empty() && keys.untrusted.is_empty(),
+            "{options}"
+        );
         let message = &keys.warnings[0].message;
         assert!(message.contains("malformed"), "{options}: {message}");
         assert!(message.contains(why), "{options}: {message}");
@@ -244,14 +247,20 @@ fn an_untrusted_line_does_not_hide_a_trusted_one_and_the_first_refusal_is_report
     );
     // Line 3 (from=) comes before line 4 (untrusted): its refusal is reported.
     let denial = keys.authorize(&key(2), ip("192.0.2.1"), now).unwrap_err();
-    assert!(matches!(denial, Denial::NotFromHere { line: 3, .. }), "{denial:?}");
+    assert!(
+        matches!(denial, Denial::NotFromHere { line: 3, .. }),
+        "{denial:?}"
+    );
     let keys = parse(&format!(
         "cert-authority {}\nfrom=\"10.0.0.0/8\" {}\n",
         line(2, ""),
         line(2, "")
     ));
     let denial = keys.authorize(&key(2), ip("192.0.2.1"), now).unwrap_err();
-    assert!(matches!(denial, Denial::Untrusted { line: 1, .. }), "{denial:?}");
+    assert!(
+        matches!(denial, Denial::Untrusted { line: 1, .. }),
+        "{denial:?}"
+    );
 }
 
 #[test]
@@ -414,7 +423,9 @@ fn comments_that_are_not_utf8_are_accepted_and_other_bad_bytes_are_malformed() {
     assert_eq!(keys.entries[2].comment, "caf\u{fffd}@host \u{fffd}");
     let lines: Vec<usize> = keys.warnings.iter().map(|warning| warning.line).collect();
     assert_eq!(lines, [2, 6], "{:?}", keys.warnings);
-    assert!(keys.warnings[0].message.starts_with("malformed line skipped"));
+    assert!(keys.warnings[0]
+        .message
+        .starts_with("malformed line skipped"));
     assert_eq!(
         keys.warnings[1].to_string(),
         "ak:6: malformed line skipped: the options are not valid UTF-8"
@@ -583,7 +594,12 @@ proptest! {
 const STANDARD_BLOB: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIE7+/RD7emPsQtVteJIEtL5HVfNDYJwexH8enuFSlIih";
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("keys").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("keys")
+            .join(name),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -622,7 +638,13 @@ fn other_key_types_are_described_as_ssh_keygen_lf_does() {
     let described: Vec<_> = keys
         .other_key_types
         .iter()
-        .map(|other| (other.bits, other.fingerprint.is_some(), other.label.as_str()))
+        .map(|other| {
+            (
+                other.bits,
+                other.fingerprint.is_some(),
+                other.label.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         described,
@@ -644,7 +666,10 @@ fn an_authorized_keys_shared_with_sshd_loads_what_noise_echo_can_honour() {
         .iter()
         .map(|entry| (entry.line, entry.unsupported[0].to_string()))
         .collect();
-    assert_eq!(untrusted, [(4, "command=".to_owned()), (5, "pty".to_owned())]);
+    assert_eq!(
+        untrusted,
+        [(4, "command=".to_owned()), (5, "pty".to_owned())]
+    );
     assert_eq!(keys.other_key_types[0].line, 6);
     assert_eq!(keys.entries[3].comment, "caf\u{fffd}@latin1");
     assert_eq!(keys.warnings.len(), 3);
