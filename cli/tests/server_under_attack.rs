@@ -888,7 +888,11 @@ fn rich_authorized_keys() -> String {
             "carol with spaces",
         ),
         line(5, "expiry-time=\"20300101\",from=\"::1\"", "dave"),
-        line(6, "restrict", "unsupported option: never trusted"),
+        line(
+            6,
+            "command=\"/bin/true\",restrict",
+            "unsupported option: never trusted",
+        ),
         String::new(),
         line(7, "from=\"127.0.0.1\"", "last line, no newline"),
     ]
