@@ -29,7 +29,26 @@ use noise_echo::openssh::keyfile::PRIVATE_KEY_MODE;
 use noise_echo::openssh::lexer;
 use noise_echo::openssh::pattern::AddressPatterns;
 
+/// Shown after the options in `authorize --help`.
+const AFTER_HELP: &str = "\
+Examples:
+  noise-echo authorize ann.pub
+  curl -s https://github.com/ann.keys | noise-echo authorize --from 10.0.0.0/8 -
+  noise-echo authorize --expires 20271231 'restrict ssh-ed25519 AAAA... ann@laptop'
+  noise-echo authorize --list
+  noise-echo authorize --remove SHA256:Hl89vtBpmaia3eHr2UYTwpPBkibZvlcqHiBxDI2sa0w old.pub
+
+Exit status:
+  0  every ssh-ed25519 key given is now present (lines of other key types are
+     skipped with a warning); --remove removed at least one line (keys that
+     matched nothing are warned about); --list printed the file
+  1  nothing to add (no ssh-ed25519 key), a malformed key line, an option noise-echo
+     would not trust (command=, ...), a bad --from or --expires, nothing removed, or
+     a file that cannot be read or written: nothing was changed
+  2  bad usage";
+
 #[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
 pub(super) struct Args {
     /// Public keys to add: a .pub or keys file (such as a forge's USER.keys; other key types are skipped with a warning), a key line ('ssh-ed25519 AAAA... comment', options allowed: 'from="10.0.0.0/8" ssh-ed25519 ...'), or - for stdin
     #[arg(value_name = "KEY", required_unless_present_any = ["list", "remove"], conflicts_with_all = ["list", "remove"])]

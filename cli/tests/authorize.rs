@@ -749,3 +749,22 @@ fn a_key_refused_by_its_line_is_logged_with_file_line_and_reason_and_the_client_
         );
     }
 }
+
+#[test]
+fn help_documents_the_key_forms_the_new_flags_and_the_exit_statuses() {
+    let out = ok(Command::cargo_bin("noise-echo")
+        .unwrap()
+        .args(["authorize", "--help"])
+        .output()
+        .unwrap());
+    for expected in [
+        "--from <PATTERNS>",
+        "--expires <YYYYMMDD[HHMM[SS]]>",
+        "--remove <KEY>...",
+        "USER.keys",
+        "Exit status:",
+        "  1  nothing to add",
+    ] {
+        assert!(out.contains(expected), "{expected}: {out}");
+    }
+}

@@ -115,6 +115,7 @@ fn kind_of(name: &str) -> Kind {
 
 /// One `name` or `name=value` option.
 struct RawOption {
+    /// The name as written, case kept for messages.
     name: String,
     /// The value, unquoted; `None` for a flag.
     value: Option<String>,
