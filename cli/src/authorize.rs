@@ -24,7 +24,7 @@ use anyhow::{bail, Context};
 use crate::paths::AUTHORIZED_KEYS_FILE;
 use noise_echo::fsutil;
 use noise_echo::identity::{Fingerprint, PublicKey};
-use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys, Expiry, UnsupportedOption};
+use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys, Expiry, UntrustedReason};
 use noise_echo::openssh::keyfile::PRIVATE_KEY_MODE;
 use noise_echo::openssh::lexer;
 use noise_echo::openssh::pattern::AddressPatterns;
@@ -190,15 +190,6 @@ fn looks_like_key_line(argument: &str) -> bool {
         .any(lexer::is_known_key_type)
 }
 
-/// `command= (forces a command)`, for refusals.
-fn describe(options: &[UnsupportedOption]) -> String {
-    options
-        .iter()
-        .map(|option| format!("{option} ({})", option.why))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// What the keys of a source are read for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Purpose {
@@ -220,13 +211,18 @@ fn keys_in_source(
 ) -> anyhow::Result<(AuthorizedKeys, Vec<String>)> {
     let parsed = AuthorizedKeys::parse(&source.bytes, Path::new(&source.name));
     if let Some(untrusted) = parsed.untrusted.first().filter(|_| purpose == Purpose::Add) {
-        bail!(
-            "{}:{}: noise-echo would not trust this key line because of the option {}: \
-             remove the option (or give the key without it)",
-            source.name,
-            untrusted.line,
-            describe(&untrusted.unsupported)
-        );
+        let at = format!("{}:{}", source.name, untrusted.line);
+        match &untrusted.reason {
+            UntrustedReason::Malformed(reason) => bail!(
+                "{at}: not a usable public key: {}",
+                super::printable(reason)
+            ),
+            reason => bail!(
+                "{at}: noise-echo would not trust this key line because of {}: \
+                 remove the option (or give the key without it)",
+                super::printable(&reason.to_string())
+            ),
+        }
     }
     let other_types: BTreeSet<usize> = parsed
         .other_key_types
@@ -524,11 +520,17 @@ fn list(path: &Path) -> anyhow::Result<()> {
     }
     for entry in &keys.untrusted {
         let fingerprint = entry.key.fingerprint().to_string();
-        let names: Vec<String> = entry.unsupported.iter().map(ToString::to_string).collect();
-        let noun = if names.len() == 1 {
-            "option"
-        } else {
-            "options"
+        let why = match &entry.reason {
+            UntrustedReason::Unsupported(options) => {
+                let names: Vec<String> = options.iter().map(ToString::to_string).collect();
+                let noun = if names.len() == 1 {
+                    "option"
+                } else {
+                    "options"
+                };
+                format!("{} {noun}", names.join(", "))
+            }
+            _ => "malformed options".to_owned(),
         };
         let row = with_options(
             key_columns(Some(256), Some(&fingerprint), &entry.comment, "ED25519"),
@@ -536,10 +538,7 @@ fn list(path: &Path) -> anyhow::Result<()> {
         );
         rows.push((
             entry.line,
-            format!(
-                "{row} [untrusted: {} {noun}]",
-                super::printable(&names.join(", "))
-            ),
+            format!("{row} [untrusted: {}]", super::printable(&why)),
         ));
     }
     for other in &keys.other_key_types {

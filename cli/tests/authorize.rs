@@ -602,11 +602,23 @@ fn list_marks_expired_and_untrusted_lines_in_ssh_keygen_columns() {
     let (_, line) = key_line("old");
     fs::write(
         &file,
-        format!("expiry-time=\"20200101\" {line}\ncert-authority {line}\n"),
+        format!("expiry-time=\"20200101\" {line}\ncert-authority {line}\nno-restrict {line}\n"),
     )
     .unwrap();
     let output = authorize(&file).arg("--list").output().unwrap();
-    assert_eq!(ok(output.clone()).lines().count(), 2);
+    let out = ok(output.clone());
+    let marks: Vec<&str> = out
+        .lines()
+        .map(|row| row.rsplit(" [").next().unwrap())
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            "expired 2020-01-01 00:00:00 UTC]",
+            "untrusted: cert-authority option]",
+            "untrusted: malformed options]"
+        ]
+    );
     assert!(text(&output.stderr).contains("no usable key: nobody can connect"));
 }
 

@@ -93,18 +93,36 @@ pub struct UntrustedKey {
     pub line: usize,
     /// The options field as written.
     pub options: String,
-    /// The options that make the line untrusted, in the order written.
-    pub unsupported: Vec<UnsupportedOption>,
+    /// What is wrong with the options.
+    pub reason: UntrustedReason,
 }
 
-/// `command= (forces a command), pty (gives back ...)`: the options that make a line
-/// untrusted and why, for warnings and the server's log.
-fn describe_unsupported(options: &[UnsupportedOption]) -> String {
-    options
-        .iter()
-        .map(|option| format!("{option} ({})", option.why))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Why the options of an ssh-ed25519 line make it untrusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UntrustedReason {
+    /// Options noise-echo will not honour, in the order written.
+    Unsupported(Vec<UnsupportedOption>),
+    /// The options field cannot be parsed (a typo, an option sshd does not know, a bad
+    /// `from=` pattern...): sshd refuses such a line too.
+    Malformed(String),
+}
+
+impl fmt::Display for UntrustedReason {
+    /// `the option command= (forces a command), pty (gives back ...)`, or `malformed
+    /// options: ...`, for warnings and the server's log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unsupported(options) => {
+                let described: Vec<String> = options
+                    .iter()
+                    .map(|option| format!("{option} ({})", option.why))
+                    .collect();
+                write!(f, "the option {}", described.join(", "))
+            }
+            Self::Malformed(reason) => write!(f, "malformed options: {reason}"),
+        }
+    }
 }
 
 impl AuthorizedKey {
@@ -188,8 +206,8 @@ pub enum Denial {
         fingerprint: Fingerprint,
         /// The 1-based number of the first such line, for the log.
         line: usize,
-        /// Its unsupported options, for the log.
-        options: Vec<UnsupportedOption>,
+        /// What is wrong with its options, for the log.
+        reason: UntrustedReason,
     },
 }
 
@@ -230,11 +248,13 @@ impl Denial {
             Self::Untrusted {
                 fingerprint,
                 line,
-                options,
-            } => format!(
-                "{path}:{line}: key {fingerprint} is not trusted because of the option {}",
-                describe_unsupported(options)
-            ),
+                reason: reason @ UntrustedReason::Unsupported(_),
+            } => format!("{path}:{line}: key {fingerprint} is not trusted because of {reason}"),
+            Self::Untrusted {
+                fingerprint,
+                line,
+                reason,
+            } => format!("{path}:{line}: key {fingerprint} is not trusted: {reason}"),
         }
     }
 }
@@ -397,11 +417,21 @@ impl AuthorizedKeys {
             };
             // A key type or base64 blob with bad bytes cannot have parsed, so only the
             // options can still hold a replacement character that was not in the file.
-            if matches!(text, Cow::Owned(_)) && fields.options.contains('\u{fffd}') {
-                warn("malformed line skipped: the options are not valid UTF-8".to_owned());
-                continue;
-            }
-            match parse_options(fields.options) {
+            let options = if matches!(text, Cow::Owned(_)) && fields.options.contains('\u{fffd}') {
+                Err(OptionsError::Malformed("not valid UTF-8".to_owned()))
+            } else {
+                parse_options(fields.options)
+            };
+            let mut untrusted = |reason: UntrustedReason| {
+                keys.untrusted.push(UntrustedKey {
+                    key: fields.key,
+                    comment: fields.comment.to_owned(),
+                    line: number,
+                    options: fields.options.to_owned(),
+                    reason,
+                });
+            };
+            match options {
                 Ok(restrictions) => keys.entries.push(AuthorizedKey {
                     key: fields.key,
                     comment: fields.comment.to_owned(),
@@ -412,21 +442,16 @@ impl AuthorizedKeys {
                 }),
                 Err(OptionsError::Malformed(reason)) => {
                     warn(format!("malformed options, line skipped: {reason}"));
+                    untrusted(UntrustedReason::Malformed(reason));
                 }
                 Err(OptionsError::Unsupported(unsupported)) => {
+                    let reason = UntrustedReason::Unsupported(unsupported);
                     warn(format!(
-                        "key {} not trusted: noise-echo does not support the option {} \
+                        "key {} not trusted: noise-echo does not support {reason} \
                          and will not ignore what it cannot enforce (fail closed)",
                         fields.key.fingerprint(),
-                        describe_unsupported(&unsupported)
                     ));
-                    keys.untrusted.push(UntrustedKey {
-                        key: fields.key,
-                        comment: fields.comment.to_owned(),
-                        line: number,
-                        options: fields.options.to_owned(),
-                        unsupported,
-                    });
+                    untrusted(reason);
                 }
             }
         }
@@ -489,7 +514,7 @@ impl AuthorizedKeys {
                 first_refusal = Some(Denial::Untrusted {
                     fingerprint: key.fingerprint(),
                     line: untrusted.line,
-                    options: untrusted.unsupported.clone(),
+                    reason: untrusted.reason.clone(),
                 });
             }
         }

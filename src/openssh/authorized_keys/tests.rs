@@ -145,17 +145,18 @@ fn options_that_grant_or_change_something_make_the_line_untrusted() {
         assert_eq!(keys.untrusted.len(), 1, "{options}");
         let untrusted = &keys.untrusted[0];
         assert_eq!((untrusted.key, untrusted.line), (key(1), 1));
-        assert_eq!(untrusted.unsupported[0].to_string(), shown);
+        let UntrustedReason::Unsupported(unsupported) = &untrusted.reason else {
+            panic!("{options}: {:?}", untrusted.reason);
+        };
+        assert_eq!(unsupported[0].to_string(), shown);
         assert_eq!(untrusted.options, options);
     }
     // Several refused options are all named, in order.
     let keys = parse(&format!("command=\"x\",pty {}\n", line(1, "")));
-    let names: Vec<String> = keys.untrusted[0]
-        .unsupported
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    assert_eq!(names, ["command=", "pty"]);
+    assert_eq!(
+        keys.untrusted[0].reason.to_string(),
+        "the option command= (forces a command), pty (gives back the pty that restrict takes away)"
+    );
 }
 
 #[test]
@@ -171,9 +172,12 @@ fn options_sshd_does_not_know_or_misspells_make_the_line_malformed() {
         ("permitopen=host:80", "must be in double quotes"),
     ] {
         let keys = parse(&format!("{options} {}\n", line(1, "")));
+        assert!(keys.entries.is_empty(), "{options}");
+        // The key is known, so that a refusal can name the line.
         assert!(
-            keys.entries.is_empty() && keys.untrusted.is_empty(),
-            "{options}"
+            matches!(&keys.untrusted[0].reason, UntrustedReason::Malformed(reason) if reason.contains(why)),
+            "{options}: {:?}",
+            keys.untrusted
         );
         let message = &keys.warnings[0].message;
         assert!(message.contains("malformed"), "{options}: {message}");
@@ -184,10 +188,11 @@ fn options_sshd_does_not_know_or_misspells_make_the_line_malformed() {
 #[test]
 fn denials_name_the_line_and_option_in_the_log_and_nothing_of_the_file_to_the_client() {
     let text = format!(
-        "# keys\ncommand=\"/bin/date\" {}\nexpiry-time=\"20200101Z\" {}\nfrom=\"10.0.0.0/8\" {}\n",
+        "# keys\ncommand=\"/bin/date\" {}\nexpiry-time=\"20200101Z\" {}\nfrom=\"10.0.0.0/8\" {}\nno-restrict {}\n",
         line(1, "cmd"),
         line(2, "old"),
-        line(3, "office")
+        line(3, "office"),
+        line(5, "typo")
     );
     let keys = parse(&text);
     let now = at("20260101Z");
@@ -211,6 +216,12 @@ fn denials_name_the_line_and_option_in_the_log_and_nothing_of_the_file_to_the_cl
             Some(4),
             "/etc/ak:4: key {fp} is not allowed from 192.0.2.1 (from=\"10.0.0.0/8\")",
             "key {fp} is not allowed from 192.0.2.1",
+        ),
+        (
+            key(5),
+            Some(5),
+            "/etc/ak:5: key {fp} is not trusted: malformed options: unknown option \"no-restrict\" (sshd refuses the line too)",
+            "key {fp} is not authorized on this server",
         ),
         (
             key(4),
@@ -428,7 +439,7 @@ fn comments_that_are_not_utf8_are_accepted_and_other_bad_bytes_are_malformed() {
         .starts_with("malformed line skipped"));
     assert_eq!(
         keys.warnings[1].to_string(),
-        "ak:6: malformed line skipped: the options are not valid UTF-8"
+        "ak:6: malformed options, line skipped: not valid UTF-8"
     );
     // And such a line can be removed.
     let (kept, removed) = remove_key(&bytes, &key(3).fingerprint());
@@ -664,11 +675,17 @@ fn an_authorized_keys_shared_with_sshd_loads_what_noise_echo_can_honour() {
     let untrusted: Vec<(usize, String)> = keys
         .untrusted
         .iter()
-        .map(|entry| (entry.line, entry.unsupported[0].to_string()))
+        .map(|entry| (entry.line, entry.reason.to_string()))
         .collect();
     assert_eq!(
         untrusted,
-        [(4, "command=".to_owned()), (5, "pty".to_owned())]
+        [
+            (4, "the option command= (forces a command)".to_owned()),
+            (
+                5,
+                "the option pty (gives back the pty that restrict takes away)".to_owned()
+            )
+        ]
     );
     assert_eq!(keys.other_key_types[0].line, 6);
     assert_eq!(keys.entries[3].comment, "caf\u{fffd}@latin1");
