@@ -170,13 +170,22 @@ impl KnownHosts {
                 line: number,
                 message,
             };
+            let lossy;
             let text = match line_text(line) {
                 LineText::Skip => continue,
-                LineText::NotUtf8 => {
-                    let message = "malformed line skipped: not valid UTF-8".to_owned();
-                    hosts.warnings.push(diagnostic(message));
-                    continue;
-                }
+                // ssh ignores the comment's bytes: an @revoked line must not be lost
+                // to a Latin-1 comment.
+                LineText::NotUtf8 => match text_if_only_the_comment_is_not_utf8(line) {
+                    Some(text) => {
+                        lossy = text;
+                        lossy.as_str()
+                    }
+                    None => {
+                        let message = "malformed line skipped: not valid UTF-8".to_owned();
+                        hosts.warnings.push(diagnostic(message));
+                        continue;
+                    }
+                },
                 LineText::Text(text) => text,
             };
             match parse_line(text, number) {
@@ -236,6 +245,20 @@ enum Skip {
     Ignored(String),
     /// Malformed or unsupported: the user should know.
     Warning(String),
+}
+
+/// The line with its bad bytes replaced by U+FFFD, if they are all in the comment:
+/// the line cut before the first of them must already say the same thing.
+fn text_if_only_the_comment_is_not_utf8(line: &[u8]) -> Option<String> {
+    let blank = |c: char| matches!(c, ' ' | '\t' | '\r');
+    let valid = std::str::from_utf8(line).err()?.valid_up_to();
+    let before = std::str::from_utf8(&line[..valid])
+        .ok()?
+        .trim_matches(blank);
+    let lossy = String::from_utf8_lossy(line).trim_matches(blank).to_owned();
+    let (whole, cut) = (parse_line(&lossy, 0).ok()?, parse_line(before, 0).ok()?);
+    (whole.key == cut.key && whole.hosts == cut.hosts && whole.revoked == cut.revoked)
+        .then_some(lossy)
 }
 
 fn parse_line(text: &str, line: usize) -> Result<KnownHost, Skip> {
@@ -639,6 +662,31 @@ mod tests {
             kh.check("beta", 22, &key(2)),
             HostStatus::Trusted { line: 13 }
         );
+    }
+
+    #[test]
+    fn a_comment_that_is_not_utf8_keeps_its_line_even_revoked() {
+        let mut bytes = format!("@revoked * {} caf", key_text(1)).into_bytes();
+        bytes.extend_from_slice(b"\xe9\nbeta ");
+        bytes.extend_from_slice(format!("{} x", key_text(2)).as_bytes());
+        bytes.extend_from_slice(b"\xff\n");
+        let kh = KnownHosts::parse(&bytes, Path::new("kh"));
+        assert!(kh.warnings.is_empty(), "{:?}", kh.warnings);
+        assert_eq!(kh.entries[0].comment, "caf\u{fffd}");
+        assert!(matches!(
+            kh.check("beta", 22, &key(1)),
+            HostStatus::Revoked { line: 1, .. }
+        ));
+        assert_eq!(
+            kh.check("beta", 22, &key(2)),
+            HostStatus::Trusted { line: 2 }
+        );
+        // Bad bytes in the host patterns still make the line malformed.
+        let mut bytes = b"be\xfft".to_vec();
+        bytes.extend_from_slice(format!("a {}\n", key_text(2)).as_bytes());
+        let kh = KnownHosts::parse(&bytes, Path::new("kh"));
+        assert_eq!(kh.entries.len(), 0);
+        assert_eq!(kh.warnings.len(), 1);
     }
 
     #[test]
