@@ -84,7 +84,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     }
     let extra = ExtraOptions::parse(args.from.as_deref(), args.expires.as_deref())?;
     let keys = keys_to_add(&args.keys, &extra)?;
-    add(&path, &keys, &extra, args.dry_run)
+    add(&path, &keys, args.dry_run)
 }
 
 /// The options `--from` and `--expires` put on every added line, validated.
@@ -130,10 +130,6 @@ impl ExtraOptions {
             extra.expires = Some(format!("{digits}Z"));
         }
         Ok(extra)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.from.is_none() && self.expires.is_none()
     }
 }
 
@@ -332,7 +328,7 @@ fn keys_to_add(arguments: &[OsString], extra: &ExtraOptions) -> anyhow::Result<V
     Ok(keys)
 }
 
-fn add(path: &Path, keys: &[NewKey], extra: &ExtraOptions, dry_run: bool) -> anyhow::Result<()> {
+fn add(path: &Path, keys: &[NewKey], dry_run: bool) -> anyhow::Result<()> {
     let plan = |old: &[u8]| -> anyhow::Result<(Vec<u8>, Vec<String>, usize)> {
         let mut contents = old.to_vec();
         let mut messages = Vec::new();
@@ -342,7 +338,9 @@ fn add(path: &Path, keys: &[NewKey], extra: &ExtraOptions, dry_run: bool) -> any
             let label = format!("{fingerprint} {}", super::printable(&new.comment));
             let (_, holding_lines) = authorized_keys::remove_key(&contents, &fingerprint);
             if let Some(existing) = holding_lines.first() {
-                let unchanged = if extra.is_empty() {
+                // Options asked for (on the line or by flag) are not merged into the
+                // existing line: that would change a restriction someone wrote.
+                let unchanged = if new.line == new.key.to_openssh_line(&new.comment) {
                     ""
                 } else {
                     "; its options were not changed (remove it first to change them)"

@@ -442,6 +442,13 @@ fn from_and_expires_are_validated_and_written_as_options() {
         .output()
         .unwrap());
     assert!(out.contains("its options were not changed"), "{out}");
+    let out = ok(authorize(&file)
+        .arg(format!("restrict {line}"))
+        .output()
+        .unwrap());
+    assert!(out.contains("its options were not changed"), "{out}");
+    let out = ok(authorize(&file).arg(&line).output().unwrap());
+    assert!(!out.contains("options"), "{out}");
 
     let other = dir.path().join("other");
     let (_, fresh) = key_line("fresh");
