@@ -72,7 +72,10 @@ fn main() {
                 "passphrase_ed25519",
             ][..],
         ),
-        ("authorized_keys", &["authorized_keys"][..]),
+        (
+            "authorized_keys",
+            &["authorized_keys", "authorized_keys_sshd", "forge_user.keys"][..],
+        ),
         ("known_hosts", &["known_hosts", "known_hosts_hashed"][..]),
     ] {
         for file in files {
