@@ -703,3 +703,44 @@ fn comment_at_finds_trusted_and_untrusted_lines() {
     assert_eq!(keys.comment_at(2), Some("two"));
     assert_eq!(keys.comment_at(3), None);
 }
+
+/// `name` with the case of each ASCII letter flipped where `flips` says so.
+fn recase(name: &str, flips: &[bool]) -> String {
+    name.chars()
+        .zip(flips.iter().cycle())
+        .map(|(c, &flip)| if flip { c.to_ascii_uppercase() } else { c })
+        .collect()
+}
+
+proptest! {
+    #[test]
+    fn option_names_mean_the_same_in_any_case(
+        flips in proptest::collection::vec(any::<bool>(), 1..24),
+        harmless in prop::sample::select(vec![
+            "restrict", "no-pty", "no-port-forwarding", "no-agent-forwarding",
+            "no-x11-forwarding", "no-user-rc", "no-touch-required", "no-verify-required",
+        ]),
+        refused in prop::sample::select(vec![
+            "pty", "port-forwarding", "agent-forwarding", "x11-forwarding", "user-rc",
+            "cert-authority", "touch-required", "verify-required", "command=\"x\"",
+            "environment=\"A=b\"", "permitopen=\"h:1\"", "permitlisten=\"1\"",
+            "tunnel=\"1\"", "principals=\"p\"",
+        ]),
+    ) {
+        let harmless = recase(harmless, &flips);
+        let keys = parse(&format!("{harmless} {}\n", line(1, "")));
+        prop_assert_eq!(keys.entries.len(), 1, "{}", harmless);
+        // Only the name's case is flipped, not the value's.
+        let (name, value) = refused.split_once('=').map_or((refused, None), |(n, v)| (n, Some(v)));
+        let refused = match value {
+            Some(value) => format!("{}={value}", recase(name, &flips)),
+            None => recase(name, &flips),
+        };
+        let keys = parse(&format!("{harmless},{refused} {}\n", line(1, "")));
+        prop_assert!(keys.entries.is_empty(), "{}", refused);
+        prop_assert!(
+            matches!(keys.untrusted[0].reason, UntrustedReason::Unsupported(_)),
+            "{}: {:?}", refused, keys.untrusted
+        );
+    }
+}
