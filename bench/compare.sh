@@ -81,7 +81,7 @@ done
 
 start_servers() {
     stop_servers
-    "$BIN" serve --listen 127.0.0.1:$NOISE_PORT --host-key "$WORK/host" \
+    "$BIN" serve --listen 127.0.0.1:$NOISE_PORT --create-host-key --host-key "$WORK/host" \
         --authorized-keys "$WORK/authorized_keys" --max-connections 12000 \
         --max-handshakes 12000 --penalty-exempt 127.0.0.0/8 \
         2>>"$WORK/serve.log" &

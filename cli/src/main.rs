@@ -10,7 +10,6 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod attack;
@@ -20,6 +19,7 @@ mod connect;
 mod demo;
 mod fingerprint;
 mod keygen;
+mod passphrase;
 mod paths;
 mod render;
 mod serve;
@@ -220,13 +220,24 @@ impl ClientTrustArgs {
         use noise_echo::client::UnknownHostPolicy;
         let identity_path = path_or_default(self.identity.clone(), paths::IDENTITY_FILE)?;
         let known_hosts = path_or_default(self.known_hosts.clone(), paths::KNOWN_HOSTS_FILE)?;
-        let identity =
-            noise_echo::openssh::keyfile::read_identity(&identity_path).with_context(|| {
+        // An encrypted key is decrypted with a passphrase asked as ssh asks it.
+        let identity = noise_echo::openssh::keyfile::read_identity_with_passphrase(
+            &identity_path,
+            &mut passphrase::for_key,
+        )
+        .map_err(|error| {
+            let missing = matches!(&error, noise_echo::openssh::keyfile::KeyFileError::Io { cause, .. }
+                if cause.kind() == io::ErrorKind::NotFound);
+            let context = if missing {
                 format!(
                     "cannot load the identity (make one with: noise-echo keygen -f {})",
                     identity_path.display()
                 )
-            })?;
+            } else {
+                "cannot load the identity".to_owned()
+            };
+            anyhow::Error::new(error).context(context)
+        })?;
         let unknown_host = match (self.expect_fingerprint, self.accept_new_host) {
             (Some(fingerprint), _) => UnknownHostPolicy::ExpectFingerprint(fingerprint),
             (None, true) => UnknownHostPolicy::AcceptNew,
