@@ -17,7 +17,7 @@ const MAX_ASKPASS_OUTPUT: u64 = 8 * 1024;
 const TERMINAL: &str = "/dev/tty";
 
 /// Where a passphrase is read from.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
     /// The controlling terminal, with echo off.
     Terminal,
