@@ -455,3 +455,99 @@ fn we_read_keys_ssh_keygen_makes_now() {
         );
     }
 }
+
+#[test]
+fn keygen_takes_what_ssh_keygen_users_type() {
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("k");
+    // -t ed25519 -N '' -q: a key, no output.
+    let out = run(noise_echo(home.path())
+        .args(["keygen", "-t", "ed25519", "-N", "", "-q", "-C", "me@test", "-f"])
+        .arg(&key));
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert_eq!(out.stderr, "");
+    let identity = noise_echo::openssh::keyfile::read_identity(&key).unwrap();
+    assert_eq!(identity.comment(), "me@test");
+
+    // -y prints the public key line, as ssh-keygen -y -f.
+    let out = run(noise_echo(home.path()).args(["keygen", "-y", "-f"]).arg(&key));
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let public = fs::read_to_string(home.path().join("k.pub")).unwrap();
+    assert_eq!(out.stdout, public);
+    if let Some(mut theirs) = ssh_keygen() {
+        let theirs = run(theirs.arg("-y").arg("-f").arg(&key));
+        assert_eq!(out.stdout, theirs.stdout);
+    }
+    // -y of an RSA key: the public half, as ssh-keygen shows it.
+    let rsa = private_fixture(home.path(), "rsa_3072");
+    let out = run(noise_echo(home.path()).args(["keygen", "-y", "-f"]).arg(&rsa));
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let rsa_public = fs::read_to_string(fixture("rsa_3072.pub")).unwrap();
+    let key_part = |line: &str| line.split(' ').take(2).collect::<Vec<_>>().join(" ");
+    assert_eq!(key_part(&out.stdout), key_part(&rsa_public));
+}
+
+#[test]
+fn keygen_refuses_other_key_types_with_the_reason() {
+    let home = tempfile::tempdir().unwrap();
+    for key_type in ["rsa", "ecdsa", "dsa", "ed25519-sk"] {
+        let out = run(noise_echo(home.path())
+            .args(["keygen", "-t", key_type, "-f"])
+            .arg(home.path().join("k")));
+        assert_eq!(out.status, 2, "{key_type}");
+        assert!(
+            out.stderr.contains(&format!(
+                "invalid value '{key_type}' for '-t <TYPE>': noise-echo keys are Ed25519 only: "
+            )),
+            "{}",
+            out.stderr
+        );
+        assert!(!home.path().join("k").exists());
+    }
+}
+
+#[test]
+fn keygen_refuses_a_missing_directory_as_ssh_keygen_does() {
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("missing/dir/k");
+    let out = run(noise_echo(home.path()).args(["keygen", "-f"]).arg(&key));
+    assert_eq!(out.status, 1);
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "error: Saving key \"{}\" failed: No such file or directory (create the directory first: mkdir -p {})",
+            key.display(),
+            home.path().join("missing/dir").display()
+        )
+    );
+    assert!(!home.path().join("missing").exists());
+    // The default directory is the one that is created.
+    let out = run(noise_echo(home.path()).args(["keygen", "-q"]));
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(home.path().join(".config/noise-echo/id_ed25519").is_file());
+}
+
+#[test]
+fn keygen_without_user_in_the_environment_takes_the_name_from_the_password_database() {
+    let id = Command::new("id").arg("-un").output();
+    let Some(id) = id.ok().filter(|id| id.status.success()) else {
+        eprintln!("no id command or no password entry for our uid: skipping");
+        return;
+    };
+    let user = String::from_utf8_lossy(&id.stdout).trim().to_owned();
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("k");
+    let out = run(noise_echo(home.path())
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .args(["keygen", "-f"])
+        .arg(&key));
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let (_, comment) = noise_echo::openssh::keyfile::read_public_key(&home.path().join("k.pub"))
+        .unwrap();
+    assert!(
+        comment.starts_with(&format!("{user}@")),
+        "{comment:?} should be {user}@HOST"
+    );
+}
