@@ -432,3 +432,33 @@ fn serve_never_creates_a_host_key_at_a_path_it_was_not_asked_to() {
     );
     assert!(default.is_file());
 }
+
+#[test]
+fn keys_encrypted_with_every_cipher_of_ssh_keygen_z_are_decrypted() {
+    let home = tempfile::tempdir().unwrap();
+    for cipher in [
+        "aes256-ctr",
+        "aes128-ctr",
+        "aes256-cbc",
+        "aes256-gcm@openssh.com",
+        "chacha20-poly1305@openssh.com",
+    ] {
+        let key = home.path().join(cipher);
+        let Ok(made) = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "pw", "-C", cipher, "-Z", cipher, "-f"])
+            .arg(&key)
+            .output()
+        else {
+            assert!(std::env::var_os("CI").is_none(), "ssh-keygen must be installed in CI");
+            eprintln!("ssh-keygen not installed: skipping");
+            return;
+        };
+        assert!(made.status.success(), "{cipher}: {}", text(&made.stderr));
+        let (status, stdout, stderr) = run(noise_echo(home.path())
+            .args(["keygen", "-y", "-P", "pw", "-f"])
+            .arg(&key));
+        assert_eq!(status, 0, "{cipher}: {stderr}");
+        let public = fs::read_to_string(home.path().join(format!("{cipher}.pub"))).unwrap();
+        assert_eq!(stdout, public, "{cipher}");
+    }
+}
