@@ -258,7 +258,8 @@ fn key_in_line(line: &str) -> Result<(Key, String), String> {
         .get(type_index + 1)
         .ok_or_else(|| format!("{algorithm} with no key data"))?;
     let key_text = format!("{algorithm} {blob}");
-    let malformed = |error: &dyn std::fmt::Display| format!("{algorithm} key data is malformed ({error})");
+    let malformed =
+        |error: &dyn std::fmt::Display| format!("{algorithm} key data is malformed ({error})");
     let key = if algorithm.ends_with(lexer::CERTIFICATE_SUFFIX) {
         Key::Certified(certified_key(blob).map_err(|error| malformed(&error))?)
     } else {
@@ -338,7 +339,10 @@ mod tests {
         let line = format_line(&plain(&identity), "me@host");
         assert_eq!(
             line,
-            format!("256 {} me@host (ED25519)", identity.public_key().fingerprint())
+            format!(
+                "256 {} me@host (ED25519)",
+                identity.public_key().fingerprint()
+            )
         );
         assert!(format_line(&plain(&identity), "").contains(" no comment "));
         let Key::Plain(data) = plain(&identity) else {

@@ -162,7 +162,8 @@ fn ask_new_passphrase() -> anyhow::Result<Option<Zeroizing<String>>> {
 fn print_public_key(args: Args) -> anyhow::Result<()> {
     let path = super::path_or_default(args.file, IDENTITY_FILE)?;
     let text = Zeroizing::new(
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
     );
     let public = keyfile::parse_public_half(&text, &path)?;
     let line = if public.algorithm().is_ed25519() {

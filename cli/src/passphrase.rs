@@ -59,7 +59,12 @@ impl Environment {
     fn source(&self) -> Result<Source, String> {
         let mut allow_askpass = self.has_display;
         let mut use_askpass = false;
-        match self.require.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        match self
+            .require
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("force") => {
                 use_askpass = true;
                 allow_askpass = true;
@@ -192,9 +197,21 @@ mod tests {
             (Some("ap"), Some("force"), false, true, askpass.clone()),
             (Some("ap"), Some("FORCE"), false, false, askpass.clone()),
             (Some("ap"), Some("prefer"), true, true, askpass.clone()),
-            (Some("ap"), Some("prefer"), false, true, Some(Source::Terminal)),
+            (
+                Some("ap"),
+                Some("prefer"),
+                false,
+                true,
+                Some(Source::Terminal),
+            ),
             (Some("ap"), Some("never"), true, false, None),
-            (Some("ap"), Some("never"), true, true, Some(Source::Terminal)),
+            (
+                Some("ap"),
+                Some("never"),
+                true,
+                true,
+                Some(Source::Terminal),
+            ),
             (None, Some("force"), false, true, None),
             (None, None, true, false, None),
         ];

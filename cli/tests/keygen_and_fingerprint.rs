@@ -249,7 +249,9 @@ fn recorded_ssh_keygen_output() -> Vec<(String, String)> {
 fn fingerprint_prints_what_ssh_keygen_printed_for_every_fixture() {
     let home = tempfile::tempdir().unwrap();
     for (file, expected) in recorded_ssh_keygen_output() {
-        let out = run(noise_echo(home.path()).arg("fingerprint").arg(fixture(&file)));
+        let out = run(noise_echo(home.path())
+            .arg("fingerprint")
+            .arg(fixture(&file)));
         assert_eq!(out.status, 0, "{file}: {}", out.stderr);
         assert_eq!(out.stdout, expected, "{file}");
     }
@@ -273,7 +275,11 @@ fn fingerprint_prints_what_ssh_keygen_prints_now() {
         let theirs = run(ssh_keygen().unwrap().arg("-lf").arg(&file));
         if theirs.status != 0 {
             // A newer OpenSSH without DSA, say: the recorded output still checks us.
-            eprintln!("ssh-keygen -lf {} failed: {}", file.display(), theirs.stderr);
+            eprintln!(
+                "ssh-keygen -lf {} failed: {}",
+                file.display(),
+                theirs.stderr
+            );
             continue;
         }
         let ours = run(noise_echo(home.path()).arg("fingerprint").arg(&file));
@@ -384,7 +390,11 @@ fn refused_keys_get_errors_that_name_the_file_and_the_fix() {
             "{}",
             out.stderr
         );
-        assert!(out.stderr.contains("ssh-keygen -t ed25519"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("ssh-keygen -t ed25519"),
+            "{}",
+            out.stderr
+        );
     }
 }
 
@@ -462,7 +472,9 @@ fn keygen_takes_what_ssh_keygen_users_type() {
     let key = home.path().join("k");
     // -t ed25519 -N '' -q: a key, no output.
     let out = run(noise_echo(home.path())
-        .args(["keygen", "-t", "ed25519", "-N", "", "-q", "-C", "me@test", "-f"])
+        .args([
+            "keygen", "-t", "ed25519", "-N", "", "-q", "-C", "me@test", "-f",
+        ])
         .arg(&key));
     assert_eq!(out.status, 0, "{}", out.stderr);
     assert_eq!(out.stdout, "");
@@ -471,7 +483,9 @@ fn keygen_takes_what_ssh_keygen_users_type() {
     assert_eq!(identity.comment(), "me@test");
 
     // -y prints the public key line, as ssh-keygen -y -f.
-    let out = run(noise_echo(home.path()).args(["keygen", "-y", "-f"]).arg(&key));
+    let out = run(noise_echo(home.path())
+        .args(["keygen", "-y", "-f"])
+        .arg(&key));
     assert_eq!(out.status, 0, "{}", out.stderr);
     let public = fs::read_to_string(home.path().join("k.pub")).unwrap();
     assert_eq!(out.stdout, public);
@@ -481,7 +495,9 @@ fn keygen_takes_what_ssh_keygen_users_type() {
     }
     // -y of an RSA key: the public half, as ssh-keygen shows it.
     let rsa = private_fixture(home.path(), "rsa_3072");
-    let out = run(noise_echo(home.path()).args(["keygen", "-y", "-f"]).arg(&rsa));
+    let out = run(noise_echo(home.path())
+        .args(["keygen", "-y", "-f"])
+        .arg(&rsa));
     assert_eq!(out.status, 0, "{}", out.stderr);
     let rsa_public = fs::read_to_string(fixture("rsa_3072.pub")).unwrap();
     let key_part = |line: &str| line.split(' ').take(2).collect::<Vec<_>>().join(" ");
@@ -544,8 +560,8 @@ fn keygen_without_user_in_the_environment_takes_the_name_from_the_password_datab
         .args(["keygen", "-f"])
         .arg(&key));
     assert_eq!(out.status, 0, "{}", out.stderr);
-    let (_, comment) = noise_echo::openssh::keyfile::read_public_key(&home.path().join("k.pub"))
-        .unwrap();
+    let (_, comment) =
+        noise_echo::openssh::keyfile::read_public_key(&home.path().join("k.pub")).unwrap();
     assert!(
         comment.starts_with(&format!("{user}@")),
         "{comment:?} should be {user}@HOST"

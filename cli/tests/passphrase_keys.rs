@@ -208,7 +208,10 @@ fn a_wrong_passphrase_is_asked_three_times_then_refused_for_connect_and_bench() 
     );
     let asked = prompts(home.path());
     assert_eq!(asked.len(), 3, "{asked:?}");
-    assert!(asked[1].starts_with("Bad passphrase, try again for key '"), "{asked:?}");
+    assert!(
+        asked[1].starts_with("Bad passphrase, try again for key '"),
+        "{asked:?}"
+    );
     assert!(!stderr.contains("wrong horse"));
 
     // bench loads its identity the same way.
@@ -216,7 +219,10 @@ fn a_wrong_passphrase_is_asked_three_times_then_refused_for_connect_and_bench() 
         .args(["bench", "127.0.0.1:1", "--scenario", "latency", "-i"])
         .arg(&key));
     assert_eq!(status, 1, "{stderr}");
-    assert!(stderr.contains("incorrect passphrase (3 tried)"), "{stderr}");
+    assert!(
+        stderr.contains("incorrect passphrase (3 tried)"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -263,8 +269,12 @@ fn without_a_terminal_the_askpass_rules_of_ssh_apply() {
         "{stderr}"
     );
     // SSH_ASKPASS alone, without a display: ssh does not run it either.
-    let (status, _, stderr) =
-        connect_nowhere(without_terminal(home.path()).unwrap().env("SSH_ASKPASS", &program), &key);
+    let (status, _, stderr) = connect_nowhere(
+        without_terminal(home.path())
+            .unwrap()
+            .env("SSH_ASKPASS", &program),
+        &key,
+    );
     assert_eq!(status, 1);
     assert!(stderr.contains("no terminal to ask on"), "{stderr}");
     assert!(prompts(home.path()).is_empty());
@@ -304,7 +314,10 @@ fn keygen_n_writes_a_key_that_ssh_keygen_opens_with_the_passphrase() {
     let public = fs::read_to_string(home.path().join("k.pub")).unwrap();
     // Encrypted: refused without a passphrase, opened with it (our -y -P and askpass).
     let error = noise_echo::openssh::keyfile::read_identity(&key).unwrap_err();
-    assert!(error.to_string().contains("protected by a passphrase"), "{error}");
+    assert!(
+        error.to_string().contains("protected by a passphrase"),
+        "{error}"
+    );
     let (status, stdout, stderr) = run(noise_echo(home.path())
         .args(["keygen", "-y", "-P", "s3cret pass", "-f"])
         .arg(&key));
@@ -313,7 +326,10 @@ fn keygen_n_writes_a_key_that_ssh_keygen_opens_with_the_passphrase() {
         .args(["keygen", "-y", "-P", "nope", "-f"])
         .arg(&key));
     assert_eq!(status, 1);
-    assert!(stderr.contains("incorrect passphrase (1 tried)"), "{stderr}");
+    assert!(
+        stderr.contains("incorrect passphrase (1 tried)"),
+        "{stderr}"
+    );
     let program = askpass(home.path(), "s3cret pass", 0);
     let (status, stdout, stderr) = run(with_askpass(home.path(), &program)
         .args(["keygen", "-y", "-f"])
@@ -325,7 +341,10 @@ fn keygen_n_writes_a_key_that_ssh_keygen_opens_with_the_passphrase() {
         .arg(&key)
         .output()
     else {
-        assert!(std::env::var_os("CI").is_none(), "ssh-keygen must be installed in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ssh-keygen must be installed in CI"
+        );
         eprintln!("ssh-keygen not installed: skipping the OpenSSH cross-check");
         return;
     };
@@ -336,7 +355,10 @@ fn keygen_n_writes_a_key_that_ssh_keygen_opens_with_the_passphrase() {
         .arg(&key)
         .output()
         .unwrap();
-    assert!(!wrong.status.success(), "ssh-keygen must need the passphrase");
+    assert!(
+        !wrong.status.success(),
+        "ssh-keygen must need the passphrase"
+    );
 }
 
 #[test]
@@ -344,8 +366,11 @@ fn keygen_without_a_terminal_or_n_writes_an_unencrypted_key() {
     let home = tempfile::tempdir().unwrap();
     for (args, name) in [(&["-N", ""][..], "empty"), (&[][..], "scripted")] {
         let key = home.path().join(name);
-        let (status, _, stderr) =
-            run(noise_echo(home.path()).arg("keygen").args(args).arg("-f").arg(&key));
+        let (status, _, stderr) = run(noise_echo(home.path())
+            .arg("keygen")
+            .args(args)
+            .arg("-f")
+            .arg(&key));
         assert_eq!(status, 0, "{stderr}");
         assert!(
             noise_echo::openssh::keyfile::read_identity(&key).is_ok(),
@@ -400,7 +425,13 @@ fn serve_never_creates_a_host_key_at_a_path_it_was_not_asked_to() {
 
     // Asked for: created, and the server starts.
     let mut child = noise_echo(home.path())
-        .args(["serve", "--listen", "127.0.0.1:0", "--create-host-key", "--host-key"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--create-host-key",
+            "--host-key",
+        ])
         .arg(&typo)
         .stderr(Stdio::piped())
         .spawn()
@@ -445,11 +476,16 @@ fn keys_encrypted_with_every_cipher_of_ssh_keygen_z_are_decrypted() {
     ] {
         let key = home.path().join(cipher);
         let Ok(made) = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "pw", "-C", cipher, "-Z", cipher, "-f"])
+            .args([
+                "-q", "-t", "ed25519", "-N", "pw", "-C", cipher, "-Z", cipher, "-f",
+            ])
             .arg(&key)
             .output()
         else {
-            assert!(std::env::var_os("CI").is_none(), "ssh-keygen must be installed in CI");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "ssh-keygen must be installed in CI"
+            );
             eprintln!("ssh-keygen not installed: skipping");
             return;
         };

@@ -378,8 +378,7 @@ fn identity_of(key: &PrivateKey, path: &Path) -> Result<Identity, KeyFileError> 
     let seed = Zeroizing::new(keypair.private.to_bytes());
     let identity = Identity::from_seed(&seed, key.comment());
     if identity.public_key().as_bytes() != keypair.public.as_ref()
-        || key.public_key().key_data().ed25519().map(AsRef::as_ref)
-            != Some(keypair.public.as_ref())
+        || key.public_key().key_data().ed25519().map(AsRef::as_ref) != Some(keypair.public.as_ref())
     {
         return Err(KeyFileError::CorruptKeyPair {
             path: path.to_path_buf(),
@@ -650,9 +649,12 @@ mod tests {
         assert_eq!(public.comment(), "", "an encrypted key's comment is secret");
 
         let mut asked = Vec::new();
-        let read =
-            parse_identity_with_passphrase(&text, Path::new("f"), &mut answers(&["secret"], &mut asked))
-                .unwrap();
+        let read = parse_identity_with_passphrase(
+            &text,
+            Path::new("f"),
+            &mut answers(&["secret"], &mut asked),
+        )
+        .unwrap();
         assert_eq!(asked, [1]);
         assert_eq!(*read.seed(), *identity.seed());
         assert_eq!(read.comment(), "enc@host");
@@ -670,7 +672,8 @@ mod tests {
 
     #[test]
     fn wrong_missing_and_unavailable_passphrases_are_told_apart() {
-        let text = encode_identity_with_passphrase(&Identity::generate(""), Some("secret")).unwrap();
+        let text =
+            encode_identity_with_passphrase(&Identity::generate(""), Some("secret")).unwrap();
         let mut asked = Vec::new();
         let error = parse_identity_with_passphrase(
             &text,
@@ -678,21 +681,35 @@ mod tests {
             &mut answers(&["a", "b", "c", "secret"], &mut asked),
         )
         .unwrap_err();
-        assert!(matches!(error, KeyFileError::WrongPassphrase { attempts: 3, .. }), "{error}");
-        assert!(error.to_string().starts_with("f: incorrect passphrase"), "{error}");
+        assert!(
+            matches!(error, KeyFileError::WrongPassphrase { attempts: 3, .. }),
+            "{error}"
+        );
+        assert!(
+            error.to_string().starts_with("f: incorrect passphrase"),
+            "{error}"
+        );
         assert_eq!(asked.len(), PASSPHRASE_ATTEMPTS as usize, "bounded");
 
         let mut asked = Vec::new();
         let error =
             parse_identity_with_passphrase(&text, Path::new("f"), &mut answers(&[""], &mut asked))
                 .unwrap_err();
-        assert!(matches!(error, KeyFileError::NoPassphraseGiven { .. }), "{error}");
+        assert!(
+            matches!(error, KeyFileError::NoPassphraseGiven { .. }),
+            "{error}"
+        );
 
         let error = parse_identity_with_passphrase(&text, Path::new("f"), &mut |_| {
             Err("no terminal".to_owned())
         })
         .unwrap_err();
-        assert!(error.to_string().ends_with("cannot be asked for: no terminal"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .ends_with("cannot be asked for: no terminal"),
+            "{error}"
+        );
     }
 
     #[test]
