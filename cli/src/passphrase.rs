@@ -1,4 +1,5 @@
-//! Asking for a passphrase as OpenSSH does: on the terminal (`/dev/tty`) without echo,
+//! Asking for a passphrase as OpenSSH does: on the terminal (`/dev/tty`) without echo
+//! (termios, through nix),
 //! or through the program named by `SSH_ASKPASS` for scripts and desktops, chosen by
 //! `SSH_ASKPASS_REQUIRE` (`never`, `prefer`, `force`) and `DISPLAY` exactly as ssh's
 //! `read_passphrase` chooses. Every passphrase is held in a `Zeroizing` buffer.
@@ -122,15 +123,86 @@ pub(crate) fn ask(prompt: &str) -> PassphraseAnswer {
     }
 }
 
-/// Reads a passphrase on the controlling terminal with echo off.
+/// Reads a passphrase on the controlling terminal with echo off, in the order ssh's
+/// readpassphrase uses: echo goes off (and typeahead is discarded) before the prompt is
+/// shown, so nothing typed in answer to it is ever echoed. Ctrl-C is read as a byte
+/// while echo is off (signals are off too) and aborts, so the terminal is always
+/// restored.
 ///
 /// # Errors
-/// When the terminal cannot be read.
+/// When the terminal cannot be opened, set or read, or on Ctrl-C.
 pub(crate) fn ask_terminal(prompt: &str) -> PassphraseAnswer {
-    match rpassword::prompt_password(prompt) {
-        Ok(answer) => Ok(Some(Zeroizing::new(answer)).filter(|answer| !answer.is_empty())),
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(error) => Err(format!("cannot read the passphrase on {TERMINAL}: {error}")),
+    use nix::sys::termios::{self, LocalFlags, SetArg};
+    use std::io::Write;
+    let failed = |error: &dyn std::fmt::Display| format!("cannot ask on {TERMINAL}: {error}");
+    let mut terminal = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(TERMINAL)
+        .map_err(|error| failed(&error))?;
+    let original = termios::tcgetattr(&terminal).map_err(|error| failed(&error))?;
+    let mut silent = original.clone();
+    silent
+        .local_flags
+        .remove(LocalFlags::ECHO | LocalFlags::ECHOE | LocalFlags::ECHOK | LocalFlags::ISIG);
+    // The Enter the user types still moves to the next line.
+    silent.local_flags.insert(LocalFlags::ECHONL);
+    termios::tcsetattr(&terminal, SetArg::TCSAFLUSH, &silent).map_err(|error| failed(&error))?;
+    let answer = read_line_silently(&mut terminal, prompt);
+    let restored = termios::tcsetattr(&terminal, SetArg::TCSAFLUSH, &original);
+    let answer = answer.map_err(|error| failed(&error))?;
+    restored.map_err(|error| failed(&error))?;
+    let _ = terminal.flush();
+    match answer {
+        Line::Text(text) => Ok(Some(text).filter(|text| !text.is_empty())),
+        Line::EndOfInput => Ok(None),
+        Line::Interrupted => Err("interrupted (Ctrl-C)".to_owned()),
+    }
+}
+
+/// What the terminal gave.
+enum Line {
+    /// A line, without its end.
+    Text(Zeroizing<String>),
+    /// Ctrl-D on an empty line.
+    EndOfInput,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+/// Longest passphrase read from the terminal; ssh's buffer is 1 KiB.
+const MAX_TERMINAL_LINE: usize = 1024;
+
+/// Shows `prompt` and reads one line byte by byte, so no buffer but ours (zeroized)
+/// ever holds the passphrase.
+fn read_line_silently(terminal: &mut std::fs::File, prompt: &str) -> io::Result<Line> {
+    use std::io::Write;
+    terminal.write_all(prompt.as_bytes())?;
+    terminal.flush()?;
+    let mut line = Zeroizing::new(Vec::with_capacity(64));
+    let mut byte = [0u8; 1];
+    loop {
+        if terminal.read(&mut byte)? == 0 {
+            if line.is_empty() {
+                return Ok(Line::EndOfInput);
+            }
+            break;
+        }
+        match byte[0] {
+            b'\n' | b'\r' => break,
+            0x03 => return Ok(Line::Interrupted),
+            other if line.len() < MAX_TERMINAL_LINE => line.push(other),
+            // Past the limit the rest of the line is read and dropped.
+            _ => {}
+        }
+    }
+    byte.fill(0);
+    match std::str::from_utf8(&line) {
+        Ok(text) => Ok(Line::Text(Zeroizing::new(text.to_owned()))),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the passphrase is not UTF-8",
+        )),
     }
 }
 

@@ -498,3 +498,194 @@ fn keys_encrypted_with_every_cipher_of_ssh_keygen_z_are_decrypted() {
         assert_eq!(stdout, public, "{cipher}");
     }
 }
+
+/// A command run on a pseudo-terminal by util-linux's `script`, so it has a
+/// controlling terminal; its output arrives on a channel, and answers are typed only
+/// once the prompt they answer has appeared (so echo, if any, would show).
+struct OnTerminal {
+    child: Child,
+    input: std::process::ChildStdin,
+    output: std::sync::mpsc::Receiver<Vec<u8>>,
+    seen: String,
+}
+
+impl OnTerminal {
+    /// `noise-echo ARGS` on a terminal, or None where `script` is missing.
+    fn spawn(home: &Path, args: &[&str]) -> Option<Self> {
+        if Command::new("script").arg("--version").output().is_err() {
+            assert!(std::env::var_os("CI").is_none(), "script must exist in CI");
+            eprintln!("script (util-linux) not installed: skipping");
+            return None;
+        }
+        let quoted: Vec<String> = std::iter::once(BIN)
+            .chain(args.iter().copied())
+            .map(|arg| format!("'{}'", arg.replace('\'', r"'\''")))
+            .collect();
+        let mut child = Command::new("script")
+            .args([
+                "--quiet",
+                "--return",
+                "--command",
+                &quoted.join(" "),
+                "/dev/null",
+            ])
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("SHELL", "/bin/sh")
+            .env_remove("RUST_LOG")
+            .env_remove("SSH_ASKPASS")
+            .env_remove("SSH_ASKPASS_REQUIRE")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let input = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (sender, output) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buffer = [0u8; 4096];
+            while let Ok(read @ 1..) = stdout.read(&mut buffer) {
+                if sender.send(buffer[..read].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Some(Self {
+            child,
+            input,
+            output,
+            seen: String::new(),
+        })
+    }
+
+    /// Waits for `prompt` to appear (after what was already matched), then types
+    /// `answer` and Enter.
+    fn answer(&mut self, prompt: &str, answer: &str) {
+        use std::io::Write;
+        self.wait_for(prompt);
+        self.input
+            .write_all(format!("{answer}\r").as_bytes())
+            .unwrap();
+        self.input.flush().unwrap();
+    }
+
+    /// Waits for `text` in the output; the wait is bounded so a missing prompt fails
+    /// the test instead of hanging it.
+    fn wait_for(&mut self, text: &str) {
+        for _ in 0..600 {
+            if let Some(at) = self.seen.find(text) {
+                self.seen.drain(..at + text.len());
+                return;
+            }
+            match self
+                .output
+                .recv_timeout(std::time::Duration::from_millis(100))
+            {
+                Ok(chunk) => self.seen.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!("{text:?} never appeared; output: {:?}", self.seen);
+    }
+
+    /// The exit status and everything printed after the last matched text.
+    fn finish(mut self) -> (i32, String) {
+        let status = self.child.wait().unwrap().code().unwrap_or(-1);
+        while let Ok(chunk) = self.output.recv() {
+            self.seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        (status, self.seen)
+    }
+}
+
+#[test]
+fn keygen_on_a_terminal_asks_twice_until_the_passphrases_match_without_echo() {
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("k");
+    let key_arg = key.to_str().unwrap();
+    let Some(mut terminal) = OnTerminal::spawn(home.path(), &["keygen", "-q", "-f", key_arg])
+    else {
+        return;
+    };
+    terminal.answer("Enter passphrase (empty for no passphrase): ", "first-try");
+    terminal.answer("Enter same passphrase again: ", "second-try");
+    terminal.wait_for("Passphrases do not match.  Try again.");
+    terminal.answer(
+        "Enter passphrase (empty for no passphrase): ",
+        "typed twice",
+    );
+    terminal.answer("Enter same passphrase again: ", "typed twice");
+    let (status, rest) = terminal.finish();
+    assert_eq!(status, 0, "{rest}");
+    for secret in ["first-try", "second-try", "typed twice"] {
+        assert!(!rest.contains(secret), "echoed {secret}: {rest}");
+    }
+    let (status, stdout, stderr) = run(noise_echo(home.path())
+        .args(["keygen", "-y", "-P", "typed twice", "-f"])
+        .arg(&key));
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        fs::read_to_string(home.path().join("k.pub")).unwrap()
+    );
+}
+
+#[test]
+fn connect_on_a_terminal_asks_again_after_a_wrong_passphrase() {
+    let home = tempfile::tempdir().unwrap();
+    let key = private_fixture(home.path(), "passphrase_ed25519");
+    let Some(mut terminal) = OnTerminal::spawn(
+        home.path(),
+        &[
+            "connect",
+            "127.0.0.1:1",
+            "--accept-new-host",
+            "-i",
+            key.to_str().unwrap(),
+            "hello",
+        ],
+    ) else {
+        return;
+    };
+    terminal.answer(
+        &format!("Enter passphrase for key '{}': ", key.display()),
+        "wrong horse",
+    );
+    terminal.answer(
+        &format!("Bad passphrase, try again for key '{}': ", key.display()),
+        FIXTURE_PASSPHRASE,
+    );
+    // The identity loaded, so what fails is the connection to a closed port.
+    let (status, rest) = terminal.finish();
+    assert_eq!(status, 3, "{rest}");
+    assert!(!rest.contains("horse"), "{rest}");
+}
+
+#[test]
+fn ctrl_c_at_a_terminal_prompt_aborts_with_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let key = private_fixture(home.path(), "passphrase_ed25519");
+    let Some(mut terminal) = OnTerminal::spawn(
+        home.path(),
+        &["connect", "127.0.0.1:1", "-i", key.to_str().unwrap(), "x"],
+    ) else {
+        return;
+    };
+    terminal.answer(
+        &format!("Enter passphrase for key '{}': ", key.display()),
+        "\u{3}",
+    );
+    let (status, rest) = terminal.finish();
+    assert_eq!(status, 1, "{rest}");
+    assert!(
+        rest.contains(
+            "the key is protected by a passphrase, which cannot be asked for: interrupted (Ctrl-C)"
+        ),
+        "{rest}"
+    );
+}
