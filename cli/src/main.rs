@@ -77,9 +77,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate an Ed25519 identity (private key FILE, public key FILE.pub).
+    /// Generate an Ed25519 identity (private key FILE, public key FILE.pub), or print a key's public half (-y).
     Keygen(keygen::Args),
-    /// Print the SHA256 fingerprint of each key in a key, authorized_keys or known_hosts file.
+    /// Print the fingerprint of each key in key, certificate, authorized_keys or known_hosts files, as ssh-keygen -lf.
     Fingerprint(fingerprint::Args),
     /// Add keys to the server's authorized_keys, list them, or remove one.
     Authorize(authorize::Args),
