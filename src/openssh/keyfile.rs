@@ -300,6 +300,12 @@ pub fn parse_identity_with_passphrase(
             Ok(decrypted) => return identity_of(&decrypted, path),
             // A wrong passphrase decrypts to garbage whose check integers differ.
             Err(ssh_key::Error::Crypto) => continue,
+            // The decrypted private half belongs to another public key.
+            Err(ssh_key::Error::PublicKey) => {
+                return Err(KeyFileError::CorruptKeyPair {
+                    path: path.to_path_buf(),
+                })
+            }
             Err(error) => {
                 return Err(KeyFileError::UnsupportedEncryption {
                     path: path.to_path_buf(),
@@ -377,9 +383,7 @@ fn identity_of(key: &PrivateKey, path: &Path) -> Result<Identity, KeyFileError> 
     };
     let seed = Zeroizing::new(keypair.private.to_bytes());
     let identity = Identity::from_seed(&seed, key.comment());
-    if identity.public_key().as_bytes() != keypair.public.as_ref()
-        || key.public_key().key_data().ed25519().map(AsRef::as_ref) != Some(keypair.public.as_ref())
-    {
+    if identity.public_key().as_bytes() != keypair.public.as_ref() {
         return Err(KeyFileError::CorruptKeyPair {
             path: path.to_path_buf(),
         });
