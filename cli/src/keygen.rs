@@ -67,6 +67,7 @@ fn parse_key_type(name: &str) -> Result<KeyType, String> {
 }
 
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
+    // -t was checked by its parser: ed25519 is the only type there is.
     let _ = args.key_type;
     if args.print_public {
         return print_public_key(args);

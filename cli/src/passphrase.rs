@@ -1,8 +1,8 @@
-//! Asking for a passphrase as OpenSSH does: on the terminal (`/dev/tty`) without echo
-//! (termios, through nix),
-//! or through the program named by `SSH_ASKPASS` for scripts and desktops, chosen by
-//! `SSH_ASKPASS_REQUIRE` (`never`, `prefer`, `force`) and `DISPLAY` exactly as ssh's
-//! `read_passphrase` chooses. Every passphrase is held in a `Zeroizing` buffer.
+//! Asking for a passphrase as OpenSSH does: on the terminal (`/dev/tty`) with echo off
+//! (termios, through nix), or through the program named by `SSH_ASKPASS` for scripts
+//! and desktops, chosen by `SSH_ASKPASS_REQUIRE` (`never`, `prefer`, `force`) and
+//! `DISPLAY` exactly as ssh's `read_passphrase` chooses. Every passphrase is held in a
+//! `Zeroizing` buffer.
 
 use std::io::{self, Read};
 use std::process::{Command, Stdio};
