@@ -60,7 +60,14 @@ fn fingerprint_argument(argument: &str) -> anyhow::Result<Vec<String>> {
             .lock()
             .read_to_end(&mut bytes)
             .context("cannot read standard input")?;
-        return fingerprint_text(&String::from_utf8_lossy(&bytes), Path::new("(stdin)"));
+        let text = String::from_utf8_lossy(&bytes);
+        let stdin = Path::new("(stdin)");
+        if text.trim_start().starts_with("-----BEGIN") {
+            let public = keyfile::parse_public_half(&text, stdin)?;
+            let key = Key::Plain(public.key_data().clone());
+            return Ok(vec![format_line(&key, public.comment())]);
+        }
+        return fingerprint_text(&text, stdin);
     }
     let path = PathBuf::from(argument);
     match std::fs::read(&path) {

@@ -314,6 +314,13 @@ fn fingerprint_takes_several_files_stdin_and_key_lines() {
     assert_eq!(out.status, 0, "{}", out.stderr);
     assert_eq!(out.stdout, expected("known_hosts"));
 
+    // A private key on stdin: its public half (the comment is in clear when unencrypted).
+    let out = run(noise_echo(home.path())
+        .args(["fingerprint", "-"])
+        .stdin(fs::File::open(fixture("client_ed25519")).unwrap()));
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, expected("client_ed25519"));
+
     let line = fs::read_to_string(fixture("ecdsa_p256.pub")).unwrap();
     let out = run(noise_echo(home.path())
         .arg("fingerprint")

@@ -172,6 +172,16 @@ pub enum KeyFileError {
         /// Why the line was refused.
         cause: PublicKeyError,
     },
+    /// keygen was asked to replace something that is not a file.
+    #[error(
+        "{}: not a regular file (a directory, device, FIFO or socket); refusing to replace it \
+         with a key (choose another path)",
+        path.display()
+    )]
+    NotARegularFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// keygen would overwrite a file.
     #[error("{}: already exists; refusing to overwrite it (use --force to replace it)", path.display())]
     AlreadyExists {
@@ -531,13 +541,22 @@ pub fn write_identity_with_passphrase(
     passphrase: Option<&str>,
 ) -> Result<PathBuf, KeyFileError> {
     let public_path = public_key_path(private_path);
-    if !overwrite {
-        for path in [private_path, public_path.as_path()] {
-            if std::fs::symlink_metadata(path).is_ok() {
-                return Err(KeyFileError::AlreadyExists {
-                    path: path.to_path_buf(),
-                });
-            }
+    for path in [private_path, public_path.as_path()] {
+        let Ok(existing) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        let kind = existing.file_type();
+        if !overwrite {
+            return Err(KeyFileError::AlreadyExists {
+                path: path.to_path_buf(),
+            });
+        }
+        // --force replaces a key file or a symlink, never a directory, device, FIFO or
+        // socket (`keygen -f /dev/null --force` as root must not delete the device).
+        if !kind.is_file() && !kind.is_symlink() {
+            return Err(KeyFileError::NotARegularFile {
+                path: path.to_path_buf(),
+            });
         }
     }
     let private_text = encode_identity_with_passphrase(identity, passphrase).map_err(|error| {
@@ -755,6 +774,34 @@ mod tests {
             second.public_key()
         );
         assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn force_never_replaces_a_directory_or_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let directory = dir.path().join("a_directory");
+        fs::create_dir(&directory).unwrap();
+        let socket = dir.path().join("a_socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        for path in [&directory, &socket] {
+            let error = write_identity(path, &Identity::generate(""), true).unwrap_err();
+            assert!(
+                matches!(error, KeyFileError::NotARegularFile { .. }),
+                "{error}"
+            );
+            assert!(!public_key_path(path).exists(), "nothing written");
+        }
+        assert!(directory.is_dir());
+        assert!(!fs::symlink_metadata(&socket).unwrap().file_type().is_file());
+        // The .pub path counts too.
+        let key = dir.path().join("key");
+        fs::create_dir(public_key_path(&key)).unwrap();
+        let error = write_identity(&key, &Identity::generate(""), true).unwrap_err();
+        assert!(
+            matches!(error, KeyFileError::NotARegularFile { .. }),
+            "{error}"
+        );
+        assert!(!key.exists());
     }
 
     #[test]
