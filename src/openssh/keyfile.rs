@@ -532,8 +532,9 @@ pub fn write_identity(
 /// written through.
 ///
 /// # Errors
-/// [`KeyFileError::AlreadyExists`] and [`KeyFileError::Io`] (with "No such file or
-/// directory" for a missing directory).
+/// [`KeyFileError::AlreadyExists`], [`KeyFileError::NotARegularFile`] (even with
+/// `overwrite`) and [`KeyFileError::Io`] (with "No such file or directory" for a
+/// missing directory).
 pub fn write_identity_with_passphrase(
     private_path: &Path,
     identity: &Identity,
