@@ -119,10 +119,13 @@ fn fingerprint_private_key(text: &str, path: &Path) -> anyhow::Result<String> {
 fn fingerprint_text(text: &str, path: &Path) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
     for (index, line) in text.lines().enumerate() {
-        // The text was decoded lossily, so every line is UTF-8 here.
-        let lexer::LineText::Text(line) = lexer::line_text(line.as_bytes()) else {
+        // Trailing blanks stay: ssh-keygen shows the rest of the line verbatim. The CR
+        // of a CRLF file goes.
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let trimmed = line.trim_start_matches([' ', '\t']);
+        if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
-        };
+        }
         match key_in_line(line) {
             Ok((key, label)) => lines.push(format_line(&key, &label)),
             Err(reason) => eprintln!("{}:{}: skipped: {reason}", path.display(), index + 1),
@@ -250,36 +253,58 @@ fn ssh_string(data: &[u8]) -> Option<(&[u8], &[u8])> {
     (rest.len() >= len).then(|| rest.split_at(len))
 }
 
-/// Finds the key in a public key, certificate, authorized_keys or known_hosts line,
-/// and the text ssh-keygen would show beside it: the comment, else the host patterns.
+/// Finds the key in a public key, certificate, authorized_keys or known_hosts line as
+/// ssh-keygen's `do_fingerprint` does: a key at the start of the line, else after its
+/// first field (options, or host names), which sshd splits honouring quotes. The text
+/// shown beside it is the rest of the line after the key, verbatim, else that first
+/// field. Marker lines (`@revoked`, `@cert-authority`) have two fields before the key,
+/// so ssh-keygen shows no key for them, and neither does this.
 fn key_in_line(line: &str) -> Result<(Key, String), String> {
-    let fields: Vec<&str> = lexer::fields(line).collect();
-    let Some(type_index) = fields
-        .iter()
-        .position(|field| lexer::is_known_key_type(field))
-    else {
-        return Err("no key type field (ssh-ed25519 ...) on this line".into());
-    };
-    let algorithm = fields[type_index];
-    let blob = fields
-        .get(type_index + 1)
-        .ok_or_else(|| format!("{algorithm} with no key data"))?;
-    let key_text = format!("{algorithm} {blob}");
+    let line = line.trim_start_matches([' ', '\t']);
+    if let Some(found) = key_at_start(line) {
+        let (key, comment) = found?;
+        return Ok((key, comment.unwrap_or_default().to_owned()));
+    }
+    let (first_field, rest) = lexer::split_quoted_field(line)?;
+    match key_at_start(rest) {
+        Some(found) => {
+            let (key, comment) = found?;
+            Ok((key, comment.unwrap_or(first_field).to_owned()))
+        }
+        None if first_field.starts_with('@') => Err(format!(
+            "{first_field} lines are not shown (as by ssh-keygen -l)"
+        )),
+        None => Err(
+            "no key type (ssh-ed25519 ...) at the start of the line or after its first field"
+                .into(),
+        ),
+    }
+}
+
+/// `TYPE BLOB [comment]` at the start of `text`: None if `text` does not start with a
+/// key type, else the key and the comment (None when absent or a `#` remark).
+fn key_at_start(text: &str) -> Option<Result<(Key, Option<&str>), String>> {
+    let (algorithm, rest) = lexer::split_field(text);
+    if !lexer::is_known_key_type(algorithm) {
+        return None;
+    }
+    let (blob, comment) = lexer::split_field(rest);
+    if blob.is_empty() {
+        return Some(Err(format!("{algorithm} with no key data")));
+    }
     let malformed =
         |error: &dyn std::fmt::Display| format!("{algorithm} key data is malformed ({error})");
     let key = if algorithm.ends_with(lexer::CERTIFICATE_SUFFIX) {
-        Key::Certified(certified_key(blob).map_err(|error| malformed(&error))?)
+        certified_key(blob)
+            .map(Key::Certified)
+            .map_err(|error| malformed(&error))
     } else {
-        let key = ssh_key::PublicKey::from_openssh(&key_text).map_err(|error| malformed(&error))?;
-        Key::Plain(key.key_data().clone())
+        ssh_key::PublicKey::from_openssh(&format!("{algorithm} {blob}"))
+            .map(|key| Key::Plain(key.key_data().clone()))
+            .map_err(|error| malformed(&error))
     };
-    let comment = fields[type_index + 2..].join(" ");
-    let label = if comment.is_empty() {
-        fields[..type_index].join(" ")
-    } else {
-        comment
-    };
-    Ok((key, label))
+    let comment = Some(comment).filter(|comment| !comment.is_empty() && !comment.starts_with('#'));
+    Some(key.map(|key| (key, comment)))
 }
 
 #[cfg(test)]
@@ -305,7 +330,6 @@ mod tests {
                 "opt comment",
             ),
             (format!("[host]:2222,other {bare}"), "[host]:2222,other"),
-            (format!("@revoked bad {bare}"), "@revoked bad"),
             (bare.clone(), ""),
         ];
         for (line, label) in cases {
@@ -316,6 +340,12 @@ mod tests {
         assert!(key_in_line("ssh-rsa AAAAB3NzaC1yc2E= bob")
             .unwrap_err()
             .contains("malformed"));
+        assert!(key_in_line(&format!("@revoked bad {bare}"))
+            .unwrap_err()
+            .contains("@revoked lines are not shown"));
+        // The comment is the rest of the line, verbatim, as ssh-keygen shows it.
+        let (_, label) = key_in_line(&format!("{} two  spaces ", bare.trim_end())).unwrap();
+        assert_eq!(label, "two  spaces ");
         assert!(key_in_line("garbage line").is_err());
         assert!(key_in_line("ssh-ed25519").is_err());
     }

@@ -574,3 +574,43 @@ fn keygen_without_user_in_the_environment_takes_the_name_from_the_password_datab
         "{comment:?} should be {user}@HOST"
     );
 }
+
+/// Lines as people write them, compared with the real ssh-keygen -lf: markers,
+/// quoted options, blanks kept in comments, tabs, leading blanks, a `#` remark.
+#[test]
+fn fingerprint_reads_each_line_as_ssh_keygen_does() {
+    let Some(_) = ssh_keygen() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let key_of = |name: &str| {
+        let line = fs::read_to_string(fixture(name)).unwrap();
+        line.split(' ').take(2).collect::<Vec<_>>().join(" ")
+    };
+    let (ed25519, rsa) = (key_of("client_ed25519.pub"), key_of("rsa_3072.pub"));
+    // ssh-keygen carries a comment over from an earlier line when a line has none of
+    // its own (a stale pointer); the remark line comes first, where there is none.
+    let lines = [
+        format!("{ed25519} # a remark, not a comment"),
+        format!("@cert-authority *.example.com {ed25519}"),
+        format!("@revoked bad.example {rsa} revoked"),
+        format!("host1,host2 {ed25519}   spaced   comment  "),
+        format!("no-pty,command=\"echo a b\" {rsa}"),
+        format!("from=\"10.0.0.1\",command=\"x \\\" y\" {ed25519} quoted"),
+        format!("  \t{ed25519}\tafter a tab"),
+        format!("[host]:2222 {rsa} port comment"),
+    ];
+    let file = home.path().join("lines");
+    fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let theirs = run(ssh_keygen().unwrap().arg("-lf").arg(&file));
+    assert_eq!(theirs.status, 0, "{}", theirs.stderr);
+    let ours = run(noise_echo(home.path()).arg("fingerprint").arg(&file));
+    assert_eq!(ours.status, 0, "{}", ours.stderr);
+    assert_eq!(ours.stdout, theirs.stdout);
+    assert!(
+        ours.stderr
+            .contains(":2: skipped: @cert-authority lines are not shown"),
+        "{}",
+        ours.stderr
+    );
+}
