@@ -182,7 +182,12 @@ fn read_line_silently(terminal: &mut std::fs::File, prompt: &str) -> io::Result<
     let mut line = Zeroizing::new(Vec::with_capacity(64));
     let mut byte = [0u8; 1];
     loop {
-        if terminal.read(&mut byte)? == 0 {
+        let read = match terminal.read(&mut byte) {
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if read == 0 {
             if line.is_empty() {
                 return Ok(Line::EndOfInput);
             }
