@@ -108,7 +108,20 @@ fn fingerprint_private_key(text: &str, path: &Path) -> anyhow::Result<String> {
         }
     }
     // Only the public half is read, so the private key's mode is not checked.
-    let public = keyfile::parse_public_half(text, path)?;
+    let public = keyfile::parse_public_half(text, path).map_err(|error| {
+        let pem = matches!(error, keyfile::KeyFileError::UnsupportedAlgorithm { .. });
+        let error = anyhow::Error::new(error);
+        if pem {
+            // A PEM (PKCS#1, PKCS#8) private key: only ssh-keygen's own format is read.
+            error.context(format!(
+                "cannot show the key of {0} (fingerprint {0}.pub instead, or rewrite the key \
+                 in OpenSSH's format: ssh-keygen -p -f {0})",
+                path.display()
+            ))
+        } else {
+            error
+        }
+    })?;
     Ok(format_line(
         &Key::Plain(public.key_data().clone()),
         public.comment(),
