@@ -401,6 +401,40 @@ mod tests {
         assert!(format_line(&Key::Certified(data), "c").ends_with(" c (ED25519-CERT)"));
     }
 
+    proptest::proptest! {
+        /// Certificate blobs and lines come from anywhere: never a panic.
+        #[test]
+        fn any_certificate_blob_or_line_is_an_answer_not_a_panic(
+            blob in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            line in "\\PC{0,120}",
+        ) {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&blob);
+            let _ = certified_key(&encoded);
+            let _ = key_in_line(&format!("ssh-ed25519-cert-v01@openssh.com {encoded}"));
+            let _ = key_in_line(&line);
+        }
+    }
+
+    #[test]
+    fn a_truncated_certificate_is_malformed() {
+        let line = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../keys/client_ed25519-cert.pub"
+        ))
+        .unwrap();
+        let blob = line.split(' ').nth(1).unwrap();
+        assert!(key_in_line(line.trim_end()).is_ok());
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(blob)
+            .unwrap();
+        for cut in [0, 10, 40, 70] {
+            let short = base64::engine::general_purpose::STANDARD.encode(&bytes[..cut]);
+            assert!(certified_key(&short).is_err(), "cut at {cut}");
+        }
+    }
+
     #[test]
     fn bit_lengths_count_significant_bits() {
         assert_eq!(bit_length(Some(&[0x01, 0x00])), 9);
