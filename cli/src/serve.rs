@@ -27,7 +27,7 @@ pub(super) struct Args {
     #[arg(long, value_name = "FILE")]
     host_key: Option<PathBuf>,
     /// Create the --host-key FILE if it does not exist (a new server identity)
-    #[arg(long)]
+    #[arg(long, requires = "host_key")]
     create_host_key: bool,
     /// The clients allowed to connect, re-read when it changes
     /// [default: authorized_keys in the noise-echo config directory]
@@ -143,7 +143,16 @@ fn load_or_create_host_key(host_key: &HostKey) -> anyhow::Result<Identity> {
     if std::fs::symlink_metadata(path).is_ok() {
         // sshd refuses encrypted host keys too: a server starts unattended, with
         // nobody to type a passphrase.
-        return keyfile::read_identity(path).context("cannot load the host key");
+        return keyfile::read_identity(path).map_err(|error| {
+            let context = match error {
+                keyfile::KeyFileError::PassphraseProtected { .. } => {
+                    "cannot load the host key (a host key must not have a passphrase, as for \
+                     sshd: the server starts with nobody to type it)"
+                }
+                _ => "cannot load the host key",
+            };
+            anyhow::Error::new(error).context(context)
+        });
     }
     match host_key {
         HostKey::MustExist(_) => anyhow::bail!(

@@ -397,8 +397,10 @@ fn serve_refuses_an_encrypted_host_key_with_the_fix() {
     assert_eq!(
         stderr.trim_end(),
         format!(
-            "error: cannot load the host key: {0}: the key is protected by a passphrase, and it \
-             is read here without one (remove the passphrase with: ssh-keygen -p -N '' -f {0})",
+            "error: cannot load the host key (a host key must not have a passphrase, as for \
+             sshd: the server starts with nobody to type it): {0}: the key is protected by a \
+             passphrase, and it is read here without one (remove the passphrase with: \
+             ssh-keygen -p -N '' -f {0})",
             key.display()
         )
     );
