@@ -57,8 +57,8 @@ cleanup() {
 trap cleanup EXIT
 
 # Throw-away identities: the server's host key, our client key, its authorization.
-"$BIN" keygen -f "$WORK/host" -C bench-host >/dev/null
-"$BIN" keygen -f "$WORK/client" -C bench-client >/dev/null
+"$BIN" keygen -N '' -f "$WORK/host" -C bench-host >/dev/null
+"$BIN" keygen -N '' -f "$WORK/client" -C bench-client >/dev/null
 "$BIN" authorize --authorized-keys "$WORK/authorized_keys" "$WORK/client.pub" >/dev/null 2>&1
 FINGERPRINT=$("$BIN" fingerprint "$WORK/host.pub" | awk '{print $2}')
 NOISE=(127.0.0.1:$NOISE_PORT -i "$WORK/client" --known-hosts "$WORK/known_hosts"

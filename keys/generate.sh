@@ -10,16 +10,32 @@ set -euo pipefail
 cd "$(dirname "$0")"
 command -v ssh-keygen >/dev/null || { echo "ssh-keygen is needed (apt-get install openssh-client)" >&2; exit 1; }
 
-rm -f client_ed25519* host_ed25519_key* passphrase_ed25519* rsa_3072* ecdsa_p256* \
-      authorized_keys known_hosts known_hosts_hashed
+rm -f client_ed25519* host_ed25519_key* passphrase_ed25519* rsa_3072* ecdsa_p256* dsa_1024* security_keys.pub \
+      authorized_keys known_hosts known_hosts_hashed ssh-keygen-lf.txt
 
 # Identities: a client and a server host key, unencrypted, as a user would make them.
 ssh-keygen -q -t ed25519 -N '' -C 'client@noise-echo-test' -f client_ed25519
 ssh-keygen -q -t ed25519 -N '' -C 'host@noise-echo-test' -f host_ed25519_key
-# Keys noise-echo must refuse with a clear error.
+# An encrypted identity (bcrypt-pbkdf, aes256-ctr: ssh-keygen's defaults), which
+# connect decrypts with its passphrase.
 ssh-keygen -q -t ed25519 -N 'correct horse' -C 'passphrase@noise-echo-test' -f passphrase_ed25519
+# Keys noise-echo must refuse as identities with a clear error, and fingerprint shows.
 ssh-keygen -q -t rsa -b 3072 -N '' -C 'rsa@noise-echo-test' -f rsa_3072
 ssh-keygen -q -t ecdsa -b 256 -N '' -C 'ecdsa@noise-echo-test' -f ecdsa_p256
+# DSA is gone from newer OpenSSH builds: there the file is simply not made.
+ssh-keygen -q -t dsa -N '' -C 'dsa@noise-echo-test' -f dsa_1024 2>/dev/null \
+  || echo "this ssh-keygen cannot make DSA keys: dsa_1024 not made" >&2
+# Security-key public keys (sk-*): ssh-keygen needs a FIDO device to make them, so
+# these two lines were built by hand (random ed25519 bytes, the P-256 generator point,
+# application "ssh:"); they are public keys only, and ssh-keygen -lf reads them.
+cat > security_keys.pub <<'SK'
+sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIKleaOKVN0G2ddmCNcuVGa5CDchfFPJy5yBhRaNgSo7nAAAABHNzaDo= sk@x
+sk-ecdsa-sha2-nistp256@openssh.com AAAAInNrLWVjZHNhLXNoYTItbmlzdHAyNTZAb3BlbnNzaC5jb20AAAAIbmlzdHAyNTYAAABBBGsX0fLhLEJH+Lzm5WOkQPJ3A32BLeszoPShOUXYmMKWT+NC4v4af5uO5+tKfA+eFivOM1drMV7Oy7ZAaDe/UfUAAAAEc3NoOg== ske@x
+SK
+# A user certificate for the client key, signed with the host key as its CA
+# (ssh-keygen refuses a CA key that others can read).
+chmod 600 host_ed25519_key
+ssh-keygen -q -s host_ed25519_key -I client-cert -n client -z 1 client_ed25519.pub
 
 # An authorized_keys file as people share it with sshd: comments, an RSA key
 # (skipped with a warning), options, and one malformed line between good ones.
@@ -47,6 +63,15 @@ rm -f known_hosts_hashed.old
 for key in client_ed25519.pub host_ed25519_key.pub; do
   ssh-keygen -lf "$key"
 done > fingerprints.txt
+# ssh-keygen -lf of every file, for `noise-echo fingerprint` to print the same lines
+# (cli/tests/keygen_and_fingerprint.rs); blocks start with "== FILE".
+for file in client_ed25519 client_ed25519.pub client_ed25519-cert.pub host_ed25519_key.pub \
+            passphrase_ed25519 passphrase_ed25519.pub rsa_3072 rsa_3072.pub \
+            ecdsa_p256 ecdsa_p256.pub dsa_1024.pub security_keys.pub authorized_keys known_hosts known_hosts_hashed; do
+  [ -e "$file" ] || continue
+  echo "== $file"
+  ssh-keygen -lf "$file"
+done > ssh-keygen-lf.txt
 # The OpenSSH that made them.
 ssh -V 2>&1 | head -1 > ssh-keygen-version.txt
 

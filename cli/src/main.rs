@@ -10,7 +10,6 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod attack;
@@ -20,6 +19,7 @@ mod connect;
 mod demo;
 mod fingerprint;
 mod keygen;
+mod passphrase;
 mod paths;
 mod render;
 mod serve;
@@ -77,9 +77,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate an Ed25519 identity (private key FILE, public key FILE.pub).
+    /// Generate an Ed25519 identity (private key FILE, public key FILE.pub), or print a key's public half (-y).
     Keygen(keygen::Args),
-    /// Print the SHA256 fingerprint of each key in a key, authorized_keys or known_hosts file.
+    /// Print the fingerprint of each key in key, certificate, authorized_keys or known_hosts files, as ssh-keygen -lf.
     Fingerprint(fingerprint::Args),
     /// Add keys to the server's authorized_keys, list them, or remove some.
     Authorize(authorize::Args),
@@ -220,13 +220,24 @@ impl ClientTrustArgs {
         use noise_echo::client::UnknownHostPolicy;
         let identity_path = path_or_default(self.identity.clone(), paths::IDENTITY_FILE)?;
         let known_hosts = path_or_default(self.known_hosts.clone(), paths::KNOWN_HOSTS_FILE)?;
-        let identity =
-            noise_echo::openssh::keyfile::read_identity(&identity_path).with_context(|| {
+        // An encrypted key is decrypted with a passphrase asked as ssh asks it.
+        let identity = noise_echo::openssh::keyfile::read_identity_with_passphrase(
+            &identity_path,
+            &mut passphrase::for_key,
+        )
+        .map_err(|error| {
+            let missing = matches!(&error, noise_echo::openssh::keyfile::KeyFileError::Io { cause, .. }
+                if cause.kind() == io::ErrorKind::NotFound);
+            let context = if missing {
                 format!(
                     "cannot load the identity (make one with: noise-echo keygen -f {})",
                     identity_path.display()
                 )
-            })?;
+            } else {
+                "cannot load the identity".to_owned()
+            };
+            anyhow::Error::new(error).context(context)
+        })?;
         let unknown_host = match (self.expect_fingerprint, self.accept_new_host) {
             (Some(fingerprint), _) => UnknownHostPolicy::ExpectFingerprint(fingerprint),
             (None, true) => UnknownHostPolicy::AcceptNew,

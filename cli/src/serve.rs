@@ -1,7 +1,7 @@
 //! `noise-echo serve`: run the echo server until Ctrl-C or SIGTERM; SIGHUP makes open
 //! sessions check their key against authorized_keys again.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +21,14 @@ pub(super) struct Args {
     /// Address to listen on
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1234")]
     listen: String,
-    /// The server's private host key, created if missing
+    /// The server's private host key, unencrypted (as sshd's); created on first start only
+    /// at the default path or with --create-host-key
     /// [default: host_ed25519_key in the noise-echo config directory]
     #[arg(long, value_name = "FILE")]
     host_key: Option<PathBuf>,
+    /// Create the --host-key FILE if it does not exist (a new server identity)
+    #[arg(long, requires = "host_key")]
+    create_host_key: bool,
     /// The clients allowed to connect, re-read when it changes
     /// [default: authorized_keys in the noise-echo config directory]
     #[arg(long, value_name = "FILE")]
@@ -65,9 +69,13 @@ pub(super) struct Args {
 }
 
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
-    let host_key_path = super::path_or_default(args.host_key, HOST_KEY_FILE)?;
+    let host_key = match args.host_key {
+        Some(path) if args.create_host_key => HostKey::CreateIfMissing(path),
+        Some(path) => HostKey::MustExist(path),
+        None => HostKey::Default(crate::paths::default_file(HOST_KEY_FILE)?),
+    };
     let authorized_keys = super::path_or_default(args.authorized_keys, AUTHORIZED_KEYS_FILE)?;
-    let identity = load_or_create_host_key(&host_key_path)?;
+    let identity = load_or_create_host_key(&host_key)?;
     if !authorized_keys.exists() {
         warn!(
             "{} does not exist: every client will be refused until keys are added (noise-echo authorize --authorized-keys {} KEY)",
@@ -117,9 +125,48 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-fn load_or_create_host_key(path: &Path) -> anyhow::Result<Identity> {
+/// Where the host key comes from, and whether a missing one may be created: a new
+/// host key is a new server identity, which every client then sees as "REMOTE HOST
+/// IDENTIFICATION HAS CHANGED", so a mistyped `--host-key` must not make one.
+enum HostKey {
+    /// The default path: created on first start, as sshd's init scripts do.
+    Default(PathBuf),
+    /// `--host-key FILE`: must exist.
+    MustExist(PathBuf),
+    /// `--host-key FILE --create-host-key`.
+    CreateIfMissing(PathBuf),
+}
+
+fn load_or_create_host_key(host_key: &HostKey) -> anyhow::Result<Identity> {
+    let (HostKey::Default(path) | HostKey::MustExist(path) | HostKey::CreateIfMissing(path)) =
+        host_key;
     if std::fs::symlink_metadata(path).is_ok() {
-        return keyfile::read_identity(path).context("cannot load the host key");
+        // sshd refuses encrypted host keys too: a server starts unattended, with
+        // nobody to type a passphrase.
+        return keyfile::read_identity(path).map_err(|error| {
+            let context = match error {
+                keyfile::KeyFileError::PassphraseProtected { .. } => {
+                    "cannot load the host key (a host key must not have a passphrase, as for \
+                     sshd: the server starts with nobody to type it)"
+                }
+                _ => "cannot load the host key",
+            };
+            anyhow::Error::new(error).context(context)
+        });
+    }
+    match host_key {
+        HostKey::MustExist(_) => anyhow::bail!(
+            "no host key at {path} (create one with: noise-echo keygen -f {path} -N '', \
+             or pass --create-host-key, or run serve without --host-key)",
+            path = path.display()
+        ),
+        HostKey::Default(_) => {
+            if let Some(dir) = path.parent() {
+                noise_echo::fsutil::create_private_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+        }
+        HostKey::CreateIfMissing(_) => {}
     }
     let identity = Identity::generate(format!("noise-echo host key of {}", hostname()));
     keyfile::write_identity(path, &identity, false).context("cannot create the host key")?;

@@ -25,7 +25,13 @@ fn zero_limits_and_timeouts_are_refused_naming_the_flag() {
         let home = tempfile::tempdir().unwrap();
         let host_key = home.path().join("host_key");
         let output = noise_echo(home.path())
-            .args(["serve", "--listen", "127.0.0.1:0", "--host-key"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--create-host-key",
+                "--host-key",
+            ])
             .arg(&host_key)
             .args([flag, "0"])
             .output()

@@ -706,7 +706,13 @@ impl ServeProcess {
         let keys = dir.path().join("authorized_keys");
         std::fs::write(&keys, identity(1).public_key().to_openssh_line("c1") + "\n").unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_noise-echo"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--host-key"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--create-host-key",
+                "--host-key",
+            ])
             .arg(dir.path().join("host_key"))
             .arg("--authorized-keys")
             .arg(&keys)

@@ -1,11 +1,14 @@
-//! Identity key files in OpenSSH's formats: the private key as an unencrypted
-//! `openssh-key-v1` PEM file (what `ssh-keygen -t ed25519 -N ''` writes), the public key
-//! as a one-line `FILE.pub`.
+//! Identity key files in OpenSSH's formats: the private key as an `openssh-key-v1` PEM
+//! file (what `ssh-keygen -t ed25519` writes), unencrypted or protected by a passphrase
+//! (bcrypt-pbkdf and aes256-ctr, as ssh-keygen writes them), and the public key as a
+//! one-line `FILE.pub`.
 //!
-//! Reading refuses private keys that group or others can read, as OpenSSH does.
-//! Writing creates each file with its final mode in one step (0600 for the private
-//! key, 0644 for the public one), never follows a symlink and never overwrites
-//! unless asked to.
+//! Reading refuses private keys that group or others can read, as OpenSSH does. The
+//! passphrase of an encrypted key comes from a caller's function
+//! ([`read_identity_with_passphrase`]): the library never touches a terminal. Writing
+//! creates each file with its final mode in one step (0600 for the private key, 0644
+//! for the public one), never follows a symlink, never overwrites unless asked to and
+//! never creates directories (as ssh-keygen, which refuses a missing directory).
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -34,6 +37,26 @@ const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
 
 const OPENSSH_PEM_BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
 
+/// How many passphrases [`read_identity_with_passphrase`] tries before giving up, as
+/// ssh's `NumberOfPasswordPrompts` (3).
+pub const PASSPHRASE_ATTEMPTS: u32 = 3;
+
+/// What a passphrase function is told when it is asked for the passphrase of a key.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct PassphraseRequest<'a> {
+    /// The encrypted key file, for the prompt (`Enter passphrase for key 'FILE': `).
+    pub path: &'a Path,
+    /// 1 for the first question, up to [`PASSPHRASE_ATTEMPTS`]; more than 1 means the
+    /// previous passphrase was wrong, so a prompt can say so.
+    pub attempt: u32,
+}
+
+/// The answer of a passphrase function: `Ok(None)` when the user gave none (an empty
+/// answer or end of input, where ssh stops asking), `Err(reason)` when there is no way
+/// to ask (no terminal, a failing askpass program); the reason is shown to the user.
+pub type PassphraseAnswer = Result<Option<Zeroizing<String>>, String>;
+
 /// Why a key file could not be read or written. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -60,16 +83,60 @@ pub enum KeyFileError {
         /// Its permission bits.
         mode: u32,
     },
-    /// The private key is protected by a passphrase.
+    /// The private key is protected by a passphrase and this reader cannot ask for
+    /// one ([`read_identity`]; [`read_identity_with_passphrase`] can).
     #[error(
-        "{path}: the key is protected by a passphrase, which noise-echo does not support; \
-         use a dedicated key (noise-echo keygen) or remove the passphrase from a copy \
-         (cp {path} COPY && ssh-keygen -p -N '' -f COPY)",
+        "{path}: the key is protected by a passphrase, and it is read here without one \
+         (remove the passphrase with: ssh-keygen -p -N '' -f {path})",
         path = path.display()
     )]
     PassphraseProtected {
         /// The file.
         path: PathBuf,
+    },
+    /// Every passphrase given for an encrypted key was wrong.
+    #[error(
+        "{path}: incorrect passphrase ({attempts} tried); the key stays locked \
+         (the passphrase is the one given to ssh-keygen -N or -p for this file)",
+        path = path.display()
+    )]
+    WrongPassphrase {
+        /// The file.
+        path: PathBuf,
+        /// How many passphrases were tried.
+        attempts: u32,
+    },
+    /// The key is encrypted and no passphrase was given (an empty answer).
+    #[error(
+        "{path}: the key is protected by a passphrase and none was given",
+        path = path.display()
+    )]
+    NoPassphraseGiven {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key is encrypted and the passphrase could not be asked for.
+    #[error(
+        "{path}: the key is protected by a passphrase, which cannot be asked for: {reason}",
+        path = path.display()
+    )]
+    PassphraseUnavailable {
+        /// The file.
+        path: PathBuf,
+        /// Why not, with the fix (from the passphrase function).
+        reason: String,
+    },
+    /// The key is encrypted in a way this build cannot decrypt (a cipher or KDF
+    /// other than OpenSSH's usual ones).
+    #[error(
+        "{path}: cannot decrypt the key ({cause}); re-encrypt it as ssh-keygen does by default: ssh-keygen -p -f {path}",
+        path = path.display()
+    )]
+    UnsupportedEncryption {
+        /// The file.
+        path: PathBuf,
+        /// What ssh-key said.
+        cause: String,
     },
     /// The key is not an Ed25519 key.
     #[error(
@@ -105,6 +172,16 @@ pub enum KeyFileError {
         /// Why the line was refused.
         cause: PublicKeyError,
     },
+    /// keygen was asked to replace something that is not a file.
+    #[error(
+        "{}: not a regular file (a directory, device, FIFO or socket); refusing to replace it \
+         with a key (choose another path)",
+        path.display()
+    )]
+    NotARegularFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// keygen would overwrite a file.
     #[error("{}: already exists; refusing to overwrite it (use --force to replace it)", path.display())]
     AlreadyExists {
@@ -138,6 +215,32 @@ pub fn public_key_path(private_key_path: &Path) -> PathBuf {
 /// [`KeyFileError::NotAPrivateKey`] for anything else that is not a private key, and
 /// [`KeyFileError::CorruptKeyPair`] when the stored public key does not match.
 pub fn read_identity(path: &Path) -> Result<Identity, KeyFileError> {
+    let text = read_private_key_text(path)?;
+    parse_identity(&text, path)
+}
+
+/// Reads an OpenSSH ed25519 private key file, asking `passphrase` for the passphrase
+/// if the key is encrypted (up to [`PASSPHRASE_ATTEMPTS`] times while the answers are
+/// wrong). An unencrypted key never calls it. The passphrases and the decrypted key
+/// bytes are zeroized once used.
+///
+/// # Errors
+/// As [`read_identity`], except that an encrypted key is decrypted:
+/// [`KeyFileError::WrongPassphrase`] when every answer was wrong,
+/// [`KeyFileError::NoPassphraseGiven`] for an empty answer,
+/// [`KeyFileError::PassphraseUnavailable`] when `passphrase` cannot ask, and
+/// [`KeyFileError::UnsupportedEncryption`] for a cipher this build lacks.
+pub fn read_identity_with_passphrase(
+    path: &Path,
+    passphrase: &mut dyn FnMut(PassphraseRequest<'_>) -> PassphraseAnswer,
+) -> Result<Identity, KeyFileError> {
+    let text = read_private_key_text(path)?;
+    parse_identity_with_passphrase(&text, path, passphrase)
+}
+
+/// The text of a private key file, refused before reading a byte if group or others
+/// may read it.
+fn read_private_key_text(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
     let file = File::open(path).map_err(|error| KeyFileError::io(path, error))?;
     let metadata = file
         .metadata()
@@ -159,7 +262,7 @@ pub fn read_identity(path: &Path) -> Result<Identity, KeyFileError> {
             },
             _ => KeyFileError::io(path, error),
         })?;
-    parse_identity(&text, path)
+    Ok(text)
 }
 
 /// Parses the text of an OpenSSH private key file; `path` is only used in errors.
@@ -167,6 +270,88 @@ pub fn read_identity(path: &Path) -> Result<Identity, KeyFileError> {
 /// # Errors
 /// As [`read_identity`], except the permission check.
 pub fn parse_identity(text: &str, path: &Path) -> Result<Identity, KeyFileError> {
+    let key = parse_ed25519_container(text, path)?;
+    if key.is_encrypted() {
+        return Err(KeyFileError::PassphraseProtected {
+            path: path.to_path_buf(),
+        });
+    }
+    identity_of(&key, path)
+}
+
+/// Parses the text of an OpenSSH private key file, decrypting it with the answers of
+/// `passphrase` if it is encrypted; `path` is only used in errors and requests.
+///
+/// # Errors
+/// As [`read_identity_with_passphrase`], except the permission check.
+pub fn parse_identity_with_passphrase(
+    text: &str,
+    path: &Path,
+    passphrase: &mut dyn FnMut(PassphraseRequest<'_>) -> PassphraseAnswer,
+) -> Result<Identity, KeyFileError> {
+    let key = parse_ed25519_container(text, path)?;
+    if !key.is_encrypted() {
+        return identity_of(&key, path);
+    }
+    for attempt in 1..=PASSPHRASE_ATTEMPTS {
+        let answer = passphrase(PassphraseRequest { path, attempt }).map_err(|reason| {
+            KeyFileError::PassphraseUnavailable {
+                path: path.to_path_buf(),
+                reason,
+            }
+        })?;
+        let Some(answer) = answer.filter(|answer| !answer.is_empty()) else {
+            return Err(KeyFileError::NoPassphraseGiven {
+                path: path.to_path_buf(),
+            });
+        };
+        match key.decrypt(answer.as_bytes()) {
+            // The decrypted key zeroizes its private half when dropped.
+            Ok(decrypted) => return identity_of(&decrypted, path),
+            // A wrong passphrase decrypts to garbage whose check integers differ.
+            Err(ssh_key::Error::Crypto) => continue,
+            // The decrypted private half belongs to another public key.
+            Err(ssh_key::Error::PublicKey) => {
+                return Err(KeyFileError::CorruptKeyPair {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(error) => {
+                return Err(KeyFileError::UnsupportedEncryption {
+                    path: path.to_path_buf(),
+                    cause: error.to_string(),
+                })
+            }
+        }
+    }
+    Err(KeyFileError::WrongPassphrase {
+        path: path.to_path_buf(),
+        attempts: PASSPHRASE_ATTEMPTS,
+    })
+}
+
+/// The public key and comment an OpenSSH private key file holds in clear text, of any
+/// algorithm, encrypted or not (an encrypted key's comment is encrypted, so it is
+/// empty then). This is what `ssh-keygen -l` and `-y` show without a passphrase.
+///
+/// # Errors
+/// [`KeyFileError::NotAPrivateKey`] when the text is not an `openssh-key-v1` file.
+pub fn parse_public_half(text: &str, path: &Path) -> Result<ssh_key::PublicKey, KeyFileError> {
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with(OPENSSH_PEM_BEGIN) {
+        return Err(classify_foreign_key_text(trimmed, path));
+    }
+    let key = PrivateKey::from_openssh(trimmed).map_err(|error| KeyFileError::NotAPrivateKey {
+        path: path.to_path_buf(),
+        reason: format!("malformed openssh-key-v1 data: {error}"),
+    })?;
+    Ok(key.public_key().clone())
+}
+
+/// Parses an `openssh-key-v1` container and checks that it holds an ed25519 key
+/// (readable in clear even when the key is encrypted, so nobody is asked for the
+/// passphrase of a key that would be refused anyway).
+fn parse_ed25519_container(text: &str, path: &Path) -> Result<PrivateKey, KeyFileError> {
     let not_a_key = |reason: &str| KeyFileError::NotAPrivateKey {
         path: path.to_path_buf(),
         reason: reason.to_owned(),
@@ -189,11 +374,17 @@ pub fn parse_identity(text: &str, path: &Path) -> Result<Identity, KeyFileError>
             });
         }
     };
-    if key.is_encrypted() {
-        return Err(KeyFileError::PassphraseProtected {
+    if key.algorithm() != Algorithm::Ed25519 {
+        return Err(KeyFileError::UnsupportedAlgorithm {
             path: path.to_path_buf(),
+            algorithm: algorithm_name(&key.algorithm()),
         });
     }
+    Ok(key)
+}
+
+/// The identity of a decrypted ed25519 key, checked against its stored public key.
+fn identity_of(key: &PrivateKey, path: &Path) -> Result<Identity, KeyFileError> {
     let KeypairData::Ed25519(keypair) = key.key_data() else {
         return Err(KeyFileError::UnsupportedAlgorithm {
             path: path.to_path_buf(),
@@ -270,12 +461,31 @@ fn container_algorithm(pem: &str) -> Option<String> {
 /// # Errors
 /// Only if the encoder fails, which would be a bug.
 pub fn encode_identity(identity: &Identity) -> Result<Zeroizing<String>, ssh_key::Error> {
+    encode_identity_with_passphrase(identity, None)
+}
+
+/// The text of an OpenSSH private key file for `identity`, encrypted with
+/// `passphrase` as `ssh-keygen -t ed25519 -N PASSPHRASE` does (bcrypt-pbkdf with 16
+/// rounds and a random salt, aes256-ctr), or unencrypted for `None` or `""`.
+///
+/// # Errors
+/// Only if the encoder fails, which would be a bug.
+pub fn encode_identity_with_passphrase(
+    identity: &Identity,
+    passphrase: Option<&str>,
+) -> Result<Zeroizing<String>, ssh_key::Error> {
     let seed = identity.seed();
     let keypair = Ed25519Keypair {
         public: Ed25519PublicKey(*identity.public_key().as_bytes()),
         private: Ed25519PrivateKey::from_bytes(&seed),
     };
-    PrivateKey::new(KeypairData::Ed25519(keypair), identity.comment())?.to_openssh(LineEnding::LF)
+    let key = PrivateKey::new(KeypairData::Ed25519(keypair), identity.comment())?;
+    match passphrase.filter(|passphrase| !passphrase.is_empty()) {
+        Some(passphrase) => key
+            .encrypt(&mut rand_core::OsRng, passphrase.as_bytes())?
+            .to_openssh(LineEnding::LF),
+        None => key.to_openssh(LineEnding::LF),
+    }
 }
 
 /// Reads a public key file (`ssh-ed25519 BASE64 comment`): the first line that is
@@ -297,8 +507,23 @@ pub fn read_public_key(path: &Path) -> Result<(PublicKey, String), KeyFileError>
     })
 }
 
-/// Writes `identity` to `private_path` (mode 0600) and its public key line to
-/// `private_path.pub` (mode 0644), creating the directory (0700) if needed.
+/// Writes `identity` unencrypted to `private_path` (mode 0600) and its public key line
+/// to `private_path.pub` (mode 0644); see [`write_identity_with_passphrase`].
+///
+/// # Errors
+/// As [`write_identity_with_passphrase`].
+pub fn write_identity(
+    private_path: &Path,
+    identity: &Identity,
+    overwrite: bool,
+) -> Result<PathBuf, KeyFileError> {
+    write_identity_with_passphrase(private_path, identity, overwrite, None)
+}
+
+/// Writes `identity` to `private_path` (mode 0600), encrypted with `passphrase` unless
+/// it is `None` or empty, and its public key line to `private_path.pub` (mode 0644).
+/// The directory must exist: as ssh-keygen, this never creates one, so a mistyped
+/// path fails instead of scattering keys.
 ///
 /// Each file is written to a temporary file created with its final mode, fsynced and
 /// renamed into place, so a crash never leaves a partial key. Without `overwrite`,
@@ -307,26 +532,35 @@ pub fn read_public_key(path: &Path) -> Result<(PublicKey, String), KeyFileError>
 /// written through.
 ///
 /// # Errors
-/// [`KeyFileError::AlreadyExists`] and [`KeyFileError::Io`].
-pub fn write_identity(
+/// [`KeyFileError::AlreadyExists`], [`KeyFileError::NotARegularFile`] (even with
+/// `overwrite`) and [`KeyFileError::Io`] (with "No such file or directory" for a
+/// missing directory).
+pub fn write_identity_with_passphrase(
     private_path: &Path,
     identity: &Identity,
     overwrite: bool,
+    passphrase: Option<&str>,
 ) -> Result<PathBuf, KeyFileError> {
     let public_path = public_key_path(private_path);
-    if !overwrite {
-        for path in [private_path, public_path.as_path()] {
-            if std::fs::symlink_metadata(path).is_ok() {
-                return Err(KeyFileError::AlreadyExists {
-                    path: path.to_path_buf(),
-                });
-            }
+    for path in [private_path, public_path.as_path()] {
+        let Ok(existing) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        let kind = existing.file_type();
+        if !overwrite {
+            return Err(KeyFileError::AlreadyExists {
+                path: path.to_path_buf(),
+            });
+        }
+        // --force replaces a key file or a symlink, never a directory, device, FIFO or
+        // socket (`keygen -f /dev/null --force` as root must not delete the device).
+        if !kind.is_file() && !kind.is_symlink() {
+            return Err(KeyFileError::NotARegularFile {
+                path: path.to_path_buf(),
+            });
         }
     }
-    if let Some(parent) = private_path.parent() {
-        fsutil::create_private_dir_all(parent).map_err(|error| KeyFileError::io(parent, error))?;
-    }
-    let private_text = encode_identity(identity).map_err(|error| {
+    let private_text = encode_identity_with_passphrase(identity, passphrase).map_err(|error| {
         KeyFileError::io(
             private_path,
             io::Error::other(format!("encoding failed: {error}")),
@@ -380,13 +614,12 @@ mod tests {
     #[test]
     fn written_identity_reads_back_with_modes_0600_and_0644() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keys/id_ed25519");
+        let path = dir.path().join("id_ed25519");
         let identity = Identity::generate("me@host");
         let public_path = write_identity(&path, &identity, false).unwrap();
-        assert_eq!(public_path, dir.path().join("keys/id_ed25519.pub"));
+        assert_eq!(public_path, dir.path().join("id_ed25519.pub"));
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(&public_path), 0o644);
-        assert_eq!(mode(&dir.path().join("keys")), 0o700);
         let read = read_identity(&path).unwrap();
         assert_eq!(read.public_key(), identity.public_key());
         assert_eq!(*read.seed(), *identity.seed());
@@ -397,6 +630,119 @@ mod tests {
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
         assert!(text.ends_with("-----END OPENSSH PRIVATE KEY-----\n"));
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_and_is_never_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing/dir/id");
+        let error = write_identity(&path, &Identity::generate(""), false).unwrap_err();
+        let KeyFileError::Io { cause, .. } = &error else {
+            panic!("{error}");
+        };
+        assert_eq!(cause.kind(), io::ErrorKind::NotFound, "{error}");
+        assert!(!dir.path().join("missing").exists());
+    }
+
+    /// A passphrase function that gives `answers` in turn and records each request.
+    fn answers<'a>(
+        answers: &'a [&'a str],
+        asked: &'a mut Vec<u32>,
+    ) -> impl FnMut(PassphraseRequest<'_>) -> PassphraseAnswer + 'a {
+        move |request| {
+            asked.push(request.attempt);
+            Ok(answers
+                .get(asked.len() - 1)
+                .map(|answer| Zeroizing::new((*answer).to_owned())))
+        }
+    }
+
+    #[test]
+    fn an_encrypted_key_round_trips_and_needs_its_passphrase() {
+        let identity = Identity::generate("enc@host");
+        let text = encode_identity_with_passphrase(&identity, Some("secret")).unwrap();
+        assert!(matches!(
+            parse_identity(&text, Path::new("f")),
+            Err(KeyFileError::PassphraseProtected { .. })
+        ));
+        let public = parse_public_half(&text, Path::new("f")).unwrap();
+        assert_eq!(
+            public.key_data().ed25519().unwrap().as_ref(),
+            identity.public_key().as_bytes()
+        );
+        assert_eq!(public.comment(), "", "an encrypted key's comment is secret");
+
+        let mut asked = Vec::new();
+        let read = parse_identity_with_passphrase(
+            &text,
+            Path::new("f"),
+            &mut answers(&["secret"], &mut asked),
+        )
+        .unwrap();
+        assert_eq!(asked, [1]);
+        assert_eq!(*read.seed(), *identity.seed());
+        assert_eq!(read.comment(), "enc@host");
+
+        // Wrong twice, then right: asked three times, each told its attempt.
+        let mut asked = Vec::new();
+        let read = parse_identity_with_passphrase(
+            &text,
+            Path::new("f"),
+            &mut answers(&["no", "nope", "secret"], &mut asked),
+        );
+        assert!(read.is_ok());
+        assert_eq!(asked, [1, 2, 3]);
+    }
+
+    #[test]
+    fn wrong_missing_and_unavailable_passphrases_are_told_apart() {
+        let text =
+            encode_identity_with_passphrase(&Identity::generate(""), Some("secret")).unwrap();
+        let mut asked = Vec::new();
+        let error = parse_identity_with_passphrase(
+            &text,
+            Path::new("f"),
+            &mut answers(&["a", "b", "c", "secret"], &mut asked),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(error, KeyFileError::WrongPassphrase { attempts: 3, .. }),
+            "{error}"
+        );
+        assert!(
+            error.to_string().starts_with("f: incorrect passphrase"),
+            "{error}"
+        );
+        assert_eq!(asked.len(), PASSPHRASE_ATTEMPTS as usize, "bounded");
+
+        let mut asked = Vec::new();
+        let error =
+            parse_identity_with_passphrase(&text, Path::new("f"), &mut answers(&[""], &mut asked))
+                .unwrap_err();
+        assert!(
+            matches!(error, KeyFileError::NoPassphraseGiven { .. }),
+            "{error}"
+        );
+
+        let error = parse_identity_with_passphrase(&text, Path::new("f"), &mut |_| {
+            Err("no terminal".to_owned())
+        })
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .ends_with("cannot be asked for: no terminal"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_unencrypted_key_never_asks() {
+        let text = encode_identity_with_passphrase(&Identity::generate(""), Some("")).unwrap();
+        let read = parse_identity_with_passphrase(&text, Path::new("f"), &mut |_| {
+            panic!("asked for the passphrase of an unencrypted key")
+        });
+        assert!(read.is_ok());
     }
 
     #[test]
@@ -429,6 +775,34 @@ mod tests {
             second.public_key()
         );
         assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn force_never_replaces_a_directory_or_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let directory = dir.path().join("a_directory");
+        fs::create_dir(&directory).unwrap();
+        let socket = dir.path().join("a_socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        for path in [&directory, &socket] {
+            let error = write_identity(path, &Identity::generate(""), true).unwrap_err();
+            assert!(
+                matches!(error, KeyFileError::NotARegularFile { .. }),
+                "{error}"
+            );
+            assert!(!public_key_path(path).exists(), "nothing written");
+        }
+        assert!(directory.is_dir());
+        assert!(!fs::symlink_metadata(&socket).unwrap().file_type().is_file());
+        // The .pub path counts too.
+        let key = dir.path().join("key");
+        fs::create_dir(public_key_path(&key)).unwrap();
+        let error = write_identity(&key, &Identity::generate(""), true).unwrap_err();
+        assert!(
+            matches!(error, KeyFileError::NotARegularFile { .. }),
+            "{error}"
+        );
+        assert!(!key.exists());
     }
 
     #[test]
