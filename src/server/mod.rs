@@ -38,7 +38,7 @@ pub use config::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, DEFAULT_REVOKE_POLL,
     DEFAULT_SHUTDOWN_GRACE, KEY_REVOKED, MIN_REQUEST_LIMIT,
 };
-pub use listener::{bind, LISTEN_BACKLOG};
+pub use listener::{bind, bind_all, LISTEN_BACKLOG};
 pub use stats::{ServerStats, StatsSnapshot};
 
 use std::future::Future;
@@ -47,6 +47,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use self::penalty::PenaltyBox;
@@ -54,7 +55,6 @@ use self::penalty::PenaltyBox;
 use self::authorized::*;
 use self::connection::{AnyStream, Handler};
 use self::listener::*;
-use self::ratelog::*;
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -168,6 +168,27 @@ impl Server {
     /// Only if the listener itself fails for good; a failing connection never ends
     /// the server.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future) -> io::Result<()> {
+        self.run_on(vec![listener], shutdown).await
+    }
+
+    /// [`Server::run`] on several listeners at once (IPv4 and IPv6, say; see
+    /// [`bind_all`]): one accept loop each, all under the same caps, penalty table
+    /// and allow-list.
+    ///
+    /// # Errors
+    /// Only if a listener fails for good (which stops them all), or if `listeners`
+    /// is empty; a failing connection never ends the server.
+    pub async fn run_on(
+        self,
+        listeners: Vec<TcpListener>,
+        shutdown: impl Future,
+    ) -> io::Result<()> {
+        if listeners.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no listener to serve on",
+            ));
+        }
         let shared = self.shared;
         let config = &shared.config;
         let notify_shutdown = self.shutdown;
@@ -183,37 +204,40 @@ impl Server {
                     config.revoke_poll,
                 ))
             });
-        let mut server = Listener {
+        let gate = Arc::new(Gate {
             limit_connections: Arc::new(Semaphore::new(config.max_connections)),
-            limit_handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
-            penalties: Arc::new(Mutex::new(PenaltyBox::new(config.penalties.clone()))),
+            handshakes: Arc::new(Mutex::new(HandshakeTable::new(config.max_handshakes))),
+            penalties: Arc::new(Mutex::new(Penalties::new(PenaltyBox::new(
+                config.penalties.clone(),
+            )))),
             authorized_keys,
             shared: Arc::clone(&shared),
-            listener,
             shutdown_signal,
             connection_done,
-            refused_at_connection_cap: BurstLog::default(),
-            refused_at_handshake_cap: BurstLog::default(),
-            refused_at_source_cap: BurstLog::default(),
-            refused_penalized: BurstLog::default(),
-        };
+            logs: Mutex::default(),
+        });
+        let mut accept_loops = JoinSet::new();
+        for listener in listeners {
+            accept_loops.spawn(Arc::clone(&gate).accept_loop(listener));
+        }
         let result = tokio::select! {
-            result = server.accept_loop() => result,
+            Some(ended) = accept_loops.join_next() => ended.unwrap_or_else(|panic| {
+                Err(io::Error::other(format!("an accept loop ended: {panic}")))
+            }),
             _ = shutdown => {
                 info!("shutting down: no new connections; finishing requests in flight");
                 Ok(())
             }
         };
+        // Aborted and awaited: each loop's handle on the gate is gone after this.
+        accept_loops.shutdown().await;
         if let Some(watcher) = watcher {
             watcher.abort();
         }
-        let grace = server.shared.config.shutdown_grace;
-        let Listener {
-            connection_done, ..
-        } = server;
-        // Every handler holds a clone of `connection_done`; when the last one is dropped,
-        // `recv` returns None.
-        drop(connection_done);
+        let grace = shared.config.shutdown_grace;
+        // Every handler holds a clone of the gate's `connection_done`; when the last
+        // one is dropped, `recv` returns None.
+        drop(gate);
         let _ = notify_shutdown.send(true);
         if tokio::time::timeout(grace, all_connections_done.recv())
             .await
@@ -233,7 +257,7 @@ mod tests {
     use super::*;
     use authorized::AuthorizedKeysCache;
     use connection::poll_once;
-    use ratelog::BurstLog;
+    use ratelog::{BurstLog, LOG_INTERVAL};
     use std::time::{Duration, Instant};
 
     #[tokio::test]

@@ -52,6 +52,13 @@ counters! {
     refused_penalized,
     /// Handshakes that failed: garbage, protocol violations, early close.
     handshake_failures,
+    /// Handshakes the client ended after the server's key was sent, before sending
+    /// its own (it declined an unknown host key, most likely): sshd's "noauth", as
+    /// opposed to a failure.
+    handshake_declines,
+    /// Unfinished handshakes closed to make room for a newcomer when the
+    /// handshakes-in-progress cap was reached (the oldest goes first).
+    handshakes_evicted,
     /// Handshakes not completed in time.
     handshake_timeouts,
     /// Clients whose key was refused.
