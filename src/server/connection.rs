@@ -235,11 +235,13 @@ impl Handler {
     ) -> Outcome {
         // One deadline for the whole handshake: a peer trickling a byte at a time
         // gains nothing, unlike with a per-read timeout.
+        // The table learns when message 1 is in, which decides who is evicted first.
+        let mut watched = admitted.watch(socket);
         let handshake = tokio::time::timeout(
             self.shared.config.handshake_timeout,
             // Boxed: the handshake's state lives on the heap only while it runs,
             // instead of enlarging every connection's task for its whole life.
-            Box::pin(wire::respond(socket, &self.shared.config.host)),
+            Box::pin(wire::respond(&mut watched, &self.shared.config.host)),
         );
         let result = tokio::select! {
             result = handshake => result,

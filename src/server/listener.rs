@@ -3,19 +3,27 @@
 //! before a byte is read or any Diffie-Hellman work is done. Every listener shares
 //! the same caps and the same penalty table.
 //!
-//! When the handshakes-in-progress cap is reached, the newcomer is not refused:
-//! the oldest unfinished handshake is closed to make room. An honest handshake
-//! finishes within a round trip, so it is never the oldest for long; a slowloris
-//! that holds every slot loses the oldest one to each newcomer, and holding slots
-//! no longer keeps anyone out.
+//! When the handshakes-in-progress cap is reached, the newcomer is not refused: an
+//! unfinished handshake is closed to make room, the oldest of those still waiting
+//! for message 1 if any, else the oldest waiting for message 3. An honest client
+//! sends message 1 as soon as it connects and finishes within a round trip, so it is
+//! never the oldest for long; a slowloris that holds every slot loses one to each
+//! newcomer, and holding slots no longer keeps anyone out. An attacker that
+//! reconnects whenever it is evicted evicts its own silent connections first (and
+//! each such eviction counts as a failure of its source); to compete with honest
+//! clients' place it must send message 1, which costs it a round of Diffie-Hellman
+//! work on the server per connection, as an honest client does.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
@@ -141,13 +149,16 @@ pub(super) struct Penalties {
     pub(super) table: PenaltyBox,
     /// Refusals begun, logged once per burst.
     pub(super) begun: BurstLog,
+    /// Where refusals begun are counted.
+    pub(super) stats: Arc<ServerStats>,
 }
 
 impl Penalties {
-    pub(super) fn new(table: PenaltyBox) -> Self {
+    pub(super) fn new(table: PenaltyBox, stats: Arc<ServerStats>) -> Self {
         Self {
             table,
             begun: BurstLog::default(),
+            stats,
         }
     }
 }
@@ -273,15 +284,29 @@ impl Gate {
     }
 }
 
-/// The handshakes in progress, by order of arrival, each with the means to close it.
+/// Where an unfinished handshake stands, which decides who is evicted first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HandshakeStage {
+    /// Connected, message 1 not in yet. An honest client sends it at once, so the
+    /// oldest of these is almost surely a slowloris: evicted first.
+    AwaitingMessage1,
+    /// Message 1 in (the server did its Diffie-Hellman work and sent its key),
+    /// awaiting the client's message 3, one round trip away for an honest client.
+    AwaitingMessage3,
+}
+
+/// The handshakes in progress, by stage and order of arrival, each with the means
+/// to close it.
 pub(super) struct HandshakeTable {
     /// Most handshakes in progress at once.
     capacity: usize,
     /// The number the next handshake gets: arrival order, never reused.
     next_id: u64,
-    /// Handshakes in progress by arrival number; dropping the sender tells that
-    /// handshake's connection to close.
-    in_progress: BTreeMap<u64, oneshot::Sender<()>>,
+    /// Handshakes still waiting for message 1, by arrival number; sending the stage
+    /// on (or dropping) the sender tells that connection to close.
+    awaiting_message1: BTreeMap<u64, oneshot::Sender<HandshakeStage>>,
+    /// Handshakes past message 1, likewise.
+    awaiting_message3: BTreeMap<u64, oneshot::Sender<HandshakeStage>>,
 }
 
 impl HandshakeTable {
@@ -289,26 +314,108 @@ impl HandshakeTable {
         Self {
             capacity,
             next_id: 0,
-            in_progress: BTreeMap::new(),
+            awaiting_message1: BTreeMap::new(),
+            awaiting_message3: BTreeMap::new(),
         }
     }
 
-    /// Takes a place for a new handshake, evicting the oldest when the table is
-    /// full; returns the place's number, the receiver that completes when it is
-    /// evicted, and whether an older one was evicted for it.
-    fn enter(&mut self) -> (u64, oneshot::Receiver<()>, bool) {
-        let evicted = self.in_progress.len() >= self.capacity
-            && self.in_progress.pop_first().is_some();
+    /// Handshakes in the table.
+    fn len(&self) -> usize {
+        self.awaiting_message1.len() + self.awaiting_message3.len()
+    }
+
+    /// Takes a place for a new handshake, evicting one when the table is full (the
+    /// oldest still waiting for message 1, else the oldest waiting for message 3);
+    /// returns the place's number, the receiver that completes when it is evicted,
+    /// and whether another was evicted for it.
+    fn enter(&mut self) -> (u64, oneshot::Receiver<HandshakeStage>, bool) {
+        let evicted = self.len() >= self.capacity && self.evict_one();
         let id = self.next_id;
         self.next_id += 1;
         let (sender, receiver) = oneshot::channel();
-        self.in_progress.insert(id, sender);
+        self.awaiting_message1.insert(id, sender);
         (id, receiver, evicted)
+    }
+
+    fn evict_one(&mut self) -> bool {
+        let (stage, evicted) = match self.awaiting_message1.pop_first() {
+            Some((_, evicted)) => (HandshakeStage::AwaitingMessage1, evicted),
+            None => match self.awaiting_message3.pop_first() {
+                Some((_, evicted)) => (HandshakeStage::AwaitingMessage3, evicted),
+                None => return false,
+            },
+        };
+        // The connection may be closing on its own already: nobody to tell then.
+        let _ = evicted.send(stage);
+        true
+    }
+
+    /// Handshake `id` has received its message 1.
+    fn message1_received(&mut self, id: u64) {
+        if let Some(sender) = self.awaiting_message1.remove(&id) {
+            self.awaiting_message3.insert(id, sender);
+        }
     }
 
     /// Gives place `id` back; whether it was still held (not evicted).
     fn leave(&mut self, id: u64) -> bool {
-        self.in_progress.remove(&id).is_some()
+        self.awaiting_message1.remove(&id).is_some()
+            || self.awaiting_message3.remove(&id).is_some()
+    }
+}
+
+/// The stream during the handshake: passes everything through, and tells the
+/// [`HandshakeTable`] once a whole message 1 has been read.
+pub(super) struct WatchedHandshake<'a, S> {
+    /// The connection.
+    inner: &'a mut S,
+    /// Bytes read so far.
+    read: usize,
+    /// The table and this handshake's number in it, until message 1 is in.
+    table: Option<(Arc<Mutex<HandshakeTable>>, u64)>,
+}
+
+/// A frame of handshake message 1: its length prefix and the client's ephemeral key.
+const MESSAGE1_FRAME_LEN: usize = crate::wire::FRAME_HEADER_LEN + crate::wire::MSG1_LEN;
+
+impl<S: AsyncRead + Unpin> AsyncRead for WatchedHandshake<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut *self.inner).poll_read(context, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            self.read += buf.filled().len() - before;
+            if self.read >= MESSAGE1_FRAME_LEN {
+                if let Some((table, id)) = self.table.take() {
+                    lock(&table).message1_received(id);
+                }
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedHandshake<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.inner).poll_write(context, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_flush(context)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_shutdown(context)
     }
 }
 
@@ -319,8 +426,8 @@ pub(super) struct HandshakeSlot {
     id: u64,
     /// The table.
     table: Arc<Mutex<HandshakeTable>>,
-    /// Completes when a newcomer evicted this handshake.
-    evicted: oneshot::Receiver<()>,
+    /// Completes when a newcomer evicted this handshake, with the stage it was at.
+    evicted: oneshot::Receiver<HandshakeStage>,
     /// Where the gauge lives.
     stats: Arc<ServerStats>,
 }
@@ -409,6 +516,7 @@ impl Drop for SourceTicket {
             .table
             .finish(self.addr, self.admitted_at, now, self.verdict);
         if let Some(period) = begun {
+            penalties.stats.add(&penalties.stats.penalties_imposed);
             if let Some(count) = penalties.begun.note(now) {
                 warn!(
                     "refusing {} for {}s after repeated failed handshakes ({count} refusal(s) begun since the last such line)",
@@ -448,13 +556,32 @@ impl Admitted {
     }
 
     /// Completes when a newcomer evicted this unfinished handshake; never, once the
-    /// handshake is over or for a connection under no cap.
+    /// handshake is over or for a connection under no cap. A handshake evicted
+    /// before its message 1 counts as a failure of its source (a slowloris); one
+    /// evicted later, for nothing.
     pub(super) async fn evicted(&mut self) {
-        match self.handshake.as_mut() {
-            Some(slot) => {
-                let _ = (&mut slot.evicted).await;
-            }
+        let stage = match self.handshake.as_mut() {
+            Some(slot) => (&mut slot.evicted)
+                .await
+                .unwrap_or(HandshakeStage::AwaitingMessage3),
             None => std::future::pending().await,
+        };
+        self.source_verdict(match stage {
+            HandshakeStage::AwaitingMessage1 => Verdict::Failure,
+            HandshakeStage::AwaitingMessage3 => Verdict::Neutral,
+        });
+    }
+
+    /// `socket`, watched during the handshake so that the table knows when its
+    /// message 1 is in (see [`HandshakeStage`]).
+    pub(super) fn watch<'a, S>(&self, socket: &'a mut S) -> WatchedHandshake<'a, S> {
+        WatchedHandshake {
+            inner: socket,
+            read: 0,
+            table: self
+                .handshake
+                .as_ref()
+                .map(|slot| (Arc::clone(&slot.table), slot.id)),
         }
     }
 
@@ -475,5 +602,59 @@ pub(super) fn canonical_ip(address: IpAddr) -> IpAddr {
             .map(IpAddr::V4)
             .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_table_evicts_the_oldest_silent_handshake_first_then_the_oldest() {
+        let mut table = HandshakeTable::new(3);
+        let (first, mut first_evicted, evicted) = table.enter();
+        assert!(!evicted);
+        let (second, mut second_evicted, _) = table.enter();
+        let (third, mut third_evicted, _) = table.enter();
+        // The oldest sent its message 1: the next oldest, still silent, goes first.
+        table.message1_received(first);
+        let (_, _fourth_evicted, evicted) = table.enter();
+        assert!(evicted);
+        assert_eq!(table.len(), 3);
+        assert_eq!(
+            second_evicted.try_recv(),
+            Ok(HandshakeStage::AwaitingMessage1)
+        );
+        assert!(first_evicted.try_recv().is_err());
+        assert!(!table.leave(second), "an evicted place is not held");
+        // Then the third (silent), then the first (past message 1) once the rest
+        // have sent theirs.
+        table.enter();
+        assert_eq!(
+            third_evicted.try_recv(),
+            Ok(HandshakeStage::AwaitingMessage1)
+        );
+        let ids: Vec<u64> = table.awaiting_message1.keys().copied().collect();
+        for id in ids {
+            table.message1_received(id);
+        }
+        table.enter();
+        assert_eq!(
+            first_evicted.try_recv(),
+            Ok(HandshakeStage::AwaitingMessage3)
+        );
+        assert!(!table.leave(first));
+        assert!(!table.leave(third));
+        assert_eq!(table.len(), 3);
+    }
+
+    #[test]
+    fn a_finished_handshake_gives_its_place_back() {
+        let mut table = HandshakeTable::new(2);
+        let (id, _, _) = table.enter();
+        table.message1_received(id);
+        assert!(table.leave(id));
+        assert_eq!(table.len(), 0);
+        assert!(!table.leave(id));
     }
 }

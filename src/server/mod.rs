@@ -207,9 +207,10 @@ impl Server {
         let gate = Arc::new(Gate {
             limit_connections: Arc::new(Semaphore::new(config.max_connections)),
             handshakes: Arc::new(Mutex::new(HandshakeTable::new(config.max_handshakes))),
-            penalties: Arc::new(Mutex::new(Penalties::new(PenaltyBox::new(
-                config.penalties.clone(),
-            )))),
+            penalties: Arc::new(Mutex::new(Penalties::new(
+                PenaltyBox::new(config.penalties.clone()),
+                Arc::clone(&shared.stats),
+            ))),
             authorized_keys,
             shared: Arc::clone(&shared),
             shutdown_signal,

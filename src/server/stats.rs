@@ -44,12 +44,13 @@ counters! {
     accepted,
     /// Closed on arrival: the open-connections cap was reached.
     refused_connection_cap,
-    /// Closed on arrival: the handshakes-in-progress cap was reached.
-    refused_handshake_cap,
     /// Closed on arrival: the source had its most handshakes in progress.
     refused_source_cap,
     /// Closed on arrival: the source is serving a penalty.
     refused_penalized,
+    /// Refusals begun: a source reached the failure threshold (one per offence,
+    /// however many of its handshakes failed at once).
+    penalties_imposed,
     /// Handshakes that failed: garbage, protocol violations, early close.
     handshake_failures,
     /// Handshakes the client ended after the server's key was sent, before sending
