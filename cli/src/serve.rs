@@ -46,7 +46,7 @@ pub(super) struct Args {
     /// Seconds an established session may wait between requests, or take to read a reply
     #[arg(long, value_name = "SECONDS", default_value_t = server::DEFAULT_IDLE_TIMEOUT.as_secs())]
     idle_timeout: u64,
-    /// Most handshakes in progress at once; more connections are closed on arrival
+    /// Most handshakes in progress at once; past it, a newcomer evicts the oldest unfinished one
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_HANDSHAKES)]
     max_handshakes: usize,
     /// Most handshakes in progress from one address (IPv6: one /64); 0 for no limit

@@ -24,6 +24,7 @@ use noise_echo::server::{self, ServerConfig, ServerStats, StatsSnapshot};
 use noise_echo::wire::{self, LocalIdentity, RecordType, Reply, MIN_RESPONSE_LIMIT};
 use noise_echo_tools::attack;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 /// The longest any single wait in these tests may take before it counts as a failure.
@@ -192,6 +193,49 @@ async fn an_honest_client_is_served_through_a_distributed_slowloris_that_retakes
     assert_eq!(snapshot.sessions, honest);
     assert_eq!(snapshot.refused_source_cap, 0, "{snapshot:?}");
     assert_eq!(snapshot.handshake_failures, 0, "{snapshot:?}");
+    drop(held);
+    server.stop().await;
+}
+
+/// A connection from `source` that sends a whole message 1, reads the server's
+/// message 2, and then stalls: it waits where an honest client waits.
+async fn stalled(target: SocketAddr, source: IpAddr) -> TcpStream {
+    let mut stream = attack::connect_from(Some(source), target).await.unwrap();
+    let mut message1 = vec![0u8, 32];
+    message1.extend((0..32u8).map(|i| i.wrapping_mul(37).wrapping_add(source.to_string().len() as u8)));
+    stream.write_all(&message1).await.unwrap();
+    let mut message2 = [0u8; 2];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut message2))
+        .await
+        .expect("no message 2")
+        .unwrap();
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_client_is_served_when_every_slot_is_held_past_message_1() {
+    let server = TestServer::start(|config| {
+        config.max_handshakes = 16;
+        config.penalties.threshold = 0;
+    })
+    .await;
+    let sources: Vec<IpAddr> = (1..=16).map(|n| ip(&format!("127.0.2.{n}"))).collect();
+    let mut held = Vec::new();
+    for n in 0..10u64 {
+        // The attacker takes every slot with connections past message 1.
+        for source in &sources {
+            held.push(stalled(server.addr(), *source).await);
+        }
+        server
+            .wait_for("16 stalled handshakes", |s| s.handshakes_in_progress == 16)
+            .await;
+        let before = server.stats.snapshot().handshakes_evicted;
+        served(server.addr(), None)
+            .await
+            .unwrap_or_else(|error| panic!("honest connection {n} failed: {error}"));
+        assert!(server.stats.snapshot().handshakes_evicted > before);
+    }
+    assert_eq!(server.stats.snapshot().sessions, 10);
     drop(held);
     server.stop().await;
 }

@@ -233,10 +233,10 @@ impl Handler {
         admitted: &mut Admitted,
         summary: &mut Summary,
     ) -> Outcome {
-        // One deadline for the whole handshake: a peer trickling a byte at a time
-        // gains nothing, unlike with a per-read timeout.
         // The table learns when message 1 is in, which decides who is evicted first.
         let mut watched = admitted.watch(socket);
+        // One deadline for the whole handshake: a peer trickling a byte at a time
+        // gains nothing, unlike with a per-read timeout.
         let handshake = tokio::time::timeout(
             self.shared.config.handshake_timeout,
             // Boxed: the handshake's state lives on the heap only while it runs,

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
@@ -198,7 +198,7 @@ impl Gate {
             stats.add(&stats.accepted);
             // Every check below is a counter or a table lookup: a refused connection is
             // closed before we read a byte or do any Diffie-Hellman work.
-            let Some(admitted) = self.admit(peer) else {
+            let Some(admitted) = self.admit(peer, &socket) else {
                 drop(socket);
                 continue;
             };
@@ -218,8 +218,8 @@ impl Gate {
         }
     }
 
-    /// Applies the caps and the penalties to a new connection from `peer`.
-    pub(super) fn admit(&self, peer: SocketAddr) -> Option<Admitted> {
+    /// Applies the caps and the penalties to a new connection `socket` from `peer`.
+    pub(super) fn admit(&self, peer: SocketAddr, socket: &TcpStream) -> Option<Admitted> {
         let now = Instant::now();
         let stats = Arc::clone(&self.shared.stats);
         let admission = lock(&self.penalties).table.admit(peer.ip(), now);
@@ -267,7 +267,12 @@ impl Gate {
             }
             return None;
         };
-        let (handshake, evicted) = HandshakeSlot::enter(&self.handshakes, &stats);
+        let stage = if message1_waiting(socket) {
+            HandshakeStage::AwaitingMessage3
+        } else {
+            HandshakeStage::AwaitingMessage1
+        };
+        let (handshake, evicted) = HandshakeSlot::enter(&self.handshakes, &stats, stage);
         if evicted {
             if let Some(count) = lock(&self.logs).evicted_at_handshake_cap.note(now) {
                 warn!(
@@ -328,12 +333,15 @@ impl HandshakeTable {
     /// oldest still waiting for message 1, else the oldest waiting for message 3);
     /// returns the place's number, the receiver that completes when it is evicted,
     /// and whether another was evicted for it.
-    fn enter(&mut self) -> (u64, oneshot::Receiver<HandshakeStage>, bool) {
+    fn enter(&mut self, stage: HandshakeStage) -> (u64, oneshot::Receiver<HandshakeStage>, bool) {
         let evicted = self.len() >= self.capacity && self.evict_one();
         let id = self.next_id;
         self.next_id += 1;
         let (sender, receiver) = oneshot::channel();
-        self.awaiting_message1.insert(id, sender);
+        match stage {
+            HandshakeStage::AwaitingMessage1 => self.awaiting_message1.insert(id, sender),
+            HandshakeStage::AwaitingMessage3 => self.awaiting_message3.insert(id, sender),
+        };
         (id, receiver, evicted)
     }
 
@@ -362,6 +370,17 @@ impl HandshakeTable {
         self.awaiting_message1.remove(&id).is_some()
             || self.awaiting_message3.remove(&id).is_some()
     }
+}
+
+/// Whether a whole message 1 is already waiting in `socket`'s receive buffer (a
+/// non-blocking peek, nothing consumed). An honest client's usually is by the time
+/// it is accepted; knowing it at once keeps that client out of the evict-first
+/// class even when a busy server polls its task late.
+fn message1_waiting(socket: &TcpStream) -> bool {
+    let mut peeked = [std::mem::MaybeUninit::<u8>::uninit(); MESSAGE1_FRAME_LEN];
+    socket2::SockRef::from(socket)
+        .peek(&mut peeked)
+        .is_ok_and(|len| len >= MESSAGE1_FRAME_LEN)
 }
 
 /// The stream during the handshake: passes everything through, and tells the
@@ -433,9 +452,14 @@ pub(super) struct HandshakeSlot {
 }
 
 impl HandshakeSlot {
-    /// Enters `table`; also whether an older handshake was evicted for this one.
-    fn enter(table: &Arc<Mutex<HandshakeTable>>, stats: &Arc<ServerStats>) -> (Self, bool) {
-        let (id, evicted, evicted_another) = lock(table).enter();
+    /// Enters `table` at `stage`; also whether another handshake was evicted for
+    /// this one.
+    fn enter(
+        table: &Arc<Mutex<HandshakeTable>>,
+        stats: &Arc<ServerStats>,
+        stage: HandshakeStage,
+    ) -> (Self, bool) {
+        let (id, evicted, evicted_another) = lock(table).enter(stage);
         if evicted_another {
             // One out, one in: the gauge stays where it is.
             stats.add(&stats.handshakes_evicted);
@@ -612,13 +636,13 @@ mod tests {
     #[test]
     fn a_full_table_evicts_the_oldest_silent_handshake_first_then_the_oldest() {
         let mut table = HandshakeTable::new(3);
-        let (first, mut first_evicted, evicted) = table.enter();
+        let (first, mut first_evicted, evicted) = table.enter(HandshakeStage::AwaitingMessage1);
         assert!(!evicted);
-        let (second, mut second_evicted, _) = table.enter();
-        let (third, mut third_evicted, _) = table.enter();
+        let (second, mut second_evicted, _) = table.enter(HandshakeStage::AwaitingMessage1);
+        let (third, mut third_evicted, _) = table.enter(HandshakeStage::AwaitingMessage1);
         // The oldest sent its message 1: the next oldest, still silent, goes first.
         table.message1_received(first);
-        let (_, _fourth_evicted, evicted) = table.enter();
+        let (_, _fourth_evicted, evicted) = table.enter(HandshakeStage::AwaitingMessage1);
         assert!(evicted);
         assert_eq!(table.len(), 3);
         assert_eq!(
@@ -629,7 +653,7 @@ mod tests {
         assert!(!table.leave(second), "an evicted place is not held");
         // Then the third (silent), then the first (past message 1) once the rest
         // have sent theirs.
-        table.enter();
+        table.enter(HandshakeStage::AwaitingMessage1);
         assert_eq!(
             third_evicted.try_recv(),
             Ok(HandshakeStage::AwaitingMessage1)
@@ -638,7 +662,7 @@ mod tests {
         for id in ids {
             table.message1_received(id);
         }
-        table.enter();
+        table.enter(HandshakeStage::AwaitingMessage1);
         assert_eq!(
             first_evicted.try_recv(),
             Ok(HandshakeStage::AwaitingMessage3)
@@ -651,7 +675,7 @@ mod tests {
     #[test]
     fn a_finished_handshake_gives_its_place_back() {
         let mut table = HandshakeTable::new(2);
-        let (id, _, _) = table.enter();
+        let (id, _, _) = table.enter(HandshakeStage::AwaitingMessage1);
         table.message1_received(id);
         assert!(table.leave(id));
         assert_eq!(table.len(), 0);

@@ -2,7 +2,7 @@
 //! handshake, checks the client's key against authorized_keys, then answers each
 //! REQUEST with its uppercase form until the client is done.
 //!
-//! [`run`] takes a bound listener and a shutdown future, so tests start a server
+//! [`run`] takes a bound listener (or several: [`Server::run_on`]) and a shutdown future, so tests start a server
 //! in-process on `127.0.0.1:0` and stop it when they like. One task serves each
 //! connection; a semaphore caps how many are open; on shutdown the listener stops
 //! accepting, idle connections close, and requests in flight are finished within a
@@ -11,10 +11,12 @@
 //! Defences against peers that never authenticate (sshd's `LoginGraceTime`,
 //! `MaxStartups`, `PerSourceMaxStartups` and `PerSourcePenalties`):
 //! - the whole handshake has one deadline, however the peer paces its bytes;
-//! - handshakes in progress are capped server-wide and per source, and a source whose
-//!   handshakes keep failing is refused for a growing time ([`penalty`]); all these
-//!   checks run on accept, before a byte is read or any Diffie-Hellman work is done,
-//!   and refusals are logged once per burst, not once per connection;
+//! - handshakes in progress are capped server-wide (when the table is full, a
+//!   newcomer evicts the oldest unfinished handshake, silent ones first, so holding
+//!   slots keeps nobody out) and per source, and a source whose handshakes keep
+//!   failing is refused for a growing time, one offence per burst ([`penalty`]);
+//!   all these checks run on accept, before a byte is read or any Diffie-Hellman
+//!   work is done, and refusals are logged once per burst, not once per connection;
 //! - an established session gets the idle timeout both to send its next request and
 //!   to take each reply: a client that stops reading stalls our writes (TCP back
 //!   pressure, so memory stays bounded), then is disconnected.
