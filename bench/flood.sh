@@ -27,7 +27,9 @@
 #
 # Environment: DURATION (30 seconds per scenario), SOURCES (2000), SLOW (2500
 # attack connections), SCENARIOS ("silent silent-refill stalled mixed"), PORT
-# (27500; the script stops if it is taken).
+# (27500; the script stops if it is taken), SERVER_BIN (the noise-echo binary to
+# serve with, e.g. an older build for a before/after comparison; the attacker is
+# always this tree's).
 
 set -euo pipefail
 
@@ -41,6 +43,7 @@ cd "$(dirname "$0")/.."
 echo "building (release)..." >&2
 cargo build --release --quiet -p noise-echo-cli --bin noise-echo
 BIN=$PWD/target/release/noise-echo
+SERVER_BIN=${SERVER_BIN:-$BIN}
 
 # The attacker's connections and the server's 4,096 each need a descriptor.
 ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
@@ -74,7 +77,7 @@ wait_port() {
 }
 
 start_server() {
-    "$BIN" serve --listen "127.0.0.1:$PORT" --host-key "$WORK/host" \
+    "$SERVER_BIN" serve --listen "127.0.0.1:$PORT" --host-key "$WORK/host" \
         --authorized-keys "$WORK/authorized_keys" 2>>"$WORK/serve-$1.log" &
     SERVER_PID=$!
     wait_port "$PORT"

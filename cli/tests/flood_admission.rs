@@ -161,7 +161,11 @@ async fn an_honest_client_is_served_through_a_distributed_slowloris_that_retakes
     let sources: Vec<IpAddr> = (1..=64).map(|n| ip(&format!("127.0.1.{n}"))).collect();
     let mut held = Vec::new();
     for source in sources.iter().chain(&sources) {
-        held.push(attack::connect_from(Some(*source), server.addr()).await.unwrap());
+        held.push(
+            attack::connect_from(Some(*source), server.addr())
+                .await
+                .unwrap(),
+        );
     }
     server
         .wait_for("the attacker holding every slot", |s| {
@@ -175,7 +179,11 @@ async fn an_honest_client_is_served_through_a_distributed_slowloris_that_retakes
         let after_refill = start.handshakes_evicted + start.handshakes_in_progress;
         let half = (n as usize % 2) * 32;
         for source in &sources[half..half + 32] {
-            held.push(attack::connect_from(Some(*source), server.addr()).await.unwrap());
+            held.push(
+                attack::connect_from(Some(*source), server.addr())
+                    .await
+                    .unwrap(),
+            );
         }
         server
             .wait_for("32 fresh attacker handshakes", |s| {
@@ -202,7 +210,10 @@ async fn an_honest_client_is_served_through_a_distributed_slowloris_that_retakes
 async fn stalled(target: SocketAddr, source: IpAddr) -> TcpStream {
     let mut stream = attack::connect_from(Some(source), target).await.unwrap();
     let mut message1 = vec![0u8, 32];
-    message1.extend((0..32u8).map(|i| i.wrapping_mul(37).wrapping_add(source.to_string().len() as u8)));
+    message1.extend((0..32u8).map(|i| {
+        i.wrapping_mul(37)
+            .wrapping_add(source.to_string().len() as u8)
+    }));
     stream.write_all(&message1).await.unwrap();
     let mut message2 = [0u8; 2];
     tokio::time::timeout(WAIT, stream.read_exact(&mut message2))
@@ -253,7 +264,11 @@ async fn evicted_silent_handshakes_count_against_their_source() {
     // Each new silent connection evicts an older one; three evictions are three
     // failures of the attacker's address.
     for _ in 0..5 {
-        held.push(attack::connect_from(Some(attacker), server.addr()).await.unwrap());
+        held.push(
+            attack::connect_from(Some(attacker), server.addr())
+                .await
+                .unwrap(),
+        );
     }
     server
         .wait_for("3 evictions and a refusal", |s| {
@@ -581,11 +596,7 @@ fn a_burst_of_failures_is_one_offence_of_the_base_time_and_a_repeat_escalates() 
 
 #[test]
 fn serve_raises_a_low_soft_open_files_limit_to_the_hard_limit() {
-    let mut served = Served::start(
-        Some("ulimit -Sn 256"),
-        &["--listen", "127.0.0.1:0"],
-        1,
-    );
+    let mut served = Served::start(Some("ulimit -Sn 256"), &["--listen", "127.0.0.1:0"], 1);
     let log = served.log.clone();
     assert!(
         log.contains("raised the open-files limit (RLIMIT_NOFILE) from 256 to"),
@@ -599,7 +610,10 @@ fn serve_raises_a_low_soft_open_files_limit_to_the_hard_limit() {
         .unwrap()
         .to_owned();
     assert!(!open_files.contains(" 256 "), "{open_files}");
-    let out = served.connect(&served.listening[0].to_string(), &["--accept-new-host", "x"]);
+    let out = served.connect(
+        &served.listening[0].to_string(),
+        &["--accept-new-host", "x"],
+    );
     assert_eq!(status(&out), 0, "{}", text(&out.stderr));
     served.wait_for_line("closed");
 }

@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -166,7 +166,9 @@ impl Penalties {
 /// Locks a mutex whose data stays consistent even if a holder panicked (counters
 /// and tables updated in single steps).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Gate {
@@ -367,8 +369,7 @@ impl HandshakeTable {
 
     /// Gives place `id` back; whether it was still held (not evicted).
     fn leave(&mut self, id: u64) -> bool {
-        self.awaiting_message1.remove(&id).is_some()
-            || self.awaiting_message3.remove(&id).is_some()
+        self.awaiting_message1.remove(&id).is_some() || self.awaiting_message3.remove(&id).is_some()
     }
 }
 
@@ -430,10 +431,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedHandshake<'_, S> {
         Pin::new(&mut *self.inner).poll_flush(context)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut *self.inner).poll_shutdown(context)
     }
 }

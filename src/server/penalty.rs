@@ -263,7 +263,9 @@ impl PenaltyBox {
         }
         if threshold == 0
             || entry.refused_at(now)
-            || entry.offence_began.is_some_and(|began| admitted_at <= began)
+            || entry
+                .offence_began
+                .is_some_and(|began| admitted_at <= began)
         {
             return None;
         }
@@ -412,7 +414,11 @@ mod tests {
             let now = start + Duration::from_micros(n * 15);
             refusals.extend(table.finish(source, start, now, Verdict::Failure));
         }
-        assert_eq!(refusals, [Duration::from_secs(10)], "one refusal, of the base time");
+        assert_eq!(
+            refusals,
+            [Duration::from_secs(10)],
+            "one refusal, of the base time"
+        );
         let end_of_burst = start + Duration::from_millis(1);
         let Admission::Penalized { remaining } = table.admit(source, end_of_burst) else {
             panic!("not refused after the burst");
