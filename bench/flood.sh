@@ -59,8 +59,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" keygen -f "$WORK/host" -C flood-host >/dev/null
-"$BIN" keygen -f "$WORK/client" -C flood-client >/dev/null
+"$BIN" keygen -f "$WORK/host" -C flood-host -N '' >/dev/null
+"$BIN" keygen -f "$WORK/client" -C flood-client -N '' >/dev/null
 "$BIN" authorize --authorized-keys "$WORK/authorized_keys" "$WORK/client.pub" >/dev/null 2>&1
 FINGERPRINT=$("$BIN" fingerprint "$WORK/host.pub" | awk '{print $2}')
 

@@ -393,6 +393,7 @@ impl Served {
             .arg("serve")
             .arg("--host-key")
             .arg(home.join("host_key"))
+            .arg("--create-host-key")
             .arg("--authorized-keys")
             .arg(home.join("authorized_keys"))
             .args(args)
