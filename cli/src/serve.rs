@@ -55,7 +55,7 @@ pub(super) struct Args {
     /// Failed handshakes or denied keys from one address before it is refused for a while; 0 turns penalties off
     #[arg(long, value_name = "N", default_value_t = penalty::DEFAULT_PENALTY_THRESHOLD)]
     penalty_threshold: u32,
-    /// Seconds of an address's first refusal; each further one doubles it
+    /// Seconds of an address's first refusal (a burst of failures is one offence); each repeat offence after a refusal has ended doubles it
     #[arg(long, value_name = "SECONDS", default_value_t = penalty::DEFAULT_PENALTY_BASE.as_secs())]
     penalty_base: u64,
     /// Longest refusal, in seconds
