@@ -55,6 +55,12 @@ struct FloodArgs {
     /// Connections that send one byte a second
     #[arg(long, default_value_t = 500)]
     trickle: usize,
+    /// Connections that send a whole message 1 at once, then nothing
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
+    /// Milliseconds before a slow connection closed by the server is reopened (0: at once)
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    reopen_pause_ms: u64,
     /// Garbage connections per second
     #[arg(long, default_value_t = 200)]
     garbage_rate: u32,
@@ -118,6 +124,8 @@ async fn run_flood(args: FloodArgs) -> anyhow::Result<()> {
         FloodConfig::full_scale(args.target.target, Duration::from_secs(args.duration));
     config.silent = args.silent;
     config.trickle = args.trickle;
+    config.stalled = args.stalled;
+    config.reopen_pause = Duration::from_millis(args.reopen_pause_ms);
     config.garbage_per_second = args.garbage_rate;
     config.sources = attack::loopback_sources(args.sources);
     config.probe = client(&args.target)?;
@@ -135,8 +143,11 @@ async fn run_flood(args: FloodArgs) -> anyhow::Result<()> {
             format!("{:.1} ms", d.as_secs_f64() * 1e3)
         })
     };
+    let rate = stats
+        .probe_success_rate()
+        .map_or("-".to_owned(), |rate| format!("{:.1}%", rate * 100.0));
     println!(
-        "probes ok {} failed {}; latency p50 {} p99 {} max {}",
+        "probes ok {} failed {} (success {rate}); latency p50 {} p99 {} max {}",
         stats.probes_ok,
         stats.probes_failed,
         ms(stats.probe_latency(0.5)),

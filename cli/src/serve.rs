@@ -18,9 +18,10 @@ use noise_echo::wire::{LocalIdentity, DEFAULT_REQUEST_LIMIT};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
-    /// Address to listen on
+    /// Address to listen on: HOST:PORT, [IPV6]:PORT, or :PORT for every address
+    /// (0.0.0.0 and [::]); may be given several times
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1234")]
-    listen: String,
+    listen: Vec<String>,
     /// The server's private host key, unencrypted (as sshd's); created on first start only
     /// at the default path or with --create-host-key
     /// [default: host_ed25519_key in the noise-echo config directory]
@@ -45,7 +46,7 @@ pub(super) struct Args {
     /// Seconds an established session may wait between requests, or take to read a reply
     #[arg(long, value_name = "SECONDS", default_value_t = server::DEFAULT_IDLE_TIMEOUT.as_secs())]
     idle_timeout: u64,
-    /// Most handshakes in progress at once; more connections are closed on arrival
+    /// Most handshakes in progress at once; past it, a newcomer evicts the oldest unfinished one
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_HANDSHAKES)]
     max_handshakes: usize,
     /// Most handshakes in progress from one address (IPv6: one /64); 0 for no limit
@@ -54,7 +55,7 @@ pub(super) struct Args {
     /// Failed handshakes or denied keys from one address before it is refused for a while; 0 turns penalties off
     #[arg(long, value_name = "N", default_value_t = penalty::DEFAULT_PENALTY_THRESHOLD)]
     penalty_threshold: u32,
-    /// Seconds of an address's first refusal; each further one doubles it
+    /// Seconds of an address's first refusal (a burst of failures is one offence); each repeat offence after a refusal has ended doubles it
     #[arg(long, value_name = "SECONDS", default_value_t = penalty::DEFAULT_PENALTY_BASE.as_secs())]
     penalty_base: u64,
     /// Longest refusal, in seconds
@@ -87,6 +88,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     drop(identity);
     config.max_request = args.max_request;
     config.max_connections = args.max_connections;
+    let max_connections = args.max_connections;
     config.handshake_timeout = Duration::from_secs(args.handshake_timeout);
     config.idle_timeout = Duration::from_secs(args.idle_timeout);
     config.max_handshakes = args.max_handshakes;
@@ -107,9 +109,14 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listener = server::bind(&args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let mut listeners = Vec::new();
+        for listen in &args.listen {
+            let bound = server::bind_all(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            listeners.extend(bound);
+        }
+        check_open_files_limit(max_connections, listeners.len());
         // Installed before serving: SIGHUP's default action would kill the server.
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot handle SIGHUP")?;
@@ -119,10 +126,49 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
                 on_hangup(&reload);
             }
         });
-        server.run(listener, shutdown_signal()).await?;
+        server.run_on(listeners, shutdown_signal()).await?;
         info!("stopped");
         Ok(())
     })
+}
+
+/// File descriptors the server needs besides one per connection and per listener:
+/// standard streams, the runtime's epoll and wake-up descriptors, authorized_keys
+/// and the host key while being read, with room to spare.
+const OTHER_FILES: u64 = 64;
+
+/// Raises the soft open-files limit (`RLIMIT_NOFILE`) to the hard limit, as a server
+/// that accepts thousands of connections must: with the common soft default of
+/// 1,024, `--max-connections` 4,096 could never be reached and accepts would fail
+/// with "Too many open files". Warns when even the hard limit is below what the caps
+/// need. In the CLI, not the library: the limit belongs to the whole process, which
+/// an embedder manages itself.
+fn check_open_files_limit(max_connections: usize, listeners: usize) {
+    let needed = (max_connections as u64)
+        .saturating_add(listeners as u64)
+        .saturating_add(OTHER_FILES);
+    let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() else {
+        warn!("cannot read the open-files limit (RLIMIT_NOFILE); --max-connections {max_connections} needs {needed} file descriptors");
+        return;
+    };
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(raised) => {
+            if raised > soft {
+                info!("raised the open-files limit (RLIMIT_NOFILE) from {soft} to {raised}");
+            }
+            raised
+        }
+        Err(error) => {
+            warn!("cannot raise the open-files limit (RLIMIT_NOFILE) from {soft}: {error}");
+            soft
+        }
+    };
+    if needed > limit {
+        warn!(
+            "--max-connections {max_connections} with {listeners} listener(s) needs {needed} open files, but the open-files limit is {limit} (hard limit {hard}): past about {} connections, accepts fail with \"Too many open files\". Raise the hard limit (ulimit -Hn, LimitNOFILE= in systemd) or lower --max-connections",
+            limit.saturating_sub(listeners as u64 + OTHER_FILES)
+        );
+    }
 }
 
 /// Where the host key comes from, and whether a missing one may be created: a new

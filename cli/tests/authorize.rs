@@ -676,7 +676,13 @@ fn serve(
 ) {
     use std::io::BufRead;
     let mut child = common::noise_echo(home)
-        .args(["serve", "--listen", "127.0.0.1:0", "--create-host-key", "--host-key"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--create-host-key",
+            "--host-key",
+        ])
         .arg(home.join("host_key"))
         .arg("--authorized-keys")
         .arg(authorized_keys)

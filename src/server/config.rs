@@ -16,9 +16,9 @@ use crate::wire::{LocalIdentity, DEFAULT_REQUEST_LIMIT};
 /// Default cap on open connections. Each costs a file descriptor and a few KiB.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Default cap on handshakes in progress (sshd's `MaxStartups`). A silent peer costs
-/// only a file descriptor and a task until the handshake deadline, so the cap is set
-/// to ride out a thousand of them; per-source caps and penalties keep one source
-/// from using it all.
+/// only a file descriptor and a task until the handshake deadline or its eviction,
+/// so the cap is set to ride out a thousand of them; per-source caps and penalties
+/// keep one source from using it all.
 pub const DEFAULT_MAX_HANDSHAKES: usize = 2048;
 /// Default time between two checks of authorized_keys for a change, with
 /// [`ServerConfig::revoke_live`].
@@ -60,8 +60,9 @@ pub struct ServerConfig {
     /// Connections open at once; past it, new connections are closed straight away.
     /// At least 1.
     pub max_connections: usize,
-    /// Handshakes in progress at once; past it, new connections are closed straight
-    /// away, before any Diffie-Hellman work. At least 1.
+    /// Handshakes in progress at once; past it, a new connection evicts an
+    /// unfinished handshake (the oldest still waiting for message 1, else the
+    /// oldest) instead of being refused. At least 1.
     pub max_handshakes: usize,
     /// Per-source limits: handshakes in progress, and refusals after failures.
     pub penalties: PenaltyConfig,

@@ -77,6 +77,11 @@ pub(super) enum Outcome {
     TooLarge { len: u32 },
     /// The handshake did not complete in time.
     HandshakeTimeout,
+    /// The client closed after the server's key was sent, without sending its own
+    /// (it declined an unknown host key, most likely).
+    Declined,
+    /// The handshake was closed unfinished to make room for a newcomer.
+    Evicted,
     /// The session sat idle too long.
     IdleTimeout,
     /// The client did not take its replies within the idle timeout.
@@ -171,6 +176,7 @@ impl Handler {
         let stats = &self.shared.stats;
         match &outcome {
             Outcome::HandshakeTimeout => stats.add(&stats.handshake_timeouts),
+            Outcome::Declined => stats.add(&stats.handshake_declines),
             Outcome::Failed(_) if summary.client.is_none() => stats.add(&stats.handshake_failures),
             Outcome::Denied(_) => stats.add(&stats.denied),
             Outcome::Revoked => stats.add(&stats.revoked),
@@ -208,6 +214,13 @@ impl Handler {
             Outcome::Stalled => {
                 info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: the client took no replies for {:?}", self.shared.config.idle_timeout)
             }
+            Outcome::Declined => {
+                info!(%peer, duration_ms, "closed: the client closed the connection after the server's key was sent (it may not trust this host key)")
+            }
+            // Counted and logged once per burst by the accept loop.
+            Outcome::Evicted => {
+                debug!(%peer, duration_ms, "closed: oldest unfinished handshake, evicted for a newcomer")
+            }
             Outcome::Failed(error) => {
                 info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "failed: {error}")
             }
@@ -220,27 +233,37 @@ impl Handler {
         admitted: &mut Admitted,
         summary: &mut Summary,
     ) -> Outcome {
+        // The table learns when message 1 is in, which decides who is evicted first.
+        let mut watched = admitted.watch(socket);
         // One deadline for the whole handshake: a peer trickling a byte at a time
         // gains nothing, unlike with a per-read timeout.
         let handshake = tokio::time::timeout(
             self.shared.config.handshake_timeout,
             // Boxed: the handshake's state lives on the heap only while it runs,
             // instead of enlarging every connection's task for its whole life.
-            Box::pin(wire::respond(socket, &self.shared.config.host)),
+            Box::pin(wire::respond(&mut watched, &self.shared.config.host)),
         );
         let result = tokio::select! {
             result = handshake => result,
             // A stopping server does not wait for handshakes: nothing is in flight.
             _ = self.shutdown_signal.changed() => return Outcome::Closed,
+            // The handshake cap was reached and this was the oldest unfinished one.
+            () = admitted.evicted() => return Outcome::Evicted,
         };
         admitted.handshake = None;
         let established = match result {
             Err(_) => {
-                admitted.ticket.verdict = Verdict::Failure;
+                admitted.source_verdict(Verdict::Failure);
                 return Outcome::HandshakeTimeout;
             }
+            Ok(Err(WireError::PeerMisbehaved(wire::Violation::Truncated(
+                wire::TruncatedAt::AfterMessage2,
+            )))) => {
+                admitted.source_verdict(Verdict::Declined);
+                return Outcome::Declined;
+            }
             Ok(Err(error)) => {
-                admitted.ticket.verdict = Verdict::Failure;
+                admitted.source_verdict(Verdict::Failure);
                 return Outcome::Failed(error);
             }
             Ok(Ok(established)) => established,
@@ -251,12 +274,12 @@ impl Handler {
         let (mut rx, mut tx) = established.into_halves(reader, writer);
 
         if let Err((reason, logged)) = self.authorize(&client, summary) {
-            admitted.ticket.verdict = Verdict::Failure;
+            admitted.source_verdict(Verdict::Failure);
             let message = format!("{}: {reason}", wire::PERMISSION_DENIED_PREFIX);
             send_refusal(&mut tx, rx, &message).await;
             return Outcome::Denied(logged);
         }
-        admitted.ticket.verdict = Verdict::Success;
+        admitted.source_verdict(Verdict::Success);
         let stats = &self.shared.stats;
         stats.add(&stats.sessions);
         // Sessions check their key on the next reload, not on one that came before.

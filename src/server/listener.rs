@@ -1,15 +1,31 @@
-//! The accepting side: binding, the accept loop, and admission on accept (the
-//! connection and handshake caps, per-source tickets and penalties), before a byte is
-//! read or any Diffie-Hellman work is done.
+//! The accepting side: binding, one accept loop per listener, and admission on
+//! accept (the connection and handshake caps, per-source tickets and penalties),
+//! before a byte is read or any Diffie-Hellman work is done. Every listener shares
+//! the same caps and the same penalty table.
+//!
+//! When the handshakes-in-progress cap is reached, the newcomer is not refused: an
+//! unfinished handshake is closed to make room, the oldest of those still waiting
+//! for message 1 if any, else the oldest waiting for message 3. An honest client
+//! sends message 1 as soon as it connects and finishes within a round trip, so it is
+//! never the oldest for long; a slowloris that holds every slot loses one to each
+//! newcomer, and holding slots no longer keeps anyone out. An attacker that
+//! reconnects whenever it is evicted evicts its own silent connections first (and
+//! each such eviction counts as a failure of its source); to compete with honest
+//! clients' place it must send message 1, which costs it a round of Diffie-Hellman
+//! work on the server per connection, as an honest client does.
 
+use std::collections::BTreeMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 use super::penalty::{Admission, PenaltyBox, Verdict};
@@ -27,25 +43,16 @@ use super::Shared;
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds a listener for [`run`](super::run) on the first address `listen` (`host:port`) resolves
-/// to that works, with a [`LISTEN_BACKLOG`]-deep accept queue.
+/// to that works, with a [`LISTEN_BACKLOG`]-deep accept queue. An IPv6 listener
+/// takes IPv6 only (`IPV6_V6ONLY`, as sshd sets it), so `0.0.0.0:P` and `[::]:P` can
+/// both be bound; see [`bind_all`] for both at once.
 ///
 /// # Errors
 /// The resolution, socket, bind or listen error of the last address tried.
 pub async fn bind(listen: &str) -> io::Result<TcpListener> {
     let mut last_error = None;
     for addr in tokio::net::lookup_host(listen).await? {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        // As tokio's own bind does: a restarted server may take its port back while
-        // old connections linger in TIME_WAIT.
-        socket.set_reuseaddr(true)?;
-        match socket
-            .bind(addr)
-            .and_then(|()| socket.listen(LISTEN_BACKLOG))
-        {
+        match bind_addr(addr) {
             Ok(listener) => return Ok(listener),
             Err(error) => last_error = Some(error),
         }
@@ -58,45 +65,123 @@ pub async fn bind(listen: &str) -> io::Result<TcpListener> {
     }))
 }
 
-/// The accepting side: owns the listener and hands each connection to a task.
-pub(super) struct Listener {
+/// Binds what one `--listen` value names: `host:port` as [`bind`] does, or `:PORT`
+/// for every address of this host, as sshd's `ListenAddress :PORT`: `0.0.0.0:PORT`
+/// and `[::]:PORT` (IPv6 only), two listeners on the same port (with port 0, the
+/// port the first one got). A host without IPv6 gets the IPv4 listener alone.
+///
+/// # Errors
+/// As [`bind`]; for `:PORT`, the IPv4 bind error, or a port that is not a number.
+pub async fn bind_all(listen: &str) -> io::Result<Vec<TcpListener>> {
+    let Some(port) = listen.strip_prefix(':') else {
+        return Ok(vec![bind(listen).await?]);
+    };
+    let port: u16 = port.parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{listen}: the port must be a number from 0 to 65535 (as in :1234)"),
+        )
+    })?;
+    let v4 = bind_addr(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port))?;
+    let port = v4.local_addr()?.port();
+    let mut listeners = vec![v4];
+    match bind_addr(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)) {
+        Ok(v6) => listeners.push(v6),
+        Err(error) => warn!("not listening on [::]:{port} (IPv6): {error}; IPv4 only"),
+    }
+    Ok(listeners)
+}
+
+/// One listening socket on `addr`, with address reuse (a restarted server may take
+/// its port back while old connections linger in TIME_WAIT, as tokio's own bind
+/// does) and `IPV6_V6ONLY` on IPv6.
+fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG.try_into().unwrap_or(i32::MAX))?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Admission, shared by every accept loop: the caps, the penalty table, and what a
+/// new connection's handler needs.
+pub(super) struct Gate {
     /// Shared, read-only settings.
     pub(super) shared: Arc<Shared>,
-    /// The bound socket, from the caller.
-    pub(super) listener: TcpListener,
     /// One permit per open connection; when none is left, new connections are refused.
     pub(super) limit_connections: Arc<Semaphore>,
-    /// One permit per handshake in progress; when none is left, new connections are
-    /// refused.
-    pub(super) limit_handshakes: Arc<Semaphore>,
+    /// The handshakes in progress, oldest first; when it is full, the oldest is
+    /// evicted for the newcomer.
+    pub(super) handshakes: Arc<Mutex<HandshakeTable>>,
     /// Per-source handshake counts and penalties.
-    pub(super) penalties: Arc<Mutex<PenaltyBox>>,
+    pub(super) penalties: Arc<Mutex<Penalties>>,
     /// The parsed allow-list, reloaded when the file changes.
     pub(super) authorized_keys: Arc<AuthorizedKeysCache>,
     /// Becomes `true` when the server stops; handlers watch it between requests.
     pub(super) shutdown_signal: watch::Receiver<bool>,
     /// Cloned into every handler, so shutdown can wait until all are dropped.
     pub(super) connection_done: mpsc::Sender<()>,
-    /// Refusals at the open-connections cap, logged once per burst.
+    /// Refusals and evictions, each kind logged once per burst.
+    pub(super) logs: Mutex<AdmissionLogs>,
+}
+
+/// The burst logs of admission, one per kind of refusal.
+#[derive(Default)]
+pub(super) struct AdmissionLogs {
+    /// Refusals at the open-connections cap.
     pub(super) refused_at_connection_cap: BurstLog,
-    /// Refusals at the handshakes-in-progress cap, logged once per burst.
-    pub(super) refused_at_handshake_cap: BurstLog,
-    /// Refusals at the per-source handshake cap, logged once per burst.
+    /// Evictions at the handshakes-in-progress cap.
+    pub(super) evicted_at_handshake_cap: BurstLog,
+    /// Refusals at the per-source handshake cap.
     pub(super) refused_at_source_cap: BurstLog,
-    /// Refusals of penalized sources, logged once per burst.
+    /// Refusals of penalized sources.
     pub(super) refused_penalized: BurstLog,
 }
 
-impl Listener {
-    pub(super) async fn accept_loop(&mut self) -> io::Result<()> {
+/// The per-source table and the log of the refusals it begins.
+pub(super) struct Penalties {
+    /// Who is refused, and how many handshakes each source has in progress.
+    pub(super) table: PenaltyBox,
+    /// Refusals begun, logged once per burst.
+    pub(super) begun: BurstLog,
+    /// Where refusals begun are counted.
+    pub(super) stats: Arc<ServerStats>,
+}
+
+impl Penalties {
+    pub(super) fn new(table: PenaltyBox, stats: Arc<ServerStats>) -> Self {
+        Self {
+            table,
+            begun: BurstLog::default(),
+            stats,
+        }
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (counters
+/// and tables updated in single steps).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Gate {
+    /// Accepts connections on `listener` until it fails for good, admitting each.
+    pub(super) async fn accept_loop(self: Arc<Self>, listener: TcpListener) -> io::Result<()> {
         info!(
             "listening on {} host_key={}",
-            self.listener.local_addr()?,
+            listener.local_addr()?,
             self.shared.config.host.public_key().fingerprint()
         );
         let mut consecutive_errors = 0u32;
         loop {
-            let (socket, peer) = match self.listener.accept().await {
+            let (socket, peer) = match listener.accept().await {
                 Ok(accepted) => {
                     consecutive_errors = 0;
                     accepted
@@ -113,9 +198,9 @@ impl Listener {
             };
             let stats = &self.shared.stats;
             stats.add(&stats.accepted);
-            // Every check below is a counter or a hash lookup: a refused connection is
+            // Every check below is a counter or a table lookup: a refused connection is
             // closed before we read a byte or do any Diffie-Hellman work.
-            let Some(admitted) = self.admit(peer) else {
+            let Some(admitted) = self.admit(peer, &socket) else {
                 drop(socket);
                 continue;
             };
@@ -137,21 +222,17 @@ impl Listener {
         }
     }
 
-    /// Applies the caps and the penalties to a new connection from `peer`.
-    pub(super) fn admit(&mut self, peer: SocketAddr) -> Option<Admitted> {
+    /// Applies the caps and the penalties to a new connection `socket` from `peer`.
+    pub(super) fn admit(&self, peer: SocketAddr, socket: &TcpStream) -> Option<Admitted> {
         let now = Instant::now();
         let stats = Arc::clone(&self.shared.stats);
-        let admission = self
-            .penalties
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .admit(peer.ip(), now);
+        let admission = lock(&self.penalties).table.admit(peer.ip(), now);
         let tracked = match admission {
             Admission::Admitted => true,
             Admission::Untracked => false,
             Admission::Penalized { remaining } => {
                 stats.add(&stats.refused_penalized);
-                if let Some(count) = self.refused_penalized.note(now) {
+                if let Some(count) = lock(&self.logs).refused_penalized.note(now) {
                     warn!(
                         "refused {count} connection(s) from sources serving a penalty for failed handshakes (latest {}, {}s left)",
                         peer.ip(),
@@ -162,7 +243,7 @@ impl Listener {
             }
             Admission::TooManyInProgress => {
                 stats.add(&stats.refused_source_cap);
-                if let Some(count) = self.refused_at_source_cap.note(now) {
+                if let Some(count) = lock(&self.logs).refused_at_source_cap.note(now) {
                     warn!(
                         "per-source limit of {} handshakes in progress reached: refused {count} connection(s) (latest from {})",
                         self.shared.config.penalties.max_handshakes_per_source,
@@ -176,21 +257,13 @@ impl Listener {
         let ticket = SourceTicket {
             penalties: tracked.then(|| Arc::clone(&self.penalties)),
             addr: peer.ip(),
+            admitted_at: now,
             verdict: Verdict::Neutral,
         };
-        let Ok(handshake) = Arc::clone(&self.limit_handshakes).try_acquire_owned() else {
-            stats.add(&stats.refused_handshake_cap);
-            if let Some(count) = self.refused_at_handshake_cap.note(now) {
-                warn!(
-                    "limit of {} handshakes in progress reached: refused {count} connection(s) (latest from {peer})",
-                    self.shared.config.max_handshakes
-                );
-            }
-            return None;
-        };
+        // The connection cap first: a refusal there must not evict anyone's handshake.
         let Ok(connection) = Arc::clone(&self.limit_connections).try_acquire_owned() else {
             stats.add(&stats.refused_connection_cap);
-            if let Some(count) = self.refused_at_connection_cap.note(now) {
+            if let Some(count) = lock(&self.logs).refused_at_connection_cap.note(now) {
                 warn!(
                     "connection limit of {} reached: refused {count} connection(s) (latest from {peer})",
                     self.shared.config.max_connections
@@ -198,11 +271,216 @@ impl Listener {
             }
             return None;
         };
+        let stage = if message1_waiting(socket) {
+            HandshakeStage::AwaitingMessage3
+        } else {
+            HandshakeStage::AwaitingMessage1
+        };
+        let (handshake, evicted) = HandshakeSlot::enter(&self.handshakes, &stats, stage);
+        if evicted {
+            if let Some(count) = lock(&self.logs).evicted_at_handshake_cap.note(now) {
+                warn!(
+                    "limit of {} handshakes in progress reached: closed the oldest unfinished handshake for each newcomer, {count} time(s) (latest for {peer})",
+                    self.shared.config.max_handshakes
+                );
+            }
+        }
         Some(Admitted {
             _connection: Some(Slot::new(connection, &stats, |s| &s.connections_open)),
-            handshake: Some(Slot::new(handshake, &stats, |s| &s.handshakes_in_progress)),
-            ticket,
+            handshake: Some(handshake),
+            ticket: Some(ticket),
         })
+    }
+}
+
+/// Where an unfinished handshake stands, which decides who is evicted first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HandshakeStage {
+    /// Connected, message 1 not in yet. An honest client sends it at once, so the
+    /// oldest of these is almost surely a slowloris: evicted first.
+    AwaitingMessage1,
+    /// Message 1 in (the server did its Diffie-Hellman work and sent its key),
+    /// awaiting the client's message 3, one round trip away for an honest client.
+    AwaitingMessage3,
+}
+
+/// The handshakes in progress, by stage and order of arrival, each with the means
+/// to close it.
+pub(super) struct HandshakeTable {
+    /// Most handshakes in progress at once.
+    capacity: usize,
+    /// The number the next handshake gets: arrival order, never reused.
+    next_id: u64,
+    /// Handshakes still waiting for message 1, by arrival number; sending the stage
+    /// on (or dropping) the sender tells that connection to close.
+    awaiting_message1: BTreeMap<u64, oneshot::Sender<HandshakeStage>>,
+    /// Handshakes past message 1, likewise.
+    awaiting_message3: BTreeMap<u64, oneshot::Sender<HandshakeStage>>,
+}
+
+impl HandshakeTable {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            next_id: 0,
+            awaiting_message1: BTreeMap::new(),
+            awaiting_message3: BTreeMap::new(),
+        }
+    }
+
+    /// Handshakes in the table.
+    fn len(&self) -> usize {
+        self.awaiting_message1.len() + self.awaiting_message3.len()
+    }
+
+    /// Takes a place for a new handshake, evicting one when the table is full (the
+    /// oldest still waiting for message 1, else the oldest waiting for message 3);
+    /// returns the place's number, the receiver that completes when it is evicted,
+    /// and whether another was evicted for it.
+    fn enter(&mut self, stage: HandshakeStage) -> (u64, oneshot::Receiver<HandshakeStage>, bool) {
+        let evicted = self.len() >= self.capacity && self.evict_one();
+        let id = self.next_id;
+        self.next_id += 1;
+        let (sender, receiver) = oneshot::channel();
+        match stage {
+            HandshakeStage::AwaitingMessage1 => self.awaiting_message1.insert(id, sender),
+            HandshakeStage::AwaitingMessage3 => self.awaiting_message3.insert(id, sender),
+        };
+        (id, receiver, evicted)
+    }
+
+    fn evict_one(&mut self) -> bool {
+        let (stage, evicted) = match self.awaiting_message1.pop_first() {
+            Some((_, evicted)) => (HandshakeStage::AwaitingMessage1, evicted),
+            None => match self.awaiting_message3.pop_first() {
+                Some((_, evicted)) => (HandshakeStage::AwaitingMessage3, evicted),
+                None => return false,
+            },
+        };
+        // The connection may be closing on its own already: nobody to tell then.
+        let _ = evicted.send(stage);
+        true
+    }
+
+    /// Handshake `id` has received its message 1.
+    fn message1_received(&mut self, id: u64) {
+        if let Some(sender) = self.awaiting_message1.remove(&id) {
+            self.awaiting_message3.insert(id, sender);
+        }
+    }
+
+    /// Gives place `id` back; whether it was still held (not evicted).
+    fn leave(&mut self, id: u64) -> bool {
+        self.awaiting_message1.remove(&id).is_some() || self.awaiting_message3.remove(&id).is_some()
+    }
+}
+
+/// Whether a whole message 1 is already waiting in `socket`'s receive buffer (a
+/// non-blocking peek, nothing consumed). An honest client's usually is by the time
+/// it is accepted; knowing it at once keeps that client out of the evict-first
+/// class even when a busy server polls its task late.
+fn message1_waiting(socket: &TcpStream) -> bool {
+    let mut peeked = [std::mem::MaybeUninit::<u8>::uninit(); MESSAGE1_FRAME_LEN];
+    socket2::SockRef::from(socket)
+        .peek(&mut peeked)
+        .is_ok_and(|len| len >= MESSAGE1_FRAME_LEN)
+}
+
+/// The stream during the handshake: passes everything through, and tells the
+/// [`HandshakeTable`] once a whole message 1 has been read.
+pub(super) struct WatchedHandshake<'a, S> {
+    /// The connection.
+    inner: &'a mut S,
+    /// Bytes read so far.
+    read: usize,
+    /// The table and this handshake's number in it, until message 1 is in.
+    table: Option<(Arc<Mutex<HandshakeTable>>, u64)>,
+}
+
+/// A frame of handshake message 1: its length prefix and the client's ephemeral key.
+const MESSAGE1_FRAME_LEN: usize = crate::wire::FRAME_HEADER_LEN + crate::wire::MSG1_LEN;
+
+impl<S: AsyncRead + Unpin> AsyncRead for WatchedHandshake<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut *self.inner).poll_read(context, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            self.read += buf.filled().len() - before;
+            if self.read >= MESSAGE1_FRAME_LEN {
+                if let Some((table, id)) = self.table.take() {
+                    lock(&table).message1_received(id);
+                }
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedHandshake<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.inner).poll_write(context, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_flush(context)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_shutdown(context)
+    }
+}
+
+/// A place in the [`HandshakeTable`], counted in the `handshakes_in_progress` gauge
+/// while held; given back on drop.
+pub(super) struct HandshakeSlot {
+    /// Its number in the table.
+    id: u64,
+    /// The table.
+    table: Arc<Mutex<HandshakeTable>>,
+    /// Completes when a newcomer evicted this handshake, with the stage it was at.
+    evicted: oneshot::Receiver<HandshakeStage>,
+    /// Where the gauge lives.
+    stats: Arc<ServerStats>,
+}
+
+impl HandshakeSlot {
+    /// Enters `table` at `stage`; also whether another handshake was evicted for
+    /// this one.
+    fn enter(
+        table: &Arc<Mutex<HandshakeTable>>,
+        stats: &Arc<ServerStats>,
+        stage: HandshakeStage,
+    ) -> (Self, bool) {
+        let (id, evicted, evicted_another) = lock(table).enter(stage);
+        if evicted_another {
+            // One out, one in: the gauge stays where it is.
+            stats.add(&stats.handshakes_evicted);
+        } else {
+            stats.add(&stats.handshakes_in_progress);
+        }
+        let slot = Self {
+            id,
+            table: Arc::clone(table),
+            evicted,
+            stats: Arc::clone(stats),
+        };
+        (slot, evicted_another)
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        if lock(&self.table).leave(self.id) {
+            self.stats.sub(&self.stats.handshakes_in_progress);
+        }
     }
 }
 
@@ -241,20 +519,35 @@ impl Drop for Slot {
 /// when dropped, so no path (an early return, a panic) leaks the slot.
 pub(super) struct SourceTicket {
     /// The table; `None` when it does not track this source (exempt, or full).
-    pub(super) penalties: Option<Arc<Mutex<PenaltyBox>>>,
+    pub(super) penalties: Option<Arc<Mutex<Penalties>>>,
     /// The client's address.
     pub(super) addr: IpAddr,
+    /// When it was admitted: failures of handshakes admitted before a refusal began
+    /// belong to the offence that refusal punishes.
+    pub(super) admitted_at: Instant,
     /// How the handshake ended; `Neutral` until decided.
     pub(super) verdict: Verdict,
 }
 
 impl Drop for SourceTicket {
     fn drop(&mut self) {
-        if let Some(penalties) = &self.penalties {
-            penalties
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .finish(self.addr, Instant::now(), self.verdict);
+        let Some(penalties) = &self.penalties else {
+            return;
+        };
+        let now = Instant::now();
+        let mut penalties = lock(penalties);
+        let begun = penalties
+            .table
+            .finish(self.addr, self.admitted_at, now, self.verdict);
+        if let Some(period) = begun {
+            penalties.stats.add(&penalties.stats.penalties_imposed);
+            if let Some(count) = penalties.begun.note(now) {
+                warn!(
+                    "refusing {} for {}s after repeated failed handshakes ({count} refusal(s) begun since the last such line)",
+                    self.addr,
+                    period.as_secs_f32().ceil()
+                );
+            }
         }
     }
 }
@@ -265,9 +558,10 @@ pub(super) struct Admitted {
     /// for a connection the embedder admitted ([`Server::serve_connection`](super::Server::serve_connection)).
     pub(super) _connection: Option<Slot>,
     /// Its place under the handshakes cap, until the handshake is over.
-    pub(super) handshake: Option<Slot>,
-    /// Its place in the per-source table, until the key is authorized or refused.
-    pub(super) ticket: SourceTicket,
+    pub(super) handshake: Option<HandshakeSlot>,
+    /// Its place in the per-source table, until the key is authorized or refused
+    /// (not for the whole session: the per-source cap counts handshakes only).
+    pub(super) ticket: Option<SourceTicket>,
 }
 
 impl Admitted {
@@ -276,11 +570,50 @@ impl Admitted {
         Self {
             _connection: None,
             handshake: None,
-            ticket: SourceTicket {
+            ticket: Some(SourceTicket {
                 penalties: None,
                 addr: peer.ip(),
+                admitted_at: Instant::now(),
                 verdict: Verdict::Neutral,
-            },
+            }),
+        }
+    }
+
+    /// Completes when a newcomer evicted this unfinished handshake; never, once the
+    /// handshake is over or for a connection under no cap. A handshake evicted
+    /// before its message 1 counts as a failure of its source (a slowloris); one
+    /// evicted later, for nothing.
+    pub(super) async fn evicted(&mut self) {
+        let stage = match self.handshake.as_mut() {
+            Some(slot) => (&mut slot.evicted)
+                .await
+                .unwrap_or(HandshakeStage::AwaitingMessage3),
+            None => std::future::pending().await,
+        };
+        self.source_verdict(match stage {
+            HandshakeStage::AwaitingMessage1 => Verdict::Failure,
+            HandshakeStage::AwaitingMessage3 => Verdict::Neutral,
+        });
+    }
+
+    /// `socket`, watched during the handshake so that the table knows when its
+    /// message 1 is in (see [`HandshakeStage`]).
+    pub(super) fn watch<'a, S>(&self, socket: &'a mut S) -> WatchedHandshake<'a, S> {
+        WatchedHandshake {
+            inner: socket,
+            read: 0,
+            table: self
+                .handshake
+                .as_ref()
+                .map(|slot| (Arc::clone(&slot.table), slot.id)),
+        }
+    }
+
+    /// The handshake and the key check are over: reports `verdict` to the penalty
+    /// table and gives the source's handshake ticket back.
+    pub(super) fn source_verdict(&mut self, verdict: Verdict) {
+        if let Some(mut ticket) = self.ticket.take() {
+            ticket.verdict = verdict;
         }
     }
 }
@@ -293,5 +626,59 @@ pub(super) fn canonical_ip(address: IpAddr) -> IpAddr {
             .map(IpAddr::V4)
             .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_table_evicts_the_oldest_silent_handshake_first_then_the_oldest() {
+        let mut table = HandshakeTable::new(3);
+        let (first, mut first_evicted, evicted) = table.enter(HandshakeStage::AwaitingMessage1);
+        assert!(!evicted);
+        let (second, mut second_evicted, _) = table.enter(HandshakeStage::AwaitingMessage1);
+        let (third, mut third_evicted, _) = table.enter(HandshakeStage::AwaitingMessage1);
+        // The oldest sent its message 1: the next oldest, still silent, goes first.
+        table.message1_received(first);
+        let (_, _fourth_evicted, evicted) = table.enter(HandshakeStage::AwaitingMessage1);
+        assert!(evicted);
+        assert_eq!(table.len(), 3);
+        assert_eq!(
+            second_evicted.try_recv(),
+            Ok(HandshakeStage::AwaitingMessage1)
+        );
+        assert!(first_evicted.try_recv().is_err());
+        assert!(!table.leave(second), "an evicted place is not held");
+        // Then the third (silent), then the first (past message 1) once the rest
+        // have sent theirs.
+        table.enter(HandshakeStage::AwaitingMessage1);
+        assert_eq!(
+            third_evicted.try_recv(),
+            Ok(HandshakeStage::AwaitingMessage1)
+        );
+        let ids: Vec<u64> = table.awaiting_message1.keys().copied().collect();
+        for id in ids {
+            table.message1_received(id);
+        }
+        table.enter(HandshakeStage::AwaitingMessage1);
+        assert_eq!(
+            first_evicted.try_recv(),
+            Ok(HandshakeStage::AwaitingMessage3)
+        );
+        assert!(!table.leave(first));
+        assert!(!table.leave(third));
+        assert_eq!(table.len(), 3);
+    }
+
+    #[test]
+    fn a_finished_handshake_gives_its_place_back() {
+        let mut table = HandshakeTable::new(2);
+        let (id, _, _) = table.enter(HandshakeStage::AwaitingMessage1);
+        table.message1_received(id);
+        assert!(table.leave(id));
+        assert_eq!(table.len(), 0);
+        assert!(!table.leave(id));
     }
 }

@@ -2,7 +2,7 @@
 //! handshake, checks the client's key against authorized_keys, then answers each
 //! REQUEST with its uppercase form until the client is done.
 //!
-//! [`run`] takes a bound listener and a shutdown future, so tests start a server
+//! [`run`] takes a bound listener (or several: [`Server::run_on`]) and a shutdown future, so tests start a server
 //! in-process on `127.0.0.1:0` and stop it when they like. One task serves each
 //! connection; a semaphore caps how many are open; on shutdown the listener stops
 //! accepting, idle connections close, and requests in flight are finished within a
@@ -11,10 +11,12 @@
 //! Defences against peers that never authenticate (sshd's `LoginGraceTime`,
 //! `MaxStartups`, `PerSourceMaxStartups` and `PerSourcePenalties`):
 //! - the whole handshake has one deadline, however the peer paces its bytes;
-//! - handshakes in progress are capped server-wide and per source, and a source whose
-//!   handshakes keep failing is refused for a growing time ([`penalty`]); all these
-//!   checks run on accept, before a byte is read or any Diffie-Hellman work is done,
-//!   and refusals are logged once per burst, not once per connection;
+//! - handshakes in progress are capped server-wide (when the table is full, a
+//!   newcomer evicts the oldest unfinished handshake, silent ones first, so holding
+//!   slots keeps nobody out) and per source, and a source whose handshakes keep
+//!   failing is refused for a growing time, one offence per burst ([`penalty`]);
+//!   all these checks run on accept, before a byte is read or any Diffie-Hellman
+//!   work is done, and refusals are logged once per burst, not once per connection;
 //! - an established session gets the idle timeout both to send its next request and
 //!   to take each reply: a client that stops reading stalls our writes (TCP back
 //!   pressure, so memory stays bounded), then is disconnected.
@@ -38,7 +40,7 @@ pub use config::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, DEFAULT_REVOKE_POLL,
     DEFAULT_SHUTDOWN_GRACE, KEY_REVOKED, MIN_REQUEST_LIMIT,
 };
-pub use listener::{bind, LISTEN_BACKLOG};
+pub use listener::{bind, bind_all, LISTEN_BACKLOG};
 pub use stats::{ServerStats, StatsSnapshot};
 
 use std::future::Future;
@@ -47,6 +49,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use self::penalty::PenaltyBox;
@@ -54,7 +57,6 @@ use self::penalty::PenaltyBox;
 use self::authorized::*;
 use self::connection::{AnyStream, Handler};
 use self::listener::*;
-use self::ratelog::*;
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -168,6 +170,27 @@ impl Server {
     /// Only if the listener itself fails for good; a failing connection never ends
     /// the server.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future) -> io::Result<()> {
+        self.run_on(vec![listener], shutdown).await
+    }
+
+    /// [`Server::run`] on several listeners at once (IPv4 and IPv6, say; see
+    /// [`bind_all`]): one accept loop each, all under the same caps, penalty table
+    /// and allow-list.
+    ///
+    /// # Errors
+    /// Only if a listener fails for good (which stops them all), or if `listeners`
+    /// is empty; a failing connection never ends the server.
+    pub async fn run_on(
+        self,
+        listeners: Vec<TcpListener>,
+        shutdown: impl Future,
+    ) -> io::Result<()> {
+        if listeners.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no listener to serve on",
+            ));
+        }
         let shared = self.shared;
         let config = &shared.config;
         let notify_shutdown = self.shutdown;
@@ -183,37 +206,41 @@ impl Server {
                     config.revoke_poll,
                 ))
             });
-        let mut server = Listener {
+        let gate = Arc::new(Gate {
             limit_connections: Arc::new(Semaphore::new(config.max_connections)),
-            limit_handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
-            penalties: Arc::new(Mutex::new(PenaltyBox::new(config.penalties.clone()))),
+            handshakes: Arc::new(Mutex::new(HandshakeTable::new(config.max_handshakes))),
+            penalties: Arc::new(Mutex::new(Penalties::new(
+                PenaltyBox::new(config.penalties.clone()),
+                Arc::clone(&shared.stats),
+            ))),
             authorized_keys,
             shared: Arc::clone(&shared),
-            listener,
             shutdown_signal,
             connection_done,
-            refused_at_connection_cap: BurstLog::default(),
-            refused_at_handshake_cap: BurstLog::default(),
-            refused_at_source_cap: BurstLog::default(),
-            refused_penalized: BurstLog::default(),
-        };
+            logs: Mutex::default(),
+        });
+        let mut accept_loops = JoinSet::new();
+        for listener in listeners {
+            accept_loops.spawn(Arc::clone(&gate).accept_loop(listener));
+        }
         let result = tokio::select! {
-            result = server.accept_loop() => result,
+            Some(ended) = accept_loops.join_next() => ended.unwrap_or_else(|panic| {
+                Err(io::Error::other(format!("an accept loop ended: {panic}")))
+            }),
             _ = shutdown => {
                 info!("shutting down: no new connections; finishing requests in flight");
                 Ok(())
             }
         };
+        // Aborted and awaited: each loop's handle on the gate is gone after this.
+        accept_loops.shutdown().await;
         if let Some(watcher) = watcher {
             watcher.abort();
         }
-        let grace = server.shared.config.shutdown_grace;
-        let Listener {
-            connection_done, ..
-        } = server;
-        // Every handler holds a clone of `connection_done`; when the last one is dropped,
-        // `recv` returns None.
-        drop(connection_done);
+        let grace = shared.config.shutdown_grace;
+        // Every handler holds a clone of the gate's `connection_done`; when the last
+        // one is dropped, `recv` returns None.
+        drop(gate);
         let _ = notify_shutdown.send(true);
         if tokio::time::timeout(grace, all_connections_done.recv())
             .await
@@ -233,7 +260,7 @@ mod tests {
     use super::*;
     use authorized::AuthorizedKeysCache;
     use connection::poll_once;
-    use ratelog::BurstLog;
+    use ratelog::{BurstLog, LOG_INTERVAL};
     use std::time::{Duration, Instant};
 
     #[tokio::test]

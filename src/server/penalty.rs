@@ -3,6 +3,13 @@
 //! timeouts, denied keys) is refused for a time that doubles with each offence, and
 //! no source may hold more than a set number of handshakes in progress.
 //!
+//! An offence is one refusal earned, however many handshakes failed at once: the
+//! failures of handshakes that were already in progress when the refusal began (a
+//! burst of 64 failing together) belong to that offence, and escalation comes only
+//! from failures admitted after a refusal has ended. A client that closes after the
+//! server's key was sent (it declined an unknown host key, sshd's "noauth") is not
+//! an attacker: [`DECLINES_PER_FAILURE`] declines weigh as one failure.
+//!
 //! The table is a plain struct that takes the current time as an argument, so tests
 //! drive it with a synthetic clock; the server keeps it behind a mutex and holds the
 //! lock only for a hash lookup.
@@ -30,6 +37,12 @@ pub const DEFAULT_PENALTY_MAX: Duration = Duration::from_secs(600);
 pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 64;
 /// Default number of sources tracked at most (about 64 bytes each).
 pub const DEFAULT_PENALTY_CAPACITY: usize = 65_536;
+
+/// How many declines (a client closing after the server's key was sent, before
+/// proving its own) weigh as one failure: a script that declines an unknown host
+/// key now and then is not locked out, while a source that makes the server do
+/// Diffie-Hellman work for nothing, thousands of times, still is.
+pub const DECLINES_PER_FAILURE: u32 = 10;
 
 /// How often, at most, a full table is swept for evictable entries: a sweep walks the
 /// whole table, so a flood of new sources must not trigger one per connection.
@@ -90,6 +103,10 @@ pub enum Verdict {
     Success,
     /// Garbage, a protocol violation, a handshake timeout or a denied key.
     Failure,
+    /// The client closed after the server's key was sent, before sending its own:
+    /// most likely it does not trust this host key. Weighs a fraction of a failure
+    /// ([`DECLINES_PER_FAILURE`]).
+    Declined,
     /// Nothing to hold against the source (the server stopped, say).
     Neutral,
 }
@@ -99,6 +116,11 @@ pub enum Verdict {
 struct Entry {
     /// Failures since the last refusal (or success).
     failures: u32,
+    /// Declines not yet counted as a failure.
+    declines: u32,
+    /// When the latest refusal began: handshakes admitted before it are part of the
+    /// offence it punishes, and their failures do not escalate it.
+    offence_began: Option<Instant>,
     /// Refusals so far: the next one lasts `base * 2^strikes`.
     strikes: u32,
     /// Refused until then.
@@ -113,6 +135,8 @@ impl Entry {
     fn new(now: Instant) -> Self {
         Self {
             failures: 0,
+            declines: 0,
+            offence_began: None,
             strikes: 0,
             refused_until: None,
             in_progress: 0,
@@ -129,7 +153,7 @@ impl Entry {
     fn forgettable(&self, now: Instant, forget_after: Duration) -> bool {
         !self.refused_at(now)
             && self.in_progress == 0
-            && ((self.failures == 0 && self.strikes == 0)
+            && ((self.failures == 0 && self.declines == 0 && self.strikes == 0)
                 || now.saturating_duration_since(self.quiet_since()) >= forget_after)
     }
 
@@ -205,39 +229,63 @@ impl PenaltyBox {
     }
 
     /// Records how a handshake that [`admit`](Self::admit) answered `Admitted` for
-    /// `addr` ended. A failure that reaches the threshold refuses the source for
-    /// `base * 2^strikes`, at most `max`.
-    pub fn finish(&mut self, addr: IpAddr, now: Instant, verdict: Verdict) {
-        let Some(source) = self.source(addr) else {
-            return;
-        };
+    /// `addr` at `admitted_at` ended, at `now`. A failure that reaches the threshold
+    /// refuses the source for `base * 2^strikes`, at most `max`, and returns that
+    /// period (for the log). Failures of handshakes admitted before the current
+    /// refusal began are part of the offence it punishes and count for nothing.
+    pub fn finish(
+        &mut self,
+        addr: IpAddr,
+        admitted_at: Instant,
+        now: Instant,
+        verdict: Verdict,
+    ) -> Option<Duration> {
+        let source = self.source(addr)?;
         let (threshold, base, max) = (self.config.threshold, self.config.base, self.config.max);
-        let Some(entry) = self.entries.get_mut(&source) else {
-            // Untracked at admission (table full) or forgotten since: nothing to undo.
-            return;
-        };
+        // Untracked at admission (table full) or forgotten since: nothing to undo.
+        let entry = self.entries.get_mut(&source)?;
         entry.in_progress = entry.in_progress.saturating_sub(1);
         match verdict {
-            Verdict::Neutral => {}
-            Verdict::Success => entry.failures = 0,
-            Verdict::Failure if threshold == 0 => {}
-            Verdict::Failure => {
-                // Failures long ago do not add up with today's.
-                if now.saturating_duration_since(entry.quiet_since()) >= max {
-                    entry.failures = 0;
-                    entry.strikes = 0;
-                }
-                entry.last_failure = now;
-                entry.failures += 1;
-                if entry.failures >= threshold {
-                    let factor = 1u32 << entry.strikes.min(20);
-                    let period = base.saturating_mul(factor).min(max);
-                    entry.refused_until = Some(now + period);
-                    entry.strikes = entry.strikes.saturating_add(1);
-                    entry.failures = 0;
-                }
+            Verdict::Neutral => return None,
+            Verdict::Success => {
+                entry.failures = 0;
+                entry.declines = 0;
+                return None;
             }
+            Verdict::Declined => {
+                entry.declines += 1;
+                if entry.declines < DECLINES_PER_FAILURE {
+                    return None;
+                }
+                entry.declines = 0;
+            }
+            Verdict::Failure => {}
         }
+        if threshold == 0
+            || entry.refused_at(now)
+            || entry
+                .offence_began
+                .is_some_and(|began| admitted_at <= began)
+        {
+            return None;
+        }
+        // Failures long ago do not add up with today's.
+        if now.saturating_duration_since(entry.quiet_since()) >= max {
+            entry.failures = 0;
+            entry.strikes = 0;
+        }
+        entry.last_failure = now;
+        entry.failures += 1;
+        if entry.failures < threshold {
+            return None;
+        }
+        let factor = 1u32 << entry.strikes.min(20);
+        let period = base.saturating_mul(factor).min(max);
+        entry.refused_until = Some(now + period);
+        entry.offence_began = Some(now);
+        entry.strikes = entry.strikes.saturating_add(1);
+        entry.failures = 0;
+        Some(period)
     }
 
     /// The table key of `addr`, or `None` when it is exempt. IPv6 sources are
@@ -318,7 +366,7 @@ mod tests {
     fn fail(table: &mut PenaltyBox, addr: IpAddr, now: Instant) -> Admission {
         let admission = table.admit(addr, now);
         if admission == Admission::Admitted {
-            table.finish(addr, now, Verdict::Failure);
+            table.finish(addr, now, now, Verdict::Failure);
         }
         admission
     }
@@ -351,6 +399,100 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_is_one_offence_with_the_base_refusal() {
+        let mut config = config();
+        config.max_handshakes_per_source = 0;
+        let mut table = PenaltyBox::new(config);
+        let start = Instant::now();
+        let source = ip("192.0.2.1");
+        // 64 handshakes in progress at once, all failing within a millisecond.
+        for _ in 0..64 {
+            assert_eq!(table.admit(source, start), Admission::Admitted);
+        }
+        let mut refusals = Vec::new();
+        for n in 0..64u64 {
+            let now = start + Duration::from_micros(n * 15);
+            refusals.extend(table.finish(source, start, now, Verdict::Failure));
+        }
+        assert_eq!(
+            refusals,
+            [Duration::from_secs(10)],
+            "one refusal, of the base time"
+        );
+        let end_of_burst = start + Duration::from_millis(1);
+        let Admission::Penalized { remaining } = table.admit(source, end_of_burst) else {
+            panic!("not refused after the burst");
+        };
+        assert!(remaining <= Duration::from_secs(10));
+        // Admitted again once it has ended; a repeat then escalates, once.
+        let after = start + Duration::from_secs(10) + Duration::from_millis(1);
+        for _ in 0..3 {
+            assert_eq!(fail(&mut table, source, after), Admission::Admitted);
+        }
+        let Admission::Penalized { remaining } = table.admit(source, after) else {
+            panic!("a repeat offence was not refused");
+        };
+        assert_eq!(remaining, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn handshakes_admitted_before_a_refusal_do_not_escalate_it_when_they_end_later() {
+        let mut config = config();
+        config.max_handshakes_per_source = 0;
+        let mut table = PenaltyBox::new(config);
+        let start = Instant::now();
+        let source = ip("192.0.2.1");
+        // A slowloris: 3 garbage handshakes and 20 silent ones, admitted together.
+        for _ in 0..23 {
+            assert_eq!(table.admit(source, start), Admission::Admitted);
+        }
+        for _ in 0..3 {
+            table.finish(source, start, start, Verdict::Failure);
+        }
+        // The silent ones time out after the 10 s refusal is over.
+        let timeout = start + Duration::from_secs(15);
+        for _ in 0..20 {
+            assert_eq!(
+                table.finish(source, start, timeout, Verdict::Failure),
+                None,
+                "part of the first offence"
+            );
+        }
+        assert_eq!(table.admit(source, timeout), Admission::Admitted);
+    }
+
+    #[test]
+    fn declines_weigh_a_tenth_of_a_failure() {
+        let mut table = PenaltyBox::new(config());
+        let now = Instant::now();
+        let source = ip("192.0.2.1");
+        let decline = |table: &mut PenaltyBox| {
+            assert_eq!(table.admit(source, now), Admission::Admitted);
+            table.finish(source, now, now, Verdict::Declined)
+        };
+        // 20 declines are 2 failures: under the threshold of 3.
+        for _ in 0..20 {
+            assert_eq!(decline(&mut table), None);
+        }
+        assert_eq!(table.admit(source, now), Admission::Admitted);
+        table.finish(source, now, now, Verdict::Neutral);
+        // The 30th is the third failure.
+        for _ in 0..9 {
+            assert_eq!(decline(&mut table), None);
+        }
+        assert_eq!(decline(&mut table), Some(Duration::from_secs(10)));
+        // A success clears the part-counted declines too.
+        let mut table = PenaltyBox::new(config());
+        for _ in 0..9 {
+            decline(&mut table);
+        }
+        assert_eq!(table.admit(source, now), Admission::Admitted);
+        table.finish(source, now, now, Verdict::Success);
+        assert_eq!(decline(&mut table), None);
+        assert_eq!(table.entries[&source].declines, 1);
+    }
+
+    #[test]
     fn success_clears_the_failure_count_and_quiet_sources_are_forgiven() {
         let mut table = PenaltyBox::new(config());
         let now = Instant::now();
@@ -358,11 +500,11 @@ mod tests {
         fail(&mut table, source, now);
         fail(&mut table, source, now);
         assert_eq!(table.admit(source, now), Admission::Admitted);
-        table.finish(source, now, Verdict::Success);
+        table.finish(source, now, now, Verdict::Success);
         fail(&mut table, source, now);
         fail(&mut table, source, now);
         assert_eq!(table.admit(source, now), Admission::Admitted);
-        table.finish(source, now, Verdict::Neutral);
+        table.finish(source, now, now, Verdict::Neutral);
         // Two failures, then a long quiet spell: the old ones no longer count.
         let later = now + Duration::from_secs(100);
         fail(&mut table, source, later);
@@ -378,7 +520,7 @@ mod tests {
         assert_eq!(table.admit(source, now), Admission::Admitted);
         assert_eq!(table.admit(source, now), Admission::TooManyInProgress);
         assert_eq!(table.admit(ip("192.0.2.9"), now), Admission::Admitted);
-        table.finish(source, now, Verdict::Neutral);
+        table.finish(source, now, now, Verdict::Neutral);
         assert_eq!(table.admit(source, now), Admission::Admitted);
     }
 

@@ -44,14 +44,22 @@ counters! {
     accepted,
     /// Closed on arrival: the open-connections cap was reached.
     refused_connection_cap,
-    /// Closed on arrival: the handshakes-in-progress cap was reached.
-    refused_handshake_cap,
     /// Closed on arrival: the source had its most handshakes in progress.
     refused_source_cap,
     /// Closed on arrival: the source is serving a penalty.
     refused_penalized,
+    /// Refusals begun: a source reached the failure threshold (one per offence,
+    /// however many of its handshakes failed at once).
+    penalties_imposed,
     /// Handshakes that failed: garbage, protocol violations, early close.
     handshake_failures,
+    /// Handshakes the client ended after the server's key was sent, before sending
+    /// its own (it declined an unknown host key, most likely): sshd's "noauth", as
+    /// opposed to a failure.
+    handshake_declines,
+    /// Unfinished handshakes closed to make room for a newcomer when the
+    /// handshakes-in-progress cap was reached (the oldest goes first).
+    handshakes_evicted,
     /// Handshakes not completed in time.
     handshake_timeouts,
     /// Clients whose key was refused.

@@ -228,6 +228,9 @@ where
         let read = stream.read(&mut frame[filled..]).await?;
         if read == 0 {
             let at = match filled {
+                // The client saw the server's key and left without answering: most
+                // likely it declined an unknown host key, which is no attack.
+                0 if message == 3 => TruncatedAt::AfterMessage2,
                 0 => TruncatedAt::Handshake,
                 _ => TruncatedAt::Frame,
             };

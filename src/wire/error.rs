@@ -54,6 +54,9 @@ impl WireError {
 pub enum TruncatedAt {
     /// Before the handshake was complete.
     Handshake,
+    /// Between handshake messages 2 and 3: the client received the server's key
+    /// and closed without sending its own (it may not trust this host key).
+    AfterMessage2,
     /// Inside a frame: after some of its length prefix or payload.
     Frame,
     /// Inside a record's 5-byte header.
@@ -66,6 +69,7 @@ impl fmt::Display for TruncatedAt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Handshake => "the handshake",
+            Self::AfterMessage2 => "the handshake, after the server's key was sent",
             Self::Frame => "a frame",
             Self::RecordHeader => "a record header",
             Self::RecordBody => "a record body",

@@ -613,10 +613,11 @@ pub(crate) mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // The server saw a clean end of stream where message 3 should be: nothing.
+        // The server saw a clean end of stream where message 3 should be: a
+        // decline, told apart from a close before message 1.
         assert_eq!(
             violation(server),
-            Violation::Truncated(TruncatedAt::Handshake)
+            Violation::Truncated(TruncatedAt::AfterMessage2)
         );
     }
 

@@ -1,6 +1,7 @@
 //! Load and attack generators for testing a noise-echo server on this machine:
-//! [`flood`] holds silent and trickling connections open and sprays garbage while a
-//! legitimate client probes the server; [`load`] runs many pipelined sessions and
+//! [`flood`] holds silent, trickling and stalled connections open (a slowloris,
+//! from as many loopback addresses as asked) and sprays garbage while a legitimate
+//! client probes the server; [`load`] runs many pipelined sessions and
 //! checks every byte of every reply.
 //!
 //! Both refuse targets outside loopback (127.0.0.0/8, ::1): they exist to test one's
@@ -45,6 +46,15 @@ pub struct FloodConfig {
     pub trickle: usize,
     /// Time between two trickled bytes.
     pub trickle_interval: Duration,
+    /// Connections that send a whole, valid-looking message 1 at once and then
+    /// nothing, reopened when the server closes them: past message 1, they cost the
+    /// server its Diffie-Hellman work and look like an honest client awaiting its
+    /// round trip, the hardest slowloris to tell apart.
+    pub stalled: usize,
+    /// Pause before a silent, trickling or stalled connection is reopened after the
+    /// server closed it; zero reopens at once (an attacker that retakes every slot
+    /// it loses).
+    pub reopen_pause: Duration,
     /// New connections per second that send random bytes and wait for the close.
     pub garbage_per_second: u32,
     /// How long the flood lasts.
@@ -69,6 +79,8 @@ impl FloodConfig {
             silent: 500,
             trickle: 500,
             trickle_interval: Duration::from_secs(1),
+            stalled: 0,
+            reopen_pause: Duration::from_millis(100),
             garbage_per_second: 200,
             duration,
             sources: Vec::new(),
@@ -82,7 +94,7 @@ impl FloodConfig {
 /// What a [`flood`] saw.
 #[derive(Debug, Clone, Default)]
 pub struct FloodStats {
-    /// Silent and trickling connections opened (reopens included).
+    /// Silent, trickling and stalled connections opened (reopens included).
     pub slow_opened: u64,
     /// Of those, closed by the server before the flood ended.
     pub slow_closed_by_server: u64,
@@ -110,6 +122,13 @@ impl FloodStats {
     pub fn probe_latency(&self, q: f64) -> Option<Duration> {
         crate::bench::stats::quantile(&self.probe_latencies, q)
     }
+
+    /// The share of probes that got their answer, from 0.0 to 1.0 (`None` without
+    /// probes).
+    pub fn probe_success_rate(&self) -> Option<f64> {
+        let total = self.probes_ok + self.probes_failed;
+        (total > 0).then(|| self.probes_ok as f64 / total as f64)
+    }
 }
 
 /// Floods the server at `config.target` as configured, probing it with the
@@ -128,15 +147,21 @@ pub async fn flood(config: FloodConfig) -> io::Result<FloodStats> {
     let config = Arc::new(config);
     let mut tasks = JoinSet::new();
     let sources = Arc::new(config.sources.clone());
-    for n in 0..config.silent + config.trickle {
+    for n in 0..config.silent + config.trickle + config.stalled {
         let (config, counters, sources) = (
             Arc::clone(&config),
             Arc::clone(&counters),
             Arc::clone(&sources),
         );
-        let trickle = n >= config.silent;
+        let kind = if n < config.silent {
+            Slow::Silent
+        } else if n < config.silent + config.trickle {
+            Slow::Trickle
+        } else {
+            Slow::Stalled
+        };
         tasks.spawn(async move {
-            slow_connection(&config, &counters, &sources, n, trickle, end).await;
+            slow_connection(&config, &counters, &sources, n, kind, end).await;
         });
     }
     if config.garbage_per_second > 0 {
@@ -212,17 +237,30 @@ struct Counters {
     garbage_answered: AtomicU64,
 }
 
-/// One silent or trickling connection slot: keeps a connection open until `end`,
-/// opening a new one (after a pause, so a refusing server is not hammered in a tight
-/// loop) whenever the server closes it.
+/// What a slow connection sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slow {
+    /// Nothing.
+    Silent,
+    /// Message 1, a byte per `trickle_interval`.
+    Trickle,
+    /// Message 1 at once, then nothing.
+    Stalled,
+}
+
+/// One silent, trickling or stalled connection slot: keeps a connection open until
+/// `end`, opening a new one (after `reopen_pause`, and after a longer pause when
+/// connecting fails, so a refusing server is not hammered in a tight loop) whenever
+/// the server closes it.
 async fn slow_connection(
     config: &FloodConfig,
     counters: &Counters,
     sources: &[IpAddr],
     n: usize,
-    trickle: bool,
+    kind: Slow,
     end: Instant,
 ) {
+    let trickle = kind == Slow::Trickle;
     let mut attempt = 0usize;
     while Instant::now() < end {
         let source = pick(sources, n + attempt * 7919);
@@ -240,6 +278,13 @@ async fn slow_connection(
         let mut message = vec![0u8, 32];
         message.extend((0..32u8).map(|i| i.wrapping_mul(37)));
         let mut sent = 0usize;
+        if kind == Slow::Stalled {
+            if stream.write_all(&message).await.is_err() {
+                counters.slow_closed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            sent = message.len();
+        }
         let mut scratch = [0u8; 256];
         let closed = loop {
             let wait = if trickle && sent < message.len() {
@@ -268,7 +313,12 @@ async fn slow_connection(
             return;
         }
         counters.slow_closed.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if config.reopen_pause.is_zero() {
+            // Reopen at once, but let the other tasks run.
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(config.reopen_pause).await;
+        }
     }
 }
 
