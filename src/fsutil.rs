@@ -3,11 +3,25 @@
 //! any point leaves either the old file or the new one, never a mix. Read-modify-write
 //! updates of shared files (authorized_keys, known_hosts) hold an exclusive lock, so
 //! two writers at the same moment both land.
+//!
+//! Only regular files are ever replaced: a rename over a device, FIFO, socket or
+//! directory would destroy it (as root, `/dev/null` itself). `/dev/null` as a trust
+//! file reads as empty and discards writes, as ssh's `UserKnownHostsFile=/dev/null`
+//! idiom expects; anything else that is not a regular file is refused with an error
+//! that says so, and [`check_updatable`] lets a command refuse it before any
+//! network work.
+//!
+//! A writer killed between creating its temporary file and renaming it leaves the
+//! temporary behind; the next write in that directory removes ours (see
+//! [`remove_stale_temporaries`]). They are never read.
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{
+    DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
+};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 /// Mode for directories noise-echo creates to hold keys and trust files (as `~/.ssh`).
 pub const PRIVATE_DIR_MODE: u32 = 0o700;
@@ -38,14 +52,32 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Our temporary files are named `TEMP_PREFIX`, [`TEMP_RANDOM_LEN`] random letters
+/// and digits, then `TEMP_SUFFIX`.
+const TEMP_PREFIX: &str = ".noise-echo-";
+/// See [`TEMP_PREFIX`].
+const TEMP_SUFFIX: &str = ".tmp";
+/// See [`TEMP_PREFIX`]; tempfile's default length, which older versions used too.
+const TEMP_RANDOM_LEN: usize = 6;
+/// A temporary of ours is removed only once it is at least this old (and unlocked):
+/// a writer locks its temporary right after creating it, and this covers that gap
+/// with a wide margin.
+pub const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(60);
+
 /// Writes `contents` to a new temporary file next to `path`, created with `mode`
-/// (never widened afterwards) and fsynced.
+/// (never widened afterwards) and fsynced. The temporary is locked while it exists,
+/// so that [`remove_stale_temporaries`] in another process leaves it alone; stale
+/// temporaries of killed writers in the same directory are removed first.
 fn write_temp(path: &Path, contents: &[u8], mode: u32) -> io::Result<tempfile::NamedTempFile> {
+    let dir = parent_dir(path);
+    remove_stale_temporaries(dir);
     let mut temp = tempfile::Builder::new()
-        .prefix(".noise-echo-")
-        .suffix(".tmp")
+        .prefix(TEMP_PREFIX)
+        .suffix(TEMP_SUFFIX)
+        .rand_bytes(TEMP_RANDOM_LEN)
         .permissions(Permissions::from_mode(mode))
-        .tempfile_in(parent_dir(path))?;
+        .tempfile_in(dir)?;
+    temp.as_file().lock()?;
     temp.write_all(contents)?;
     temp.as_file().sync_all()?;
     Ok(temp)
@@ -105,8 +137,17 @@ impl Staged {
     /// followed) and makes the rename durable.
     ///
     /// # Errors
-    /// The underlying I/O error; the old file is intact whenever the rename fails.
+    /// [`io::ErrorKind::InvalidInput`] when the destination exists and is neither a
+    /// regular file nor a symlink (a device, FIFO, socket or directory is never
+    /// replaced); otherwise the underlying I/O error. The old file is intact whenever
+    /// this fails.
     pub fn replace(self) -> io::Result<()> {
+        match fs::symlink_metadata(&self.path) {
+            Ok(metadata) if !metadata.is_file() && !metadata.file_type().is_symlink() => {
+                return Err(not_a_regular_file(&self.path, &metadata));
+            }
+            _ => {}
+        }
         self.temp.persist(&self.path).map_err(|error| error.error)?;
         sync_dir(&self.path)
     }
@@ -123,6 +164,149 @@ impl Staged {
             .map_err(|error| error.error)?;
         sync_dir(&self.path)
     }
+}
+
+/// What a trust file to be updated turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpdateTarget {
+    /// Nothing there yet: an update creates it.
+    Missing,
+    /// A regular file (possibly through a symlink): updated in place by rename.
+    Regular,
+    /// The null device: reads as empty, and updates are discarded, as ssh does with
+    /// `UserKnownHostsFile=/dev/null`.
+    Discard,
+}
+
+/// Whether `metadata` (of a file, links followed) is the null device, wherever its
+/// node is (a chroot's `/dev/null` too): a character device with `/dev/null`'s
+/// device number.
+pub fn is_null_device(metadata: &fs::Metadata) -> bool {
+    metadata.file_type().is_char_device()
+        && fs::metadata("/dev/null").is_ok_and(|null| null.rdev() == metadata.rdev())
+}
+
+/// What kind of thing `metadata` describes, for an error message.
+fn kind_of(metadata: &fs::Metadata) -> &'static str {
+    let kind = metadata.file_type();
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The error for a trust file that is something other than a regular file.
+fn not_a_regular_file(path: &Path, metadata: &fs::Metadata) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {}, not a regular file: noise-echo only reads and replaces regular files \
+             (give the path of a regular file, or /dev/null to keep nothing)",
+            path.display(),
+            kind_of(metadata)
+        ),
+    )
+}
+
+/// Checks, before any other work, that [`update_locked`] can update `path`: it is
+/// missing, a regular file, or the null device (links followed). A command calls
+/// this first so that a FIFO or a directory given as its known_hosts or
+/// authorized_keys fails at once, not after connecting.
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidInput`] naming the path and what it is, for anything
+/// else; the I/O error when it cannot be examined.
+pub fn check_updatable(path: &Path) -> io::Result<UpdateTarget> {
+    match fs::metadata(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(UpdateTarget::Missing),
+        Err(error) => Err(error),
+        Ok(metadata) if metadata.is_file() => Ok(UpdateTarget::Regular),
+        Ok(metadata) if is_null_device(&metadata) => Ok(UpdateTarget::Discard),
+        Ok(metadata) => Err(not_a_regular_file(path, &metadata)),
+    }
+}
+
+/// Whether `name` is one of our temporary files' names.
+fn is_temporary_name(name: &str) -> bool {
+    name.strip_prefix(TEMP_PREFIX)
+        .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX))
+        .is_some_and(|random| {
+            random.len() == TEMP_RANDOM_LEN && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// Removes the temporary files that writers of ours killed mid-write (SIGKILL,
+/// power loss) left in `dir`, and returns how many. Only files that are certainly
+/// ours and abandoned go: named as ours are, regular files (never a symlink or
+/// anything else), owned by this process's user, unchanged for at least
+/// [`STALE_TEMPORARY_AGE`], and not locked by a live writer. They are never read.
+/// Best effort: a file that cannot be examined or removed is left alone.
+pub fn remove_stale_temporaries(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let me = rustix::process::geteuid().as_raw();
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(is_temporary_name) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(metadata) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let old_enough = metadata
+            .modified()
+            .ok()
+            .and_then(|modified| now.duration_since(modified).ok())
+            .is_some_and(|age| age >= STALE_TEMPORARY_AGE);
+        if !metadata.is_file() || metadata.uid() != me || !old_enough {
+            continue;
+        }
+        // Opened without following a link and without blocking, only to take its
+        // lock: a live writer holds it.
+        let Ok(file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(nofollow_nonblock())
+            .open(&path)
+        else {
+            continue;
+        };
+        let same = file
+            .metadata()
+            .is_ok_and(|now| now.ino() == metadata.ino() && now.dev() == metadata.dev());
+        if same && file.try_lock().is_ok() && fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// `O_NOFOLLOW | O_NONBLOCK`, for opening a name without following a link at it and
+/// without blocking on a FIFO.
+fn nofollow_nonblock() -> i32 {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    // The flags' bits fit in open(2)'s int.
+    i32::try_from(flags.bits()).unwrap_or(0)
+}
+
+/// `O_NONBLOCK`, so that opening a FIFO that replaced a checked file never blocks.
+pub(crate) fn nonblock() -> i32 {
+    i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap_or(0)
 }
 
 /// The path to write when updating `path`: the target of a symlink (so a linked
@@ -142,8 +326,13 @@ fn resolve_for_update(path: &Path) -> io::Result<PathBuf> {
 /// Because the replaced file is a new inode, a writer that was waiting on the old
 /// inode's lock notices and retries on the new file, so no update is lost.
 ///
+/// The null device reads as empty and the new contents are discarded (nothing is
+/// created or renamed); anything else that is not a regular file is refused.
+///
 /// # Errors
-/// I/O errors (wrapped in `E` through `From<io::Error>`), and whatever `change` returns.
+/// I/O errors (wrapped in `E` through `From<io::Error>`), among them
+/// [`io::ErrorKind::InvalidInput`] for a path that is not a regular file (see
+/// [`check_updatable`]), and whatever `change` returns.
 pub fn update_locked<T, E>(
     path: &Path,
     mode_if_new: u32,
@@ -152,16 +341,25 @@ pub fn update_locked<T, E>(
 where
     E: From<io::Error>,
 {
+    if check_updatable(path)? == UpdateTarget::Discard {
+        return change(&[]).map(|(_discarded, result)| result);
+    }
     create_private_dir_all(parent_dir(path))?;
     let path = resolve_for_update(path)?;
     for _ in 0..MAX_LOCK_RETRIES {
+        // Without blocking: a FIFO put there since the check must not hang us.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(mode_if_new)
+            .custom_flags(nonblock())
             .open(&path)?;
+        let opened = file.metadata()?;
+        if !opened.is_file() {
+            return Err(not_a_regular_file(&path, &opened).into());
+        }
         file.lock()?;
         let locked = file.metadata()?;
         let current = fs::metadata(&path);
@@ -171,7 +369,9 @@ where
             // Another writer renamed a new file into place while we waited.
             continue;
         }
-        let contents = fs::read(&path)?;
+        // From the locked file itself, not by name: what we read is what we locked.
+        let mut contents = Vec::new();
+        (&file).read_to_end(&mut contents)?;
         let (new_contents, result) = change(&contents)?;
         if let Some(new_contents) = new_contents {
             replace_atomically(&path, &new_contents, locked.mode() & 0o7777)?;

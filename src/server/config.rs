@@ -77,6 +77,11 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// On shutdown, how long requests in flight get to finish.
     pub shutdown_grace: Duration,
+    /// sshd's `StrictModes` for the allow-list file: refuse it (deny every client)
+    /// while it, or a directory above it, can be changed by anyone but root and the
+    /// server's user, since they could then let themselves in. On by default; turn
+    /// it off only for a setup where that is intended.
+    pub strict_modes: bool,
 }
 
 /// The smallest request limit a server may set: with 0, every request but the empty
@@ -126,6 +131,7 @@ impl ServerConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            strict_modes: true,
         }
     }
 

@@ -273,7 +273,7 @@ impl Handler {
         let (reader, writer) = socket.halves();
         let (mut rx, mut tx) = established.into_halves(reader, writer);
 
-        if let Err((reason, logged)) = self.authorize(&client, summary) {
+        if let Err((reason, logged)) = self.authorize(&client, summary).await {
             admitted.source_verdict(Verdict::Failure);
             let message = format!("{}: {reason}", wire::PERMISSION_DENIED_PREFIX);
             send_refusal(&mut tx, rx, &message).await;
@@ -329,20 +329,18 @@ impl Handler {
     /// Checks the client's key against the current authorized_keys. A missing or
     /// unreadable file denies everyone. A refusal is what the client is told, then
     /// what the log says (the file, line and option, which the client never learns).
-    pub(super) fn authorize(
+    pub(super) async fn authorize(
         &self,
         client: &PublicKey,
         summary: &mut Summary,
     ) -> Result<(), (String, String)> {
-        let keys = self.authorized_keys.current().map_err(|_| {
+        let keys = self.authorized_keys.current().await.map_err(|error| {
             let reason = format!(
                 "key {} is not authorized on this server",
                 client.fingerprint()
             );
-            let logged = format!(
-                "{reason}: {} cannot be read",
-                self.authorized_keys.path.display()
-            );
+            // The file and why it cannot be used (unreadable, unsafe permissions...).
+            let logged = format!("{reason}: {error}");
             (reason, logged)
         })?;
         let address = canonical_ip(self.peer.ip());
@@ -439,7 +437,7 @@ impl Handler {
                         header = &mut next => break header,
                         _ = self.shutdown_signal.changed() => return Ok(ControlFlow::Break(EchoEnd::Done)),
                         () = reloaded => {
-                            if !still_authorized(&self.authorized_keys, self.peer, client) {
+                            if !still_authorized(&self.authorized_keys, self.peer, client).await {
                                 return Ok(ControlFlow::Break(EchoEnd::Revoked));
                             }
                         }
@@ -540,19 +538,19 @@ pub(super) async fn poll_once<F: Future + ?Sized>(mut future: Pin<&mut F>) -> Op
     .await
 }
 
-/// After a reload: whether a session's key is still allowed. An unreadable file
-/// (mid-edit, say) keeps the session: new connections are refused until it is
-/// readable, and a missing file is no proof that this key was revoked.
-pub(super) fn still_authorized(
+/// After a reload: whether a session's key is still allowed by a settled version of
+/// the file. A file still being written, or one that cannot be used (missing,
+/// unreadable), keeps the session: neither is proof that this key was revoked.
+pub(super) async fn still_authorized(
     keys: &AuthorizedKeysCache,
     peer: SocketAddr,
     client: &PublicKey,
 ) -> bool {
-    match keys.current() {
-        Ok(keys) => keys
+    match keys.settled().await {
+        Some(keys) => keys
             .authorize(client, canonical_ip(peer.ip()), SystemTime::now())
             .is_ok(),
-        Err(_) => true,
+        None => true,
     }
 }
 

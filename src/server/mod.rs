@@ -34,13 +34,16 @@ mod listener;
 pub mod penalty;
 mod ratelog;
 mod stats;
+mod strict_modes;
 
 pub use config::{
     AllowList, ConfigError, ReloadTrigger, ServerConfig, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, DEFAULT_REVOKE_POLL,
     DEFAULT_SHUTDOWN_GRACE, KEY_REVOKED, MIN_REQUEST_LIMIT,
 };
+pub use authorized::{AllowListError, MAX_LOGGED_LINE_PROBLEMS, MAX_SETTLE_WAIT, SETTLE_TIME};
 pub use listener::{bind, bind_all, LISTEN_BACKLOG};
+pub use strict_modes::StrictModesError;
 pub use stats::{ServerStats, StatsSnapshot};
 
 use std::future::Future;
@@ -111,7 +114,10 @@ impl Server {
     pub fn new(config: ServerConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
-            authorized_keys: Arc::new(AuthorizedKeysCache::new(&config.allow_list)),
+            authorized_keys: Arc::new(AuthorizedKeysCache::new(
+                &config.allow_list,
+                config.strict_modes,
+            )),
             shutdown: watch::Sender::new(false),
             shared: Arc::new(Shared {
                 config,
@@ -197,6 +203,9 @@ impl Server {
         let shutdown_signal = notify_shutdown.subscribe();
         let (connection_done, mut all_connections_done) = mpsc::channel::<()>(1);
         let authorized_keys = self.authorized_keys;
+        // Read at start, so that its per-line problems are logged now, not at the
+        // first connection (an unusable file is reported when a client is denied).
+        let _ = authorized_keys.refresh(false).await;
         // Keys held in memory never change: only a file is watched.
         let watcher =
             (config.revoke_live && matches!(config.allow_list, AllowList::File(_))).then(|| {
@@ -258,7 +267,6 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use authorized::AuthorizedKeysCache;
     use connection::poll_once;
     use ratelog::{BurstLog, LOG_INTERVAL};
     use std::time::{Duration, Instant};
@@ -290,18 +298,5 @@ mod tests {
         // The next one after the interval reports them all.
         assert_eq!(log.note(start + LOG_INTERVAL), Some(1001));
         assert_eq!(log.note(start + LOG_INTERVAL * 2), Some(1));
-    }
-
-    #[test]
-    fn an_unreadable_authorized_keys_is_reported_once_not_per_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = AuthorizedKeysCache::new(&AllowList::File(dir.path().join("missing")));
-        for _ in 0..100 {
-            assert!(cache.current().is_err());
-        }
-        let unreadable = cache.unreadable.lock().unwrap();
-        let log = unreadable.as_ref().expect("the error was reported");
-        // One report, then 99 denials counted for the next one.
-        assert_eq!(log.denied_since, 99);
     }
 }
