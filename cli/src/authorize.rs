@@ -75,6 +75,8 @@ pub(super) struct Args {
 
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
     let path = super::path_or_default(args.authorized_keys, AUTHORIZED_KEYS_FILE)?;
+    // Before reading keys from stdin: a FIFO or a directory fails now.
+    fsutil::check_updatable(&path).context("cannot use the authorized_keys file")?;
     if args.list {
         return list(&path);
     }

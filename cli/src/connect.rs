@@ -31,6 +31,8 @@ pub(super) struct Args {
 
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
     let trust = args.trust.load()?;
+    // Before connecting: a known_hosts that is a FIFO or a directory fails now.
+    noise_echo::fsutil::check_updatable(&trust.known_hosts).context("cannot use known_hosts")?;
     let config = ClientConfig::known_hosts(trust.identity, trust.known_hosts)
         .unknown_host(trust.unknown_host)
         .prompt(terminal_prompt());

@@ -67,6 +67,18 @@ pub(super) struct Args {
     /// End open sessions as soon as their key leaves authorized_keys (SIGHUP does it once)
     #[arg(long)]
     revoke_live: bool,
+    /// Refuse an authorized_keys that others could change (group/world writable, owned by another user, or under such a directory), as sshd's StrictModes; "no" turns the check off
+    #[arg(long, value_name = "yes|no", default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    strict_modes: bool,
+}
+
+/// sshd_config's yes/no.
+fn parse_yes_no(text: &str) -> Result<bool, String> {
+    match text {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("expected yes or no, not {text:?}")),
+    }
 }
 
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
@@ -77,14 +89,10 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     };
     let authorized_keys = super::path_or_default(args.authorized_keys, AUTHORIZED_KEYS_FILE)?;
     let identity = load_or_create_host_key(&host_key)?;
-    if !authorized_keys.exists() {
-        warn!(
-            "{} does not exist: every client will be refused until keys are added (noise-echo authorize --authorized-keys {} KEY)",
-            authorized_keys.display(),
-            authorized_keys.display()
-        );
-    }
-    let mut config = ServerConfig::new(Arc::new(LocalIdentity::new(&identity)), authorized_keys);
+    let mut config = ServerConfig::new(
+        Arc::new(LocalIdentity::new(&identity)),
+        authorized_keys.clone(),
+    );
     drop(identity);
     config.max_request = args.max_request;
     config.max_connections = args.max_connections;
@@ -98,6 +106,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     config.penalties.max = Duration::from_secs(args.penalty_max.max(args.penalty_base).max(1));
     config.penalties.exempt = args.penalty_exempt;
     config.revoke_live = args.revoke_live;
+    config.strict_modes = args.strict_modes;
     // The library checks the limits (a zero would refuse everyone); the setting it
     // names is the flag with dashes.
     let server = Server::new(config)
@@ -109,6 +118,17 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Before listening: a file that cannot be used (unsafe permissions, not a
+        // regular file...) is an error now; its per-line problems are logged now.
+        match server.load_allow_list().await {
+            Ok(_) => {}
+            Err(error) if error.is_missing() => warn!(
+                "{} does not exist: every client will be refused until keys are added (noise-echo authorize --authorized-keys {} KEY)",
+                authorized_keys.display(),
+                authorized_keys.display()
+            ),
+            Err(error) => return Err(error).context("cannot use the allow-list"),
+        }
         let mut listeners = Vec::new();
         for listen in &args.listen {
             let bound = server::bind_all(listen)

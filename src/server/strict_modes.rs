@@ -28,13 +28,17 @@ pub enum StrictModesError {
     /// The file or a directory above it can be written by group or others.
     #[error(
         "{} {} is writable by {who} (mode {mode:04o}), so {who} could change who may connect; \
-         fix: chmod go-w {}{extra} (or serve --strict-modes no, if that is intended)",
+         fix: chmod go-w {path}{extra} (or serve --strict-modes no, if that is intended)",
         if *.is_dir { "the directory" } else { "the allow-list" },
         .path.display(),
-        .path.display(),
+        path = .path.display(),
         who = writers(*.mode),
         mode = .mode & 0o7777,
-        extra = if *.is_dir { " (or chmod +t, for a shared directory such as /tmp)" } else { "" },
+        extra = if *.is_dir {
+            format!(", or chmod +t {} for a shared directory such as /tmp", .path.display())
+        } else {
+            String::new()
+        },
     )]
     Writable {
         /// The file or directory at fault.
