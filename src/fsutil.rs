@@ -17,9 +17,7 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{
-    DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
-};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -503,5 +501,73 @@ mod tests {
         lines.sort_unstable();
         lines.dedup();
         assert_eq!(lines.len(), writers * appends_each);
+    }
+
+    #[test]
+    fn non_regular_files_are_never_replaced_and_a_fifo_never_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        for path in [&fifo, &sub] {
+            let error = check_updatable(path).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+            let error =
+                update_locked::<_, io::Error>(path, 0o600, |_| Ok((Some(b"x".to_vec()), ())))
+                    .unwrap_err();
+            assert!(error.to_string().contains("not a regular file"), "{error}");
+            let error = replace_atomically(path, b"x", 0o600).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{error}");
+        }
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert!(sub.is_dir());
+        // Only our own temporary files, none left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn dev_null_reads_empty_and_discards_updates() {
+        assert_eq!(
+            check_updatable(Path::new("/dev/null")).unwrap(),
+            UpdateTarget::Discard
+        );
+        let seen = update_locked::<_, io::Error>(Path::new("/dev/null"), 0o600, |old| {
+            Ok((Some(b"discarded".to_vec()), old.to_vec()))
+        })
+        .unwrap();
+        assert!(seen.is_empty());
+        assert!(fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
+
+    #[test]
+    fn stale_temporaries_go_but_young_or_locked_ones_and_other_names_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SystemTime::now() - STALE_TEMPORARY_AGE * 2;
+        let make = |name: &str, aged: bool| {
+            let path = dir.path().join(name);
+            let file = File::create(&path).unwrap();
+            if aged {
+                file.set_modified(old).unwrap();
+            }
+            (path, file)
+        };
+        let (stale, _) = make(".noise-echo-a1B2c3.tmp", true);
+        let (young, _) = make(".noise-echo-d4E5f6.tmp", false);
+        let (locked, held) = make(".noise-echo-g7H8i9.tmp", true);
+        held.lock().unwrap();
+        let (other, _) = make(".noise-echo-notes.tmp", true);
+        assert_eq!(remove_stale_temporaries(dir.path()), 1);
+        assert!(!stale.exists());
+        assert!(young.exists() && locked.exists() && other.exists());
+        // A write there does the same, and leaves none of its own.
+        drop(held);
+        replace_atomically(&dir.path().join("file"), b"x", 0o600).unwrap();
+        assert!(!locked.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3);
     }
 }

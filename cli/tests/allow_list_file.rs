@@ -481,7 +481,10 @@ fn stale_temporaries_of_killed_writers_are_removed_by_the_next_write_and_only_ou
     for path in foreign.iter().chain([&young, &locked, &directory, &target]) {
         assert!(path.exists(), "{} was removed", path.display());
     }
-    assert!(fs::symlink_metadata(&link).is_ok(), "the symlink was removed");
+    assert!(
+        fs::symlink_metadata(&link).is_ok(),
+        "the symlink was removed"
+    );
     // Never read as data: the stale copies' key line is in no listing.
     let out = noise_echo(home)
         .args(["authorize", "--list", "--authorized-keys"])

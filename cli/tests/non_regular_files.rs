@@ -88,7 +88,10 @@ fn connect_refuses_a_fifo_socket_or_directory_known_hosts_before_connecting() {
             .unwrap();
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(FAILURE), "{stderr}");
-        assert!(stderr.contains(&format!("{} {what}", path.display())), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{} {what}", path.display())),
+            "{stderr}"
+        );
         assert!(stderr.contains("not a regular file"), "{stderr}");
         // The command has exited: had it connected, the connection would be queued.
         assert!(
@@ -180,7 +183,12 @@ fn authorize_to_dev_null_reads_empty_and_discards_the_write() {
     let leftovers = fs::read_dir("/dev")
         .unwrap()
         .filter_map(Result::ok)
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with(".noise-echo-"))
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".noise-echo-")
+        })
         .count();
     assert_eq!(leftovers, 0);
 }

@@ -518,7 +518,10 @@ impl AuthorizedKeysCache {
                 return Ok(LoadOutcome::Unchanged);
             }
             let (version, bytes) = read_stable(source.as_ref(), &path)?;
-            Ok(LoadOutcome::New(version, AuthorizedKeys::parse(&bytes, &path)))
+            Ok(LoadOutcome::New(
+                version,
+                AuthorizedKeys::parse(&bytes, &path),
+            ))
         })
         .await
         .unwrap_or_else(|panicked| {
@@ -682,7 +685,11 @@ mod tests {
         // file changing under each read; key 2 is not written yet.
         let half = format!("{}\n", key_line(1));
         for step in 2..=(1 + MAX_READ_ATTEMPTS as u64) {
-            source.push(version(step), &half[..half.len() / 2 + step as usize], false);
+            source.push(
+                version(step),
+                &half[..half.len() / 2 + step as usize],
+                false,
+            );
         }
         // A new connection keeps the previous version rather than a torn read.
         let keys = cache.current().await.unwrap();
@@ -708,11 +715,17 @@ mod tests {
         let results = futures_join_all(checks).await;
         assert!(results.iter().all(Option::is_none), "a session was revoked");
         // Fifty sessions, one check of at most MAX_SETTLE_WAIT, not fifty.
-        assert!(started.elapsed() <= MAX_SETTLE_WAIT, "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() <= MAX_SETTLE_WAIT,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     /// Polls every future to completion together (no futures crate needed).
-    async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    async fn futures_join_all<F: std::future::Future>(
+        futures: impl Iterator<Item = F>,
+    ) -> Vec<F::Output> {
         let mut pinned: Vec<_> = futures.map(Box::pin).collect();
         let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
         std::future::poll_fn(|cx| {
@@ -742,7 +755,10 @@ mod tests {
         let lines: Vec<String> = (1..=20).map(key_line).collect();
         let whole = lines.join("\n") + "\n";
         std::fs::write(&path, &whole).unwrap();
-        let cache = Arc::new(AuthorizedKeysCache::new(&AllowList::File(path.clone()), true));
+        let cache = Arc::new(AuthorizedKeysCache::new(
+            &AllowList::File(path.clone()),
+            true,
+        ));
         let keys = cache.current().await.unwrap();
         assert_eq!(keys.entries.len(), 20);
 

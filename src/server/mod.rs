@@ -36,15 +36,15 @@ mod ratelog;
 mod stats;
 mod strict_modes;
 
+pub use authorized::{AllowListError, MAX_LOGGED_LINE_PROBLEMS, MAX_SETTLE_WAIT, SETTLE_TIME};
 pub use config::{
     AllowList, ConfigError, ReloadTrigger, ServerConfig, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, DEFAULT_REVOKE_POLL,
     DEFAULT_SHUTDOWN_GRACE, KEY_REVOKED, MIN_REQUEST_LIMIT,
 };
-pub use authorized::{AllowListError, MAX_LOGGED_LINE_PROBLEMS, MAX_SETTLE_WAIT, SETTLE_TIME};
 pub use listener::{bind, bind_all, LISTEN_BACKLOG};
-pub use strict_modes::StrictModesError;
 pub use stats::{ServerStats, StatsSnapshot};
+pub use strict_modes::StrictModesError;
 
 use std::future::Future;
 use std::io;

@@ -208,7 +208,15 @@ mod tests {
             std::os::unix::fs::chown(&file, Some(65534), None).unwrap();
             let error = check(&file).unwrap().unwrap_err();
             assert!(
-                matches!(error, StrictModesError::OtherOwner { owner: 65534, server_uid: 0, is_dir: false, .. }),
+                matches!(
+                    error,
+                    StrictModesError::OtherOwner {
+                        owner: 65534,
+                        server_uid: 0,
+                        is_dir: false,
+                        ..
+                    }
+                ),
                 "{error:?}"
             );
             assert!(error.to_string().contains("chown 0 "), "{error}");
