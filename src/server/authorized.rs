@@ -7,11 +7,13 @@
 //!   while it was read (stat, read, stat again; retried a few times). A file that
 //!   keeps changing keeps the previous version.
 //! - an open session, after a reload, asks for a *settled* version
-//!   ([`AuthorizedKeysCache::settled`]): one that has also stayed unchanged for
+//!   ([`AuthorizedKeysCache::settled_now`]): one that has also stayed unchanged for
 //!   [`SETTLE_TIME`]. Ending a session cannot be undone, and a file rewritten in
 //!   place (truncated, then written) reads as a revocation of every key not yet
-//!   written; so no session is ended by a version still being written, and one that
-//!   never settles ends nobody.
+//!   written; so no session is ended by a version still being written. The answer
+//!   never waits: while the file is not settled, sessions are kept for now, and a
+//!   background check pulls the reload trigger again once it has settled (or gives
+//!   up after [`MAX_SETTLE_WAIT`] of changes, ending nobody).
 //!
 //! A file that cannot be used (missing, unreadable, not a regular file, or refused
 //! under `StrictModes`, see [`super::strict_modes`]) denies every new connection and
@@ -296,14 +298,14 @@ enum LoadOutcome {
     New(FileVersion, AuthorizedKeys),
 }
 
-/// The last revocation check, shared with every session that asked before it
-/// started, so that a thousand sessions woken by one reload wait for one check.
-#[derive(Debug)]
-pub(super) struct SettleOutcome {
-    /// When the check started: it answers every question asked until then.
-    pub(super) started: Instant,
-    /// The settled version, or `None`: no version could be trusted to end sessions.
-    pub(super) keys: Option<Arc<AuthorizedKeys>>,
+/// The background check behind [`AuthorizedKeysCache::settled_now`].
+#[derive(Debug, Default)]
+pub(super) struct Recheck {
+    /// A check is running; no other is started.
+    pub(super) running: bool,
+    /// Some session was told "not settled, kept for now": once the file settles,
+    /// the reload trigger is pulled again so that it gets its answer.
+    pub(super) deferred: bool,
 }
 
 /// authorized_keys, parsed once per version of the file.
@@ -325,9 +327,10 @@ pub(super) struct AuthorizedKeysCache {
     /// Held while a version is read and parsed: one load at a time, and the
     /// connections that arrive meanwhile use its result instead of parsing again.
     pub(super) loading: tokio::sync::Mutex<()>,
-    /// Held while a revocation check waits for the file to settle, with the last
-    /// check's outcome.
-    pub(super) settling: tokio::sync::Mutex<Option<SettleOutcome>>,
+    /// The background check that waits for the file to settle.
+    pub(super) recheck: Mutex<Recheck>,
+    /// Pulled again when a deferred revocation check can be answered.
+    pub(super) reload: ReloadTrigger,
     /// While the file cannot be used: every connection hits the problem, so it is
     /// logged when it starts or changes, then at most every [`UNUSABLE_LOG_INTERVAL`].
     pub(super) unusable: Mutex<BurstLog>,
@@ -335,13 +338,14 @@ pub(super) struct AuthorizedKeysCache {
 
 impl AuthorizedKeysCache {
     /// The cache of `allow_list`, checking the file's permissions when
-    /// `strict_modes` is on.
-    pub(super) fn new(allow_list: &AllowList, strict_modes: bool) -> Self {
+    /// `strict_modes` is on; `reload` is the server's trigger, pulled again when a
+    /// revocation check had to wait for the file to settle.
+    pub(super) fn new(allow_list: &AllowList, strict_modes: bool, reload: ReloadTrigger) -> Self {
         let (path, fixed) = match allow_list {
             AllowList::File(path) => (path.clone(), None),
             AllowList::Keys(keys) => (PathBuf::new(), Some(Arc::clone(keys))),
         };
-        Self::with_source(path, fixed, Arc::new(Disk { strict_modes }))
+        Self::with_source(path, fixed, Arc::new(Disk { strict_modes }), reload)
     }
 
     /// The cache of `path` read through `source`.
@@ -349,6 +353,7 @@ impl AuthorizedKeysCache {
         path: PathBuf,
         fixed: Option<Arc<AuthorizedKeys>>,
         source: Arc<dyn FileSource>,
+        reload: ReloadTrigger,
     ) -> Self {
         Self {
             path,
@@ -356,7 +361,8 @@ impl AuthorizedKeysCache {
             source,
             cached: Mutex::new(None),
             loading: tokio::sync::Mutex::new(()),
-            settling: tokio::sync::Mutex::new(None),
+            recheck: Mutex::new(Recheck::default()),
+            reload,
             unusable: Mutex::new(BurstLog::every(UNUSABLE_LOG_INTERVAL)),
         }
     }
@@ -389,48 +395,69 @@ impl AuthorizedKeysCache {
         result.map(|current| current.loaded.keys)
     }
 
-    /// The version an open session is checked against after a reload: one that has
-    /// been stable for [`SETTLE_TIME`] (waiting for it, up to [`MAX_SETTLE_WAIT`]),
-    /// or `None` when there is none and sessions are to be kept.
-    pub(super) async fn settled(&self) -> Option<Arc<AuthorizedKeys>> {
+    /// The version an open session is checked against after a reload, at once: the
+    /// cached version if it is the file's and has stayed unchanged for
+    /// [`SETTLE_TIME`], else `None` (keep the session for now). Either way a
+    /// background check (one at a time) re-reads the file and its permissions, off
+    /// the async threads; after a `None`, it pulls the reload trigger again once the
+    /// file has settled, so that the session gets its answer then. Costs one `stat`
+    /// here: a thousand sessions woken by a reload are not held up by it.
+    pub(super) fn settled_now(self: &Arc<Self>) -> Option<Arc<AuthorizedKeys>> {
         if let Some(keys) = &self.fixed {
             return Some(Arc::clone(keys));
         }
-        let asked = Instant::now();
-        let mut last = self.settling.lock().await;
-        if let Some(outcome) = last.as_ref().filter(|outcome| outcome.started >= asked) {
-            return outcome.keys.clone();
+        let version = self.source.version(&self.path).ok();
+        let settled = self
+            .cached()
+            .filter(|loaded| Some(loaded.version) == version)
+            .filter(|loaded| loaded.first_seen.elapsed() >= SETTLE_TIME)
+            .map(|loaded| loaded.keys);
+        let mut recheck = self
+            .recheck
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if settled.is_none() {
+            recheck.deferred = true;
         }
-        let started = Instant::now();
-        let keys = self.settle().await;
-        *last = Some(SettleOutcome {
-            started,
-            keys: keys.clone(),
-        });
-        keys
+        if !recheck.running {
+            recheck.running = true;
+            tokio::spawn(Arc::clone(self).recheck());
+        }
+        settled
     }
 
-    async fn settle(&self) -> Option<Arc<AuthorizedKeys>> {
+    /// The background check: refreshes (permissions included), waits while the
+    /// file changes, and pulls the reload trigger if a session was kept waiting.
+    async fn recheck(self: Arc<Self>) {
         let deadline = Instant::now() + MAX_SETTLE_WAIT;
-        // The first look re-checks the permissions even if the file is unchanged:
-        // a reload is when a chmod of a directory above it is noticed.
-        let mut recheck = true;
-        loop {
-            let result = self.refresh(recheck).await;
-            self.report(result.as_ref().map(|current| current.up_to_date));
-            recheck = false;
-            let Ok(current) = result else {
-                return None;
-            };
-            let stable_for = current.loaded.first_seen.elapsed();
-            if current.up_to_date && stable_for >= SETTLE_TIME {
-                return Some(current.loaded.keys);
+        let mut first = true;
+        let finish = |pull: bool| {
+            let mut recheck = self
+                .recheck
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            recheck.running = false;
+            if std::mem::take(&mut recheck.deferred) && pull {
+                self.reload.trigger();
             }
-            let wait = if current.up_to_date {
-                SETTLE_TIME - stable_for
-            } else {
-                SETTLE_TIME
+        };
+        loop {
+            // The first look re-checks the permissions even if the file is
+            // unchanged: a reload is when a chmod of a directory above it is seen.
+            let result = self.refresh(first).await;
+            self.report(result.as_ref().map(|current| current.up_to_date));
+            first = false;
+            let wait = match &result {
+                Ok(current) if current.up_to_date => {
+                    SETTLE_TIME.saturating_sub(current.loaded.first_seen.elapsed())
+                }
+                Ok(_) => SETTLE_TIME,
+                // Unusable: sessions are kept; nothing to wait for.
+                Err(_) => return finish(false),
             };
+            if wait.is_zero() {
+                return finish(true);
+            }
             if Instant::now() + wait > deadline {
                 warn!(
                     "{} kept changing for {MAX_SETTLE_WAIT:?}: open sessions are kept \
@@ -438,7 +465,7 @@ impl AuthorizedKeysCache {
                      write it to a temporary file and rename it into place",
                     self.path.display()
                 );
-                return None;
+                return finish(false);
             }
             tokio::time::sleep(wait).await;
         }
@@ -608,7 +635,7 @@ mod tests {
     use std::time::SystemTime;
 
     fn key_line(seed: u8) -> String {
-        Identity::from_seed(&[seed; 32], &format!("client{seed}"))
+        Identity::from_seed(&[seed; 32], format!("client{seed}"))
             .public_key()
             .to_openssh_line(&format!("client{seed}"))
     }
@@ -663,14 +690,42 @@ mod tests {
         }
     }
 
-    fn scripted() -> (Arc<Scripted>, AuthorizedKeysCache) {
+    fn scripted() -> (Arc<Scripted>, Arc<AuthorizedKeysCache>) {
         let source = Arc::new(Scripted::default());
         let cache = AuthorizedKeysCache::with_source(
             "authorized_keys".into(),
             None,
             Arc::clone(&source) as Arc<dyn FileSource>,
+            ReloadTrigger::default(),
         );
-        (source, cache)
+        (source, Arc::new(cache))
+    }
+
+    fn on_disk(path: &Path, strict_modes: bool) -> Arc<AuthorizedKeysCache> {
+        Arc::new(AuthorizedKeysCache::new(
+            &AllowList::File(path.to_path_buf()),
+            strict_modes,
+            ReloadTrigger::default(),
+        ))
+    }
+
+    /// What an open session is told after a reload, as the connection loop asks:
+    /// at once, and again on each pull of the trigger, until `bound` has passed.
+    async fn session_verdict(
+        cache: &Arc<AuthorizedKeysCache>,
+        bound: Duration,
+    ) -> Option<Arc<AuthorizedKeys>> {
+        let mut reloads = cache.reload.subscribe();
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(keys) = cache.settled_now() {
+                return Some(keys);
+            }
+            match tokio::time::timeout_at(deadline, reloads.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -697,12 +752,18 @@ mod tests {
         // A revocation check does not end key 2's session on it either: it waits,
         // and the writer finishes meanwhile (its final version is read whole).
         source.push(version(100), &both, true);
-        let settled = cache.settled().await.expect("the finished file settles");
+        assert!(
+            cache.settled_now().is_none(),
+            "an unsettled version answered"
+        );
+        let settled = session_verdict(&cache, MAX_SETTLE_WAIT)
+            .await
+            .expect("the finished file settles");
         assert!(allows(&settled, 1) && allows(&settled, 2));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_file_that_never_settles_ends_no_session_and_the_check_is_shared() {
+    async fn a_file_that_never_settles_ends_no_session() {
         let (source, cache) = scripted();
         source.push(version(1), &format!("{}\n", key_line(1)), true);
         cache.current().await.unwrap();
@@ -710,42 +771,10 @@ mod tests {
         for step in 2..200 {
             source.push(version(step), "# being written\n", true);
         }
-        let started = Instant::now();
-        let checks = (0..50).map(|_| cache.settled());
-        let results = futures_join_all(checks).await;
-        assert!(results.iter().all(Option::is_none), "a session was revoked");
-        // Fifty sessions, one check of at most MAX_SETTLE_WAIT, not fifty.
-        assert!(
-            started.elapsed() <= MAX_SETTLE_WAIT,
-            "{:?}",
-            started.elapsed()
-        );
-    }
-
-    /// Polls every future to completion together (no futures crate needed).
-    async fn futures_join_all<F: std::future::Future>(
-        futures: impl Iterator<Item = F>,
-    ) -> Vec<F::Output> {
-        let mut pinned: Vec<_> = futures.map(Box::pin).collect();
-        let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-        std::future::poll_fn(|cx| {
-            let mut pending = false;
-            for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
-                if output.is_none() {
-                    match future.as_mut().poll(cx) {
-                        std::task::Poll::Ready(value) => *output = Some(value),
-                        std::task::Poll::Pending => pending = true,
-                    }
-                }
-            }
-            if pending {
-                std::task::Poll::Pending
-            } else {
-                std::task::Poll::Ready(())
-            }
-        })
-        .await;
-        outputs.into_iter().map(Option::unwrap).collect()
+        let verdict = session_verdict(&cache, MAX_SETTLE_WAIT + SETTLE_TIME * 5).await;
+        assert!(verdict.is_none(), "a session was revoked");
+        // The background check gave up (it is not running forever).
+        assert!(!cache.recheck.lock().unwrap().running);
     }
 
     #[tokio::test(start_paused = true)]
@@ -755,10 +784,7 @@ mod tests {
         let lines: Vec<String> = (1..=20).map(key_line).collect();
         let whole = lines.join("\n") + "\n";
         std::fs::write(&path, &whole).unwrap();
-        let cache = Arc::new(AuthorizedKeysCache::new(
-            &AllowList::File(path.clone()),
-            true,
-        ));
+        let cache = on_disk(&path, true);
         let keys = cache.current().await.unwrap();
         assert_eq!(keys.entries.len(), 20);
 
@@ -789,14 +815,16 @@ mod tests {
         let mut checks = 0;
         while !writer.is_finished() && checks < 100 {
             checks += 1;
-            if let Some(keys) = cache.settled().await {
+            if let Some(keys) = session_verdict(&cache, MAX_SETTLE_WAIT).await {
                 false_revocations += (1..=20).filter(|seed| !allows(&keys, *seed)).count();
             }
             tokio::time::sleep(Duration::from_millis(170)).await;
         }
         writer.await.unwrap();
         assert_eq!(false_revocations, 0);
-        let settled = cache.settled().await.expect("the whole file settles");
+        let settled = session_verdict(&cache, MAX_SETTLE_WAIT)
+            .await
+            .expect("the whole file settles");
         assert_eq!(settled.entries.len(), 20);
     }
 
@@ -836,6 +864,7 @@ mod tests {
             Arc::new(Blocking {
                 release: Mutex::new(released),
             }),
+            ReloadTrigger::default(),
         );
         // On this runtime's only thread, another task must run while the read
         // waits: it is the one that releases it. A read on this thread would wait
@@ -848,7 +877,7 @@ mod tests {
     #[tokio::test]
     async fn an_unusable_file_is_reported_once_not_per_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = AuthorizedKeysCache::new(&AllowList::File(dir.path().join("missing")), true);
+        let cache = on_disk(&dir.path().join("missing"), true);
         let mut text = String::new();
         for _ in 0..100 {
             let error = cache.current().await.unwrap_err();
@@ -874,29 +903,29 @@ mod tests {
         if !made.is_ok_and(|status| status.success()) {
             return; // no mkfifo on this machine
         }
-        let cache = AuthorizedKeysCache::new(&AllowList::File(fifo), false);
+        let cache = on_disk(&fifo, false);
         let error = cache.current().await.unwrap_err();
         assert!(error.to_string().contains("FIFO"), "{error}");
-        let cache = AuthorizedKeysCache::new(&AllowList::File(dir.path().to_path_buf()), false);
+        let cache = on_disk(dir.path(), false);
         let error = cache.current().await.unwrap_err();
         assert!(error.to_string().contains("a directory"), "{error}");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_file_made_unsafe_denies_new_clients_and_says_how_to_fix_it() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("authorized_keys");
         std::fs::write(&path, key_line(1) + "\n").unwrap();
-        let cache = AuthorizedKeysCache::new(&AllowList::File(path.clone()), true);
+        let cache = on_disk(&path, true);
         assert!(cache.current().await.is_ok());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
         let error = cache.current().await.unwrap_err();
         assert!(matches!(error, AllowListError::StrictModes(_)), "{error}");
         assert!(error.to_string().contains("chmod go-w"), "{error}");
         // Open sessions are kept: no settled version.
-        assert!(cache.settled().await.is_none());
-        let lax = AuthorizedKeysCache::new(&AllowList::File(path), false);
+        assert!(session_verdict(&cache, MAX_SETTLE_WAIT).await.is_none());
+        let lax = on_disk(&path, false);
         assert!(lax.current().await.is_ok());
     }
 }

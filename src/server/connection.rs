@@ -437,7 +437,7 @@ impl Handler {
                         header = &mut next => break header,
                         _ = self.shutdown_signal.changed() => return Ok(ControlFlow::Break(EchoEnd::Done)),
                         () = reloaded => {
-                            if !still_authorized(&self.authorized_keys, self.peer, client).await {
+                            if !still_authorized(&self.authorized_keys, self.peer, client) {
                                 return Ok(ControlFlow::Break(EchoEnd::Revoked));
                             }
                         }
@@ -539,14 +539,15 @@ pub(super) async fn poll_once<F: Future + ?Sized>(mut future: Pin<&mut F>) -> Op
 }
 
 /// After a reload: whether a session's key is still allowed by a settled version of
-/// the file. A file still being written, or one that cannot be used (missing,
-/// unreadable), keeps the session: neither is proof that this key was revoked.
-pub(super) async fn still_authorized(
-    keys: &AuthorizedKeysCache,
+/// the file. A file still being written (checked again once it settles), or one
+/// that cannot be used (missing, unreadable), keeps the session: neither is proof
+/// that this key was revoked.
+pub(super) fn still_authorized(
+    keys: &Arc<AuthorizedKeysCache>,
     peer: SocketAddr,
     client: &PublicKey,
 ) -> bool {
-    match keys.settled().await {
+    match keys.settled_now() {
         Some(keys) => keys
             .authorize(client, canonical_ip(peer.ip()), SystemTime::now())
             .is_ok(),

@@ -113,16 +113,18 @@ impl Server {
     /// A setting that cannot work (see [`ServerConfig::validate`]).
     pub fn new(config: ServerConfig) -> Result<Self, ConfigError> {
         config.validate()?;
+        let reload = ReloadTrigger::default();
         Ok(Self {
             authorized_keys: Arc::new(AuthorizedKeysCache::new(
                 &config.allow_list,
                 config.strict_modes,
+                reload.clone(),
             )),
             shutdown: watch::Sender::new(false),
             shared: Arc::new(Shared {
                 config,
                 stats: Arc::new(ServerStats::default()),
-                reload: ReloadTrigger::default(),
+                reload,
             }),
         })
     }
