@@ -664,14 +664,18 @@ async fn without_revoke_live_a_reload_trigger_ends_revoked_sessions() {
         .expect("the revoked session was not ended")
         .unwrap_err();
     assert!(is_key_revoked(&error), "{error}");
-    // A half-written file fails closed: client 3's line is not in it, so its
-    // session ends too (`authorize` replaces the file atomically, never like this).
+    // A half-written file left so fails closed once it has stayed unchanged for
+    // SETTLE_TIME: client 3's line is not in it, so its session ends too
+    // (`authorize` replaces the file atomically, never like this).
     let full = std::fs::read(&server.authorized_keys).unwrap();
     let mut kept = connect(server.addr, None, &identity(3)).await.unwrap();
     ask(&mut kept, "authorized").await.unwrap();
     std::fs::write(&server.authorized_keys, &full[..full.len() / 2]).unwrap();
     server.reload.trigger();
-    let error = ask(&mut kept, "x").await.unwrap_err();
+    let error = tokio::time::timeout(WAIT, kept.0.read_reply(MIN_RESPONSE_LIMIT))
+        .await
+        .expect("the session of the half-written file was not ended")
+        .unwrap_err();
     assert!(is_key_revoked(&error), "{error}");
     // A missing file denies new connections but is no proof of revocation: open
     // sessions go on.
