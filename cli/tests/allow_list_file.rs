@@ -55,7 +55,13 @@ struct Serve {
 /// Runs `serve` with `keys`; `Ok` once it listens, `Err(status, log)` if it exits.
 fn serve(home: &Path, keys: &Path, extra: &[&str]) -> Result<Serve, (i32, String)> {
     let mut child = noise_echo(home)
-        .args(["serve", "--listen", "127.0.0.1:0", "--host-key"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--create-host-key",
+            "--host-key",
+        ])
         .arg(home.join("host_key"))
         .arg("--authorized-keys")
         .arg(keys)
