@@ -8,6 +8,7 @@
 //! per line, and typing at a terminal still gets each answer at once.
 
 use std::io::{IsTerminal, Write as _};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -15,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use super::{ExitStatus, StatusError};
 use noise_echo::client::{self, ClientConfig, ClientError, Target, UnknownHost};
 use noise_echo::identity::Fingerprint;
-use noise_echo::wire::{RecordType, Reply, WireError, MIN_RESPONSE_LIMIT};
+use noise_echo::wire::{Refusal, RecordType, Reply, Violation, WireError, MIN_RESPONSE_LIMIT};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -27,6 +28,19 @@ pub(super) struct Args {
     messages: Vec<String>,
     #[command(flatten)]
     trust: super::ClientTrustArgs,
+    /// Give up if the server does not accept the TCP connection within SECONDS, as
+    /// ssh's ConnectTimeout (0: wait as long as the system does)
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    connect_timeout: u64,
+    /// Give up if the handshake takes longer than SECONDS, not counting the time
+    /// spent at the host-key prompt (0: no limit)
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    handshake_timeout: u64,
+}
+
+/// `0` turns a timeout off, as with ssh's `ConnectTimeout=0`.
+fn timeout(seconds: u64) -> Option<Duration> {
+    (seconds > 0).then(|| Duration::from_secs(seconds))
 }
 
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
@@ -35,7 +49,9 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     noise_echo::fsutil::check_updatable(&trust.known_hosts).context("cannot use known_hosts")?;
     let config = ClientConfig::known_hosts(trust.identity, trust.known_hosts)
         .unknown_host(trust.unknown_host)
-        .prompt(terminal_prompt());
+        .prompt(host_key_prompt())
+        .connect_timeout(timeout(args.connect_timeout))
+        .handshake_timeout(timeout(args.handshake_timeout));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -55,7 +71,9 @@ async fn session(
     config: ClientConfig,
     messages: Vec<String>,
 ) -> anyhow::Result<()> {
-    let connection = client::connect(&target, config).await.map_err(classify)?;
+    let connection = client::connect(&target, config)
+        .await
+        .map_err(|error| connect_failed(error, &target))?;
     if let Some(host_field) = connection.newly_known_as() {
         eprintln!(
             "Warning: Permanently added '{host_field}' (ED25519) to the list of known hosts."
@@ -194,18 +212,38 @@ where
     Ok(())
 }
 
+/// [`classify`] for the errors of connecting, which can name the server: a refusal
+/// before the handshake, or something that is not a noise-echo server at all.
+fn connect_failed(error: ClientError, target: &Target) -> anyhow::Error {
+    let (status, message) = match &error {
+        ClientError::Wire(WireError::NotAllowed(refusal @ Refusal::ClosedBeforeHandshake)) => (
+            ExitStatus::ConnectionFailed,
+            // The refusal's own text, about "the server", names which one.
+            refusal
+                .to_string()
+                .replacen("the server", &format!("the server at {target}"), 1),
+        ),
+        ClientError::Wire(WireError::PeerMisbehaved(Violation::NotNoiseEcho { sent, .. })) => (
+            ExitStatus::ProtocolError,
+            format!("{target} is not a noise-echo server: {sent}"),
+        ),
+        _ => return classify(error),
+    };
+    StatusError { status, message }.into()
+}
+
 /// Gives a client error the exit status that says what kind of failure it was.
 fn classify(error: ClientError) -> anyhow::Error {
     let status = match &error {
-        ClientError::Connect { .. } => ExitStatus::ConnectionFailed,
+        ClientError::Connect { .. } | ClientError::Timeout { .. } => ExitStatus::ConnectionFailed,
+        ClientError::ClosedDuringPrompt => ExitStatus::ConnectionFailed,
         ClientError::HostKeyNotTrusted(_) => ExitStatus::HostKeyNotTrusted,
         ClientError::KnownHosts { .. } => ExitStatus::Failure,
         ClientError::Wire(wire) => match wire {
             WireError::Io(_) => ExitStatus::ConnectionFailed,
             WireError::PeerMisbehaved(_) => ExitStatus::ProtocolError,
-            WireError::NotAllowed(noise_echo::wire::Refusal::PermissionDenied(_)) => {
-                ExitStatus::PermissionDenied
-            }
+            WireError::NotAllowed(Refusal::PermissionDenied(_)) => ExitStatus::PermissionDenied,
+            WireError::NotAllowed(Refusal::ClosedBeforeHandshake) => ExitStatus::ConnectionFailed,
             WireError::NotAllowed(_) => ExitStatus::HostKeyNotTrusted,
             WireError::Internal(_) => ExitStatus::Failure,
             _ => ExitStatus::Failure,
@@ -216,15 +254,25 @@ fn classify(error: ClientError) -> anyhow::Error {
     let message = match (&error, client::permission_denied_reason(&error)) {
         (_, Some(reason)) => format!("the server refused this key: {}", super::printable(reason)),
         (ClientError::HostKeyNotTrusted(refusal), None) => super::render::host_key_error(refusal),
+        // Every message includes its causes' text (see the library's error types):
+        // the chain adds nothing.
         (_, None) => error.to_string(),
     };
     StatusError { status, message }.into()
 }
 
-/// SSH asks on the terminal, even when standard input is a pipe. Without a
-/// terminal (scripts, CI, tests), there is no prompt and unknown hosts are refused.
-fn terminal_prompt() -> Option<client::HostKeyPrompt> {
-    if !std::io::stderr().is_terminal() {
+/// How the user is asked about an unknown host key, as ssh asks: `$SSH_ASKPASS`
+/// when `SSH_ASKPASS_REQUIRE` says so (or when there is no terminal but a display),
+/// else the terminal, even when standard input is a pipe. With neither (scripts,
+/// CI, tests), there is no prompt and unknown hosts are refused.
+fn host_key_prompt() -> Option<client::HostKeyPrompt> {
+    let terminal = std::io::stderr().is_terminal();
+    if let Some(program) = askpass_program(terminal) {
+        return Some(Box::new(move |unknown: &UnknownHost| {
+            ask_with_askpass(&program, unknown)
+        }));
+    }
+    if !terminal {
         return None;
     }
     let tty = std::fs::OpenOptions::new()
@@ -237,18 +285,72 @@ fn terminal_prompt() -> Option<client::HostKeyPrompt> {
     }))
 }
 
+/// The askpass program to ask with, following ssh's rules for `SSH_ASKPASS` and
+/// `SSH_ASKPASS_REQUIRE` (`force`, `prefer`, `never`).
+fn askpass_program(terminal: bool) -> Option<std::ffi::OsString> {
+    let program = std::env::var_os("SSH_ASKPASS").filter(|program| !program.is_empty())?;
+    let display = ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
+    let wanted = match std::env::var("SSH_ASKPASS_REQUIRE").as_deref() {
+        Ok("force") => true,
+        Ok("never") => false,
+        Ok("prefer") => display,
+        _ => display && !terminal,
+    };
+    wanted.then_some(program)
+}
+
+/// Runs the askpass program with the question as its argument; its first line of
+/// output is the answer. A program that fails or prints nothing declines.
+fn ask_with_askpass(program: &std::ffi::OsStr, unknown: &UnknownHost) -> std::io::Result<bool> {
+    let question = super::render::unknown_host_prompt(unknown);
+    let output = std::process::Command::new(program)
+        .arg(&question)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|error| {
+            std::io::Error::new(
+                error.kind(),
+                format!(
+                    "cannot run SSH_ASKPASS program {}: {error}",
+                    std::path::Path::new(program).display()
+                ),
+            )
+        })?;
+    if !output.status.success() {
+        return Ok(false);
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let answer = text.lines().next().unwrap_or_default();
+    Ok(matches!(
+        parse_answer(answer, &unknown.key.fingerprint()),
+        Some(true)
+    ))
+}
+
+/// `Some(true)` for yes or the right fingerprint, `Some(false)` for no or a wrong
+/// fingerprint, `None` for anything else.
+fn parse_answer(answer: &str, fingerprint: &Fingerprint) -> Option<bool> {
+    let answer = answer.trim();
+    if answer.eq_ignore_ascii_case("yes") {
+        return Some(true);
+    }
+    if answer.eq_ignore_ascii_case("no") {
+        return Some(false);
+    }
+    answer
+        .parse::<Fingerprint>()
+        .ok()
+        .map(|typed| typed == *fingerprint)
+}
+
 fn ask_on_terminal(tty: std::fs::File, unknown: &UnknownHost) -> std::io::Result<bool> {
     use std::io::BufRead;
     let fingerprint = unknown.key.fingerprint();
     let mut writer = &tty;
-    write!(
-        writer,
-        "The authenticity of host '{}' can't be established.\n\
-         ED25519 key fingerprint is {fingerprint}.\n\
-         This key is not known by any other names.\n\
-         Are you sure you want to continue connecting (yes/no/[fingerprint])? ",
-        unknown.host_field
-    )?;
+    write!(writer, "{}", super::render::unknown_host_prompt(unknown))?;
     let mut reader = std::io::BufReader::new(&tty);
     // Bounded: after a few unclear answers, treat it as no.
     for _ in 0..5 {
@@ -256,21 +358,15 @@ fn ask_on_terminal(tty: std::fs::File, unknown: &UnknownHost) -> std::io::Result
         if reader.read_line(&mut answer)? == 0 {
             return Ok(false);
         }
-        let answer = answer.trim();
-        if answer.eq_ignore_ascii_case("yes") {
-            return Ok(true);
-        }
-        if answer.eq_ignore_ascii_case("no") {
-            return Ok(false);
-        }
-        if let Ok(typed) = answer.parse::<Fingerprint>() {
-            if typed == fingerprint {
-                return Ok(true);
+        match parse_answer(&answer, &fingerprint) {
+            Some(true) => return Ok(true),
+            Some(false) if answer.trim().eq_ignore_ascii_case("no") => return Ok(false),
+            Some(false) => {
+                writeln!(writer, "Warning: the fingerprint you typed does not match.")?;
+                return Ok(false);
             }
-            writeln!(writer, "Warning: the fingerprint you typed does not match.")?;
-            return Ok(false);
+            None => write!(writer, "Please type 'yes', 'no' or the fingerprint: ")?,
         }
-        write!(writer, "Please type 'yes', 'no' or the fingerprint: ")?;
     }
     Ok(false)
 }

@@ -2,7 +2,43 @@
 //! key, and the flags to use for an unknown one. The library returns
 //! [`HostKeyError`]; the text the user reads lives here.
 
-use noise_echo::client::{HostKeyError, UnknownReason};
+use noise_echo::client::{HostKeyError, UnknownHost, UnknownReason};
+
+/// ssh lists at most this many other names of a key, then says how many it left out.
+const MAX_OTHER_NAMES: usize = 8;
+
+/// The question about an unknown host key, as ssh asks it (the terminal prompt and
+/// the askpass program show the same text), with the other names the key is known
+/// by in known_hosts.
+pub(crate) fn unknown_host_prompt(unknown: &UnknownHost) -> String {
+    let mut text = format!(
+        "The authenticity of host '{}' can't be established.\n\
+         ED25519 key fingerprint is {}.\n",
+        unknown.host_field,
+        unknown.key.fingerprint()
+    );
+    if unknown.other_names.is_empty() {
+        text.push_str("This key is not known by any other names.\n");
+    } else {
+        text.push_str("This host key is known by the following other names/addresses:\n");
+        for other in unknown.other_names.iter().take(MAX_OTHER_NAMES) {
+            text.push_str(&format!(
+                "    {}:{}: {}\n",
+                unknown.known_hosts.display(),
+                other.line,
+                // From the file: escaped, so it cannot drive the terminal.
+                super::printable(&other.name)
+            ));
+        }
+        if let Some(omitted) = unknown.other_names.len().checked_sub(MAX_OTHER_NAMES) {
+            if omitted > 0 {
+                text.push_str(&format!("({omitted} additional names omitted)\n"));
+            }
+        }
+    }
+    text.push_str("Are you sure you want to continue connecting (yes/no/[fingerprint])? ");
+    text
+}
 
 /// The message for a host-key refusal, as SSH words it.
 pub(crate) fn host_key_error(error: &HostKeyError) -> String {
@@ -44,7 +80,7 @@ Host key for '{host_field}' has changed: refusing to connect.",
             expected,
             presented,
         } => format!(
-            "host key for '{host_field}' is {presented}, not the expected {expected}: refusing to connect"
+            "host key for '{host_field}' is {presented}, not the expected {expected} (--expect-fingerprint): refusing to connect"
         ),
         HostKeyError::Unknown {
             host_field,
@@ -92,7 +128,7 @@ mod tests {
         };
         assert_eq!(
             host_key_error(&mismatch),
-            format!("host key for '[h]:1' is {key}, not the expected {other}: refusing to connect")
+            format!("host key for '[h]:1' is {key}, not the expected {other} (--expect-fingerprint): refusing to connect")
         );
     }
 }

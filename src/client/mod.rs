@@ -10,7 +10,15 @@
 //! ([`ClientConfig::pinned`]), and no file is read or written.
 //!
 //! [`decide`] is the decision itself, without I/O; this module runs the handshake
-//! ([`connect`] over TCP, [`connect_stream`] over any stream) around it.
+//! ([`connect`] over TCP, [`connect_stream`] over any stream) around it, under a
+//! connect timeout and a handshake timeout (as ssh's `ConnectTimeout`) that do not
+//! count the time the user spends at the prompt.
+//!
+//! A server gives a client a bounded time to finish the handshake (10 s by
+//! default), and a user comparing fingerprints may take longer. The user's answer is
+//! not lost to that: the key is saved as soon as it is accepted, and if the server
+//! hung up meanwhile, [`connect`] connects again, once, to a server that is now
+//! known.
 
 mod trust;
 
@@ -21,14 +29,15 @@ use std::io;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use crate::fsutil;
 use crate::identity::{Fingerprint, PublicKey};
-use crate::openssh::known_hosts::{self, KnownHosts};
+use crate::openssh::known_hosts::{self, KnownHosts, OtherName};
 use crate::wire::{
     self, LocalIdentity, RecordType, RecvHalf, Refusal, Reply, SendHalf, WireError,
     MIN_RESPONSE_LIMIT,
@@ -39,6 +48,14 @@ pub const DEFAULT_PORT: u16 = 1234;
 
 /// known_hosts is private to the user, as `~/.ssh/known_hosts`.
 const KNOWN_HOSTS_MODE: u32 = 0o600;
+
+/// How long [`connect`] waits for the TCP connection by default: ample on any
+/// working network, and a black-holed address fails instead of hanging.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the handshake may take by default, not counting the time at the host-key
+/// prompt: twice the server's own default deadline, so the server gives up first.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where to connect: a host name or address, and a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,11 +117,18 @@ pub type HostKeyPrompt = Box<dyn FnOnce(&UnknownHost) -> io::Result<bool> + Send
 
 /// What the user is shown about an unknown server.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct UnknownHost {
     /// The name it will be recorded under, e.g. `[localhost]:1234`.
     pub host_field: String,
     /// The key the server presented.
     pub key: PublicKey,
+    /// The known_hosts file, which [`UnknownHost::other_names`] are lines of.
+    pub known_hosts: PathBuf,
+    /// Lines of known_hosts holding the same key under other names, as ssh lists
+    /// them ("This host key is known by the following other names/addresses"): a
+    /// user who knows the key under another name can recognise it.
+    pub other_names: Vec<OtherName>,
 }
 
 /// Everything that can go wrong when connecting, grouped so callers (the CLI's exit
@@ -113,28 +137,69 @@ pub struct UnknownHost {
 #[non_exhaustive]
 pub enum ClientError {
     /// The server could not be reached.
-    #[error("cannot connect to {target}: {source}")]
+    #[error("cannot connect to {target}: {cause}")]
     Connect {
         /// Where we tried.
         target: String,
-        /// Why it failed.
-        source: io::Error,
+        /// Why it failed; in the message, so not a `source()`.
+        cause: io::Error,
     },
+    /// The connection or the handshake took longer than the configured timeout
+    /// ([`ClientConfig::connect_timeout`], [`ClientConfig::handshake_timeout`]).
+    #[error("{stage} {target} timed out after {}", seconds(*after))]
+    Timeout {
+        /// Where we tried.
+        target: String,
+        /// Which step timed out.
+        stage: TimeoutStage,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The server closed the connection while the user was at the host-key prompt,
+    /// over a stream [`connect_stream`] cannot open again (the key the user accepted
+    /// is saved: connecting again finds it known). [`connect`] reconnects instead.
+    #[error("the server closed the connection while the host key prompt was open; the key was saved: connect again")]
+    ClosedDuringPrompt,
     /// The server's key is not trusted: unknown and not accepted, changed, revoked,
     /// or not the expected one. Nothing revealing our identity was sent.
     #[error(transparent)]
     HostKeyNotTrusted(#[from] HostKeyError),
     /// known_hosts could not be read or updated.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     KnownHosts {
         /// The file.
         path: PathBuf,
-        /// What failed.
-        source: io::Error,
+        /// What failed; in the message, so not a `source()`.
+        cause: io::Error,
     },
     /// The handshake or the session failed.
     #[error(transparent)]
     Wire(#[from] WireError),
+}
+
+/// The step of [`connect`] that a [`ClientError::Timeout`] interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutStage {
+    /// Opening the TCP connection: nothing answered (a black-holed address, or a
+    /// firewall that drops packets).
+    Connect,
+    /// The handshake: the connection was open but the server did not complete it.
+    Handshake,
+}
+
+impl fmt::Display for TimeoutStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "connecting to",
+            Self::Handshake => "the handshake with",
+        })
+    }
+}
+
+/// `1 s`, `1.5 s`: a timeout as the user set it.
+fn seconds(duration: Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
 }
 
 /// How the server's key is trusted.
@@ -172,7 +237,7 @@ impl fmt::Debug for HostTrust {
     }
 }
 
-/// How to connect: our identity and the rules for the server's.
+/// How to connect: our identity, the rules for the server's, and how long to wait.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct ClientConfig {
@@ -180,31 +245,62 @@ pub struct ClientConfig {
     pub identity: LocalIdentity,
     /// How the server's key is trusted.
     pub trust: HostTrust,
+    /// How long [`connect`] waits for the TCP connection; `None` waits as long as
+    /// the operating system does (minutes, against a black-holed address).
+    pub connect_timeout: Option<Duration>,
+    /// How long the handshake may take, not counting the time at the prompt; `None`
+    /// waits forever for a server that accepted and never answers.
+    pub handshake_timeout: Option<Duration>,
 }
 
 impl ClientConfig {
-    /// Trusts only the server key with `fingerprint`, without any file.
+    /// Trusts only the server key with `fingerprint`, without any file. To pin a
+    /// key and keep known_hosts too, use [`ClientConfig::known_hosts`] with
+    /// [`UnknownHostPolicy::ExpectFingerprint`].
     pub fn pinned(identity: LocalIdentity, fingerprint: Fingerprint) -> Self {
-        Self {
-            identity,
-            trust: HostTrust::Pinned(fingerprint),
-        }
+        Self::with_trust(identity, HostTrust::Pinned(fingerprint))
     }
 
     /// Checks the server against the known_hosts file at `path`, refusing unknown
     /// keys (change it with [`ClientConfig::unknown_host`] and [`ClientConfig::prompt`]).
     pub fn known_hosts(identity: LocalIdentity, path: PathBuf) -> Self {
-        Self {
+        Self::with_trust(
             identity,
-            trust: HostTrust::KnownHosts {
+            HostTrust::KnownHosts {
                 path,
                 unknown: UnknownHostPolicy::Refuse,
                 prompt: None,
             },
+        )
+    }
+
+    fn with_trust(identity: LocalIdentity, trust: HostTrust) -> Self {
+        Self {
+            identity,
+            trust,
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
         }
     }
 
+    /// Sets how long [`connect`] waits for the TCP connection (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`]; `None` for the operating system's own).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets how long the handshake may take, not counting the time at the prompt
+    /// (default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None` for no limit).
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
     /// Sets the policy for unknown keys (known_hosts trust only; a pin ignores it).
+    /// [`UnknownHostPolicy::ExpectFingerprint`] is checked for known hosts too.
     #[must_use]
     pub fn unknown_host(mut self, policy: UnknownHostPolicy) -> Self {
         if let HostTrust::KnownHosts { unknown, .. } = &mut self.trust {
@@ -307,40 +403,106 @@ where
 }
 
 /// Connects to `target` over TCP, then runs [`connect_stream`]'s handshake and
-/// trust decision.
+/// trust decision, each under its timeout.
+///
+/// If the server closed the connection while the user was at the host-key prompt
+/// (its handshake deadline is shorter than a careful user), the accepted key is
+/// saved and `connect` connects again, once; the server is then known, so nobody is
+/// asked twice.
 ///
 /// # Errors
-/// [`ClientError::Connect`] if the server cannot be reached, and those of
+/// [`ClientError::Connect`] if the server cannot be reached,
+/// [`ClientError::Timeout`] if it does not answer in time, and those of
 /// [`connect_stream`].
 pub async fn connect(target: &Target, config: ClientConfig) -> Result<Connection, ClientError> {
-    let mut stream = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|source| ClientError::Connect {
+    let ClientConfig {
+        identity,
+        mut trust,
+        connect_timeout,
+        handshake_timeout,
+    } = config;
+    let mut accepted_at_prompt = None;
+    // Bounded: the second attempt has no prompt left to wait for.
+    for _attempt in 0..2 {
+        let mut stream = open_tcp(target, connect_timeout).await?;
+        let steps = Handshake {
+            identity: &identity,
+            trust: &mut trust,
+            target,
+            timeout: handshake_timeout,
+            accepted_at_prompt: accepted_at_prompt.as_ref(),
+        };
+        match steps.run(&mut stream).await? {
+            Outcome::Established {
+                session,
+                server_key,
+                newly_known_as,
+            } => {
+                // TCP's owned halves need no lock between the reader and the writer.
+                let (reader, writer) = stream.into_split();
+                let (receiver, sender) = session.into_halves(reader, writer);
+                return Ok(Connection {
+                    server_key,
+                    // Added by the first attempt when this is the second.
+                    newly_known_as: newly_known_as.or_else(|| {
+                        accepted_at_prompt
+                            .map(|_| known_hosts::host_field(&target.host, target.port))
+                    }),
+                    receiver,
+                    sender,
+                });
+            }
+            Outcome::ClosedDuringPrompt { accepted } => accepted_at_prompt = Some(accepted),
+        }
+    }
+    Err(ClientError::ClosedDuringPrompt)
+}
+
+/// Opens the TCP connection, within `timeout`.
+async fn open_tcp(target: &Target, timeout: Option<Duration>) -> Result<TcpStream, ClientError> {
+    let connecting = TcpStream::connect((target.host.as_str(), target.port));
+    let stream = within(timeout, connecting, target, TimeoutStage::Connect)
+        .await?
+        .map_err(|cause| ClientError::Connect {
             target: target.to_string(),
-            source,
+            cause,
         })?;
     // Requests are small and latency matters: don't let Nagle hold them back.
     let _ = stream.set_nodelay(true);
-    let (established, server_key, newly_known_as) = handshake(&mut stream, target, config).await?;
-    // TCP's owned halves need no lock between the reader and the writer.
-    let (reader, writer) = stream.into_split();
-    let (receiver, sender) = established.into_halves(reader, writer);
-    Ok(Connection {
-        server_key,
-        newly_known_as,
-        receiver,
-        sender,
-    })
+    Ok(stream)
+}
+
+/// Runs `step` within `timeout` (if any), or fails with [`ClientError::Timeout`].
+async fn within<T>(
+    timeout: Option<Duration>,
+    step: impl std::future::Future<Output = T>,
+    target: &Target,
+    stage: TimeoutStage,
+) -> Result<T, ClientError> {
+    let Some(after) = timeout else {
+        return Ok(step.await);
+    };
+    tokio::time::timeout(after, step)
+        .await
+        .map_err(|_| ClientError::Timeout {
+            target: target.to_string(),
+            stage,
+            after,
+        })
 }
 
 /// Runs the handshake over `io`, an already connected stream to the server known
 /// as `server` (its name and port are what known_hosts is checked under), and
-/// decides whether to trust its key BEFORE revealing our identity (message 3).
+/// decides whether to trust its key BEFORE revealing our identity (message 3). The
+/// handshake runs under [`ClientConfig::handshake_timeout`]; the connect timeout is
+/// the caller's, who opened `io`.
 ///
 /// # Errors
 /// [`ClientError::HostKeyNotTrusted`] with the [`HostKeyError`] saying why,
-/// [`ClientError::KnownHosts`] if the file cannot be read or updated, and
-/// [`ClientError::Wire`] for a handshake failure.
+/// [`ClientError::KnownHosts`] if the file cannot be read or updated,
+/// [`ClientError::Timeout`] if the server does not complete the handshake in time,
+/// [`ClientError::ClosedDuringPrompt`] if it hung up while the user was deciding
+/// (the key is saved), and [`ClientError::Wire`] for a handshake failure.
 pub async fn connect_stream<S>(
     mut io: S,
     server: &Target,
@@ -349,104 +511,232 @@ pub async fn connect_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (established, server_key, newly_known_as) = handshake(&mut io, server, config).await?;
-    let (reader, writer) = tokio::io::split(io);
-    let (receiver, sender) = established.into_halves(reader, writer);
-    Ok(Connection {
-        server_key,
-        newly_known_as,
-        receiver,
-        sender,
+    let ClientConfig {
+        identity,
+        mut trust,
+        handshake_timeout,
+        ..
+    } = config;
+    let steps = Handshake {
+        identity: &identity,
+        trust: &mut trust,
+        target: server,
+        timeout: handshake_timeout,
+        accepted_at_prompt: None,
+    };
+    match steps.run(&mut io).await? {
+        Outcome::Established {
+            session,
+            server_key,
+            newly_known_as,
+        } => {
+            let (reader, writer) = tokio::io::split(io);
+            let (receiver, sender) = session.into_halves(reader, writer);
+            Ok(Connection {
+                server_key,
+                newly_known_as,
+                receiver,
+                sender,
+            })
+        }
+        Outcome::ClosedDuringPrompt { .. } => Err(ClientError::ClosedDuringPrompt),
+    }
+}
+
+/// One handshake attempt and its trust decision.
+struct Handshake<'a> {
+    /// Who we are (revealed in message 3 only).
+    identity: &'a LocalIdentity,
+    /// How the server is trusted; the prompt is taken out when used, so a second
+    /// attempt cannot ask again.
+    trust: &'a mut HostTrust,
+    /// The server's name and port, as known_hosts records them.
+    target: &'a Target,
+    /// The handshake's time budget, not counting the prompt.
+    timeout: Option<Duration>,
+    /// The key the user accepted in an earlier attempt whose server hung up: trusted
+    /// again without asking, even if the known_hosts file kept nothing (`/dev/null`).
+    accepted_at_prompt: Option<&'a PublicKey>,
+}
+
+/// How a handshake attempt ended, when it did not fail.
+enum Outcome {
+    /// Authenticated: the session, the server's key and, if it was added to
+    /// known_hosts now, its host field.
+    Established {
+        session: wire::Established,
+        server_key: PublicKey,
+        newly_known_as: Option<String>,
+    },
+    /// The user accepted `accepted` at the prompt (and it was saved), but the server
+    /// had hung up by then: connect again.
+    ClosedDuringPrompt { accepted: PublicKey },
+}
+
+impl Handshake<'_> {
+    async fn run<S>(mut self, stream: &mut S) -> Result<Outcome, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let target = self.target;
+        let started = tokio::time::Instant::now();
+        // -> e
+        // <- e, ee, s, es   (the server's payload is checked against its static key)
+        let initiating = wire::initiate(stream, self.identity);
+        let pending = within(self.timeout, initiating, target, TimeoutStage::Handshake).await??;
+        let server_key = *pending.server_key();
+        let host_field = known_hosts::host_field(&target.host, target.port);
+        let (decision, path, other_names) = self.decide(&host_field, &server_key)?;
+        let prompted_at = tokio::time::Instant::now();
+        let (decision, asked) = match decision {
+            Decision::Ask => match self.take_prompt() {
+                Some(prompt) => {
+                    let unknown = UnknownHost {
+                        host_field: host_field.clone(),
+                        key: server_key,
+                        known_hosts: path.clone().unwrap_or_default(),
+                        other_names,
+                    };
+                    (ask(unknown, prompt).await, true)
+                }
+                None => (unknown_refusal(&host_field, &server_key), false),
+            },
+            decision => (decision, false),
+        };
+        let remember = match decision {
+            Decision::Trusted => false,
+            Decision::Remember => true,
+            Decision::Ask => unreachable!("asked above"),
+            Decision::Refuse(error) => {
+                // The typestate's refusal says the same; ours carries the details.
+                let _ = pending.reject(error.to_string());
+                return Err(error.into());
+            }
+        };
+        // The key is saved as soon as it is accepted, as ssh does: an answer the
+        // user gave is never lost, whatever happens to this connection.
+        let newly_known_as = match (remember, &path) {
+            (true, Some(path)) => {
+                add_known_host(path, &host_field, &server_key)?;
+                Some(host_field)
+            }
+            _ => None,
+        };
+        if asked && peer_has_closed(stream).await {
+            let _ = pending.reject("the server closed the connection during the prompt");
+            return Ok(Outcome::ClosedDuringPrompt {
+                accepted: server_key,
+            });
+        }
+        // The user's time at the prompt is not the server's.
+        let remaining = self.timeout.map(|budget| {
+            let spent = prompted_at.duration_since(started);
+            budget.saturating_sub(spent)
+        });
+        // -> s, se   (only now does the server learn who we are)
+        let approving = pending.approve(stream);
+        let session = within(remaining, approving, target, TimeoutStage::Handshake).await??;
+        Ok(Outcome::Established {
+            session,
+            server_key,
+            newly_known_as,
+        })
+    }
+
+    /// The trust decision before any prompt, the known_hosts file it used, and the
+    /// other names the key is known by there (for the prompt).
+    fn decide(
+        &self,
+        host_field: &str,
+        server_key: &PublicKey,
+    ) -> Result<(Decision, Option<PathBuf>, Vec<OtherName>), ClientError> {
+        let target = self.target;
+        Ok(match &*self.trust {
+            HostTrust::Pinned(fingerprint) => (
+                trust::decide(Known::Pinned(fingerprint), host_field, server_key),
+                None,
+                Vec::new(),
+            ),
+            HostTrust::KnownHosts {
+                path,
+                unknown,
+                prompt,
+            } => {
+                let known = KnownHosts::load(path).map_err(|cause| ClientError::KnownHosts {
+                    path: path.clone(),
+                    cause,
+                })?;
+                let status = known.check(&target.host, target.port, server_key);
+                let decision = trust::decide(
+                    Known::KnownHosts {
+                        status,
+                        policy: unknown,
+                        can_prompt: prompt.is_some() || self.accepted_at_prompt.is_some(),
+                    },
+                    host_field,
+                    server_key,
+                );
+                let decision = match decision {
+                    // Accepted by the user a moment ago, on the connection the server
+                    // closed; the file may have kept nothing (`/dev/null`).
+                    Decision::Ask if self.accepted_at_prompt == Some(server_key) => {
+                        Decision::Trusted
+                    }
+                    decision => decision,
+                };
+                let other_names = known.other_names(&target.host, target.port, server_key);
+                (decision, Some(path.clone()), other_names)
+            }
+        })
+    }
+
+    fn take_prompt(&mut self) -> Option<HostKeyPrompt> {
+        match &mut *self.trust {
+            HostTrust::KnownHosts { prompt, .. } => prompt.take(),
+            HostTrust::Pinned(_) => None,
+        }
+    }
+}
+
+/// The refusal of an unknown key when there is no prompt (left) to ask.
+fn unknown_refusal(host_field: &str, key: &PublicKey) -> Decision {
+    Decision::Refuse(HostKeyError::Unknown {
+        host_field: host_field.to_owned(),
+        presented: key.fingerprint(),
+        reason: UnknownReason::NoPrompt,
     })
 }
 
-/// The handshake and the trust decision; returns the session, the server's key
-/// and, if it was added to known_hosts, its host field.
-async fn handshake<S>(
-    stream: &mut S,
-    target: &Target,
-    config: ClientConfig,
-) -> Result<(wire::Established, PublicKey, Option<String>), ClientError>
+/// Whether the server has closed (or reset) the connection, without waiting: after
+/// message 2 it sends nothing until message 3, so anything readable now is its end
+/// of stream.
+async fn peer_has_closed<S>(stream: &mut S) -> bool
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + Unpin,
 {
-    let ClientConfig { identity, trust } = config;
-    // -> e
-    // <- e, ee, s, es   (the server's payload is checked against its static key)
-    let pending = wire::initiate(stream, &identity).await?;
-    let server_key = *pending.server_key();
-    let host_field = known_hosts::host_field(&target.host, target.port);
-    let (decision, prompt, path) = match trust {
-        HostTrust::Pinned(fingerprint) => (
-            trust::decide(Known::Pinned(&fingerprint), &host_field, &server_key),
-            None,
-            None,
-        ),
-        HostTrust::KnownHosts {
-            path,
-            unknown,
-            prompt,
-        } => {
-            let known = KnownHosts::load(&path).map_err(|source| ClientError::KnownHosts {
-                path: path.clone(),
-                source,
-            })?;
-            let status = known.check(&target.host, target.port, &server_key);
-            let decision = trust::decide(
-                Known::KnownHosts {
-                    status,
-                    policy: &unknown,
-                    can_prompt: prompt.is_some(),
-                },
-                &host_field,
-                &server_key,
-            );
-            (decision, prompt, Some(path))
-        }
-    };
-    let decision = match (decision, prompt) {
-        (Decision::Ask, Some(prompt)) => ask(&host_field, &server_key, prompt).await,
-        (decision, _) => decision,
-    };
-    let remember = match decision {
-        Decision::Trusted => false,
-        Decision::Remember => true,
-        Decision::Ask => unreachable!("asked above: there is a prompt"),
-        Decision::Refuse(error) => {
-            // The typestate's refusal says the same; ours carries the details.
-            let _ = pending.reject(error.to_string());
-            return Err(error.into());
-        }
-    };
-    // -> s, se   (only now does the server learn who we are)
-    let established = pending.approve(stream).await?;
-    let newly_known_as = match (remember, path) {
-        (true, Some(path)) => {
-            add_known_host(&path, &host_field, &server_key)?;
-            Some(host_field)
-        }
-        _ => None,
-    };
-    Ok((established, server_key, newly_known_as))
+    let mut probe = [0u8; 1];
+    tokio::select! {
+        biased;
+        read = stream.read(&mut probe) => matches!(read, Ok(0) | Err(_)),
+        () = std::future::ready(()) => false,
+    }
 }
 
 /// Asks the user about an unknown key, on a blocking thread.
-async fn ask(host_field: &str, key: &PublicKey, prompt: HostKeyPrompt) -> Decision {
-    let unknown = UnknownHost {
-        host_field: host_field.to_owned(),
-        key: *key,
-    };
-    let failed = |source| {
+async fn ask(unknown: UnknownHost, prompt: HostKeyPrompt) -> Decision {
+    let host_field = unknown.host_field.clone();
+    let presented = unknown.key.fingerprint();
+    let failed = |cause| {
         Decision::Refuse(HostKeyError::PromptFailed {
-            host_field: host_field.to_owned(),
-            source,
+            host_field: host_field.clone(),
+            cause,
         })
     };
     match tokio::task::spawn_blocking(move || prompt(&unknown)).await {
         Ok(Ok(true)) => Decision::Remember,
         Ok(Ok(false)) => Decision::Refuse(HostKeyError::Unknown {
-            host_field: host_field.to_owned(),
-            presented: key.fingerprint(),
+            host_field: host_field.clone(),
+            presented,
             reason: UnknownReason::Declined,
         }),
         Ok(Err(error)) => failed(error),
@@ -459,9 +749,9 @@ fn add_known_host(path: &Path, host_field: &str, key: &PublicKey) -> Result<(), 
     fsutil::update_locked(path, KNOWN_HOSTS_MODE, |old| {
         Ok::<_, io::Error>((Some(known_hosts::append_entry(old, host_field, key)), ()))
     })
-    .map_err(|source| ClientError::KnownHosts {
+    .map_err(|cause| ClientError::KnownHosts {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 

@@ -18,7 +18,10 @@ pub enum UnknownHostPolicy {
     Refuse,
     /// Trust it and remember it (`--accept-new-host`, SSH's `accept-new`).
     AcceptNew,
-    /// Trust it and remember it only if its fingerprint is this one.
+    /// A pin (`--expect-fingerprint`): the server's key must have this fingerprint
+    /// on every connection, whether known_hosts knows the host or not. An unknown
+    /// key with it is trusted and remembered; a known one without it is refused
+    /// ([`HostKeyError::Mismatch`]), even though known_hosts trusts it.
     ExpectFingerprint(Fingerprint),
 }
 
@@ -72,7 +75,8 @@ pub enum HostKeyError {
         /// The key the server presented.
         presented: Fingerprint,
     },
-    /// The key is not the one the caller expected (a pin or `--expect-fingerprint`).
+    /// The key is not the one the caller expected (a pin or `--expect-fingerprint`),
+    /// whatever known_hosts says about it.
     #[error("host key for '{host_field}' is {presented}, not the expected {expected}")]
     Mismatch {
         /// The known_hosts name of the server.
@@ -83,12 +87,12 @@ pub enum HostKeyError {
         presented: Fingerprint,
     },
     /// The prompt could not ask the user.
-    #[error("host key prompt failed: {source}")]
+    #[error("host key prompt failed: {cause}")]
     PromptFailed {
         /// The known_hosts name of the server.
         host_field: String,
-        /// What failed.
-        source: io::Error,
+        /// What failed; in the message, so not a `source()`.
+        cause: io::Error,
     },
 }
 
@@ -138,45 +142,60 @@ pub fn decide(known: Known<'_>, host_field: &str, presented: &PublicKey) -> Deci
             status,
             policy,
             can_prompt,
-        } => match status {
-            HostStatus::Trusted { .. } => Decision::Trusted,
-            HostStatus::Revoked { path, line } => Decision::Refuse(HostKeyError::Revoked {
-                host_field,
-                path,
-                line,
-                presented,
-            }),
-            HostStatus::Changed {
-                path,
-                line,
-                known_fingerprint,
-            } => Decision::Refuse(HostKeyError::Changed {
-                host_field,
-                path,
-                line,
-                expected: known_fingerprint,
-                presented,
-            }),
-            HostStatus::Unknown => match policy {
-                UnknownHostPolicy::ExpectFingerprint(expected) if *expected == presented => {
-                    Decision::Remember
+        } => {
+            // The pin, when the presented key does not have it.
+            let pin_mismatch = match policy {
+                UnknownHostPolicy::ExpectFingerprint(expected) if *expected != presented => {
+                    Some(*expected)
                 }
-                UnknownHostPolicy::ExpectFingerprint(expected) => {
-                    Decision::Refuse(HostKeyError::Mismatch {
+                _ => None,
+            };
+            match (status, pin_mismatch) {
+                // Nothing overrides these two, not even a pin the key matches: the
+                // user must look at known_hosts.
+                (HostStatus::Revoked { path, line }, _) => {
+                    Decision::Refuse(HostKeyError::Revoked {
                         host_field,
-                        expected: *expected,
+                        path,
+                        line,
                         presented,
                     })
                 }
-                UnknownHostPolicy::AcceptNew => Decision::Remember,
-                UnknownHostPolicy::Refuse if can_prompt => Decision::Ask,
-                UnknownHostPolicy::Refuse => Decision::Refuse(HostKeyError::Unknown {
+                (
+                    HostStatus::Changed {
+                        path,
+                        line,
+                        known_fingerprint,
+                    },
+                    _,
+                ) => Decision::Refuse(HostKeyError::Changed {
                     host_field,
+                    path,
+                    line,
+                    expected: known_fingerprint,
                     presented,
-                    reason: UnknownReason::NoPrompt,
                 }),
-            },
-        },
+                // A pin is checked on every connection: a known host with another
+                // key is refused, so a wrong pin in a script fails the first time.
+                (_, Some(expected)) => Decision::Refuse(HostKeyError::Mismatch {
+                    host_field,
+                    expected,
+                    presented,
+                }),
+                (HostStatus::Trusted { .. }, None) => Decision::Trusted,
+                (HostStatus::Unknown, None) => match policy {
+                    UnknownHostPolicy::ExpectFingerprint(_) | UnknownHostPolicy::AcceptNew => {
+                        Decision::Remember
+                    }
+                    UnknownHostPolicy::Refuse if can_prompt => Decision::Ask,
+                    UnknownHostPolicy::Refuse => Decision::Refuse(HostKeyError::Unknown {
+                        host_field,
+                        presented,
+                        reason: UnknownReason::NoPrompt,
+                    }),
+                },
+            }
+        }
     }
 }
 
@@ -225,6 +244,18 @@ mod tests {
                         &key,
                     );
                     match (&status, policy) {
+                        (HostStatus::Trusted { .. }, UnknownHostPolicy::ExpectFingerprint(f))
+                            if *f == other =>
+                        {
+                            assert!(
+                                matches!(
+                                    decision,
+                                    Decision::Refuse(HostKeyError::Mismatch { expected, presented, .. })
+                                        if expected == other && presented == key.fingerprint()
+                                ),
+                                "a pin is checked for a known host too: {label}"
+                            )
+                        }
                         (HostStatus::Trusted { .. }, _) => {
                             assert!(matches!(decision, Decision::Trusted), "{label}")
                         }

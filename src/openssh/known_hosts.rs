@@ -239,6 +239,38 @@ impl KnownHosts {
     }
 }
 
+/// A known_hosts line that holds a key under other names than the host being
+/// checked, as ssh lists them under "This host key is known by the following other
+/// names/addresses".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherName {
+    /// The 1-based line number, so the user can find the line.
+    pub line: usize,
+    /// The line's host patterns as written, or `[hashed name]` for a hashed one,
+    /// which hides the name (as ssh shows it).
+    pub name: String,
+}
+
+impl KnownHosts {
+    /// The lines that hold `key` (not `@revoked`) for hosts other than `host` on
+    /// `port`, in file order: ssh shows them when it asks about an unknown host, so
+    /// that a user who knows the key under another name can recognise it.
+    pub fn other_names(&self, host: &str, port: u16, key: &PublicKey) -> Vec<OtherName> {
+        let field = host_field(host, port);
+        self.entries
+            .iter()
+            .filter(|entry| !entry.revoked && entry.key == *key && !entry.hosts.matches(&field))
+            .map(|entry| OtherName {
+                line: entry.line,
+                name: match &entry.hosts {
+                    HostPatterns::Plain(patterns) => patterns.clone(),
+                    HostPatterns::Hashed { .. } => "[hashed name]".to_owned(),
+                },
+            })
+            .collect()
+    }
+}
+
 /// Why a line yields no entry.
 enum Skip {
     /// Not about Ed25519 keys; not worth the user's attention.
@@ -778,5 +810,40 @@ mod tests {
                 prop_assert!(trusted, "{} {} not trusted", host, port);
             }
         }
+    }
+
+    #[test]
+    fn other_names_list_the_lines_holding_the_key_for_other_hosts_as_ssh_shows_them() {
+        let salt = [7u8; HASH_LEN];
+        let kh = parse(&format!(
+            "alpha,beta {k1}\n[gamma]:2222 {k2}\n{hashed} {k1}\n@revoked delta {k1}\n[new]:1234 {k2}\n",
+            k1 = key_text(1),
+            k2 = key_text(2),
+            hashed = hash_host_field("[epsilon]:1234", &salt),
+        ));
+        let names = kh.other_names("new", 1234, &key(1));
+        assert_eq!(
+            names,
+            vec![
+                OtherName {
+                    line: 1,
+                    name: "alpha,beta".to_owned()
+                },
+                OtherName {
+                    line: 3,
+                    name: "[hashed name]".to_owned()
+                },
+            ],
+            "revoked lines and other keys are not listed"
+        );
+        // The host's own line is not an "other" name.
+        assert_eq!(
+            kh.other_names("gamma", 2222, &key(2)),
+            vec![OtherName {
+                line: 5,
+                name: "[new]:1234".to_owned()
+            }]
+        );
+        assert!(kh.other_names("new", 1234, &key(3)).is_empty());
     }
 }

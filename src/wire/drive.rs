@@ -15,11 +15,12 @@ use std::fmt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::identity::PublicKey;
-use crate::wire::error::{Result, TruncatedAt, Violation, WireError};
+use crate::wire::error::{ForeignProtocol, Refusal, Result, TruncatedAt, Violation, WireError};
 use crate::wire::frame::{decode_frame, frame_payload_len, write_frame, Decoded, FRAME_HEADER_LEN};
 use crate::wire::handshake::{
     Established, ExpectApproval, Initiator, LocalIdentity, Responder, MSG1_LEN, MSG2_LEN, MSG3_LEN,
 };
+use crate::wire::record::Role;
 
 /// The client half-way through the handshake: message 2 is read and the server's
 /// key validated, message 3 not yet written.
@@ -76,8 +77,11 @@ impl fmt::Debug for AwaitingServerApproval {
 /// message 2, and stops before message 3 so the caller can check the server's key.
 ///
 /// # Errors
+/// [`Refusal::ClosedBeforeHandshake`] (as [`WireError::NotAllowed`]) when the server
+/// closes or resets the connection before message 2, as servers do at a cap or to a
+/// penalised address; [`Violation::NotNoiseEcho`] when it speaks another protocol;
 /// [`WireError::PeerMisbehaved`] for a wrong-size or undecryptable message 2, a bad
-/// payload, or an early end of stream; [`WireError::Io`].
+/// payload, or an end of stream inside it; [`WireError::Io`].
 pub async fn initiate<S>(stream: &mut S, local: &LocalIdentity) -> Result<AwaitingServerApproval>
 where
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
@@ -170,12 +174,37 @@ where
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
     // -> e
-    write_frame(stream, &message1).await?;
+    write_frame(stream, &message1)
+        .await
+        .map_err(closed_before_message_2)?;
     // <- e, ee, s, es
     // Nothing follows message 2 before we answer it: read exactly the frame.
-    let (received, _) = read_handshake_message(stream, 2, MSG2_LEN, 0).await?;
+    let (received, _) = read_handshake_message(stream, 2, MSG2_LEN, 0)
+        .await
+        .map_err(closed_before_message_2)?;
     let core = core.read(&received)?;
     Ok(AwaitingServerApproval { core })
+}
+
+/// A server that hangs up before message 2 (an end of stream before any byte of it,
+/// or a reset, which is what closing a socket with our message 1 unread sends) has
+/// refused the connection, not broken the protocol.
+fn closed_before_message_2(error: WireError) -> WireError {
+    use std::io::ErrorKind;
+    match &error {
+        WireError::PeerMisbehaved(Violation::Truncated(TruncatedAt::Handshake)) => {
+            Refusal::ClosedBeforeHandshake.into()
+        }
+        WireError::Io(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+            ) =>
+        {
+            Refusal::ClosedBeforeHandshake.into()
+        }
+        _ => error,
+    }
 }
 
 /// The responder's state is made only once message 1 is in: a connection that never
@@ -239,6 +268,15 @@ where
         filled += read;
         if let Some(len) = frame_payload_len(&frame[..filled])? {
             if len != expected {
+                // Message 2 comes from the server, messages 1 and 3 from the client.
+                let sender = if message == 2 {
+                    Role::Server
+                } else {
+                    Role::Client
+                };
+                if let Some(sent) = ForeignProtocol::recognise(&frame[..filled]) {
+                    return Err(Violation::NotNoiseEcho { sender, sent }.into());
+                }
                 return Err(Violation::HandshakeMessageSize {
                     message,
                     expected,

@@ -5,6 +5,11 @@
 //!
 //! No variant carries key material: at most a public-key fingerprint, sizes, record
 //! types and human-readable reasons.
+//!
+//! Every message includes the text of what caused it, so `to_string()` (a log line)
+//! says everything; and so that a chain printed with its causes (`{:#}` in anyhow)
+//! says nothing twice, no type here also returns that cause from
+//! [`std::error::Error::source`]. The causes stay reachable as fields.
 
 use std::fmt;
 use std::io;
@@ -20,21 +25,41 @@ pub enum WireError {
     /// timeout...). An end of stream inside a frame is reported as
     /// [`Violation::Truncated`] instead, because the peer caused it.
     #[error("I/O error on the connection: {0}")]
-    Io(#[source] io::Error),
+    Io(io::Error),
     /// The peer broke wire-v1. The connection must be closed at once, with no reply.
     #[error("the peer broke the protocol: {0}")]
-    PeerMisbehaved(#[from] Violation),
+    PeerMisbehaved(Violation),
     /// The protocol worked but a policy said no.
     #[error("not allowed: {0}")]
-    NotAllowed(#[from] Refusal),
+    NotAllowed(Refusal),
     /// A mistake in noise-echo (or a caller of this module), never the peer's doing.
     #[error("internal error (a bug in noise-echo): {0}")]
-    Internal(#[from] Bug),
+    Internal(Bug),
 }
 
+// Written out instead of `#[from]`, which would also make each one the `source()`
+// of a message that already includes its text (see the module documentation).
 impl From<io::Error> for WireError {
     fn from(error: io::Error) -> Self {
         Self::Io(error)
+    }
+}
+
+impl From<Violation> for WireError {
+    fn from(violation: Violation) -> Self {
+        Self::PeerMisbehaved(violation)
+    }
+}
+
+impl From<Refusal> for WireError {
+    fn from(refusal: Refusal) -> Self {
+        Self::NotAllowed(refusal)
+    }
+}
+
+impl From<Bug> for WireError {
+    fn from(bug: Bug) -> Self {
+        Self::Internal(bug)
     }
 }
 
@@ -154,6 +179,17 @@ pub enum Violation {
         /// Who sent it.
         sender: Role,
     },
+    /// The peer speaks another protocol: its first bytes are an SSH banner, a TLS
+    /// record, an HTTP response or text, where a handshake frame should be. Reported
+    /// instead of the absurd frame size those bytes make ("handshake message 2 is
+    /// 21331 bytes"), so the user sees what they reached.
+    #[error("this is not a noise-echo {sender}: {sent}")]
+    NotNoiseEcho {
+        /// Who sent it: the server for a client, the client for a server.
+        sender: Role,
+        /// What it sent, recognised.
+        sent: ForeignProtocol,
+    },
     /// A record body over the receiver's limit (a REQUEST over the server's limit,
     /// or a RESPONSE or ERROR larger than the client accepts).
     #[error("{record_type} body of {len} bytes is over the limit of {limit} bytes")]
@@ -165,6 +201,104 @@ pub enum Violation {
         /// The receiver's limit.
         limit: u32,
     },
+}
+
+/// What another protocol's first bytes are, seen where a noise-echo handshake frame
+/// should be. The text is the peer's, escaped (control characters as `\\n`,
+/// `\\u{1b}`...) and cut to [`ForeignProtocol::MAX_SHOWN`] characters, so it is safe
+/// to print on a terminal and in a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForeignProtocol {
+    /// An SSH identification string, e.g. `SSH-2.0-OpenSSH_9.2p1`: an SSH port.
+    Ssh {
+        /// The banner's first line.
+        banner: String,
+    },
+    /// A TLS record (an HTTPS or other TLS port).
+    Tls {
+        /// `true` for an alert (content type 21), `false` for a handshake record (22).
+        alert: bool,
+    },
+    /// An HTTP response, e.g. `HTTP/1.1 400 Bad Request`.
+    Http {
+        /// Its status line.
+        status_line: String,
+    },
+    /// Other printable text (an SMTP or FTP greeting, an error message...).
+    Text {
+        /// Its first line.
+        start: String,
+    },
+}
+
+impl ForeignProtocol {
+    /// The most characters of the peer's text kept (before escaping).
+    pub const MAX_SHOWN: usize = 80;
+
+    /// Recognises `bytes`, the first bytes received where a handshake frame should
+    /// be; `None` when they could be a (wrong-size) frame after all.
+    pub fn recognise(bytes: &[u8]) -> Option<Self> {
+        match bytes {
+            [0x16, 0x03, ..] => return Some(Self::Tls { alert: false }),
+            [0x15, 0x03, ..] => return Some(Self::Tls { alert: true }),
+            _ => {}
+        }
+        // Text: the first line, if it is printable UTF-8 (a frame's length prefix
+        // and ciphertext almost never are).
+        let line = bytes.split(|&byte| byte == b'\n').next().unwrap_or_default();
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let cut = &line[..line.len().min(Self::MAX_SHOWN * 4)];
+        let text = match std::str::from_utf8(cut) {
+            Ok(text) => text,
+            // Cut inside a character: keep what decodes.
+            Err(error) if error.error_len().is_none() => {
+                std::str::from_utf8(&cut[..error.valid_up_to()]).unwrap_or_default()
+            }
+            Err(_) => return None,
+        };
+        if text.chars().count() < 2 || text.chars().any(|c| c.is_control() && c != '\t') {
+            return None;
+        }
+        let shown = escape(text);
+        Some(if text.starts_with("SSH-") {
+            Self::Ssh { banner: shown }
+        } else if text.starts_with("HTTP/") {
+            Self::Http { status_line: shown }
+        } else {
+            Self::Text { start: shown }
+        })
+    }
+}
+
+/// At most [`ForeignProtocol::MAX_SHOWN`] characters of `text`, control
+/// characters escaped, `...` when cut.
+fn escape(text: &str) -> String {
+    let mut shown = String::new();
+    for (index, character) in text.chars().enumerate() {
+        if index == ForeignProtocol::MAX_SHOWN {
+            shown.push_str("...");
+            break;
+        }
+        if character.is_control() {
+            shown.extend(character.escape_default());
+        } else {
+            shown.push(character);
+        }
+    }
+    shown
+}
+
+impl fmt::Display for ForeignProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ssh { banner } => write!(f, "it sent '{banner}' (an SSH server's banner)"),
+            Self::Tls { alert: true } => f.write_str("it answered with a TLS alert (a TLS port)"),
+            Self::Tls { alert: false } => f.write_str("it sent a TLS record (a TLS port)"),
+            Self::Http { status_line } => write!(f, "it sent '{status_line}' (an HTTP server)"),
+            Self::Text { start } => write!(f, "it sent '{start}'"),
+        }
+    }
 }
 
 /// A policy refusal: the protocol ran correctly but one side does not accept the other.
@@ -184,6 +318,12 @@ pub enum Refusal {
     /// `permission denied` (wire-v1 section 6). Carries the server's full reason.
     #[error("the server refused this client: {0}")]
     PermissionDenied(String),
+    /// The server closed (or reset) the connection before sending handshake message
+    /// 2. Servers do that to a connection they will not serve: at their connection
+    /// or handshake cap, or to an address that failed too often. Which one, the
+    /// client cannot know; trying again later is the answer to each.
+    #[error("the server closed the connection before the handshake: it may be busy, or refusing this address after failed attempts; try again later")]
+    ClosedBeforeHandshake,
 }
 
 /// A mistake of noise-echo's own, or of code using this module; never the peer's.
@@ -191,12 +331,13 @@ pub enum Refusal {
 #[non_exhaustive]
 pub enum Bug {
     /// The Noise library refused an operation that wire-v1's fixed sizes make valid.
-    #[error("the Noise library failed while {during}: {source}")]
+    #[error("the Noise library failed while {during}: {cause}")]
     Noise {
         /// What noise-echo was doing.
         during: &'static str,
-        /// The library's error (it never contains keys).
-        source: snow::Error,
+        /// The library's error (it never contains keys); in the message, so not a
+        /// `source()`.
+        cause: snow::Error,
     },
     /// Asked to frame 0 or more than 65535 bytes.
     #[error("cannot frame {0} bytes: a frame holds 1 to 65535")]
@@ -228,7 +369,7 @@ pub enum Bug {
 impl Bug {
     /// Wraps a Noise library error with what we were doing.
     pub(crate) fn noise(during: &'static str) -> impl FnOnce(snow::Error) -> WireError {
-        move |source| WireError::Internal(Bug::Noise { during, source })
+        move |cause| WireError::Internal(Bug::Noise { during, cause })
     }
 }
 

@@ -150,7 +150,7 @@ impl Established {
         if !state.is_handshake_finished() {
             return Err(Bug::Noise {
                 during: "entering transport mode",
-                source: snow::Error::State(snow::error::StateProblem::HandshakeNotFinished),
+                cause: snow::Error::State(snow::error::StateProblem::HandshakeNotFinished),
             }
             .into());
         }
@@ -457,7 +457,7 @@ fn read_noise_message(
             snow::Error::Decrypt => Violation::HandshakeDecrypt { message }.into(),
             source => Bug::Noise {
                 during: "reading a handshake message",
-                source,
+                cause: source,
             }
             .into(),
         })

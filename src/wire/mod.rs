@@ -73,7 +73,9 @@ pub use drive::{initiate, initiate_checked, respond, AwaitingServerApproval};
 pub use drive::{
     initiate_with_fixed_ephemeral_for_testing_only, respond_with_fixed_ephemeral_for_testing_only,
 };
-pub use error::{Bug, PayloadProblem, Refusal, Result, TruncatedAt, Violation, WireError};
+pub use error::{
+    Bug, ForeignProtocol, PayloadProblem, Refusal, Result, TruncatedAt, Violation, WireError,
+};
 pub use frame::{
     decode_frame, encode_frame, frame_len_prefix, frame_payload_len, read_frame, write_frame,
     Decoded, FRAME_HEADER_LEN, MAX_FRAME_LEN,
