@@ -244,23 +244,17 @@ impl ForeignProtocol {
             [0x15, 0x03, ..] => return Some(Self::Tls { alert: true }),
             _ => {}
         }
-        // Text: the first line, if it is printable UTF-8 (a frame's length prefix
-        // and ciphertext almost never are).
+        // Text: a length prefix of two printable ASCII characters would announce a
+        // frame of 8224 bytes or more, which no handshake message is. Show the first
+        // line, decoded as well as it can be.
+        if bytes.len() < 2 || !bytes[..2].iter().all(|byte| (0x20..0x7f).contains(byte)) {
+            return None;
+        }
         let line = bytes.split(|&byte| byte == b'\n').next().unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let cut = &line[..line.len().min(Self::MAX_SHOWN * 4)];
-        let text = match std::str::from_utf8(cut) {
-            Ok(text) => text,
-            // Cut inside a character: keep what decodes.
-            Err(error) if error.error_len().is_none() => {
-                std::str::from_utf8(&cut[..error.valid_up_to()]).unwrap_or_default()
-            }
-            Err(_) => return None,
-        };
-        if text.chars().count() < 2 || text.chars().any(|c| c.is_control() && c != '\t') {
-            return None;
-        }
-        let shown = escape(text);
+        let text = String::from_utf8_lossy(cut);
+        let shown = escape(&text);
         Some(if text.starts_with("SSH-") {
             Self::Ssh { banner: shown }
         } else if text.starts_with("HTTP/") {
