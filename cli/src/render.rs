@@ -108,6 +108,34 @@ mod tests {
     use noise_echo::identity::Identity;
 
     #[test]
+    fn the_question_shows_at_most_eight_other_names_and_escapes_them() {
+        use noise_echo::openssh::known_hosts::OtherName;
+        let key = Identity::generate("k").public_key();
+        let mut unknown = UnknownHost {
+            host_field: "[new]:1234".into(),
+            key,
+            known_hosts: "/home/u/kh".into(),
+            other_names: (1..=10)
+                .map(|line| OtherName {
+                    line,
+                    name: format!("host{line}"),
+                })
+                .collect(),
+        };
+        unknown.other_names[0].name = "evil\u{1b}[2J".into();
+        let text = unknown_host_prompt(&unknown);
+        assert!(
+            text.contains("names/addresses:\n    /home/u/kh:1: evil\\u{1b}[2J\n    /home/u/kh:2: host2\n"),
+            "{text}"
+        );
+        assert!(text.contains("    /home/u/kh:8: host8\n(2 additional names omitted)\nAre you sure"), "{text}");
+        assert!(!text.contains("host9"), "{text}");
+        assert!(!text.contains("not known by any other names"), "{text}");
+        unknown.other_names.truncate(8);
+        assert!(!unknown_host_prompt(&unknown).contains("omitted"));
+    }
+
+    #[test]
     fn revoked_and_mismatched_keys_are_worded_as_before() {
         let key = Identity::generate("k").public_key().fingerprint();
         let other = Identity::generate("o").public_key().fingerprint();

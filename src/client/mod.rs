@@ -117,7 +117,6 @@ pub type HostKeyPrompt = Box<dyn FnOnce(&UnknownHost) -> io::Result<bool> + Send
 
 /// What the user is shown about an unknown server.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct UnknownHost {
     /// The name it will be recorded under, e.g. `[localhost]:1234`.
     pub host_field: String,
@@ -767,6 +766,135 @@ pub fn permission_denied_reason(error: &ClientError) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::identity::Identity;
+
+    #[test]
+    fn no_client_error_repeats_its_cause_even_through_anyhow() {
+        let refused = || io::Error::new(io::ErrorKind::ConnectionRefused, "Connection refused");
+        let target: Target = "example.org:4000".parse().unwrap();
+        let fingerprint = Identity::generate("k").public_key().fingerprint();
+        let errors = vec![
+            ClientError::Connect {
+                target: target.to_string(),
+                cause: refused(),
+            },
+            ClientError::KnownHosts {
+                path: "/kh".into(),
+                cause: refused(),
+            },
+            ClientError::Timeout {
+                target: target.to_string(),
+                stage: TimeoutStage::Connect,
+                after: Duration::from_millis(1500),
+            },
+            ClientError::ClosedDuringPrompt,
+            WireError::from(refused()).into(),
+            WireError::from(wire::Violation::Truncated(wire::TruncatedAt::Frame)).into(),
+            HostKeyError::PromptFailed {
+                host_field: "h".into(),
+                cause: refused(),
+            }
+            .into(),
+            HostKeyError::Mismatch {
+                host_field: "h".into(),
+                expected: fingerprint,
+                presented: fingerprint,
+            }
+            .into(),
+        ];
+        for error in errors {
+            crate::wire::error_tests::assert_each_cause_said_once(&error);
+            let text = error.to_string();
+            // As the CLI prints it: the whole chain, with a context on top.
+            let chained = format!("{:#}", anyhow::Error::from(error).context("connecting"));
+            assert_eq!(chained, format!("connecting: {text}"));
+            assert!(chained.matches("Connection refused").count() <= 1, "{chained}");
+        }
+    }
+
+    #[test]
+    fn timeouts_say_which_step_and_how_long() {
+        let target: Target = "[::1]:9".parse().unwrap();
+        let connect = ClientError::Timeout {
+            target: target.to_string(),
+            stage: TimeoutStage::Connect,
+            after: Duration::from_millis(1500),
+        };
+        assert_eq!(connect.to_string(), "connecting to [::1]:9 timed out after 1.5 s");
+        let config = ClientConfig::pinned(
+            LocalIdentity::new(&Identity::generate("me")),
+            Identity::generate("server").public_key().fingerprint(),
+        );
+        assert_eq!(config.connect_timeout, Some(DEFAULT_CONNECT_TIMEOUT));
+        assert_eq!(config.handshake_timeout, Some(DEFAULT_HANDSHAKE_TIMEOUT));
+        let config = config.connect_timeout(None).handshake_timeout(Some(Duration::from_secs(3)));
+        assert_eq!(config.connect_timeout, None);
+        assert_eq!(config.handshake_timeout, Some(Duration::from_secs(3)));
+    }
+
+    /// The connect timeout, on a connection attempt that never completes (a
+    /// black-holed address cannot be reached on loopback, so the attempt is a
+    /// future that never resolves, under tokio's paused clock).
+    #[tokio::test(start_paused = true)]
+    async fn a_step_that_never_completes_fails_at_its_timeout() {
+        let target: Target = "192.0.2.1:1234".parse().unwrap();
+        let never = std::future::pending::<io::Result<TcpStream>>();
+        let error = within(
+            Some(DEFAULT_CONNECT_TIMEOUT),
+            never,
+            &target,
+            TimeoutStage::Connect,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                ClientError::Timeout { stage: TimeoutStage::Connect, after, .. }
+                    if *after == DEFAULT_CONNECT_TIMEOUT
+            ),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "connecting to 192.0.2.1:1234 timed out after 10 s"
+        );
+        // Without a timeout the step is simply awaited.
+        let done = within(None, async { 7 }, &target, TimeoutStage::Connect).await;
+        assert_eq!(done.unwrap(), 7);
+    }
+
+    /// A pin with known_hosts (what `--expect-fingerprint` builds) refuses a known
+    /// host whose key is not the pinned one, before message 3.
+    #[tokio::test]
+    async fn an_embedder_pin_is_checked_against_a_host_known_hosts_trusts() {
+        let server = Identity::generate("server");
+        let client = Identity::generate("client");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let target: Target = "srv:4000".parse().unwrap();
+        std::fs::write(
+            &path,
+            known_hosts::append_entry(b"", "[srv]:4000", &server.public_key()),
+        )
+        .unwrap();
+        let wrong = Identity::generate("other").public_key().fingerprint();
+        let (client_io, mut server_io) = tokio::io::duplex(4096);
+        let local = LocalIdentity::new(&server);
+        let responder = tokio::spawn(async move { wire::respond(&mut server_io, &local).await });
+        let config = ClientConfig::known_hosts(LocalIdentity::new(&client), path)
+            .unknown_host(UnknownHostPolicy::ExpectFingerprint(wrong));
+        let error = connect_stream(client_io, &target, config).await.unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                ClientError::HostKeyNotTrusted(HostKeyError::Mismatch { expected, presented, .. })
+                    if *expected == wrong && *presented == server.public_key().fingerprint()
+            ),
+            "{error:?}"
+        );
+        // The server never got message 3: it saw the stream end.
+        assert!(responder.await.unwrap().is_err());
+    }
 
     #[test]
     fn config_debug_shows_the_policy_and_hides_the_prompt_and_secrets() {

@@ -369,3 +369,90 @@ impl Bug {
 
 /// Result alias for this module.
 pub type Result<T, E = WireError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    #[test]
+    fn other_protocols_first_bytes_are_recognised_and_shown_escaped_and_bounded() {
+        assert_eq!(
+            ForeignProtocol::recognise(b"SSH-2.0-OpenSSH_9.2\r\nmore"),
+            Some(ForeignProtocol::Ssh {
+                banner: "SSH-2.0-OpenSSH_9.2".to_owned()
+            })
+        );
+        assert_eq!(
+            ForeignProtocol::recognise(b"HTTP/1.0 200 OK\r\n"),
+            Some(ForeignProtocol::Http {
+                status_line: "HTTP/1.0 200 OK".to_owned()
+            })
+        );
+        assert_eq!(
+            ForeignProtocol::recognise(&[0x15, 0x03, 0x01, 0, 2, 2, 40]),
+            Some(ForeignProtocol::Tls { alert: true })
+        );
+        assert_eq!(
+            ForeignProtocol::recognise(&[0x16, 0x03, 0x03, 0, 9]),
+            Some(ForeignProtocol::Tls { alert: false })
+        );
+        assert_eq!(
+            ForeignProtocol::recognise(b"OK \x1b]0;title\x07 \xff"),
+            Some(ForeignProtocol::Text {
+                start: "OK \\u{1b}]0;title\\u{7} \u{fffd}".to_owned()
+            })
+        );
+        let long = "x".repeat(10_000);
+        let Some(ForeignProtocol::Text { start }) = ForeignProtocol::recognise(long.as_bytes())
+        else {
+            panic!("text");
+        };
+        assert_eq!(start, format!("{}...", "x".repeat(ForeignProtocol::MAX_SHOWN)));
+        // What could be a frame of the wrong size is left to the size check.
+        for frame_like in [&[0x00, 0x60, 1, 2][..], &[0x01, 0x00][..], &[b'A'][..], &[][..]] {
+            assert_eq!(ForeignProtocol::recognise(frame_like), None, "{frame_like:?}");
+        }
+    }
+
+    /// Walks `error`'s chain of causes: no message may contain the next one's,
+    /// which would print it twice in a `{:#}` chain.
+    pub(crate) fn assert_each_cause_said_once(error: &(dyn std::error::Error + 'static)) {
+        let mut current = error;
+        // Bounded: chains here are a few levels deep.
+        for _ in 0..16 {
+            let Some(source) = current.source() else {
+                return;
+            };
+            let (outer, inner) = (current.to_string(), source.to_string());
+            assert!(
+                !outer.contains(&inner),
+                "{outer:?} repeats its source {inner:?}"
+            );
+            current = source;
+        }
+        panic!("a chain of more than 16 causes");
+    }
+
+    #[test]
+    fn no_wire_error_repeats_its_cause() {
+        let errors: Vec<WireError> = vec![
+            io::Error::new(io::ErrorKind::ConnectionRefused, "refused").into(),
+            Violation::Truncated(TruncatedAt::Frame).into(),
+            Violation::NotNoiseEcho {
+                sender: Role::Server,
+                sent: ForeignProtocol::Tls { alert: true },
+            }
+            .into(),
+            Refusal::PermissionDenied("permission denied: unknown key".to_owned()).into(),
+            Refusal::ClosedBeforeHandshake.into(),
+            Bug::noise("testing")(snow::Error::Decrypt),
+            Bug::UsedAfterFailure.into(),
+        ];
+        for error in &errors {
+            assert_each_cause_said_once(error);
+            // And each message still says what caused it.
+            assert!(error.to_string().len() > 20, "{error}");
+        }
+        assert!(errors[0].to_string().ends_with(": refused"), "{}", errors[0]);
+    }
+}

@@ -62,6 +62,8 @@ mod cipher;
 pub mod cipher;
 mod drive;
 mod error;
+#[cfg(test)]
+pub(crate) use error::tests as error_tests;
 mod frame;
 mod handshake;
 mod record;
