@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use super::{ExitStatus, StatusError};
 use noise_echo::client::{self, ClientConfig, ClientError, Target, UnknownHost};
 use noise_echo::identity::Fingerprint;
-use noise_echo::wire::{Refusal, RecordType, Reply, Violation, WireError, MIN_RESPONSE_LIMIT};
+use noise_echo::wire::{RecordType, Refusal, Reply, Violation, WireError, MIN_RESPONSE_LIMIT};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {

@@ -125,10 +125,15 @@ mod tests {
         unknown.other_names[0].name = "evil\u{1b}[2J".into();
         let text = unknown_host_prompt(&unknown);
         assert!(
-            text.contains("names/addresses:\n    /home/u/kh:1: evil\\u{1b}[2J\n    /home/u/kh:2: host2\n"),
+            text.contains(
+                "names/addresses:\n    /home/u/kh:1: evil\\u{1b}[2J\n    /home/u/kh:2: host2\n"
+            ),
             "{text}"
         );
-        assert!(text.contains("    /home/u/kh:8: host8\n(2 additional names omitted)\nAre you sure"), "{text}");
+        assert!(
+            text.contains("    /home/u/kh:8: host8\n(2 additional names omitted)\nAre you sure"),
+            "{text}"
+        );
         assert!(!text.contains("host9"), "{text}");
         assert!(!text.contains("not known by any other names"), "{text}");
         unknown.other_names.truncate(8);

@@ -213,7 +213,10 @@ fn other_fingerprint(home: &Path) -> String {
 #[test]
 fn a_pin_is_checked_also_when_the_host_is_already_known() {
     let served = Served::start(&[]);
-    let out = served.connect(&["--accept-new-host", "hi"]).output().unwrap();
+    let out = served
+        .connect(&["--accept-new-host", "hi"])
+        .output()
+        .unwrap();
     assert_eq!(status(&out), SUCCESS, "{}", text(&out.stderr));
     assert_eq!(known_hosts_lines(&served.known_hosts()).len(), 1);
 
@@ -231,7 +234,11 @@ fn a_pin_is_checked_also_when_the_host_is_already_known() {
         )),
         "the refusal names the presented key and the pin: {stderr}"
     );
-    assert!(out.stdout.is_empty(), "nothing was sent: {}", text(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing was sent: {}",
+        text(&out.stdout)
+    );
 
     let out = served
         .connect(&["--expect-fingerprint", &served.fingerprint, "hi"])
@@ -302,7 +309,11 @@ fn an_answer_given_after_the_servers_handshake_deadline_is_not_lost() {
 fn the_question_lists_the_other_names_of_the_same_key_as_ssh() {
     let served = Served::start(&[]);
     let host_pub = fs::read_to_string(served.home().join("host_key.pub")).unwrap();
-    let key = host_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let key = host_pub
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     // The same key under a plain name and a hashed one (made by ssh-keygen -H from
     // another name), and another key that must not be listed.
     let other_key = fs::read_to_string(served.home().join("client.pub")).unwrap();
@@ -340,7 +351,11 @@ fn the_question_lists_the_other_names_of_the_same_key_as_ssh() {
             kh = kh.display(),
         )]
     );
-    assert_eq!(known_hosts_lines(&kh).len(), 4, "nothing added when declined");
+    assert_eq!(
+        known_hosts_lines(&kh).len(),
+        4,
+        "nothing added when declined"
+    );
 
     // Without other names, the question says so; typing the fingerprint accepts.
     fs::remove_file(&kh).unwrap();

@@ -807,7 +807,10 @@ mod tests {
             // As the CLI prints it: the whole chain, with a context on top.
             let chained = format!("{:#}", anyhow::Error::from(error).context("connecting"));
             assert_eq!(chained, format!("connecting: {text}"));
-            assert!(chained.matches("Connection refused").count() <= 1, "{chained}");
+            assert!(
+                chained.matches("Connection refused").count() <= 1,
+                "{chained}"
+            );
         }
     }
 
@@ -819,14 +822,19 @@ mod tests {
             stage: TimeoutStage::Connect,
             after: Duration::from_millis(1500),
         };
-        assert_eq!(connect.to_string(), "connecting to [::1]:9 timed out after 1.5 s");
+        assert_eq!(
+            connect.to_string(),
+            "connecting to [::1]:9 timed out after 1.5 s"
+        );
         let config = ClientConfig::pinned(
             LocalIdentity::new(&Identity::generate("me")),
             Identity::generate("server").public_key().fingerprint(),
         );
         assert_eq!(config.connect_timeout, Some(DEFAULT_CONNECT_TIMEOUT));
         assert_eq!(config.handshake_timeout, Some(DEFAULT_HANDSHAKE_TIMEOUT));
-        let config = config.connect_timeout(None).handshake_timeout(Some(Duration::from_secs(3)));
+        let config = config
+            .connect_timeout(None)
+            .handshake_timeout(Some(Duration::from_secs(3)));
         assert_eq!(config.connect_timeout, None);
         assert_eq!(config.handshake_timeout, Some(Duration::from_secs(3)));
     }
@@ -883,7 +891,9 @@ mod tests {
         let responder = tokio::spawn(async move { wire::respond(&mut server_io, &local).await });
         let config = ClientConfig::known_hosts(LocalIdentity::new(&client), path)
             .unknown_host(UnknownHostPolicy::ExpectFingerprint(wrong));
-        let error = connect_stream(client_io, &target, config).await.unwrap_err();
+        let error = connect_stream(client_io, &target, config)
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 &error,

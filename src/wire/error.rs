@@ -250,7 +250,10 @@ impl ForeignProtocol {
         if bytes.len() < 2 || !bytes[..2].iter().all(|byte| (0x20..0x7f).contains(byte)) {
             return None;
         }
-        let line = bytes.split(|&byte| byte == b'\n').next().unwrap_or_default();
+        let line = bytes
+            .split(|&byte| byte == b'\n')
+            .next()
+            .unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let cut = &line[..line.len().min(Self::MAX_SHOWN * 4)];
         let text = String::from_utf8_lossy(cut);
@@ -407,10 +410,22 @@ pub(crate) mod tests {
         else {
             panic!("text");
         };
-        assert_eq!(start, format!("{}...", "x".repeat(ForeignProtocol::MAX_SHOWN)));
+        assert_eq!(
+            start,
+            format!("{}...", "x".repeat(ForeignProtocol::MAX_SHOWN))
+        );
         // What could be a frame of the wrong size is left to the size check.
-        for frame_like in [&[0x00, 0x60, 1, 2][..], &[0x01, 0x00][..], &[b'A'][..], &[][..]] {
-            assert_eq!(ForeignProtocol::recognise(frame_like), None, "{frame_like:?}");
+        for frame_like in [
+            &[0x00, 0x60, 1, 2][..],
+            &[0x01, 0x00][..],
+            &[b'A'][..],
+            &[][..],
+        ] {
+            assert_eq!(
+                ForeignProtocol::recognise(frame_like),
+                None,
+                "{frame_like:?}"
+            );
         }
     }
 
@@ -453,6 +468,10 @@ pub(crate) mod tests {
             // And each message still says what caused it.
             assert!(error.to_string().len() > 20, "{error}");
         }
-        assert!(errors[0].to_string().ends_with(": refused"), "{}", errors[0]);
+        assert!(
+            errors[0].to_string().ends_with(": refused"),
+            "{}",
+            errors[0]
+        );
     }
 }
