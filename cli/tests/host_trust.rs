@@ -571,3 +571,71 @@ fn a_refused_connection_names_its_cause_once() {
         "{stderr}"
     );
 }
+
+/// The same through the library, for an embedder whose prompt is its own callback:
+/// the server gives up on the first connection while the callback is still
+/// deciding; `client::connect` saves the key, connects again and asks nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedders_prompt_answered_after_the_servers_deadline_still_connects() {
+    use noise_echo::client::{self, ClientConfig, Target, UnknownHost};
+    use noise_echo::identity::Identity;
+    use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys};
+    use noise_echo::server::{AllowList, Server, ServerConfig};
+    use noise_echo::wire::{LocalIdentity, Reply};
+    use std::sync::Arc;
+
+    let host = Identity::generate("host");
+    let me = Identity::generate("me");
+    let line = authorized_keys::append_key(&[], &me.public_key(), me.comment());
+    let keys = Arc::new(AuthorizedKeys::parse(&line, "(in memory)".as_ref()));
+    let mut config =
+        ServerConfig::with_allow_list(Arc::new(LocalIdentity::new(&host)), AllowList::Keys(keys));
+    config.handshake_timeout = Duration::from_secs(1);
+    let server = Server::new(config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (closed, first_closed) = mpsc::channel::<()>();
+    let serving = tokio::spawn(async move {
+        for connection in 0..2 {
+            let (stream, peer) = listener.accept().await.unwrap();
+            // Returns once the server has given up (first) or the client is done;
+            // the stream is closed by then.
+            server.serve_connection(stream, peer).await;
+            if connection == 0 {
+                closed.send(()).unwrap();
+            }
+        }
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
+    let prompt = move |unknown: &UnknownHost| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(unknown.other_names.is_empty());
+        // Answer only once the server has closed the connection.
+        first_closed
+            .recv_timeout(LOG_WAIT)
+            .map_err(std::io::Error::other)?;
+        Ok(true)
+    };
+    let config = ClientConfig::known_hosts(LocalIdentity::new(&me), known_hosts.clone())
+        .prompt(Some(Box::new(prompt)));
+    let target: Target = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut connection = client::connect(&target, config).await.unwrap();
+    assert_eq!(
+        connection.newly_known_as(),
+        Some(format!("[127.0.0.1]:{port}").as_str())
+    );
+    assert_eq!(connection.server_key(), &host.public_key());
+    assert_eq!(
+        connection.request(b"still here").await.unwrap(),
+        Reply::Response(b"STILL HERE".to_vec())
+    );
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(known_hosts_lines(&known_hosts).len(), 1);
+    let (_, mut sender) = connection.into_halves();
+    sender.shutdown().await.unwrap();
+    serving.await.unwrap();
+}
