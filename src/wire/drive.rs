@@ -293,3 +293,75 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use tokio::io::{duplex, AsyncWriteExt};
+
+    fn local(seed: u8) -> LocalIdentity {
+        LocalIdentity::new(&Identity::from_seed(&[seed; 32], ""))
+    }
+
+    #[tokio::test]
+    async fn a_server_that_hangs_up_before_message_2_refused_the_connection() {
+        let (mut client_io, server_io) = duplex(4096);
+        // The server reads nothing and closes, as a server at its cap does.
+        drop(server_io);
+        let error = initiate(&mut client_io, &local(1)).await.unwrap_err();
+        assert!(
+            matches!(error, WireError::NotAllowed(Refusal::ClosedBeforeHandshake)),
+            "{error:?}"
+        );
+
+        // A server that has begun message 2 and stops broke the protocol instead.
+        let (mut client_io, mut server_io) = duplex(4096);
+        let server = async move {
+            let mut message1 = [0u8; FRAME_HEADER_LEN + MSG1_LEN];
+            server_io.read_exact(&mut message1).await.unwrap();
+            server_io
+                .write_all(&[0, MSG2_LEN as u8, 1, 2])
+                .await
+                .unwrap();
+        };
+        let client = local(1);
+        let (result, ()) = tokio::join!(initiate(&mut client_io, &client), server);
+        let error = result.unwrap_err();
+        assert_eq!(
+            error.violation(),
+            Some(&Violation::Truncated(TruncatedAt::Frame))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_speaking_another_protocol_is_named_on_either_side() {
+        let (mut client_io, mut server_io) = duplex(4096);
+        server_io
+            .write_all(b"SSH-2.0-OpenSSH_9.2\r\n")
+            .await
+            .unwrap();
+        let error = initiate(&mut client_io, &local(1)).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the peer broke the protocol: this is not a noise-echo server: it sent 'SSH-2.0-OpenSSH_9.2' (an SSH server's banner)"
+        );
+
+        // The server's log names an HTTP client the same way.
+        let (mut client_io, mut server_io) = duplex(4096);
+        client_io
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let error = respond(&mut server_io, &local(2)).await.unwrap_err();
+        assert_eq!(
+            error.violation(),
+            Some(&Violation::NotNoiseEcho {
+                sender: Role::Client,
+                sent: ForeignProtocol::Text {
+                    start: "GET / HTTP/1.1".to_owned()
+                },
+            })
+        );
+    }
+}
