@@ -199,7 +199,7 @@ pub(crate) struct ClientTrustArgs {
     /// Trust an unknown server's key and remember it (never a changed one)
     #[arg(long, conflicts_with = "expect_fingerprint")]
     accept_new_host: bool,
-    /// Trust an unknown server only if its key has this fingerprint, and remember it
+    /// Require the server's key to have this fingerprint, on every connection (an unknown server with it is remembered)
     #[arg(long, value_name = "SHA256:...")]
     expect_fingerprint: Option<noise_echo::identity::Fingerprint>,
 }
