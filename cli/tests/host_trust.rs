@@ -639,3 +639,65 @@ async fn an_embedders_prompt_answered_after_the_servers_deadline_still_connects(
     sender.shutdown().await.unwrap();
     serving.await.unwrap();
 }
+
+/// A loopback listener whose accept queue is full and never drained: the kernel
+/// drops further SYNs, so a connection attempt hangs as against a black-holed
+/// address, which loopback cannot otherwise show.
+struct BlackHole {
+    /// Where to connect.
+    addr: String,
+    /// The connections filling the queue, kept open so it stays full.
+    _held: Vec<TcpStream>,
+    /// The listener, never accepting (tokio's, for a backlog of 0).
+    _listener: tokio::net::TcpListener,
+    /// The reactor the listener is registered with, dropped last.
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl BlackHole {
+    fn new() -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            socket.listen(0).unwrap()
+        });
+        let addr = listener.local_addr().unwrap();
+        // Fill the queue: the connections it holds complete, the first one it has
+        // no room for does not. Bounded: a backlog of 0 holds one or two.
+        let mut held = Vec::new();
+        for _ in 0..16 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(stream) => held.push(stream),
+                Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                    return Self {
+                        addr: addr.to_string(),
+                        _held: held,
+                        _listener: listener,
+                        _runtime: runtime,
+                    }
+                }
+                Err(error) => panic!("filling the accept queue: {error}"),
+            }
+        }
+        panic!("the accept queue of a backlog-0 listener never filled");
+    }
+}
+
+#[test]
+fn a_server_that_never_accepts_hits_the_connect_timeout_with_status_3() {
+    let black_hole = BlackHole::new();
+    let home = client_home();
+    let out = connect_to(home.path(), &black_hole.addr, &["--connect-timeout", "1"]);
+    assert_eq!(status(&out), CONNECTION_FAILED, "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: connecting to {} timed out after 1 s\n",
+            black_hole.addr
+        )
+    );
+}
