@@ -267,7 +267,7 @@ fn classify(error: ClientError) -> anyhow::Error {
 /// CI, tests), there is no prompt and unknown hosts are refused.
 fn host_key_prompt() -> Option<client::HostKeyPrompt> {
     let terminal = std::io::stderr().is_terminal();
-    if let Some(program) = askpass_program(terminal) {
+    if let Some(program) = askpass_program(terminal, |name| std::env::var_os(name)) {
         return Some(Box::new(move |unknown: &UnknownHost| {
             ask_with_askpass(&program, unknown)
         }));
@@ -286,16 +286,18 @@ fn host_key_prompt() -> Option<client::HostKeyPrompt> {
 }
 
 /// The askpass program to ask with, following ssh's rules for `SSH_ASKPASS` and
-/// `SSH_ASKPASS_REQUIRE` (`force`, `prefer`, `never`).
-fn askpass_program(terminal: bool) -> Option<std::ffi::OsString> {
-    let program = std::env::var_os("SSH_ASKPASS").filter(|program| !program.is_empty())?;
-    let display = ["DISPLAY", "WAYLAND_DISPLAY"]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
-    let wanted = match std::env::var("SSH_ASKPASS_REQUIRE").as_deref() {
-        Ok("force") => true,
-        Ok("never") => false,
-        Ok("prefer") => display,
+/// `SSH_ASKPASS_REQUIRE` (`force`, `prefer`, `never`); `var` reads the environment.
+fn askpass_program(
+    terminal: bool,
+    var: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<std::ffi::OsString> {
+    let set = |name: &str| var(name).filter(|value| !value.is_empty());
+    let program = set("SSH_ASKPASS")?;
+    let display = set("DISPLAY").is_some() || set("WAYLAND_DISPLAY").is_some();
+    let wanted = match set("SSH_ASKPASS_REQUIRE").as_ref().and_then(|v| v.to_str()) {
+        Some("force") => true,
+        Some("never") => false,
+        Some("prefer") => display,
         _ => display && !terminal,
     };
     wanted.then_some(program)
@@ -369,4 +371,66 @@ fn ask_on_terminal(tty: std::fs::File, unknown: &UnknownHost) -> std::io::Result
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn askpass_is_used_when_ssh_would_use_it() {
+        let askpass = ("SSH_ASKPASS", "/usr/bin/ask");
+        let display = ("DISPLAY", ":0");
+        let cases: [(Vec<(&str, &str)>, bool, bool); 9] = [
+            (vec![], false, false),
+            (vec![display], false, false),
+            (vec![askpass], false, false),
+            (vec![askpass, display], false, true),
+            (vec![askpass, display], true, false),
+            (vec![askpass, ("SSH_ASKPASS_REQUIRE", "force")], true, true),
+            (
+                vec![askpass, display, ("SSH_ASKPASS_REQUIRE", "never")],
+                false,
+                false,
+            ),
+            (
+                vec![askpass, display, ("SSH_ASKPASS_REQUIRE", "prefer")],
+                true,
+                true,
+            ),
+            (
+                vec![askpass, ("SSH_ASKPASS_REQUIRE", "prefer")],
+                true,
+                false,
+            ),
+        ];
+        for (pairs, terminal, expected) in cases {
+            let var = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| value.into())
+            };
+            assert_eq!(
+                askpass_program(terminal, var).is_some(),
+                expected,
+                "{pairs:?} terminal={terminal}"
+            );
+        }
+    }
+
+    #[test]
+    fn answers_are_yes_no_or_the_fingerprint() {
+        let key = noise_echo::identity::Identity::generate("k")
+            .public_key()
+            .fingerprint();
+        let other = noise_echo::identity::Identity::generate("o")
+            .public_key()
+            .fingerprint();
+        assert_eq!(parse_answer(" YES\n", &key), Some(true));
+        assert_eq!(parse_answer("no", &key), Some(false));
+        assert_eq!(parse_answer(&key.to_string(), &key), Some(true));
+        assert_eq!(parse_answer(&other.to_string(), &key), Some(false));
+        assert_eq!(parse_answer("y", &key), None);
+    }
 }
