@@ -381,7 +381,9 @@ mod tests {
     fn askpass_is_used_when_ssh_would_use_it() {
         let askpass = ("SSH_ASKPASS", "/usr/bin/ask");
         let display = ("DISPLAY", ":0");
-        let cases: [(Vec<(&str, &str)>, bool, bool); 9] = [
+        // (environment, on a terminal, askpass used)
+        type Case<'a> = (Vec<(&'a str, &'a str)>, bool, bool);
+        let cases: [Case; 9] = [
             (vec![], false, false),
             (vec![display], false, false),
             (vec![askpass], false, false),
