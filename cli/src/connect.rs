@@ -216,12 +216,13 @@ where
 /// before the handshake, or something that is not a noise-echo server at all.
 fn connect_failed(error: ClientError, target: &Target) -> anyhow::Error {
     let (status, message) = match &error {
-        ClientError::Wire(WireError::NotAllowed(refusal @ Refusal::ClosedBeforeHandshake)) => (
+        ClientError::Wire(WireError::NotAllowed(Refusal::ClosedBeforeHandshake)) => (
             ExitStatus::ConnectionFailed,
-            // The refusal's own text, about "the server", names which one.
-            refusal
-                .to_string()
-                .replacen("the server", &format!("the server at {target}"), 1),
+            // We cannot know which of these it was: say each, truthfully.
+            format!(
+                "the server at {target} closed the connection before the handshake: it may be \
+                 busy, or refusing this address after failed attempts; try again later"
+            ),
         ),
         ClientError::Wire(WireError::PeerMisbehaved(Violation::NotNoiseEcho { sent, .. })) => (
             ExitStatus::ProtocolError,
