@@ -701,3 +701,64 @@ fn a_server_that_never_accepts_hits_the_connect_timeout_with_status_3() {
         )
     );
 }
+
+/// The reconnection trusts only the key the user accepted: if another server answers
+/// it (a man in the middle who let the first connection time out), it is refused as
+/// a changed key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconnection_after_the_prompt_refuses_another_key() {
+    use noise_echo::client::{self, ClientConfig, ClientError, HostKeyError, Target};
+    use noise_echo::identity::Identity;
+    use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys};
+    use noise_echo::server::{AllowList, Server, ServerConfig};
+    use noise_echo::wire::LocalIdentity;
+    use std::sync::Arc;
+
+    let me = Identity::generate("me");
+    let line = authorized_keys::append_key(&[], &me.public_key(), me.comment());
+    let keys = Arc::new(AuthorizedKeys::parse(&line, "(in memory)".as_ref()));
+    let server_as = |host: &Identity| {
+        let mut config = ServerConfig::with_allow_list(
+            Arc::new(LocalIdentity::new(host)),
+            AllowList::Keys(Arc::clone(&keys)),
+        );
+        config.handshake_timeout = Duration::from_secs(1);
+        Server::new(config).unwrap()
+    };
+    let (honest_key, impostor_key) = (Identity::generate("honest"), Identity::generate("impostor"));
+    let (honest, impostor) = (server_as(&honest_key), server_as(&impostor_key));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (closed, first_closed) = mpsc::channel::<()>();
+    let serving = tokio::spawn(async move {
+        let (stream, peer) = listener.accept().await.unwrap();
+        honest.serve_connection(stream, peer).await;
+        closed.send(()).unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        impostor.serve_connection(stream, peer).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    let config = ClientConfig::known_hosts(LocalIdentity::new(&me), known_hosts.clone()).prompt(
+        Some(Box::new(move |_: &client::UnknownHost| {
+            first_closed
+                .recv_timeout(LOG_WAIT)
+                .map_err(std::io::Error::other)?;
+            Ok(true)
+        })),
+    );
+    let target: Target = format!("127.0.0.1:{port}").parse().unwrap();
+    let error = client::connect(&target, config).await.unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            ClientError::HostKeyNotTrusted(HostKeyError::Changed { expected, presented, line: 1, .. })
+                if *expected == honest_key.public_key().fingerprint()
+                    && *presented == impostor_key.public_key().fingerprint()
+        ),
+        "{error:?}"
+    );
+    // The accepted key stays; the impostor's was never written.
+    assert_eq!(known_hosts_lines(&known_hosts).len(), 1);
+    serving.await.unwrap();
+}
