@@ -263,17 +263,17 @@ fn classify(error: ClientError) -> anyhow::Error {
 }
 
 /// How the user is asked about an unknown host key, as ssh asks: `$SSH_ASKPASS`
-/// when `SSH_ASKPASS_REQUIRE` says so (or when there is no terminal but a display),
-/// else the terminal, even when standard input is a pipe. With neither (scripts,
-/// CI, tests), there is no prompt and unknown hosts are refused.
+/// when ssh would use it (`SSH_ASKPASS_REQUIRE`, a display without a terminal: the
+/// same rule as for passphrases), else the terminal, even when standard input is a
+/// pipe. With neither (scripts, CI, tests), there is no prompt and unknown hosts are
+/// refused.
 fn host_key_prompt() -> Option<client::HostKeyPrompt> {
-    let terminal = std::io::stderr().is_terminal();
-    if let Some(program) = askpass_program(terminal, |name| std::env::var_os(name)) {
+    if let Some(program) = super::passphrase::askpass_for_questions() {
         return Some(Box::new(move |unknown: &UnknownHost| {
             ask_with_askpass(&program, unknown)
         }));
     }
-    if !terminal {
+    if !std::io::stderr().is_terminal() {
         return None;
     }
     let tty = std::fs::OpenOptions::new()
@@ -286,51 +286,14 @@ fn host_key_prompt() -> Option<client::HostKeyPrompt> {
     }))
 }
 
-/// The askpass program to ask with, following ssh's rules for `SSH_ASKPASS` and
-/// `SSH_ASKPASS_REQUIRE` (`force`, `prefer`, `never`); `var` reads the environment.
-fn askpass_program(
-    terminal: bool,
-    var: impl Fn(&str) -> Option<std::ffi::OsString>,
-) -> Option<std::ffi::OsString> {
-    let set = |name: &str| var(name).filter(|value| !value.is_empty());
-    let program = set("SSH_ASKPASS")?;
-    let display = set("DISPLAY").is_some() || set("WAYLAND_DISPLAY").is_some();
-    let wanted = match set("SSH_ASKPASS_REQUIRE").as_ref().and_then(|v| v.to_str()) {
-        Some("force") => true,
-        Some("never") => false,
-        Some("prefer") => display,
-        _ => display && !terminal,
-    };
-    wanted.then_some(program)
-}
-
 /// Runs the askpass program with the question as its argument; its first line of
 /// output is the answer. A program that fails or prints nothing declines.
-fn ask_with_askpass(program: &std::ffi::OsStr, unknown: &UnknownHost) -> std::io::Result<bool> {
+fn ask_with_askpass(program: &str, unknown: &UnknownHost) -> std::io::Result<bool> {
     let question = super::render::unknown_host_prompt(unknown);
-    let output = std::process::Command::new(program)
-        .arg(&question)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|error| {
-            std::io::Error::new(
-                error.kind(),
-                format!(
-                    "cannot run SSH_ASKPASS program {}: {error}",
-                    std::path::Path::new(program).display()
-                ),
-            )
-        })?;
-    if !output.status.success() {
-        return Ok(false);
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let answer = text.lines().next().unwrap_or_default();
-    Ok(matches!(
-        parse_answer(answer, &unknown.key.fingerprint()),
-        Some(true)
-    ))
+    let answer =
+        super::passphrase::ask_askpass(program, &question).map_err(std::io::Error::other)?;
+    let answer = answer.as_deref().map(String::as_str).unwrap_or_default();
+    Ok(parse_answer(answer, &unknown.key.fingerprint()) == Some(true))
 }
 
 /// `Some(true)` for yes or the right fingerprint, `Some(false)` for no or a wrong
@@ -377,50 +340,6 @@ fn ask_on_terminal(tty: std::fs::File, unknown: &UnknownHost) -> std::io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn askpass_is_used_when_ssh_would_use_it() {
-        let askpass = ("SSH_ASKPASS", "/usr/bin/ask");
-        let display = ("DISPLAY", ":0");
-        // (environment, on a terminal, askpass used)
-        type Case<'a> = (Vec<(&'a str, &'a str)>, bool, bool);
-        let cases: [Case; 9] = [
-            (vec![], false, false),
-            (vec![display], false, false),
-            (vec![askpass], false, false),
-            (vec![askpass, display], false, true),
-            (vec![askpass, display], true, false),
-            (vec![askpass, ("SSH_ASKPASS_REQUIRE", "force")], true, true),
-            (
-                vec![askpass, display, ("SSH_ASKPASS_REQUIRE", "never")],
-                false,
-                false,
-            ),
-            (
-                vec![askpass, display, ("SSH_ASKPASS_REQUIRE", "prefer")],
-                true,
-                true,
-            ),
-            (
-                vec![askpass, ("SSH_ASKPASS_REQUIRE", "prefer")],
-                true,
-                false,
-            ),
-        ];
-        for (pairs, terminal, expected) in cases {
-            let var = |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(key, _)| *key == name)
-                    .map(|(_, value)| value.into())
-            };
-            assert_eq!(
-                askpass_program(terminal, var).is_some(),
-                expected,
-                "{pairs:?} terminal={terminal}"
-            );
-        }
-    }
 
     #[test]
     fn answers_are_yes_no_or_the_fingerprint() {

@@ -123,6 +123,25 @@ pub(crate) fn ask(prompt: &str) -> PassphraseAnswer {
     }
 }
 
+/// The askpass program to ask a question that is not a passphrase with (the host-key
+/// confirmation), by the same rule as for a passphrase; `None` when ssh would use
+/// the terminal, or has no way to ask.
+pub(crate) fn askpass_for_questions() -> Option<String> {
+    match Environment::current().source() {
+        Ok(Source::Askpass(program)) => Some(program),
+        _ => None,
+    }
+}
+
+/// Asks `program` `question` as askpass is asked; its first line is the answer
+/// (`Ok(None)` when empty).
+///
+/// # Errors
+/// When the program cannot be run, fails, or prints something that is not UTF-8.
+pub(crate) fn ask_askpass(program: &str, question: &str) -> PassphraseAnswer {
+    ask_program(program, question)
+}
+
 /// Reads a passphrase on the controlling terminal with echo off, in the order ssh's
 /// readpassphrase uses: echo goes off (and typeahead is discarded) before the prompt is
 /// shown, so nothing typed in answer to it is ever echoed. Ctrl-C is read as a byte
