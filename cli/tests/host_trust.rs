@@ -583,6 +583,19 @@ fn a_refused_connection_names_its_cause_once() {
 /// deciding; `client::connect` saves the key, connects again and asks nothing more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedders_prompt_answered_after_the_servers_deadline_still_connects() {
+    let dir = tempfile::tempdir().unwrap();
+    answered_after_the_deadline(dir.path().join("known_hosts")).await;
+    // ssh's `UserKnownHostsFile=/dev/null` keeps nothing: the reconnection trusts the
+    // key the user accepted a moment ago instead of asking again.
+    answered_after_the_deadline(PathBuf::from("/dev/null")).await;
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+}
+
+async fn answered_after_the_deadline(known_hosts: PathBuf) {
     use noise_echo::client::{self, ClientConfig, Target, UnknownHost};
     use noise_echo::identity::Identity;
     use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys};
@@ -613,8 +626,6 @@ async fn an_embedders_prompt_answered_after_the_servers_deadline_still_connects(
         }
     });
 
-    let dir = tempfile::tempdir().unwrap();
-    let known_hosts = dir.path().join("known_hosts");
     let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = Arc::clone(&asked);
     let prompt = move |unknown: &UnknownHost| {
@@ -640,7 +651,12 @@ async fn an_embedders_prompt_answered_after_the_servers_deadline_still_connects(
         Reply::Response(b"STILL HERE".to_vec())
     );
     assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
-    assert_eq!(known_hosts_lines(&known_hosts).len(), 1);
+    let kept = if known_hosts == Path::new("/dev/null") {
+        0
+    } else {
+        1
+    };
+    assert_eq!(known_hosts_lines(&known_hosts).len(), kept);
     let (_, mut sender) = connection.into_halves();
     sender.shutdown().await.unwrap();
     serving.await.unwrap();
