@@ -659,13 +659,18 @@ fn serve_listens_on_every_listen_address_given() {
 fn listen_colon_port_means_every_ipv4_and_ipv6_address() {
     let ipv6 = ipv6_loopback_works();
     let mut served = Served::start(None, &["--listen", ":0"], if ipv6 { 2 } else { 1 });
-    let v4 = served.listening[0];
+    // The accept loops start concurrently: their "listening" lines come in either order.
+    let v4 = *served
+        .listening
+        .iter()
+        .find(|addr| addr.is_ipv4())
+        .unwrap_or_else(|| panic!("no IPv4 listener: {:?}", served.listening));
     assert_eq!(v4.ip(), ip("0.0.0.0"), "{:?}", served.listening);
     let port = v4.port();
     let mut reach = vec![format!("127.0.0.1:{port}")];
     if ipv6 {
-        let v6 = served.listening[1];
-        assert_eq!(v6, SocketAddr::new(ip("::"), port));
+        let v6 = served.listening.iter().find(|addr| addr.is_ipv6());
+        assert_eq!(v6, Some(&SocketAddr::new(ip("::"), port)), "{:?}", served.listening);
         reach.push(format!("[::1]:{port}"));
     }
     for addr in reach {
