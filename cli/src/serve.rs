@@ -70,6 +70,15 @@ pub(super) struct Args {
     /// Refuse an authorized_keys that others could change (group/world writable, owned by another user, or under such a directory), as sshd's StrictModes; "no" turns the check off
     #[arg(long, value_name = "yes|no", default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     strict_modes: bool,
+    /// Memory for request and reply bodies in flight, server-wide (e.g. 64MiB, 1GiB); when it is spent, sessions wait before reading more
+    #[arg(long, value_name = "SIZE", default_value_t = bytesize::ByteSize::b(server::DEFAULT_MEMORY_BUDGET))]
+    memory_budget: bytesize::ByteSize,
+    /// Most sessions open at once with one client key; 0 for no limit
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_SESSIONS_PER_KEY)]
+    max_sessions_per_key: usize,
+    /// Longest a session may last, in seconds, however busy; 0 for no limit
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    max_session_time: u64,
 }
 
 /// sshd_config's yes/no.
@@ -107,6 +116,10 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     config.penalties.exempt = args.penalty_exempt;
     config.revoke_live = args.revoke_live;
     config.strict_modes = args.strict_modes;
+    config.memory_budget = args.memory_budget.as_u64();
+    config.max_sessions_per_key = args.max_sessions_per_key;
+    config.max_session_time =
+        (args.max_session_time > 0).then(|| Duration::from_secs(args.max_session_time));
     // The library checks the limits (a zero would refuse everyone); the setting it
     // names is the flag with dashes.
     let server = Server::new(config)

@@ -25,12 +25,30 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = 2048;
 pub const DEFAULT_REVOKE_POLL: Duration = Duration::from_secs(1);
 /// The ERROR sent to a session whose key was removed from authorized_keys.
 pub const KEY_REVOKED: &str = "key revoked";
+/// The start of the ERROR (after `permission denied: `) refusing a session whose key
+/// has [`ServerConfig::max_sessions_per_key`] sessions open.
+pub const TOO_MANY_SESSIONS: &str = "too many sessions for this key";
+/// The start of the ERROR (after `permission denied: `) ending a session at
+/// [`ServerConfig::max_session_time`].
+pub const SESSION_TIME_LIMIT: &str = "session time limit reached";
 /// Default time a client has to complete the handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time an established session may sit without sending a request.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a stopping server waits for requests in flight.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Default budget for request and reply bodies in flight, server-wide: 64 MiB. It
+/// holds 13 of the worst requests at once (1 MiB that grows to 3 MiB when
+/// uppercased, 4.6 MiB with their buffers) or thousands of ordinary ones, and with
+/// 4,096 sessions' own buffers still fits a 256 MiB VM or container.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 64 << 20;
+/// Default time a session may hold memory of the budget without moving a byte, while
+/// other sessions wait for memory, before it is closed: a client that sends and never
+/// reads gives its memory back to the others this long after they start waiting.
+pub const DEFAULT_MEMORY_STALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default cap on sessions open with one client key: a quarter of the connections,
+/// so one key (leaked, or a runaway script) cannot take every slot.
+pub const DEFAULT_MAX_SESSIONS_PER_KEY: usize = DEFAULT_MAX_CONNECTIONS / 4;
 
 /// Where the server's allow-list comes from.
 #[derive(Debug, Clone)]
@@ -75,13 +93,28 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Time an established session may wait for its next request. Not zero.
     pub idle_timeout: Duration,
-    /// On shutdown, how long requests in flight get to finish.
+    /// On shutdown, how long requests in flight get to finish and clients get to
+    /// take their replies and close.
     pub shutdown_grace: Duration,
     /// sshd's `StrictModes` for the allow-list file: refuse it (deny every client)
     /// while it, or a directory above it, can be changed by anyone but root and the
     /// server's user, since they could then let themselves in. On by default; turn
     /// it off only for a setup where that is intended.
     pub strict_modes: bool,
+    /// Bytes of request and reply bodies in flight at once, server-wide; when it is
+    /// spent, sessions wait before reading another request body. At least one
+    /// largest request with its largest reply (see [`ConfigError::BudgetTooSmall`]).
+    pub memory_budget: u64,
+    /// How long a session may hold memory of the budget without moving a byte while
+    /// others wait for memory, before it is closed. Not zero.
+    pub memory_stall_timeout: Duration,
+    /// Sessions open at once with one client key; past it, a new session gets
+    /// `permission denied: too many sessions for this key`. 0 for no limit.
+    pub max_sessions_per_key: usize,
+    /// The longest a session may last, however busy; `None` for no limit. At the
+    /// end the request in progress is answered, then the session is closed with
+    /// `permission denied: session time limit reached`.
+    pub max_session_time: Option<Duration>,
 }
 
 /// The smallest request limit a server may set: with 0, every request but the empty
@@ -108,6 +141,19 @@ pub enum ConfigError {
         /// The field of [`ServerConfig`].
         setting: &'static str,
     },
+    /// The memory budget cannot hold one largest request and its largest reply, so
+    /// such a request would wait forever.
+    #[error(
+        "memory_budget of {value} bytes cannot hold one request of max_request ({max_request} bytes) with its largest reply: make it at least {minimum} bytes, or lower max_request"
+    )]
+    BudgetTooSmall {
+        /// The budget given, in bytes.
+        value: u64,
+        /// The request limit it must hold.
+        max_request: u32,
+        /// The smallest budget that holds it, in bytes.
+        minimum: u64,
+    },
 }
 
 impl ServerConfig {
@@ -132,6 +178,10 @@ impl ServerConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             strict_modes: true,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            memory_stall_timeout: DEFAULT_MEMORY_STALL_TIMEOUT,
+            max_sessions_per_key: DEFAULT_MAX_SESSIONS_PER_KEY,
+            max_session_time: None,
         }
     }
 
@@ -169,6 +219,18 @@ impl ServerConfig {
         not_zero("handshake_timeout", self.handshake_timeout)?;
         not_zero("idle_timeout", self.idle_timeout)?;
         not_zero("revoke_poll", self.revoke_poll)?;
+        not_zero("memory_stall_timeout", self.memory_stall_timeout)?;
+        if let Some(limit) = self.max_session_time {
+            not_zero("max_session_time", limit)?;
+        }
+        let minimum = super::resources::worst_case(self.max_request).next_multiple_of(1024);
+        if self.memory_budget < minimum {
+            return Err(ConfigError::BudgetTooSmall {
+                value: self.memory_budget,
+                max_request: self.max_request,
+                minimum,
+            });
+        }
         Ok(())
     }
 }
@@ -270,6 +332,21 @@ mod tests {
                 format!("{setting} must not be zero")
             );
         }
+        let mut small_budget = config();
+        small_budget.memory_budget = 4 << 20;
+        let error = small_budget.validate().unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::BudgetTooSmall {
+                value: 4 << 20,
+                max_request: 1 << 20,
+                minimum: super::super::resources::worst_case(1 << 20)
+            }
+        );
+        assert!(error.to_string().contains("lower max_request"), "{error}");
+        // Exactly one worst case is enough: that request can always proceed.
+        small_budget.memory_budget = super::super::resources::worst_case(1 << 20);
+        assert_eq!(small_budget.validate(), Ok(()));
         // No per-source cap (0) is a documented choice, not a mistake.
         let mut no_source_cap = config();
         no_source_cap.penalties.max_handshakes_per_source = 0;

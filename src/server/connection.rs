@@ -1,11 +1,15 @@
 //! One connection, from the first handshake byte to the close: the responder side of
-//! the handshake under its deadline, the allow-list check, the echo loop with its
-//! idle timeout and live revocation, and refusals that reach the client.
+//! the handshake under its deadline, the allow-list check and the per-key session
+//! cap, the echo loop with its idle timeout, live revocation, session time limit and
+//! its share of the memory budget, refusals that reach the client, and the graceful
+//! close on shutdown (every request read is answered, then FIN, then the client's
+//! remaining bytes are drained so the close is never a reset).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,8 +23,9 @@ use super::penalty::Verdict;
 use crate::wire::RecordHeader;
 
 use super::authorized::AuthorizedKeysCache;
-use super::config::KEY_REVOKED;
+use super::config::{KEY_REVOKED, SESSION_TIME_LIMIT, TOO_MANY_SESSIONS};
 use super::listener::{canonical_ip, Admitted};
+use super::resources::{self, Reservation, TRANSPORT_BUFFER};
 use super::Shared;
 use crate::identity::PublicKey;
 use crate::wire::{self, RecordType, RecvHalf, SendHalf, WireError};
@@ -32,6 +37,14 @@ pub(super) const REFUSAL_DRAIN_BYTES: usize = 4 << 20;
 /// How long sending a final ERROR and closing may take: a peer that does not read
 /// must not hold the connection open.
 pub(super) const REFUSAL_SEND_TIME: Duration = Duration::from_secs(2);
+/// The memory a session may have in flight without drawing on the budget (a small
+/// request's worst case, with the replies queued but not yet written): small
+/// requests never wait for memory, so honest clients are answered while large
+/// requests of others wait. Part of every session's constant cost.
+pub(super) const FREE_IN_FLIGHT: u64 = 16 * 1024;
+/// How long before the end of the shutdown grace period a session stops draining
+/// and closes, so the server is done by then.
+pub(super) const STOP_MARGIN: Duration = Duration::from_millis(100);
 
 /// Serves one connection.
 pub(super) struct Handler {
@@ -86,6 +99,16 @@ pub(super) enum Outcome {
     IdleTimeout,
     /// The client did not take its replies within the idle timeout.
     Stalled,
+    /// The session held memory without moving a byte while others waited for it.
+    MemoryStalled,
+    /// No memory for the session's request came free within the idle timeout.
+    NoMemory,
+    /// The client's key already had its most sessions open.
+    TooManySessions,
+    /// The session reached its time limit.
+    TimeLimit,
+    /// The server stopped: requests read were answered, then the session closed.
+    Stopped,
     /// The connection or the peer failed.
     Failed(WireError),
 }
@@ -167,6 +190,79 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AnyStream<S> {
     }
 }
 
+/// A half of the session's stream that counts the bytes it moves, so a session can
+/// tell a slow client (some bytes move) from one that has stopped (none do).
+pub(super) struct Metered<'a, T> {
+    /// The half itself.
+    inner: T,
+    /// Bytes read or written so far, shared by both halves of the session.
+    moved: &'a AtomicU64,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Metered<'_, T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(context, buf);
+        let read = buf.filled().len() - before;
+        self.moved.fetch_add(read as u64, Ordering::Relaxed);
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<'_, T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(context, buf);
+        if let Poll::Ready(Ok(written)) = &result {
+            self.moved.fetch_add(*written as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(context)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(context)
+    }
+}
+
+/// What a session has in flight against the memory budget between two requests.
+#[derive(Default)]
+pub(super) struct InFlight {
+    /// Reply bytes queued in the send half since its last flush.
+    unflushed: u64,
+    /// The budget held for them, beyond [`FREE_IN_FLIGHT`].
+    held: Option<Reservation>,
+}
+
+impl InFlight {
+    /// After a flush: nothing is queued any more.
+    fn flushed(&mut self) {
+        self.unflushed = 0;
+        self.held = None;
+    }
+
+    /// The part of the queued replies that the budget must cover.
+    fn queued_cost(&self) -> u64 {
+        self.unflushed.min(TRANSPORT_BUFFER)
+    }
+}
+
 impl Handler {
     pub(super) async fn run<S: Transport>(mut self, mut socket: S, mut admitted: Admitted) {
         let started = Instant::now();
@@ -180,7 +276,12 @@ impl Handler {
             Outcome::Failed(_) if summary.client.is_none() => stats.add(&stats.handshake_failures),
             Outcome::Denied(_) => stats.add(&stats.denied),
             Outcome::Revoked => stats.add(&stats.revoked),
-            Outcome::IdleTimeout | Outcome::Stalled => stats.add(&stats.idle_timeouts),
+            Outcome::IdleTimeout | Outcome::Stalled | Outcome::NoMemory => {
+                stats.add(&stats.idle_timeouts)
+            }
+            Outcome::MemoryStalled => stats.add(&stats.memory_stalls),
+            Outcome::TooManySessions => stats.add(&stats.refused_key_cap),
+            Outcome::TimeLimit => stats.add(&stats.session_time_limits),
             _ => {}
         }
         let client = summary
@@ -220,6 +321,21 @@ impl Handler {
             // Counted and logged once per burst by the accept loop.
             Outcome::Evicted => {
                 debug!(%peer, duration_ms, "closed: oldest unfinished handshake, evicted for a newcomer")
+            }
+            Outcome::MemoryStalled => {
+                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: held memory for {:?} without taking its replies while other sessions waited for memory", self.shared.config.memory_stall_timeout)
+            }
+            Outcome::NoMemory => {
+                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: no memory for its request came free within {:?} (memory budget of {} bytes spent)", self.shared.config.idle_timeout, self.shared.config.memory_budget)
+            }
+            Outcome::TooManySessions => {
+                info!(%peer, client, comment, duration_ms, "refused: the key has {} sessions open, the limit", self.shared.config.max_sessions_per_key)
+            }
+            Outcome::TimeLimit => {
+                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: session time limit of {:?} reached", self.shared.config.max_session_time.unwrap_or_default())
+            }
+            Outcome::Stopped => {
+                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: server stopping")
             }
             Outcome::Failed(error) => {
                 info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "failed: {error}")
@@ -270,7 +386,18 @@ impl Handler {
         };
         let client = *established.peer();
         summary.client = Some(client);
+        let moved = AtomicU64::new(0);
         let (reader, writer) = socket.halves();
+        let (reader, writer) = (
+            Metered {
+                inner: reader,
+                moved: &moved,
+            },
+            Metered {
+                inner: writer,
+                moved: &moved,
+            },
+        );
         let (mut rx, mut tx) = established.into_halves(reader, writer);
 
         if let Err((reason, logged)) = self.authorize(&client, summary).await {
@@ -280,11 +407,21 @@ impl Handler {
             return Outcome::Denied(logged);
         }
         admitted.source_verdict(Verdict::Success);
+        // Held for the whole session: one of the key's sessions.
+        let Some(_key_session) = self.shared.sessions_per_key.enter(&client) else {
+            let message = format!(
+                "{}: {TOO_MANY_SESSIONS} (it has {} open, the most this server allows); end one and retry",
+                wire::PERMISSION_DENIED_PREFIX,
+                self.shared.config.max_sessions_per_key
+            );
+            send_refusal(&mut tx, rx, &message).await;
+            return Outcome::TooManySessions;
+        };
         let stats = &self.shared.stats;
         stats.add(&stats.sessions);
         // Sessions check their key on the next reload, not on one that came before.
         self.reload.mark_unchanged();
-        let end = self.echo(&mut rx, &mut tx, &client, summary).await;
+        let end = self.echo(&mut rx, &mut tx, &client, summary, &moved).await;
         // Closing the socket (when the handler returns) sends our FIN: the replies
         // only need flushing, and nothing is left unread that would turn the close
         // into a reset (the client ended its stream, or went quiet). No separate
@@ -300,6 +437,29 @@ impl Handler {
             }
             // Our writes are stuck: don't wait on them again, just close.
             Ok(EchoEnd::Stalled) => Outcome::Stalled,
+            Ok(EchoEnd::MemoryStalled) => Outcome::MemoryStalled,
+            Ok(EchoEnd::NoMemory) => {
+                let _ = tokio::time::timeout(REFUSAL_SEND_TIME, tx.flush()).await;
+                Outcome::NoMemory
+            }
+            Ok(EchoEnd::Stopping) => {
+                // Every request read is answered; now FIN, then take what the client
+                // still sends until it closes too, so our close is never a reset
+                // (which would destroy replies still in flight).
+                let deadline = self.stop_deadline();
+                close_gracefully(&mut tx, rx, None, deadline, usize::MAX).await;
+                Outcome::Stopped
+            }
+            Ok(EchoEnd::TimeLimit) => {
+                let limit = self.shared.config.max_session_time.unwrap_or_default();
+                let message = format!(
+                    "{}: {SESSION_TIME_LIMIT} ({} s); reconnect to go on",
+                    wire::PERMISSION_DENIED_PREFIX,
+                    limit.as_secs()
+                );
+                send_refusal(&mut tx, rx, &message).await;
+                Outcome::TimeLimit
+            }
             Ok(EchoEnd::Revoked) => {
                 let message = format!("{}: {KEY_REVOKED}", wire::PERMISSION_DENIED_PREFIX);
                 send_refusal(&mut tx, rx, &message).await;
@@ -358,26 +518,37 @@ impl Handler {
     }
 
     /// Answers requests until the client ends its stream, the server stops, the
-    /// session idles out, the key is revoked, or a request is over the limit.
+    /// session idles out or reaches its time limit, the key is revoked, a request is
+    /// over the limit, or the session holds memory others need without progress.
     pub(super) async fn echo<R, W>(
         &mut self,
         rx: &mut RecvHalf<R>,
         tx: &mut SendHalf<W>,
         client: &PublicKey,
         summary: &mut Summary,
+        moved: &AtomicU64,
     ) -> Result<EchoEnd, WireError>
     where
         R: AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Unpin,
     {
         let mut body = Vec::new();
+        let mut in_flight = InFlight::default();
+        let time_limit = self
+            .shared
+            .config
+            .max_session_time
+            .map(|limit| tokio::time::Instant::now() + limit);
         loop {
-            if *self.shutdown_signal.borrow() {
-                return Ok(EchoEnd::Done);
+            if time_limit.is_some_and(|end| tokio::time::Instant::now() >= end) {
+                return Ok(EchoEnd::TimeLimit);
             }
             // Each step is its own future, awaited in turn, so the task holds the
             // larger of the two rather than both.
-            let header = match self.next_request(rx, client).await? {
+            let header = match self
+                .next_request(rx, tx, client, time_limit, &mut in_flight, moved)
+                .await?
+            {
                 ControlFlow::Continue(header) => header,
                 ControlFlow::Break(end) => return Ok(end),
             };
@@ -385,9 +556,45 @@ impl Handler {
             if header.len > self.shared.config.max_request {
                 return Ok(EchoEnd::TooLarge { len: header.len });
             }
-            if let ControlFlow::Break(end) = self.answer_in_time(rx, tx, &mut body, summary).await?
+            let mut reservation = match self
+                .memory_for(header.len, tx, &mut in_flight, moved)
+                .await?
+            {
+                ControlFlow::Continue(reservation) => reservation,
+                ControlFlow::Break(end) => return Ok(end),
+            };
+            if let ControlFlow::Break(end) = self
+                .answer_in_time(rx, tx, &mut body, summary, &mut reservation, moved)
+                .await?
             {
                 return Ok(end);
+            }
+            match reservation {
+                // Flushed: everything this session had in flight is written.
+                Answered::Flushed => in_flight.flushed(),
+                // Batched with the next reply: keep the budget for what is queued,
+                // beyond the free share.
+                Answered::Queued {
+                    reply_len,
+                    reservation,
+                } => {
+                    in_flight.unflushed += reply_len;
+                    let mut held = match (in_flight.held.take(), reservation) {
+                        (Some(mut held), Some(reservation)) => {
+                            held.merge(reservation);
+                            Some(held)
+                        }
+                        (held, reservation) => held.or(reservation),
+                    };
+                    let cost = in_flight.queued_cost();
+                    if cost <= FREE_IN_FLIGHT {
+                        held = None;
+                    } else if let Some(held) = held.as_mut() {
+                        held.shrink_to(cost);
+                    }
+                    in_flight.held = held;
+                }
+                Answered::Reserved(_) => unreachable!("answer_in_time settles the reservation"),
             }
             // Keep the buffer of a large request only while it is in use.
             if body.capacity() > 64 * 1024 {
@@ -396,35 +603,107 @@ impl Handler {
         }
     }
 
-    /// Waits for the next request's header, under the idle timeout, watching for
-    /// shutdown and for a reload that revokes the client's key.
-    pub(super) async fn next_request<R>(
+    /// Memory for a request of `len` bytes: free for a small one, else from the
+    /// budget, at once if it has room; if not, the replies queued so far are written
+    /// first (a session never waits for memory while holding some), then the session
+    /// waits its turn, up to the idle timeout. Meanwhile the rest of the request
+    /// stays in the kernel and TCP's window holds the client back.
+    pub(super) async fn memory_for<W>(
+        &self,
+        len: u32,
+        tx: &mut SendHalf<W>,
+        in_flight: &mut InFlight,
+        moved: &AtomicU64,
+    ) -> Result<ControlFlow<EchoEnd, Answered>, WireError>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let worst = resources::worst_case(len);
+        let memory = &self.shared.memory;
+        if in_flight.queued_cost() + worst <= FREE_IN_FLIGHT {
+            return Ok(ControlFlow::Continue(Answered::Reserved(None)));
+        }
+        if let Some(reservation) = memory.try_reserve(worst) {
+            return Ok(ControlFlow::Continue(Answered::Reserved(Some(reservation))));
+        }
+        if in_flight.unflushed > 0 {
+            match self.watched(tx.flush(), moved).await {
+                ControlFlow::Continue(result) => result?,
+                ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+            }
+            in_flight.flushed();
+            if worst <= FREE_IN_FLIGHT {
+                return Ok(ControlFlow::Continue(Answered::Reserved(None)));
+            }
+        }
+        match tokio::time::timeout(self.shared.config.idle_timeout, memory.reserve(worst)).await
+        {
+            Ok(reservation) => Ok(ControlFlow::Continue(Answered::Reserved(Some(reservation)))),
+            Err(_) => Ok(ControlFlow::Break(EchoEnd::NoMemory)),
+        }
+    }
+
+    /// Waits for the next request's header, under the idle timeout and the session
+    /// time limit, watching for shutdown and for a reload that revokes the client's
+    /// key. Once the server is stopping, only requests already here are taken.
+    pub(super) async fn next_request<R, W>(
         &mut self,
         rx: &mut RecvHalf<R>,
+        tx: &mut SendHalf<W>,
         client: &PublicKey,
+        time_limit: Option<tokio::time::Instant>,
+        in_flight: &mut InFlight,
+        moved: &AtomicU64,
     ) -> Result<ControlFlow<EchoEnd, RecordHeader>, WireError>
     where
         R: AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
     {
         // The wait for the next request is never cancelled while the session goes
         // on (a cancelled read leaves its half unusable): a reload that leaves
         // the key allowed goes back to the same wait.
+        let has_buffered_input = rx.has_buffered_input();
         let header = {
             let next = rx.next_record();
             tokio::pin!(next);
+            let stopping = *self.shutdown_signal.borrow();
             // A pipelined request is usually already buffered: take it without
             // arming the idle timer or the shutdown and reload waits (a clock read,
             // a timer and two watch registrations per request otherwise). Only
             // when it would wait, or a reload is pending, does it go the long way.
-            let ready = match self.reload.has_changed() {
-                Ok(false) => poll_once(next.as_mut()).await,
+            // A stopping server answers the requests it has read, not those still
+            // in the kernel: a client that keeps sending cannot keep it going.
+            let ready = match (stopping, self.reload.has_changed()) {
+                (true, _) if !has_buffered_input => None,
+                (true, _) | (false, Ok(false)) => poll_once(next.as_mut()).await,
                 _ => None,
             };
             if let Some(header) = ready {
                 Ok(header)
+            } else if stopping {
+                // Stopping, and nothing more has arrived: every request read is
+                // answered. (Dropping the read in progress is fine: the half is
+                // only drained from here on.)
+                return Ok(ControlFlow::Break(EchoEnd::Stopping));
             } else {
+                // About to wait for the client: what is queued must reach it first
+                // (a reply held back while we wait is latency, and memory).
+                if in_flight.unflushed > 0 {
+                    match self.watched(tx.flush(), moved).await {
+                        ControlFlow::Continue(result) => result?,
+                        ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+                    }
+                    in_flight.flushed();
+                }
                 let next = tokio::time::timeout(self.shared.config.idle_timeout, next);
                 tokio::pin!(next);
+                let ends = async {
+                    match time_limit {
+                        Some(end) => tokio::time::sleep_until(end).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::pin!(ends);
                 loop {
                     let reload = &mut self.reload;
                     let reloaded = async {
@@ -435,7 +714,8 @@ impl Handler {
                     };
                     tokio::select! {
                         header = &mut next => break header,
-                        _ = self.shutdown_signal.changed() => return Ok(ControlFlow::Break(EchoEnd::Done)),
+                        _ = self.shutdown_signal.changed() => return Ok(ControlFlow::Break(EchoEnd::Stopping)),
+                        () = &mut ends => return Ok(ControlFlow::Break(EchoEnd::TimeLimit)),
                         () = reloaded => {
                             if !still_authorized(&self.authorized_keys, self.peer, client) {
                                 return Ok(ControlFlow::Break(EchoEnd::Revoked));
@@ -455,13 +735,47 @@ impl Handler {
         Ok(ControlFlow::Continue(header))
     }
 
-    /// [`Handler::answer`] under the idle timeout.
+    /// Runs `future` (a step that moves the session's bytes) under the idle timeout;
+    /// and while other sessions wait for memory, cuts it short when no byte has moved
+    /// for `memory_stall_timeout`: the memory it holds goes to those that use it.
+    pub(super) async fn watched<F: Future>(
+        &self,
+        future: F,
+        moved: &AtomicU64,
+    ) -> ControlFlow<EchoEnd, F::Output> {
+        tokio::pin!(future);
+        // As in `next_request`: no timer unless the step has to wait.
+        if let Some(output) = poll_once(future.as_mut()).await {
+            return ControlFlow::Continue(output);
+        }
+        let idle = tokio::time::sleep(self.shared.config.idle_timeout);
+        tokio::pin!(idle);
+        let mut last = moved.load(Ordering::Relaxed);
+        loop {
+            tokio::select! {
+                output = &mut future => return ControlFlow::Continue(output),
+                () = &mut idle => return ControlFlow::Break(EchoEnd::Stalled),
+                () = tokio::time::sleep(self.shared.config.memory_stall_timeout) => {
+                    let now = moved.load(Ordering::Relaxed);
+                    if now == last && self.shared.memory.under_pressure() {
+                        return ControlFlow::Break(EchoEnd::MemoryStalled);
+                    }
+                    last = now;
+                }
+            }
+        }
+    }
+
+    /// [`Handler::answer`] under the idle timeout and the memory stall check; settles
+    /// `reservation` into [`Answered::Flushed`] or [`Answered::Queued`].
     pub(super) async fn answer_in_time<R, W>(
         &self,
         rx: &mut RecvHalf<R>,
         tx: &mut SendHalf<W>,
         body: &mut Vec<u8>,
         summary: &mut Summary,
+        reservation: &mut Answered,
+        moved: &AtomicU64,
     ) -> Result<ControlFlow<EchoEnd>, WireError>
     where
         R: AsyncRead + Unpin,
@@ -470,29 +784,24 @@ impl Handler {
         // The body and the reply get the idle timeout too: a client trickling its
         // body, or not reading our replies (TCP back pressure stalls our writes),
         // is cut off instead of holding the connection and its buffers forever.
-        {
-            let answer = self.answer(rx, tx, body, summary);
-            tokio::pin!(answer);
-            // As above: the timer is armed only if answering has to wait.
-            match poll_once(answer.as_mut()).await {
-                Some(result) => result?,
-                None => match tokio::time::timeout(self.shared.config.idle_timeout, answer).await {
-                    Err(_) => return Ok(ControlFlow::Break(EchoEnd::Stalled)),
-                    Ok(result) => result?,
-                },
-            }
+        let answer = self.answer(rx, tx, body, summary, reservation);
+        match self.watched(answer, moved).await {
+            ControlFlow::Continue(result) => result?,
+            ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
         }
         Ok(ControlFlow::Continue(()))
     }
 
     /// Reads one request's body and queues its reply, flushing unless more requests
-    /// are already here.
+    /// are already here. Trims the request's memory to its real size once the reply
+    /// is known.
     pub(super) async fn answer<R, W>(
         &self,
         rx: &mut RecvHalf<R>,
         tx: &mut SendHalf<W>,
         body: &mut Vec<u8>,
         summary: &mut Summary,
+        reservation: &mut Answered,
     ) -> Result<(), WireError>
     where
         R: AsyncRead + Unpin,
@@ -501,30 +810,82 @@ impl Handler {
         rx.read_body(body, self.shared.config.max_request).await?;
         summary.requests += 1;
         summary.bytes_in += body.len() as u64;
-        match crate::echo::answer(body) {
+        let reply_len = match crate::echo::answer(body) {
             crate::echo::Answer::InPlace => {
+                reservation.shrink_to(resources::real_cost(body.len(), body.len()));
                 summary.bytes_out += body.len() as u64;
                 tx.write_record(RecordType::Response, body).await?;
+                body.len()
             }
             crate::echo::Answer::Converted(upper) => {
+                reservation.shrink_to(resources::real_cost(body.len(), upper.len()));
                 summary.bytes_out += upper.len() as u64;
                 tx.write_record(RecordType::Response, upper.as_bytes())
                     .await?;
+                upper.len()
             }
             reply @ crate::echo::Answer::NotUtf8 { .. } => {
                 let reason = reply.error_text().unwrap_or_default();
+                reservation.shrink_to(resources::real_cost(body.len(), reason.len()));
                 tx.write_record(RecordType::Error, reason.as_bytes())
                     .await?;
+                reason.len()
             }
-        }
+        };
         let stats = &self.shared.stats;
         stats.add(&stats.requests);
         // Answer now unless more requests are already here: never wait for the
         // client's end of stream, but batch the replies of a pipelined burst.
         if !rx.has_buffered_input() {
             tx.flush().await?;
+            *reservation = Answered::Flushed;
+        } else {
+            let Answered::Reserved(reserved) = std::mem::replace(reservation, Answered::Flushed)
+            else {
+                unreachable!("a request is answered once")
+            };
+            *reservation = Answered::Queued {
+                reply_len: crate::wire::RECORD_HEADER_LEN as u64 + reply_len as u64,
+                reservation: reserved,
+            };
         }
         Ok(())
+    }
+
+    /// When a stopping session must be closed by: the end of the server's grace
+    /// period, less a margin to close in.
+    pub(super) fn stop_deadline(&self) -> tokio::time::Instant {
+        let since = *self
+            .shared
+            .stopping_since
+            .get_or_init(tokio::time::Instant::now);
+        let grace = self.shared.config.shutdown_grace;
+        since + grace.saturating_sub(STOP_MARGIN).max(grace / 2)
+    }
+}
+
+/// One request's memory, from its header to its reply.
+pub(super) enum Answered {
+    /// Before the reply: the budget reserved for the worst case (`None` when the
+    /// request is small enough to be free).
+    Reserved(Option<Reservation>),
+    /// The reply and everything queued before it are written.
+    Flushed,
+    /// The reply is queued with the next ones; the budget still held for it.
+    Queued {
+        /// Bytes of the reply record.
+        reply_len: u64,
+        /// The budget reserved for it, trimmed to its real size.
+        reservation: Option<Reservation>,
+    },
+}
+
+impl Answered {
+    /// Trims the reservation, if any, to `bytes`.
+    fn shrink_to(&mut self, bytes: u64) {
+        if let Answered::Reserved(Some(reservation)) = self {
+            reservation.shrink_to(bytes);
+        }
     }
 }
 
@@ -557,7 +918,7 @@ pub(super) fn still_authorized(
 
 /// Why the echo loop stopped without an error.
 pub(super) enum EchoEnd {
-    /// End of stream, or server shutdown.
+    /// End of stream.
     Done,
     /// No request within the idle timeout.
     Idle,
@@ -567,6 +928,14 @@ pub(super) enum EchoEnd {
     Revoked,
     /// A request over the limit (its body was not read).
     TooLarge { len: u32 },
+    /// The server is stopping, and every request read has been answered.
+    Stopping,
+    /// The session reached its time limit.
+    TimeLimit,
+    /// The session held memory without progress while others waited for it.
+    MemoryStalled,
+    /// No memory for the request came free within the idle timeout.
+    NoMemory,
 }
 
 /// Sends a final ERROR, closes our direction, and drains what the client still
@@ -578,19 +947,41 @@ where
     R: AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
+    let drain_until = tokio::time::Instant::now() + REFUSAL_SEND_TIME + REFUSAL_DRAIN_TIME;
+    close_gracefully(tx, rx, Some(reason), drain_until, REFUSAL_DRAIN_BYTES).await;
+}
+
+/// Writes what is queued (and a final ERROR if `reason` is set), shuts down our
+/// direction (FIN), then reads and discards what the client still sends until it
+/// closes its side, `drain_until` passes, or `drain_bytes` have come: closing with
+/// unread input would make the kernel send a reset, and a reset destroys the replies
+/// still on their way. Sending gets at most [`REFUSAL_SEND_TIME`] of that time.
+pub(super) async fn close_gracefully<R, W>(
+    tx: &mut SendHalf<W>,
+    rx: RecvHalf<R>,
+    reason: Option<&str>,
+    drain_until: tokio::time::Instant,
+    drain_bytes: usize,
+) where
+    R: AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let send = async {
-        tx.write_record(RecordType::Error, reason.as_bytes())
-            .await?;
+        if let Some(reason) = reason {
+            tx.write_record(RecordType::Error, reason.as_bytes())
+                .await?;
+        }
         tx.shutdown().await
     };
-    match tokio::time::timeout(REFUSAL_SEND_TIME, send).await {
+    let send_until = drain_until.min(tokio::time::Instant::now() + REFUSAL_SEND_TIME);
+    match tokio::time::timeout_at(send_until, send).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
-            debug!("could not send the refusal: {error}");
+            debug!("could not send the last replies: {error}");
             return;
         }
         Err(_) => {
-            debug!("could not send the refusal within {REFUSAL_SEND_TIME:?}");
+            debug!("could not send the last replies in time");
             return;
         }
     }
@@ -600,13 +991,13 @@ where
     let mut scratch = vec![0u8; 4096];
     let mut drained = 0usize;
     let drain = async {
-        while drained < REFUSAL_DRAIN_BYTES {
+        while drained < drain_bytes {
             match reader.read(&mut scratch).await {
                 Ok(0) | Err(_) => break,
                 Ok(read) => drained += read,
             }
         }
     };
-    let _ = tokio::time::timeout(REFUSAL_DRAIN_TIME, drain).await;
-    debug!("drained {drained} bytes after refusing the client");
+    let _ = tokio::time::timeout_at(drain_until, drain).await;
+    debug!("drained {drained} bytes before closing");
 }

@@ -33,22 +33,26 @@ mod connection;
 mod listener;
 pub mod penalty;
 mod ratelog;
+mod resources;
 mod stats;
 mod strict_modes;
 
 pub use authorized::{AllowListError, MAX_LOGGED_LINE_PROBLEMS, MAX_SETTLE_WAIT, SETTLE_TIME};
 pub use config::{
     AllowList, ConfigError, ReloadTrigger, ServerConfig, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, DEFAULT_REVOKE_POLL,
-    DEFAULT_SHUTDOWN_GRACE, KEY_REVOKED, MIN_REQUEST_LIMIT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_MAX_SESSIONS_PER_KEY, DEFAULT_MEMORY_BUDGET, DEFAULT_MEMORY_STALL_TIMEOUT,
+    DEFAULT_REVOKE_POLL, DEFAULT_SHUTDOWN_GRACE, KEY_REVOKED, MIN_REQUEST_LIMIT,
+    SESSION_TIME_LIMIT, TOO_MANY_SESSIONS,
 };
 pub use listener::{bind, bind_all, LISTEN_BACKLOG};
+pub use resources::MemoryUse;
 pub use stats::{ServerStats, StatsSnapshot};
 pub use strict_modes::StrictModesError;
 
 use std::future::Future;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -56,6 +60,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use self::penalty::PenaltyBox;
+use self::resources::{MemoryBudget, SessionsPerKey};
 
 use self::authorized::*;
 use self::connection::{AnyStream, Handler};
@@ -104,6 +109,13 @@ pub(super) struct Shared {
     pub(super) stats: Arc<ServerStats>,
     /// Pulled to make open sessions check their key again.
     pub(super) reload: ReloadTrigger,
+    /// The budget for request and reply bodies in flight, shared by every session.
+    pub(super) memory: MemoryBudget,
+    /// Open sessions per client key, against `max_sessions_per_key`.
+    pub(super) sessions_per_key: SessionsPerKey,
+    /// When the server began to stop: sessions finish within the grace period
+    /// counted from it. Unset while it runs.
+    pub(super) stopping_since: OnceLock<tokio::time::Instant>,
 }
 
 impl Server {
@@ -114,6 +126,7 @@ impl Server {
     pub fn new(config: ServerConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let reload = ReloadTrigger::default();
+        let stats = Arc::new(ServerStats::default());
         Ok(Self {
             authorized_keys: Arc::new(AuthorizedKeysCache::new(
                 &config.allow_list,
@@ -122,8 +135,11 @@ impl Server {
             )),
             shutdown: watch::Sender::new(false),
             shared: Arc::new(Shared {
+                memory: MemoryBudget::new(config.memory_budget, Arc::clone(&stats)),
+                sessions_per_key: SessionsPerKey::new(config.max_sessions_per_key),
+                stopping_since: OnceLock::new(),
                 config,
-                stats: Arc::new(ServerStats::default()),
+                stats,
                 reload,
             }),
         })
@@ -163,6 +179,11 @@ impl Server {
             _connection_done: None,
         };
         handler.run(AnyStream(io), Admitted::untracked(peer)).await;
+    }
+
+    /// The memory of request and reply bodies in flight, against the budget.
+    pub fn memory_use(&self) -> MemoryUse {
+        self.shared.memory.usage()
     }
 
     /// The configuration the server runs with.
@@ -249,11 +270,16 @@ impl Server {
             watcher.abort();
         }
         let grace = shared.config.shutdown_grace;
+        let stopping_since = *shared
+            .stopping_since
+            .get_or_init(tokio::time::Instant::now);
         // Every handler holds a clone of the gate's `connection_done`; when the last
         // one is dropped, `recv` returns None.
         drop(gate);
         let _ = notify_shutdown.send(true);
-        if tokio::time::timeout(grace, all_connections_done.recv())
+        // Sessions answer what they have read, send FIN and drain until the client
+        // closes, all within the grace period (see `Handler::stop_deadline`).
+        if tokio::time::timeout_at(stopping_since + grace, all_connections_done.recv())
             .await
             .is_err()
         {

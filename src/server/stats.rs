@@ -70,6 +70,14 @@ counters! {
     revoked,
     /// Sessions closed for idling or for not taking their replies.
     idle_timeouts,
+    /// Sessions waiting for the memory budget now (gauge).
+    memory_waits,
+    /// Sessions closed for holding memory without progress while others waited.
+    memory_stalls,
+    /// Sessions refused because their key had its most sessions open.
+    refused_key_cap,
+    /// Sessions closed at the end of their time limit.
+    session_time_limits,
     /// Requests answered.
     requests,
 }
