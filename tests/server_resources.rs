@@ -106,7 +106,10 @@ async fn clients_that_never_read_are_held_to_the_budget_and_honest_clients_are_a
     assert!(held, "sessions did not wait for memory: {snapshot:?}");
     let memory = server.memory_use();
     assert!(memory.in_flight <= budget, "{memory:?}");
-    assert!(memory.in_flight > budget / 2, "two worst cases held: {memory:?}");
+    assert!(
+        memory.in_flight > budget / 2,
+        "two worst cases held: {memory:?}"
+    );
     assert!(memory.peak <= budget, "{memory:?}");
 
     // A small request needs no budget: answered at once, while the budget is spent.
@@ -130,12 +133,7 @@ async fn clients_that_never_read_are_held_to_the_budget_and_honest_clients_are_a
     for (mut receiver, writer) in hostile {
         let _sender = writer.await.unwrap();
         let ended = tokio::time::timeout(WAIT * 30, async {
-            loop {
-                match receiver.read_reply(MIN_RESPONSE_LIMIT).await {
-                    Ok(Some(_)) => continue,
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            while let Ok(Some(_)) = receiver.read_reply(MIN_RESPONSE_LIMIT).await {}
         })
         .await;
         assert!(ended.is_ok(), "a session that never read was never closed");
@@ -143,7 +141,9 @@ async fn clients_that_never_read_are_held_to_the_budget_and_honest_clients_are_a
     drop(honest);
     let (snapshot, done) = stats.wait_for(WAIT, |s| s.memory_waits == 0).await;
     assert!(done, "{snapshot:?}");
-    let (_, drained) = stats.wait_for(WAIT, |_| server.memory_use().in_flight == 0).await;
+    let (_, drained) = stats
+        .wait_for(WAIT, |_| server.memory_use().in_flight == 0)
+        .await;
     assert!(drained, "memory left reserved: {:?}", server.memory_use());
 }
 

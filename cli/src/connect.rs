@@ -57,7 +57,11 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(session(args.addr, config, args.messages))
+    let result = runtime.block_on(session(args.addr, config, args.messages));
+    // A read of stdin may still be blocked in a thread (the server ended the
+    // session first): don't wait for it to exit.
+    runtime.shutdown_background();
+    result
 }
 
 /// Where requests come from.
@@ -129,7 +133,14 @@ async fn session(
         Ok(())
     }
     .await;
-    let writer_result = writer.await.context("the request writer panicked")?;
+    // The server has ended the session (a refusal, its time limit, its shutdown):
+    // stop sending, or a writer waiting on an open stdin would hang us forever.
+    writer.abort();
+    let writer_result = match writer.await {
+        Ok(result) => result,
+        Err(error) if error.is_cancelled() => Ok(()),
+        Err(error) => return Err(error).context("the request writer panicked"),
+    };
     read_result?;
     let sent = *sent_rx.borrow_and_update();
     if let Err(error) = writer_result {

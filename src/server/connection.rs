@@ -636,8 +636,7 @@ impl Handler {
                 return Ok(ControlFlow::Continue(Answered::Reserved(None)));
             }
         }
-        match tokio::time::timeout(self.shared.config.idle_timeout, memory.reserve(worst)).await
-        {
+        match tokio::time::timeout(self.shared.config.idle_timeout, memory.reserve(worst)).await {
             Ok(reservation) => Ok(ControlFlow::Continue(Answered::Reserved(Some(reservation)))),
             Err(_) => Ok(ControlFlow::Break(EchoEnd::NoMemory)),
         }

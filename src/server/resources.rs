@@ -206,7 +206,10 @@ impl SessionsPerKey {
                 key: *key,
             });
         }
-        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = open.entry(*key).or_insert(0);
         if *count >= self.limit {
             return None;
