@@ -84,6 +84,7 @@ start_servers() {
     "$BIN" serve --listen 127.0.0.1:$NOISE_PORT --host-key "$WORK/host" \
         --authorized-keys "$WORK/authorized_keys" --max-connections 12000 \
         --max-handshakes 12000 --penalty-exempt 127.0.0.0/8 \
+        --max-sessions-per-key 0 \
         2>>"$WORK/serve.log" &
     NOISE_PID=$!
     "$PLAIN" 127.0.0.1:$PLAIN_PORT 2>>"$WORK/plain.log" &

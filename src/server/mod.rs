@@ -5,8 +5,13 @@
 //! [`run`] takes a bound listener (or several: [`Server::run_on`]) and a shutdown future, so tests start a server
 //! in-process on `127.0.0.1:0` and stop it when they like. One task serves each
 //! connection; a semaphore caps how many are open; on shutdown the listener stops
-//! accepting, idle connections close, and requests in flight are finished within a
-//! bounded grace period.
+//! accepting, every session answers the requests it has read, sends FIN and drains
+//! what its client still sends until the client closes (so no close is a reset that
+//! destroys replies in flight), all within a bounded grace period.
+//!
+//! Defences against authorized clients: a server-wide memory budget for request and
+//! reply bodies in flight, enforced by back-pressure ([`ServerConfig::memory_budget`],
+//! see `resources.rs`), a cap on sessions per key and an optional session lifetime.
 //!
 //! Defences against peers that never authenticate (sshd's `LoginGraceTime`,
 //! `MaxStartups`, `PerSourceMaxStartups` and `PerSourcePenalties`):

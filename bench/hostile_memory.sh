@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The memory-budget attack at full scale (issue 11, row 1): for each count in
+# SESSIONS, a fresh `noise-echo serve` (release build, loopback) and that many
+# authorized sessions sending 1 MiB requests of `ΐ` (3 MiB once uppercased) that
+# never read a reply; reports the server's RSS and how long an honest client's
+# requests took through the flood. Extra `serve` flags go in SERVE_FLAGS, e.g.
+# SERVE_FLAGS="--memory-budget 1TiB" for no effective budget (what main did before).
+#
+#   bash bench/hostile_memory.sh                 # 100 and 1,000 sessions
+#   SESSIONS="4000" REQUESTS=2 bash bench/hostile_memory.sh
+#
+# Figures taken on a shared machine measure memory, not speed: the times only say
+# the honest client was answered.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SESSIONS=${SESSIONS:-"100 1000"}
+REQUESTS=${REQUESTS:-1}
+PORT=${PORT:-47311}
+cargo build --release -q -p noise-echo-cli -p noise-echo-tools --example hostile_memory
+BIN=target/release/noise-echo
+ATTACK=target/release/examples/hostile_memory
+WORK=$(mktemp -d)
+SERVER_PID=
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+export XDG_CONFIG_HOME="$WORK/config" HOME="$WORK"
+"$BIN" keygen -f "$WORK/client" -C hostile@bench >/dev/null
+"$BIN" authorize --authorized-keys "$WORK/authorized_keys" "$WORK/client.pub" >/dev/null
+# The flood needs more descriptors than a default soft limit of 1,024.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+for sessions in $SESSIONS; do
+    # One key opens every session: lift the per-key cap; exempt loopback from
+    # the per-source caps, as bench/compare.sh does.
+    # shellcheck disable=SC2086
+    "$BIN" serve --listen 127.0.0.1:$PORT --host-key "$WORK/host" \
+        --authorized-keys "$WORK/authorized_keys" --max-connections 12000 \
+        --max-handshakes 12000 --penalty-exempt 127.0.0.0/8 --max-sessions-per-key 0 \
+        ${SERVE_FLAGS:-} 2>>"$WORK/serve.log" &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    "$ATTACK" 127.0.0.1:$PORT "$WORK/client" "$SERVER_PID" "$sessions" "$REQUESTS"
+    kill "$SERVER_PID"
+    wait "$SERVER_PID" || true
+    SERVER_PID=
+done

@@ -1,0 +1,141 @@
+//! The full-scale run of the memory-budget attack (issue 11, row 1): SESSIONS
+//! authorized sessions each send REQUESTS requests of 1 MiB of `ΐ` (which grows to
+//! 3 MiB when uppercased) and never read a reply. Once every session is held back
+//! (its writes stall) or done, it reads the server's VmRSS and VmHWM from
+//! /proc/PID/status, then times an honest client's small and 512 KiB requests
+//! through the flood, and prints one report line. `bench/hostile_memory.sh` starts
+//! the server and runs it; run it only on loopback, against your own server.
+//!
+//! Usage: hostile_memory ADDR CLIENT_KEY SERVER_PID SESSIONS [REQUESTS]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use noise_echo::identity::Identity;
+use noise_echo::openssh::keyfile;
+use noise_echo::wire::{self, LocalIdentity, RecordType, Reply, MIN_RESPONSE_LIMIT};
+
+/// A write that makes no progress this long means the server stopped reading.
+const STALLED: Duration = Duration::from_secs(3);
+/// The longest the honest client may wait for each answer before the run fails.
+const HONEST_WAIT: Duration = Duration::from_secs(300);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 4 {
+        bail!("usage: hostile_memory ADDR CLIENT_KEY SERVER_PID SESSIONS [REQUESTS]");
+    }
+    let addr: SocketAddr = args[0].parse().context("ADDR")?;
+    if !addr.ip().is_loopback() {
+        bail!("{addr} is not a loopback address: this tool only attacks your own machine");
+    }
+    let identity = Arc::new(keyfile::read_identity(args[1].as_ref())?);
+    let pid: u32 = args[2].parse().context("SERVER_PID")?;
+    let sessions: usize = args[3].parse().context("SESSIONS")?;
+    let requests: usize = args.get(4).map_or(Ok(1), |n| n.parse()).context("REQUESTS")?;
+    let before = memory(pid)?;
+    let body = Arc::new("ΐ".repeat(512 * 1024));
+    let started = Instant::now();
+    let mut held = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..sessions {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let (identity, body) = (Arc::clone(&identity), Arc::clone(&body));
+        tasks.push(tokio::spawn(async move { hostile(stream, &identity, &body, requests).await }));
+        // Opened in turn, so the server's handshake caps do not refuse them.
+        if tasks.len() % 50 == 0 {
+            for task in tasks.drain(..) {
+                held.push(task.await??);
+            }
+        }
+    }
+    for task in tasks {
+        held.push(task.await??);
+    }
+    let settled = started.elapsed();
+    let during = memory(pid)?;
+    let small = honest(addr, &identity, "hello".into()).await?;
+    let large = honest(addr, &identity, "ΐ".repeat(256 * 1024)).await?;
+    let after = memory(pid)?;
+    println!(
+        "{sessions} sessions x {requests} x 1 MiB of ΐ, never read (settled in {:.1} s): server VmRSS {} -> {} KiB ({:.1} KiB per session), VmHWM {} KiB; honest 5-byte request {:.3} s, 512 KiB request {:.3} s; VmHWM after {} KiB",
+        settled.as_secs_f64(),
+        before.0,
+        during.0,
+        (during.0.saturating_sub(before.0)) as f64 / sessions as f64,
+        during.1,
+        small.as_secs_f64(),
+        large.as_secs_f64(),
+        after.1,
+    );
+    drop(held);
+    Ok(())
+}
+
+/// One session that sends its requests until the server stops reading them, then
+/// holds the connection open without reading.
+async fn hostile(
+    mut stream: tokio::net::TcpStream,
+    identity: &Identity,
+    body: &str,
+    requests: usize,
+) -> anyhow::Result<Box<dyn std::any::Any + Send>> {
+    let local = LocalIdentity::new(identity);
+    let pending = wire::initiate(&mut stream, &local).await?;
+    let established = pending.approve(&mut stream).await?;
+    let (reader, writer) = stream.into_split();
+    let (receiver, mut sender) = established.into_halves(reader, writer);
+    for _ in 0..requests {
+        let sent = async {
+            sender
+                .write_record(RecordType::Request, body.as_bytes())
+                .await?;
+            sender.flush().await
+        };
+        match tokio::time::timeout(STALLED, sent).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_) => break,
+        }
+    }
+    Ok(Box::new((receiver, sender)))
+}
+
+/// One honest session and one request; how long the answer took.
+async fn honest(addr: SocketAddr, identity: &Identity, body: String) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let local = LocalIdentity::new(identity);
+    let pending = wire::initiate(&mut stream, &local).await?;
+    let established = pending.approve(&mut stream).await?;
+    let (mut receiver, mut sender) = established.into_split(stream);
+    sender
+        .write_record(RecordType::Request, body.as_bytes())
+        .await?;
+    sender.flush().await?;
+    let reply = tokio::time::timeout(HONEST_WAIT, receiver.read_reply(MIN_RESPONSE_LIMIT))
+        .await
+        .context("the honest request was not answered")??;
+    if reply != Some(Reply::Response(body.to_uppercase().into_bytes())) {
+        bail!("wrong answer to the honest request");
+    }
+    Ok(started.elapsed())
+}
+
+/// The server's (VmRSS, VmHWM), KiB.
+fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read the memory of process {pid}"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("VmRSS:"), field("VmHWM:")))
+}
