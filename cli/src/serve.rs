@@ -74,8 +74,9 @@ pub(super) struct Args {
     #[arg(long, value_name = "SIZE", default_value_t = bytesize::ByteSize::b(server::DEFAULT_MEMORY_BUDGET))]
     memory_budget: bytesize::ByteSize,
     /// Most sessions open at once with one client key; 0 for no limit
-    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_SESSIONS_PER_KEY)]
-    max_sessions_per_key: usize,
+    /// [default: a quarter of --max-connections, 1024]
+    #[arg(long, value_name = "N")]
+    max_sessions_per_key: Option<usize>,
     /// Longest a session may last, in seconds, however busy; 0 for no limit
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     max_session_time: u64,
@@ -117,7 +118,10 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     config.revoke_live = args.revoke_live;
     config.strict_modes = args.strict_modes;
     config.memory_budget = args.memory_budget.as_u64();
-    config.max_sessions_per_key = args.max_sessions_per_key;
+    // One key may hold a quarter of the connection slots, whatever their number.
+    config.max_sessions_per_key = args
+        .max_sessions_per_key
+        .unwrap_or((args.max_connections / 4).max(1));
     config.max_session_time =
         (args.max_session_time > 0).then(|| Duration::from_secs(args.max_session_time));
     // The library checks the limits (a zero would refuse everyone); the setting it

@@ -459,3 +459,30 @@ fn a_memory_budget_too_small_for_one_request_is_refused_naming_the_fix() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("--memory-budget"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_key_default_is_a_quarter_of_the_connection_cap() {
+    let served = Served::start(&["--max-connections", "4"]);
+    let mut held = session(served.addr, &served.client).await;
+    held.1
+        .write_record(RecordType::Request, b"first")
+        .await
+        .unwrap();
+    held.1.flush().await.unwrap();
+    assert!(held
+        .0
+        .read_reply(MIN_RESPONSE_LIMIT)
+        .await
+        .unwrap()
+        .is_some());
+    let connect = served.connect(&["hello"]);
+    let output = tokio::task::spawn_blocking(move || output_within_wait(connect, b""))
+        .await
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(PERMISSION_DENIED), "{stderr}");
+    assert!(
+        stderr.contains("too many sessions for this key (it has 1 open"),
+        "{stderr}"
+    );
+}

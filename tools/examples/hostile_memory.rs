@@ -35,7 +35,10 @@ async fn main() -> anyhow::Result<()> {
     let identity = Arc::new(keyfile::read_identity(args[1].as_ref())?);
     let pid: u32 = args[2].parse().context("SERVER_PID")?;
     let sessions: usize = args[3].parse().context("SESSIONS")?;
-    let requests: usize = args.get(4).map_or(Ok(1), |n| n.parse()).context("REQUESTS")?;
+    let requests: usize = args
+        .get(4)
+        .map_or(Ok(1), |n| n.parse())
+        .context("REQUESTS")?;
     let before = memory(pid)?;
     let body = Arc::new("ΐ".repeat(512 * 1024));
     let started = Instant::now();
@@ -44,7 +47,9 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..sessions {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         let (identity, body) = (Arc::clone(&identity), Arc::clone(&body));
-        tasks.push(tokio::spawn(async move { hostile(stream, &identity, &body, requests).await }));
+        tasks.push(tokio::spawn(async move {
+            hostile(stream, &identity, &body, requests).await
+        }));
         // Opened in turn, so the server's handshake caps do not refuse them.
         if tasks.len() % 50 == 0 {
             for task in tasks.drain(..) {
