@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 SESSIONS=${SESSIONS:-"100 1000"}
 REQUESTS=${REQUESTS:-1}
 PORT=${PORT:-47311}
-cargo build --release -q -p noise-echo-cli -p noise-echo-tools --example hostile_memory
+cargo build --release -q -p noise-echo-cli
+cargo build --release -q -p noise-echo-tools --example hostile_memory
 BIN=target/release/noise-echo
 ATTACK=target/release/examples/hostile_memory
 WORK=$(mktemp -d)

@@ -30,9 +30,20 @@ fn target() -> Target {
 
 /// A server that authorizes `client`, with its allow-list in memory.
 fn server_for(client: &Identity, adjust: impl FnOnce(&mut ServerConfig)) -> (Server, Identity) {
+    server_for_all(&[client], adjust)
+}
+
+/// A server that authorizes `clients`, with its allow-list in memory.
+fn server_for_all(
+    clients: &[&Identity],
+    adjust: impl FnOnce(&mut ServerConfig),
+) -> (Server, Identity) {
     let host = Identity::from_seed(&[0x42; 32], "host");
-    let line = authorized_keys::append_key(&[], &client.public_key(), client.comment());
-    let keys = AuthorizedKeys::parse(&line, "(in memory)".as_ref());
+    let mut text = Vec::new();
+    for client in clients {
+        text = authorized_keys::append_key(&text, &client.public_key(), client.comment());
+    }
+    let keys = AuthorizedKeys::parse(&text, "(in memory)".as_ref());
     let mut config = ServerConfig::with_allow_list(
         Arc::new(LocalIdentity::new(&host)),
         AllowList::Keys(Arc::new(keys)),
@@ -62,10 +73,12 @@ async fn session(
 #[tokio::test(start_paused = true)]
 async fn clients_that_never_read_are_held_to_the_budget_and_honest_clients_are_answered() {
     let alice = Identity::from_seed(&[1; 32], "alice");
+    let bob = Identity::from_seed(&[2; 32], "bob");
     // A request limit of 64 KiB: its worst case (with a reply three times longer
-    // and the transport buffers) is 512 KiB, so this budget holds two at once.
+    // and the transport buffers) is 512 KiB, so this budget holds two at once, and
+    // one key's share (half) holds one.
     let budget = 1 << 20;
-    let (server, host) = server_for(&alice, |config| {
+    let (server, host) = server_for_all(&[&alice, &bob], |config| {
         config.max_request = 64 * 1024;
         config.memory_budget = budget;
     });
@@ -98,19 +111,34 @@ async fn clients_that_never_read_are_held_to_the_budget_and_honest_clients_are_a
         });
         hostile.push((receiver, writer));
     }
-    // All but the two the budget holds wait for memory, at their request's header:
-    // the server reads no more of their bodies, and holds no more than the budget.
+    // All but the one alice's share holds wait for memory, at their request's
+    // header: the server reads no more of their bodies, and holds no more than
+    // alice's half of the budget.
     let (snapshot, held) = stats
-        .wait_for(WAIT, |s| s.memory_waits >= hostile_sessions - 2)
+        .wait_for(WAIT, |s| s.memory_waits >= hostile_sessions - 1)
         .await;
     assert!(held, "sessions did not wait for memory: {snapshot:?}");
     let memory = server.memory_use();
-    assert!(memory.in_flight <= budget, "{memory:?}");
-    assert!(
-        memory.in_flight > budget / 2,
-        "two worst cases held: {memory:?}"
+    assert_eq!(
+        memory.in_flight,
+        budget / 2,
+        "one worst case held: {memory:?}"
     );
-    assert!(memory.peak <= budget, "{memory:?}");
+    assert!(memory.peak <= budget / 2, "{memory:?}");
+
+    // Another key's large request finds the other half free: answered at once.
+    let mut other = session(&server, &host, &bob, 64 * 1024).await;
+    let large = "ΐ".repeat(32 * 1024);
+    assert_eq!(
+        other.request(large.as_bytes()).await.unwrap(),
+        Reply::Response(large.to_uppercase().into_bytes())
+    );
+    assert_eq!(stats.snapshot().memory_stalls, 0);
+    assert!(
+        server.memory_use().peak <= budget,
+        "{:?}",
+        server.memory_use()
+    );
 
     // A small request needs no budget: answered at once, while the budget is spent.
     let mut honest = session(&server, &host, &alice, 64 * 1024).await;
@@ -118,9 +146,9 @@ async fn clients_that_never_read_are_held_to_the_budget_and_honest_clients_are_a
         honest.request("hello, straße".as_bytes()).await.unwrap(),
         Reply::Response("HELLO, STRASSE".as_bytes().to_vec())
     );
-    // A large one waits its turn, and gets it: sessions that hold memory without
-    // taking their replies while others wait are closed.
-    let large = "ΐ".repeat(32 * 1024);
+    // A large one of alice's waits its turn behind her own sessions, and gets it:
+    // sessions that hold memory without taking their replies while others wait
+    // are closed.
     let reply = tokio::time::timeout(WAIT * 30, honest.request(large.as_bytes()))
         .await
         .expect("the honest large request was never answered")
@@ -194,8 +222,14 @@ struct Seen {
 }
 
 /// A client that sends numbered requests as fast as it can and reads the replies
-/// in order, until the server closes; then it closes too.
-async fn pipelining_client(addr: SocketAddr, host: &Identity, client: &Identity) -> Seen {
+/// in order, until the server closes; then it closes too. Adds a permit to
+/// `loaded` at its 100th reply.
+async fn pipelining_client(
+    addr: SocketAddr,
+    host: &Identity,
+    client: &Identity,
+    loaded: &tokio::sync::Semaphore,
+) -> Seen {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let config = ClientConfig::pinned(LocalIdentity::new(client), host.public_key().fingerprint());
     let connection = client::connect_stream(stream, &target(), config)
@@ -229,6 +263,9 @@ async fn pipelining_client(addr: SocketAddr, host: &Identity, client: &Identity)
             Ok(Some(Reply::Response(body))) => {
                 assert_eq!(body, format!("REQUEST {replies}").into_bytes());
                 replies += 1;
+                if replies == 100 {
+                    loaded.add_permits(1);
+                }
             }
             Ok(Some(other)) => break Some(format!("unexpected reply {other:?}")),
             Ok(None) => break None,
@@ -254,17 +291,17 @@ async fn run_answers_every_request_it_read_then_closes_cleanly_on_shutdown() {
     let running = tokio::spawn(server.run(listener, stopped));
     let host = Arc::new(host);
     let alice = Arc::new(alice);
+    let loaded = Arc::new(tokio::sync::Semaphore::new(0));
     let clients: Vec<_> = (0..20)
         .map(|_| {
-            let (host, alice) = (Arc::clone(&host), Arc::clone(&alice));
-            tokio::spawn(async move { pipelining_client(addr, &host, &alice).await })
+            let (host, alice, loaded) =
+                (Arc::clone(&host), Arc::clone(&alice), Arc::clone(&loaded));
+            tokio::spawn(async move { pipelining_client(addr, &host, &alice, &loaded).await })
         })
         .collect();
-    // Under load: every session open and thousands of requests answered.
-    let (snapshot, loaded) = stats
-        .wait_for(WAIT, |s| s.sessions == 20 && s.requests >= 5_000)
-        .await;
-    assert!(loaded, "{snapshot:?}");
+    // Under load: every session has had a hundred replies, and goes on sending.
+    let under_load = tokio::time::timeout(WAIT, loaded.acquire_many(20)).await;
+    assert!(under_load.is_ok(), "{:?}", stats.snapshot());
     stop.send(()).unwrap();
     let mut replies = 0;
     for client in clients {
@@ -274,7 +311,7 @@ async fn run_answers_every_request_it_read_then_closes_cleanly_on_shutdown() {
             .unwrap();
         // A clean end of stream at a record boundary: no reset, no truncated reply.
         assert_eq!(seen.error, None, "{seen:?}");
-        assert!(seen.replies > 0);
+        assert!(seen.replies >= 100);
         replies += seen.replies;
     }
     tokio::time::timeout(WAIT, running)

@@ -25,7 +25,7 @@ use crate::wire::RecordHeader;
 use super::authorized::AuthorizedKeysCache;
 use super::config::{KEY_REVOKED, SESSION_TIME_LIMIT, TOO_MANY_SESSIONS};
 use super::listener::{canonical_ip, Admitted};
-use super::resources::{self, Reservation, TRANSPORT_BUFFER};
+use super::resources::{self, KeySession, Reservation, TRANSPORT_BUFFER};
 use super::Shared;
 use crate::identity::PublicKey;
 use crate::wire::{self, RecordType, RecvHalf, SendHalf, WireError};
@@ -408,7 +408,7 @@ impl Handler {
         }
         admitted.source_verdict(Verdict::Success);
         // Held for the whole session: one of the key's sessions.
-        let Some(_key_session) = self.shared.sessions_per_key.enter(&client) else {
+        let Some(key_session) = self.shared.sessions_per_key.enter(&client) else {
             let message = format!(
                 "{}: {TOO_MANY_SESSIONS} (it has {} open, the most this server allows); end one and retry",
                 wire::PERMISSION_DENIED_PREFIX,
@@ -421,7 +421,9 @@ impl Handler {
         stats.add(&stats.sessions);
         // Sessions check their key on the next reload, not on one that came before.
         self.reload.mark_unchanged();
-        let end = self.echo(&mut rx, &mut tx, &client, summary, &moved).await;
+        let end = self
+            .echo(&mut rx, &mut tx, &key_session, summary, &moved)
+            .await;
         // Closing the socket (when the handler returns) sends our FIN: the replies
         // only need flushing, and nothing is left unread that would turn the close
         // into a reset (the client ended its stream, or went quiet). No separate
@@ -524,7 +526,7 @@ impl Handler {
         &mut self,
         rx: &mut RecvHalf<R>,
         tx: &mut SendHalf<W>,
-        client: &PublicKey,
+        key: &KeySession,
         summary: &mut Summary,
         moved: &AtomicU64,
     ) -> Result<EchoEnd, WireError>
@@ -546,7 +548,7 @@ impl Handler {
             // Each step is its own future, awaited in turn, so the task holds the
             // larger of the two rather than both.
             let header = match self
-                .next_request(rx, tx, client, time_limit, &mut in_flight, moved)
+                .next_request(rx, tx, key.key(), time_limit, &mut in_flight, moved)
                 .await?
             {
                 ControlFlow::Continue(header) => header,
@@ -557,7 +559,7 @@ impl Handler {
                 return Ok(EchoEnd::TooLarge { len: header.len });
             }
             let mut reservation = match self
-                .memory_for(header.len, tx, &mut in_flight, moved)
+                .memory_for(header.len, key, tx, &mut in_flight, moved)
                 .await?
             {
                 ControlFlow::Continue(reservation) => reservation,
@@ -611,6 +613,7 @@ impl Handler {
     pub(super) async fn memory_for<W>(
         &self,
         len: u32,
+        key: &KeySession,
         tx: &mut SendHalf<W>,
         in_flight: &mut InFlight,
         moved: &AtomicU64,
@@ -623,7 +626,7 @@ impl Handler {
         if in_flight.queued_cost() + worst <= FREE_IN_FLIGHT {
             return Ok(ControlFlow::Continue(Answered::Reserved(None)));
         }
-        if let Some(reservation) = memory.try_reserve(worst) {
+        if let Some(reservation) = memory.try_reserve(key, worst) {
             return Ok(ControlFlow::Continue(Answered::Reserved(Some(reservation))));
         }
         if in_flight.unflushed > 0 {
@@ -636,7 +639,9 @@ impl Handler {
                 return Ok(ControlFlow::Continue(Answered::Reserved(None)));
             }
         }
-        match tokio::time::timeout(self.shared.config.idle_timeout, memory.reserve(worst)).await {
+        match tokio::time::timeout(self.shared.config.idle_timeout, memory.reserve(key, worst))
+            .await
+        {
             Ok(reservation) => Ok(ControlFlow::Continue(Answered::Reserved(Some(reservation)))),
             Err(_) => Ok(ControlFlow::Break(EchoEnd::NoMemory)),
         }

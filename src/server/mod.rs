@@ -141,7 +141,11 @@ impl Server {
             shutdown: watch::Sender::new(false),
             shared: Arc::new(Shared {
                 memory: MemoryBudget::new(config.memory_budget, Arc::clone(&stats)),
-                sessions_per_key: SessionsPerKey::new(config.max_sessions_per_key),
+                sessions_per_key: SessionsPerKey::new(
+                    config.max_sessions_per_key,
+                    config.memory_budget,
+                    config.max_request,
+                ),
                 stopping_since: OnceLock::new(),
                 config,
                 stats,

@@ -12,6 +12,12 @@
 //! by small ones, and a session holds at most one reservation at a time, so it
 //! cannot wait while holding: no deadlock, as long as one request's worst case fits
 //! (checked by [`ServerConfig::validate`](super::ServerConfig::validate)).
+//!
+//! One client key may hold at most half the budget (or one worst case, if that is
+//! more): a reservation takes its key's share first, then the budget's, always in
+//! that order, so no cycle of waits can form. Sessions of one key (an insider
+//! opening a thousand sessions that never read) then queue behind each other, and
+//! the other keys' requests find the other half free.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,8 +90,18 @@ pub(crate) struct MemoryBudget {
 /// A request's share of the budget, given back when dropped.
 #[derive(Debug)]
 pub(super) struct Reservation {
-    /// The permits held, one per KiB.
+    /// The permits held in the server's budget, one per KiB.
     permit: OwnedSemaphorePermit,
+    /// As many permits of the client key's share.
+    key_permit: OwnedSemaphorePermit,
+}
+
+/// Half the budget, in KiB, or one worst case if that is more: what one key's
+/// sessions may hold at once.
+fn key_share_kib(budget: u64, max_request: u32) -> u32 {
+    kib(budget / 2)
+        .max(kib(worst_case(max_request)))
+        .min(kib(budget))
 }
 
 impl MemoryBudget {
@@ -100,18 +116,21 @@ impl MemoryBudget {
         }
     }
 
-    /// Reserves `bytes` if that much is free now.
-    pub(super) fn try_reserve(&self, bytes: u64) -> Option<Reservation> {
+    /// Reserves `bytes` for a session of `key` if that much is free now, in the
+    /// key's share and in the budget.
+    pub(super) fn try_reserve(&self, key: &KeySession, bytes: u64) -> Option<Reservation> {
+        let wanted = key.clamp(bytes);
+        let key_permit = Arc::clone(&key.share).try_acquire_many_owned(wanted).ok()?;
         let permit = Arc::clone(&self.permits)
-            .try_acquire_many_owned(self.clamp(bytes))
+            .try_acquire_many_owned(wanted)
             .ok()?;
-        Some(self.note(permit))
+        Some(self.note(permit, key_permit))
     }
 
     /// Reserves `bytes`, waiting (in turn, first come first served) until they are
     /// free. Counted in the `memory_waits` gauge while it waits, which is what makes
     /// sessions that hold memory without progress give it up.
-    pub(super) async fn reserve(&self, bytes: u64) -> Reservation {
+    pub(super) async fn reserve(&self, key: &KeySession, bytes: u64) -> Reservation {
         let stats = &self.stats;
         stats.add(&stats.memory_waits);
         struct Waiting<'a>(&'a ServerStats);
@@ -121,11 +140,17 @@ impl MemoryBudget {
             }
         }
         let _waiting = Waiting(stats);
+        let wanted = key.clamp(bytes);
+        // The key's share first, then the budget: always in this order.
+        let key_permit = Arc::clone(&key.share)
+            .acquire_many_owned(wanted)
+            .await
+            .expect("a key's share is never closed");
         let permit = Arc::clone(&self.permits)
-            .acquire_many_owned(self.clamp(bytes))
+            .acquire_many_owned(wanted)
             .await
             .expect("the budget's semaphore is never closed");
-        self.note(permit)
+        self.note(permit, key_permit)
     }
 
     /// Whether some session is waiting for memory.
@@ -143,92 +168,124 @@ impl MemoryBudget {
         }
     }
 
-    /// A reservation is never larger than the whole budget (validation makes sure
-    /// one request's worst case fits; this keeps an embedder's mistake from hanging).
-    fn clamp(&self, bytes: u64) -> u32 {
-        kib(bytes).min(self.total_kib)
-    }
-
-    fn note(&self, permit: OwnedSemaphorePermit) -> Reservation {
+    fn note(&self, permit: OwnedSemaphorePermit, key_permit: OwnedSemaphorePermit) -> Reservation {
         let in_use = u64::from(self.total_kib) - self.permits.available_permits() as u64;
         self.peak_kib.fetch_max(in_use, Ordering::Relaxed);
-        Reservation { permit }
+        Reservation { permit, key_permit }
     }
 }
 
 impl Reservation {
-    /// Takes over `other`'s share: one reservation for both.
+    /// Takes over `other`'s share (of the same session): one reservation for both.
     pub(super) fn merge(&mut self, other: Reservation) {
         self.permit.merge(other.permit);
+        self.key_permit.merge(other.key_permit);
     }
 
     /// Gives back what is reserved beyond `bytes`, once the real size is known.
     pub(super) fn shrink_to(&mut self, bytes: u64) {
         let keep = kib(bytes) as usize;
-        let held = self.permit.num_permits();
-        if keep < held {
-            drop(self.permit.split(held - keep));
+        for permit in [&mut self.permit, &mut self.key_permit] {
+            let held = permit.num_permits();
+            if keep < held {
+                drop(permit.split(held - keep));
+            }
         }
     }
 }
 
-/// Open sessions per client key, against `--max-sessions-per-key`.
+/// Open sessions per client key, against `max_sessions_per_key`, and each key's
+/// share of the memory budget.
 #[derive(Debug)]
 pub(crate) struct SessionsPerKey {
     /// The most sessions one key may have open; 0 for no limit.
     limit: usize,
-    /// Open sessions of each key that has any.
-    open: Arc<Mutex<HashMap<PublicKey, usize>>>,
+    /// KiB of the budget one key's sessions may hold at once.
+    share_kib: u32,
+    /// The keys with sessions open.
+    open: Arc<Mutex<HashMap<PublicKey, KeyEntry>>>,
+}
+
+/// A key with sessions open.
+#[derive(Debug)]
+struct KeyEntry {
+    /// How many.
+    sessions: usize,
+    /// Its share of the budget, one permit per KiB, shared by its sessions.
+    share: Arc<Semaphore>,
 }
 
 /// One open session of a key, counted until dropped.
 #[derive(Debug)]
 pub(super) struct KeySession {
-    /// The table to decrement; `None` when there is no limit (nothing is counted).
-    open: Option<Arc<Mutex<HashMap<PublicKey, usize>>>>,
+    /// The table to count it out of.
+    open: Arc<Mutex<HashMap<PublicKey, KeyEntry>>>,
     /// Whose session this is.
     key: PublicKey,
+    /// The key's share of the budget.
+    share: Arc<Semaphore>,
+    /// The share's size, in KiB: no reservation asks for more.
+    share_kib: u32,
 }
 
 impl SessionsPerKey {
-    pub(super) fn new(limit: usize) -> Self {
+    /// A table for `limit` sessions per key (0: no limit) and, for each key, a
+    /// share of a `budget` of bytes that holds at least one request of
+    /// `max_request` bytes.
+    pub(super) fn new(limit: usize, budget: u64, max_request: u32) -> Self {
         Self {
             limit,
+            share_kib: key_share_kib(budget, max_request),
             open: Arc::default(),
         }
     }
 
     /// Counts a new session of `key`, or `None` when the key has its most open.
     pub(super) fn enter(&self, key: &PublicKey) -> Option<KeySession> {
-        if self.limit == 0 {
-            return Some(KeySession {
-                open: None,
-                key: *key,
-            });
-        }
         let mut open = self
             .open
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = open.entry(*key).or_insert(0);
-        if *count >= self.limit {
+        let entry = open.entry(*key).or_insert_with(|| KeyEntry {
+            sessions: 0,
+            share: Arc::new(Semaphore::new(self.share_kib as usize)),
+        });
+        if self.limit != 0 && entry.sessions >= self.limit {
             return None;
         }
-        *count += 1;
+        entry.sessions += 1;
         Some(KeySession {
-            open: Some(Arc::clone(&self.open)),
+            open: Arc::clone(&self.open),
             key: *key,
+            share: Arc::clone(&entry.share),
+            share_kib: self.share_kib,
         })
+    }
+}
+
+impl KeySession {
+    /// Whose session this is.
+    pub(super) fn key(&self) -> &PublicKey {
+        &self.key
+    }
+
+    /// A reservation of `bytes`, in KiB, never more than the key's share (which
+    /// holds the largest request's worst case; this keeps an embedder's mistake
+    /// from waiting forever).
+    fn clamp(&self, bytes: u64) -> u32 {
+        kib(bytes).min(self.share_kib)
     }
 }
 
 impl Drop for KeySession {
     fn drop(&mut self) {
-        let Some(open) = &self.open else { return };
-        let mut open = open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = open.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(entry) = open.get_mut(&self.key) {
+            entry.sessions -= 1;
+            if entry.sessions == 0 {
                 open.remove(&self.key);
             }
         }
@@ -252,33 +309,76 @@ mod tests {
         assert_eq!(worst_case(10), 20 + 60);
     }
 
+    fn key(n: u8) -> PublicKey {
+        Identity::from_seed(&[n; 32], "key").public_key()
+    }
+
     #[test]
     fn reservations_count_against_the_budget_and_shrink_to_the_real_size() {
         let budget = MemoryBudget::new(10 * 1024, Arc::default());
-        let mut first = budget.try_reserve(8 * 1024).unwrap();
-        assert!(budget.try_reserve(4 * 1024).is_none(), "only 2 KiB left");
+        // A share as large as the budget (one request of 1 KiB needs 8 KiB).
+        let table = SessionsPerKey::new(0, 10 * 1024, 1024);
+        let (alice, bob) = (table.enter(&key(1)).unwrap(), table.enter(&key(2)).unwrap());
+        let mut first = budget.try_reserve(&alice, 8 * 1024).unwrap();
+        assert!(
+            budget.try_reserve(&bob, 4 * 1024).is_none(),
+            "only 2 KiB left"
+        );
         first.shrink_to(5 * 1024);
-        let second = budget.try_reserve(4 * 1024).unwrap();
+        let second = budget.try_reserve(&bob, 4 * 1024).unwrap();
         assert_eq!(budget.usage().in_flight, 9 * 1024);
         assert_eq!(budget.usage().peak, 9 * 1024);
         drop((first, second));
         assert_eq!(budget.usage().in_flight, 0);
-        // A reservation over the whole budget takes the whole budget, not forever.
-        assert!(budget.try_reserve(1 << 30).is_some());
+        // A reservation over the whole share takes the whole share, not forever.
+        assert!(budget.try_reserve(&alice, 1 << 30).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_key_holds_at_most_half_the_budget_and_others_get_the_rest() {
+        let budget = MemoryBudget::new(1 << 20, Arc::default());
+        let table = SessionsPerKey::new(0, 1 << 20, 1024);
+        let insider: Vec<_> = (0..4).map(|_| table.enter(&key(1)).unwrap()).collect();
+        let held: Vec<_> = insider[..2]
+            .iter()
+            .map(|session| budget.try_reserve(session, 256 * 1024).unwrap())
+            .collect();
+        // Half the budget is the insider's: its next request waits, though the
+        // budget has room.
+        assert!(budget.try_reserve(&insider[2], 256 * 1024).is_none());
+        let waiting = budget.reserve(&insider[2], 256 * 1024);
+        tokio::pin!(waiting);
+        assert!(futures_poll_once(waiting.as_mut()).await.is_none());
+        // Another key gets the other half at once.
+        let other = table.enter(&key(2)).unwrap();
+        let theirs = budget.try_reserve(&other, 512 * 1024).unwrap();
+        assert_eq!(budget.usage().in_flight, 1 << 20);
+        drop((held, theirs));
+        assert!(futures_poll_once(waiting.as_mut()).await.is_some());
+    }
+
+    /// Polls once: the output if ready.
+    async fn futures_poll_once<F: std::future::Future + ?Sized>(
+        mut future: std::pin::Pin<&mut F>,
+    ) -> Option<F::Output> {
+        std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+            std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        })
+        .await
     }
 
     #[test]
     fn sessions_per_key_are_counted_until_they_end() {
-        let alice = Identity::from_seed(&[1; 32], "alice").public_key();
-        let bob = Identity::from_seed(&[2; 32], "bob").public_key();
-        let table = SessionsPerKey::new(2);
+        let (alice, bob) = (key(1), key(2));
+        let table = SessionsPerKey::new(2, 1 << 20, 1024);
         let first = table.enter(&alice).unwrap();
         let _second = table.enter(&alice).unwrap();
         assert!(table.enter(&alice).is_none());
         assert!(table.enter(&bob).is_some(), "other keys are not limited");
         drop(first);
         assert!(table.enter(&alice).is_some());
-        let unlimited = SessionsPerKey::new(0);
+        let unlimited = SessionsPerKey::new(0, 1 << 20, 1024);
         let held: Vec<_> = (0..100).map(|_| unlimited.enter(&alice).unwrap()).collect();
         assert_eq!(held.len(), 100);
     }
