@@ -449,7 +449,7 @@ impl Handler {
                 // still sends until it closes too, so our close is never a reset
                 // (which would destroy replies still in flight).
                 let deadline = self.stop_deadline();
-                close_gracefully(&mut tx, rx, None, deadline, usize::MAX).await;
+                close_gracefully(&mut tx, rx, None, Some(deadline), usize::MAX).await;
                 Outcome::Stopped
             }
             Ok(EchoEnd::TimeLimit) => {
@@ -951,20 +951,20 @@ where
     R: AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let drain_until = tokio::time::Instant::now() + REFUSAL_SEND_TIME + REFUSAL_DRAIN_TIME;
-    close_gracefully(tx, rx, Some(reason), drain_until, REFUSAL_DRAIN_BYTES).await;
+    close_gracefully(tx, rx, Some(reason), None, REFUSAL_DRAIN_BYTES).await;
 }
 
 /// Writes what is queued (and a final ERROR if `reason` is set), shuts down our
 /// direction (FIN), then reads and discards what the client still sends until it
-/// closes its side, `drain_until` passes, or `drain_bytes` have come: closing with
-/// unread input would make the kernel send a reset, and a reset destroys the replies
-/// still on their way. Sending gets at most [`REFUSAL_SEND_TIME`] of that time.
+/// closes its side, `drain_until` passes (by default [`REFUSAL_DRAIN_TIME`] after
+/// the sending), or `drain_bytes` have come: closing with unread input would make
+/// the kernel send a reset, and a reset destroys the replies still on their way.
+/// Sending gets at most [`REFUSAL_SEND_TIME`], and never past `drain_until`.
 pub(super) async fn close_gracefully<R, W>(
     tx: &mut SendHalf<W>,
     rx: RecvHalf<R>,
     reason: Option<&str>,
-    drain_until: tokio::time::Instant,
+    drain_until: Option<tokio::time::Instant>,
     drain_bytes: usize,
 ) where
     R: AsyncRead + Unpin,
@@ -977,7 +977,8 @@ pub(super) async fn close_gracefully<R, W>(
         }
         tx.shutdown().await
     };
-    let send_until = drain_until.min(tokio::time::Instant::now() + REFUSAL_SEND_TIME);
+    let send_until = tokio::time::Instant::now() + REFUSAL_SEND_TIME;
+    let send_until = drain_until.map_or(send_until, |until| until.min(send_until));
     match tokio::time::timeout_at(send_until, send).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
@@ -989,6 +990,8 @@ pub(super) async fn close_gracefully<R, W>(
             return;
         }
     }
+    let drain_until =
+        drain_until.unwrap_or_else(|| tokio::time::Instant::now() + REFUSAL_DRAIN_TIME);
     let mut reader = rx.into_inner();
     // On the heap: an array here would be part of every connection's task (async
     // state is sized for its largest state), idle or not.
