@@ -3,10 +3,11 @@
 //! 3 MiB when uppercased) and never read a reply. Once every session is held back
 //! (its writes stall) or done, it reads the server's VmRSS and VmHWM from
 //! /proc/PID/status, then times an honest client's small and 512 KiB requests
-//! through the flood, and prints one report line. `bench/hostile_memory.sh` starts
-//! the server and runs it; run it only on loopback, against your own server.
+//! through the flood (with another key: one key's sessions hold at most half the
+//! budget), and prints one report line. `bench/hostile_memory.sh` starts the server
+//! and runs it; run it only on loopback, against your own server.
 //!
-//! Usage: hostile_memory ADDR CLIENT_KEY SERVER_PID SESSIONS [REQUESTS]
+//! Usage: hostile_memory ADDR HOSTILE_KEY HONEST_KEY SERVER_PID SESSIONS [REQUESTS]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,18 +26,19 @@ const HONEST_WAIT: Duration = Duration::from_secs(300);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 4 {
-        bail!("usage: hostile_memory ADDR CLIENT_KEY SERVER_PID SESSIONS [REQUESTS]");
+    if args.len() < 5 {
+        bail!("usage: hostile_memory ADDR HOSTILE_KEY HONEST_KEY SERVER_PID SESSIONS [REQUESTS]");
     }
     let addr: SocketAddr = args[0].parse().context("ADDR")?;
     if !addr.ip().is_loopback() {
         bail!("{addr} is not a loopback address: this tool only attacks your own machine");
     }
     let identity = Arc::new(keyfile::read_identity(args[1].as_ref())?);
-    let pid: u32 = args[2].parse().context("SERVER_PID")?;
-    let sessions: usize = args[3].parse().context("SESSIONS")?;
+    let honest_identity = keyfile::read_identity(args[2].as_ref())?;
+    let pid: u32 = args[3].parse().context("SERVER_PID")?;
+    let sessions: usize = args[4].parse().context("SESSIONS")?;
     let requests: usize = args
-        .get(4)
+        .get(5)
         .map_or(Ok(1), |n| n.parse())
         .context("REQUESTS")?;
     let before = memory(pid)?;
@@ -62,8 +64,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let settled = started.elapsed();
     let during = memory(pid)?;
-    let small = honest(addr, &identity, "hello".into()).await?;
-    let large = honest(addr, &identity, "ΐ".repeat(256 * 1024)).await?;
+    let small = honest(addr, &honest_identity, "hello".into()).await?;
+    let large = honest(addr, &honest_identity, "ΐ".repeat(256 * 1024)).await?;
     let after = memory(pid)?;
     println!(
         "{sessions} sessions x {requests} x 1 MiB of ΐ, never read (settled in {:.1} s): server VmRSS {} -> {} KiB ({:.1} KiB per session), VmHWM {} KiB; honest 5-byte request {:.3} s, 512 KiB request {:.3} s; VmHWM after {} KiB",
