@@ -449,7 +449,14 @@ impl Handler {
                 // still sends until it closes too, so our close is never a reset
                 // (which would destroy replies still in flight).
                 let deadline = self.stop_deadline();
-                close_gracefully(&mut tx, rx, None, Some(deadline), usize::MAX).await;
+                Box::pin(close_gracefully(
+                    &mut tx,
+                    rx,
+                    None,
+                    Some(deadline),
+                    usize::MAX,
+                ))
+                .await;
                 Outcome::Stopped
             }
             Ok(EchoEnd::TimeLimit) => {
@@ -629,22 +636,25 @@ impl Handler {
         if let Some(reservation) = memory.try_reserve(key, worst) {
             return Ok(ControlFlow::Continue(Answered::Reserved(Some(reservation))));
         }
-        if in_flight.unflushed > 0 {
-            match self.watched(tx.flush(), moved).await {
-                ControlFlow::Continue(result) => result?,
-                ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+        // The slow path is boxed: its futures would otherwise enlarge every task.
+        Box::pin(async {
+            if in_flight.unflushed > 0 {
+                match self.watched(tx.flush(), moved).await {
+                    ControlFlow::Continue(result) => result?,
+                    ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+                }
+                in_flight.flushed();
+                if worst <= FREE_IN_FLIGHT {
+                    return Ok(ControlFlow::Continue(Answered::Reserved(None)));
+                }
             }
-            in_flight.flushed();
-            if worst <= FREE_IN_FLIGHT {
-                return Ok(ControlFlow::Continue(Answered::Reserved(None)));
+            let wait = memory.reserve(key, worst);
+            match tokio::time::timeout(self.shared.config.idle_timeout, wait).await {
+                Ok(reservation) => Ok(ControlFlow::Continue(Answered::Reserved(Some(reservation)))),
+                Err(_) => Ok(ControlFlow::Break(EchoEnd::NoMemory)),
             }
-        }
-        match tokio::time::timeout(self.shared.config.idle_timeout, memory.reserve(key, worst))
-            .await
-        {
-            Ok(reservation) => Ok(ControlFlow::Continue(Answered::Reserved(Some(reservation)))),
-            Err(_) => Ok(ControlFlow::Break(EchoEnd::NoMemory)),
-        }
+        })
+        .await
     }
 
     /// Waits for the next request's header, under the idle timeout and the session
@@ -692,22 +702,19 @@ impl Handler {
             } else {
                 // About to wait for the client: what is queued must reach it first
                 // (a reply held back while we wait is latency, and memory).
+                // (Boxed: rare, and its timer would otherwise enlarge every task.)
                 if in_flight.unflushed > 0 {
-                    match self.watched(tx.flush(), moved).await {
+                    match Box::pin(self.watched(tx.flush(), moved)).await {
                         ControlFlow::Continue(result) => result?,
                         ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
                     }
                     in_flight.flushed();
                 }
-                let next = tokio::time::timeout(self.shared.config.idle_timeout, next);
+                // One timer: the idle deadline, or the session's end if sooner.
+                let idle_deadline = tokio::time::Instant::now() + self.shared.config.idle_timeout;
+                let deadline = time_limit.map_or(idle_deadline, |end| end.min(idle_deadline));
+                let next = tokio::time::timeout_at(deadline, next);
                 tokio::pin!(next);
-                let ends = async {
-                    match time_limit {
-                        Some(end) => tokio::time::sleep_until(end).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::pin!(ends);
                 loop {
                     let reload = &mut self.reload;
                     let reloaded = async {
@@ -719,7 +726,6 @@ impl Handler {
                     tokio::select! {
                         header = &mut next => break header,
                         _ = self.shutdown_signal.changed() => return Ok(ControlFlow::Break(EchoEnd::Stopping)),
-                        () = &mut ends => return Ok(ControlFlow::Break(EchoEnd::TimeLimit)),
                         () = reloaded => {
                             if !still_authorized(&self.authorized_keys, self.peer, client) {
                                 return Ok(ControlFlow::Break(EchoEnd::Revoked));
@@ -730,6 +736,9 @@ impl Handler {
             }
         };
         let header = match header {
+            Err(_) if time_limit.is_some_and(|end| tokio::time::Instant::now() >= end) => {
+                return Ok(ControlFlow::Break(EchoEnd::TimeLimit))
+            }
             Err(_) => return Ok(ControlFlow::Break(EchoEnd::Idle)),
             Ok(header) => header?,
         };
@@ -752,19 +761,29 @@ impl Handler {
         if let Some(output) = poll_once(future.as_mut()).await {
             return ControlFlow::Continue(output);
         }
-        let idle = tokio::time::sleep(self.shared.config.idle_timeout);
-        tokio::pin!(idle);
+        // One timer for both deadlines (each is part of every session's task):
+        // the next stall check, or the idle deadline if that comes first.
+        let idle_deadline = tokio::time::Instant::now() + self.shared.config.idle_timeout;
+        let next_check = || {
+            (tokio::time::Instant::now() + self.shared.config.memory_stall_timeout)
+                .min(idle_deadline)
+        };
+        let timer = tokio::time::sleep_until(next_check());
+        tokio::pin!(timer);
         let mut last = moved.load(Ordering::Relaxed);
         loop {
             tokio::select! {
                 output = &mut future => return ControlFlow::Continue(output),
-                () = &mut idle => return ControlFlow::Break(EchoEnd::Stalled),
-                () = tokio::time::sleep(self.shared.config.memory_stall_timeout) => {
+                () = &mut timer => {
+                    if tokio::time::Instant::now() >= idle_deadline {
+                        return ControlFlow::Break(EchoEnd::Stalled);
+                    }
                     let now = moved.load(Ordering::Relaxed);
                     if now == last && self.shared.memory.under_pressure() {
                         return ControlFlow::Break(EchoEnd::MemoryStalled);
                     }
                     last = now;
+                    timer.as_mut().reset(next_check());
                 }
             }
         }
@@ -951,7 +970,15 @@ where
     R: AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
-    close_gracefully(tx, rx, Some(reason), None, REFUSAL_DRAIN_BYTES).await;
+    // Boxed: only the end of a session needs this state, not every idle one.
+    Box::pin(close_gracefully(
+        tx,
+        rx,
+        Some(reason),
+        None,
+        REFUSAL_DRAIN_BYTES,
+    ))
+    .await;
 }
 
 /// Writes what is queued (and a final ERROR if `reason` is set), shuts down our
