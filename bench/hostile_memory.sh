@@ -29,8 +29,8 @@ cleanup() {
 }
 trap cleanup EXIT
 export XDG_CONFIG_HOME="$WORK/config" HOME="$WORK"
-"$BIN" keygen -f "$WORK/client" -C hostile@bench >/dev/null
-"$BIN" keygen -f "$WORK/honest" -C honest@bench >/dev/null
+"$BIN" keygen -N '' -f "$WORK/client" -C hostile@bench >/dev/null
+"$BIN" keygen -N '' -f "$WORK/honest" -C honest@bench >/dev/null
 "$BIN" authorize --authorized-keys "$WORK/authorized_keys" "$WORK/client.pub" "$WORK/honest.pub" >/dev/null
 # The flood needs more descriptors than a default soft limit of 1,024.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -38,7 +38,7 @@ for sessions in $SESSIONS; do
     # One key opens every session: lift the per-key cap; exempt loopback from
     # the per-source caps, as bench/compare.sh does.
     # shellcheck disable=SC2086
-    "$BIN" serve --listen 127.0.0.1:$PORT --host-key "$WORK/host" \
+    "$BIN" serve --listen 127.0.0.1:$PORT --create-host-key --host-key "$WORK/host" \
         --authorized-keys "$WORK/authorized_keys" --max-connections 12000 \
         --max-handshakes 12000 --penalty-exempt 127.0.0.0/8 --max-sessions-per-key 0 \
         ${SERVE_FLAGS:-} 2>>"$WORK/serve.log" &

@@ -49,7 +49,13 @@ impl Served {
         )
         .unwrap();
         let mut child = noise_echo(home)
-            .args(["serve", "--listen", "127.0.0.1:0", "--host-key"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--create-host-key",
+                "--host-key",
+            ])
             .arg(home.join("host_key"))
             .arg("--authorized-keys")
             .arg(home.join("authorized_keys"))
@@ -439,7 +445,13 @@ fn a_memory_budget_too_small_for_one_request_is_refused_naming_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let serve = |flags: &[&str]| {
         noise_echo(dir.path())
-            .args(["serve", "--listen", "127.0.0.1:0", "--host-key"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--create-host-key",
+                "--host-key",
+            ])
             .arg(dir.path().join("host_key"))
             .arg("--authorized-keys")
             .arg(dir.path().join("authorized_keys"))

@@ -279,9 +279,7 @@ impl Server {
             watcher.abort();
         }
         let grace = shared.config.shutdown_grace;
-        let stopping_since = *shared
-            .stopping_since
-            .get_or_init(tokio::time::Instant::now);
+        let stopping_since = *shared.stopping_since.get_or_init(tokio::time::Instant::now);
         // Every handler holds a clone of the gate's `connection_done`; when the last
         // one is dropped, `recv` returns None.
         drop(gate);
