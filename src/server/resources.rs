@@ -87,9 +87,14 @@ pub(crate) struct MemoryBudget {
     stats: Arc<ServerStats>,
 }
 
-/// A request's share of the budget, given back when dropped.
+/// A request's share of the budget, given back when dropped. Boxed: sessions keep
+/// a place for one in their task, and most of them hold none.
 #[derive(Debug)]
-pub(super) struct Reservation {
+pub(super) struct Reservation(Box<Permits>);
+
+/// The permits of a [`Reservation`].
+#[derive(Debug)]
+struct Permits {
     /// The permits held in the server's budget, one per KiB.
     permit: OwnedSemaphorePermit,
     /// As many permits of the client key's share.
@@ -120,7 +125,9 @@ impl MemoryBudget {
     /// key's share and in the budget.
     pub(super) fn try_reserve(&self, key: &KeySession, bytes: u64) -> Option<Reservation> {
         let wanted = key.clamp(bytes);
-        let key_permit = Arc::clone(&key.share).try_acquire_many_owned(wanted).ok()?;
+        let key_permit = Arc::clone(key.share())
+            .try_acquire_many_owned(wanted)
+            .ok()?;
         let permit = Arc::clone(&self.permits)
             .try_acquire_many_owned(wanted)
             .ok()?;
@@ -142,7 +149,7 @@ impl MemoryBudget {
         let _waiting = Waiting(stats);
         let wanted = key.clamp(bytes);
         // The key's share first, then the budget: always in this order.
-        let key_permit = Arc::clone(&key.share)
+        let key_permit = Arc::clone(key.share())
             .acquire_many_owned(wanted)
             .await
             .expect("a key's share is never closed");
@@ -171,21 +178,23 @@ impl MemoryBudget {
     fn note(&self, permit: OwnedSemaphorePermit, key_permit: OwnedSemaphorePermit) -> Reservation {
         let in_use = u64::from(self.total_kib) - self.permits.available_permits() as u64;
         self.peak_kib.fetch_max(in_use, Ordering::Relaxed);
-        Reservation { permit, key_permit }
+        Reservation(Box::new(Permits { permit, key_permit }))
     }
 }
 
 impl Reservation {
     /// Takes over `other`'s share (of the same session): one reservation for both.
     pub(super) fn merge(&mut self, other: Reservation) {
-        self.permit.merge(other.permit);
-        self.key_permit.merge(other.key_permit);
+        let other = *other.0;
+        self.0.permit.merge(other.permit);
+        self.0.key_permit.merge(other.key_permit);
     }
 
     /// Gives back what is reserved beyond `bytes`, once the real size is known.
     pub(super) fn shrink_to(&mut self, bytes: u64) {
         let keep = kib(bytes) as usize;
-        for permit in [&mut self.permit, &mut self.key_permit] {
+        let permits = &mut *self.0;
+        for permit in [&mut permits.permit, &mut permits.key_permit] {
             let held = permit.num_permits();
             if keep < held {
                 drop(permit.split(held - keep));
@@ -211,22 +220,27 @@ pub(crate) struct SessionsPerKey {
 struct KeyEntry {
     /// How many.
     sessions: usize,
-    /// Its share of the budget, one permit per KiB, shared by its sessions.
+    /// What its sessions share.
+    shared: Arc<KeyShared>,
+}
+
+/// What the sessions of one key share: behind one pointer, since every session
+/// holds it for its whole life.
+#[derive(Debug)]
+struct KeyShared {
+    /// Whose sessions these are.
+    key: PublicKey,
+    /// The key's share of the budget, one permit per KiB.
     share: Arc<Semaphore>,
+    /// The share's size, in KiB: no reservation asks for more.
+    share_kib: u32,
+    /// The table to count a session out of (weak: the table holds this).
+    open: std::sync::Weak<Mutex<HashMap<PublicKey, KeyEntry>>>,
 }
 
 /// One open session of a key, counted until dropped.
 #[derive(Debug)]
-pub(super) struct KeySession {
-    /// The table to count it out of.
-    open: Arc<Mutex<HashMap<PublicKey, KeyEntry>>>,
-    /// Whose session this is.
-    key: PublicKey,
-    /// The key's share of the budget.
-    share: Arc<Semaphore>,
-    /// The share's size, in KiB: no reservation asks for more.
-    share_kib: u32,
-}
+pub(super) struct KeySession(Arc<KeyShared>);
 
 impl SessionsPerKey {
     /// A table for `limit` sessions per key (0: no limit) and, for each key, a
@@ -248,45 +262,50 @@ impl SessionsPerKey {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let entry = open.entry(*key).or_insert_with(|| KeyEntry {
             sessions: 0,
-            share: Arc::new(Semaphore::new(self.share_kib as usize)),
+            shared: Arc::new(KeyShared {
+                key: *key,
+                share: Arc::new(Semaphore::new(self.share_kib as usize)),
+                share_kib: self.share_kib,
+                open: Arc::downgrade(&self.open),
+            }),
         });
         if self.limit != 0 && entry.sessions >= self.limit {
             return None;
         }
         entry.sessions += 1;
-        Some(KeySession {
-            open: Arc::clone(&self.open),
-            key: *key,
-            share: Arc::clone(&entry.share),
-            share_kib: self.share_kib,
-        })
+        Some(KeySession(Arc::clone(&entry.shared)))
     }
 }
 
 impl KeySession {
     /// Whose session this is.
     pub(super) fn key(&self) -> &PublicKey {
-        &self.key
+        &self.0.key
+    }
+
+    /// The key's share of the budget.
+    fn share(&self) -> &Arc<Semaphore> {
+        &self.0.share
     }
 
     /// A reservation of `bytes`, in KiB, never more than the key's share (which
     /// holds the largest request's worst case; this keeps an embedder's mistake
     /// from waiting forever).
     fn clamp(&self, bytes: u64) -> u32 {
-        kib(bytes).min(self.share_kib)
+        kib(bytes).min(self.0.share_kib)
     }
 }
 
 impl Drop for KeySession {
     fn drop(&mut self) {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(entry) = open.get_mut(&self.key) {
+        let Some(open) = self.0.open.upgrade() else {
+            return;
+        };
+        let mut open = open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(entry) = open.get_mut(&self.0.key) {
             entry.sessions -= 1;
             if entry.sessions == 0 {
-                open.remove(&self.key);
+                open.remove(&self.0.key);
             }
         }
     }
