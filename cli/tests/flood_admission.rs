@@ -670,7 +670,12 @@ fn listen_colon_port_means_every_ipv4_and_ipv6_address() {
     let mut reach = vec![format!("127.0.0.1:{port}")];
     if ipv6 {
         let v6 = served.listening.iter().find(|addr| addr.is_ipv6());
-        assert_eq!(v6, Some(&SocketAddr::new(ip("::"), port)), "{:?}", served.listening);
+        assert_eq!(
+            v6,
+            Some(&SocketAddr::new(ip("::"), port)),
+            "{:?}",
+            served.listening
+        );
         reach.push(format!("[::1]:{port}"));
     }
     for addr in reach {
