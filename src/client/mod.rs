@@ -40,7 +40,6 @@ use crate::identity::{Fingerprint, PublicKey};
 use crate::openssh::known_hosts::{self, KnownHosts, OtherName};
 use crate::wire::{
     self, LocalIdentity, RecordType, RecvHalf, Refusal, Reply, SendHalf, WireError,
-    MIN_RESPONSE_LIMIT,
 };
 
 /// The port a server listens on when none is given.
@@ -391,7 +390,9 @@ where
     pub async fn request(&mut self, body: &[u8]) -> Result<Reply, ClientError> {
         self.sender.write_record(RecordType::Request, body).await?;
         self.sender.flush().await?;
-        match self.receiver.read_reply(MIN_RESPONSE_LIMIT).await? {
+        // The reply's limit follows the request: its uppercase is at most three
+        // times longer, whatever request limit the server has.
+        match self.receiver.read_reply_to(body.len()).await? {
             Some(reply) => Ok(reply),
             None => Err(WireError::PeerMisbehaved(wire::Violation::Truncated(
                 wire::TruncatedAt::RecordHeader,

@@ -88,8 +88,9 @@ pub use handshake::{
     PROLOGUE,
 };
 pub use record::{
-    encode_record, RecordDecoder, RecordEvent, RecordHeader, RecordType, Role,
-    DEFAULT_REQUEST_LIMIT, MIN_RESPONSE_LIMIT, RECORD_HEADER_LEN,
+    encode_record, response_limit, RecordDecoder, RecordEvent, RecordHeader, RecordType, Role,
+    DEFAULT_REQUEST_LIMIT, MAX_ERROR_REASON_LEN, MAX_RECORD_LEN, MIN_RESPONSE_LIMIT,
+    RECORD_HEADER_LEN, UPPERCASE_EXPANSION,
 };
 pub use session::{
     RecvHalf, Reply, SendHalf, MAX_PLAINTEXT_LEN, PERMISSION_DENIED_PREFIX, TAG_LEN,

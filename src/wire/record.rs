@@ -18,9 +18,34 @@ pub const RECORD_HEADER_LEN: usize = 5;
 /// The server's default limit on a REQUEST body: 1 MiB (wire-v1 section 6).
 pub const DEFAULT_REQUEST_LIMIT: u32 = 1 << 20;
 
-/// The smallest response limit a client may use: uppercasing can make a body up to
-/// three times longer (wire-v1 section 7).
-pub const MIN_RESPONSE_LIMIT: u32 = 3 * DEFAULT_REQUEST_LIMIT;
+/// The longest body a record can announce: its length is a u32 (wire-v1 section 5).
+/// No request limit can be larger.
+pub const MAX_RECORD_LEN: u32 = u32::MAX;
+
+/// How many times longer than its request a RESPONSE can be. Uppercasing maps each
+/// character on its own (Unicode's full case mapping, with SpecialCasing.txt), and
+/// no character's uppercase takes more than three times its UTF-8 bytes: the worst
+/// are 2-byte Greek letters with two accents, such as U+0390 (ΐ) which becomes the
+/// three 2-byte characters U+0399 U+0308 U+0301. A test checks every character.
+pub const UPPERCASE_EXPANSION: u32 = 3;
+
+/// The longest ERROR reason a client accepts: the server's reasons are one short
+/// sentence, and an ERROR never echoes the request.
+pub const MAX_ERROR_REASON_LEN: u32 = 64 * 1024;
+
+/// The response limit for a request of the default limit's size: what a client
+/// that does not track its requests' sizes must accept (wire-v1 section 7).
+/// [`response_limit`] is the tighter limit for one request.
+pub const MIN_RESPONSE_LIMIT: u32 = UPPERCASE_EXPANSION * DEFAULT_REQUEST_LIMIT;
+
+/// The longest RESPONSE body a client accepts to a REQUEST of `request_len`
+/// bytes: its uppercase is at most [`UPPERCASE_EXPANSION`] times longer. It follows
+/// what was sent, so a server with a large request limit works with every client,
+/// and a server cannot make a client buffer more than that.
+pub fn response_limit(request_len: usize) -> u32 {
+    let limit = (request_len as u64).saturating_mul(u64::from(UPPERCASE_EXPANSION));
+    u32::try_from(limit).unwrap_or(MAX_RECORD_LEN)
+}
 
 /// Which end of a session: who sends a record decides which types are valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -273,6 +298,41 @@ impl RecordDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bound behind [`response_limit`]: no character's uppercase is more than
+    /// three times as long in UTF-8, and some reach exactly three times.
+    #[test]
+    fn no_characters_uppercase_is_over_three_times_longer() {
+        let mut worst = (0.0f64, 'a');
+        for character in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            let upper: usize = character.to_uppercase().map(char::len_utf8).sum();
+            let ratio = upper as f64 / character.len_utf8() as f64;
+            assert!(
+                upper <= UPPERCASE_EXPANSION as usize * character.len_utf8(),
+                "U+{:04X} uppercases to {upper} bytes",
+                u32::from(character)
+            );
+            if ratio > worst.0 {
+                worst = (ratio, character);
+            }
+        }
+        assert_eq!(worst, (3.0, '\u{390}'));
+        // And a whole string is the concatenation of its characters' uppercase.
+        let text = "\u{390}\u{3b0}ﬃ";
+        assert_eq!(text.to_uppercase().len(), 3 * 2 + 3 * 2 + 3);
+    }
+
+    #[test]
+    fn response_limits_follow_the_request_and_saturate() {
+        assert_eq!(response_limit(0), 0);
+        assert_eq!(response_limit(8 << 20), 24 << 20);
+        assert_eq!(
+            response_limit(DEFAULT_REQUEST_LIMIT as usize),
+            MIN_RESPONSE_LIMIT
+        );
+        assert_eq!(response_limit(usize::MAX), MAX_RECORD_LEN);
+        assert_eq!(response_limit(2_000_000_000), MAX_RECORD_LEN);
+    }
     use proptest::prelude::*;
 
     type Records = Vec<(RecordType, Vec<u8>)>;

@@ -29,7 +29,10 @@ use crate::wire::frame::{
     decode_frame, frame_len_prefix, Decoded, FRAME_HEADER_LEN, MAX_FRAME_LEN,
 };
 use crate::wire::handshake::Established;
-use crate::wire::record::{RecordDecoder, RecordEvent, RecordHeader, RecordType, Role};
+use crate::wire::record::{
+    response_limit, RecordDecoder, RecordEvent, RecordHeader, RecordType, Role,
+    MAX_ERROR_REASON_LEN,
+};
 
 pub use crate::wire::cipher::TAG_LEN;
 
@@ -267,15 +270,43 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// For a client: reads the next reply, RESPONSE or ERROR, whose body may be at
     /// most `limit` bytes (at least [`MIN_RESPONSE_LIMIT`](crate::wire::MIN_RESPONSE_LIMIT)
     /// to accept every answer to a default-limit request). `None` on a clean end of
-    /// stream.
+    /// stream. A client that knows the size of the request this reply answers
+    /// should use [`RecvHalf::read_reply_to`], whose limit follows it.
     ///
     /// # Errors
     /// [`Refusal::PermissionDenied`] (as [`WireError::NotAllowed`](super::WireError::NotAllowed)) for an ERROR whose
     /// reason starts with `permission denied`: the server refused our key and is
     /// closing. The errors of [`RecvHalf::next_record`] and [`RecvHalf::read_body`].
     pub async fn read_reply(&mut self, limit: u32) -> Result<Option<Reply>> {
+        self.read_reply_within(limit, limit).await
+    }
+
+    /// For a client: reads the reply to a REQUEST of `request_len` bytes. A
+    /// RESPONSE may be at most [`response_limit`]`(request_len)` bytes (the longest
+    /// uppercase of that many bytes), an ERROR at most
+    /// [`MAX_ERROR_REASON_LEN`]: whatever limit the server has, a reply that fits
+    /// what was asked is read, and one that does not is refused before it is
+    /// buffered. `None` on a clean end of stream.
+    ///
+    /// # Errors
+    /// As [`RecvHalf::read_reply`]; [`Violation::RecordTooLarge`] for a body over
+    /// its limit.
+    pub async fn read_reply_to(&mut self, request_len: usize) -> Result<Option<Reply>> {
+        self.read_reply_within(response_limit(request_len), MAX_ERROR_REASON_LEN)
+            .await
+    }
+
+    async fn read_reply_within(
+        &mut self,
+        response_limit: u32,
+        error_limit: u32,
+    ) -> Result<Option<Reply>> {
         let Some(header) = self.next_record().await? else {
             return Ok(None);
+        };
+        let limit = match header.record_type {
+            RecordType::Error => error_limit,
+            _ => response_limit,
         };
         let mut body = Vec::new();
         self.read_body(&mut body, limit).await?;
@@ -700,6 +731,75 @@ mod tests {
         );
         writer.await.unwrap();
         assert!(client_rx.input.capacity() <= IDLE_BUFFER_CAPACITY);
+    }
+
+    /// The reply to a REQUEST of N bytes may be up to 3N bytes, however large N is
+    /// (an 8 MiB request to a server with `--max-request 8M`), and not one more;
+    /// an ERROR gets its own small limit whatever the request.
+    #[tokio::test]
+    async fn reply_limits_follow_the_request_length() {
+        const REQUEST: usize = 8 << 20;
+        let (client, client_io, server, server_io) = handshake_pair().await;
+        let (mut client_rx, _) = client.into_split(client_io);
+        let (_, mut server_tx) = server.into_split(server_io);
+        let writer = tokio::spawn(async move {
+            // The largest uppercase of 8 MiB: U+0390 (2 bytes) becomes 6 bytes.
+            let request = "\u{390}".repeat(REQUEST / 2);
+            let upper = request.to_uppercase();
+            assert_eq!(upper.len(), 3 * REQUEST);
+            server_tx
+                .write_record(RecordType::Response, upper.as_bytes())
+                .await
+                .unwrap();
+            server_tx
+                .write_record(RecordType::Error, &[b'e'; MAX_ERROR_REASON_LEN as usize])
+                .await
+                .unwrap();
+            server_tx
+                .write_record(RecordType::Response, &[b'A'; 31])
+                .await
+                .unwrap();
+            server_tx.shutdown().await.unwrap();
+        });
+        match client_rx.read_reply_to(REQUEST).await.unwrap() {
+            Some(Reply::Response(body)) => assert_eq!(body.len(), 3 * REQUEST),
+            other => panic!("{other:?}"),
+        }
+        // A one-byte request's ERROR is not bound by 3 bytes.
+        match client_rx.read_reply_to(1).await.unwrap() {
+            Some(Reply::Error(reason)) => assert_eq!(reason.len(), MAX_ERROR_REASON_LEN as usize),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            violation(client_rx.read_reply_to(10).await),
+            Violation::RecordTooLarge {
+                record_type: RecordType::Response,
+                len: 31,
+                limit: 30
+            }
+        );
+        writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_error_over_its_limit_is_refused_before_it_is_buffered() {
+        let ((mut client_rx, _), (_, mut server_tx)) = session_pair().await;
+        let writer = tokio::spawn(async move {
+            let reason = vec![b'e'; MAX_ERROR_REASON_LEN as usize + 1];
+            // The client stops reading: this write may fail, which is fine.
+            let _ = server_tx.write_record(RecordType::Error, &reason).await;
+            let _ = server_tx.shutdown().await;
+        });
+        assert_eq!(
+            violation(client_rx.read_reply_to(usize::MAX).await),
+            Violation::RecordTooLarge {
+                record_type: RecordType::Error,
+                len: MAX_ERROR_REASON_LEN + 1,
+                limit: MAX_ERROR_REASON_LEN
+            }
+        );
+        drop(client_rx);
+        writer.await.unwrap();
     }
 
     #[tokio::test]
