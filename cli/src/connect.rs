@@ -8,6 +8,8 @@
 //! per line, and typing at a terminal still gets each answer at once.
 
 use std::io::{IsTerminal, Write as _};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use super::{ExitStatus, StatusError};
 use noise_echo::client::{self, ClientConfig, ClientError, Target, UnknownHost};
 use noise_echo::identity::Fingerprint;
-use noise_echo::wire::{RecordType, Refusal, Reply, Violation, WireError, MIN_RESPONSE_LIMIT};
+use noise_echo::wire::{reply_limit, RecordType, Refusal, Reply, Violation, WireError};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -58,8 +60,8 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(session(args.addr, config, args.messages));
-    // A read of stdin may still be blocked in a thread (the server ended the
-    // session first): don't wait for it to exit.
+    // A read of standard input cannot be cancelled: don't wait for one in progress
+    // (the server closed the session while we waited for a line).
     runtime.shutdown_background();
     result
 }
@@ -83,44 +85,113 @@ async fn session(
             "Warning: Permanently added '{host_field}' (ED25519) to the list of known hosts."
         );
     }
+    exchange(&target, connection, messages).await
+}
+
+/// What the request writer is doing, for the reader to tell, when the server
+/// closes, a session it ended on its own (we were waiting for input) from one that
+/// broke while requests were on their way.
+const WRITER_SENDING: u8 = 0;
+/// Waiting for the next line of standard input.
+const WRITER_WAITING_FOR_INPUT: u8 = 1;
+/// Every request is sent (or sending failed): the writer ends by itself.
+const WRITER_DONE: u8 = 2;
+
+/// Sends the requests from one task and prints the replies in this one, until
+/// both are done or the server ends the session.
+///
+/// Every reply's limit follows its request (the writer queues each request's
+/// length before sending it), so a server with any request limit works and none
+/// can make us buffer more than the uppercase of what we sent. When the server
+/// closes while we wait for input, this says so at once, with the server's
+/// reason if it sent one, instead of at the next line.
+async fn exchange(
+    target: &Target,
+    connection: client::Connection,
+    messages: Vec<String>,
+) -> anyhow::Result<()> {
     let (mut receiver, mut sender) = connection.into_halves();
     let requests = if messages.is_empty() {
         Requests::Stdin
     } else {
         Requests::Arguments(messages)
     };
-    let (sent_tx, mut sent_rx) = tokio::sync::watch::channel(0u64);
-    let writer = tokio::spawn(async move {
-        let result = send_requests(&mut sender, requests, &sent_tx).await;
-        // Our end of stream tells the server we are done; it answers what it has.
-        let shutdown = sender.shutdown().await;
-        result.and(shutdown.map_err(anyhow::Error::from))
+    let (lengths_tx, mut lengths) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let writer_state = Arc::new(AtomicU8::new(WRITER_SENDING));
+    let writer = tokio::spawn({
+        let writer_state = Arc::clone(&writer_state);
+        async move {
+            let result = send_requests(&mut sender, requests, &lengths_tx, &writer_state).await;
+            drop(lengths_tx);
+            writer_state.store(WRITER_DONE, Ordering::SeqCst);
+            // Our end of stream tells the server we are done; it answers what it has.
+            let shutdown = match result {
+                Ok(()) => sender.shutdown().await.map_err(SendError::Network),
+                Err(_) => Ok(()),
+            };
+            result.and(shutdown)
+        }
     });
 
     let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
-    let mut replies = 0u64;
+    let mut answered = 0u64;
     let mut refused = 0u64;
+    // An ERROR that answers no request: the server's reason for closing.
+    let mut closing_reason = None;
     let read_result: anyhow::Result<()> = async {
-        while let Some(reply) = receiver
-            .read_reply(MIN_RESPONSE_LIMIT)
-            .await
-            .map_err(|error| classify(error.into()))?
-        {
-            replies += 1;
+        loop {
+            let mut answers_a_request = false;
+            let reply = receiver
+                .read_reply_with(|header| match lengths.try_recv() {
+                    Ok(len) => {
+                        answers_a_request = true;
+                        reply_limit(header.record_type, len)
+                    }
+                    // Nothing was asked: only an ERROR (a reason) may come.
+                    Err(_) => reply_limit(header.record_type, 0),
+                })
+                .await;
+            let reply = match reply {
+                Ok(Some(reply)) => reply,
+                Ok(None) => break,
+                Err(error) => {
+                    stdout.flush().await?;
+                    return Err(session_error(target, error));
+                }
+            };
+            if !answers_a_request {
+                match reply {
+                    Reply::Error(reason) => {
+                        closing_reason = Some(reason);
+                        continue;
+                    }
+                    Reply::Response(_) => {
+                        stdout.flush().await?;
+                        return Err(StatusError {
+                            status: ExitStatus::ProtocolError,
+                            message: "the peer broke the protocol: the server sent a RESPONSE \
+                                      to no request"
+                                .into(),
+                        }
+                        .into());
+                    }
+                }
+            }
+            answered += 1;
             match reply {
                 Reply::Response(mut body) => {
                     body.push(b'\n');
                     stdout.write_all(&body).await?;
                 }
                 Reply::Error(reason) => {
-                    // One line per reply keeps stdout aligned with the requests; the
-                    // reason goes to stderr.
+                    // Nothing on stdout: every line there is a reply, so a refusal
+                    // cannot be mistaken for the reply to an empty request. What was
+                    // printed so far goes out first, so both streams stay in order.
                     refused += 1;
-                    stdout.write_all(b"\n").await?;
                     stdout.flush().await?;
                     // The server's text: escaped, so it cannot drive our terminal.
                     eprintln!(
-                        "error: the server refused request {replies}: {}",
+                        "error: request {answered} refused: {}",
                         super::printable(&reason)
                     );
                 }
@@ -133,74 +204,136 @@ async fn session(
         Ok(())
     }
     .await;
-    // The server has ended the session (a refusal, its time limit, its shutdown):
-    // stop sending, or a writer waiting on an open stdin would hang us forever.
-    writer.abort();
-    let writer_result = match writer.await {
-        Ok(result) => result,
-        Err(error) if error.is_cancelled() => Ok(()),
-        Err(error) => return Err(error).context("the request writer panicked"),
-    };
-    read_result?;
-    let sent = *sent_rx.borrow_and_update();
-    if let Err(error) = writer_result {
-        // The server may close early on purpose (a request over its limit); what it
-        // said was printed already.
-        if replies >= sent {
-            return Err(error.context("cannot send requests"));
-        }
+    // A reader of our output that went away (`| head -1`) ends the run: a broken
+    // pipe is success (main), and waiting for more input would be pointless.
+    if let Err(error) = read_result {
+        writer.abort();
+        return Err(error);
     }
-    if replies < sent {
-        return Err(StatusError {
-            status: ExitStatus::Failure,
+    let closed = |detail: &str| -> anyhow::Error {
+        let reason = closing_reason
+            .as_deref()
+            .map(|reason| format!(": {}", super::printable(reason)))
+            .unwrap_or_default();
+        StatusError {
+            status: ExitStatus::ConnectionFailed,
             message: format!(
-                "the server closed the connection with {} of {sent} requests unanswered",
-                sent - replies
+                "Connection to {} closed by remote host{reason}{detail}",
+                target.host
             ),
         }
-        .into());
+        .into()
+    };
+    // The server ended the session. If the writer is waiting for a line, it would
+    // only notice at the next one: say so now, and leave it (the runtime is shut
+    // down without waiting for standard input). Otherwise it ends soon: either it
+    // is done, or its writes fail on the closed connection.
+    let writer_result = if writer_state.load(Ordering::SeqCst) == WRITER_WAITING_FOR_INPUT {
+        writer.abort();
+        None
+    } else {
+        Some(writer.await.context("the request writer panicked")?)
+    };
+    let unanswered = std::iter::from_fn(|| lengths.try_recv().ok()).count();
+    if let Some(Err(SendError::Input(error))) = writer_result {
+        return Err(error.context("cannot read standard input"));
     }
     if refused > 0 {
+        // The refusals were printed; a refusal of a request over the limit is also
+        // why the server closed, with the rest unanswered.
+        let sent = answered + unanswered as u64;
         return Err(StatusError {
             status: ExitStatus::Failure,
-            message: format!("the server refused {refused} of {sent} requests"),
+            message: match unanswered {
+                0 => format!("the server refused {refused} of {sent} requests"),
+                _ => format!(
+                    "the server refused {refused} of {sent} requests and closed the \
+                     connection with {unanswered} unanswered"
+                ),
+            },
         }
         .into());
     }
-    Ok(())
+    if unanswered > 0 || closing_reason.is_some() || writer_result.is_none() {
+        return Err(closed(&match unanswered {
+            0 => String::new(),
+            _ => format!(
+                " with {unanswered} of {} requests unanswered",
+                answered + unanswered as u64
+            ),
+        }));
+    }
+    match writer_result {
+        // Every request was answered, but our end of stream did not get through.
+        Some(Err(SendError::Network(error))) => Err(session_error(target, error)),
+        _ => Ok(()),
+    }
 }
 
-/// Sends every request, flushing whenever no more input is immediately available,
-/// and publishes how many were sent.
+/// Why the request writer stopped.
+#[derive(Debug)]
+enum SendError {
+    /// Standard input could not be read.
+    Input(anyhow::Error),
+    /// The connection failed while sending.
+    Network(WireError),
+}
+
+/// An error of the established session, with its exit status. The refusal of our
+/// key after the session began is the server closing it ("key revoked").
+fn session_error(target: &Target, error: WireError) -> anyhow::Error {
+    if let WireError::NotAllowed(noise_echo::wire::Refusal::PermissionDenied(reason)) = &error {
+        let revoked = format!(
+            "{}: {}",
+            noise_echo::wire::PERMISSION_DENIED_PREFIX,
+            noise_echo::server::KEY_REVOKED
+        );
+        if *reason == revoked {
+            return StatusError {
+                status: ExitStatus::PermissionDenied,
+                message: format!(
+                    "Connection to {} closed by remote host: {}",
+                    target.host,
+                    noise_echo::server::KEY_REVOKED
+                ),
+            }
+            .into();
+        }
+    }
+    classify(error.into())
+}
+
+/// Sends every request, flushing whenever no more input is immediately available.
+/// Each request's length is queued for the reader before the request is written,
+/// so the reply can never arrive before the reader knows its limit.
 async fn send_requests<W>(
     sender: &mut noise_echo::wire::SendHalf<W>,
     requests: Requests,
-    sent: &tokio::sync::watch::Sender<u64>,
-) -> anyhow::Result<()>
+    lengths: &tokio::sync::mpsc::UnboundedSender<usize>,
+    state: &AtomicU8,
+) -> Result<(), SendError>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let mut count = 0u64;
     match requests {
         Requests::Arguments(messages) => {
             for message in messages {
-                sender
-                    .write_record(RecordType::Request, message.as_bytes())
-                    .await?;
-                count += 1;
-                sent.send_replace(count);
+                send_one(sender, lengths, message.as_bytes()).await?;
             }
-            sender.flush().await?;
         }
         Requests::Stdin => {
             let mut input = BufReader::with_capacity(64 * 1024, tokio::io::stdin());
             let mut line = Vec::new();
             loop {
                 line.clear();
+                if input.buffer().is_empty() {
+                    state.store(WRITER_WAITING_FOR_INPUT, Ordering::SeqCst);
+                }
                 let read = input
                     .read_until(b'\n', &mut line)
                     .await
-                    .context("cannot read standard input")?;
+                    .map_err(|error| SendError::Input(error.into()))?;
+                state.store(WRITER_SENDING, Ordering::SeqCst);
                 if read == 0 {
                     break;
                 }
@@ -210,17 +343,31 @@ where
                         line.pop();
                     }
                 }
-                sender.write_record(RecordType::Request, &line).await?;
-                count += 1;
-                sent.send_replace(count);
+                send_one(sender, lengths, &line).await?;
                 if input.buffer().is_empty() {
-                    sender.flush().await?;
+                    sender.flush().await.map_err(SendError::Network)?;
                 }
             }
-            sender.flush().await?;
         }
     }
-    Ok(())
+    sender.flush().await.map_err(SendError::Network)
+}
+
+/// Queues one request's length for the reader, then the request itself.
+async fn send_one<W>(
+    sender: &mut noise_echo::wire::SendHalf<W>,
+    lengths: &tokio::sync::mpsc::UnboundedSender<usize>,
+    body: &[u8],
+) -> Result<(), SendError>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    // The reader holds the receiving end until the session is over.
+    let _ = lengths.send(body.len());
+    sender
+        .write_record(RecordType::Request, body)
+        .await
+        .map_err(SendError::Network)
 }
 
 /// [`classify`] for the errors of connecting, which can name the server: a refusal

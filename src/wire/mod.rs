@@ -93,5 +93,5 @@ pub use record::{
     RECORD_HEADER_LEN, UPPERCASE_EXPANSION,
 };
 pub use session::{
-    RecvHalf, Reply, SendHalf, MAX_PLAINTEXT_LEN, PERMISSION_DENIED_PREFIX, TAG_LEN,
+    reply_limit, RecvHalf, Reply, SendHalf, MAX_PLAINTEXT_LEN, PERMISSION_DENIED_PREFIX, TAG_LEN,
 };

@@ -53,6 +53,16 @@ const MIN_READ: usize = 256;
 /// flight (they are freed when the half goes idle).
 const BULK_IO: usize = 256 * 1024;
 
+/// The limit of a reply's body of type `record_type` to a REQUEST of `request_len`
+/// bytes: [`response_limit`] for a RESPONSE, [`MAX_ERROR_REASON_LEN`] for an ERROR
+/// (a reason does not grow with the request).
+pub fn reply_limit(record_type: RecordType, request_len: usize) -> u32 {
+    match record_type {
+        RecordType::Error => MAX_ERROR_REASON_LEN,
+        RecordType::Response | RecordType::Request => response_limit(request_len),
+    }
+}
+
 /// The prefix an ERROR reason starts with when the server refuses the client's key.
 pub const PERMISSION_DENIED_PREFIX: &str = "permission denied";
 
@@ -278,7 +288,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// reason starts with `permission denied`: the server refused our key and is
     /// closing. The errors of [`RecvHalf::next_record`] and [`RecvHalf::read_body`].
     pub async fn read_reply(&mut self, limit: u32) -> Result<Option<Reply>> {
-        self.read_reply_within(limit, limit).await
+        self.read_reply_with(|_| limit).await
     }
 
     /// For a client: reads the reply to a REQUEST of `request_len` bytes. A
@@ -292,22 +302,26 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// As [`RecvHalf::read_reply`]; [`Violation::RecordTooLarge`] for a body over
     /// its limit.
     pub async fn read_reply_to(&mut self, request_len: usize) -> Result<Option<Reply>> {
-        self.read_reply_within(response_limit(request_len), MAX_ERROR_REASON_LEN)
+        self.read_reply_with(|header| reply_limit(header.record_type, request_len))
             .await
     }
 
-    async fn read_reply_within(
-        &mut self,
-        response_limit: u32,
-        error_limit: u32,
-    ) -> Result<Option<Reply>> {
+    /// For a pipelining client: reads the next reply, asking `limit` for its body's
+    /// limit once its header has arrived and before any of its body is buffered.
+    /// A client that writes requests from another task learns there which request
+    /// the reply answers (typically [`reply_limit`] of that request's length). `None`
+    /// on a clean end of stream, and then `limit` is not called.
+    ///
+    /// # Errors
+    /// As [`RecvHalf::read_reply`].
+    pub async fn read_reply_with<F>(&mut self, limit: F) -> Result<Option<Reply>>
+    where
+        F: FnOnce(&RecordHeader) -> u32,
+    {
         let Some(header) = self.next_record().await? else {
             return Ok(None);
         };
-        let limit = match header.record_type {
-            RecordType::Error => error_limit,
-            _ => response_limit,
-        };
+        let limit = limit(&header);
         let mut body = Vec::new();
         self.read_body(&mut body, limit).await?;
         match header.record_type {
