@@ -23,6 +23,7 @@ mod passphrase;
 mod paths;
 mod render;
 mod serve;
+mod units;
 
 /// Exit statuses, documented in the README. Scripts can tell a network failure from
 /// a trust failure from a refusal.

@@ -14,7 +14,7 @@ use noise_echo::openssh::keyfile;
 use noise_echo::openssh::pattern::AddressPatterns;
 use noise_echo::server::penalty;
 use noise_echo::server::{self, ReloadTrigger, Server, ServerConfig};
-use noise_echo::wire::{LocalIdentity, DEFAULT_REQUEST_LIMIT};
+use noise_echo::wire::{LocalIdentity, MAX_RECORD_LEN};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -34,8 +34,8 @@ pub(super) struct Args {
     /// [default: authorized_keys in the noise-echo config directory]
     #[arg(long, value_name = "FILE")]
     authorized_keys: Option<PathBuf>,
-    /// Largest request body accepted, in bytes
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_REQUEST_LIMIT)]
+    /// Largest request body accepted: bytes, or with a unit (64K, 8M, 1GiB; K, M, G are powers of 1024)
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_max_request)]
     max_request: u32,
     /// Most connections open at once; more are closed on arrival
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
@@ -288,5 +288,26 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => info!("interrupted"),
         _ = terminated => info!("terminated"),
+    }
+}
+
+/// `--max-request`: at least one byte, and at most the longest record the protocol
+/// can announce.
+fn parse_max_request(text: &str) -> Result<u32, String> {
+    let size = crate::units::size_in(1..=u64::from(MAX_RECORD_LEN))(text)?;
+    u32::try_from(size).map_err(|_| format!("{text} is over the protocol's limit"))
+}
+
+#[cfg(test)]
+mod max_request_tests {
+    use super::*;
+    use noise_echo::wire::DEFAULT_REQUEST_LIMIT;
+
+    #[test]
+    fn the_default_is_the_protocols_default_limit() {
+        assert_eq!(parse_max_request("1MiB"), Ok(DEFAULT_REQUEST_LIMIT));
+        assert_eq!(parse_max_request("8M"), Ok(8 << 20));
+        assert!(parse_max_request("0").is_err());
+        assert!(parse_max_request("4GiB").is_err());
     }
 }
