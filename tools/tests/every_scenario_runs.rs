@@ -101,6 +101,42 @@ async fn every_scenario_succeeds_against_the_plain_baseline() {
     server.await.unwrap().unwrap();
 }
 
+/// The default mode prints a progress line: its task shares the tally, and the
+/// report must still count every exchange (it reported `0 ok` and failed), and
+/// `idle` without a server pid reports a rate, not `NaN`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_line_mode_reports_what_quiet_mode_reports() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(bench::plain::serve(listener, stopped));
+    let target: Target = format!("127.0.0.1:{port}").parse().unwrap();
+    let connector = Arc::new(Connector::establish(&target, Trust::Plain).await.unwrap());
+    for scenario in NETWORK_SCENARIOS {
+        let mut options = small(scenario);
+        options.progress = true;
+        options.server_pid = None;
+        let report = bench::run(&options, Arc::clone(&connector))
+            .await
+            .unwrap();
+        let table = report.to_table();
+        assert!(report.succeeded(), "{table}");
+        let expected = match scenario {
+            Scenario::Idle => 6,
+            _ => options.requests.unwrap(),
+        };
+        assert_eq!(report.ok, expected, "{table}");
+        assert!(!table.contains("NaN"), "{table}");
+        assert!(!report.to_json().contains("NaN"), "{}", report.to_json());
+        if scenario == Scenario::Idle {
+            assert!(report.headline().0.is_finite(), "{table}");
+            assert!(table.contains("--server-pid"), "{table}");
+        }
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
 #[test]
 fn handshake_cpu_succeeds() {
     let mut options = small(Scenario::HandshakeCpu);

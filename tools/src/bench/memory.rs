@@ -85,8 +85,7 @@ pub fn handshake_cpu(options: &Options) -> anyhow::Result<Report> {
         all.merge(samples);
     }
     report.elapsed = started.elapsed();
-    let tally = Arc::try_unwrap(tally).unwrap_or_default();
-    tally.into_report(&mut report);
+    tally.report_into(&mut report);
     report.latency = all.percentiles();
     Ok(report)
 }
@@ -158,7 +157,6 @@ pub fn cipher_cpu(options: &Options) -> anyhow::Result<Report> {
             .map_err(|_| anyhow!("a benchmark thread panicked"))?;
     }
     report.elapsed = started.elapsed();
-    let tally = Arc::try_unwrap(tally).unwrap_or_default();
-    tally.into_report(&mut report);
+    tally.report_into(&mut report);
     Ok(report)
 }

@@ -210,10 +210,12 @@ impl Report {
             Scenario::Latency => (self.latency.map_or(0.0, |l| l.p50_us), "us p50"),
             Scenario::Throughput | Scenario::CipherCpu => (self.megabytes_per_second(), "MB/s"),
             Scenario::Pipeline => (self.rate(), "requests/s"),
-            Scenario::Idle => (
-                self.rss.map_or(f64::NAN, |rss| rss.per_session_kib),
-                "KiB/session",
-            ),
+            // Memory is measured only with the server's process id; without it the
+            // figure is how fast the sessions opened, not a NaN.
+            Scenario::Idle => match self.rss {
+                Some(rss) => (rss.per_session_kib, "KiB/session"),
+                None => (self.rate(), "sessions/s opened (memory needs --server-pid)"),
+            },
         }
     }
 
@@ -353,9 +355,10 @@ pub async fn run(options: &Options, connector: Arc<Connector>) -> anyhow::Result
     if options.scenario != Scenario::Idle {
         report.elapsed = started.elapsed();
     }
+    // The progress line's task may still hold the tally: read it, don't unwrap it
+    // (unwrapping failed whenever the progress line was on, and reported 0 ok).
     drop(progress);
-    let tally = Arc::try_unwrap(tally).unwrap_or_default();
-    tally.into_report(&mut report);
+    tally.report_into(&mut report);
     report.latency = samples.and_then(Samples::percentiles);
     Ok(report)
 }

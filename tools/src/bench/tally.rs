@@ -45,14 +45,17 @@ impl Tally {
         }
     }
 
-    pub(super) fn into_report(self, report: &mut Report) {
-        report.ok = self.ok.into_inner();
-        report.failed = self.failed.into_inner();
-        report.bytes = self.bytes.into_inner();
+    /// Copies the counts and the first error into `report`. Takes `&self`: other
+    /// holders of the tally (the progress line) may outlive the run.
+    pub(super) fn report_into(&self, report: &mut Report) {
+        report.ok = self.ok.load(Ordering::SeqCst);
+        report.failed = self.failed.load(Ordering::SeqCst);
+        report.bytes = self.bytes.load(Ordering::SeqCst);
         report.first_error = self
             .first_error
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
     }
 }
 
@@ -90,15 +93,19 @@ impl Budget {
 /// Prints `ok`/`failed` counts once a second on stderr until dropped.
 pub(super) struct Progress {
     pub(super) done: Arc<AtomicBool>,
+    /// The task printing the line, stopped when the run ends so that no line comes
+    /// after the report.
+    pub(super) task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Progress {
     pub(super) fn start(options: &Options, tally: &Arc<Tally>) -> Self {
         let done = Arc::new(AtomicBool::new(false));
+        let mut task = None;
         if options.progress {
             let (done, tally) = (Arc::clone(&done), Arc::clone(tally));
             let name = options.scenario.name();
-            tokio::spawn(async move {
+            task = Some(tokio::spawn(async move {
                 let started = Instant::now();
                 let mut ticker = tokio::time::interval(Duration::from_secs(1));
                 ticker.tick().await;
@@ -115,14 +122,17 @@ impl Progress {
                         tally.failed.load(Ordering::Relaxed)
                     );
                 }
-            });
+            }));
         }
-        Self { done }
+        Self { done, task }
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
         self.done.store(true, Ordering::Relaxed);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
