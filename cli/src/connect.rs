@@ -8,8 +8,6 @@
 //! per line, and typing at a terminal still gets each answer at once.
 
 use std::io::{IsTerminal, Write as _};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -91,11 +89,13 @@ async fn session(
 /// What the request writer is doing, for the reader to tell, when the server
 /// closes, a session it ended on its own (we were waiting for input) from one that
 /// broke while requests were on their way.
-const WRITER_SENDING: u8 = 0;
-/// Waiting for the next line of standard input.
-const WRITER_WAITING_FOR_INPUT: u8 = 1;
-/// Every request is sent (or sending failed): the writer ends by itself.
-const WRITER_DONE: u8 = 2;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriterState {
+    /// Sending requests, or about to read more input that is already buffered.
+    Sending,
+    /// Waiting for the next line of standard input, which may never come.
+    WaitingForInput,
+}
 
 /// Sends the requests from one task and prints the replies in this one, until
 /// both are done or the server ends the session.
@@ -117,13 +117,11 @@ async fn exchange(
         Requests::Arguments(messages)
     };
     let (lengths_tx, mut lengths) = tokio::sync::mpsc::unbounded_channel::<usize>();
-    let writer_state = Arc::new(AtomicU8::new(WRITER_SENDING));
-    let writer = tokio::spawn({
-        let writer_state = Arc::clone(&writer_state);
+    let (state_tx, mut writer_state) = tokio::sync::watch::channel(WriterState::Sending);
+    let mut writer = tokio::spawn({
         async move {
-            let result = send_requests(&mut sender, requests, &lengths_tx, &writer_state).await;
+            let result = send_requests(&mut sender, requests, &lengths_tx, &state_tx).await;
             drop(lengths_tx);
-            writer_state.store(WRITER_DONE, Ordering::SeqCst);
             // Our end of stream tells the server we are done; it answers what it has.
             let shutdown = match result {
                 Ok(()) => sender.shutdown().await.map_err(SendError::Network),
@@ -228,11 +226,12 @@ async fn exchange(
     // only notice at the next one: say so now, and leave it (the runtime is shut
     // down without waiting for standard input). Otherwise it ends soon: either it
     // is done, or its writes fail on the closed connection.
-    let writer_result = if writer_state.load(Ordering::SeqCst) == WRITER_WAITING_FOR_INPUT {
-        writer.abort();
-        None
-    } else {
-        Some(writer.await.context("the request writer panicked")?)
+    let writer_result = tokio::select! {
+        result = &mut writer => Some(result.context("the request writer panicked")?),
+        Ok(_) = writer_state.wait_for(|state| *state == WriterState::WaitingForInput) => {
+            writer.abort();
+            None
+        }
     };
     let unanswered = std::iter::from_fn(|| lengths.try_recv().ok()).count();
     if let Some(Err(SendError::Input(error))) = writer_result {
@@ -310,7 +309,7 @@ async fn send_requests<W>(
     sender: &mut noise_echo::wire::SendHalf<W>,
     requests: Requests,
     lengths: &tokio::sync::mpsc::UnboundedSender<usize>,
-    state: &AtomicU8,
+    state: &tokio::sync::watch::Sender<WriterState>,
 ) -> Result<(), SendError>
 where
     W: tokio::io::AsyncWrite + Unpin,
@@ -327,13 +326,17 @@ where
             loop {
                 line.clear();
                 if input.buffer().is_empty() {
-                    state.store(WRITER_WAITING_FOR_INPUT, Ordering::SeqCst);
+                    state.send_replace(WriterState::WaitingForInput);
                 }
                 let read = input
                     .read_until(b'\n', &mut line)
                     .await
                     .map_err(|error| SendError::Input(error.into()))?;
-                state.store(WRITER_SENDING, Ordering::SeqCst);
+                state.send_if_modified(|state| {
+                    let waited = *state == WriterState::WaitingForInput;
+                    *state = WriterState::Sending;
+                    waited
+                });
                 if read == 0 {
                     break;
                 }

@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 
 use assert_cmd::cargo::CommandCargoExt;
 
+pub mod served;
+
 /// The `noise-echo` binary this package builds.
 pub const BIN: &str = env!("CARGO_BIN_EXE_noise-echo");
 
