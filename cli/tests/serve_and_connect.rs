@@ -386,7 +386,7 @@ fn stdin_lines_are_pipelined_with_crlf_and_empty_lines_handled() {
 }
 
 #[test]
-fn an_invalid_utf8_line_prints_an_empty_line_and_the_reason_and_fails() {
+fn an_invalid_utf8_line_prints_nothing_on_stdout_and_the_reason_and_fails() {
     let served = Served::start();
     let mut child = served.spawn_reading_stdin();
     child
@@ -397,10 +397,10 @@ fn an_invalid_utf8_line_prints_an_empty_line_and_the_reason_and_fails() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(status(&out), FAILURE);
-    assert_eq!(text(&out.stdout), "OK\n\nAFTER\n");
+    assert_eq!(text(&out.stdout), "OK\nAFTER\n");
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("the server refused request 2: request is not valid UTF-8"),
+        stderr.contains("request 2 refused: request is not valid UTF-8"),
         "{stderr}"
     );
     assert!(
