@@ -150,12 +150,18 @@ fn init_logging(default_level: &str) {
 }
 
 /// A reader closing our stdout early (`noise-echo ... | head -1`) is not an error.
+/// A broken pipe on the network is one: a server that closes while we send (after
+/// refusing a request over its limit) made a refused request exit 0.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<io::Error>()
-            .is_some_and(|io_error| io_error.kind() == io::ErrorKind::BrokenPipe)
-    })
+    let from_the_network = error.chain().any(|cause| {
+        cause.is::<noise_echo::wire::WireError>() || cause.is::<noise_echo::client::ClientError>()
+    });
+    !from_the_network
+        && error.chain().any(|cause| {
+            cause
+                .downcast_ref::<io::Error>()
+                .is_some_and(|io_error| io_error.kind() == io::ErrorKind::BrokenPipe)
+        })
 }
 
 fn exit_status_of(error: &anyhow::Error) -> ExitStatus {
@@ -263,6 +269,22 @@ fn path_or_default(explicit: Option<PathBuf>, name: &str) -> anyhow::Result<Path
 #[cfg(test)]
 mod tests {
     use super::printable;
+
+    #[test]
+    fn only_a_closed_stdout_is_a_broken_pipe_that_succeeds() {
+        use std::io::{Error, ErrorKind};
+        let pipe = || Error::from(ErrorKind::BrokenPipe);
+        let stdout = anyhow::Error::from(pipe()).context("cannot write");
+        assert!(super::is_broken_pipe(&stdout));
+        let network = anyhow::Error::from(noise_echo::wire::WireError::Io(pipe()))
+            .context("cannot send requests");
+        assert!(!super::is_broken_pipe(&network));
+        let connect = anyhow::Error::from(noise_echo::client::ClientError::Wire(
+            noise_echo::wire::WireError::Io(pipe()),
+        ));
+        assert!(!super::is_broken_pipe(&connect));
+        assert!(!super::is_broken_pipe(&anyhow::anyhow!("other")));
+    }
 
     #[test]
     fn control_characters_are_escaped_and_other_text_kept() {
