@@ -222,6 +222,36 @@ fn a_reader_closing_our_output_early_is_0() {
     assert_status(&out, SUCCESS);
 }
 
+/// `bench` without `-q` or `--json` (a progress line on stderr) counts every
+/// exchange and exits 0: it reported `0 ok` and failed, and `idle` without
+/// `--server-pid` printed NaN.
+#[test]
+fn bench_in_its_default_mode_is_0_and_counts_every_exchange() {
+    let served = Served::start(&[]);
+    let bench = |extra: &[&str]| {
+        let mut command = noise_echo(served.home());
+        command
+            .args(["bench", &served.addr(), "-i"])
+            .arg(served.home().join("client"))
+            .arg("--known-hosts")
+            .arg(served.known_hosts())
+            .args(["--expect-fingerprint", &served.fingerprint])
+            .args(extra);
+        command
+    };
+    let out = run(&mut bench(&["--scenario", "pipeline", "--requests", "20"]));
+    assert_status(&out, SUCCESS);
+    let table = text(&out.stdout);
+    let row = table.lines().nth(1).unwrap();
+    let ok: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(ok[..5], ["pipeline", "noise", "1024", "20", "0"], "{table}");
+    let out = run(&mut bench(&["--scenario", "idle", "--sessions", "3", "--hold", "0"]));
+    assert_status(&out, SUCCESS);
+    let table = text(&out.stdout);
+    assert!(!table.contains("NaN"), "{table}");
+    assert!(table.contains("sessions/s opened"), "{table}");
+}
+
 // --- 1 ---------------------------------------------------------------------
 
 /// A refused request is 1 whatever its size, in both modes; stdout has only the
