@@ -1,5 +1,7 @@
 //! `noise-echo connect`: send requests to a server and print each reply on its own
-//! line, in order.
+//! line, in order. A refused request prints nothing on stdout and its reason on
+//! stderr, so stdout holds replies only; a session the server ends is reported at
+//! once, even while waiting for input (see `AFTER_HELP`).
 //!
 //! Requests come from the command line or, without MESSAGE, one per line of standard
 //! input. Requests are pipelined: a writer task sends them as fast as they come (in
@@ -18,7 +20,29 @@ use noise_echo::client::{self, ClientConfig, ClientError, Target, UnknownHost};
 use noise_echo::identity::Fingerprint;
 use noise_echo::wire::{reply_limit, RecordType, Refusal, Reply, Violation, WireError};
 
+/// What `connect --help` says after the options: the output rule and the statuses.
+const AFTER_HELP: &str = "\
+Output:
+  Each reply goes to standard output on its own line, in the order of the requests.
+  A refused request prints nothing there (so an empty line is always the reply to an
+  empty request) and 'error: request N refused: REASON' on standard error; the
+  other requests still get their replies (unless the refusal ends the session: a
+  request over the server's limit), and the exit status is 1.
+  When the server ends the session (idle timeout, shutdown, a revoked key), connect
+  says 'Connection to HOST closed by remote host[: REASON]' at once, even while it
+  waits for input.
+
+Exit status:
+  0  every request answered (also when a reader such as head closes our output)
+  1  a request was refused, or another error (a bad key file, unreadable input)
+  2  the command line could not be parsed
+  3  the connection failed or broke, or the server closed the session
+  4  the server's host key is not trusted (unknown and not accepted, changed, revoked)
+  5  permission denied: the server refused our key, or revoked it during the session
+  6  the server broke the protocol";
+
 #[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
 pub(super) struct Args {
     /// Server address: HOST, HOST:PORT or [IPv6]:PORT (port 1234 if not given)
     #[arg(value_name = "ADDR", default_value = "localhost:1234")]

@@ -124,6 +124,15 @@ fn success_is_0_on_every_path() {
         assert_status(&out, SUCCESS);
         assert!(!out.stdout.is_empty(), "{help:?}");
     }
+    // The output rule and the statuses are documented where a user looks.
+    let help = text(&run(noise_echo(home).args(["connect", "--help"])).stdout);
+    for documented in [
+        "A refused request prints nothing there",
+        "Connection to HOST closed by remote host",
+        "5  permission denied",
+    ] {
+        assert!(help.contains(documented), "{help}");
+    }
 }
 
 /// A server whose limit is over the default works with the shipped client: each
