@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::{ExitStatus, StatusError};
-use noise_echo::client::Target;
+use noise_echo::client::{ClientError, Target};
 use noise_echo_tools::bench::{self, Connector, Options, Report, Scenario, Trust};
 
 #[derive(Debug, clap::Args)]
@@ -95,7 +95,14 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
         }
         .context("cannot start the async runtime")?;
         runtime.block_on(async {
-            let connector = Connector::establish(&args.addr, trust).await?;
+            // The same statuses and messages as `connect`: an unreachable server is
+            // 3, an untrusted one 4, a refused key 5.
+            let connector = Connector::establish(&args.addr, trust)
+                .await
+                .map_err(|error| match error.downcast::<ClientError>() {
+                    Ok(error) => super::connect::classify(error),
+                    Err(error) => error,
+                })?;
             bench::run(&options, Arc::new(connector)).await
         })?
     };

@@ -419,7 +419,7 @@ fn connect_failed(error: ClientError, target: &Target) -> anyhow::Error {
 }
 
 /// Gives a client error the exit status that says what kind of failure it was.
-fn classify(error: ClientError) -> anyhow::Error {
+pub(super) fn classify(error: ClientError) -> anyhow::Error {
     let status = match &error {
         ClientError::Connect { .. } | ClientError::Timeout { .. } => ExitStatus::ConnectionFailed,
         ClientError::ClosedDuringPrompt => ExitStatus::ConnectionFailed,

@@ -434,6 +434,12 @@ fn a_connection_that_fails_or_breaks_is_3() {
         .arg("hi"));
     let stderr = assert_status(&out, CONNECTION_FAILED);
     assert!(stderr.contains("cannot connect to 127.0.0.1"), "{stderr}");
+    // bench too, with the cause said once.
+    let out = run(noise_echo(home.path())
+        .args(["bench", &addr, "--scenario", "latency", "-i"])
+        .arg(&key));
+    let stderr = assert_status(&out, CONNECTION_FAILED);
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
     // Stdin mode fails the same way, before reading any input.
     let out = run_with_stdin(
         noise_echo(home.path())
