@@ -121,7 +121,9 @@ mod tests {
 
     #[test]
     fn malformed_sizes_are_refused_with_the_accepted_forms() {
-        for text in ["", "M", "-1", "+1", "1.5M", "8 M", " 8M", "8Mi", "8X", "8MBB", "0x10"] {
+        for text in [
+            "", "M", "-1", "+1", "1.5M", "8 M", " 8M", "8Mi", "8X", "8MBB", "0x10",
+        ] {
             let error = parse_size(text).unwrap_err();
             assert!(error.contains(&format!("'{text}'")), "{text}: {error}");
             assert!(error.contains("8M, 1GiB"), "{text}: {error}");

@@ -161,7 +161,10 @@ fn eight_mebibyte_requests_work_with_a_server_that_takes_them() {
     over.push(b'\n');
     let out = run_with_stdin(&mut served.connect(&[]), over);
     let stderr = assert_status(&out, FAILURE);
-    assert!(stderr.contains("request too large: 8388609 bytes"), "{stderr}");
+    assert!(
+        stderr.contains("request too large: 8388609 bytes"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -227,7 +230,10 @@ fn a_reader_closing_our_output_early_is_0() {
         assert_eq!(text(&out.stderr), "", "{command:?}");
     }
     // Stdin mode too.
-    let out = run_with_stdin(served.connect(&[]).stdout(closed_stdout()), b"a\nb\n".to_vec());
+    let out = run_with_stdin(
+        served.connect(&[]).stdout(closed_stdout()),
+        b"a\nb\n".to_vec(),
+    );
     assert_status(&out, SUCCESS);
 }
 
@@ -254,7 +260,14 @@ fn bench_in_its_default_mode_is_0_and_counts_every_exchange() {
     let row = table.lines().nth(1).unwrap();
     let ok: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(ok[..5], ["pipeline", "noise", "1024", "20", "0"], "{table}");
-    let out = run(&mut bench(&["--scenario", "idle", "--sessions", "3", "--hold", "0"]));
+    let out = run(&mut bench(&[
+        "--scenario",
+        "idle",
+        "--sessions",
+        "3",
+        "--hold",
+        "0",
+    ]));
     assert_status(&out, SUCCESS);
     let table = text(&out.stdout);
     assert!(!table.contains("NaN"), "{table}");
@@ -273,7 +286,9 @@ fn a_refused_request_is_1_whatever_its_size() {
     let stderr = assert_status(&out, FAILURE);
     assert_eq!(text(&out.stdout), "SIXTEEN BYTES OK\n");
     assert!(
-        stderr.contains("error: request 2 refused: request too large: 17 bytes, the limit is 16 bytes"),
+        stderr.contains(
+            "error: request 2 refused: request too large: 17 bytes, the limit is 16 bytes"
+        ),
         "{stderr}"
     );
     // Stdin, over the limit by one byte, by a mebibyte, by 5 MB (which exited 0:
@@ -286,7 +301,9 @@ fn a_refused_request_is_1_whatever_its_size() {
         let stderr = assert_status(&out, FAILURE);
         assert_eq!(text(&out.stdout), "", "{len}");
         assert!(
-            stderr.contains(&format!("error: request 1 refused: request too large: {len} bytes")),
+            stderr.contains(&format!(
+                "error: request 1 refused: request too large: {len} bytes"
+            )),
             "{len}: {stderr}"
         );
     }
@@ -306,11 +323,16 @@ fn a_refused_request_is_1_whatever_its_size() {
 #[test]
 fn a_refused_request_prints_nothing_on_stdout_and_the_session_goes_on() {
     let served = Served::start(&[]);
-    let out = run_with_stdin(&mut served.connect(&[]), b"ok\n\nbad \xff\nafter\n".to_vec());
+    let out = run_with_stdin(
+        &mut served.connect(&[]),
+        b"ok\n\nbad \xff\nafter\n".to_vec(),
+    );
     let stderr = assert_status(&out, FAILURE);
     assert_eq!(text(&out.stdout), "OK\n\nAFTER\n");
     assert!(
-        stderr.contains("error: request 3 refused: request is not valid UTF-8 (invalid byte at offset 4)"),
+        stderr.contains(
+            "error: request 3 refused: request is not valid UTF-8 (invalid byte at offset 4)"
+        ),
         "{stderr}"
     );
     assert!(
@@ -327,8 +349,11 @@ fn bad_files_are_1_for_every_command() {
     std::fs::write(&garbage, "not a key\n").unwrap();
     let key = keygen(home, "id");
     let open_key = keygen(home, "too_open");
-    std::fs::set_permissions(&open_key, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(
+        &open_key,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     let path = |path: &Path| path.to_str().unwrap().to_owned();
     let authorized_keys = path(&home.join("authorized_keys"));
     // (arguments, what the error must name)

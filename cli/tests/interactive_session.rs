@@ -117,7 +117,9 @@ fn requests_lost_to_a_close_are_counted() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("the server refused 1 of 4 requests and closed the connection with 2 unanswered"),
+        stderr.contains(
+            "the server refused 1 of 4 requests and closed the connection with 2 unanswered"
+        ),
         "{stderr}"
     );
 }

@@ -116,9 +116,7 @@ async fn the_progress_line_mode_reports_what_quiet_mode_reports() {
         let mut options = small(scenario);
         options.progress = true;
         options.server_pid = None;
-        let report = bench::run(&options, Arc::clone(&connector))
-            .await
-            .unwrap();
+        let report = bench::run(&options, Arc::clone(&connector)).await.unwrap();
         let table = report.to_table();
         assert!(report.succeeded(), "{table}");
         let expected = match scenario {
