@@ -123,3 +123,136 @@ fn requests_lost_to_a_close_are_counted() {
         "{stderr}"
     );
 }
+
+/// One step of a scripted server.
+enum Step {
+    /// Read one REQUEST, whole.
+    AwaitRequest,
+    /// Send one record and flush it.
+    Send(noise_echo::wire::RecordType, Vec<u8>),
+}
+
+/// A server on 127.0.0.1:0 built from the library's handshake and session, that
+/// plays `steps` on one connection and then closes it. Returns its port and host
+/// key fingerprint.
+fn scripted_server(steps: Vec<Step>) -> (u16, String, std::thread::JoinHandle<()>) {
+    use noise_echo::identity::Identity;
+    use noise_echo::wire::{self, LocalIdentity};
+    let host = Identity::generate("scripted host");
+    let fingerprint = host.public_key().fingerprint().to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let established = wire::respond(&mut socket, &LocalIdentity::new(&host))
+                .await
+                .unwrap();
+            let (mut rx, mut tx) = established.into_split(socket);
+            for step in steps {
+                match step {
+                    Step::AwaitRequest => {
+                        rx.next_record().await.unwrap().unwrap();
+                        rx.read_body(&mut Vec::new(), 1 << 20).await.unwrap();
+                    }
+                    Step::Send(record_type, body) => {
+                        tx.write_record(record_type, &body).await.unwrap();
+                        tx.flush().await.unwrap();
+                    }
+                }
+            }
+            let _ = tx.shutdown().await;
+        });
+    });
+    (port, fingerprint, server)
+}
+
+/// `connect` to a scripted server, with stdin a pipe kept open by the caller.
+fn connect_to(port: u16, fingerprint: &str, home: &std::path::Path) -> Child {
+    let key = home.join("id");
+    if !key.exists() {
+        let out = common::noise_echo(home)
+            .args(["keygen", "-f"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    common::noise_echo(home)
+        .args(["connect", &format!("127.0.0.1:{port}"), "-i"])
+        .arg(&key)
+        .arg("--known-hosts")
+        .arg(home.join("known_hosts"))
+        .args(["--expect-fingerprint", fingerprint])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// An ERROR that answers no request is the server's reason for closing: it is
+/// shown with the close, at once.
+#[test]
+fn a_reason_the_server_gives_for_closing_is_shown() {
+    use noise_echo::wire::RecordType;
+    let home = tempfile::tempdir().unwrap();
+    let (port, fingerprint, server) = scripted_server(vec![
+        Step::AwaitRequest,
+        Step::Send(RecordType::Response, b"FIRST LINE".to_vec()),
+        Step::Send(RecordType::Error, b"going away for maintenance".to_vec()),
+    ]);
+    let mut child = connect_to(port, &fingerprint, home.path());
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "first line").unwrap();
+    let (status, stdout, stderr) = outcome(child, &stdin);
+    server.join().unwrap();
+    assert_eq!(status, CONNECTION_FAILED, "{stderr}");
+    assert_eq!(stdout, "FIRST LINE\n");
+    assert_eq!(
+        stderr.lines().last().unwrap_or_default(),
+        "error: Connection to 127.0.0.1 closed by remote host: going away for maintenance",
+        "{stderr}"
+    );
+}
+
+/// A hostile server costs the client bounded memory: a reply over three times its
+/// request is refused before it is read, and a reply to nothing is refused too;
+/// both are protocol errors.
+#[test]
+fn replies_a_server_cannot_send_are_protocol_errors() {
+    use noise_echo::wire::RecordType;
+    const PROTOCOL_ERROR: i32 = 6;
+    let home = tempfile::tempdir().unwrap();
+    // 31 bytes for a 10-byte request.
+    let (port, fingerprint, server) = scripted_server(vec![
+        Step::AwaitRequest,
+        Step::Send(RecordType::Response, vec![b'A'; 31]),
+    ]);
+    let mut child = connect_to(port, &fingerprint, home.path());
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "0123456789").unwrap();
+    let (status, stdout, stderr) = outcome(child, &stdin);
+    server.join().unwrap();
+    assert_eq!(status, PROTOCOL_ERROR, "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains("RESPONSE body of 31 bytes is over the limit of 30 bytes"),
+        "{stderr}"
+    );
+    // A RESPONSE before any request.
+    let (port, fingerprint, server) =
+        scripted_server(vec![Step::Send(RecordType::Response, Vec::new())]);
+    let mut child = connect_to(port, &fingerprint, home.path());
+    let stdin = child.stdin.take().unwrap();
+    let (status, _, stderr) = outcome(child, &stdin);
+    server.join().unwrap();
+    assert_eq!(status, PROTOCOL_ERROR, "{stderr}");
+    assert!(stderr.contains("a RESPONSE to no request"), "{stderr}");
+}
