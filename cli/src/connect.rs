@@ -119,6 +119,9 @@ enum WriterState {
     Sending,
     /// Waiting for the next line of standard input, which may never come.
     WaitingForInput,
+    /// Done with the input (its end, or an error reading it): the writer ends by
+    /// itself.
+    Done,
 }
 
 /// Sends the requests from one task and prints the replies in this one, until
@@ -145,6 +148,7 @@ async fn exchange(
     let mut writer = tokio::spawn({
         async move {
             let result = send_requests(&mut sender, requests, &lengths_tx, &state_tx).await;
+            state_tx.send_replace(WriterState::Done);
             drop(lengths_tx);
             // Our end of stream tells the server we are done; it answers what it has.
             let shutdown = match result {

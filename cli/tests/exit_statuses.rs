@@ -341,6 +341,16 @@ fn a_refused_request_prints_nothing_on_stdout_and_the_session_goes_on() {
     );
 }
 
+/// Input that cannot be read is 1, and said, not taken for a closed session.
+#[test]
+fn an_unreadable_stdin_is_1() {
+    let served = Served::start(&[]);
+    let directory = std::fs::File::open(served.home()).unwrap();
+    let out = run(served.connect(&[]).stdin(directory));
+    let stderr = assert_status(&out, FAILURE);
+    assert!(stderr.contains("error: cannot read standard input"), "{stderr}");
+}
+
 #[test]
 fn bad_files_are_1_for_every_command() {
     let home = tempfile::tempdir().unwrap();
