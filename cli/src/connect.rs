@@ -18,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use super::{ExitStatus, StatusError};
 use noise_echo::client::{self, ClientConfig, ClientError, Target, UnknownHost};
 use noise_echo::identity::Fingerprint;
-use noise_echo::wire::{reply_limit, RecordType, Refusal, Reply, Violation, WireError};
+use noise_echo::wire::{reply_limit, RecordType, RecvHalf, Refusal, Reply, Violation, WireError};
 
 /// What `connect --help` says after the options: the output rule and the statuses.
 const AFTER_HELP: &str = "\
@@ -145,110 +145,26 @@ async fn exchange(
     };
     let (lengths_tx, mut lengths) = tokio::sync::mpsc::unbounded_channel::<usize>();
     let (state_tx, mut writer_state) = tokio::sync::watch::channel(WriterState::Sending);
-    let mut writer = tokio::spawn({
-        async move {
-            let result = send_requests(&mut sender, requests, &lengths_tx, &state_tx).await;
-            state_tx.send_replace(WriterState::Done);
-            drop(lengths_tx);
-            // Our end of stream tells the server we are done; it answers what it has.
-            let shutdown = match result {
-                Ok(()) => sender.shutdown().await.map_err(SendError::Network),
-                Err(_) => Ok(()),
-            };
-            result.and(shutdown)
-        }
+    let mut writer = tokio::spawn(async move {
+        let result = send_requests(&mut sender, requests, &lengths_tx, &state_tx).await;
+        state_tx.send_replace(WriterState::Done);
+        drop(lengths_tx);
+        // Our end of stream tells the server we are done; it answers what it has.
+        let shutdown = match result {
+            Ok(()) => sender.shutdown().await.map_err(SendError::Network),
+            Err(_) => Ok(()),
+        };
+        result.and(shutdown)
     });
 
-    let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
-    let mut answered = 0u64;
-    let mut refused = 0u64;
-    // An ERROR that answers no request: the server's reason for closing.
-    let mut closing_reason = None;
-    let read_result: anyhow::Result<()> = async {
-        loop {
-            let mut answers_a_request = false;
-            let reply = receiver
-                .read_reply_with(|header| match lengths.try_recv() {
-                    Ok(len) => {
-                        answers_a_request = true;
-                        reply_limit(header.record_type, len)
-                    }
-                    // Nothing was asked: only an ERROR (a reason) may come.
-                    Err(_) => reply_limit(header.record_type, 0),
-                })
-                .await;
-            let reply = match reply {
-                Ok(Some(reply)) => reply,
-                Ok(None) => break,
-                Err(error) => {
-                    stdout.flush().await?;
-                    return Err(session_error(target, error));
-                }
-            };
-            if !answers_a_request {
-                match reply {
-                    Reply::Error(reason) => {
-                        closing_reason = Some(reason);
-                        continue;
-                    }
-                    Reply::Response(_) => {
-                        stdout.flush().await?;
-                        return Err(StatusError {
-                            status: ExitStatus::ProtocolError,
-                            message: "the peer broke the protocol: the server sent a RESPONSE \
-                                      to no request"
-                                .into(),
-                        }
-                        .into());
-                    }
-                }
-            }
-            answered += 1;
-            match reply {
-                Reply::Response(mut body) => {
-                    body.push(b'\n');
-                    stdout.write_all(&body).await?;
-                }
-                Reply::Error(reason) => {
-                    // Nothing on stdout: every line there is a reply, so a refusal
-                    // cannot be mistaken for the reply to an empty request. What was
-                    // printed so far goes out first, so both streams stay in order.
-                    refused += 1;
-                    stdout.flush().await?;
-                    // The server's text: escaped, so it cannot drive our terminal.
-                    eprintln!(
-                        "error: request {answered} refused: {}",
-                        super::printable(&reason)
-                    );
-                }
-            }
-            if !receiver.has_buffered_input() {
-                stdout.flush().await?;
-            }
+    let replies = match print_replies(target, &mut receiver, &mut lengths).await {
+        Ok(replies) => replies,
+        // Includes a reader of our output that went away (`| head -1`): a broken
+        // pipe is success (main), and waiting for more input would be pointless.
+        Err(error) => {
+            writer.abort();
+            return Err(error);
         }
-        stdout.flush().await?;
-        Ok(())
-    }
-    .await;
-    // A reader of our output that went away (`| head -1`) ends the run: a broken
-    // pipe is success (main), and waiting for more input would be pointless.
-    if let Err(error) = read_result {
-        writer.abort();
-        return Err(error);
-    }
-    let closed = |detail: &str| -> anyhow::Error {
-        let reason = closing_reason
-            .as_deref()
-            .map(|reason| format!(": {}", super::printable(reason)))
-            .unwrap_or_default();
-        StatusError {
-            status: ExitStatus::ConnectionFailed,
-            message: format!(
-                "Connection to {} closed by remote host{reason}{detail}",
-                target.host
-            ),
-        }
-        .into()
     };
     // The server ended the session. If the writer is waiting for a line, it would
     // only notice at the next one: say so now, and leave it (the runtime is shut
@@ -261,14 +177,111 @@ async fn exchange(
             None
         }
     };
-    let unanswered = std::iter::from_fn(|| lengths.try_recv().ok()).count();
-    if let Some(Err(SendError::Input(error))) = writer_result {
+    let unanswered = std::iter::from_fn(|| lengths.try_recv().ok()).count() as u64;
+    verdict(target, &replies, writer_result, unanswered)
+}
+
+/// What the reader saw of the session.
+struct Replies {
+    /// Replies received, RESPONSE or ERROR: each answers one request, in order.
+    answered: u64,
+    /// Of those, the ERRORs.
+    refused: u64,
+    /// An ERROR that answered no request: the server's reason for closing.
+    closing_reason: Option<String>,
+}
+
+/// Prints each RESPONSE on stdout and each refusal on stderr until the server
+/// ends its stream. `lengths` has the length of each request sent and not yet
+/// answered, oldest first.
+async fn print_replies<R: tokio::io::AsyncRead + Unpin>(
+    target: &Target,
+    receiver: &mut RecvHalf<R>,
+    lengths: &mut tokio::sync::mpsc::UnboundedReceiver<usize>,
+) -> anyhow::Result<Replies> {
+    let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
+    let mut replies = Replies {
+        answered: 0,
+        refused: 0,
+        closing_reason: None,
+    };
+    loop {
+        let mut answers_a_request = false;
+        let reply = receiver
+            .read_reply_with(|header| match lengths.try_recv() {
+                Ok(len) => {
+                    answers_a_request = true;
+                    reply_limit(header.record_type, len)
+                }
+                // Nothing was asked: only an ERROR (a reason) may come.
+                Err(_) => reply_limit(header.record_type, 0),
+            })
+            .await;
+        let reply = match reply {
+            Ok(Some(reply)) => reply,
+            Ok(None) => break,
+            Err(error) => {
+                stdout.flush().await?;
+                return Err(session_error(target, error));
+            }
+        };
+        match (reply, answers_a_request) {
+            (Reply::Response(mut body), true) => {
+                body.push(b'\n');
+                stdout.write_all(&body).await?;
+                replies.answered += 1;
+            }
+            (Reply::Error(reason), true) => {
+                // Nothing on stdout: every line there is a reply, so a refusal
+                // cannot be mistaken for the reply to an empty request. What was
+                // printed so far goes out first, so both streams stay in order.
+                replies.answered += 1;
+                replies.refused += 1;
+                stdout.flush().await?;
+                // The server's text: escaped, so it cannot drive our terminal.
+                eprintln!(
+                    "error: request {} refused: {}",
+                    replies.answered,
+                    super::printable(&reason)
+                );
+            }
+            (Reply::Error(reason), false) => replies.closing_reason = Some(reason),
+            (Reply::Response(_), false) => {
+                stdout.flush().await?;
+                return Err(StatusError {
+                    status: ExitStatus::ProtocolError,
+                    message: "the peer broke the protocol: the server sent a RESPONSE to no \
+                              request"
+                        .into(),
+                }
+                .into());
+            }
+        }
+        if !receiver.has_buffered_input() {
+            stdout.flush().await?;
+        }
+    }
+    stdout.flush().await?;
+    Ok(replies)
+}
+
+/// The run's result once the server has ended its stream: `writer` is the
+/// writer's result, or `None` if it was left waiting for input, and `unanswered`
+/// counts the requests sent that got no reply.
+fn verdict(
+    target: &Target,
+    replies: &Replies,
+    writer: Option<Result<(), SendError>>,
+    unanswered: u64,
+) -> anyhow::Result<()> {
+    let sent = replies.answered + unanswered;
+    if let Some(Err(SendError::Input(error))) = writer {
         return Err(error.context("cannot read standard input"));
     }
-    if refused > 0 {
+    if replies.refused > 0 {
         // The refusals were printed; a refusal of a request over the limit is also
         // why the server closed, with the rest unanswered.
-        let sent = answered + unanswered as u64;
+        let refused = replies.refused;
         return Err(StatusError {
             status: ExitStatus::Failure,
             message: match unanswered {
@@ -281,16 +294,26 @@ async fn exchange(
         }
         .into());
     }
-    if unanswered > 0 || closing_reason.is_some() || writer_result.is_none() {
-        return Err(closed(&match unanswered {
+    if unanswered > 0 || replies.closing_reason.is_some() || writer.is_none() {
+        let reason = replies
+            .closing_reason
+            .as_deref()
+            .map(|reason| format!(": {}", super::printable(reason)))
+            .unwrap_or_default();
+        let lost = match unanswered {
             0 => String::new(),
-            _ => format!(
-                " with {unanswered} of {} requests unanswered",
-                answered + unanswered as u64
+            _ => format!(" with {unanswered} of {sent} requests unanswered"),
+        };
+        return Err(StatusError {
+            status: ExitStatus::ConnectionFailed,
+            message: format!(
+                "Connection to {} closed by remote host{reason}{lost}",
+                target.host
             ),
-        }));
+        }
+        .into());
     }
-    match writer_result {
+    match writer {
         // Every request was answered, but our end of stream did not get through.
         Some(Err(SendError::Network(error))) => Err(session_error(target, error)),
         _ => Ok(()),

@@ -348,7 +348,10 @@ fn an_unreadable_stdin_is_1() {
     let directory = std::fs::File::open(served.home()).unwrap();
     let out = run(served.connect(&[]).stdin(directory));
     let stderr = assert_status(&out, FAILURE);
-    assert!(stderr.contains("error: cannot read standard input"), "{stderr}");
+    assert!(
+        stderr.contains("error: cannot read standard input"),
+        "{stderr}"
+    );
 }
 
 #[test]
