@@ -27,6 +27,9 @@ pub const MAX_RECORD_LEN: u32 = u32::MAX;
 /// no character's uppercase takes more than three times its UTF-8 bytes: the worst
 /// are 2-byte Greek letters with two accents, such as U+0390 (ΐ) which becomes the
 /// three 2-byte characters U+0399 U+0308 U+0301. A test checks every character.
+/// SpecialCasing.txt's language-conditional rules (Turkish, Lithuanian) are not
+/// applied by `str::to_uppercase`, and would stay within the bound anyway: the
+/// Turkish `i` becomes the 2-byte `İ`.
 pub const UPPERCASE_EXPANSION: u32 = 3;
 
 /// The longest ERROR reason a client accepts: the server's reasons are one short
