@@ -106,7 +106,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
             bench::run(&options, Arc::new(connector)).await
         })?
     };
-    print(&report, args.json);
+    print(&report, args.json)?;
     if !report.succeeded() {
         return Err(StatusError {
             status: ExitStatus::Failure,
@@ -127,12 +127,17 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print(report: &Report, json: bool) {
+/// Prints the report; a closed stdout is an error (success for `main`), not a
+/// panic as with `println!`.
+fn print(report: &Report, json: bool) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
     if json {
-        println!("{}", report.to_json());
+        writeln!(stdout, "{}", report.to_json())?;
     } else {
-        print!("{}", report.to_table());
+        write!(stdout, "{}", report.to_table())?;
     }
+    stdout.flush()
 }
 
 /// The client's trust settings, as for `connect`.

@@ -223,6 +223,11 @@ fn a_reader_closing_our_output_early_is_0() {
             command.arg("--help");
             command
         },
+        {
+            let mut command = noise_echo(home);
+            command.args(["bench", "--scenario", "cipher-cpu", "--requests", "2", "-q"]);
+            command
+        },
     ];
     for mut command in commands {
         let out = run(command.stdout(closed_stdout()));
