@@ -9,7 +9,12 @@
 //!
 //! [`parse_size`] reads a size; [`size_in`] makes a clap value parser that also
 //! checks a range, so an absurd value is a usage error (exit status 2) that names
-//! the flag, the bounds and the accepted forms.
+//! the flag, the bounds and the accepted forms:
+//!
+//! ```text
+//! #[arg(long, value_name = "SIZE", value_parser = units::size_in(1..=1 << 40))]
+//! memory_budget: Option<u64>,
+//! ```
 
 use std::ops::RangeInclusive;
 
@@ -74,7 +79,9 @@ pub fn format_size(bytes: u64) -> String {
 /// # Errors
 /// The value parser returns [`parse_size`]'s errors, and for a size outside
 /// `range` a message that gives both bounds.
-pub fn size_in(range: RangeInclusive<u64>) -> impl Fn(&str) -> Result<u64, String> + Clone {
+pub fn size_in(
+    range: RangeInclusive<u64>,
+) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
     move |text| {
         let size = parse_size(text)?;
         if range.contains(&size) {
@@ -132,6 +139,21 @@ mod tests {
             .unwrap_err()
             .contains("too large"));
         assert!(parse_size("20000000T").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn size_in_is_a_clap_value_parser() {
+        #[derive(Debug, clap::Parser)]
+        struct Flags {
+            #[arg(long, value_parser = size_in(1..=1 << 30))]
+            budget: u64,
+        }
+        use clap::Parser as _;
+        let flags = Flags::try_parse_from(["x", "--budget", "512MiB"]).unwrap();
+        assert_eq!(flags.budget, 512 << 20);
+        let error = Flags::try_parse_from(["x", "--budget", "2G"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(error.to_string().contains("from 1 byte to 1GiB"), "{error}");
     }
 
     #[test]
