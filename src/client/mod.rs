@@ -924,6 +924,49 @@ mod tests {
         assert!(pinned.contains("Pinned"), "{pinned}");
     }
 
+    /// `Connection::request` accepts the reply to a request as large as the
+    /// server's limit allows, here 8 MiB whose uppercase is 24 MiB: the reply limit
+    /// follows the request, not a constant 3 MiB.
+    #[tokio::test]
+    async fn request_works_up_to_any_server_limit() {
+        use crate::openssh::authorized_keys::{self, AuthorizedKeys};
+        use crate::server::{AllowList, Server, ServerConfig};
+        use std::sync::Arc;
+        const LIMIT: usize = 8 << 20;
+        let client = Identity::from_seed(&[1; 32], "client");
+        let host = Identity::from_seed(&[2; 32], "host");
+        let line = authorized_keys::append_key(&[], &client.public_key(), "client");
+        let mut config = ServerConfig::with_allow_list(
+            Arc::new(LocalIdentity::new(&host)),
+            AllowList::Keys(Arc::new(AuthorizedKeys::parse(&line, "(test)".as_ref()))),
+        );
+        config.max_request = LIMIT as u32;
+        let server = Server::new(config).unwrap();
+        let (client_io, server_io) = tokio::io::duplex(1 << 20);
+        let serving = tokio::spawn(async move {
+            server
+                .serve_connection(server_io, "127.0.0.1:40000".parse().unwrap())
+                .await;
+        });
+        let target = Target {
+            host: "in-memory".into(),
+            port: DEFAULT_PORT,
+        };
+        let config =
+            ClientConfig::pinned(LocalIdentity::new(&client), host.public_key().fingerprint());
+        let mut connection = connect_stream(client_io, &target, config).await.unwrap();
+        let request = "\u{390}".repeat(LIMIT / 2);
+        match connection.request(request.as_bytes()).await.unwrap() {
+            Reply::Response(body) => {
+                assert_eq!(body.len(), 3 * LIMIT);
+                assert!(body == request.to_uppercase().into_bytes());
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(connection);
+        serving.await.unwrap();
+    }
+
     #[test]
     fn targets_parse_like_ssh_destinations() {
         let cases = [
