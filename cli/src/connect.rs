@@ -452,6 +452,7 @@ pub(super) fn classify(error: ClientError) -> anyhow::Error {
         ClientError::ClosedDuringPrompt => ExitStatus::ConnectionFailed,
         ClientError::HostKeyNotTrusted(_) => ExitStatus::HostKeyNotTrusted,
         ClientError::KnownHosts { .. } => ExitStatus::Failure,
+        ClientError::Closed => ExitStatus::ConnectionFailed,
         ClientError::Wire(wire) => match wire {
             WireError::Io(_) => ExitStatus::ConnectionFailed,
             WireError::PeerMisbehaved(_) => ExitStatus::ProtocolError,

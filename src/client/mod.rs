@@ -173,6 +173,11 @@ pub enum ClientError {
     /// The handshake or the session failed.
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// The server ended the session without answering a request: its idle timeout
+    /// or its shutdown (ssh's "Connection closed by remote host"). Not a protocol
+    /// violation: the stream ended between records.
+    #[error("the server closed the session without answering")]
+    Closed,
 }
 
 /// The step of [`connect`] that a [`ClientError::Timeout`] interrupted.
@@ -385,20 +390,18 @@ where
     /// ([`Connection::into_halves`]: pipelining) instead.
     ///
     /// # Errors
-    /// [`ClientError::Wire`]: the session failed, the server refused us
-    /// ([`Refusal::PermissionDenied`]), or it closed without replying (truncated).
+    /// [`ClientError::Closed`] when the server ended the session instead of
+    /// replying; [`ClientError::Wire`]: the session failed, or the server refused us
+    /// ([`Refusal::PermissionDenied`]).
     pub async fn request(&mut self, body: &[u8]) -> Result<Reply, ClientError> {
         self.sender.write_record(RecordType::Request, body).await?;
         self.sender.flush().await?;
         // The reply's limit follows the request: its uppercase is at most three
         // times longer, whatever request limit the server has.
-        match self.receiver.read_reply_to(body.len()).await? {
-            Some(reply) => Ok(reply),
-            None => Err(WireError::PeerMisbehaved(wire::Violation::Truncated(
-                wire::TruncatedAt::RecordHeader,
-            ))
-            .into()),
-        }
+        self.receiver
+            .read_reply_to(body.len())
+            .await?
+            .ok_or(ClientError::Closed)
     }
 }
 
@@ -965,6 +968,42 @@ mod tests {
         }
         drop(connection);
         serving.await.unwrap();
+    }
+
+    /// A server that ends the session instead of answering is a close, not a
+    /// protocol violation.
+    #[tokio::test]
+    async fn a_server_closing_instead_of_answering_is_closed() {
+        let client = Identity::from_seed(&[1; 32], "client");
+        let host = Identity::from_seed(&[2; 32], "host");
+        let (client_io, mut server_io) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move {
+            let established = wire::respond(&mut server_io, &LocalIdentity::new(&host))
+                .await
+                .unwrap();
+            let (mut rx, mut tx) = established.into_split(server_io);
+            rx.next_record().await.unwrap().unwrap();
+            rx.read_body(&mut Vec::new(), 100).await.unwrap();
+            // End our direction without a reply, and keep reading.
+            tx.shutdown().await.unwrap();
+            assert_eq!(rx.next_record().await.unwrap(), None);
+        });
+        let target = Target {
+            host: "in-memory".into(),
+            port: DEFAULT_PORT,
+        };
+        let pin = Identity::from_seed(&[2; 32], "host")
+            .public_key()
+            .fingerprint();
+        let config = ClientConfig::pinned(LocalIdentity::new(&client), pin);
+        let mut connection = connect_stream(client_io, &target, config).await.unwrap();
+        assert!(matches!(
+            connection.request(b"anyone?").await,
+            Err(ClientError::Closed)
+        ));
+        let (_, mut sender) = connection.into_halves();
+        sender.shutdown().await.unwrap();
+        server.await.unwrap();
     }
 
     #[test]
