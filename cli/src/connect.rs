@@ -110,6 +110,11 @@ async fn session(
     exchange(&target, connection, messages).await
 }
 
+/// The most requests sent and not yet answered: the writer waits beyond it, so a
+/// server that reads requests and never answers costs bounded memory (the length
+/// of each unanswered request is kept, for its reply's limit).
+const MAX_IN_FLIGHT: usize = 1 << 16;
+
 /// What the request writer is doing, for the reader to tell, when the server
 /// closes, a session it ended on its own (we were waiting for input) from one that
 /// broke while requests were on their way.
@@ -143,7 +148,7 @@ async fn exchange(
     } else {
         Requests::Arguments(messages)
     };
-    let (lengths_tx, mut lengths) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let (lengths_tx, mut lengths) = tokio::sync::mpsc::channel::<usize>(MAX_IN_FLIGHT);
     let (state_tx, mut writer_state) = tokio::sync::watch::channel(WriterState::Sending);
     let mut writer = tokio::spawn(async move {
         let result = send_requests(&mut sender, requests, &lengths_tx, &state_tx).await;
@@ -166,6 +171,9 @@ async fn exchange(
             return Err(error);
         }
     };
+    // No request sent from now on can be answered: a writer waiting for room in
+    // the queue stops (what is queued stays readable, to count it).
+    lengths.close();
     // The server ended the session. If the writer is waiting for a line, it would
     // only notice at the next one: say so now, and leave it (the runtime is shut
     // down without waiting for standard input). Otherwise it ends soon: either it
@@ -197,7 +205,7 @@ struct Replies {
 async fn print_replies<R: tokio::io::AsyncRead + Unpin>(
     target: &Target,
     receiver: &mut RecvHalf<R>,
-    lengths: &mut tokio::sync::mpsc::UnboundedReceiver<usize>,
+    lengths: &mut tokio::sync::mpsc::Receiver<usize>,
 ) -> anyhow::Result<Replies> {
     let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
     let mut replies = Replies {
@@ -294,7 +302,8 @@ fn verdict(
         }
         .into());
     }
-    if unanswered > 0 || replies.closing_reason.is_some() || writer.is_none() {
+    let cut_short = matches!(writer, None | Some(Err(SendError::SessionOver)));
+    if unanswered > 0 || replies.closing_reason.is_some() || cut_short {
         let reason = replies
             .closing_reason
             .as_deref()
@@ -327,6 +336,8 @@ enum SendError {
     Input(anyhow::Error),
     /// The connection failed while sending.
     Network(WireError),
+    /// The server ended the session before this request could be sent.
+    SessionOver,
 }
 
 /// An error of the established session, with its exit status. The refusal of our
@@ -359,7 +370,7 @@ fn session_error(target: &Target, error: WireError) -> anyhow::Error {
 async fn send_requests<W>(
     sender: &mut noise_echo::wire::SendHalf<W>,
     requests: Requests,
-    lengths: &tokio::sync::mpsc::UnboundedSender<usize>,
+    lengths: &tokio::sync::mpsc::Sender<usize>,
     state: &tokio::sync::watch::Sender<WriterState>,
 ) -> Result<(), SendError>
 where
@@ -410,14 +421,27 @@ where
 /// Queues one request's length for the reader, then the request itself.
 async fn send_one<W>(
     sender: &mut noise_echo::wire::SendHalf<W>,
-    lengths: &tokio::sync::mpsc::UnboundedSender<usize>,
+    lengths: &tokio::sync::mpsc::Sender<usize>,
     body: &[u8],
 ) -> Result<(), SendError>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
-    // The reader holds the receiving end until the session is over.
-    let _ = lengths.send(body.len());
+    // Waits while MAX_IN_FLIGHT requests are unanswered, after sending what is
+    // queued (the replies that make room may depend on it); fails once the reader
+    // has seen the end of the session.
+    use tokio::sync::mpsc::error::TrySendError;
+    match lengths.try_send(body.len()) {
+        Ok(()) => {}
+        Err(TrySendError::Closed(_)) => return Err(SendError::SessionOver),
+        Err(TrySendError::Full(len)) => {
+            sender.flush().await.map_err(SendError::Network)?;
+            lengths
+                .send(len)
+                .await
+                .map_err(|_| SendError::SessionOver)?;
+        }
+    }
     sender
         .write_record(RecordType::Request, body)
         .await

@@ -256,3 +256,36 @@ fn replies_a_server_cannot_send_are_protocol_errors() {
     assert_eq!(status, PROTOCOL_ERROR, "{stderr}");
     assert!(stderr.contains("a RESPONSE to no request"), "{stderr}");
 }
+
+/// A server that reads requests and never answers costs the client bounded memory:
+/// it keeps at most 65536 requests in flight (connect's MAX_IN_FLIGHT), sends
+/// what it has queued, and waits for room; when the server then closes, the
+/// waiting writer stops and the client exits, counting what was lost.
+#[test]
+fn a_server_that_never_answers_gets_at_most_65536_requests_in_flight() {
+    const MAX_IN_FLIGHT: usize = 1 << 16;
+    let home = tempfile::tempdir().unwrap();
+    // The server reads exactly as many as the client sends before it waits for a
+    // reply: one more read would wait forever.
+    let steps = (0..MAX_IN_FLIGHT).map(|_| Step::AwaitRequest).collect();
+    let (port, fingerprint, server) = scripted_server(steps);
+    let mut child = connect_to(port, &fingerprint, home.path());
+    let mut stdin = child.stdin.take().unwrap();
+    let mut input = String::new();
+    for index in 0..MAX_IN_FLIGHT + 10 {
+        input.push_str(&format!("{index}\n"));
+    }
+    stdin.write_all(input.as_bytes()).unwrap();
+    let (status, stdout, stderr) = outcome(child, &stdin);
+    server.join().unwrap();
+    assert_eq!(status, CONNECTION_FAILED, "{stderr}");
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr.lines().last().unwrap_or_default(),
+        format!(
+            "error: Connection to 127.0.0.1 closed by remote host with {MAX_IN_FLIGHT} of \
+             {MAX_IN_FLIGHT} requests unanswered"
+        ),
+        "{stderr}"
+    );
+}
