@@ -230,7 +230,7 @@ async fn print_replies<R: tokio::io::AsyncRead + Unpin>(
             Ok(None) => break,
             Err(error) => {
                 stdout.flush().await?;
-                return Err(session_error(target, error));
+                return Err(session_error(target, error, replies.answered));
             }
         };
         match (reply, answers_a_request) {
@@ -324,7 +324,7 @@ fn verdict(
     }
     match writer {
         // Every request was answered, but our end of stream did not get through.
-        Some(Err(SendError::Network(error))) => Err(session_error(target, error)),
+        Some(Err(SendError::Network(error))) => Err(session_error(target, error, replies.answered)),
         _ => Ok(()),
     }
 }
@@ -340,22 +340,23 @@ enum SendError {
     SessionOver,
 }
 
-/// An error of the established session, with its exit status. The refusal of our
-/// key after the session began is the server closing it ("key revoked").
-fn session_error(target: &Target, error: WireError) -> anyhow::Error {
+/// An error of the established session, with its exit status. A refusal of our
+/// key once the session is under way (after a reply, or for a revoked key) is the
+/// server ending it: ssh's "Connection to HOST closed by remote host", with the
+/// server's reason, and still status 5. `answered` counts the replies before it.
+fn session_error(target: &Target, error: WireError, answered: u64) -> anyhow::Error {
     if let WireError::NotAllowed(noise_echo::wire::Refusal::PermissionDenied(reason)) = &error {
-        let revoked = format!(
-            "{}: {}",
-            noise_echo::wire::PERMISSION_DENIED_PREFIX,
-            noise_echo::server::KEY_REVOKED
-        );
-        if *reason == revoked {
+        let detail = reason
+            .strip_prefix(noise_echo::wire::PERMISSION_DENIED_PREFIX)
+            .map(|rest| rest.trim_start_matches(':').trim_start())
+            .unwrap_or(reason);
+        if answered > 0 || detail == noise_echo::server::KEY_REVOKED {
             return StatusError {
                 status: ExitStatus::PermissionDenied,
                 message: format!(
                     "Connection to {} closed by remote host: {}",
                     target.host,
-                    noise_echo::server::KEY_REVOKED
+                    super::printable(detail)
                 ),
             }
             .into();

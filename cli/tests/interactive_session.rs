@@ -289,3 +289,31 @@ fn a_server_that_never_answers_gets_at_most_65536_requests_in_flight() {
         "{stderr}"
     );
 }
+
+/// Any refusal of our key once the session is under way (a time limit, say) is
+/// the server ending it: reported as such, with its reason, and status 5.
+#[test]
+fn a_refusal_after_replies_is_a_close_with_status_5() {
+    use noise_echo::wire::RecordType;
+    let home = tempfile::tempdir().unwrap();
+    let (port, fingerprint, server) = scripted_server(vec![
+        Step::AwaitRequest,
+        Step::Send(RecordType::Response, b"FIRST LINE".to_vec()),
+        Step::Send(
+            RecordType::Error,
+            b"permission denied: session time limit reached".to_vec(),
+        ),
+    ]);
+    let mut child = connect_to(port, &fingerprint, home.path());
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "first line").unwrap();
+    let (status, stdout, stderr) = outcome(child, &stdin);
+    server.join().unwrap();
+    assert_eq!(status, PERMISSION_DENIED, "{stderr}");
+    assert_eq!(stdout, "FIRST LINE\n");
+    assert_eq!(
+        stderr.lines().last().unwrap_or_default(),
+        "error: Connection to 127.0.0.1 closed by remote host: session time limit reached",
+        "{stderr}"
+    );
+}
