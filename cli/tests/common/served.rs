@@ -24,6 +24,8 @@ pub struct Served {
     dir: tempfile::TempDir,
     /// The rest of the server's log, read on demand.
     stderr: BufReader<ChildStderr>,
+    /// The log up to and including the listening line.
+    pub startup_log: String,
 }
 
 impl Served {
@@ -78,6 +80,7 @@ impl Served {
                     client_fingerprint,
                     dir,
                     stderr,
+                    startup_log: log,
                 };
             }
         }
@@ -94,6 +97,19 @@ impl Served {
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A file of the home directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.home().join(name)
+    }
+
+    /// `noise-echo` with the home as `$HOME` and as the working directory, so
+    /// relative file names (`client`, `known_hosts`) appear as typed in its output.
+    pub fn command(&self) -> Command {
+        let mut command = noise_echo(self.home());
+        command.current_dir(self.home());
+        command
     }
 
     /// The client's known_hosts.
@@ -147,6 +163,15 @@ impl Served {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Stops the server (SIGTERM) and returns its exit status and its whole log,
+    /// the startup lines included.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        self.terminate();
+        let mut log = std::mem::take(&mut self.startup_log);
+        let _ = self.stderr.read_to_string(&mut log);
+        (self.child.wait().unwrap().code(), log)
     }
 
     /// Stops the server (SIGTERM) and returns the rest of its log.
