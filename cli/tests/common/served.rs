@@ -53,7 +53,13 @@ impl Served {
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
         let mut child = noise_echo(home)
-            .args(["serve", "--listen", "127.0.0.1:0", "--create-host-key", "--host-key"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--create-host-key",
+                "--host-key",
+            ])
             .arg(home.join("host_key"))
             .arg("--authorized-keys")
             .arg(home.join("authorized_keys"))
