@@ -38,9 +38,7 @@ use tokio::net::TcpStream;
 use crate::fsutil;
 use crate::identity::{Fingerprint, PublicKey};
 use crate::openssh::known_hosts::{self, KnownHosts, OtherName};
-use crate::wire::{
-    self, LocalIdentity, RecordType, RecvHalf, Refusal, Reply, SendHalf, WireError,
-};
+use crate::wire::{self, LocalIdentity, RecordType, RecvHalf, Refusal, Reply, SendHalf, WireError};
 
 /// The port a server listens on when none is given.
 pub const DEFAULT_PORT: u16 = 1234;
