@@ -264,81 +264,96 @@ impl InFlight {
 }
 
 impl Handler {
-    pub(super) async fn run<S: Transport>(mut self, mut socket: S, mut admitted: Admitted) {
-        let started = Instant::now();
-        let mut summary = Summary::default();
-        let outcome = self.serve(&mut socket, &mut admitted, &mut summary).await;
-        drop(admitted);
-        let stats = &self.shared.stats;
-        match &outcome {
-            Outcome::HandshakeTimeout => stats.add(&stats.handshake_timeouts),
-            Outcome::Declined => stats.add(&stats.handshake_declines),
-            Outcome::Failed(_) if summary.client.is_none() => stats.add(&stats.handshake_failures),
-            Outcome::Denied(_) => stats.add(&stats.denied),
-            Outcome::Revoked => stats.add(&stats.revoked),
-            Outcome::IdleTimeout | Outcome::Stalled | Outcome::NoMemory => {
-                stats.add(&stats.idle_timeouts)
+    /// The connection's whole life, as the future the accept loop spawns.
+    ///
+    /// A plain function returning an `async move` block, not an `async fn`: an async
+    /// fn keeps its by-value parameters twice in its state (as captured arguments and
+    /// again as the body's locals), 232 bytes that every open connection's task would
+    /// carry for its whole life; the block captures them once and uses them in place.
+    #[allow(clippy::manual_async_fn, reason = "an async fn would store its arguments twice")]
+    pub(super) fn run<S: Transport>(
+        mut self,
+        mut socket: S,
+        mut admitted: Admitted,
+    ) -> impl Future<Output = ()> {
+        async move {
+            let started = Instant::now();
+            let mut summary = Summary::default();
+            let outcome = self.serve(&mut socket, &mut admitted, &mut summary).await;
+            drop(admitted);
+            let stats = &self.shared.stats;
+            match &outcome {
+                Outcome::HandshakeTimeout => stats.add(&stats.handshake_timeouts),
+                Outcome::Declined => stats.add(&stats.handshake_declines),
+                Outcome::Failed(_) if summary.client.is_none() => {
+                    stats.add(&stats.handshake_failures)
+                }
+                Outcome::Denied(_) => stats.add(&stats.denied),
+                Outcome::Revoked => stats.add(&stats.revoked),
+                Outcome::IdleTimeout | Outcome::Stalled | Outcome::NoMemory => {
+                    stats.add(&stats.idle_timeouts)
+                }
+                Outcome::MemoryStalled => stats.add(&stats.memory_stalls),
+                Outcome::TooManySessions => stats.add(&stats.refused_key_cap),
+                Outcome::TimeLimit => stats.add(&stats.session_time_limits),
+                _ => {}
             }
-            Outcome::MemoryStalled => stats.add(&stats.memory_stalls),
-            Outcome::TooManySessions => stats.add(&stats.refused_key_cap),
-            Outcome::TimeLimit => stats.add(&stats.session_time_limits),
-            _ => {}
-        }
-        let client = summary
-            .client
-            .map(|key| key.fingerprint().to_string())
-            .unwrap_or_else(|| "-".to_owned());
-        let duration_ms = started.elapsed().as_millis() as u64;
-        let peer = self.peer;
-        let (requests, bytes_in, bytes_out) =
-            (summary.requests, summary.bytes_in, summary.bytes_out);
-        let comment = summary.comment;
-        match outcome {
-            Outcome::Closed => {
-                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed")
-            }
-            Outcome::Denied(reason) => {
-                info!(%peer, client, comment, duration_ms, "denied: {reason}")
-            }
-            Outcome::Revoked => {
-                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: key revoked")
-            }
-            Outcome::TooLarge { len } => {
-                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: request of {len} bytes over the limit of {}", self.shared.config.max_request)
-            }
-            Outcome::HandshakeTimeout => {
-                info!(%peer, duration_ms, "closed: handshake not completed within {:?}", self.shared.config.handshake_timeout)
-            }
-            Outcome::IdleTimeout => {
-                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: idle for {:?}", self.shared.config.idle_timeout)
-            }
-            Outcome::Stalled => {
-                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: the client took no replies for {:?}", self.shared.config.idle_timeout)
-            }
-            Outcome::Declined => {
-                info!(%peer, duration_ms, "closed: the client closed the connection after the server's key was sent (it may not trust this host key)")
-            }
-            // Counted and logged once per burst by the accept loop.
-            Outcome::Evicted => {
-                debug!(%peer, duration_ms, "closed: oldest unfinished handshake, evicted for a newcomer")
-            }
-            Outcome::MemoryStalled => {
-                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: held memory for {:?} without taking its replies while other sessions waited for memory", self.shared.config.memory_stall_timeout)
-            }
-            Outcome::NoMemory => {
-                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: no memory for its request came free within {:?} (memory budget of {} bytes spent)", self.shared.config.idle_timeout, self.shared.config.memory_budget)
-            }
-            Outcome::TooManySessions => {
-                info!(%peer, client, comment, duration_ms, "refused: the key has {} sessions open, the limit", self.shared.config.max_sessions_per_key)
-            }
-            Outcome::TimeLimit => {
-                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: session time limit of {:?} reached", self.shared.config.max_session_time.unwrap_or_default())
-            }
-            Outcome::Stopped => {
-                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: server stopping")
-            }
-            Outcome::Failed(error) => {
-                info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "failed: {error}")
+            let client = summary
+                .client
+                .map(|key| key.fingerprint().to_string())
+                .unwrap_or_else(|| "-".to_owned());
+            let duration_ms = started.elapsed().as_millis() as u64;
+            let peer = self.peer;
+            let (requests, bytes_in, bytes_out) =
+                (summary.requests, summary.bytes_in, summary.bytes_out);
+            let comment = summary.comment;
+            match outcome {
+                Outcome::Closed => {
+                    info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed")
+                }
+                Outcome::Denied(reason) => {
+                    info!(%peer, client, comment, duration_ms, "denied: {reason}")
+                }
+                Outcome::Revoked => {
+                    info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: key revoked")
+                }
+                Outcome::TooLarge { len } => {
+                    info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: request of {len} bytes over the limit of {}", self.shared.config.max_request)
+                }
+                Outcome::HandshakeTimeout => {
+                    info!(%peer, duration_ms, "closed: handshake not completed within {:?}", self.shared.config.handshake_timeout)
+                }
+                Outcome::IdleTimeout => {
+                    info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: idle for {:?}", self.shared.config.idle_timeout)
+                }
+                Outcome::Stalled => {
+                    info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: the client took no replies for {:?}", self.shared.config.idle_timeout)
+                }
+                Outcome::Declined => {
+                    info!(%peer, duration_ms, "closed: the client closed the connection after the server's key was sent (it may not trust this host key)")
+                }
+                // Counted and logged once per burst by the accept loop.
+                Outcome::Evicted => {
+                    debug!(%peer, duration_ms, "closed: oldest unfinished handshake, evicted for a newcomer")
+                }
+                Outcome::MemoryStalled => {
+                    info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: held memory for {:?} without taking its replies while other sessions waited for memory", self.shared.config.memory_stall_timeout)
+                }
+                Outcome::NoMemory => {
+                    info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: no memory for its request came free within {:?} (memory budget of {} bytes spent)", self.shared.config.idle_timeout, self.shared.config.memory_budget)
+                }
+                Outcome::TooManySessions => {
+                    info!(%peer, client, comment, duration_ms, "refused: the key has {} sessions open, the limit", self.shared.config.max_sessions_per_key)
+                }
+                Outcome::TimeLimit => {
+                    info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: session time limit of {:?} reached", self.shared.config.max_session_time.unwrap_or_default())
+                }
+                Outcome::Stopped => {
+                    info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "closed: server stopping")
+                }
+                Outcome::Failed(error) => {
+                    info!(%peer, client, comment, requests, bytes_in, bytes_out, duration_ms, "failed: {error}")
+                }
             }
         }
     }
