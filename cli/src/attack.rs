@@ -15,10 +15,24 @@ use noise_echo::wire::LocalIdentity;
 use noise_echo_tools::attack::{self, Client, FloodConfig, LoadConfig};
 
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = HELP)]
 pub(super) struct Args {
     #[command(subcommand)]
     mode: Mode,
 }
+
+/// The end of `--help`: examples and exit statuses.
+const HELP: &str = "\
+A test tool, for this machine only: every target must be a loopback address.
+
+Examples:
+  noise-echo attack flood --help
+  noise-echo attack load --help
+
+Exit statuses:
+  0  the run completed (flood prints its probes' failures; load has none)
+  1  the run failed, or a load session failed or got a wrong reply
+  2  the command line could not be parsed";
 
 #[derive(Debug, clap::Subcommand)]
 enum Mode {

@@ -11,6 +11,7 @@ use noise_echo::client::{ClientError, Target};
 use noise_echo_tools::bench::{self, Connector, Options, Report, Scenario, Trust};
 
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = HELP)]
 pub(super) struct Args {
     /// Server address: HOST, HOST:PORT or [IPv6]:PORT (port 1234 if not given)
     #[arg(value_name = "ADDR", default_value = "localhost:1234")]
@@ -52,6 +53,20 @@ pub(super) struct Args {
     #[command(flatten)]
     trust: super::ClientTrustArgs,
 }
+
+/// The end of `--help`: examples and exit statuses.
+const HELP: &str = "\
+Examples:
+  noise-echo bench --scenario handshake 127.0.0.1:1234
+  noise-echo bench --scenario throughput --duration 10
+  noise-echo bench --scenario idle --sessions 10000 --server-pid PID
+
+See docs/BENCHMARKS.md for the method. Figures from a busy machine are not comparable.
+
+Exit statuses:
+  0  the run completed and every reply was right
+  1  a reply was wrong, or the run failed
+  2  the command line could not be parsed";
 
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
     let seconds = |value: f64, flag: &str| {

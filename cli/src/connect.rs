@@ -10,12 +10,16 @@
 //! per line, and typing at a terminal still gets each answer at once.
 
 use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use tracing::debug;
+
 use super::{ExitStatus, StatusError};
+use crate::client_config::{self, ClientConfigFile, HostConfig, StrictHostKeyChecking};
 use noise_echo::client::{self, ClientConfig, ClientError, Target, UnknownHost};
 use noise_echo::identity::Fingerprint;
 use noise_echo::wire::{reply_limit, RecordType, RecvHalf, Refusal, Reply, Violation, WireError};
@@ -42,14 +46,26 @@ Exit status:
   6  the server broke the protocol";
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = AFTER_HELP)]
+#[command(after_help = AFTER_HELP, after_long_help = long_help())]
 pub(super) struct Args {
-    /// Server address: HOST, HOST:PORT or [IPv6]:PORT (port 1234 if not given)
-    #[arg(value_name = "ADDR", default_value = "localhost:1234")]
-    addr: Target,
+    /// Server: HOST, HOST:PORT, [IPv6]:PORT, or a Host of the config file (port 1234 if
+    /// neither ADDR, -p nor the config file gives one)
+    #[arg(value_name = "ADDR", default_value = "localhost", value_parser = parse_destination)]
+    addr: String,
     /// Requests to send; without any, each line of standard input is a request
     #[arg(value_name = "MESSAGE")]
     messages: Vec<String>,
+    /// Port to connect to; wins over the config file's Port
+    #[arg(short = 'p', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
+    /// Configuration file in ssh_config's syntax, or 'none' for no file
+    /// [default: config in the noise-echo config directory, if it exists]
+    #[arg(short = 'F', value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Show each step (-v): the address, the key files, the known_hosts line that
+    /// matched, the handshake, why the session ended; -vv shows more
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(flatten)]
     trust: super::ClientTrustArgs,
     /// Give up if the server does not accept the TCP connection within SECONDS, as
@@ -67,13 +83,159 @@ fn timeout(seconds: u64) -> Option<Duration> {
     (seconds > 0).then(|| Duration::from_secs(seconds))
 }
 
-pub(super) fn run(args: Args) -> anyhow::Result<()> {
+/// `--help`'s closing text: the examples and the config file, then [`AFTER_HELP`].
+fn long_help() -> String {
+    format!("{HELP}\n\n{AFTER_HELP}")
+}
+
+/// Examples and the config file, for `--help`.
+const HELP: &str = "\
+Examples:
+  noise-echo connect server.example hello           # prints HELLO
+  seq 1 3 | noise-echo connect server.example:4000  # one request per line of stdin
+  noise-echo connect -p 4000 -i ~/.ssh/id_ed25519 10.0.0.5 ping
+  noise-echo connect --expect-fingerprint SHA256:2JJSAdPq... server.example ping
+  noise-echo connect -v prod hello                  # each step, as ssh -v
+
+Configuration file (~/.config/noise-echo/config, or -F FILE), as ssh_config:
+  Host prod prod.*
+      HostName 10.0.0.5
+      Port 4000
+      IdentityFile ~/keys/robot
+      FingerprintPin SHA256:2JJSAdPq...
+  Host *
+      StrictHostKeyChecking accept-new
+      ConnectTimeout 10
+Also read: UserKnownHostsFile, IgnoreUnknown. The first value found wins; flags win
+over the file.";
+
+/// Checks ADDR's syntax at parse time, and keeps it as typed: whether it names a
+/// port, and the name a config file's Host lines match, come from the text.
+fn parse_destination(text: &str) -> Result<String, String> {
+    text.parse::<Target>()?;
+    Ok(text.to_owned())
+}
+
+impl Args {
+    /// `-v` given how many times.
+    pub(super) fn verbose(&self) -> u8 {
+        self.verbose
+    }
+}
+
+/// Where to connect once ADDR, -p and the config file are combined.
+#[derive(Debug)]
+struct Destination {
+    /// The address and port: the config file's HostName, if any, is what known_hosts
+    /// names, as in ssh.
+    target: Target,
+    /// What the config file said about the host typed.
+    config: HostConfig,
+}
+
+/// Applies the config file under the flags: ADDR's port, then -p, then the file's
+/// Port, then the default; every trust flag wins over the file's setting.
+fn resolve(args: &mut Args) -> anyhow::Result<Destination> {
+    let typed: Target = args.addr.parse().map_err(anyhow::Error::msg)?;
+    let names_port = names_port(&args.addr, &typed);
+    let config = match config_file(args.config_file.as_deref())? {
+        Some(path) => {
+            debug!("reading configuration file {}", path.display());
+            let home = directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf());
+            ClientConfigFile::load(&path, home.as_deref())?.for_host(&typed.host)
+        }
+        None => HostConfig::default(),
+    };
+    if let (true, Some(port)) = (names_port, args.port) {
+        if port != typed.port {
+            return Err(StatusError {
+                status: ExitStatus::Usage,
+                message: format!(
+                    "the port is given twice: {} in '{}' and -p {port}; give it once",
+                    typed.port, args.addr
+                ),
+            }
+            .into());
+        }
+    }
+    let host = match &config.host_name {
+        // An IPv6 address, or a name that must parse as ADDR's host does.
+        Some(name) if name.parse::<std::net::Ipv6Addr>().is_ok() => name.clone(),
+        Some(name) if name.contains(':') => anyhow::bail!(
+            "HostName '{name}' for '{}' has a port in it; use Port for that",
+            typed.host
+        ),
+        Some(name) => {
+            name.parse::<Target>()
+                .map_err(|error| anyhow::anyhow!("HostName for '{}': {error}", typed.host))?
+                .host
+        }
+        None => typed.host.clone(),
+    };
+    let port = match names_port {
+        true => typed.port,
+        false => args.port.or(config.port).unwrap_or(client::DEFAULT_PORT),
+    };
+    let trust = &mut args.trust;
+    if trust.identity.is_none() {
+        trust.identity = config.identity_file.clone();
+    }
+    if trust.known_hosts.is_none() {
+        trust.known_hosts = config.known_hosts_file.clone();
+    }
+    if !trust.accept_new_host && trust.expect_fingerprint.is_none() {
+        trust.expect_fingerprint = config.fingerprint_pin;
+        if trust.expect_fingerprint.is_none() {
+            trust.accept_new_host = matches!(
+                config.strict_host_key_checking,
+                Some(StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No)
+            );
+        }
+    }
+    if let Some(timeout) = config.connect_timeout {
+        debug!(
+            "ConnectTimeout {}s from the configuration file",
+            timeout.as_secs()
+        );
+    }
+    Ok(Destination {
+        target: Target { host, port },
+        config,
+    })
+}
+
+/// Whether ADDR itself names a port (`host:1`, `[::1]:1`), not just a host.
+fn names_port(text: &str, parsed: &Target) -> bool {
+    text != parsed.host && text != format!("[{}]", parsed.host)
+}
+
+/// The configuration file to read: `-F FILE` (which must exist), none for `-F none`,
+/// else the default one if it exists.
+fn config_file(explicit: Option<&std::path::Path>) -> anyhow::Result<Option<PathBuf>> {
+    match explicit {
+        Some(path) if path.as_os_str() == "none" => Ok(None),
+        Some(path) => Ok(Some(path.to_path_buf())),
+        None => {
+            let path = crate::paths::default_file(client_config::FILE_NAME)?;
+            Ok(path.exists().then_some(path))
+        }
+    }
+}
+
+pub(super) fn run(mut args: Args) -> anyhow::Result<()> {
+    let destination = resolve(&mut args)?;
     let trust = args.trust.load()?;
     // Before connecting: a known_hosts that is a FIFO or a directory fails now.
     noise_echo::fsutil::check_updatable(&trust.known_hosts).context("cannot use known_hosts")?;
+    debug!("known_hosts file {}", trust.known_hosts.display());
+    // StrictHostKeyChecking yes: never ask, as ssh.
+    let prompt = match destination.config.strict_host_key_checking {
+        Some(StrictHostKeyChecking::Yes) => None,
+        _ => host_key_prompt(),
+    };
     let config = ClientConfig::known_hosts(trust.identity, trust.known_hosts)
         .unknown_host(trust.unknown_host)
-        .prompt(host_key_prompt())
+        .prompt(prompt)
         .connect_timeout(timeout(args.connect_timeout))
         .handshake_timeout(timeout(args.handshake_timeout));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -81,7 +243,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(session(args.addr, config, args.messages));
+    let result = runtime.block_on(session(destination.target, config, args.messages));
     // A read of standard input cannot be cancelled: don't wait for one in progress
     // (the server closed the session while we waited for a line).
     runtime.shutdown_background();
@@ -107,6 +269,7 @@ async fn session(
             "Warning: Permanently added '{host_field}' (ED25519) to the list of known hosts."
         );
     }
+    debug!("session established with {target}");
     exchange(&target, connection, messages).await
 }
 
@@ -283,6 +446,15 @@ fn verdict(
     unanswered: u64,
 ) -> anyhow::Result<()> {
     let sent = replies.answered + unanswered;
+    debug!(
+        "session ended: {} replies to {sent} requests ({} refused){}",
+        replies.answered,
+        replies.refused,
+        match &replies.closing_reason {
+            Some(reason) => format!("; the server closed it: {}", super::printable(reason)),
+            None => String::new(),
+        }
+    );
     if let Some(Err(SendError::Input(error))) = writer {
         return Err(error.context("cannot read standard input"));
     }

@@ -19,7 +19,20 @@ use noise_echo::server::{self, ServerConfig};
 use noise_echo::wire::{LocalIdentity, Reply, NOISE_PROTOCOL};
 
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = HELP)]
 pub(super) struct Args {}
+
+/// The end of `--help`: examples and exit statuses.
+const HELP: &str = "\
+Examples:
+  noise-echo demo
+
+Everything happens in a temporary directory and on a loopback port; nothing is kept.
+
+Exit statuses:
+  0  every step worked
+  1  a step failed (the message says which)
+  2  the command line could not be parsed";
 
 /// Requests that show what "uppercase" means beyond ASCII.
 const MESSAGES: [(&str, &str); 5] = [

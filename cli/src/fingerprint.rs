@@ -18,16 +18,33 @@ use ssh_key::HashAlg;
 use noise_echo::openssh::{keyfile, lexer};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  noise-echo fingerprint ~/.ssh/id_ed25519.pub
-  noise-echo fingerprint ~/.config/noise-echo/authorized_keys known_hosts
-  curl -s https://forge.example/ann.keys | noise-echo fingerprint -
-  noise-echo fingerprint 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... ann@laptop'")]
+#[command(after_help = EXAMPLES, after_long_help = HELP)]
 pub(super) struct Args {
     /// Key, authorized_keys or known_hosts files, `-` for stdin, or key lines
     #[arg(value_name = "FILE", required = true)]
     files: Vec<String>,
 }
+
+/// The end of `-h`: examples.
+const EXAMPLES: &str = "Examples:
+  noise-echo fingerprint ~/.ssh/id_ed25519.pub
+  noise-echo fingerprint ~/.config/noise-echo/authorized_keys known_hosts
+  curl -s https://forge.example/ann.keys | noise-echo fingerprint -
+  noise-echo fingerprint 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... ann@laptop'";
+
+/// The end of `--help`: examples and exit statuses.
+const HELP: &str = "Examples:
+  noise-echo fingerprint ~/.ssh/id_ed25519.pub
+  noise-echo fingerprint ~/.config/noise-echo/authorized_keys known_hosts
+  curl -s https://forge.example/ann.keys | noise-echo fingerprint -
+  noise-echo fingerprint 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... ann@laptop'
+
+The lines are those of ssh-keygen -lf.
+
+Exit statuses:
+  0  every argument had a key
+  1  an argument could not be read or held no key (the others are still printed)
+  2  the command line could not be parsed";
 
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();

@@ -20,10 +20,7 @@ use noise_echo::openssh::keyfile::{self, KeyFileError};
 const NEW_PASSPHRASE_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  noise-echo keygen                          # ~/.config/noise-echo/id_ed25519, asks for a passphrase on a terminal
-  noise-echo keygen -t ed25519 -N '' -f robot -C robot@ci
-  noise-echo keygen -y -f ~/.ssh/id_ed25519   # print the public key line")]
+#[command(after_help = EXAMPLES, after_long_help = HELP)]
 pub(super) struct Args {
     /// Private key file to write (or to read, with -y); the public key goes to FILE.pub
     /// [default: id_ed25519 in the noise-echo config directory]
@@ -65,6 +62,24 @@ fn parse_key_type(name: &str) -> Result<KeyType, String> {
         )),
     }
 }
+
+/// The end of `-h`: examples.
+const EXAMPLES: &str = "Examples:
+  noise-echo keygen                          # ~/.config/noise-echo/id_ed25519, asks for a passphrase on a terminal
+  noise-echo keygen -t ed25519 -N '' -f robot -C robot@ci
+  noise-echo keygen -y -f ~/.ssh/id_ed25519   # print the public key line";
+
+/// The end of `--help`: examples and exit statuses.
+const HELP: &str = "Examples:
+  noise-echo keygen                          # ~/.config/noise-echo/id_ed25519, asks for a passphrase on a terminal
+  noise-echo keygen -t ed25519 -N '' -f robot -C robot@ci
+  noise-echo keygen -y -f ~/.ssh/id_ed25519   # print the public key line
+
+Exit statuses:
+  0  the key was written (with -y: the public key printed)
+  1  an error: the file exists (without --force), its directory is missing, a wrong
+     passphrase, a write failed
+  2  the command line could not be parsed, or -t names another key type";
 
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
     // -t was checked by its parser: ed25519 is the only type there is.

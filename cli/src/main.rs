@@ -15,10 +15,13 @@ use clap::{Parser, Subcommand};
 mod attack;
 mod authorize;
 mod bench;
+mod client_config;
+mod completions;
 mod connect;
 mod demo;
 mod fingerprint;
 mod keygen;
+mod man;
 mod passphrase;
 mod paths;
 mod render;
@@ -69,7 +72,8 @@ pub struct StatusError {
     about = "An encrypted echo service: Noise XX with OpenSSH-compatible Ed25519 keys",
     long_about = "An encrypted echo service: every connection is a Noise XX handshake in which \
                   both ends prove an Ed25519 identity kept in OpenSSH's file formats, and the \
-                  server answers each request with its uppercase form."
+                  server answers each request with its uppercase form.",
+    after_long_help = TOP_LEVEL_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -92,9 +96,44 @@ enum Command {
     Demo(demo::Args),
     /// Measure the server: handshakes, latency, throughput, pipelining, idle memory.
     Bench(bench::Args),
-    /// Flood or load a server on this machine (a test tool).
-    #[command(hide = true)]
+    /// A test tool: flood or load a server on this machine (loopback only).
     Attack(attack::Args),
+    /// Print a shell completion script (bash, zsh or fish) for noise-echo.
+    Completions(completions::Args),
+    /// Print the manual page (roff) of noise-echo or of one of its commands.
+    Man(man::Args),
+}
+
+/// The top-level `--help`'s closing text: a first session, and the exit statuses.
+const TOP_LEVEL_HELP: &str = "\
+Examples:
+  noise-echo keygen                         # your identity, in the config directory
+  noise-echo serve --listen 0.0.0.0:1234    # on the server
+  noise-echo authorize ann.pub              # on the server: let ann's key in
+  noise-echo connect server.example hello   # prints HELLO
+  noise-echo connect prod hello             # with 'Host prod' in the config file
+  noise-echo help connect                   # every flag of one command
+
+Exit statuses:
+  0  success
+  1  any other error (bad file, refused request, ...)
+  2  the command line could not be parsed
+  3  the connection failed (unreachable, broken, busy or refused)
+  4  the server's host key is not trusted (unknown, changed, revoked)
+  5  permission denied: the server does not accept our key
+  6  protocol error: the peer broke the protocol
+
+Files are in the noise-echo config directory (~/.config/noise-echo on Linux):
+id_ed25519, host_ed25519_key, authorized_keys, known_hosts, config.";
+
+/// The format of the server's log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One line of text per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per line, with each event's fields, for log pipelines.
+    Json,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -112,10 +151,13 @@ fn main() -> ExitCode {
         }
     };
     // The server's log is its output; other commands only log what goes wrong.
-    init_logging(match cli.command {
-        Command::Serve(_) => "info",
-        _ => "warn",
-    });
+    // `-v` shows each step (debug), `-vv` more (trace), as `ssh -v` and `-vv`.
+    let (default_level, verbose, log_format) = match &cli.command {
+        Command::Serve(args) => ("info", args.verbose(), args.log_format()),
+        Command::Connect(args) => ("warn", args.verbose(), LogFormat::Text),
+        _ => ("warn", 0, LogFormat::Text),
+    };
+    init_logging(default_level, verbose, log_format);
     let result = match cli.command {
         Command::Keygen(args) => keygen::run(args),
         Command::Fingerprint(args) => fingerprint::run(args),
@@ -125,28 +167,48 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Attack(args) => attack::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     };
     match result {
         Ok(()) => ExitStatus::Success.into(),
         Err(error) if is_broken_pipe(&error) => ExitStatus::Success.into(),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            match log_format {
+                // A log pipeline reads every line of stderr as JSON: the last one too.
+                LogFormat::Json => tracing::error!("{error:#}"),
+                LogFormat::Text => eprintln!("error: {error:#}"),
+            }
             exit_status_of(&error).into()
         }
     }
 }
 
-/// Logs go to stderr, so they never mix with replies on stdout; `RUST_LOG` overrides
-/// the level.
-fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
+/// The clap definition of the whole command line, for completions and man pages.
+pub(crate) fn command_definition() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// Logs go to stderr, so they never mix with replies on stdout. `-v` (debug) and
+/// `-vv` (trace) win over `RUST_LOG`, which wins over `default_level`.
+fn init_logging(default_level: &str, verbose: u8, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match verbose {
+        0 => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        1 => EnvFilter::new("debug"),
+        _ => EnvFilter::new("trace"),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+            .try_init(),
+        // Flattened: `jq .peer` rather than `jq .fields.peer`.
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// A reader closing our stdout early (`noise-echo ... | head -1`) is not an error.
@@ -245,6 +307,11 @@ impl ClientTrustArgs {
             };
             anyhow::Error::new(error).context(context)
         })?;
+        tracing::debug!(
+            "identity file {} ({})",
+            identity_path.display(),
+            identity.public_key().fingerprint()
+        );
         let unknown_host = match (self.expect_fingerprint, self.accept_new_host) {
             (Some(fingerprint), _) => UnknownHostPolicy::ExpectFingerprint(fingerprint),
             (None, true) => UnknownHostPolicy::AcceptNew,

@@ -16,7 +16,10 @@ use noise_echo::server::penalty;
 use noise_echo::server::{self, ReloadTrigger, Server, ServerConfig};
 use noise_echo::wire::{LocalIdentity, MAX_RECORD_LEN};
 
+mod check;
+
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = HELP)]
 pub(super) struct Args {
     /// Address to listen on: HOST:PORT, [IPV6]:PORT, or :PORT for every address
     /// (0.0.0.0 and [::]); may be given several times
@@ -80,6 +83,16 @@ pub(super) struct Args {
     /// Longest a session may last, in seconds, however busy; 0 for no limit
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     max_session_time: u64,
+    /// Check the settings, the host key and authorized_keys, print what is wrong, and
+    /// exit (0: all good, 1: a problem) without listening, as `sshd -t`
+    #[arg(long)]
+    check: bool,
+    /// Log format: text for people, json (one object per line) for log pipelines
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t)]
+    log_format: super::LogFormat,
+    /// Log each connection's steps (-v), and more (-vv); RUST_LOG=... filters instead
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 /// sshd_config's yes/no.
@@ -91,44 +104,54 @@ fn parse_yes_no(text: &str) -> Result<bool, String> {
     }
 }
 
+const HELP: &str = "\
+Examples:
+  noise-echo serve                                  # 127.0.0.1:1234, files in the config directory
+  noise-echo serve --listen 0.0.0.0:4000 --max-request 65536
+  noise-echo serve --check && systemctl restart noise-echo   # as sshd -t
+  noise-echo serve --log-format json 2>&1 | jq -c 'select(.peer)'
+  noise-echo serve -v                               # each handshake step of each connection
+  kill -HUP PID                                     # open sessions check their key again
+
+Exit statuses:
+  0  stopped cleanly (Ctrl-C or SIGTERM), or --check found nothing wrong
+  1  cannot start (bad setting, host key, address), or --check found a problem
+  2  the command line could not be parsed";
+
+impl Args {
+    /// `-v` given how many times.
+    pub(super) fn verbose(&self) -> u8 {
+        self.verbose
+    }
+
+    /// `--log-format`.
+    pub(super) fn log_format(&self) -> super::LogFormat {
+        self.log_format
+    }
+}
+
 pub(super) fn run(args: Args) -> anyhow::Result<()> {
-    let host_key = match args.host_key {
-        Some(path) if args.create_host_key => HostKey::CreateIfMissing(path),
-        Some(path) => HostKey::MustExist(path),
+    let host_key = match &args.host_key {
+        Some(path) if args.create_host_key => HostKey::CreateIfMissing(path.clone()),
+        Some(path) => HostKey::MustExist(path.clone()),
         None => HostKey::Default(crate::paths::default_file(HOST_KEY_FILE)?),
     };
-    let authorized_keys = super::path_or_default(args.authorized_keys, AUTHORIZED_KEYS_FILE)?;
+    let authorized_keys =
+        super::path_or_default(args.authorized_keys.clone(), AUTHORIZED_KEYS_FILE)?;
+    if args.check {
+        return check::run(&args, &host_key, &authorized_keys);
+    }
     let identity = load_or_create_host_key(&host_key)?;
     let mut config = ServerConfig::new(
         Arc::new(LocalIdentity::new(&identity)),
         authorized_keys.clone(),
     );
     drop(identity);
-    config.max_request = args.max_request;
-    config.max_connections = args.max_connections;
     let max_connections = args.max_connections;
-    config.handshake_timeout = Duration::from_secs(args.handshake_timeout);
-    config.idle_timeout = Duration::from_secs(args.idle_timeout);
-    config.max_handshakes = args.max_handshakes;
-    config.penalties.max_handshakes_per_source = args.max_handshakes_per_source;
-    config.penalties.threshold = args.penalty_threshold;
-    config.penalties.base = Duration::from_secs(args.penalty_base.max(1));
-    config.penalties.max = Duration::from_secs(args.penalty_max.max(args.penalty_base).max(1));
-    config.penalties.exempt = args.penalty_exempt;
-    config.revoke_live = args.revoke_live;
-    config.strict_modes = args.strict_modes;
-    config.memory_budget = args.memory_budget.as_u64();
-    // One key may hold a quarter of the connection slots, whatever their number.
-    config.max_sessions_per_key = args
-        .max_sessions_per_key
-        .unwrap_or((args.max_connections / 4).max(1));
-    config.max_session_time =
-        (args.max_session_time > 0).then(|| Duration::from_secs(args.max_session_time));
+    apply_settings(&args, &mut config);
     // The library checks the limits (a zero would refuse everyone); the setting it
     // names is the flag with dashes.
-    let server = Server::new(config)
-        .map_err(|error| anyhow::anyhow!("--{}", error.to_string().replace('_', "-")))
-        .context("invalid server settings")?;
+    let server = Server::new(config).map_err(settings_error)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -208,6 +231,34 @@ fn check_open_files_limit(max_connections: usize, listeners: usize) {
     }
 }
 
+/// Copies the flags' settings into `config` (the check uses the same).
+fn apply_settings(args: &Args, config: &mut ServerConfig) {
+    config.max_request = args.max_request;
+    config.max_connections = args.max_connections;
+    config.handshake_timeout = Duration::from_secs(args.handshake_timeout);
+    config.idle_timeout = Duration::from_secs(args.idle_timeout);
+    config.max_handshakes = args.max_handshakes;
+    config.penalties.max_handshakes_per_source = args.max_handshakes_per_source;
+    config.penalties.threshold = args.penalty_threshold;
+    config.penalties.base = Duration::from_secs(args.penalty_base.max(1));
+    config.penalties.max = Duration::from_secs(args.penalty_max.max(args.penalty_base).max(1));
+    config.penalties.exempt = args.penalty_exempt.clone();
+    config.revoke_live = args.revoke_live;
+    config.strict_modes = args.strict_modes;
+    config.memory_budget = args.memory_budget.as_u64();
+    // One key may hold a quarter of the connection slots, whatever their number.
+    config.max_sessions_per_key = args
+        .max_sessions_per_key
+        .unwrap_or((args.max_connections / 4).max(1));
+    config.max_session_time =
+        (args.max_session_time > 0).then(|| Duration::from_secs(args.max_session_time));
+}
+
+/// A setting the library refused, named as its flag.
+fn settings_error(error: server::ConfigError) -> anyhow::Error {
+    anyhow::anyhow!("--{}", error.to_string().replace('_', "-")).context("invalid server settings")
+}
+
 /// Where the host key comes from, and whether a missing one may be created: a new
 /// host key is a new server identity, which every client then sees as "REMOTE HOST
 /// IDENTIFICATION HAS CHANGED", so a mistyped `--host-key` must not make one.
@@ -253,7 +304,8 @@ fn load_or_create_host_key(host_key: &HostKey) -> anyhow::Result<Identity> {
     }
     let identity = Identity::generate(format!("noise-echo host key of {}", hostname()));
     keyfile::write_identity(path, &identity, false).context("cannot create the host key")?;
-    eprintln!(
+    // Logged, not printed: with --log-format json every line of stderr is JSON.
+    info!(
         "created host key {} ({})",
         path.display(),
         identity.public_key().fingerprint()

@@ -34,6 +34,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tracing::debug;
 
 use crate::fsutil;
 use crate::identity::{Fingerprint, PublicKey};
@@ -461,6 +462,7 @@ pub async fn connect(target: &Target, config: ClientConfig) -> Result<Connection
 
 /// Opens the TCP connection, within `timeout`.
 async fn open_tcp(target: &Target, timeout: Option<Duration>) -> Result<TcpStream, ClientError> {
+    debug!("connecting to {target}");
     let connecting = TcpStream::connect((target.host.as_str(), target.port));
     let stream = within(timeout, connecting, target, TimeoutStage::Connect)
         .await?
@@ -468,6 +470,9 @@ async fn open_tcp(target: &Target, timeout: Option<Duration>) -> Result<TcpStrea
             target: target.to_string(),
             cause,
         })?;
+    if let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) {
+        debug!("connected to {peer} from {local}");
+    }
     // Requests are small and latency matters: don't let Nagle hold them back.
     let _ = stream.set_nodelay(true);
     Ok(stream)
@@ -586,6 +591,7 @@ impl Handshake<'_> {
         let initiating = wire::initiate(stream, self.identity);
         let pending = within(self.timeout, initiating, target, TimeoutStage::Handshake).await??;
         let server_key = *pending.server_key();
+        debug!("server host key {}", server_key.fingerprint());
         let host_field = known_hosts::host_field(&target.host, target.port);
         let (decision, path, other_names) = self.decide(&host_field, &server_key)?;
         let prompted_at = tokio::time::Instant::now();
@@ -635,6 +641,10 @@ impl Handshake<'_> {
             budget.saturating_sub(spent)
         });
         // -> s, se   (only now does the server learn who we are)
+        debug!(
+            "host key trusted; authenticating as {} (handshake message 3)",
+            self.identity.public_key().fingerprint()
+        );
         let approving = pending.approve(stream);
         let session = within(remaining, approving, target, TimeoutStage::Handshake).await??;
         Ok(Outcome::Established {
@@ -668,6 +678,15 @@ impl Handshake<'_> {
                     cause,
                 })?;
                 let status = known.check(&target.host, target.port, server_key);
+                match &status {
+                    known_hosts::HostStatus::Trusted { line } => {
+                        debug!("host key found in {}:{line}", path.display());
+                    }
+                    known_hosts::HostStatus::Unknown => {
+                        debug!("no key for {host_field} in {}", path.display());
+                    }
+                    _ => {}
+                }
                 let decision = trust::decide(
                     Known::KnownHosts {
                         status,

@@ -364,6 +364,7 @@ impl Handler {
         admitted: &mut Admitted,
         summary: &mut Summary,
     ) -> Outcome {
+        debug!(peer = %self.peer, "connection accepted: handshake started");
         // The table learns when message 1 is in, which decides who is evicted first.
         let mut watched = admitted.watch(socket);
         // One deadline for the whole handshake: a peer trickling a byte at a time
@@ -401,6 +402,7 @@ impl Handler {
         };
         let client = *established.peer();
         summary.client = Some(client);
+        debug!(peer = %self.peer, "handshake completed: client key {}", client.fingerprint());
         let moved = AtomicU64::new(0);
         let (reader, writer) = socket.halves();
         let (reader, writer) = (
@@ -531,6 +533,12 @@ impl Handler {
         match keys.authorize(client, address, SystemTime::now()) {
             Ok(entry) => {
                 summary.comment = entry.comment.clone();
+                debug!(
+                    peer = %self.peer,
+                    "key allowed by {}:{}",
+                    keys.path.display(),
+                    entry.line
+                );
                 Ok(())
             }
             Err(denial) => {

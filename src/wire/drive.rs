@@ -13,6 +13,7 @@
 use std::fmt;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tracing::trace;
 
 use crate::identity::PublicKey;
 use crate::wire::error::{ForeignProtocol, Refusal, Result, TruncatedAt, Violation, WireError};
@@ -50,6 +51,7 @@ impl AwaitingServerApproval {
         // -> s, se
         let (message, established) = self.core.approve()?;
         write_frame(stream, &message).await?;
+        trace!("sent handshake message 3 ({} bytes)", message.len());
         Ok(established)
     }
 
@@ -177,12 +179,14 @@ where
     write_frame(stream, &message1)
         .await
         .map_err(closed_before_message_2)?;
+    trace!("sent handshake message 1 ({MSG1_LEN} bytes)");
     // <- e, ee, s, es
     // Nothing follows message 2 before we answer it: read exactly the frame.
     let (received, _) = read_handshake_message(stream, 2, MSG2_LEN, 0)
         .await
         .map_err(closed_before_message_2)?;
     let core = core.read(&received)?;
+    trace!("received handshake message 2 ({MSG2_LEN} bytes): the server proved its key");
     Ok(AwaitingServerApproval { core })
 }
 
@@ -218,15 +222,21 @@ where
 {
     // -> e
     let (received, _) = read_handshake_message(stream, 1, MSG1_LEN, 0).await?;
+    trace!("received handshake message 1 ({MSG1_LEN} bytes)");
     let (core, message2) = start()?.read(&received)?;
     // <- e, ee, s, es
     write_frame(stream, &message2).await?;
+    trace!("sent handshake message 2 ({MSG2_LEN} bytes)");
     // -> s, se
     // The client sends its first request right behind message 3: read what is
     // already there of it in the same system call (the session takes it over).
     let (received, early_input) =
         read_handshake_message(stream, 3, MSG3_LEN, EARLY_INPUT_LEN).await?;
     let mut established = core.read(&received)?;
+    trace!(
+        "received handshake message 3 ({MSG3_LEN} bytes, {} bytes of requests behind it): the client proved its key",
+        early_input.len()
+    );
     established.early_input = early_input;
     Ok(established)
 }
