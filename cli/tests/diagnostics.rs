@@ -1,0 +1,428 @@
+//! Diagnostics through the binary: `-v`/`-vv` on `connect` and `serve`, `serve
+//! --check`, `serve --log-format json`, and the generated completions and man pages.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::served::Served;
+use common::{noise_echo, text};
+
+const SUCCESS: i32 = 0;
+const FAILURE: i32 = 1;
+const USAGE: i32 = 2;
+
+fn code(output: &std::process::Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+/// The base64 body of an OpenSSH private key file, which no log may contain.
+fn private_key_body(path: &std::path::Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn connect_v_names_the_address_the_key_file_and_the_known_hosts_line_and_serve_v_the_authorized_line(
+) {
+    let served = Served::start(&["-v"]);
+    let connect = |extra: &[&str]| {
+        served
+            .command()
+            .args(["connect", "-i", "client", "--known-hosts", "known_hosts"])
+            .args(extra)
+            .arg(served.addr())
+            .arg("hello")
+            .output()
+            .unwrap()
+    };
+    let first = connect(&["--accept-new-host", "-v"]);
+    assert_eq!(code(&first), SUCCESS, "{}", text(&first.stderr));
+    let log = text(&first.stderr);
+    for expected in [
+        format!("connecting to {}", served.addr()),
+        "identity file client (SHA256:".to_owned(),
+        "known_hosts file known_hosts".to_owned(),
+        "no key for [127.0.0.1]:".to_owned(),
+        "session ended".to_owned(),
+    ] {
+        assert!(log.contains(&expected), "{expected:?} not in {log}");
+    }
+    let second = connect(&["-v"]);
+    assert_eq!(code(&second), SUCCESS, "{}", text(&second.stderr));
+    let log = text(&second.stderr);
+    assert!(log.contains("host key found in known_hosts:1"), "{log}");
+    assert!(!log.contains("TRACE"), "-v is debug only: {log}");
+    // -vv adds each handshake message.
+    let third = connect(&["-vv"]);
+    let log = text(&third.stderr);
+    assert!(log.contains("sent handshake message 1"), "{log}");
+    assert!(log.contains("received handshake message 2"), "{log}");
+    // Without -v: silent.
+    let quiet = connect(&[]);
+    assert_eq!(text(&quiet.stderr), "");
+
+    let (status, server_log) = served.terminate();
+    assert_eq!(status, Some(0), "{server_log}");
+    assert!(
+        server_log.contains("handshake completed: client key SHA256:"),
+        "{server_log}"
+    );
+    let allowed = format!("key allowed by {}:1", served_path_display(&server_log));
+    assert!(server_log.contains(&allowed), "{allowed:?} in {server_log}");
+}
+
+/// The authorized_keys path as the server logs it (the test does not know the
+/// temporary directory's canonical form in advance).
+fn served_path_display(log: &str) -> String {
+    log.split("key allowed by ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .filter(|path| path.ends_with("authorized_keys"))
+        .unwrap_or("<no 'key allowed by' line>")
+        .to_owned()
+}
+
+#[test]
+fn no_secret_reaches_a_verbose_log() {
+    let served = Served::start(&["-vv"]);
+    let out = served
+        .command()
+        .args([
+            "connect",
+            "-vv",
+            "-i",
+            "client",
+            "--known-hosts",
+            "known_hosts",
+            "--accept-new-host",
+        ])
+        .arg(served.addr())
+        .arg("hello")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
+    let client_secret = private_key_body(&served.path("client"));
+    let host_secret = private_key_body(&served.path("host_key"));
+    let (_, server_log) = served_server_log(served);
+    for log in [text(&out.stderr), server_log] {
+        for line in client_secret.iter().chain(&host_secret) {
+            assert!(!log.contains(line.as_str()), "a private key line in {log}");
+        }
+    }
+}
+
+fn served_server_log(served: Served) -> (Option<i32>, String) {
+    let startup = served.startup_log.clone();
+    let (status, rest) = served.terminate();
+    (status, startup + &rest)
+}
+
+#[test]
+fn json_log_lines_parse_and_carry_the_connection_fields() {
+    let served = Served::start(&["--log-format", "json"]);
+    let out = served
+        .command()
+        .args([
+            "connect",
+            "-i",
+            "client",
+            "--known-hosts",
+            "known_hosts",
+            "--accept-new-host",
+        ])
+        .arg(served.addr())
+        .args(["one", "two"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
+    let (status, log) = served_server_log(served);
+    assert_eq!(status, Some(0), "{log}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line:?}")))
+        .collect();
+    assert!(lines.len() >= 3, "{log}");
+    for line in &lines {
+        assert!(line["timestamp"].is_string(), "{line}");
+        assert!(line["level"].is_string(), "{line}");
+        assert!(line["message"].is_string(), "{line}");
+    }
+    let closed = lines
+        .iter()
+        .find(|line| line["message"] == "closed")
+        .unwrap_or_else(|| panic!("no 'closed' line in {log}"));
+    assert!(
+        closed["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{closed}"
+    );
+    assert!(
+        closed["client"].as_str().unwrap().starts_with("SHA256:"),
+        "{closed}"
+    );
+    assert_eq!(closed["comment"], "client@test", "{closed}");
+    assert_eq!(closed["requests"], 2, "{closed}");
+    assert_eq!(closed["bytes_in"], 6, "{closed}");
+}
+
+#[test]
+fn a_json_log_ends_with_a_json_error_when_serve_cannot_start() {
+    let home = tempfile::tempdir().unwrap();
+    let out = noise_echo(home.path())
+        .current_dir(home.path())
+        .args(["keygen", "-f", "host_key"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
+    let out = noise_echo(home.path())
+        .current_dir(home.path())
+        .args([
+            "serve",
+            "--log-format",
+            "json",
+            "--host-key",
+            "host_key",
+            "--max-connections",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), FAILURE);
+    let stderr = text(&out.stderr);
+    let last: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap())
+        .unwrap_or_else(|error| panic!("{error}: {stderr}"));
+    assert_eq!(last["level"], "ERROR", "{last}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-connections must be at least 1"),
+        "{last}"
+    );
+}
+
+/// A home with a host key, an authorized client and a listener the check is given
+/// as its address: a real start would fail to bind it.
+struct CheckSetup {
+    home: tempfile::TempDir,
+    taken: std::net::TcpListener,
+}
+
+impl CheckSetup {
+    fn new() -> Self {
+        let home = tempfile::tempdir().unwrap();
+        for args in [
+            vec!["keygen", "-f", "host_key"],
+            vec!["keygen", "-f", "client"],
+        ] {
+            let out = noise_echo(home.path())
+                .current_dir(home.path())
+                .args(args)
+                .output()
+                .unwrap();
+            assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
+        }
+        let out = noise_echo(home.path())
+            .current_dir(home.path())
+            .args([
+                "authorize",
+                "--authorized-keys",
+                "authorized_keys",
+                "client.pub",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Self { home, taken }
+    }
+
+    fn check(&self, extra: &[&str]) -> std::process::Output {
+        let mut command = noise_echo(self.home.path());
+        command
+            .current_dir(self.home.path())
+            .args(["serve", "--check"]);
+        if !extra.contains(&"--listen") {
+            command
+                .arg("--listen")
+                .arg(self.taken.local_addr().unwrap().to_string());
+        }
+        if !extra.contains(&"--host-key") {
+            command.args(["--host-key", "host_key"]);
+        }
+        if !extra.contains(&"--authorized-keys") {
+            command.args(["--authorized-keys", "authorized_keys"]);
+        }
+        command.args(extra).output().unwrap()
+    }
+}
+
+#[test]
+fn check_passes_a_good_configuration_without_listening() {
+    let setup = CheckSetup::new();
+    // An RSA line, as in a file shared with sshd, is a note, not a problem.
+    let rsa = fs::read_to_string(common::fixture("rsa_3072.pub")).unwrap();
+    let path = setup.home.path().join("authorized_keys");
+    let mut keys = fs::read_to_string(&path).unwrap();
+    keys.push_str(&rsa);
+    fs::write(&path, keys).unwrap();
+    let out = setup.check(&[]);
+    assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("host key host_key: SHA256:"), "{stdout}");
+    assert!(
+        stdout.contains("authorized_keys authorized_keys: 1 trusted key"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("note: authorized_keys:2: ssh-rsa key skipped"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("settings: valid"), "{stdout}");
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
+fn check_lists_every_problem_and_exits_1() {
+    let setup = CheckSetup::new();
+    let path = setup.home.path().join("authorized_keys");
+    let mut keys = fs::read_to_string(&path).unwrap();
+    keys.push_str("ssh-ed25519 not-base64 broken\ncommand=\"ls\" ");
+    keys.push_str(&fs::read_to_string(setup.home.path().join("client.pub")).unwrap());
+    fs::write(&path, keys).unwrap();
+    let out = setup.check(&["--max-connections", "0"]);
+    assert_eq!(code(&out), FAILURE, "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("problem: authorized_keys:2: malformed line"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("problem: authorized_keys:3: key SHA256:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("problem: invalid server settings: --max-connections must be at least 1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: the check found 3 problems"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_refuses_a_bad_address_a_missing_or_open_host_key_and_creates_nothing() {
+    let setup = CheckSetup::new();
+    let out = setup.check(&["--listen", "nowhere", "--host-key", "missing_key"]);
+    assert_eq!(code(&out), FAILURE);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("problem: --listen nowhere: "), "{stderr}");
+    assert!(
+        stderr.contains("problem: host key missing_key does not exist (make one with: noise-echo keygen -f missing_key)"),
+        "{stderr}"
+    );
+    assert!(
+        !setup.home.path().join("missing_key").exists(),
+        "the check created a key"
+    );
+
+    let host_key = setup.home.path().join("host_key");
+    fs::set_permissions(&host_key, fs::Permissions::from_mode(0o640)).unwrap();
+    let out = setup.check(&[]);
+    assert_eq!(code(&out), FAILURE);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("problem: host key: "), "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+
+    let out = setup.check(&["--authorized-keys", "no_such_file"]);
+    assert_eq!(code(&out), FAILURE);
+    assert!(
+        text(&out.stderr).contains("authorized_keys no_such_file does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn completions_come_from_the_command_definitions() {
+    let home = tempfile::tempdir().unwrap();
+    let script = |shell: &str| {
+        let out = noise_echo(home.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let bash = script("bash");
+    assert!(bash.contains("complete -F _noise__echo"), "{bash}");
+    for word in [
+        "keygen",
+        "fingerprint",
+        "authorize",
+        "serve",
+        "connect",
+        "completions",
+        "man",
+        "--known-hosts",
+        "--log-format",
+    ] {
+        assert!(bash.contains(word), "{word} not in the bash script");
+    }
+    assert!(script("zsh").starts_with("#compdef noise-echo"));
+    let fish = script("fish");
+    assert!(fish.contains("complete -c noise-echo"), "{fish}");
+    assert!(fish.contains("connect"), "{fish}");
+    let out = noise_echo(home.path())
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), USAGE);
+    assert!(
+        text(&out.stderr).contains("possible values: bash, zsh, fish"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn man_pages_are_roff_for_the_command_and_each_subcommand() {
+    let home = tempfile::tempdir().unwrap();
+    let page = |args: &[&str]| {
+        noise_echo(home.path())
+            .arg("man")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let top = page(&[]);
+    assert_eq!(code(&top), SUCCESS);
+    let top = text(&top.stdout);
+    // clap_mangen's two-line preamble (an apostrophe fix), then the title.
+    let title = top
+        .lines()
+        .find(|line| !line.starts_with(".ie") && !line.starts_with(".el"))
+        .unwrap();
+    assert!(title.starts_with(".TH noise-echo 1"), "{title}");
+    assert!(top.contains(".SH SUBCOMMANDS"), "{top}");
+    assert!(
+        top.contains("Exit statuses"),
+        "the long help's closing text: {top}"
+    );
+    let connect = text(&page(&["connect"]).stdout);
+    assert!(connect.contains(".TH noise-echo-connect 1"), "{connect}");
+    assert!(connect.contains("known\\-hosts"), "{connect}");
+    let missing = page(&["nope"]);
+    assert_eq!(code(&missing), FAILURE);
+    assert!(
+        text(&missing.stderr).starts_with("error: no command 'nope' (one of: keygen,"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
