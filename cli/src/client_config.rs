@@ -146,7 +146,9 @@ impl ClientConfigFile {
     pub(crate) fn load(path: &Path, home: Option<&Path>) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
-        Ok(Self::parse(&text, path, home)?)
+        // The file's own text is quoted in errors: escaped, so it cannot drive the terminal.
+        Self::parse(&text, path, home)
+            .map_err(|error| anyhow::anyhow!("{}", crate::printable(&error.to_string())))
     }
 
     /// Parses the text of a configuration file; `path` names it in errors.

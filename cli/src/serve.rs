@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::paths::{AUTHORIZED_KEYS_FILE, HOST_KEY_FILE};
 use noise_echo::identity::Identity;
@@ -142,6 +142,12 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
         return check::run(&args, &host_key, &authorized_keys);
     }
     let identity = load_or_create_host_key(&host_key)?;
+    debug!(
+        "host key {} ({}); authorized_keys {}",
+        host_key.path().display(),
+        identity.public_key().fingerprint(),
+        authorized_keys.display()
+    );
     let mut config = ServerConfig::new(
         Arc::new(LocalIdentity::new(&identity)),
         authorized_keys.clone(),
@@ -269,6 +275,14 @@ enum HostKey {
     MustExist(PathBuf),
     /// `--host-key FILE --create-host-key`.
     CreateIfMissing(PathBuf),
+}
+
+impl HostKey {
+    /// The file, whichever the case.
+    fn path(&self) -> &std::path::Path {
+        let (Self::Default(path) | Self::MustExist(path) | Self::CreateIfMissing(path)) = self;
+        path
+    }
 }
 
 fn load_or_create_host_key(host_key: &HostKey) -> anyhow::Result<Identity> {

@@ -20,8 +20,7 @@ use crate::{ExitStatus, StatusError};
 pub(super) fn run(args: &Args, host_key: &HostKey, authorized_keys: &Path) -> anyhow::Result<()> {
     let mut problems = Vec::new();
 
-    let (HostKey::Default(path) | HostKey::MustExist(path) | HostKey::CreateIfMissing(path)) =
-        host_key;
+    let path = host_key.path();
     match std::fs::symlink_metadata(path) {
         Ok(_) => match keyfile::read_identity(path) {
             Ok(identity) => println!(
