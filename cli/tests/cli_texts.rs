@@ -2,8 +2,13 @@
 //! `--help` (cli/tests/cmd/help.md) and the main refusals with their exit status
 //! (cli/tests/cmd/refusals.md, run in cli/tests/cmd/refusals.in/).
 //!
+//! Refusals that need a live server (an unknown, changed or revoked host key, a
+//! denied client, a refused request) are one transcript,
+//! cli/tests/cmd/live_refusals.txt, compared with snapbox.
+//!
 //! A changed text fails here with a diff. When the change is meant, regenerate with
-//! `TRYCMD=overwrite cargo test -p noise-echo-cli --test cli_texts` and read the diff.
+//! `TRYCMD=overwrite SNAPSHOTS=overwrite cargo test -p noise-echo-cli --test cli_texts`
+//! and read the diff.
 
 mod common;
 
@@ -24,4 +29,133 @@ fn cli_texts() {
         .insert_var("[HOME]", home_text)
         .unwrap()
         .case("tests/cmd/*.md");
+}
+
+/// Runs each refusal against one server and compares the transcript (command, exit
+/// status, stdout, stderr) with the golden file; ports, fingerprints and the
+/// temporary directory are replaced by names.
+#[test]
+fn live_refusals() {
+    use common::served::Served;
+    let served = Served::start(&["--max-request", "8"]);
+    let host_fingerprint = served
+        .startup_log
+        .split("host_key=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the listening line names the host key")
+        .to_owned();
+    let fingerprint_of = |name: &str| {
+        let out = served
+            .command()
+            .args(["fingerprint", name])
+            .output()
+            .unwrap();
+        common::text(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
+    let client_fingerprint = fingerprint_of("client.pub");
+    let out = served
+        .command()
+        .args(["keygen", "-C", "stranger@test", "-f", "stranger"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let stranger_fingerprint = fingerprint_of("stranger.pub");
+    let host_line = format!(
+        "[127.0.0.1]:{} {}",
+        served.port,
+        std::fs::read_to_string(served.path("host_key.pub"))
+            .unwrap()
+            .trim()
+    );
+    let other_key_line = format!(
+        "[127.0.0.1]:{} {}",
+        served.port,
+        std::fs::read_to_string(common::fixture("client_ed25519.pub"))
+            .unwrap()
+            .trim()
+    );
+    let wrong_pin = "SHA256:WZyIbFacJRQsF1FTuV+9PAQnQYGwI19yyCo3VXdEsUQ";
+
+    let addr = served.addr();
+    let hello = vec!["hello"];
+    // (what it shows, known_hosts before it (None: no file), options, requests)
+    let cases: Vec<(&str, Option<String>, Vec<&str>, Vec<&str>)> = vec![
+        (
+            "an unknown host without a terminal",
+            None,
+            vec!["-i", "client"],
+            hello.clone(),
+        ),
+        (
+            "an unknown host with the wrong expected fingerprint",
+            None,
+            vec!["-i", "client", "--expect-fingerprint", wrong_pin],
+            hello.clone(),
+        ),
+        (
+            "a changed host key",
+            Some(format!("{other_key_line}\n")),
+            vec!["-i", "client", "--accept-new-host"],
+            hello.clone(),
+        ),
+        (
+            "a revoked host key",
+            Some(format!("@revoked {host_line}\n")),
+            vec!["-i", "client", "--accept-new-host"],
+            hello.clone(),
+        ),
+        (
+            "a client key the server does not accept",
+            Some(format!("{host_line}\n")),
+            vec!["-i", "stranger"],
+            hello.clone(),
+        ),
+        (
+            "a request over the server's limit (--max-request 8)",
+            Some(format!("{host_line}\n")),
+            vec!["-i", "client"],
+            vec!["ok", "much too long", "after"],
+        ),
+    ];
+    let mut transcript = String::new();
+    for (title, known_hosts, options, requests) in cases {
+        let known_hosts_path = served.path("known_hosts");
+        match &known_hosts {
+            Some(text) => std::fs::write(&known_hosts_path, text).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(&known_hosts_path);
+            }
+        }
+        let mut args = vec!["connect", "--known-hosts", "known_hosts"];
+        args.extend(&options);
+        args.push(&addr);
+        args.extend(&requests);
+        let out = served.command().args(&args).output().unwrap();
+        transcript.push_str(&format!(
+            "# {title}\n$ noise-echo {}\n? {}\n{}{}\n",
+            args.iter()
+                .map(|arg| match arg.contains(' ') {
+                    true => format!("'{arg}'"),
+                    false => (*arg).to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            out.status.code().unwrap_or(-1),
+            common::text(&out.stdout),
+            common::text(&out.stderr)
+        ));
+    }
+    let home = served.home().display().to_string();
+    let redacted = transcript
+        .replace(&host_fingerprint, "[HOST_FINGERPRINT]")
+        .replace(&client_fingerprint, "[CLIENT_FINGERPRINT]")
+        .replace(&stranger_fingerprint, "[STRANGER_FINGERPRINT]")
+        .replace(&home, "[HOME]")
+        .replace(&served.port.to_string(), "[PORT]");
+    snapbox::assert_data_eq!(redacted, snapbox::file!["cmd/live_refusals.txt"].raw());
 }
