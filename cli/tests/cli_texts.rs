@@ -83,47 +83,52 @@ fn live_refusals() {
 
     let addr = served.addr();
     let hello = vec!["hello"];
-    // (what it shows, known_hosts before it (None: no file), options, requests)
-    let cases: Vec<(&str, Option<String>, Vec<&str>, Vec<&str>)> = vec![
-        (
-            "an unknown host without a terminal",
-            None,
-            vec!["-i", "client"],
-            hello.clone(),
-        ),
-        (
-            "an unknown host with the wrong expected fingerprint",
-            None,
-            vec!["-i", "client", "--expect-fingerprint", wrong_pin],
-            hello.clone(),
-        ),
-        (
-            "a changed host key",
-            Some(format!("{other_key_line}\n")),
-            vec!["-i", "client", "--accept-new-host"],
-            hello.clone(),
-        ),
-        (
-            "a revoked host key",
-            Some(format!("@revoked {host_line}\n")),
-            vec!["-i", "client", "--accept-new-host"],
-            hello.clone(),
-        ),
-        (
-            "a client key the server does not accept",
-            Some(format!("{host_line}\n")),
-            vec!["-i", "stranger"],
-            hello.clone(),
-        ),
-        (
-            "a request over the server's limit (--max-request 8)",
-            Some(format!("{host_line}\n")),
-            vec!["-i", "client"],
-            vec!["ok", "much too long", "after"],
-        ),
+    let cases = [
+        Case {
+            title: "an unknown host without a terminal",
+            known_hosts: None,
+            options: vec!["-i", "client"],
+            requests: hello.clone(),
+        },
+        Case {
+            title: "an unknown host with the wrong expected fingerprint",
+            known_hosts: None,
+            options: vec!["-i", "client", "--expect-fingerprint", wrong_pin],
+            requests: hello.clone(),
+        },
+        Case {
+            title: "a changed host key",
+            known_hosts: Some(format!("{other_key_line}\n")),
+            options: vec!["-i", "client", "--accept-new-host"],
+            requests: hello.clone(),
+        },
+        Case {
+            title: "a revoked host key",
+            known_hosts: Some(format!("@revoked {host_line}\n")),
+            options: vec!["-i", "client", "--accept-new-host"],
+            requests: hello.clone(),
+        },
+        Case {
+            title: "a client key the server does not accept",
+            known_hosts: Some(format!("{host_line}\n")),
+            options: vec!["-i", "stranger"],
+            requests: hello.clone(),
+        },
+        Case {
+            title: "a request over the server's limit (--max-request 8)",
+            known_hosts: Some(format!("{host_line}\n")),
+            options: vec!["-i", "client"],
+            requests: vec!["ok", "much too long", "after"],
+        },
     ];
     let mut transcript = String::new();
-    for (title, known_hosts, options, requests) in cases {
+    for Case {
+        title,
+        known_hosts,
+        options,
+        requests,
+    } in cases
+    {
         let known_hosts_path = served.path("known_hosts");
         match &known_hosts {
             Some(text) => std::fs::write(&known_hosts_path, text).unwrap(),
@@ -158,4 +163,16 @@ fn live_refusals() {
         .replace(&home, "[HOME]")
         .replace(&served.port.to_string(), "[PORT]");
     snapbox::assert_data_eq!(redacted, snapbox::file!["cmd/live_refusals.txt"].raw());
+}
+
+/// One refusal of [`live_refusals`].
+struct Case<'a> {
+    /// What it shows, as the transcript's heading.
+    title: &'a str,
+    /// known_hosts before it; `None`: no file.
+    known_hosts: Option<String>,
+    /// `connect`'s options.
+    options: Vec<&'a str>,
+    /// The requests, after the address.
+    requests: Vec<&'a str>,
 }
