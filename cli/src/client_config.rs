@@ -15,7 +15,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use noise_echo::identity::Fingerprint;
 use noise_echo::openssh::pattern::{match_hostname, match_pattern_list, ListMatch};
@@ -67,8 +66,8 @@ pub(crate) struct HostConfig {
     pub known_hosts_file: Option<PathBuf>,
     /// `StrictHostKeyChecking`.
     pub strict_host_key_checking: Option<StrictHostKeyChecking>,
-    /// `ConnectTimeout`, in seconds in the file.
-    pub connect_timeout: Option<Duration>,
+    /// `ConnectTimeout`, in seconds; 0 waits as long as the system does, as in ssh.
+    pub connect_timeout: Option<u64>,
     /// `FingerprintPin SHA256:...`: the only server key accepted for this host.
     pub fingerprint_pin: Option<Fingerprint>,
 }
@@ -100,7 +99,7 @@ enum Setting {
     IdentityFile(PathBuf),
     KnownHostsFile(PathBuf),
     StrictHostKeyChecking(StrictHostKeyChecking),
-    ConnectTimeout(Duration),
+    ConnectTimeout(u64),
     FingerprintPin(Fingerprint),
 }
 
@@ -221,12 +220,11 @@ impl ClientConfigFile {
                 }
                 "connecttimeout" => {
                     let text = value()?;
-                    let seconds = text.parse::<u64>().ok().filter(|&seconds| seconds > 0);
-                    Setting::ConnectTimeout(Duration::from_secs(seconds.ok_or_else(|| {
+                    Setting::ConnectTimeout(text.parse::<u64>().map_err(|_| {
                         error(format!(
-                            "ConnectTimeout '{text}' is not a whole number of seconds above 0"
+                            "ConnectTimeout '{text}' is not a whole number of seconds (0: no limit)"
                         ))
-                    })?))
+                    })?)
                 }
                 "fingerprintpin" => {
                     let text = value()?;
@@ -405,7 +403,7 @@ mod tests {
             Some(Path::new("/home/ann/keys/robot"))
         );
         // The line before any Host comes first, so it wins over Host *'s.
-        assert_eq!(prod.connect_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(prod.connect_timeout, Some(7));
         assert_eq!(
             prod.known_hosts_file.as_deref(),
             Some(Path::new("/home/ann/my hosts"))
@@ -482,9 +480,9 @@ mod tests {
             ("Port", 1, "Port needs a value"),
             ("Port 1 2", 1, "Port takes one value, not 2"),
             (
-                "ConnectTimeout 0",
+                "ConnectTimeout -1",
                 1,
-                "ConnectTimeout '0' is not a whole number",
+                "ConnectTimeout '-1' is not a whole number",
             ),
             ("ConnectTimeout 1.5", 1, "ConnectTimeout '1.5'"),
             (

@@ -192,11 +192,8 @@ fn resolve(args: &mut Args) -> anyhow::Result<Destination> {
             );
         }
     }
-    if let Some(timeout) = config.connect_timeout {
-        debug!(
-            "ConnectTimeout {}s from the configuration file",
-            timeout.as_secs()
-        );
+    if let Some(seconds) = config.connect_timeout {
+        debug!("ConnectTimeout {seconds}s from the configuration file");
     }
     Ok(Destination {
         target: Target { host, port },
