@@ -38,33 +38,19 @@ fn cli_texts() {
 fn live_refusals() {
     use common::served::Served;
     let served = Served::start(&["--max-request", "8"]);
-    let host_fingerprint = served
-        .startup_log
-        .split("host_key=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the listening line names the host key")
-        .to_owned();
-    let fingerprint_of = |name: &str| {
-        let out = served
-            .command()
-            .args(["fingerprint", name])
-            .output()
-            .unwrap();
-        common::text(&out.stdout)
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .to_owned()
-    };
-    let client_fingerprint = fingerprint_of("client.pub");
+    let host_fingerprint = served.fingerprint.clone();
+    let client_fingerprint = served.client_fingerprint.clone();
     let out = served
         .command()
         .args(["keygen", "-C", "stranger@test", "-f", "stranger"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", common::text(&out.stderr));
-    let stranger_fingerprint = fingerprint_of("stranger.pub");
+    let stranger_fingerprint = common::text(&out.stdout)
+        .split_whitespace()
+        .find(|word| word.starts_with("SHA256:"))
+        .unwrap()
+        .to_owned();
     let host_line = format!(
         "[127.0.0.1]:{} {}",
         served.port,

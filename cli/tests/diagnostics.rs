@@ -67,7 +67,7 @@ fn connect_v_names_the_address_the_key_file_and_the_known_hosts_line_and_serve_v
     let quiet = connect(&[]);
     assert_eq!(text(&quiet.stderr), "");
 
-    let (status, server_log) = served.terminate();
+    let (status, server_log) = served.stop();
     assert_eq!(status, Some(0), "{server_log}");
     assert!(
         server_log.contains("handshake completed: client key SHA256:"),
@@ -109,18 +109,12 @@ fn no_secret_reaches_a_verbose_log() {
     assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
     let client_secret = private_key_body(&served.path("client"));
     let host_secret = private_key_body(&served.path("host_key"));
-    let (_, server_log) = served_server_log(served);
+    let (_, server_log) = served.stop();
     for log in [text(&out.stderr), server_log] {
         for line in client_secret.iter().chain(&host_secret) {
             assert!(!log.contains(line.as_str()), "a private key line in {log}");
         }
     }
-}
-
-fn served_server_log(served: Served) -> (Option<i32>, String) {
-    let startup = served.startup_log.clone();
-    let (status, rest) = served.terminate();
-    (status, startup + &rest)
 }
 
 #[test]
@@ -141,7 +135,7 @@ fn json_log_lines_parse_and_carry_the_connection_fields() {
         .output()
         .unwrap();
     assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
-    let (status, log) = served_server_log(served);
+    let (status, log) = served.stop();
     assert_eq!(status, Some(0), "{log}");
     let lines: Vec<serde_json::Value> = log
         .lines()

@@ -3,8 +3,6 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-pub mod served;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
