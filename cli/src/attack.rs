@@ -34,6 +34,28 @@ Exit statuses:
   1  the run failed, or a load session failed or got a wrong reply
   2  the command line could not be parsed";
 
+/// The end of `attack flood --help`.
+const FLOOD_HELP: &str = "\
+Examples:
+  noise-echo attack flood --target 127.0.0.1:1234 -i client --from 127.0.0.2
+  noise-echo attack flood --sources 64 --duration 30    # spread over 127.1.x.y
+
+Exit statuses:
+  0  the flood ran (its output counts the probes that failed)
+  1  the flood could not run (a non-loopback target, an unreadable key)
+  2  the command line could not be parsed";
+
+/// The end of `attack load --help`.
+const LOAD_HELP: &str = "\
+Examples:
+  noise-echo attack load -i client --sessions 100 --requests 1000
+  noise-echo attack load -i client --log-uniform --max-size 1048576
+
+Exit statuses:
+  0  every session finished and every reply was right
+  1  a session failed or a reply was wrong, or the load could not run
+  2  the command line could not be parsed";
+
 #[derive(Debug, clap::Subcommand)]
 enum Mode {
     /// Hold silent and trickling connections, spray garbage, and probe with a real client
@@ -60,6 +82,7 @@ struct Target {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = FLOOD_HELP)]
 struct FloodArgs {
     #[command(flatten)]
     target: Target,
@@ -87,6 +110,7 @@ struct FloodArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = LOAD_HELP)]
 struct LoadArgs {
     #[command(flatten)]
     target: Target,
