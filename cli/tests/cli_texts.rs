@@ -162,3 +162,53 @@ struct Case<'a> {
     /// The requests, after the address.
     requests: Vec<&'a str>,
 }
+
+/// Every command's `--help`, nested ones included, ends with examples and its exit
+/// statuses: a new command without them fails here, not only in a golden diff.
+#[test]
+fn every_help_has_examples_and_exit_statuses() {
+    let home = tempfile::tempdir().unwrap();
+    let help = |path: &[&str]| {
+        let out = common::noise_echo(home.path())
+            .args(path)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{path:?}");
+        common::text(&out.stdout)
+    };
+    /// The names listed under "Commands:" in a help text.
+    fn commands(help: &str) -> Vec<String> {
+        help.lines()
+            .skip_while(|line| *line != "Commands:")
+            .skip(1)
+            .take_while(|line| !line.is_empty())
+            .filter_map(|line| line.split_whitespace().next())
+            .filter(|name| *name != "help")
+            .map(str::to_owned)
+            .collect()
+    }
+    let top = help(&[]);
+    let names = commands(&top);
+    assert!(names.len() >= 10, "{top}");
+    let mut checked = vec![("noise-echo".to_owned(), top)];
+    for name in &names {
+        let text = help(&[name]);
+        for nested in commands(&text) {
+            checked.push((format!("{name} {nested}"), help(&[name, &nested])));
+        }
+        checked.push((name.clone(), text));
+    }
+    for (name, text) in &checked {
+        assert!(
+            text.contains("\nExamples:\n"),
+            "no examples in {name} --help"
+        );
+        assert!(
+            text.contains("\nExit statuses:\n  0  "),
+            "no exit statuses in {name} --help"
+        );
+    }
+    assert!(names.contains(&"attack".to_owned()), "attack is listed");
+    assert!(checked.iter().any(|(name, _)| name == "attack load"));
+}
