@@ -137,14 +137,29 @@ pub(crate) struct ClientConfigFile {
 }
 
 impl ClientConfigFile {
-    /// Reads and parses `path`. `home` expands `~` in file names.
+    /// Reads and parses `path`. `home` expands `~` in file names. With
+    /// `check_owner`, as ssh does for `~/.ssh/config` (not for `-F FILE`), a file
+    /// that others can write or that another user owns is refused: whoever can change
+    /// it chooses the server, the key and the pin.
     ///
     /// # Errors
-    /// The file cannot be read, or a line is wrong (the first such line, with its
-    /// number).
-    pub(crate) fn load(path: &Path, home: Option<&Path>) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
+    /// The file cannot be read, it fails the owner check, or a line is wrong (the
+    /// first such line, with its number).
+    pub(crate) fn load(
+        path: &Path,
+        home: Option<&Path>,
+        check_owner: bool,
+    ) -> anyhow::Result<Self> {
+        use std::io::Read as _;
+        let cannot_read =
+            |error: std::io::Error| anyhow::anyhow!("cannot read {}: {error}", path.display());
+        let mut file = std::fs::File::open(path).map_err(cannot_read)?;
+        if check_owner {
+            let metadata = file.metadata().map_err(cannot_read)?;
+            check_owner_and_mode(path, &metadata, rustix::process::geteuid().as_raw())?;
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(cannot_read)?;
         // The file's own text is quoted in errors: escaped, so it cannot drive the terminal.
         Self::parse(&text, path, home)
             .map_err(|error| anyhow::anyhow!("{}", crate::printable(&error.to_string())))
@@ -299,6 +314,33 @@ impl ClientConfigFile {
         }
         config
     }
+}
+
+/// ssh's rule for its user configuration file: owned by the user or root, and
+/// writable by nobody else.
+fn check_owner_and_mode(
+    path: &Path,
+    metadata: &std::fs::Metadata,
+    user: u32,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mode = metadata.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        anyhow::bail!(
+            "{}: bad permissions {mode:04o}: others can change which server and key connect uses              (fix: chmod go-w {})",
+            path.display(),
+            path.display()
+        );
+    }
+    let owner = metadata.uid();
+    if owner != 0 && owner != user {
+        anyhow::bail!(
+            "{}: bad owner: it belongs to uid {owner}, not to you (uid {user}) or root              (fix: chown {user} {})",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Splits a line into words as ssh does: `#` starts a comment at the start of a

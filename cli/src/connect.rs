@@ -142,7 +142,10 @@ fn resolve(args: &mut Args) -> anyhow::Result<Destination> {
         Some(path) => {
             debug!("reading configuration file {}", path.display());
             let home = directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf());
-            ClientConfigFile::load(&path, home.as_deref())?.for_host(&typed.host)
+            // As ssh: the default file must be the user's own; `-F FILE` is the
+            // user's explicit choice (`-F /dev/null` included).
+            let check_owner = args.config_file.is_none();
+            ClientConfigFile::load(&path, home.as_deref(), check_owner)?.for_host(&typed.host)
         }
         None => HostConfig::default(),
     };

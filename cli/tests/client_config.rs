@@ -237,3 +237,50 @@ fn a_bad_value_names_the_line() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn the_default_file_must_be_the_users_own_and_dash_f_dev_null_is_empty() {
+    use std::os::unix::fs::PermissionsExt;
+    let served = Served::start(&[]);
+    write_default_config(&served, "Host prod\n  HostName 127.0.0.1\n");
+    let file = served.path(".config/noise-echo/config");
+    for mode in [0o664, 0o646] {
+        fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+        let out = connect(&served, &["prod", "hi"]);
+        assert_eq!(code(&out), FAILURE);
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("bad permissions 0{mode:o}")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("(fix: chmod go-w "), "{stderr}");
+    }
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    // Another user's file (only root can make one here).
+    if std::os::unix::fs::chown(&file, Some(65534), None).is_ok() {
+        let out = connect(&served, &["prod", "hi"]);
+        assert_eq!(code(&out), FAILURE);
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("bad owner: it belongs to uid 65534"),
+            "{stderr}"
+        );
+    }
+    // ssh's idiom for "no configuration": -F /dev/null reads as an empty file.
+    let out = connect(
+        &served,
+        &[
+            "-F",
+            "/dev/null",
+            "-i",
+            "client",
+            "--known-hosts",
+            "kh",
+            "--accept-new-host",
+            &served.addr(),
+            "hi",
+        ],
+    );
+    assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "HI\n");
+}
