@@ -138,7 +138,7 @@ struct Destination {
 fn resolve(args: &mut Args) -> anyhow::Result<Destination> {
     let typed: Target = args.addr.parse().map_err(anyhow::Error::msg)?;
     let names_port = names_port(&args.addr, &typed);
-    let config = match config_file(args.config_file.as_deref())? {
+    let config = match config_file(args.config_file.as_deref()) {
         Some(path) => {
             debug!("reading configuration file {}", path.display());
             let home = directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf());
@@ -210,15 +210,15 @@ fn names_port(text: &str, parsed: &Target) -> bool {
 }
 
 /// The configuration file to read: `-F FILE` (which must exist), none for `-F none`,
-/// else the default one if it exists.
-fn config_file(explicit: Option<&std::path::Path>) -> anyhow::Result<Option<PathBuf>> {
+/// else the default one if it exists (without a home directory there is none, and
+/// every setting comes from the flags).
+fn config_file(explicit: Option<&std::path::Path>) -> Option<PathBuf> {
     match explicit {
-        Some(path) if path.as_os_str() == "none" => Ok(None),
-        Some(path) => Ok(Some(path.to_path_buf())),
-        None => {
-            let path = crate::paths::default_file(client_config::FILE_NAME)?;
-            Ok(path.exists().then_some(path))
-        }
+        Some(path) if path.as_os_str() == "none" => None,
+        Some(path) => Some(path.to_path_buf()),
+        None => crate::paths::default_file(client_config::FILE_NAME)
+            .ok()
+            .filter(|path| path.exists()),
     }
 }
 
