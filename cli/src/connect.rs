@@ -62,6 +62,10 @@ pub(super) struct Args {
     /// [default: config in the noise-echo config directory, if it exists]
     #[arg(short = 'F', value_name = "FILE")]
     config_file: Option<PathBuf>,
+    /// Print the settings for ADDR once the config file and the flags are applied,
+    /// and exit without connecting (as ssh -G)
+    #[arg(short = 'G')]
+    print_settings: bool,
     /// Show each step (-v): the address, the key files, the known_hosts line that
     /// matched, the handshake, why the session ended; -vv shows more
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -96,6 +100,7 @@ Examples:
   noise-echo connect -p 4000 -i ~/.ssh/id_ed25519 10.0.0.5 ping
   noise-echo connect --expect-fingerprint SHA256:2JJSAdPq... server.example ping
   noise-echo connect -v prod hello                  # each step, as ssh -v
+  noise-echo connect -G prod                        # the settings for prod, as ssh -G
 
 Configuration file (~/.config/noise-echo/config, or -F FILE), as ssh_config:
   Host prod prod.*
@@ -224,6 +229,9 @@ fn config_file(explicit: Option<&std::path::Path>) -> Option<PathBuf> {
 
 pub(super) fn run(mut args: Args) -> anyhow::Result<()> {
     let destination = resolve(&mut args)?;
+    if args.print_settings {
+        return print_settings(&args, &destination);
+    }
     let trust = args.trust.load()?;
     // Before connecting: a known_hosts that is a FIFO or a directory fails now.
     noise_echo::fsutil::check_updatable(&trust.known_hosts).context("cannot use known_hosts")?;
@@ -248,6 +256,44 @@ pub(super) fn run(mut args: Args) -> anyhow::Result<()> {
     // (the server closed the session while we waited for a line).
     runtime.shutdown_background();
     result
+}
+
+/// `-G`: what `connect` would use, one `keyword value` line each, as `ssh -G`.
+fn print_settings(args: &Args, destination: &Destination) -> anyhow::Result<()> {
+    let trust = &args.trust;
+    let identity = super::path_or_default(trust.identity.clone(), crate::paths::IDENTITY_FILE)?;
+    let known_hosts =
+        super::path_or_default(trust.known_hosts.clone(), crate::paths::KNOWN_HOSTS_FILE)?;
+    let strict = match (
+        trust.accept_new_host,
+        destination.config.strict_host_key_checking,
+    ) {
+        (true, _) => "accept-new",
+        (false, Some(StrictHostKeyChecking::Yes)) => "yes",
+        (false, _) => "ask",
+    };
+    let mut lines = vec![
+        format!("hostname {}", destination.target.host),
+        format!("port {}", destination.target.port),
+        format!("identityfile {}", identity.display()),
+        format!("userknownhostsfile {}", known_hosts.display()),
+        format!("stricthostkeychecking {strict}"),
+    ];
+    if let Some(seconds) = destination.config.connect_timeout {
+        lines.push(format!("connecttimeout {seconds}"));
+    }
+    if let Some(pin) = trust.expect_fingerprint {
+        lines.push(format!("fingerprintpin {pin}"));
+    }
+    let mut out = String::new();
+    for line in &lines {
+        // Names from the file and the command line: escaped, one line each.
+        out.push_str(&super::printable(line));
+        out.push('\n');
+    }
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .context("cannot write the settings to standard output")
 }
 
 /// Where requests come from.

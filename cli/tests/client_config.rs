@@ -284,3 +284,41 @@ fn the_default_file_must_be_the_users_own_and_dash_f_dev_null_is_empty() {
     assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "HI\n");
 }
+
+#[test]
+fn dash_g_prints_the_settings_after_the_file_and_the_flags_without_connecting() {
+    let home = tempfile::tempdir().unwrap();
+    fs::write(
+        home.path().join("cfg"),
+        "Host prod\n  HostName 10.0.0.5\n  Port 4000\n  IdentityFile ~/keys/robot\n  \
+         ConnectTimeout 5\n  FingerprintPin SHA256:WZyIbFacJRQsF1FTuV+9PAQnQYGwI19yyCo3VXdEsUQ\n\
+         Host *\n  UserKnownHostsFile ~/kh\n  StrictHostKeyChecking yes\n",
+    )
+    .unwrap();
+    let settings = |args: &[&str]| {
+        let out = common::noise_echo(home.path())
+            .current_dir(home.path())
+            .args(["connect", "-F", "cfg", "-G"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let home_text = home.path().display();
+    assert_eq!(
+        settings(&["prod"]),
+        format!(
+            "hostname 10.0.0.5\nport 4000\nidentityfile {home_text}/keys/robot\n\
+             userknownhostsfile {home_text}/kh\nstricthostkeychecking yes\nconnecttimeout 5\n\
+             fingerprintpin SHA256:WZyIbFacJRQsF1FTuV+9PAQnQYGwI19yyCo3VXdEsUQ\n"
+        )
+    );
+    assert_eq!(
+        settings(&["-p", "9", "-i", "mine", "--accept-new-host", "other"]),
+        format!(
+            "hostname other\nport 9\nidentityfile mine\nuserknownhostsfile {home_text}/kh\n\
+             stricthostkeychecking accept-new\n"
+        )
+    );
+}
