@@ -318,8 +318,17 @@ fn check_refuses_a_bad_address_a_missing_or_open_host_key_and_creates_nothing() 
     let stderr = text(&out.stderr);
     assert!(stderr.contains("problem: --listen nowhere: "), "{stderr}");
     assert!(
-        stderr.contains("problem: host key missing_key does not exist (make one with: noise-echo keygen -f missing_key)"),
+        stderr.contains("problem: no host key at missing_key (create one with: noise-echo keygen -f missing_key -N ''"),
         "{stderr}"
+    );
+    // With --create-host-key, a missing key is what serve will make: not a problem.
+    let out = setup.check(&["--host-key", "missing_key", "--create-host-key"]);
+    assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .contains("host key missing_key: does not exist yet; serve creates it on first start"),
+        "{}",
+        text(&out.stdout)
     );
     assert!(
         !setup.home.path().join("missing_key").exists(),
@@ -333,6 +342,17 @@ fn check_refuses_a_bad_address_a_missing_or_open_host_key_and_creates_nothing() 
     let stderr = text(&out.stderr);
     assert!(stderr.contains("problem: host key: "), "{stderr}");
     assert!(stderr.contains("chmod 600"), "{stderr}");
+
+    let encrypted = setup.home.path().join("encrypted_key");
+    fs::copy(common::fixture("passphrase_ed25519"), &encrypted).unwrap();
+    fs::set_permissions(&encrypted, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = setup.check(&["--host-key", "encrypted_key"]);
+    assert_eq!(code(&out), FAILURE);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("a host key must not have one, as for sshd"),
+        "{stderr}"
+    );
 
     let out = setup.check(&["--authorized-keys", "no_such_file"]);
     assert_eq!(code(&out), FAILURE);

@@ -28,6 +28,9 @@ pub(super) fn run(args: &Args, host_key: &HostKey, authorized_keys: &Path) -> an
                 path.display(),
                 identity.public_key().fingerprint()
             ),
+            Err(error @ keyfile::KeyFileError::PassphraseProtected { .. }) => problems.push(
+                format!("host key: {error} (a host key must not have one, as for sshd: the server starts with nobody to type it)"),
+            ),
             Err(error) => problems.push(format!("host key: {error}")),
         },
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => match host_key {
