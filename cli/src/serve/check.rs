@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use noise_echo::identity::Identity;
-use noise_echo::openssh::authorized_keys::{AuthorizedKeys, Diagnostic};
+use noise_echo::openssh::authorized_keys::AuthorizedKeys;
 use noise_echo::openssh::keyfile;
 use noise_echo::server::{Server, ServerConfig};
 use noise_echo::wire::LocalIdentity;
@@ -64,7 +64,11 @@ pub(super) fn run(args: &Args, host_key: &HostKey, authorized_keys: &Path) -> an
                 }
             );
             for warning in &keys.warnings {
-                if is_other_key_type(warning) {
+                let other_key_type = keys
+                    .other_key_types
+                    .iter()
+                    .any(|other| other.line == warning.line);
+                if other_key_type {
                     // A file shared with sshd holds RSA and ECDSA keys: not a problem.
                     println!("note: {warning}");
                 } else {
@@ -116,11 +120,6 @@ pub(super) fn run(args: &Args, host_key: &HostKey, authorized_keys: &Path) -> an
         ),
     }
     .into())
-}
-
-/// A line skipped only because its key is not Ed25519 (sshd's RSA or ECDSA keys).
-fn is_other_key_type(warning: &Diagnostic) -> bool {
-    warning.message.contains("only uses ssh-ed25519 keys")
 }
 
 /// One `--listen` value, read as `serve` reads it (`:PORT` for every address, else
