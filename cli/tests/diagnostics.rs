@@ -335,6 +335,26 @@ fn check_refuses_a_bad_address_a_missing_or_open_host_key_and_creates_nothing() 
         "the check created a key"
     );
 
+    // Every --listen is checked, :PORT as serve reads it.
+    let out = setup.check(&["--listen", ":4000", "--listen", "127.0.0.1:4001"]);
+    assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("listen :4000: 0.0.0.0:4000 and [::]:4000"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("listen 127.0.0.1:4001: 127.0.0.1:4001"),
+        "{stdout}"
+    );
+    let out = setup.check(&["--listen", "127.0.0.1:4001", "--listen", ":99999"]);
+    assert_eq!(code(&out), FAILURE);
+    assert!(
+        text(&out.stderr).contains("problem: --listen :99999: the port must be a number"),
+        "{}",
+        text(&out.stderr)
+    );
+
     let host_key = setup.home.path().join("host_key");
     fs::set_permissions(&host_key, fs::Permissions::from_mode(0o640)).unwrap();
     let out = setup.check(&[]);
