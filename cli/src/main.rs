@@ -153,6 +153,8 @@ fn main() -> ExitCode {
     // The server's log is its output; other commands only log what goes wrong.
     // `-v` shows each step (debug), `-vv` more (trace), as `ssh -v` and `-vv`.
     let (default_level, verbose, log_format) = match &cli.command {
+        // --check reports every problem itself: the library's log would repeat them.
+        Command::Serve(args) if args.check() => ("error", args.verbose(), args.log_format()),
         Command::Serve(args) => ("info", args.verbose(), args.log_format()),
         Command::Connect(args) => ("warn", args.verbose(), LogFormat::Text),
         _ => ("warn", 0, LogFormat::Text),

@@ -124,6 +124,11 @@ impl Args {
         self.verbose
     }
 
+    /// `--check`.
+    pub(super) fn check(&self) -> bool {
+        self.check
+    }
+
     /// `--log-format`.
     pub(super) fn log_format(&self) -> super::LogFormat {
         self.log_format

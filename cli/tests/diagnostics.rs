@@ -362,6 +362,7 @@ fn check_refuses_a_bad_address_a_missing_or_open_host_key_and_creates_nothing() 
     let stderr = text(&out.stderr);
     assert!(stderr.contains("problem: host key: "), "{stderr}");
     assert!(stderr.contains("chmod 600"), "{stderr}");
+    fs::set_permissions(&host_key, fs::Permissions::from_mode(0o600)).unwrap();
 
     let encrypted = setup.home.path().join("encrypted_key");
     fs::copy(common::fixture("passphrase_ed25519"), &encrypted).unwrap();
@@ -373,6 +374,28 @@ fn check_refuses_a_bad_address_a_missing_or_open_host_key_and_creates_nothing() 
         stderr.contains("a host key must not have one, as for sshd"),
         "{stderr}"
     );
+
+    // StrictModes, as serve applies it, and its opt-out.
+    let keys = setup.home.path().join("authorized_keys");
+    fs::set_permissions(&keys, fs::Permissions::from_mode(0o666)).unwrap();
+    let out = setup.check(&[]);
+    assert_eq!(code(&out), FAILURE);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("problem: authorized_keys: "), "{stderr}");
+    assert!(stderr.contains("fix: chmod go-w"), "{stderr}");
+    let out = setup.check(&["--strict-modes", "no"]);
+    assert_eq!(code(&out), SUCCESS, "{}", text(&out.stderr));
+    fs::set_permissions(&keys, fs::Permissions::from_mode(0o600)).unwrap();
+    // A FIFO is refused without being opened (the check would block on it).
+    let fifo = setup.home.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let out = setup.check(&["--authorized-keys", "fifo"]);
+    assert_eq!(code(&out), FAILURE);
+    assert!(text(&out.stderr).contains("FIFO"), "{}", text(&out.stderr));
 
     let out = setup.check(&["--authorized-keys", "no_such_file"]);
     assert_eq!(code(&out), FAILURE);

@@ -7,6 +7,8 @@ use std::net::ToSocketAddrs;
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context;
+
 use noise_echo::identity::Identity;
 use noise_echo::openssh::authorized_keys::AuthorizedKeys;
 use noise_echo::openssh::keyfile;
@@ -51,43 +53,6 @@ pub(super) fn run(args: &Args, host_key: &HostKey, authorized_keys: &Path) -> an
         check_listen(listen, &mut problems);
     }
 
-    match AuthorizedKeys::load(authorized_keys) {
-        Ok(keys) => {
-            println!(
-                "authorized_keys {}: {} trusted {}",
-                authorized_keys.display(),
-                keys.entries.len(),
-                if keys.entries.len() == 1 {
-                    "key"
-                } else {
-                    "keys"
-                }
-            );
-            for warning in &keys.warnings {
-                let other_key_type = keys
-                    .other_key_types
-                    .iter()
-                    .any(|other| other.line == warning.line);
-                if other_key_type {
-                    // A file shared with sshd holds RSA and ECDSA keys: not a problem.
-                    println!("note: {warning}");
-                } else {
-                    problems.push(warning.to_string());
-                }
-            }
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => problems.push(format!(
-            "authorized_keys {} does not exist: every client would be refused \
-             (add keys with: noise-echo authorize --authorized-keys {} KEY)",
-            authorized_keys.display(),
-            authorized_keys.display()
-        )),
-        Err(error) => problems.push(format!(
-            "authorized_keys {}: {error}",
-            authorized_keys.display()
-        )),
-    }
-
     // The limits, checked by the library exactly as `serve` would; the identity is
     // a stand-in, since the real one may not exist yet.
     let stand_in = Identity::generate("serve --check");
@@ -97,8 +62,21 @@ pub(super) fn run(args: &Args, host_key: &HostKey, authorized_keys: &Path) -> an
     );
     super::apply_settings(args, &mut config);
     match Server::new(config) {
-        Ok(_) => println!("settings: valid"),
-        Err(error) => problems.push(format!("{:#}", super::settings_error(error))),
+        Ok(server) => {
+            println!("settings: valid");
+            check_allow_list(&server, authorized_keys, &mut problems)?;
+        }
+        Err(error) => {
+            problems.push(format!("{:#}", super::settings_error(error)));
+            // The file is still worth checking, under the same StrictModes.
+            let mut config = ServerConfig::new(
+                Arc::new(LocalIdentity::new(&stand_in)),
+                authorized_keys.to_path_buf(),
+            );
+            config.strict_modes = args.strict_modes;
+            let server = Server::new(config).context("the default settings are invalid")?;
+            check_allow_list(&server, authorized_keys, &mut problems)?;
+        }
     }
 
     if problems.is_empty() {
@@ -147,4 +125,63 @@ fn check_listen(listen: &str, problems: &mut Vec<String>) {
             "--listen {listen}: {error} (expected HOST:PORT, [IPv6]:PORT or :PORT, e.g. 127.0.0.1:1234)"
         )),
     }
+}
+
+/// authorized_keys as `serve` would take it at start (a regular file or /dev/null,
+/// safe under `--strict-modes`), then each line it would skip.
+fn check_allow_list(
+    server: &Server,
+    authorized_keys: &Path,
+    problems: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match runtime.block_on(server.load_allow_list()) {
+        Ok(_) => {}
+        Err(error) if error.is_missing() => {
+            problems.push(format!(
+                "authorized_keys {} does not exist: every client would be refused \
+                 (add keys with: noise-echo authorize --authorized-keys {} KEY)",
+                authorized_keys.display(),
+                authorized_keys.display()
+            ));
+            return Ok(());
+        }
+        Err(error) => {
+            problems.push(format!("authorized_keys: {error}"));
+            return Ok(());
+        }
+    }
+    // Usable, so a regular file or /dev/null: reading it cannot block.
+    let keys = match AuthorizedKeys::load(authorized_keys) {
+        Ok(keys) => keys,
+        Err(error) => {
+            problems.push(format!(
+                "authorized_keys {}: {error}",
+                authorized_keys.display()
+            ));
+            return Ok(());
+        }
+    };
+    let count = keys.entries.len();
+    println!(
+        "authorized_keys {}: {count} trusted {}",
+        authorized_keys.display(),
+        if count == 1 { "key" } else { "keys" }
+    );
+    for warning in &keys.warnings {
+        let other_key_type = keys
+            .other_key_types
+            .iter()
+            .any(|other| other.line == warning.line);
+        if other_key_type {
+            // A file shared with sshd holds RSA and ECDSA keys: not a problem.
+            println!("note: {warning}");
+        } else {
+            problems.push(warning.to_string());
+        }
+    }
+    Ok(())
 }
