@@ -73,14 +73,18 @@ pub(super) struct Args {
     #[command(flatten)]
     trust: super::ClientTrustArgs,
     /// Give up if the server does not accept the TCP connection within SECONDS, as
-    /// ssh's ConnectTimeout (0: wait as long as the system does)
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    connect_timeout: u64,
+    /// ssh's ConnectTimeout (0: wait as long as the system does); without it, the
+    /// config file's ConnectTimeout [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    connect_timeout: Option<u64>,
     /// Give up if the handshake takes longer than SECONDS, not counting the time
     /// spent at the host-key prompt (0: no limit)
     #[arg(long, value_name = "SECONDS", default_value_t = 20)]
     handshake_timeout: u64,
 }
+
+/// `--connect-timeout` when neither the flag nor the config file gives one.
+const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
 
 /// `0` turns a timeout off, as with ssh's `ConnectTimeout=0`.
 fn timeout(seconds: u64) -> Option<Duration> {
@@ -200,8 +204,8 @@ fn resolve(args: &mut Args) -> anyhow::Result<Destination> {
             );
         }
     }
-    if let Some(seconds) = config.connect_timeout {
-        debug!("ConnectTimeout {seconds}s from the configuration file");
+    if args.connect_timeout.is_none() {
+        args.connect_timeout = config.connect_timeout;
     }
     Ok(Destination {
         target: Target { host, port },
@@ -244,7 +248,9 @@ pub(super) fn run(mut args: Args) -> anyhow::Result<()> {
     let config = ClientConfig::known_hosts(trust.identity, trust.known_hosts)
         .unknown_host(trust.unknown_host)
         .prompt(prompt)
-        .connect_timeout(timeout(args.connect_timeout))
+        .connect_timeout(timeout(
+            args.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        ))
         .handshake_timeout(timeout(args.handshake_timeout));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -279,9 +285,10 @@ fn print_settings(args: &Args, destination: &Destination) -> anyhow::Result<()> 
         format!("userknownhostsfile {}", known_hosts.display()),
         format!("stricthostkeychecking {strict}"),
     ];
-    if let Some(seconds) = destination.config.connect_timeout {
-        lines.push(format!("connecttimeout {seconds}"));
-    }
+    lines.push(format!(
+        "connecttimeout {}",
+        args.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+    ));
     if let Some(pin) = trust.expect_fingerprint {
         lines.push(format!("fingerprintpin {pin}"));
     }

@@ -318,7 +318,9 @@ fn dash_g_prints_the_settings_after_the_file_and_the_flags_without_connecting() 
         settings(&["-p", "9", "-i", "mine", "--accept-new-host", "other"]),
         format!(
             "hostname other\nport 9\nidentityfile mine\nuserknownhostsfile {home_text}/kh\n\
-             stricthostkeychecking accept-new\n"
+             stricthostkeychecking accept-new\nconnecttimeout 10\n"
         )
     );
+    // ConnectTimeout feeds --connect-timeout; the flag wins.
+    assert!(settings(&["--connect-timeout", "3", "prod"]).contains("\nconnecttimeout 3\n"));
 }
