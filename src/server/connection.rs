@@ -270,7 +270,10 @@ impl Handler {
     /// fn keeps its by-value parameters twice in its state (as captured arguments and
     /// again as the body's locals), 232 bytes that every open connection's task would
     /// carry for its whole life; the block captures them once and uses them in place.
-    #[allow(clippy::manual_async_fn, reason = "an async fn would store its arguments twice")]
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would store its arguments twice"
+    )]
     pub(super) fn run<S: Transport>(
         mut self,
         mut socket: S,
