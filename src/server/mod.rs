@@ -35,12 +35,14 @@
 mod authorized;
 mod config;
 mod connection;
+mod echo_loop;
 mod listener;
 pub mod penalty;
 mod ratelog;
 mod resources;
 mod stats;
 mod strict_modes;
+mod transport;
 
 pub use authorized::{AllowListError, MAX_LOGGED_LINE_PROBLEMS, MAX_SETTLE_WAIT, SETTLE_TIME};
 pub use config::{
@@ -68,8 +70,9 @@ use self::penalty::PenaltyBox;
 use self::resources::{MemoryBudget, SessionsPerKey};
 
 use self::authorized::*;
-use self::connection::{AnyStream, Handler};
+use self::connection::Handler;
 use self::listener::*;
+use self::transport::AnyStream;
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -302,7 +305,7 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use connection::poll_once;
+    use echo_loop::poll_once;
     use ratelog::{BurstLog, LOG_INTERVAL};
     use std::time::{Duration, Instant};
 

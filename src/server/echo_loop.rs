@@ -1,0 +1,471 @@
+//! The session's echo loop: requests answered in order under the idle timeout, live
+//! revocation, the session time limit and the server's stop, each request's share of
+//! the memory budget reserved before its body is read and given back as its reply is
+//! written.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::SystemTime;
+
+use tokio::io::AsyncRead;
+
+use crate::wire::RecordHeader;
+
+use super::authorized::AuthorizedKeysCache;
+use super::connection::{Handler, Summary, FREE_IN_FLIGHT};
+use super::listener::canonical_ip;
+use super::resources::{self, KeySession, Reservation, TRANSPORT_BUFFER};
+use crate::identity::PublicKey;
+use crate::wire::{RecordType, RecvHalf, SendHalf, WireError};
+
+/// What a session has in flight against the memory budget between two requests.
+#[derive(Default)]
+pub(super) struct InFlight {
+    /// Reply bytes queued in the send half since its last flush.
+    unflushed: u64,
+    /// The budget held for them, beyond [`FREE_IN_FLIGHT`].
+    held: Option<Reservation>,
+}
+
+impl InFlight {
+    /// After a flush: nothing is queued any more.
+    fn flushed(&mut self) {
+        self.unflushed = 0;
+        self.held = None;
+    }
+
+    /// The part of the queued replies that the budget must cover.
+    fn queued_cost(&self) -> u64 {
+        self.unflushed.min(TRANSPORT_BUFFER)
+    }
+}
+
+impl Handler {
+    /// Answers requests until the client ends its stream, the server stops, the
+    /// session idles out or reaches its time limit, the key is revoked, a request is
+    /// over the limit, or the session holds memory others need without progress.
+    pub(super) async fn echo<R, W>(
+        &mut self,
+        rx: &mut RecvHalf<R>,
+        tx: &mut SendHalf<W>,
+        key: &KeySession,
+        summary: &mut Summary,
+        moved: &AtomicU64,
+    ) -> Result<EchoEnd, WireError>
+    where
+        R: AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let mut body = Vec::new();
+        let mut in_flight = InFlight::default();
+        let time_limit = self
+            .shared
+            .config
+            .max_session_time
+            .map(|limit| tokio::time::Instant::now() + limit);
+        loop {
+            if time_limit.is_some_and(|end| tokio::time::Instant::now() >= end) {
+                return Ok(EchoEnd::TimeLimit);
+            }
+            // Each step is its own future, awaited in turn, so the task holds the
+            // larger of the two rather than both.
+            let header = match self
+                .next_request(rx, tx, key.key(), time_limit, &mut in_flight, moved)
+                .await?
+            {
+                ControlFlow::Continue(header) => header,
+                ControlFlow::Break(end) => return Ok(end),
+            };
+            // Only REQUEST can arrive here: the decoder refuses the server's own types.
+            if header.len > self.shared.config.max_request {
+                return Ok(EchoEnd::TooLarge { len: header.len });
+            }
+            let mut reservation = match self
+                .memory_for(header.len, key, tx, &mut in_flight, moved)
+                .await?
+            {
+                ControlFlow::Continue(reservation) => reservation,
+                ControlFlow::Break(end) => return Ok(end),
+            };
+            if let ControlFlow::Break(end) = self
+                .answer_in_time(rx, tx, &mut body, summary, &mut reservation, moved)
+                .await?
+            {
+                return Ok(end);
+            }
+            match reservation {
+                // Flushed: everything this session had in flight is written.
+                Answered::Flushed => in_flight.flushed(),
+                // Batched with the next reply: keep the budget for what is queued,
+                // beyond the free share.
+                Answered::Queued {
+                    reply_len,
+                    reservation,
+                } => {
+                    in_flight.unflushed += reply_len;
+                    let mut held = match (in_flight.held.take(), reservation) {
+                        (Some(mut held), Some(reservation)) => {
+                            held.merge(reservation);
+                            Some(held)
+                        }
+                        (held, reservation) => held.or(reservation),
+                    };
+                    let cost = in_flight.queued_cost();
+                    if cost <= FREE_IN_FLIGHT {
+                        held = None;
+                    } else if let Some(held) = held.as_mut() {
+                        held.shrink_to(cost);
+                    }
+                    in_flight.held = held;
+                }
+                Answered::Reserved(_) => unreachable!("answer_in_time settles the reservation"),
+            }
+            // Keep the buffer of a large request only while it is in use.
+            if body.capacity() > 64 * 1024 {
+                body = Vec::new();
+            }
+        }
+    }
+
+    /// Memory for a request of `len` bytes: free for a small one, else from the
+    /// budget, at once if it has room; if not, the replies queued so far are written
+    /// first (a session never waits for memory while holding some), then the session
+    /// waits its turn, up to the idle timeout. Meanwhile the rest of the request
+    /// stays in the kernel and TCP's window holds the client back.
+    pub(super) async fn memory_for<W>(
+        &self,
+        len: u32,
+        key: &KeySession,
+        tx: &mut SendHalf<W>,
+        in_flight: &mut InFlight,
+        moved: &AtomicU64,
+    ) -> Result<ControlFlow<EchoEnd, Answered>, WireError>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let worst = resources::worst_case(len);
+        let memory = &self.shared.memory;
+        if in_flight.queued_cost() + worst <= FREE_IN_FLIGHT {
+            return Ok(ControlFlow::Continue(Answered::Reserved(None)));
+        }
+        if let Some(reservation) = memory.try_reserve(key, worst) {
+            return Ok(ControlFlow::Continue(Answered::Reserved(Some(reservation))));
+        }
+        // The slow path is boxed: its futures would otherwise enlarge every task.
+        Box::pin(async {
+            if in_flight.unflushed > 0 {
+                match self.watched(tx.flush(), moved).await {
+                    ControlFlow::Continue(result) => result?,
+                    ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+                }
+                in_flight.flushed();
+                if worst <= FREE_IN_FLIGHT {
+                    return Ok(ControlFlow::Continue(Answered::Reserved(None)));
+                }
+            }
+            let wait = memory.reserve(key, worst);
+            match tokio::time::timeout(self.shared.config.idle_timeout, wait).await {
+                Ok(reservation) => Ok(ControlFlow::Continue(Answered::Reserved(Some(reservation)))),
+                Err(_) => Ok(ControlFlow::Break(EchoEnd::NoMemory)),
+            }
+        })
+        .await
+    }
+
+    /// Waits for the next request's header, under the idle timeout and the session
+    /// time limit, watching for shutdown and for a reload that revokes the client's
+    /// key. Once the server is stopping, only requests already here are taken.
+    pub(super) async fn next_request<R, W>(
+        &mut self,
+        rx: &mut RecvHalf<R>,
+        tx: &mut SendHalf<W>,
+        client: &PublicKey,
+        time_limit: Option<tokio::time::Instant>,
+        in_flight: &mut InFlight,
+        moved: &AtomicU64,
+    ) -> Result<ControlFlow<EchoEnd, RecordHeader>, WireError>
+    where
+        R: AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        // The wait for the next request is never cancelled while the session goes
+        // on (a cancelled read leaves its half unusable): a reload that leaves
+        // the key allowed goes back to the same wait.
+        let has_buffered_input = rx.has_buffered_input();
+        let header = {
+            let next = rx.next_record();
+            tokio::pin!(next);
+            let stopping = *self.shutdown_signal.borrow();
+            // A pipelined request is usually already buffered: take it without
+            // arming the idle timer or the shutdown and reload waits (a clock read,
+            // a timer and two watch registrations per request otherwise). Only
+            // when it would wait, or a reload is pending, does it go the long way.
+            // A stopping server answers the requests it has read, not those still
+            // in the kernel: a client that keeps sending cannot keep it going.
+            let ready = match (stopping, self.reload.has_changed()) {
+                (true, _) if !has_buffered_input => None,
+                (true, _) | (false, Ok(false)) => poll_once(next.as_mut()).await,
+                _ => None,
+            };
+            if let Some(header) = ready {
+                Ok(header)
+            } else if stopping {
+                // Stopping, and nothing more has arrived: every request read is
+                // answered. (Dropping the read in progress is fine: the half is
+                // only drained from here on.)
+                return Ok(ControlFlow::Break(EchoEnd::Stopping));
+            } else {
+                // About to wait for the client: what is queued must reach it first
+                // (a reply held back while we wait is latency, and memory).
+                // (Boxed: rare, and its timer would otherwise enlarge every task.)
+                if in_flight.unflushed > 0 {
+                    match Box::pin(self.watched(tx.flush(), moved)).await {
+                        ControlFlow::Continue(result) => result?,
+                        ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+                    }
+                    in_flight.flushed();
+                }
+                // One timer: the idle deadline, or the session's end if sooner.
+                let idle_deadline = tokio::time::Instant::now() + self.shared.config.idle_timeout;
+                let deadline = time_limit.map_or(idle_deadline, |end| end.min(idle_deadline));
+                let next = tokio::time::timeout_at(deadline, next);
+                tokio::pin!(next);
+                loop {
+                    let reload = &mut self.reload;
+                    let reloaded = async {
+                        if reload.changed().await.is_err() {
+                            // The trigger lives as long as the config: never, in practice.
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    tokio::select! {
+                        header = &mut next => break header,
+                        _ = self.shutdown_signal.changed() => return Ok(ControlFlow::Break(EchoEnd::Stopping)),
+                        () = reloaded => {
+                            if !still_authorized(&self.authorized_keys, self.peer, client) {
+                                return Ok(ControlFlow::Break(EchoEnd::Revoked));
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let header = match header {
+            Err(_) if time_limit.is_some_and(|end| tokio::time::Instant::now() >= end) => {
+                return Ok(ControlFlow::Break(EchoEnd::TimeLimit))
+            }
+            Err(_) => return Ok(ControlFlow::Break(EchoEnd::Idle)),
+            Ok(header) => header?,
+        };
+        let Some(header) = header else {
+            return Ok(ControlFlow::Break(EchoEnd::Done));
+        };
+        Ok(ControlFlow::Continue(header))
+    }
+
+    /// Runs `future` (a step that moves the session's bytes) under the idle timeout;
+    /// and while other sessions wait for memory, cuts it short when no byte has moved
+    /// for `memory_stall_timeout`: the memory it holds goes to those that use it.
+    pub(super) async fn watched<F: Future>(
+        &self,
+        future: F,
+        moved: &AtomicU64,
+    ) -> ControlFlow<EchoEnd, F::Output> {
+        tokio::pin!(future);
+        // As in `next_request`: no timer unless the step has to wait.
+        if let Some(output) = poll_once(future.as_mut()).await {
+            return ControlFlow::Continue(output);
+        }
+        // One timer for both deadlines (each is part of every session's task):
+        // the next stall check, or the idle deadline if that comes first.
+        let idle_deadline = tokio::time::Instant::now() + self.shared.config.idle_timeout;
+        let next_check = || {
+            (tokio::time::Instant::now() + self.shared.config.memory_stall_timeout)
+                .min(idle_deadline)
+        };
+        let timer = tokio::time::sleep_until(next_check());
+        tokio::pin!(timer);
+        let mut last = moved.load(Ordering::Relaxed);
+        loop {
+            tokio::select! {
+                output = &mut future => return ControlFlow::Continue(output),
+                () = &mut timer => {
+                    if tokio::time::Instant::now() >= idle_deadline {
+                        return ControlFlow::Break(EchoEnd::Stalled);
+                    }
+                    let now = moved.load(Ordering::Relaxed);
+                    if now == last && self.shared.memory.under_pressure() {
+                        return ControlFlow::Break(EchoEnd::MemoryStalled);
+                    }
+                    last = now;
+                    timer.as_mut().reset(next_check());
+                }
+            }
+        }
+    }
+
+    /// [`Handler::answer`] under the idle timeout and the memory stall check; settles
+    /// `reservation` into [`Answered::Flushed`] or [`Answered::Queued`].
+    pub(super) async fn answer_in_time<R, W>(
+        &self,
+        rx: &mut RecvHalf<R>,
+        tx: &mut SendHalf<W>,
+        body: &mut Vec<u8>,
+        summary: &mut Summary,
+        reservation: &mut Answered,
+        moved: &AtomicU64,
+    ) -> Result<ControlFlow<EchoEnd>, WireError>
+    where
+        R: AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        // The body and the reply get the idle timeout too: a client trickling its
+        // body, or not reading our replies (TCP back pressure stalls our writes),
+        // is cut off instead of holding the connection and its buffers forever.
+        let answer = self.answer(rx, tx, body, summary, reservation);
+        match self.watched(answer, moved).await {
+            ControlFlow::Continue(result) => result?,
+            ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Reads one request's body and queues its reply, flushing unless more requests
+    /// are already here. Trims the request's memory to its real size once the reply
+    /// is known.
+    pub(super) async fn answer<R, W>(
+        &self,
+        rx: &mut RecvHalf<R>,
+        tx: &mut SendHalf<W>,
+        body: &mut Vec<u8>,
+        summary: &mut Summary,
+        reservation: &mut Answered,
+    ) -> Result<(), WireError>
+    where
+        R: AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        rx.read_body(body, self.shared.config.max_request).await?;
+        summary.requests += 1;
+        summary.bytes_in += body.len() as u64;
+        let reply_len = match crate::echo::answer(body) {
+            crate::echo::Answer::InPlace => {
+                reservation.shrink_to(resources::real_cost(body.len(), body.len()));
+                summary.bytes_out += body.len() as u64;
+                tx.write_record(RecordType::Response, body).await?;
+                body.len()
+            }
+            crate::echo::Answer::Converted(upper) => {
+                reservation.shrink_to(resources::real_cost(body.len(), upper.len()));
+                summary.bytes_out += upper.len() as u64;
+                tx.write_record(RecordType::Response, upper.as_bytes())
+                    .await?;
+                upper.len()
+            }
+            reply @ crate::echo::Answer::NotUtf8 { .. } => {
+                let reason = reply.error_text().unwrap_or_default();
+                reservation.shrink_to(resources::real_cost(body.len(), reason.len()));
+                tx.write_record(RecordType::Error, reason.as_bytes())
+                    .await?;
+                reason.len()
+            }
+        };
+        let stats = &self.shared.stats;
+        stats.add(&stats.requests);
+        // Answer now unless more requests are already here: never wait for the
+        // client's end of stream, but batch the replies of a pipelined burst.
+        if !rx.has_buffered_input() {
+            tx.flush().await?;
+            *reservation = Answered::Flushed;
+        } else {
+            let Answered::Reserved(reserved) = std::mem::replace(reservation, Answered::Flushed)
+            else {
+                unreachable!("a request is answered once")
+            };
+            *reservation = Answered::Queued {
+                reply_len: crate::wire::RECORD_HEADER_LEN as u64 + reply_len as u64,
+                reservation: reserved,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// One request's memory, from its header to its reply.
+pub(super) enum Answered {
+    /// Before the reply: the budget reserved for the worst case (`None` when the
+    /// request is small enough to be free).
+    Reserved(Option<Reservation>),
+    /// The reply and everything queued before it are written.
+    Flushed,
+    /// The reply is queued with the next ones; the budget still held for it.
+    Queued {
+        /// Bytes of the reply record.
+        reply_len: u64,
+        /// The budget reserved for it, trimmed to its real size.
+        reservation: Option<Reservation>,
+    },
+}
+
+impl Answered {
+    /// Trims the reservation, if any, to `bytes`.
+    fn shrink_to(&mut self, bytes: u64) {
+        if let Answered::Reserved(Some(reservation)) = self {
+            reservation.shrink_to(bytes);
+        }
+    }
+}
+
+/// Polls `future` once: its output if it is ready, `None` if it would wait (it is
+/// left in progress, with this task's waker registered, to be polled again).
+pub(super) async fn poll_once<F: Future + ?Sized>(mut future: Pin<&mut F>) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+/// After a reload: whether a session's key is still allowed by a settled version of
+/// the file. A file still being written (checked again once it settles), or one
+/// that cannot be used (missing, unreadable), keeps the session: neither is proof
+/// that this key was revoked.
+pub(super) fn still_authorized(
+    keys: &Arc<AuthorizedKeysCache>,
+    peer: SocketAddr,
+    client: &PublicKey,
+) -> bool {
+    match keys.settled_now() {
+        Some(keys) => keys
+            .authorize(client, canonical_ip(peer.ip()), SystemTime::now())
+            .is_ok(),
+        None => true,
+    }
+}
+
+/// Why the echo loop stopped without an error.
+pub(super) enum EchoEnd {
+    /// End of stream.
+    Done,
+    /// No request within the idle timeout.
+    Idle,
+    /// A request's body or reply did not get through within the idle timeout.
+    Stalled,
+    /// The client's key is no longer authorized.
+    Revoked,
+    /// A request over the limit (its body was not read).
+    TooLarge { len: u32 },
+    /// The server is stopping, and every request read has been answered.
+    Stopping,
+    /// The session reached its time limit.
+    TimeLimit,
+    /// The session held memory without progress while others waited for it.
+    MemoryStalled,
+    /// No memory for the request came free within the idle timeout.
+    NoMemory,
+}
