@@ -294,6 +294,56 @@ pub fn remove_stale_temporaries(dir: &Path) -> usize {
     removed
 }
 
+/// Opens `path` for reading without blocking on a FIFO, and refuses anything that is
+/// not a regular file (a FIFO, socket, device or directory) with
+/// [`io::ErrorKind::InvalidInput`] and a message saying what it is. Reading a FIFO
+/// would hang until something writes to it; a key or trust file is never one.
+///
+/// # Errors
+/// Opening fails (the error of `open(2)`), or `path` is not a regular file.
+pub fn open_regular(path: &Path) -> io::Result<(fs::File, fs::Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nonblock())
+        .open(path)
+    {
+        Ok(file) => file,
+        // A socket cannot be opened at all (ENXIO): say what it is instead.
+        Err(error) => match fs::metadata(path) {
+            Ok(metadata) if !metadata.is_file() => return Err(not_readable_as_a_file(&metadata)),
+            _ => return Err(error),
+        },
+    };
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(not_readable_as_a_file(&metadata));
+    }
+    Ok((file, metadata))
+}
+
+/// The error for reading something that is not a regular file, saying what it is.
+fn not_readable_as_a_file(metadata: &fs::Metadata) -> io::Error {
+    let what = match kind_of(metadata) {
+        "not a regular file" => "it is not a regular file".to_owned(),
+        kind => format!("it is {kind}, not a regular file"),
+    };
+    io::Error::new(io::ErrorKind::InvalidInput, what)
+}
+
+/// The whole of a regular file, as [`std::fs::read`] but refusing, without blocking,
+/// anything [`open_regular`] refuses.
+///
+/// # Errors
+/// As [`open_regular`], or a read error.
+pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let (mut file, metadata) = open_regular(path)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// `O_NOFOLLOW | O_NONBLOCK`, for opening a name without following a link at it and
 /// without blocking on a FIFO.
 fn nofollow_nonblock() -> i32 {

@@ -164,7 +164,7 @@ fn read_source(argument: &OsStr) -> anyhow::Result<Source> {
             bytes: argument.as_bytes().to_vec(),
         });
     }
-    let bytes = std::fs::read(argument).with_context(|| {
+    let bytes = noise_echo::fsutil::read_regular(Path::new(argument)).with_context(|| {
         format!("cannot read {shown} (KEY must be a .pub file, a key line, or - for stdin)")
     })?;
     if String::from_utf8_lossy(&bytes)

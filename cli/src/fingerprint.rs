@@ -87,7 +87,7 @@ fn fingerprint_argument(argument: &str) -> anyhow::Result<Vec<String>> {
         return fingerprint_text(&text, stdin);
     }
     let path = PathBuf::from(argument);
-    match std::fs::read(&path) {
+    match noise_echo::fsutil::read_regular(&path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
             if text.trim_start().starts_with("-----BEGIN") {
@@ -113,7 +113,7 @@ fn fingerprint_argument(argument: &str) -> anyhow::Result<Vec<String>> {
 /// text in the private key file, so no passphrase is needed.
 fn fingerprint_private_key(text: &str, path: &Path) -> anyhow::Result<String> {
     let public_path = keyfile::public_key_path(path);
-    if let Ok(public_text) = std::fs::read(&public_path) {
+    if let Ok(public_text) = noise_echo::fsutil::read_regular(&public_path) {
         let public_text = String::from_utf8_lossy(&public_text);
         if let Some(Ok((key, label))) = public_text
             .lines()

@@ -178,7 +178,9 @@ fn ask_new_passphrase() -> anyhow::Result<Option<Zeroizing<String>>> {
 fn print_public_key(args: Args) -> anyhow::Result<()> {
     let path = super::path_or_default(args.file, IDENTITY_FILE)?;
     let text = Zeroizing::new(
-        std::fs::read_to_string(&path)
+        noise_echo::fsutil::read_regular(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| String::from_utf8(bytes).map_err(anyhow::Error::from))
             .with_context(|| format!("cannot read {}", path.display()))?,
     );
     let public = keyfile::parse_public_half(&text, &path)?;

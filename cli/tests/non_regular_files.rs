@@ -263,3 +263,33 @@ fn connect_with_known_hosts_dev_null_works_and_leaves_the_device_alone() {
     let _ = server.wait();
     dev_null_is_intact();
 }
+
+/// Key files are read by `connect -i`, `keygen -y`, `fingerprint` and `authorize`:
+/// each refuses a FIFO, socket or directory at once, naming it, instead of hanging
+/// on the FIFO until something writes to it.
+#[test]
+fn key_files_that_are_not_regular_files_are_refused_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    for (path, word) in non_regular_files(home) {
+        let shown = path.display().to_string();
+        let commands: [&[&str]; 4] = [
+            &["connect", "127.0.0.1:9", "hi", "-i", &shown],
+            &["keygen", "-y", "-f", &shown],
+            &["fingerprint", &shown],
+            &["authorize", "--authorized-keys", "ak", &shown],
+        ];
+        for args in commands {
+            let out = bounded(home).current_dir(home).args(args).output().unwrap();
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(FAILURE), "{args:?}: {stderr}");
+            assert!(stderr.contains(&shown), "{args:?}: {stderr}");
+            let kind = word.trim_start_matches("is ");
+            assert!(
+                stderr.contains(kind),
+                "{args:?} should say {kind}: {stderr}"
+            );
+        }
+    }
+    dev_null_is_intact();
+}

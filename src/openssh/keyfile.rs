@@ -238,13 +238,15 @@ pub fn read_identity_with_passphrase(
     parse_identity_with_passphrase(&text, path, passphrase)
 }
 
+/// Opens a key file without blocking on a FIFO, refusing anything but a regular file.
+fn open_key_file(path: &Path) -> Result<(File, std::fs::Metadata), KeyFileError> {
+    fsutil::open_regular(path).map_err(|error| KeyFileError::io(path, error))
+}
+
 /// The text of a private key file, refused before reading a byte if group or others
 /// may read it.
 fn read_private_key_text(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
-    let file = File::open(path).map_err(|error| KeyFileError::io(path, error))?;
-    let metadata = file
-        .metadata()
-        .map_err(|error| KeyFileError::io(path, error))?;
+    let (file, metadata) = open_key_file(path)?;
     let mode = metadata.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(KeyFileError::PermissionsTooOpen {
@@ -494,7 +496,11 @@ pub fn encode_identity_with_passphrase(
 /// # Errors
 /// [`KeyFileError::Io`] and [`KeyFileError::BadPublicKey`].
 pub fn read_public_key(path: &Path) -> Result<(PublicKey, String), KeyFileError> {
-    let text = std::fs::read(path).map_err(|error| KeyFileError::io(path, error))?;
+    let (file, _) = open_key_file(path)?;
+    let mut text = Vec::new();
+    file.take(MAX_KEY_FILE_LEN)
+        .read_to_end(&mut text)
+        .map_err(|error| KeyFileError::io(path, error))?;
     let text = String::from_utf8_lossy(&text);
     let line = text
         .lines()
@@ -609,6 +615,33 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().mode() & 0o777
+    }
+
+    /// A FIFO would block the read until someone writes to it (the command hangs);
+    /// it, a directory and a device are refused at once, naming the file.
+    #[test]
+    fn key_files_that_are_not_regular_files_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo_key");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for path in [fifo.as_path(), dir.path(), Path::new("/dev/null")] {
+            for error in [
+                read_identity(path).unwrap_err(),
+                read_public_key(path).unwrap_err(),
+            ] {
+                let text = error.to_string();
+                assert!(matches!(error, KeyFileError::Io { .. }), "{text}");
+                assert!(text.contains(&path.display().to_string()), "{text}");
+                assert!(
+                    text.contains("not a regular file") || text.contains("is a directory"),
+                    "{text}"
+                );
+            }
+        }
     }
 
     #[test]
