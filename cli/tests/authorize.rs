@@ -674,36 +674,8 @@ fn serve(
     u16,
     std::io::BufReader<std::process::ChildStderr>,
 ) {
-    use std::io::BufRead;
-    let mut child = common::noise_echo(home)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--create-host-key",
-            "--host-key",
-        ])
-        .arg(home.join("host_key"))
-        .arg("--authorized-keys")
-        .arg(authorized_keys)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    // Bounded: the listening line comes within the first few.
-    for _ in 0..50 {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
-            let port = rest.split_whitespace().next().unwrap().parse().unwrap();
-            return (child, port, stderr);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the server did not start");
+    let started = common::start_serve(home, authorized_keys, &[]);
+    (started.child, started.addr.port(), started.stderr)
 }
 
 #[test]

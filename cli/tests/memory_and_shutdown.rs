@@ -48,44 +48,14 @@ impl Served {
             client.public_key().to_openssh_line("client@test") + "\n",
         )
         .unwrap();
-        let mut child = noise_echo(home)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--create-host-key",
-                "--host-key",
-            ])
-            .arg(home.join("host_key"))
-            .arg("--authorized-keys")
-            .arg(home.join("authorized_keys"))
-            .args(flags)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut log = String::new();
-        // Bounded: the listening line comes within the first few.
-        for _ in 0..20 {
-            let mut line = String::new();
-            if stderr.read_line(&mut line).unwrap() == 0 {
-                break;
-            }
-            log.push_str(&line);
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-                return Self {
-                    child,
-                    addr,
-                    client,
-                    dir,
-                    stderr,
-                };
-            }
+        let started = common::start_serve(home, &home.join("authorized_keys"), flags);
+        Self {
+            child: started.child,
+            addr: started.addr,
+            client,
+            dir,
+            stderr: started.stderr,
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the server did not start: {log}");
     }
 
     fn home(&self) -> &Path {

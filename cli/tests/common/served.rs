@@ -3,7 +3,7 @@
 //! `connect` commands, revoke the client, stop the server with a signal, and wait
 //! for a child within a bound.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::time::Duration;
@@ -52,47 +52,24 @@ impl Served {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let mut child = noise_echo(home)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--create-host-key",
-                "--host-key",
-            ])
-            .arg(home.join("host_key"))
-            .arg("--authorized-keys")
-            .arg(home.join("authorized_keys"))
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut log = String::new();
-        // Bounded: the listening line is among the first few.
-        for _ in 0..20 {
-            let mut line = String::new();
-            if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-                break;
-            }
-            log.push_str(&line);
-            if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
-                let port = rest.split_whitespace().next().unwrap().parse().unwrap();
-                let fingerprint = line.split("host_key=").nth(1).unwrap().trim().to_owned();
-                return Self {
-                    child,
-                    port,
-                    fingerprint,
-                    client_fingerprint,
-                    dir,
-                    stderr,
-                    startup_log: log,
-                };
-            }
+        let started = super::start_serve(home, &home.join("authorized_keys"), extra);
+        // The listening line, the log's last, names the host key.
+        let listening = started.log.lines().last().unwrap_or_default();
+        let fingerprint = listening
+            .split("host_key=")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_owned();
+        Self {
+            child: started.child,
+            port: started.addr.port(),
+            fingerprint,
+            client_fingerprint,
+            dir,
+            stderr: started.stderr,
+            startup_log: started.log,
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the server did not start: {log}");
     }
 
     /// The directory that holds every file, also the client's `$HOME`.
