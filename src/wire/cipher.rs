@@ -1,21 +1,23 @@
-//! The transport cipher of an established session: ChaCha20-Poly1305 (ring) with
-//! the raw keys of the Noise split, sealing and opening in place in our own frame
-//! buffers.
+//! The transport cipher of an established session: ChaCha20-Poly1305 or AES-256-GCM
+//! (ring) with the raw keys of the Noise split, sealing and opening in place in our
+//! own frame buffers, and Noise's `Rekey()`.
 //!
 //! snow's transport API takes a plaintext and an output buffer and copies one into
 //! the other before ring encrypts in place; doing it ourselves on the frame buffer
 //! saves that copy (and a zero-fill) per transport message on each side. The bytes on
-//! the wire are exactly Noise's `ChaChaPoly` cipher functions (Noise spec 5.1 and
-//! 12.3): the nonce is 4 zero bytes then the 64-bit counter little-endian, the
-//! associated data is empty, and the 16-byte tag follows the ciphertext.
+//! the wire are exactly Noise's cipher functions (Noise spec 5.1, 12.3 and 12.4): the
+//! nonce is 4 zero bytes then the 64-bit counter, little-endian for `ChaChaPoly` and
+//! big-endian for `AESGCM`; the associated data is empty, and the 16-byte tag
+//! follows the ciphertext.
 //!
 //! Each key is used by one half only, which owns its direction's counter and
 //! advances it once per message ([`next_nonce`]), so a nonce is never reused.
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, CHACHA20_POLY1305};
 use zeroize::Zeroizing;
 
 use crate::wire::error::{Bug, Result, Violation};
+use crate::wire::suite::Suite;
 
 /// The authentication tag ChaChaPoly appends to every transport message.
 pub const TAG_LEN: usize = 16;
@@ -31,7 +33,7 @@ pub struct SessionKeys {
     pub recv: CipherKey,
 }
 
-/// One direction's ChaCha20-Poly1305 key.
+/// One direction's transport key, for its suite's cipher.
 ///
 /// Only the 32 raw bytes are kept, wiped on drop; ring's key object is built on
 /// the stack for each message. ring's `LessSafeKey` is sized for its largest
@@ -39,27 +41,66 @@ pub struct SessionKeys {
 /// holds two keys for its whole life, idle or not: keeping the raw bytes instead
 /// is ~1 KiB less per session, while building the ChaCha20 key (a copy of 32
 /// bytes; ChaCha20 has no key schedule) costs nanoseconds per message.
-pub struct CipherKey(Zeroizing<[u8; KEY_LEN]>);
+pub struct CipherKey {
+    /// The raw key: the Noise split's, or its last `Rekey()`.
+    raw: Zeroizing<[u8; KEY_LEN]>,
+    /// Which cipher the key is for, and so the nonce encoding.
+    suite: Suite,
+}
 
 impl CipherKey {
-    /// Takes a raw key from the Noise split (wiped when this key is dropped).
-    pub fn new(raw: Zeroizing<[u8; KEY_LEN]>) -> Self {
-        Self(raw)
+    /// Takes a raw key from the Noise split (wiped when this key is dropped) for the
+    /// cipher of `suite`.
+    pub fn new(suite: Suite, raw: Zeroizing<[u8; KEY_LEN]>) -> Self {
+        Self { raw, suite }
+    }
+
+    /// The suite this key's cipher belongs to.
+    pub fn suite(&self) -> Suite {
+        self.suite
     }
 
     /// ring's key object for one message. ring keeps its own copy of the key bytes
     /// on the stack and does not wipe it; that copy lives only for one call.
     fn ring_key(&self) -> LessSafeKey {
-        let key = UnboundKey::new(&CHACHA20_POLY1305, self.0.as_ref())
-            .unwrap_or_else(|_| unreachable!("a 32-byte key is a valid ChaCha20-Poly1305 key"));
+        let algorithm = match self.suite {
+            Suite::ChaChaPolyBlake2s => &CHACHA20_POLY1305,
+            Suite::AesGcmSha256 => &AES_256_GCM,
+        };
+        let key = UnboundKey::new(algorithm, self.raw.as_ref())
+            .unwrap_or_else(|_| unreachable!("a 32-byte key is valid for both ciphers"));
         LessSafeKey::new(key)
+    }
+
+    /// The 96-bit nonce of message `counter` for this key's cipher.
+    fn nonce(&self, counter: u64) -> Nonce {
+        let mut bytes = [0; 12];
+        match self.suite {
+            Suite::ChaChaPolyBlake2s => bytes[4..].copy_from_slice(&counter.to_le_bytes()),
+            Suite::AesGcmSha256 => bytes[4..].copy_from_slice(&counter.to_be_bytes()),
+        }
+        Nonce::assume_unique_for_key(bytes)
+    }
+
+    /// Noise's `Rekey()` (spec 11.3 and 4.2): the key becomes the first 32 bytes of
+    /// the encryption of 32 zero bytes at nonce 2^64 - 1 with empty associated data.
+    /// The message counter is not reset: nonces keep increasing across rekeys.
+    pub fn rekey(&mut self) -> Result<()> {
+        let mut next = Zeroizing::new([0u8; KEY_LEN]);
+        // The tag is not part of the new key.
+        let _tag = self
+            .ring_key()
+            .seal_in_place_separate_tag(self.nonce(u64::MAX), Aad::empty(), &mut next[..])
+            .map_err(|_| Bug::Seal)?;
+        self.raw = next;
+        Ok(())
     }
 
     /// Encrypts `in_out` in place with `nonce` and returns the tag to append.
     pub fn seal_in_place(&self, nonce: u64, in_out: &mut [u8]) -> Result<[u8; TAG_LEN]> {
         let tag = self
             .ring_key()
-            .seal_in_place_separate_tag(noise_nonce(nonce), Aad::empty(), in_out)
+            .seal_in_place_separate_tag(self.nonce(nonce), Aad::empty(), in_out)
             .map_err(|_| Bug::Seal)?;
         let mut out = [0; TAG_LEN];
         out.copy_from_slice(tag.as_ref());
@@ -77,17 +118,10 @@ impl CipherKey {
             return Err(Violation::TransportDecrypt.into());
         }
         self.ring_key()
-            .open_in_place(noise_nonce(nonce), Aad::empty(), in_out)
+            .open_in_place(self.nonce(nonce), Aad::empty(), in_out)
             .map(|plaintext| plaintext.len())
             .map_err(|_| Violation::TransportDecrypt.into())
     }
-}
-
-/// Noise's ChaChaPoly nonce: 32 bits of zeros, then the counter little-endian.
-fn noise_nonce(counter: u64) -> Nonce {
-    let mut bytes = [0; 12];
-    bytes[4..].copy_from_slice(&counter.to_le_bytes());
-    Nonce::assume_unique_for_key(bytes)
 }
 
 /// Returns the next nonce of a direction and advances its counter, refusing to
@@ -104,25 +138,53 @@ mod tests {
     use snow::params::NoiseParams;
 
     /// The in-place seal and open agree byte for byte with snow's transport state
-    /// for the same handshake, in both directions and at several nonces.
+    /// for the same handshake, for each suite's cipher, in both directions, at
+    /// several nonces, and again after each side's `Rekey()`.
     #[test]
     fn in_place_cipher_matches_snow_transport() {
-        let params: NoiseParams = "Noise_NN_25519_ChaChaPoly_BLAKE2s".parse().unwrap();
-        let mut initiator = snow::Builder::new(params.clone())
-            .build_initiator()
-            .unwrap();
-        let mut responder = snow::Builder::new(params).build_responder().unwrap();
-        let mut buf = [0u8; 128];
-        let mut scratch = [0u8; 128];
-        let len = initiator.write_message(&[], &mut buf).unwrap();
-        responder.read_message(&buf[..len], &mut scratch).unwrap();
-        let len = responder.write_message(&[], &mut buf).unwrap();
-        initiator.read_message(&buf[..len], &mut scratch).unwrap();
-        let (i_send, i_recv) = initiator.dangerously_get_raw_split();
-        let initiator = initiator.into_stateless_transport_mode().unwrap();
-        let responder_state = responder.into_stateless_transport_mode().unwrap();
-        let send = CipherKey::new(Zeroizing::new(i_send));
-        let recv = CipherKey::new(Zeroizing::new(i_recv));
+        for (suite, name) in [
+            (
+                Suite::ChaChaPolyBlake2s,
+                "Noise_NN_25519_ChaChaPoly_BLAKE2s",
+            ),
+            (Suite::AesGcmSha256, "Noise_NN_25519_AESGCM_SHA256"),
+        ] {
+            let params: NoiseParams = name.parse().unwrap();
+            let mut initiator = snow::Builder::new(params.clone())
+                .build_initiator()
+                .unwrap();
+            let mut responder = snow::Builder::new(params).build_responder().unwrap();
+            let mut buf = [0u8; 128];
+            let mut scratch = [0u8; 128];
+            let len = initiator.write_message(&[], &mut buf).unwrap();
+            responder.read_message(&buf[..len], &mut scratch).unwrap();
+            let len = responder.write_message(&[], &mut buf).unwrap();
+            initiator.read_message(&buf[..len], &mut scratch).unwrap();
+            let (i_send, i_recv) = initiator.dangerously_get_raw_split();
+            let mut initiator = initiator.into_stateless_transport_mode().unwrap();
+            let mut responder = responder.into_stateless_transport_mode().unwrap();
+            let mut send = CipherKey::new(suite, Zeroizing::new(i_send));
+            let mut recv = CipherKey::new(suite, Zeroizing::new(i_recv));
+            for epoch in 0..3 {
+                let context = format!("{suite} after {epoch} rekeys");
+                agree_with_snow(&send, &recv, &initiator, &responder, &context);
+                send.rekey().unwrap();
+                recv.rekey().unwrap();
+                initiator.rekey_outgoing();
+                responder.rekey_incoming();
+                initiator.rekey_incoming();
+                responder.rekey_outgoing();
+            }
+        }
+    }
+
+    fn agree_with_snow(
+        send: &CipherKey,
+        recv: &CipherKey,
+        initiator: &snow::StatelessTransportState,
+        responder: &snow::StatelessTransportState,
+        context: &str,
+    ) {
         let plaintext = b"hello, transport".to_vec();
         for nonce in [0u64, 1, 255, 256, 1 << 40, u64::MAX - 1] {
             // Ours to snow's.
@@ -133,24 +195,36 @@ mod tests {
             initiator
                 .write_message(nonce, &plaintext, &mut expected)
                 .unwrap();
-            assert_eq!(message, expected, "nonce {nonce}");
+            assert_eq!(message, expected, "{context}, nonce {nonce}");
             let mut out = vec![0; message.len()];
-            let len = responder_state
-                .read_message(nonce, &message, &mut out)
-                .unwrap();
+            let len = responder.read_message(nonce, &message, &mut out).unwrap();
             assert_eq!(&out[..len], plaintext);
             // Snow's to ours.
             let mut reply = vec![0; plaintext.len() + TAG_LEN];
-            responder_state
+            responder
                 .write_message(nonce, &plaintext, &mut reply)
                 .unwrap();
             let len = recv.open_in_place(nonce, &mut reply).unwrap();
-            assert_eq!(&reply[..len], plaintext);
+            assert_eq!(&reply[..len], plaintext, "{context}, nonce {nonce}");
             // A flipped bit, the wrong nonce or a short message: refused.
             reply[0] ^= 1;
             assert!(recv.open_in_place(nonce, &mut reply).is_err());
             assert!(recv.open_in_place(nonce, &mut [0; TAG_LEN - 1]).is_err());
         }
+    }
+
+    /// The two suites' keys are not interchangeable: the same raw key and nonce
+    /// give different ciphertexts, and one cannot open the other's.
+    #[test]
+    fn suites_differ() {
+        let raw = || Zeroizing::new([9u8; KEY_LEN]);
+        let chacha = CipherKey::new(Suite::ChaChaPolyBlake2s, raw());
+        let aes = CipherKey::new(Suite::AesGcmSha256, raw());
+        let mut message = b"same plaintext".to_vec();
+        let tag = chacha.seal_in_place(7, &mut message).unwrap();
+        message.extend_from_slice(&tag);
+        assert!(aes.open_in_place(7, &mut message.clone()).is_err());
+        assert!(chacha.open_in_place(7, &mut message).is_ok());
     }
 
     #[test]

@@ -36,6 +36,7 @@ use crate::wire::cipher::{CipherKey, SessionKeys};
 use crate::identity::{Identity, NoiseKeypair, PublicKey, PublicKeyError};
 use crate::wire::error::{Bug, PayloadProblem, Refusal, Result, Violation, WireError};
 use crate::wire::record::Role;
+use crate::wire::suite::Suite;
 
 /// The Noise protocol name.
 pub const NOISE_PROTOCOL: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
@@ -140,6 +141,12 @@ impl Established {
         self.role
     }
 
+    /// The suite the session runs (protocol v1 runs only
+    /// [`Suite::ChaChaPolyBlake2s`]).
+    pub fn suite(&self) -> Suite {
+        self.keys.send.suite()
+    }
+
     /// The Noise handshake hash, identical on both sides: a session identifier
     /// usable for channel binding.
     pub fn handshake_hash(&self) -> &[u8; HANDSHAKE_HASH_LEN] {
@@ -164,8 +171,8 @@ impl Established {
             Role::Server => (second, first),
         };
         let keys = SessionKeys {
-            send: CipherKey::new(send),
-            recv: CipherKey::new(recv),
+            send: CipherKey::new(Suite::ChaChaPolyBlake2s, send),
+            recv: CipherKey::new(Suite::ChaChaPolyBlake2s, recv),
         };
         Ok(Self {
             keys,

@@ -69,6 +69,7 @@ mod handshake;
 mod record;
 mod resolver;
 mod session;
+mod suite;
 
 pub use drive::{initiate, initiate_checked, respond, AwaitingServerApproval};
 #[doc(hidden)]
@@ -95,3 +96,4 @@ pub use record::{
 pub use session::{
     reply_limit, RecvHalf, Reply, SendHalf, MAX_PLAINTEXT_LEN, PERMISSION_DENIED_PREFIX, TAG_LEN,
 };
+pub use suite::{Suite, UnknownSuite};

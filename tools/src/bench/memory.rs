@@ -115,7 +115,10 @@ pub fn cipher_cpu(options: &Options) -> anyhow::Result<Report> {
                 .spawn(move || {
                     // A benchmark key: what is measured is the cost per byte, which
                     // does not depend on the key.
-                    let key = CipherKey::new(Zeroizing::new([thread as u8; KEY_LEN]));
+                    let key = CipherKey::new(
+                        noise_echo::wire::Suite::ChaChaPolyBlake2s,
+                        Zeroizing::new([thread as u8; KEY_LEN]),
+                    );
                     let plaintext: Vec<u8> = (0..wire::MAX_PLAINTEXT_LEN)
                         .map(|index| b'a' + (index % 26) as u8)
                         .collect();
