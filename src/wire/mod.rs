@@ -67,6 +67,7 @@ pub(crate) use error::tests as error_tests;
 mod frame;
 mod handshake;
 mod record;
+mod rekey;
 mod resolver;
 mod session;
 mod suite;
@@ -93,6 +94,7 @@ pub use record::{
     DEFAULT_REQUEST_LIMIT, MAX_ERROR_REASON_LEN, MAX_RECORD_LEN, MIN_RESPONSE_LIMIT,
     RECORD_HEADER_LEN, UPPERCASE_EXPANSION,
 };
+pub use rekey::RekeyPolicy;
 pub use session::{
     reply_limit, RecvHalf, Reply, SendHalf, MAX_PLAINTEXT_LEN, PERMISSION_DENIED_PREFIX, TAG_LEN,
 };
