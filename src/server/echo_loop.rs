@@ -1,7 +1,8 @@
 //! The session's echo loop: requests answered in order under the idle timeout, live
 //! revocation, the session time limit and the server's stop, each request's share of
 //! the memory budget reserved before its body is read and given back as its reply is
-//! written.
+//! written; the input buffer outside a body is reserved too (frame memory), before
+//! a transport message that may hold a request's header is read.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,14 +15,12 @@ use std::time::SystemTime;
 
 use tokio::io::AsyncRead;
 
-use crate::wire::RecordHeader;
-
 use super::authorized::AuthorizedKeysCache;
 use super::connection::{Handler, Summary, FREE_IN_FLIGHT};
 use super::listener::canonical_ip;
-use super::resources::{self, KeySession, Reservation, TRANSPORT_BUFFER};
+use super::resources::{self, KeySession, Reservation, FRAME_MEMORY, TRANSPORT_BUFFER};
 use crate::identity::PublicKey;
-use crate::wire::{RecordType, RecvHalf, SendHalf, WireError};
+use crate::wire::{NextRecord, RecordType, RecvHalf, SendHalf, WireError};
 
 /// What a session has in flight against the memory budget between two requests.
 #[derive(Default)]
@@ -30,6 +29,8 @@ pub(super) struct InFlight {
     unflushed: u64,
     /// The budget held for them, beyond [`FREE_IN_FLIGHT`].
     held: Option<Reservation>,
+    /// The frame memory held for the receive half's input buffer outside a body.
+    frame: Option<Reservation>,
 }
 
 impl InFlight {
@@ -42,6 +43,11 @@ impl InFlight {
     /// The part of the queued replies that the budget must cover.
     fn queued_cost(&self) -> u64 {
         self.unflushed.min(TRANSPORT_BUFFER)
+    }
+
+    /// How large the receive half's input buffer may grow outside a body.
+    fn allowance(&self) -> usize {
+        self.frame.as_ref().map_or(0, Reservation::allowance)
     }
 }
 
@@ -78,7 +84,21 @@ impl Handler {
                 .next_request(rx, tx, key.key(), time_limit, &mut in_flight, moved)
                 .await?
             {
-                ControlFlow::Continue(header) => header,
+                ControlFlow::Continue(NextRecord::Header(Some(header))) => header,
+                ControlFlow::Continue(NextRecord::Header(None)) => return Ok(EchoEnd::Done),
+                ControlFlow::Continue(NextRecord::Released) => {
+                    in_flight.frame = None;
+                    continue;
+                }
+                ControlFlow::Continue(NextRecord::Admit(bytes)) => {
+                    match self
+                        .frame_memory(bytes, key, tx, &mut in_flight, moved)
+                        .await?
+                    {
+                        ControlFlow::Continue(()) => continue,
+                        ControlFlow::Break(end) => return Ok(end),
+                    }
+                }
                 ControlFlow::Break(end) => return Ok(end),
             };
             // Only REQUEST can arrive here: the decoder refuses the server's own types.
@@ -177,6 +197,57 @@ impl Handler {
         .await
     }
 
+    /// Frame memory for an input buffer of `bytes` (a maximal transport message at
+    /// least, so one reservation serves a pipelined burst): at once if the budget's
+    /// frame part has room; if not, the replies queued so far are written first
+    /// (a session never waits for memory while holding request memory), then the
+    /// session waits its turn, up to the idle timeout, with nothing read of the
+    /// message but its length prefix. Replaces what the session held before.
+    pub(super) async fn frame_memory<W>(
+        &self,
+        bytes: usize,
+        key: &KeySession,
+        tx: &mut SendHalf<W>,
+        in_flight: &mut InFlight,
+        moved: &AtomicU64,
+    ) -> Result<ControlFlow<EchoEnd>, WireError>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let memory = &self.shared.memory;
+        // What it held was too small: give it back before asking for more.
+        in_flight.frame = None;
+        let wanted = bytes.max(FRAME_MEMORY) as u64;
+        let mut reservation = match memory.try_reserve_frame(key, wanted) {
+            Some(reservation) => reservation,
+            // The slow path is boxed, as in `memory_for`.
+            None => {
+                let waited = Box::pin(async {
+                    if in_flight.unflushed > 0 {
+                        match self.watched(tx.flush(), moved).await {
+                            ControlFlow::Continue(result) => result?,
+                            ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+                        }
+                        in_flight.flushed();
+                    }
+                    let wait = memory.reserve_frame(key, wanted);
+                    match tokio::time::timeout(self.shared.config.idle_timeout, wait).await {
+                        Ok(reservation) => Ok(ControlFlow::Continue(reservation)),
+                        Err(_) => Ok::<_, WireError>(ControlFlow::Break(EchoEnd::NoMemory)),
+                    }
+                })
+                .await?;
+                match waited {
+                    ControlFlow::Continue(reservation) => reservation,
+                    ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+                }
+            }
+        };
+        reservation.allow(bytes);
+        in_flight.frame = Some(reservation);
+        Ok(ControlFlow::Continue(()))
+    }
+
     /// Waits for the next request's header, under the idle timeout and the session
     /// time limit, watching for shutdown and for a reload that revokes the client's
     /// key. Once the server is stopping, only requests already here are taken.
@@ -188,17 +259,18 @@ impl Handler {
         time_limit: Option<tokio::time::Instant>,
         in_flight: &mut InFlight,
         moved: &AtomicU64,
-    ) -> Result<ControlFlow<EchoEnd, RecordHeader>, WireError>
+    ) -> Result<ControlFlow<EchoEnd, NextRecord>, WireError>
     where
         R: AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Unpin,
     {
+        let allowance = in_flight.allowance();
         // The wait for the next request is never cancelled while the session goes
         // on (a cancelled read leaves its half unusable): a reload that leaves
         // the key allowed goes back to the same wait.
         let has_buffered_input = rx.has_buffered_input();
         let header = {
-            let next = rx.next_record();
+            let next = rx.next_record_within(allowance);
             tokio::pin!(next);
             let stopping = *self.shutdown_signal.borrow();
             // A pipelined request is usually already buffered: take it without
@@ -260,10 +332,7 @@ impl Handler {
                 return Ok(ControlFlow::Break(EchoEnd::TimeLimit))
             }
             Err(_) => return Ok(ControlFlow::Break(EchoEnd::Idle)),
-            Ok(header) => header?,
-        };
-        let Some(header) = header else {
-            return Ok(ControlFlow::Break(EchoEnd::Done));
+            Ok(next) => next?,
         };
         Ok(ControlFlow::Continue(header))
     }

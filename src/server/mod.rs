@@ -143,7 +143,11 @@ impl Server {
             )),
             shutdown: watch::Sender::new(false),
             shared: Arc::new(Shared {
-                memory: MemoryBudget::new(config.memory_budget, Arc::clone(&stats)),
+                memory: MemoryBudget::new(
+                    config.memory_budget,
+                    config.max_request,
+                    Arc::clone(&stats),
+                ),
                 sessions_per_key: SessionsPerKey::new(
                     config.max_sessions_per_key,
                     config.memory_budget,

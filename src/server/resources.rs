@@ -13,6 +13,16 @@
 //! cannot wait while holding: no deadlock, as long as one request's worst case fits
 //! (checked by [`ServerConfig::validate`](super::ServerConfig::validate)).
 //!
+//! Part of the budget (a quarter, leaving room for the largest request) is kept for
+//! the sessions' input buffers outside a request body: before reading a transport
+//! message longer than [`FREE_INPUT`](crate::wire::FREE_INPUT) bytes that may hold a request's header, a
+//! session reserves the buffer for it from that part (its *frame* memory), waiting
+//! with only the message's length prefix read. A session that waits for memory
+//! for its request holds its frame memory meanwhile, never request memory, and
+//! sessions with request memory never wait for frame memory (they write what they
+//! have queued first), so neither part can be held by sessions that wait for it:
+//! thousands of sessions waiting for memory cost a few KiB each beyond the budget.
+//!
 //! One client key may hold at most half the budget (or one worst case, if that is
 //! more): a reservation takes its key's share first, then the budget's, always in
 //! that order, so no cycle of waits can form. Sessions of one key (an insider
@@ -72,15 +82,38 @@ pub struct MemoryUse {
     pub in_flight: u64,
     /// The most reserved at once since the server started, in bytes.
     pub peak: u64,
+    /// The part of `in_flight` reserved for sessions' input buffers outside a
+    /// request body (frame memory), in bytes.
+    pub frames: u64,
 }
 
-/// The server-wide budget for request and reply bodies in flight.
+/// The frame memory a session reserves at least (in bytes): one maximal transport
+/// message with its length prefix and the first read, so that one reservation
+/// serves every message of a pipelined burst.
+pub(super) const FRAME_MEMORY: usize =
+    crate::wire::FRAME_HEADER_LEN + crate::wire::MAX_FRAME_LEN + 256;
+
+/// How a budget of `bytes` is split, in KiB: (request memory, frame memory). Frames
+/// get a quarter, at most what leaves one worst-case request, but at least one
+/// maximal transport message (beyond the budget, if it has no room for one).
+fn split_kib(bytes: u64, max_request: u32) -> (u32, u32) {
+    let total = kib(bytes);
+    let carved = (total / 4).min(total.saturating_sub(kib(worst_case(max_request))));
+    (total - carved, carved.max(kib(FRAME_MEMORY as u64)))
+}
+
+/// The server-wide budget for request and reply bodies in flight, and for input
+/// buffers outside a body.
 #[derive(Debug)]
 pub(crate) struct MemoryBudget {
-    /// One permit per KiB of the budget; a request holds its reservation's worth.
+    /// One permit per KiB of request memory; a request holds its reservation's worth.
     permits: Arc<Semaphore>,
-    /// The budget in KiB, to tell how much is in use from what is left.
+    /// One permit per KiB of frame memory, for input buffers outside a body.
+    frames: Arc<Semaphore>,
+    /// Both parts in KiB, to tell how much is in use from what is left.
     total_kib: u32,
+    /// The frame part in KiB.
+    frames_kib: u32,
     /// The highest reservation total seen, in KiB.
     peak_kib: AtomicU64,
     /// Where the gauge of sessions waiting for memory is kept.
@@ -99,23 +132,38 @@ struct Permits {
     permit: OwnedSemaphorePermit,
     /// As many permits of the client key's share.
     key_permit: OwnedSemaphorePermit,
+    /// For frame memory: the input buffer this lets a session hold, in bytes. More
+    /// than the permits when a session's buffer already held more than its key's
+    /// share of frame memory (what a large body left behind); the share is then
+    /// all taken.
+    allowance: usize,
 }
 
-/// Half the budget, in KiB, or one worst case if that is more: what one key's
-/// sessions may hold at once.
-fn key_share_kib(budget: u64, max_request: u32) -> u32 {
-    kib(budget / 2)
+/// Half the request memory, in KiB, or one worst case if that is more: what one
+/// key's sessions may hold at once; and half the frame memory, or one frame.
+fn key_share_kib(budget: u64, max_request: u32) -> (u32, u32) {
+    let (requests, frames) = split_kib(budget, max_request);
+    let share = (requests / 2)
         .max(kib(worst_case(max_request)))
-        .min(kib(budget))
+        .min(requests);
+    (
+        share,
+        (frames / 2).max(kib(FRAME_MEMORY as u64)).min(frames),
+    )
 }
 
 impl MemoryBudget {
-    /// A budget of `bytes` (rounded up to a KiB).
-    pub(super) fn new(bytes: u64, stats: Arc<ServerStats>) -> Self {
-        let total_kib = kib(bytes).min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
+    /// A budget of `bytes` (rounded up to a KiB) for requests of at most
+    /// `max_request` bytes.
+    pub(super) fn new(bytes: u64, max_request: u32, stats: Arc<ServerStats>) -> Self {
+        let max = u32::try_from(Semaphore::MAX_PERMITS / 2).unwrap_or(u32::MAX);
+        let (requests_kib, frames_kib) = split_kib(bytes, max_request);
+        let (requests_kib, frames_kib) = (requests_kib.min(max), frames_kib.min(max));
         Self {
-            permits: Arc::new(Semaphore::new(total_kib as usize)),
-            total_kib,
+            permits: Arc::new(Semaphore::new(requests_kib as usize)),
+            frames: Arc::new(Semaphore::new(frames_kib as usize)),
+            total_kib: requests_kib + frames_kib,
+            frames_kib,
             peak_kib: AtomicU64::new(0),
             stats,
         }
@@ -138,15 +186,7 @@ impl MemoryBudget {
     /// free. Counted in the `memory_waits` gauge while it waits, which is what makes
     /// sessions that hold memory without progress give it up.
     pub(super) async fn reserve(&self, key: &KeySession, bytes: u64) -> Reservation {
-        let stats = &self.stats;
-        stats.add(&stats.memory_waits);
-        struct Waiting<'a>(&'a ServerStats);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.sub(&self.0.memory_waits);
-            }
-        }
-        let _waiting = Waiting(stats);
+        let _waiting = Waiting::new(&self.stats);
         let wanted = key.clamp(bytes);
         // The key's share first, then the budget: always in this order.
         let key_permit = Arc::clone(key.share())
@@ -160,29 +200,102 @@ impl MemoryBudget {
         self.note(permit, key_permit)
     }
 
+    /// Reserves `bytes` of frame memory for a session of `key` if that much is free
+    /// now, in the key's share and in the budget's frame part.
+    pub(super) fn try_reserve_frame(&self, key: &KeySession, bytes: u64) -> Option<Reservation> {
+        let wanted = key.clamp_frame(bytes);
+        let key_permit = Arc::clone(&key.0.frames)
+            .try_acquire_many_owned(wanted)
+            .ok()?;
+        let permit = Arc::clone(&self.frames)
+            .try_acquire_many_owned(wanted)
+            .ok()?;
+        Some(self.note(permit, key_permit))
+    }
+
+    /// Reserves `bytes` of frame memory, waiting in turn, as [`MemoryBudget::reserve`].
+    pub(super) async fn reserve_frame(&self, key: &KeySession, bytes: u64) -> Reservation {
+        let _waiting = Waiting::new(&self.stats);
+        let wanted = key.clamp_frame(bytes);
+        let key_permit = Arc::clone(&key.0.frames)
+            .acquire_many_owned(wanted)
+            .await
+            .expect("a key's share is never closed");
+        let permit = Arc::clone(&self.frames)
+            .acquire_many_owned(wanted)
+            .await
+            .expect("the budget's semaphore is never closed");
+        self.note(permit, key_permit)
+    }
+
     /// Whether some session is waiting for memory.
     pub(super) fn under_pressure(&self) -> bool {
         self.stats.memory_waits.load(Ordering::Relaxed) > 0
     }
 
-    /// The memory in flight now.
+    /// KiB of both parts in use now.
+    fn in_use_kib(&self) -> u64 {
+        u64::from(self.total_kib)
+            - self.permits.available_permits() as u64
+            - self.frames.available_permits() as u64
+    }
+
+    /// The memory in flight now (both parts).
     pub(super) fn usage(&self) -> MemoryUse {
-        let in_use = u64::from(self.total_kib) - self.permits.available_permits() as u64;
+        let in_use = self.in_use_kib();
         MemoryUse {
             budget: u64::from(self.total_kib) * 1024,
             in_flight: in_use * 1024,
             peak: self.peak_kib.load(Ordering::Relaxed) * 1024,
+            frames: self.frames_in_use(),
         }
     }
 
+    /// The frame memory in use now, in bytes.
+    fn frames_in_use(&self) -> u64 {
+        (u64::from(self.frames_kib) - self.frames.available_permits() as u64) * 1024
+    }
+
     fn note(&self, permit: OwnedSemaphorePermit, key_permit: OwnedSemaphorePermit) -> Reservation {
-        let in_use = u64::from(self.total_kib) - self.permits.available_permits() as u64;
+        let in_use = self.in_use_kib();
         self.peak_kib.fetch_max(in_use, Ordering::Relaxed);
-        Reservation(Box::new(Permits { permit, key_permit }))
+        let allowance = permit.num_permits() * 1024;
+        Reservation(Box::new(Permits {
+            permit,
+            key_permit,
+            allowance,
+        }))
+    }
+}
+
+/// Counts a session in the `memory_waits` gauge while it waits for memory.
+struct Waiting<'a>(&'a ServerStats);
+
+impl<'a> Waiting<'a> {
+    fn new(stats: &'a ServerStats) -> Self {
+        stats.add(&stats.memory_waits);
+        Self(stats)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.sub(&self.0.memory_waits);
     }
 }
 
 impl Reservation {
+    /// For frame memory: how large an input buffer it lets a session hold.
+    pub(super) fn allowance(&self) -> usize {
+        self.0.allowance
+    }
+
+    /// For frame memory: lets the session hold an input buffer of `bytes`, though
+    /// the reservation was cut to its key's share.
+    pub(super) fn allow(&mut self, bytes: usize) {
+        self.0.allowance = self.0.allowance.max(bytes);
+    }
+
     /// Takes over `other`'s share (of the same session): one reservation for both.
     pub(super) fn merge(&mut self, other: Reservation) {
         let other = *other.0;
@@ -209,8 +322,9 @@ impl Reservation {
 pub(crate) struct SessionsPerKey {
     /// The most sessions one key may have open; 0 for no limit.
     limit: usize,
-    /// KiB of the budget one key's sessions may hold at once.
-    share_kib: u32,
+    /// KiB of the budget one key's sessions may hold at once: request memory,
+    /// frame memory.
+    share_kib: (u32, u32),
     /// The keys with sessions open.
     open: Arc<Mutex<HashMap<PublicKey, KeyEntry>>>,
 }
@@ -234,6 +348,10 @@ struct KeyShared {
     share: Arc<Semaphore>,
     /// The share's size, in KiB: no reservation asks for more.
     share_kib: u32,
+    /// The key's share of the frame memory, one permit per KiB.
+    frames: Arc<Semaphore>,
+    /// Its size, in KiB.
+    frames_kib: u32,
     /// The table to count a session out of (weak: the table holds this).
     open: std::sync::Weak<Mutex<HashMap<PublicKey, KeyEntry>>>,
 }
@@ -264,8 +382,10 @@ impl SessionsPerKey {
             sessions: 0,
             shared: Arc::new(KeyShared {
                 key: *key,
-                share: Arc::new(Semaphore::new(self.share_kib as usize)),
-                share_kib: self.share_kib,
+                share: Arc::new(Semaphore::new(self.share_kib.0 as usize)),
+                share_kib: self.share_kib.0,
+                frames: Arc::new(Semaphore::new(self.share_kib.1 as usize)),
+                frames_kib: self.share_kib.1,
                 open: Arc::downgrade(&self.open),
             }),
         });
@@ -293,6 +413,11 @@ impl KeySession {
     /// from waiting forever).
     fn clamp(&self, bytes: u64) -> u32 {
         kib(bytes).min(self.0.share_kib)
+    }
+
+    /// As [`KeySession::clamp`], for frame memory.
+    fn clamp_frame(&self, bytes: u64) -> u32 {
+        kib(bytes).min(self.0.frames_kib)
     }
 }
 
@@ -334,9 +459,11 @@ mod tests {
 
     #[test]
     fn reservations_count_against_the_budget_and_shrink_to_the_real_size() {
-        let budget = MemoryBudget::new(10 * 1024, Arc::default());
-        // A share as large as the budget (one request of 1 KiB needs 8 KiB).
-        let table = SessionsPerKey::new(0, 10 * 1024, 1024);
+        // 13 KiB: 10 for requests, a quarter (3 KiB, rounded down) carved out for
+        // frames (which then get one transport message's worth).
+        let budget = MemoryBudget::new(13 * 1024, 1024, Arc::default());
+        // A share as large as the request part (one request of 1 KiB needs 8 KiB).
+        let table = SessionsPerKey::new(0, 13 * 1024, 1024);
         let (alice, bob) = (table.enter(&key(1)).unwrap(), table.enter(&key(2)).unwrap());
         let mut first = budget.try_reserve(&alice, 8 * 1024).unwrap();
         assert!(
@@ -355,8 +482,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_key_holds_at_most_half_the_budget_and_others_get_the_rest() {
-        let budget = MemoryBudget::new(1 << 20, Arc::default());
-        let table = SessionsPerKey::new(0, 1 << 20, 1024);
+        // 1 MiB of request memory, once a quarter is carved out for frames.
+        let budget = MemoryBudget::new(1365 * 1024, 1024, Arc::default());
+        let table = SessionsPerKey::new(0, 1365 * 1024, 1024);
         let insider: Vec<_> = (0..4).map(|_| table.enter(&key(1)).unwrap()).collect();
         let held: Vec<_> = insider[..2]
             .iter()
@@ -374,6 +502,53 @@ mod tests {
         assert_eq!(budget.usage().in_flight, 1 << 20);
         drop((held, theirs));
         assert!(futures_poll_once(waiting.as_mut()).await.is_some());
+    }
+
+    #[test]
+    fn frames_get_a_quarter_but_leave_one_worst_case_and_hold_one_message() {
+        let worst = kib(worst_case(1 << 20));
+        assert_eq!(split_kib(64 << 20, 1 << 20), (48 * 1024, 16 * 1024));
+        // Just room for the largest request: frames get one message beyond it.
+        assert_eq!(
+            split_kib(u64::from(worst) * 1024, 1 << 20),
+            (worst, kib(FRAME_MEMORY as u64))
+        );
+        // A key's share: half of each part.
+        assert_eq!(key_share_kib(64 << 20, 1 << 20), (24 * 1024, 8 * 1024));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frame_memory_is_apart_from_request_memory_and_shared_by_keys() {
+        let bytes = 64 << 20;
+        let budget = MemoryBudget::new(bytes, 1 << 20, Arc::default());
+        let table = SessionsPerKey::new(0, bytes, 1 << 20);
+        let insider = table.enter(&key(1)).unwrap();
+        let frame = FRAME_MEMORY as u64;
+        // One key takes half the frame part (8 MiB), one message at a time.
+        let held: Vec<_> = std::iter::from_fn(|| budget.try_reserve_frame(&insider, frame))
+            .take(1000)
+            .collect();
+        assert_eq!(held.len(), (8 << 20) / (kib(frame) as usize * 1024));
+        assert_eq!(
+            budget.usage().frames,
+            held.len() as u64 * u64::from(kib(frame)) * 1024
+        );
+        // Its next one waits; request memory is untouched by frames.
+        let waiting = budget.reserve_frame(&insider, frame);
+        tokio::pin!(waiting);
+        assert!(futures_poll_once(waiting.as_mut()).await.is_none());
+        assert!(budget.under_pressure());
+        assert!(budget.try_reserve(&insider, 24 << 20).is_some());
+        // Another key has the other half.
+        let other = table.enter(&key(2)).unwrap();
+        assert!(budget.try_reserve_frame(&other, frame).is_some());
+        drop(held);
+        let mut reservation = futures_poll_once(waiting.as_mut()).await.unwrap();
+        assert!(!budget.under_pressure());
+        // A buffer larger than the key's share takes the share and is let through.
+        assert_eq!(reservation.allowance(), kib(frame) as usize * 1024);
+        reservation.allow(64 << 20);
+        assert_eq!(reservation.allowance(), 64 << 20);
     }
 
     /// Polls once: the output if ready.

@@ -42,6 +42,11 @@ pub const MAX_PLAINTEXT_LEN: usize = MAX_FRAME_LEN - TAG_LEN;
 /// Buffers larger than this are freed when a half goes idle.
 const IDLE_BUFFER_CAPACITY: usize = 2048;
 
+/// What the input buffer may hold outside a record body without the caller's
+/// allowance (see [`RecvHalf::next_record_within`]): a small transport message
+/// whole, so an unpipelined small request never needs one.
+pub const FREE_INPUT: usize = IDLE_BUFFER_CAPACITY;
+
 /// The least a read asks for while no frame length is known: enough for a typical
 /// small request in one read, small enough to hold while idle.
 const MIN_READ: usize = 256;
@@ -179,12 +184,42 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// [`WireError::Io`](super::WireError::Io).
     pub async fn next_record(&mut self) -> Result<Option<RecordHeader>> {
         begin(&mut self.failed)?;
-        let result = self.next_record_inner().await;
+        let result = self.next_record_inner(None).await;
+        self.failed = result.is_err();
+        match result? {
+            NextRecord::Header(header) => Ok(header),
+            // An unlimited allowance is never exceeded, and nothing is held back.
+            NextRecord::Admit(_) | NextRecord::Released => unreachable!("no limit to admit"),
+        }
+    }
+
+    /// [`next_record`](Self::next_record) for a receiver that accounts for the input
+    /// buffer outside a record body, such as a server holding many sessions to one
+    /// memory budget: the buffer never grows past `allowance` bytes (or
+    /// [`FREE_INPUT`], if more) while no record body is in progress. Before
+    /// reading more than that (the rest of a transport message whose length
+    /// prefix says it is longer), it returns [`NextRecord::Admit`] with the
+    /// capacity it needs, having read only the prefix and a few hundred bytes;
+    /// the caller finds the memory and calls again with that allowance. When it
+    /// has drained its buffer and is about to wait for the network with nothing
+    /// held beyond [`FREE_INPUT`], it frees it and returns
+    /// [`NextRecord::Released`] (only if `allowance` is over `FREE_INPUT`): the
+    /// caller gives its memory back and calls again. Inside a record body (whose
+    /// memory the caller reserved from its header) reads are not limited.
+    ///
+    /// Cancel-safe, as `next_record`; both signals leave the half usable.
+    ///
+    /// # Errors
+    /// As [`RecvHalf::next_record`].
+    pub async fn next_record_within(&mut self, allowance: usize) -> Result<NextRecord> {
+        begin(&mut self.failed)?;
+        let result = self.next_record_inner(Some(allowance)).await;
         self.failed = result.is_err();
         result
     }
 
-    async fn next_record_inner(&mut self) -> Result<Option<RecordHeader>> {
+    /// `allowance`: `None` for no limit.
+    async fn next_record_inner(&mut self, allowance: Option<usize>) -> Result<NextRecord> {
         loop {
             while self.plaintext_start < self.plaintext_end {
                 let (event, used) = self
@@ -192,14 +227,19 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
                     .decode(&self.input[self.plaintext_start..self.plaintext_end])?;
                 self.plaintext_start += used;
                 if let RecordEvent::Header(header) = event {
-                    return Ok(Some(header));
+                    return Ok(NextRecord::Header(Some(header)));
                 }
             }
-            if !self.fill_plaintext().await? {
-                return match self.decoder.truncated_at() {
-                    None => Ok(None),
-                    Some(at) => Err(Violation::Truncated(at).into()),
-                };
+            match self.fill_plaintext(allowance).await? {
+                Fill::Message => {}
+                Fill::End => {
+                    return match self.decoder.truncated_at() {
+                        None => Ok(NextRecord::Header(None)),
+                        Some(at) => Err(Violation::Truncated(at).into()),
+                    }
+                }
+                Fill::Admit(capacity) => return Ok(NextRecord::Admit(capacity)),
+                Fill::Released => return Ok(NextRecord::Released),
             }
         }
     }
@@ -261,8 +301,11 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
             return Ok(None);
         }
         while self.plaintext_start == self.plaintext_end {
-            if !self.fill_plaintext().await? {
-                return Err(Violation::Truncated(TruncatedAt::RecordBody).into());
+            // A body in progress: its memory is the caller's, reads are not limited.
+            match self.fill_plaintext(None).await? {
+                Fill::Message => {}
+                Fill::End => return Err(Violation::Truncated(TruncatedAt::RecordBody).into()),
+                Fill::Admit(_) | Fill::Released => unreachable!("no limit to admit"),
             }
         }
         let start = self.plaintext_start;
@@ -367,10 +410,18 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
             )
     }
 
+    /// How many bytes the input buffer holds allocated now: what a receiver that
+    /// accounts for it (see [`next_record_within`](Self::next_record_within)) has
+    /// to cover.
+    pub fn input_capacity(&self) -> usize {
+        self.input.capacity()
+    }
+
     /// Decrypts the next transport message in place, making it the current
-    /// plaintext. Only called once the current plaintext is all decoded. Returns
-    /// `false` on a clean end of stream at a frame boundary.
-    async fn fill_plaintext(&mut self) -> Result<bool> {
+    /// plaintext. Only called once the current plaintext is all decoded. Outside a
+    /// record body the buffer stays within `allowance`, unless that is `None` (see
+    /// [`next_record_within`](Self::next_record_within)).
+    async fn fill_plaintext(&mut self, allowance: Option<usize>) -> Result<Fill> {
         loop {
             let needed = match decode_frame(&self.input[self.input_start..])? {
                 Decoded::Frame { payload, consumed } => {
@@ -386,7 +437,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
                     self.plaintext_start = start;
                     self.plaintext_end = start + len;
                     self.input_start += consumed;
-                    return Ok(true);
+                    return Ok(Fill::Message);
                 }
                 Decoded::Incomplete { needed } => needed,
             };
@@ -399,16 +450,28 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
             self.input_start = 0;
             self.plaintext_start = 0;
             self.plaintext_end = 0;
+            let body = self.decoder.body_in_progress();
             if self.decoder.at_record_boundary()
                 && self.input.is_empty()
                 && self.input.capacity() > IDLE_BUFFER_CAPACITY
             {
                 self.input = Vec::new();
             }
+            // Nothing buffered and no body in progress: the caller's allowance is
+            // no longer needed (a header cut short is kept by the decoder).
+            if body.is_none()
+                && self.input.is_empty()
+                && allowance.is_some_and(|allowance| allowance > FREE_INPUT)
+            {
+                if self.input.capacity() > FREE_INPUT {
+                    self.input = Vec::new();
+                }
+                return Ok(Fill::Released);
+            }
             // Inside a large body the rest of it is on its way: ask for several
             // messages at once (never more than the body still to come, plus
             // the framing of its messages).
-            let want = match self.decoder.body_in_progress() {
+            let want = match body {
                 Some((_, remaining)) => {
                     let remaining = usize::try_from(remaining).unwrap_or(usize::MAX);
                     let framing =
@@ -417,15 +480,66 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
                 }
                 None => MIN_READ,
             };
-            self.input.reserve(needed.max(want));
+            let additional = needed.max(want);
+            if let (None, Some(allowance)) = (body, allowance) {
+                // Outside a body the buffer is the caller's to account for: it
+                // grows only within the allowance, and what a body left of it
+                // beyond that is given back.
+                let limit = allowance.max(FREE_INPUT);
+                let required = self.input.len().saturating_add(needed);
+                if required > limit {
+                    if self.input.capacity() > FREE_INPUT && self.input.len() <= FREE_INPUT {
+                        self.input.shrink_to(FREE_INPUT);
+                    }
+                    return Ok(Fill::Admit(required));
+                }
+                if self.input.capacity() > limit {
+                    self.input.shrink_to(limit);
+                }
+                // The whole message at least; more (the next ones) if it fits.
+                let target = self.input.len().saturating_add(additional).min(limit);
+                if self.input.capacity() < target {
+                    // Amortised growth, as `reserve`, but never past the limit.
+                    let grown = (2 * self.input.capacity()).clamp(target, limit);
+                    self.input.reserve_exact(grown - self.input.len());
+                }
+            } else {
+                self.input.reserve(additional);
+            }
             if self.reader.read_buf(&mut self.input).await? == 0 {
                 return match self.input.is_empty() {
-                    true => Ok(false),
+                    true => Ok(Fill::End),
                     false => Err(Violation::Truncated(TruncatedAt::Frame).into()),
                 };
             }
         }
     }
+}
+
+/// What [`RecvHalf::next_record_within`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextRecord {
+    /// The next record's header, or `None` on a clean end of stream between
+    /// records: what [`RecvHalf::next_record`] returns.
+    Header(Option<RecordHeader>),
+    /// To go on, the input buffer must grow to this many bytes (more than the
+    /// allowance): call again with an allowance of at least this.
+    Admit(usize),
+    /// The input buffer is drained and freed (it holds at most [`FREE_INPUT`]
+    /// bytes): the caller may give back its allowance and call again.
+    Released,
+}
+
+/// What one call of `fill_plaintext` ended with.
+enum Fill {
+    /// A transport message is decrypted.
+    Message,
+    /// A clean end of stream at a frame boundary.
+    End,
+    /// As [`NextRecord::Admit`].
+    Admit(usize),
+    /// As [`NextRecord::Released`].
+    Released,
 }
 
 /// The sending half of a session: encodes records, seals them into transport
@@ -838,6 +952,73 @@ mod tests {
             assert_eq!(total, header.len as usize);
             assert!(chunks >= 2);
             assert_eq!(server_rx.next_record().await.unwrap(), None);
+        };
+        tokio::join!(writer, reader);
+    }
+
+    /// Outside a body, a receiver with an allowance reads no more of a large
+    /// message than its length prefix and a few hundred bytes until the allowance
+    /// covers it, and says when it no longer needs it; inside a body it is not
+    /// limited.
+    #[tokio::test]
+    async fn an_allowance_bounds_the_input_buffer_outside_a_body() {
+        let ((_, mut client_tx), (mut server_rx, _)) = session_pair().await;
+        let big = vec![b'a'; 100_000];
+        let writer = async {
+            client_tx
+                .write_record(RecordType::Request, &big)
+                .await
+                .unwrap();
+            client_tx
+                .write_record(RecordType::Request, b"hi")
+                .await
+                .unwrap();
+            client_tx.shutdown().await.unwrap();
+        };
+        let reader = async {
+            let NextRecord::Admit(needed) = server_rx.next_record_within(0).await.unwrap() else {
+                panic!("a full message is read only once admitted");
+            };
+            assert_eq!(needed, FRAME_HEADER_LEN + MAX_FRAME_LEN);
+            assert!(server_rx.input_capacity() <= FREE_INPUT);
+            // Asked again without more: the same answer, nothing more read.
+            assert_eq!(
+                server_rx.next_record_within(0).await.unwrap(),
+                NextRecord::Admit(needed)
+            );
+            let header = server_rx.next_record_within(needed).await.unwrap();
+            assert_eq!(
+                header,
+                NextRecord::Header(Some(RecordHeader {
+                    record_type: RecordType::Request,
+                    len: 100_000
+                }))
+            );
+            assert!(server_rx.input_capacity() <= needed);
+            let mut body = Vec::new();
+            server_rx
+                .read_body(&mut body, DEFAULT_REQUEST_LIMIT)
+                .await
+                .unwrap();
+            assert!(body == big);
+            let NextRecord::Header(Some(header)) =
+                server_rx.next_record_within(needed).await.unwrap()
+            else {
+                panic!("the second request");
+            };
+            assert_eq!(header.len, 2);
+            server_rx.read_body(&mut body, 10).await.unwrap();
+            assert_eq!(body, b"hi");
+            // Drained: the allowance can go, and the buffer with it.
+            assert_eq!(
+                server_rx.next_record_within(needed).await.unwrap(),
+                NextRecord::Released
+            );
+            assert!(server_rx.input_capacity() <= FREE_INPUT);
+            assert_eq!(
+                server_rx.next_record_within(0).await.unwrap(),
+                NextRecord::Header(None)
+            );
         };
         tokio::join!(writer, reader);
     }

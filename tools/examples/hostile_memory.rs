@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         .map_or(Ok(1), |n| n.parse())
         .context("REQUESTS")?;
     let before = memory(pid)?;
+    let before_kernel = kernel_tcp_pages()?;
     let body = Arc::new("ΐ".repeat(512 * 1024));
     let started = Instant::now();
     let mut held = Vec::new();
@@ -64,16 +65,19 @@ async fn main() -> anyhow::Result<()> {
     }
     let settled = started.elapsed();
     let during = memory(pid)?;
+    let kernel = kernel_tcp_pages()?;
     let small = honest(addr, &honest_identity, "hello".into()).await?;
     let large = honest(addr, &honest_identity, "ΐ".repeat(256 * 1024)).await?;
     let after = memory(pid)?;
     println!(
-        "{sessions} sessions x {requests} x 1 MiB of ΐ, never read (settled in {:.1} s): server VmRSS {} -> {} KiB ({:.1} KiB per session), VmHWM {} KiB; honest 5-byte request {:.3} s, 512 KiB request {:.3} s; VmHWM after {} KiB",
+        "{sessions} sessions x {requests} x 1 MiB of ΐ, never read (settled in {:.1} s): server VmRSS {} -> {} KiB ({:.1} KiB per session), VmHWM {} KiB; kernel TCP memory {} -> {} MiB; honest 5-byte request {:.3} s, 512 KiB request {:.3} s; VmHWM after {} KiB",
         settled.as_secs_f64(),
         before.0,
         during.0,
         (during.0.saturating_sub(before.0)) as f64 / sessions as f64,
         during.1,
+        before_kernel * PAGE / (1 << 20),
+        kernel * PAGE / (1 << 20),
         small.as_secs_f64(),
         large.as_secs_f64(),
         after.1,
@@ -130,6 +134,31 @@ async fn honest(addr: SocketAddr, identity: &Identity, body: String) -> anyhow::
         bail!("wrong answer to the honest request");
     }
     Ok(started.elapsed())
+}
+
+/// The size of the pages /proc/net/sockstat counts TCP memory in (x86-64, arm64
+/// with 4 KiB pages).
+const PAGE: u64 = 4096;
+
+/// The kernel's TCP memory, all sockets of the machine (both ends of the flood), in
+/// pages: the `mem` field of the `TCP:` line of /proc/net/sockstat.
+fn kernel_tcp_pages() -> anyhow::Result<u64> {
+    let sockstat =
+        std::fs::read_to_string("/proc/net/sockstat").context("cannot read /proc/net/sockstat")?;
+    let line = sockstat
+        .lines()
+        .find(|line| line.starts_with("TCP:"))
+        .context("no TCP line in /proc/net/sockstat")?;
+    let mut fields = line.split_whitespace();
+    while let Some(field) = fields.next() {
+        if field == "mem" {
+            return fields
+                .next()
+                .and_then(|pages| pages.parse().ok())
+                .context("no TCP mem figure in /proc/net/sockstat");
+        }
+    }
+    bail!("no TCP mem figure in /proc/net/sockstat")
 }
 
 /// The server's (VmRSS, VmHWM), KiB.
