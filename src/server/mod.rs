@@ -52,7 +52,7 @@ pub use config::{
     DEFAULT_REVOKE_POLL, DEFAULT_SHUTDOWN_GRACE, KEY_REVOKED, MIN_REQUEST_LIMIT,
     SESSION_TIME_LIMIT, TOO_MANY_SESSIONS,
 };
-pub use listener::{bind, bind_all, LISTEN_BACKLOG};
+pub use listener::{bind, bind_all, LISTEN_BACKLOG, SOCKET_BUFFER};
 pub use resources::MemoryUse;
 pub use stats::{ServerStats, StatsSnapshot};
 pub use strict_modes::StrictModesError;
