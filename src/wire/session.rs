@@ -201,8 +201,8 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// prefix says it is longer), it returns [`NextRecord::Admit`] with the
     /// capacity it needs, having read only the prefix and a few hundred bytes;
     /// the caller finds the memory and calls again with that allowance. When it
-    /// has drained its buffer and is about to wait for the network with nothing
-    /// held beyond [`FREE_INPUT`], it frees it and returns
+    /// has drained its buffer between records and is about to wait for the
+    /// network, it frees the buffer and returns
     /// [`NextRecord::Released`] (only if `allowance` is over `FREE_INPUT`): the
     /// caller gives its memory back and calls again. Inside a record body (whose
     /// memory the caller reserved from its header) reads are not limited.
@@ -457,9 +457,10 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
             {
                 self.input = Vec::new();
             }
-            // Nothing buffered and no body in progress: the caller's allowance is
-            // no longer needed (a header cut short is kept by the decoder).
-            if body.is_none()
+            // Nothing buffered, between records: the caller's allowance is no
+            // longer needed. (Inside a header cut short, the rest is on its way:
+            // the buffer is kept, as inside a body.)
+            if self.decoder.at_record_boundary()
                 && self.input.is_empty()
                 && allowance.is_some_and(|allowance| allowance > FREE_INPUT)
             {

@@ -66,11 +66,12 @@ async fn main() -> anyhow::Result<()> {
     let settled = started.elapsed();
     let during = memory(pid)?;
     let kernel = kernel_tcp_pages()?;
+    let server_side = server_socket_memory(addr.port());
     let small = honest(addr, &honest_identity, "hello".into()).await?;
     let large = honest(addr, &honest_identity, "ΐ".repeat(256 * 1024)).await?;
     let after = memory(pid)?;
     println!(
-        "{sessions} sessions x {requests} x 1 MiB of ΐ, never read (settled in {:.1} s): server VmRSS {} -> {} KiB ({:.1} KiB per session), VmHWM {} KiB; kernel TCP memory {} -> {} MiB; honest 5-byte request {:.3} s, 512 KiB request {:.3} s; VmHWM after {} KiB",
+        "{sessions} sessions x {requests} x 1 MiB of ΐ, never read (settled in {:.1} s): server VmRSS {} -> {} KiB ({:.1} KiB per session), VmHWM {} KiB; kernel TCP memory {} -> {} MiB (the server's sockets: {}); honest 5-byte request {:.3} s, 512 KiB request {:.3} s; VmHWM after {} KiB",
         settled.as_secs_f64(),
         before.0,
         during.0,
@@ -78,6 +79,10 @@ async fn main() -> anyhow::Result<()> {
         during.1,
         before_kernel * PAGE / (1 << 20),
         kernel * PAGE / (1 << 20),
+        server_side.map_or("not known (no ss)".to_string(), |bytes| format!(
+            "{} MiB",
+            bytes / (1 << 20)
+        )),
         small.as_secs_f64(),
         large.as_secs_f64(),
         after.1,
@@ -159,6 +164,33 @@ fn kernel_tcp_pages() -> anyhow::Result<u64> {
         }
     }
     bail!("no TCP mem figure in /proc/net/sockstat")
+}
+
+/// The kernel memory of the server's end of its connections (those whose local
+/// port is `port`), in bytes, as `ss -tm` reports it: received data not yet read
+/// (`r`) and sent data not yet acknowledged (`w`). `None` if `ss` cannot be run.
+fn server_socket_memory(port: u16) -> Option<u64> {
+    let output = std::process::Command::new("ss")
+        .args(["-tmnH", "state", "established"])
+        .arg(format!("( sport = :{port} )"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut total = 0;
+    for skmem in text.split("skmem:(").skip(1) {
+        let fields = skmem.split(')').next().unwrap_or("");
+        for field in fields.split(',') {
+            for prefix in ["r", "w"] {
+                if let Some(bytes) = field
+                    .strip_prefix(prefix)
+                    .and_then(|rest| rest.parse::<u64>().ok())
+                {
+                    total += bytes;
+                }
+            }
+        }
+    }
+    Some(total)
 }
 
 /// The server's (VmRSS, VmHWM), KiB.
