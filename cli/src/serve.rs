@@ -76,6 +76,9 @@ pub(super) struct Args {
     /// Memory for request and reply bodies in flight, server-wide (e.g. 64MiB, 1GiB); when it is spent, sessions wait before reading more
     #[arg(long, value_name = "SIZE", default_value_t = bytesize::ByteSize::b(server::DEFAULT_MEMORY_BUDGET))]
     memory_budget: bytesize::ByteSize,
+    /// Kernel buffer of each connection, each way (SO_RCVBUF, SO_SNDBUF): what a client that never reads can make the kernel hold, and the TCP window of a session; 0 leaves it to the kernel's tuning
+    #[arg(long, value_name = "SIZE", default_value_t = bytesize::ByteSize::b(server::DEFAULT_SOCKET_BUFFER as u64))]
+    socket_buffer: bytesize::ByteSize,
     /// Most sessions open at once with one client key; 0 for no limit
     /// [default: a quarter of --max-connections, 1024]
     #[arg(long, value_name = "N")]
@@ -257,6 +260,7 @@ fn apply_settings(args: &Args, config: &mut ServerConfig) {
     config.revoke_live = args.revoke_live;
     config.strict_modes = args.strict_modes;
     config.memory_budget = args.memory_budget.as_u64();
+    config.socket_buffer = usize::try_from(args.socket_buffer.as_u64()).unwrap_or(usize::MAX);
     // One key may hold a quarter of the connection slots, whatever their number.
     config.max_sessions_per_key = args
         .max_sessions_per_key

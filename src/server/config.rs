@@ -42,6 +42,14 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// uppercased, 4.6 MiB with their buffers) or thousands of ordinary ones, and with
 /// 4,096 sessions' own buffers still fits a 256 MiB VM or container.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 64 << 20;
+/// Default kernel buffer of each accepted connection, each way: see
+/// [`ServerConfig::socket_buffer`]. Linux makes it 128 KiB, the initial size of its
+/// own tuning (`tcp_rmem`'s default), which then grows a buffer its reader keeps up
+/// with to 32 MiB; with the cap, 1,000 sessions that never read hold 122 MiB of the
+/// server's kernel memory instead of 753 MiB (496 MiB with a 256 KiB cap). A
+/// window of 64 to 128 KiB keeps loopback and LAN transfers at full speed, but
+/// caps one session at about 10 MB/s over a 10 ms path: raise it for long paths.
+pub const DEFAULT_SOCKET_BUFFER: usize = 64 << 10;
 /// Default time a session may hold memory of the budget without moving a byte, while
 /// other sessions wait for memory, before it is closed: a client that sends and never
 /// reads gives its memory back to the others this long after they start waiting.
@@ -108,6 +116,14 @@ pub struct ServerConfig {
     /// How long a session may hold memory of the budget without moving a byte while
     /// others wait for memory, before it is closed. Not zero.
     pub memory_stall_timeout: Duration,
+    /// Bytes of kernel buffer for each accepted connection, each way (`SO_RCVBUF`,
+    /// `SO_SNDBUF`; Linux doubles the figure for its bookkeeping): what a client
+    /// that sends and never reads can make the kernel hold for it, outside the
+    /// memory budget, and the TCP window a session gets (so one session's rate is
+    /// at most about this per round trip). 0 leaves the buffers to the kernel's
+    /// tuning, which grows them up to `net.ipv4.tcp_rmem`'s and `tcp_wmem`'s
+    /// maximum (often 6 to 32 MiB, and 4 MiB).
+    pub socket_buffer: usize,
     /// Sessions open at once with one client key; past it, a new session gets
     /// `permission denied: too many sessions for this key`. 0 for no limit.
     pub max_sessions_per_key: usize,
@@ -180,6 +196,7 @@ impl ServerConfig {
             strict_modes: true,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             memory_stall_timeout: DEFAULT_MEMORY_STALL_TIMEOUT,
+            socket_buffer: DEFAULT_SOCKET_BUFFER,
             max_sessions_per_key: DEFAULT_MAX_SESSIONS_PER_KEY,
             max_session_time: None,
         }

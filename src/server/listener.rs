@@ -42,18 +42,6 @@ use super::Shared;
 /// Linux caps it at `net.core.somaxconn` (4096 by default); tokio's `bind` uses 1024.
 pub const LISTEN_BACKLOG: u32 = 4096;
 
-/// The kernel buffers of each connection, each way (`SO_RCVBUF`, `SO_SNDBUF`, set on
-/// the listening socket so accepted ones inherit them before their handshake, which
-/// sizes the TCP window): what a client that sends and never reads can make the
-/// kernel hold for it, beyond the memory budget. Sized for the record layer, which
-/// reads and writes in 256 KiB batches: Linux doubles the figure for its own
-/// bookkeeping, so a connection holds at most about 1 MiB, against up to
-/// `net.ipv4.tcp_rmem`'s maximum (often 6 to 32 MiB) plus `tcp_wmem`'s (4 MiB)
-/// when the kernel tunes the buffers itself. Over loopback and a LAN a 512 KiB
-/// window keeps a bulk transfer at full speed; across a long, fast path it caps one
-/// session's rate at about the window per round trip (50 MB/s at 10 ms).
-pub const SOCKET_BUFFER: usize = 256 * 1024;
-
 /// Binds a listener for [`run`](super::run) on the first address `listen` (`host:port`) resolves
 /// to that works, with a [`LISTEN_BACKLOG`]-deep accept queue. An IPv6 listener
 /// takes IPv6 only (`IPV6_V6ONLY`, as sshd sets it), so `0.0.0.0:P` and `[::]:P` can
@@ -106,17 +94,13 @@ pub async fn bind_all(listen: &str) -> io::Result<Vec<TcpListener>> {
 
 /// One listening socket on `addr`, with address reuse (a restarted server may take
 /// its port back while old connections linger in TIME_WAIT, as tokio's own bind
-/// does), `IPV6_V6ONLY` on IPv6, and kernel buffers of [`SOCKET_BUFFER`] for the
-/// connections it accepts.
+/// does) and `IPV6_V6ONLY` on IPv6.
 fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    // Inherited by every accepted socket: no system call per connection.
-    socket.set_recv_buffer_size(SOCKET_BUFFER)?;
-    socket.set_send_buffer_size(SOCKET_BUFFER)?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
@@ -230,6 +214,7 @@ impl Gate {
             };
             // Replies are small and latency matters: don't let Nagle hold them back.
             let _ = socket.set_nodelay(true);
+            cap_socket_buffers(&socket, self.shared.config.socket_buffer);
             // The future itself, not an `async move` block around it: such a block
             // stores the handler, the socket and the ticket a second time beside
             // the future that already owns them (208 bytes), and tokio rounds each
@@ -389,6 +374,20 @@ impl HandshakeTable {
     fn leave(&mut self, id: u64) -> bool {
         self.awaiting_message1.remove(&id).is_some() || self.awaiting_message3.remove(&id).is_some()
     }
+}
+
+/// Caps the kernel buffers of an accepted connection at `bytes` each way
+/// ([`ServerConfig::socket_buffer`](super::ServerConfig::socket_buffer); 0 leaves them
+/// to the kernel). Two system calls per connection, none per message: the
+/// handshake window the kernel advertised before the accept is not taken back, the
+/// next ones follow the cap. A failure only leaves the kernel's tuning.
+fn cap_socket_buffers(socket: &TcpStream, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    let socket = socket2::SockRef::from(socket);
+    let _ = socket.set_recv_buffer_size(bytes);
+    let _ = socket.set_send_buffer_size(bytes);
 }
 
 /// Whether a whole message 1 is already waiting in `socket`'s receive buffer (a
@@ -649,22 +648,31 @@ pub(super) fn canonical_ip(address: IpAddr) -> IpAddr {
 mod tests {
     use super::*;
 
-    /// Accepted connections inherit the listener's capped kernel buffers (Linux
-    /// reports twice the figure set, its bookkeeping included; without the cap it
-    /// reports the `tcp_rmem` default and grows it up to the maximum).
+    /// Accepted connections get capped kernel buffers (Linux reports twice the
+    /// figure set, its bookkeeping included; without the cap it reports the
+    /// `tcp_rmem` default and grows it up to the maximum), or the kernel's own
+    /// with 0.
     #[tokio::test]
     async fn accepted_sockets_have_capped_kernel_buffers() {
         let listener = bind_addr("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
+        let buffer = super::super::config::DEFAULT_SOCKET_BUFFER;
         let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
         let (_client, (socket, _)) = (client.unwrap(), accepted.unwrap());
+        let untouched = socket2::SockRef::from(&socket).recv_buffer_size().unwrap();
+        cap_socket_buffers(&socket, 0);
+        assert_eq!(
+            socket2::SockRef::from(&socket).recv_buffer_size().unwrap(),
+            untouched
+        );
+        cap_socket_buffers(&socket, buffer);
         let socket = socket2::SockRef::from(&socket);
         for size in [
             socket.recv_buffer_size().unwrap(),
             socket.send_buffer_size().unwrap(),
         ] {
-            assert!(size <= 2 * SOCKET_BUFFER, "{size}");
-            assert!(size >= SOCKET_BUFFER, "{size}");
+            assert!(size <= 2 * buffer, "{size}");
+            assert!(size >= buffer, "{size}");
         }
     }
 
