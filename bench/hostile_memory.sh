@@ -2,13 +2,16 @@
 # The memory-budget attack at full scale (issue 11, row 1): for each count in
 # SESSIONS, a fresh `noise-echo serve` (release build, loopback) and that many
 # authorized sessions sending 1 MiB requests of `ΐ` (3 MiB once uppercased) that
-# never read a reply; reports the server's RSS and how long an honest client's
-# requests (another key) took through the flood. At 1,000 sessions the flood holds
-# about 1 GB of kernel socket buffers: not for a machine others are using. Extra `serve` flags go in SERVE_FLAGS, e.g.
-# SERVE_FLAGS="--memory-budget 1TiB" for no effective budget (what main did before).
+# never read a reply; reports the server's RSS, the kernel's TCP memory (the whole
+# machine's, /proc/net/sockstat, and the server's sockets alone, ss -tm) and how long
+# an honest client's requests (another key) took through the flood. The attacker's
+# own sockets hold its unsent requests: about 1 GB at 1,000 sessions, 2.4 GB at
+# 4,096, whatever the server does; not for a machine others are using. Extra `serve`
+# flags go in SERVE_FLAGS, e.g. SERVE_FLAGS="--memory-budget 1TiB" for no effective
+# budget, or "--socket-buffer 0" for the kernel's own buffer tuning.
 #
 #   bash bench/hostile_memory.sh                 # 100 and 1,000 sessions
-#   SESSIONS="4000" REQUESTS=2 bash bench/hostile_memory.sh
+#   SESSIONS="100 1000 4096" bash bench/hostile_memory.sh   # about 5 minutes
 #
 # Figures taken on a shared machine measure memory, not speed: the times only say
 # the honest client was answered.
