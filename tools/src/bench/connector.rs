@@ -1,11 +1,15 @@
 //! How a bench worker reaches the server: a Noise session (the first one through
-//! the client's known_hosts logic, later ones pinned) or the plaintext baseline, and
-//! the two halves of either.
+//! the client's known_hosts logic, later ones pinned), the plaintext baseline, or the
+//! plaintext records inside another secure channel (a [`Tunnel`]: TLS), and the two
+//! halves of each.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -31,6 +35,34 @@ pub enum Trust {
     },
     /// The plaintext baseline.
     Plain,
+    /// The plaintext records inside another secure channel, which
+    /// [`Tunnel::open`] sets up on each new TCP connection.
+    Tunnel(Arc<dyn Tunnel>),
+}
+
+/// The reading and writing halves of a channel opened by a [`Tunnel`].
+pub type TunnelHalves = (
+    Box<dyn AsyncRead + Send + Unpin>,
+    Box<dyn AsyncWrite + Send + Unpin>,
+);
+
+/// A secure channel other than Noise (TLS, in the `noise-echo-tls` package) that
+/// carries the plaintext records, so every scenario measures it with the same
+/// requests, checks and load shapes. It lives outside this package so that the
+/// `noise-echo` binary, which depends on this one, links no second TLS stack.
+pub trait Tunnel: Send + Sync {
+    /// The name reports give the transport (`tls-aes256`, say).
+    fn transport(&self) -> &'static str;
+
+    /// Runs the channel's handshake on `tcp` (connected, TCP_NODELAY set) and
+    /// returns its two halves, each usable from its own task.
+    ///
+    /// # Errors
+    /// When the handshake fails or the peer is not trusted.
+    fn open(
+        &self,
+        tcp: TcpStream,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<TunnelHalves>> + Send + '_>>;
 }
 
 /// Opens sessions to one server, the same way every time.
@@ -45,6 +77,7 @@ pub(super) enum ConnectorKind {
         server_key: PublicKey,
     },
     Plain,
+    Tunnel(Arc<dyn Tunnel>),
 }
 
 impl Connector {
@@ -63,6 +96,16 @@ impl Connector {
             .ok_or_else(|| anyhow!("{target} resolves to no address"))?;
         let kind = match trust {
             Trust::Plain => ConnectorKind::Plain,
+            Trust::Tunnel(tunnel) => {
+                // Fail here, with the reason, rather than in every worker.
+                let stream = TcpStream::connect(address)
+                    .await
+                    .with_context(|| format!("cannot connect to {target}"))?;
+                stream.set_nodelay(true)?;
+                let (_, mut writer) = tunnel.open(stream).await?;
+                tokio::io::AsyncWriteExt::shutdown(&mut writer).await?;
+                ConnectorKind::Tunnel(tunnel)
+            }
             Trust::Noise {
                 identity,
                 known_hosts,
@@ -83,15 +126,16 @@ impl Connector {
         Ok(Self { address, kind })
     }
 
-    /// `noise` or `plain`.
+    /// `noise`, `plain`, or the tunnel's name.
     pub fn transport(&self) -> &'static str {
-        match self.kind {
+        match &self.kind {
             ConnectorKind::Noise { .. } => "noise",
             ConnectorKind::Plain => "plain",
+            ConnectorKind::Tunnel(tunnel) => tunnel.transport(),
         }
     }
 
-    /// Opens one session: TCP, then (for Noise) the whole handshake.
+    /// Opens one session: TCP, then (for Noise or a tunnel) the whole handshake.
     pub(super) async fn open(&self) -> anyhow::Result<(Receiver, Sender)> {
         let mut stream = TcpStream::connect(self.address)
             .await
@@ -101,6 +145,11 @@ impl Connector {
             ConnectorKind::Plain => {
                 let (receiver, sender) = plain::client_halves(stream);
                 Ok((Receiver::Plain(receiver), Sender::Plain(sender)))
+            }
+            ConnectorKind::Tunnel(tunnel) => {
+                let (reader, writer) = tunnel.open(stream).await?;
+                let (receiver, sender) = plain::halves(reader, writer);
+                Ok((Receiver::Tunnel(receiver), Sender::Tunnel(sender)))
             }
             ConnectorKind::Noise {
                 identity,
@@ -127,12 +176,14 @@ impl Connector {
 pub(super) enum Sender {
     Noise(SendHalf<OwnedWriteHalf>),
     Plain(PlainSender),
+    Tunnel(PlainSender<Box<dyn AsyncWrite + Send + Unpin>>),
 }
 
 /// The reply side of a session, Noise or plain.
 pub(super) enum Receiver {
     Noise(RecvHalf<OwnedReadHalf>),
     Plain(PlainReceiver),
+    Tunnel(PlainReceiver<Box<dyn AsyncRead + Send + Unpin>>),
 }
 
 impl Sender {
@@ -140,6 +191,7 @@ impl Sender {
         match self {
             Sender::Noise(tx) => tx.write_record(RecordType::Request, body).await?,
             Sender::Plain(tx) => tx.request(body).await?,
+            Sender::Tunnel(tx) => tx.request(body).await?,
         }
         Ok(())
     }
@@ -148,6 +200,7 @@ impl Sender {
         match self {
             Sender::Noise(tx) => tx.flush().await?,
             Sender::Plain(tx) => tx.flush().await?,
+            Sender::Tunnel(tx) => tx.flush().await?,
         }
         Ok(())
     }
@@ -156,6 +209,7 @@ impl Sender {
         match self {
             Sender::Noise(tx) => tx.shutdown().await?,
             Sender::Plain(tx) => tx.shutdown().await?,
+            Sender::Tunnel(tx) => tx.shutdown().await?,
         }
         Ok(())
     }
@@ -173,6 +227,7 @@ impl Receiver {
                 Ok(Some(header.record_type))
             }
             Receiver::Plain(rx) => Ok(rx.reply(body).await?),
+            Receiver::Tunnel(rx) => Ok(rx.reply(body).await?),
         }
     }
 

@@ -16,7 +16,8 @@
 //!
 //! The same scenarios run over the real protocol or, with `--plain`, over the
 //! plaintext baseline of [`plain`] (the same records over bare TCP), so the two can be
-//! compared in one run. The first Noise connection goes through [`client::connect`](noise_echo::client::connect)
+//! compared in one run, or inside another secure channel ([`Tunnel`]: the TLS peer
+//! it is measured against). The first Noise connection goes through [`client::connect`](noise_echo::client::connect)
 //! and the client's known_hosts logic; later connections pin the key it accepted, as
 //! one client process would.
 
@@ -27,7 +28,7 @@ pub mod plain;
 pub mod stats;
 mod tally;
 
-pub use connector::{Connector, Trust};
+pub use connector::{Connector, Trust, Tunnel, TunnelHalves};
 use connector::{Receiver, Sender};
 pub use memory::{cipher_cpu, handshake_cpu};
 pub use network::read_rss_kib;

@@ -7,11 +7,16 @@
 //! requests are buffered, TCP_NODELAY), so the ratio is honest. It is reachable only
 //! from `examples/plain_echo.rs` and the benchmark's tests, never from `serve`: it
 //! authenticates nobody.
+//!
+//! The echo loop ([`echo_records`]) and the client halves ([`PlainSender`],
+//! [`PlainReceiver`]) work over any byte stream, so another secure channel (the TLS
+//! peer of the `noise-echo-tls` package) carries exactly these records with exactly
+//! this code, and only the channel differs.
 
 use std::future::Future;
 use std::io;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -61,13 +66,35 @@ fn is_transient(error: &io::Error) -> bool {
     )
 }
 
-/// One connection: the same loop as the Noise server's, minus the crypto. The
-/// input buffer grows only while a request is in flight and is released when the
-/// connection waits with nothing buffered, as the Noise session does, so idle
-/// connections cost a few hundred bytes.
-async fn serve_connection(socket: TcpStream) -> io::Result<()> {
+/// One connection over bare TCP: [`echo_records`] on the socket, which buffers
+/// nothing of its own.
+async fn serve_connection(mut socket: TcpStream) -> io::Result<()> {
     socket.set_nodelay(true)?;
-    let (mut reader, mut writer) = socket.into_split();
+    echo_records(&mut socket, |_| false).await
+}
+
+/// The server's side of one session over `stream`: the same loop as the Noise
+/// server's, minus the crypto. The input buffer grows only while a request is in
+/// flight and is released when the connection waits with nothing buffered, as the
+/// Noise session does, so idle connections cost a few hundred bytes (plus what the
+/// stream itself keeps).
+///
+/// `buffered` says whether `stream` already holds more input that a read would
+/// return without waiting (a TLS stream's decrypted records): then the replies so
+/// far are kept to be written with the next ones, in one write (for TLS, in full
+/// records), and the buffers are kept for the burst. Bare TCP holds nothing:
+/// `|_| false`.
+///
+/// # Errors
+/// When reading or writing `stream` fails. An unknown record type ends the session
+/// without an error; an oversized request gets an ERROR, then the end.
+pub async fn echo_records<S>(
+    stream: &mut S,
+    mut buffered: impl FnMut(&mut S) -> bool,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut input: Vec<u8> = Vec::new();
     let mut out = Vec::new();
     let mut burst = false;
@@ -82,8 +109,9 @@ async fn serve_connection(socket: TcpStream) -> io::Result<()> {
             let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
             if len > DEFAULT_REQUEST_LIMIT {
                 push_record(&mut out, RecordType::Error, b"request too large");
-                writer.write_all(&out).await?;
-                return writer.shutdown().await;
+                stream.write_all(&out).await?;
+                stream.flush().await?;
+                return stream.shutdown().await;
             }
             let end = start + HEADER_LEN + len as usize;
             let Some(body) = input.get_mut(start + HEADER_LEN..end) else {
@@ -110,18 +138,23 @@ async fn serve_connection(socket: TcpStream) -> io::Result<()> {
             }
             start = end;
             if out.len() >= BUFFER {
-                writer.write_all(&out).await?;
+                stream.write_all(&out).await?;
                 out.clear();
             }
         }
-        if !out.is_empty() {
-            writer.write_all(&out).await?;
+        input.drain(..start);
+        let more_here = buffered(stream);
+        if !out.is_empty() && !more_here {
+            stream.write_all(&out).await?;
+            // A no-op on TCP; TLS may hold the last record until flushed.
+            stream.flush().await?;
             out.clear();
         }
         // About to wait: compact, and release big buffers unless the last read
-        // filled the buffer (a pipelined burst: more is surely coming, and reading
-        // it in small pieces would cost a system call per few records).
-        input.drain(..start);
+        // filled the buffer or more input is already here (a pipelined burst: more
+        // is surely coming, and reading it in small pieces would cost a system call,
+        // or a reply write, per few records).
+        burst = burst || more_here;
         if input.is_empty() && input.capacity() > IDLE_BUFFER && !burst {
             input = Vec::new();
         }
@@ -130,13 +163,17 @@ async fn serve_connection(socket: TcpStream) -> io::Result<()> {
         }
         input.reserve(needed.max(if burst { BUFFER } else { MIN_READ }));
         let room = input.capacity() - input.len();
-        let read = reader.read_buf(&mut input).await?;
+        let read = stream.read_buf(&mut input).await?;
         if read == 0 {
             break;
         }
         burst = read == room;
     }
-    writer.shutdown().await
+    if !out.is_empty() {
+        stream.write_all(&out).await?;
+    }
+    stream.flush().await?;
+    stream.shutdown().await
 }
 
 fn push_record(out: &mut Vec<u8>, record_type: RecordType, body: &[u8]) {
@@ -145,22 +182,36 @@ fn push_record(out: &mut Vec<u8>, record_type: RecordType, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-/// The sending half of a plaintext client session.
+/// The sending half of a plaintext client session, over bare TCP or any other
+/// stream `W`.
 #[derive(Debug)]
-pub struct PlainSender {
-    writer: OwnedWriteHalf,
+pub struct PlainSender<W = OwnedWriteHalf> {
+    /// Where the records go.
+    writer: W,
+    /// Requests queued to go in one write.
     out: Vec<u8>,
 }
 
-/// The receiving half of a plaintext client session.
+/// The receiving half of a plaintext client session, over bare TCP or any other
+/// stream `R`.
 #[derive(Debug)]
-pub struct PlainReceiver {
-    reader: BufReader<OwnedReadHalf>,
+pub struct PlainReceiver<R = OwnedReadHalf> {
+    /// The replies, read in large pieces and parsed from the buffer.
+    reader: BufReader<R>,
 }
 
 /// Splits a connected stream into plaintext client halves.
 pub fn client_halves(stream: TcpStream) -> (PlainReceiver, PlainSender) {
     let (reader, writer) = stream.into_split();
+    halves(reader, writer)
+}
+
+/// Plaintext client halves over any reader and writer (the two halves of a TLS
+/// stream, say).
+pub fn halves<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    reader: R,
+    writer: W,
+) -> (PlainReceiver<R>, PlainSender<W>) {
     (
         PlainReceiver {
             reader: BufReader::with_capacity(BUFFER, reader),
@@ -172,7 +223,7 @@ pub fn client_halves(stream: TcpStream) -> (PlainReceiver, PlainSender) {
     )
 }
 
-impl PlainSender {
+impl<W: AsyncWrite + Unpin> PlainSender<W> {
     /// Queues a REQUEST; writes when the queue is large.
     ///
     /// # Errors
@@ -189,7 +240,8 @@ impl PlainSender {
                 .to_bytes(),
             );
             self.flush().await?;
-            return self.writer.write_all(body).await;
+            self.writer.write_all(body).await?;
+            return self.writer.flush().await;
         }
         push_record(&mut self.out, RecordType::Request, body);
         if self.out.len() >= BUFFER {
@@ -207,7 +259,8 @@ impl PlainSender {
             self.writer.write_all(&self.out).await?;
             self.out.clear();
         }
-        Ok(())
+        // A no-op on TCP; TLS may hold the last record until flushed.
+        self.writer.flush().await
     }
 
     /// Flushes and ends our direction.
@@ -220,7 +273,7 @@ impl PlainSender {
     }
 }
 
-impl PlainReceiver {
+impl<R: AsyncRead + Unpin> PlainReceiver<R> {
     /// Reads the next reply into `body`: `Some(type)`, or `None` at a clean end of
     /// stream.
     ///
