@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# bench/compare.sh: noise-echo against its plaintext baseline (and OpenSSH, when
-# installed), on loopback, in one run.
+# bench/compare.sh: noise-echo against its plaintext baseline, against TLS 1.3 with
+# client certificates (rustls + aws-lc-rs, tools/tls), and against OpenSSH when
+# installed, on loopback, in one run.
 #
-# Builds in release mode, starts `noise-echo serve` and tools/examples/plain_echo on
-# 127.0.0.1 with throw-away keys, runs every scenario against both alternately
-# (A B A B ..., $ROUNDS rounds), and prints one table of medians and ratios. The
+# Builds in release mode, starts `noise-echo serve`, tools/examples/plain_echo and
+# one `tls-echo serve` per TLS suite on 127.0.0.1 with throw-away keys and a
+# throw-away CA, runs every scenario against each alternately (A B C D A B C D ...,
+# $ROUNDS rounds, each noise-echo suite in turn), and prints tables of medians and
+# ratios. The
 # machines this runs on are noisy, so every target is a ratio of figures measured
 # in the same run, interleaved. For throughput and handshake it also prints the
 # ceiling: the highest ratio this run's own baseline and in-memory figures
@@ -22,7 +25,11 @@
 #
 # Environment: ROUNDS (3), DURATION (3 seconds per run), IDLE_SESSIONS (10000),
 # CONNECT_RUNS (20 per round), SSH_BYTES (1 GiB), BASE_PORT (27400: noise-echo,
-# +1 the baseline, +22 sshd; the script stops if one is taken).
+# +1 the baseline, +2 and on the TLS servers, +22 sshd; the script stops if one is
+# taken), NOISE_SUITES (the noise-echo cipher suites to measure, space-separated:
+# by default every value `noise-echo bench --help` offers for --cipher, or the one
+# built-in suite when it has no such option), TLS_SUITES ("aes256gcm chachapoly",
+# the values of `tls-echo serve --suite`).
 
 set -euo pipefail
 
@@ -36,19 +43,45 @@ NOISE_PORT=$BASE_PORT
 PLAIN_PORT=$((BASE_PORT + 1))
 SSH_PORT=$((BASE_PORT + 22))
 CPUS=$(nproc)
+TLS_SUITES=${TLS_SUITES:-aes256gcm chachapoly}
 
 cd "$(dirname "$0")/.."
 echo "building (release)..." >&2
-cargo build --release --quiet -p noise-echo-cli -p noise-echo-tools --bin noise-echo --example plain_echo
+cargo build --release --quiet -p noise-echo-cli -p noise-echo-tools -p noise-echo-tls \
+    --bin noise-echo --bin tls-echo --example plain_echo
 BIN=$PWD/target/release/noise-echo
 PLAIN=$PWD/target/release/examples/plain_echo
+TLS=$PWD/target/release/tls-echo
+
+# The noise-echo suites: what `bench` offers for --cipher ("[possible values: a,
+# b]" in its short help), or "default" (no --cipher flag) before it has one.
+offered_suites() {
+    "$BIN" bench -h | awk '
+        /^ *--cipher/ { on = 1 }
+        on && /^ *-/ && !/--cipher/ { on = 0 }
+        on { text = text " " $0 }
+        END {
+            if (match(text, /possible values: [^]]*/)) {
+                values = substr(text, RSTART + 17, RLENGTH - 17)
+                gsub(/,/, " ", values)
+                print values
+            }
+        }'
+}
+NOISE_SUITES=${NOISE_SUITES:-$(offered_suites)}
+NOISE_SUITES=$(echo ${NOISE_SUITES:-default})
+# cipher_args SUITE: the bench flag that selects SUITE (none for "default").
+cipher_args() { [ "$1" = default ] || echo "--cipher $1"; }
+FIRST_NOISE=${NOISE_SUITES%% *}
+echo "noise-echo suites: $NOISE_SUITES; TLS suites: $TLS_SUITES" >&2
 
 WORK=$(mktemp -d /tmp/noise-echo-compare.XXXXXX)
 NOISE_PID=
 PLAIN_PID=
+TLS_PIDS=
 SSHD_PID=
 cleanup() {
-    for pid in $NOISE_PID $PLAIN_PID $SSHD_PID; do
+    for pid in $NOISE_PID $PLAIN_PID $TLS_PIDS $SSHD_PID; do
         kill "$pid" 2>/dev/null || true
     done
     wait 2>/dev/null || true
@@ -64,6 +97,16 @@ FINGERPRINT=$("$BIN" fingerprint "$WORK/host.pub" | awk '{print $2}')
 NOISE=(127.0.0.1:$NOISE_PORT -i "$WORK/client" --known-hosts "$WORK/known_hosts"
     --expect-fingerprint "$FINGERPRINT")
 PLAINARGS=(127.0.0.1:$PLAIN_PORT --plain)
+# The TLS servers' CA and certificates (Ed25519), and their ports.
+"$TLS" certs "$WORK/pki" 2>/dev/null
+declare -A TLS_PORT TLS_PID
+port=$((BASE_PORT + 2))
+for suite in $TLS_SUITES; do
+    TLS_PORT[$suite]=$port
+    port=$((port + 1))
+done
+# tls_args SUITE: the address and TLS arguments of `tls-echo bench` for SUITE's server.
+tls_args() { echo "127.0.0.1:${TLS_PORT[$1]} --certs $WORK/pki --suite $1"; }
 
 wait_port() {
     for _ in $(seq 1 100); do
@@ -75,7 +118,7 @@ wait_port() {
 }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in $NOISE_PORT $PLAIN_PORT $SSH_PORT; do
+for port in $NOISE_PORT $PLAIN_PORT "${TLS_PORT[@]}" $SSH_PORT; do
     port_free $port || { echo "port $port is taken: set BASE_PORT" >&2; exit 1; }
 done
 
@@ -89,19 +132,28 @@ start_servers() {
     NOISE_PID=$!
     "$PLAIN" 127.0.0.1:$PLAIN_PORT 2>>"$WORK/plain.log" &
     PLAIN_PID=$!
+    TLS_PIDS=
+    for suite in $TLS_SUITES; do
+        "$TLS" serve "127.0.0.1:${TLS_PORT[$suite]}" --certs "$WORK/pki" --suite "$suite" \
+            2>>"$WORK/tls.log" &
+        TLS_PID[$suite]=$!
+        TLS_PIDS="$TLS_PIDS $!"
+    done
     wait_port $NOISE_PORT
     wait_port $PLAIN_PORT
+    for suite in $TLS_SUITES; do wait_port "${TLS_PORT[$suite]}"; done
     # Ours, not someone else's that took the port meanwhile.
-    kill -0 "$NOISE_PID" && kill -0 "$PLAIN_PID"
+    for pid in $NOISE_PID $PLAIN_PID $TLS_PIDS; do kill -0 "$pid"; done
 }
 
 stop_servers() {
-    for pid in $NOISE_PID $PLAIN_PID; do
+    for pid in $NOISE_PID $PLAIN_PID $TLS_PIDS; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
     NOISE_PID=
     PLAIN_PID=
+    TLS_PIDS=
 }
 
 RESULTS=$WORK/results
@@ -127,17 +179,47 @@ bench() {
     LAST=$json
 }
 
-pin_servers() { # CPU list: every thread of both servers
-    taskset -a -p -c "$1" "$NOISE_PID" >/dev/null
-    taskset -a -p -c "$1" "$PLAIN_PID" >/dev/null
+pin_servers() { # CPU list: every thread of every server
+    for pid in $NOISE_PID $PLAIN_PID $TLS_PIDS; do
+        taskset -a -p -c "$1" "$pid" >/dev/null
+    done
 }
+
+# each_secure SCENARIO KEY FIELD [FIELD2 KEY2] [ARGS...]: runs SCENARIO once with each
+# noise-echo suite and each TLS suite, recording FIELD of each as KEY.noise-SUITE /
+# KEY.tls-SUITE (the first noise suite also as KEY.noise, for the plaintext table).
+# PREFIX (taskset, say) goes before each command.
+each_secure() {
+    local scenario=$1 key=$2 field=$3 key2=$4 field2=$5
+    shift 5
+    local suite
+    for suite in $NOISE_SUITES; do
+        # shellcheck disable=SC2046 # cipher_args is zero or two words
+        bench "$scenario noise ($suite)" $PREFIX "$BIN" bench "${NOISE[@]}" $(cipher_args "$suite") \
+            --scenario "$scenario" "$@"
+        record "$key.noise-$suite" "$(field "$LAST" "$field")"
+        if [ -n "$key2" ]; then record "$key2.noise-$suite" "$(field "$LAST" "$field2")"; fi
+        if [ "$suite" = "$FIRST_NOISE" ]; then
+            record "$key.noise" "$(field "$LAST" "$field")"
+            if [ -n "$key2" ]; then record "$key2.noise" "$(field "$LAST" "$field2")"; fi
+        fi
+    done
+    for suite in $TLS_SUITES; do
+        # shellcheck disable=SC2046 # tls_args is several words, none with spaces
+        bench "$scenario tls ($suite)" $PREFIX "$TLS" bench $(tls_args "$suite") \
+            --scenario "$scenario" "$@"
+        record "$key.tls-$suite" "$(field "$LAST" "$field")"
+        if [ -n "$key2" ]; then record "$key2.tls-$suite" "$(field "$LAST" "$field2")"; fi
+    done
+    return 0
+}
+PREFIX=
 
 start_servers
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round of $ROUNDS" >&2
 
-    bench "handshake noise" "$BIN" bench "${NOISE[@]}" --scenario handshake --duration "$DURATION"
-    record handshake.noise "$(field "$LAST" rate_per_s)"
+    each_secure handshake handshake rate_per_s "" "" --duration "$DURATION"
     bench "handshake-cpu" "$BIN" bench --scenario handshake-cpu --duration "$DURATION"
     record handshake.cpu "$(field "$LAST" rate_per_s)"
     bench "handshake plain" "$BIN" bench "${PLAINARGS[@]}" --scenario handshake --duration "$DURATION"
@@ -145,23 +227,21 @@ for round in $(seq 1 "$ROUNDS"); do
 
     # Latency: both ends on the same core, for both servers alike.
     pin_servers 0
-    bench "latency noise" taskset -c 0 "$BIN" bench "${NOISE[@]}" --scenario latency --duration "$DURATION"
-    record latency_p50.noise "$(field "$LAST" p50_us)"
-    record latency_p99.noise "$(field "$LAST" p99_us)"
+    PREFIX="taskset -c 0"
+    each_secure latency latency_p50 p50_us latency_p99 p99_us --duration "$DURATION"
+    PREFIX=
     bench "latency plain" taskset -c 0 "$BIN" bench "${PLAINARGS[@]}" --scenario latency --duration "$DURATION"
     record latency_p50.plain "$(field "$LAST" p50_us)"
     record latency_p99.plain "$(field "$LAST" p99_us)"
     pin_servers "0-$((CPUS - 1))"
 
-    bench "throughput noise" "$BIN" bench "${NOISE[@]}" --scenario throughput --duration "$DURATION"
-    record throughput.noise "$(field "$LAST" mb_per_s)"
+    each_secure throughput throughput mb_per_s "" "" --duration "$DURATION"
     bench "throughput plain" "$BIN" bench "${PLAINARGS[@]}" --scenario throughput --duration "$DURATION"
     record throughput.plain "$(field "$LAST" mb_per_s)"
     bench "cipher-cpu" "$BIN" bench --scenario cipher-cpu --duration "$DURATION"
     record cipher.cpu "$(field "$LAST" mb_per_s)"
 
-    bench "pipeline noise" "$BIN" bench "${NOISE[@]}" --scenario pipeline --duration "$DURATION"
-    record pipeline.noise "$(field "$LAST" rate_per_s)"
+    each_secure pipeline pipeline rate_per_s "" "" --duration "$DURATION"
     bench "pipeline plain" "$BIN" bench "${PLAINARGS[@]}" --scenario pipeline --duration "$DURATION"
     record pipeline.plain "$(field "$LAST" rate_per_s)"
 
@@ -179,9 +259,23 @@ done
 for round in $(seq 1 "$ROUNDS"); do
     echo "idle round $round of $ROUNDS" >&2
     start_servers
-    bench "idle noise" "$BIN" bench "${NOISE[@]}" --scenario idle --sessions "$IDLE_SESSIONS" \
-        --duration 120 --server-pid "$NOISE_PID"
-    record idle_kib.noise "$(field "$LAST" kib_per_session)"
+    for suite in $NOISE_SUITES; do
+        # A fresh server for each suite after the first: "before" must be idle.
+        if [ "$suite" != "$FIRST_NOISE" ]; then start_servers; fi
+        # shellcheck disable=SC2046
+        bench "idle noise ($suite)" "$BIN" bench "${NOISE[@]}" $(cipher_args "$suite") \
+            --scenario idle --sessions "$IDLE_SESSIONS" --duration 120 --server-pid "$NOISE_PID"
+        record "idle_kib.noise-$suite" "$(field "$LAST" kib_per_session)"
+        if [ "$suite" = "$FIRST_NOISE" ]; then
+            record idle_kib.noise "$(field "$LAST" kib_per_session)"
+        fi
+    done
+    for suite in $TLS_SUITES; do
+        # shellcheck disable=SC2046
+        bench "idle tls ($suite)" "$TLS" bench $(tls_args "$suite") --scenario idle \
+            --sessions "$IDLE_SESSIONS" --duration 120 --server-pid "${TLS_PID[$suite]}"
+        record "idle_kib.tls-$suite" "$(field "$LAST" kib_per_session)"
+    done
     bench "idle plain" "$BIN" bench "${PLAINARGS[@]}" --scenario idle --sessions "$IDLE_SESSIONS" \
         --duration 120 --server-pid "$PLAIN_PID"
     record idle_kib.plain "$(field "$LAST" kib_per_session)"
@@ -296,6 +390,56 @@ echo "  (handshake baseline: handshake-cpu pairs/s; plain TCP sessions/s: $(medi
 echo "   cipher-cpu: $(median cipher.cpu) MB/s sealed and opened in memory on all cores;"
 echo "   ceiling: the highest ratio this run's baseline and in-memory figures allow (see docs/BENCHMARKS.md);"
 echo "   idle target is absolute: noise <= 4 KiB per session, baseline shown for reference)"
+
+# tls_row FIGURE METRIC KEY OP TARGET REFERENCE: for each noise-echo suite, its
+# median, each TLS suite's, the ratios noise/TLS for each, and the target checked
+# against REFERENCE: "max" (the best rustls figure when more is better), "min" (the
+# best when less is better), or one TLS suite's name.
+tls_row() {
+    local figure=$1 metric=$2 key=$3 op=$4 target=$5 reference=$6 suite tls values
+    for suite in $NOISE_SUITES; do
+        values="$(median "$key.noise-$suite")"
+        for tls in $TLS_SUITES; do values="$values $(median "$key.tls-$tls")"; done
+        awk -v f="$figure" -v m="$metric" -v n="noise-$suite" -v vals="$values" -v op="$op" \
+            -v t="$target" -v ref="$reference" -v names="$TLS_SUITES" 'BEGIN {
+            count = split(vals, v, " ")
+            split(names, name, " ")
+            line = sprintf("%-22s %-12s %-17s %12.2f", f, m, n, v[1])
+            best = ""
+            for (i = 2; i <= count; i++) {
+                line = line sprintf(" %15.2f", v[i])
+                if (ref == "max" && (best == "" || v[i] > best)) best = v[i]
+                if (ref == "min" && (best == "" || v[i] < best)) best = v[i]
+                if (ref == name[i - 1]) best = v[i]
+            }
+            for (i = 2; i <= count; i++)
+                line = line sprintf(" %13s", (v[i] > 0 && v[1] != "nan") ? sprintf("%.3f", v[1] / v[i]) : "-")
+            if (best == "" || best == 0 || v[1] == "nan") { print line "  n/a"; exit }
+            r = v[1] / best
+            ok = (op == ">=") ? (r >= t) : (r <= t)
+            printf "%s %8s %7.3f  %s\n", line, op t, r, ok ? "met" : "MISSED"
+        }'
+    done
+}
+
+echo
+echo "noise-echo vs TLS 1.3 with client certificates (rustls + aws-lc-rs, tools/tls), medians of $ROUNDS interleaved rounds"
+header=$(printf "%-22s %-12s %-17s %12s" scenario metric noise-echo value)
+for tls in $TLS_SUITES; do header="$header$(printf " %15s" "tls-$tls")"; done
+for tls in $TLS_SUITES; do header="$header$(printf " %13s" "n/$tls")"; done
+echo "$header$(printf " %8s %7s  %s" target vs-ref result)"
+tls_row "handshake, 16 conc." "sessions/s" handshake ">=" 1.2 max
+tls_row "latency 16 B (pinned)" "p50 us" latency_p50 "<=" 0.95 min
+tls_row "latency 16 B (pinned)" "p99 us" latency_p99 "<=" 0.95 min
+tls_row "throughput 1 MiB" "MB/s" throughput ">=" 1.1 aes256gcm
+tls_row "pipeline 16 B" "requests/s" pipeline ">=" 1.1 aes256gcm
+tls_row "idle $IDLE_SESSIONS sessions" "KiB/session" idle_kib "<=" 0.35 min
+echo "  (n/SUITE: noise-echo's figure over rustls's with SUITE; vs-ref: over the reference the target"
+echo "   names: the faster rustls suite for handshakes, AES-256-GCM for throughput and pipeline, the"
+echo "   better rustls figure for latency and idle memory; the throughput target is for noise-echo's"
+echo "   fastest suite)"
+
+echo
 if [ -n "$SSHD_PID" ]; then
     row "connect one-shot" "ms/process" connect_ms.noise2 connect_ms.ssh "<=" 0.0333
     row "vs ssh: throughput" "MB/s" throughput.noise2 ssh_throughput ">=" 1
