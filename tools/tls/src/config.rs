@@ -19,7 +19,7 @@ pub enum Suite {
     /// TLS13_AES_256_GCM_SHA384: AES-NI/VAES in aws-lc.
     #[value(name = "aes256gcm")]
     Aes256Gcm,
-    /// TLS13_CHACHA20_POLY1305_SHA256: the cipher noise-echo uses by default.
+    /// TLS13_CHACHA20_POLY1305_SHA256: the AEAD of noise-echo's ChaChaPoly suite.
     #[value(name = "chachapoly")]
     ChaChaPoly,
 }

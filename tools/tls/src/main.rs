@@ -27,19 +27,29 @@ struct Cli {
 }
 
 const HELP: &str = "\
-Example (what bench/compare.sh does):
+Examples (what bench/compare.sh does):
   tls-echo certs /tmp/pki
   tls-echo serve 127.0.0.1:27402 --certs /tmp/pki --suite aes256gcm &
-  tls-echo bench 127.0.0.1:27402 --certs /tmp/pki --suite aes256gcm --scenario pipeline";
+  tls-echo bench 127.0.0.1:27402 --certs /tmp/pki --suite aes256gcm --scenario pipeline
+
+See docs/BENCHMARKS.md for the method and the settings (TLS 1.3, X25519, Ed25519
+certificates on both sides, no resumption).
+
+Exit statuses:
+  0  done (bench: the run completed and every reply was right)
+  1  a refusal, a failure, or a wrong reply
+  2  the command line could not be parsed";
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Make a new CA and Ed25519 server and client certificates in DIR
+    #[command(after_help = HELP)]
     Certs {
         /// Directory for ca.pem, server.pem, server.key, client.pem, client.key
         dir: PathBuf,
     },
     /// Serve the TLS echo on a loopback address until interrupted
+    #[command(after_help = HELP)]
     Serve {
         /// Loopback address to listen on
         #[arg(value_name = "ADDR")]
@@ -52,6 +62,7 @@ enum Command {
         suite: Suite,
     },
     /// Run one `noise-echo bench` scenario against a TLS echo server
+    #[command(after_help = HELP)]
     Bench(BenchArgs),
 }
 
