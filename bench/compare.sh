@@ -21,7 +21,7 @@
 #
 # Everything is bounded: each bench run stops after --duration seconds (or a
 # count), each ssh run is under `timeout`, and all servers are killed on exit.
-# Typical total: 3 to 5 minutes.
+# Typical total: 6 to 8 minutes with the default 3 rounds (about 10 with ROUNDS=5).
 #
 # Environment: ROUNDS (3), DURATION (3 seconds per run), IDLE_SESSIONS (10000),
 # CONNECT_RUNS (20 per round), SSH_BYTES (1 GiB), BASE_PORT (27400: noise-echo,
