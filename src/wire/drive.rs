@@ -31,9 +31,31 @@ use crate::wire::record::Role;
 #[must_use = "dropping this aborts the handshake; call approve() or reject()"]
 pub struct AwaitingServerApproval {
     core: ExpectApproval,
+    /// Bytes read past message 2 (v2's reader may read ahead), for the session.
+    early_input: Vec<u8>,
 }
 
 impl AwaitingServerApproval {
+    pub(crate) fn new(core: ExpectApproval, early_input: Vec<u8>) -> Self {
+        Self { core, early_input }
+    }
+
+    /// The parameters the server sent in message 2 (v2; `None` in v1): its request
+    /// limit and rekey policy, authenticated by its key.
+    pub fn server_params(&self) -> Option<&crate::wire::payload::ServerParams> {
+        self.core.server_params()
+    }
+
+    /// The protocol version negotiated.
+    pub fn version(&self) -> crate::wire::negotiation::ProtocolVersion {
+        self.core.version()
+    }
+
+    /// The suite negotiated.
+    pub fn suite(&self) -> crate::wire::suite::Suite {
+        self.core.suite()
+    }
+
     /// The server's Ed25519 key: a valid point, proven to be its Noise static key.
     pub fn server_key(&self) -> &PublicKey {
         self.core.server_key()
@@ -49,7 +71,8 @@ impl AwaitingServerApproval {
         S: AsyncRead + AsyncWrite + Unpin + ?Sized,
     {
         // -> s, se
-        let (message, established) = self.core.approve()?;
+        let (message, mut established) = self.core.approve()?;
+        established.early_input = self.early_input;
         write_frame(stream, &message).await?;
         trace!("sent handshake message 3 ({} bytes)", message.len());
         Ok(established)
@@ -187,25 +210,29 @@ where
         .map_err(closed_before_message_2)?;
     let core = core.read(&received)?;
     trace!("received handshake message 2 ({MSG2_LEN} bytes): the server proved its key");
-    Ok(AwaitingServerApproval { core })
+    Ok(AwaitingServerApproval::new(core, Vec::new()))
 }
 
 /// A server that hangs up before message 2 (an end of stream before any byte of it,
 /// or a reset, which is what closing a socket with our message 1 unread sends) has
 /// refused the connection, not broken the protocol.
 fn closed_before_message_2(error: WireError) -> WireError {
+    closed_by_peer(error, Refusal::ClosedBeforeHandshake)
+}
+
+/// `refusal` when `error` is an end of stream before the server's first byte, or
+/// a reset; `error` otherwise.
+pub(crate) fn closed_by_peer(error: WireError, refusal: Refusal) -> WireError {
     use std::io::ErrorKind;
     match &error {
-        WireError::PeerMisbehaved(Violation::Truncated(TruncatedAt::Handshake)) => {
-            Refusal::ClosedBeforeHandshake.into()
-        }
+        WireError::PeerMisbehaved(Violation::Truncated(TruncatedAt::Handshake)) => refusal.into(),
         WireError::Io(io)
             if matches!(
                 io.kind(),
                 ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
             ) =>
         {
-            Refusal::ClosedBeforeHandshake.into()
+            refusal.into()
         }
         _ => error,
     }
@@ -243,7 +270,7 @@ where
 
 /// How many bytes beyond message 3 the server reads with it: a small first request
 /// (a 16-byte one is a 39-byte frame) without growing an idle session's buffer.
-const EARLY_INPUT_LEN: usize = 256;
+pub(crate) const EARLY_INPUT_LEN: usize = 256;
 
 /// Reads one handshake frame, refusing any size but `expected` as soon as its length
 /// prefix is in. The prefix is parsed by [`frame`](crate::wire::frame) only.

@@ -15,6 +15,7 @@ use std::fmt;
 use std::io;
 
 use crate::identity::Fingerprint;
+use crate::wire::negotiation::{AnswerProblem, OfferProblem};
 use crate::wire::record::{RecordType, Role};
 
 /// Everything that can end a handshake or a session.
@@ -35,6 +36,55 @@ pub enum WireError {
     /// A mistake in noise-echo (or a caller of this module), never the peer's doing.
     #[error("internal error (a bug in noise-echo): {0}")]
     Internal(Bug),
+    /// Protocol v2's negotiation found no common ground, honestly: an offered suite
+    /// or version the server does not run, or a retry it refused. The server
+    /// answered (see [`Mismatch`]) and the connection ends; it is no attack on the
+    /// server, so no cause for a penalty.
+    #[error("{0}")]
+    Mismatch(Mismatch),
+}
+
+/// How a v2 negotiation failed without anyone breaking the protocol. The server's
+/// driver returns it after writing its answer; the client's after reading it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Mismatch {
+    /// The offered suite is not one the server accepts.
+    #[error("the server does not accept the cipher suite {offered}; it accepts {}", .accepted.join(", "))]
+    UnsupportedSuite {
+        /// The Noise protocol name offered.
+        offered: String,
+        /// The names the server accepts, its preference first.
+        accepted: Vec<String>,
+    },
+    /// The offered protocol version is not one the server speaks.
+    #[error("the server does not speak protocol version {offered}; it speaks {}", versions(.accepted))]
+    UnsupportedVersion {
+        /// The version offered.
+        offered: u8,
+        /// The versions the server speaks.
+        accepted: Vec<u8>,
+    },
+    /// The server refused a retry: the suite the retry names as rejected is one it
+    /// accepts, so the rejection did not come from it (a man in the middle?).
+    #[error("the server refused the retry: its earlier answer (that {rejected} is not accepted) did not come from it (a man in the middle?)")]
+    RetryRefused {
+        /// The suite the retry named as rejected.
+        rejected: String,
+    },
+    /// A v1 message 1 reached a server that does not serve v1 (disabled, or
+    /// ChaChaPoly not among its suites). v1 has no answer: the server closed.
+    #[error("a protocol v1 client, and protocol v1 is not served here")]
+    V1NotServed,
+}
+
+fn versions(list: &[u8]) -> String {
+    let shown: Vec<String> = list.iter().map(u8::to_string).collect();
+    if shown.is_empty() {
+        "none".to_owned()
+    } else {
+        shown.join(", ")
+    }
 }
 
 // Written out instead of `#[from]`, which would also make each one the `source()`
@@ -54,6 +104,12 @@ impl From<Violation> for WireError {
 impl From<Refusal> for WireError {
     fn from(refusal: Refusal) -> Self {
         Self::NotAllowed(refusal)
+    }
+}
+
+impl From<Mismatch> for WireError {
+    fn from(mismatch: Mismatch) -> Self {
+        Self::Mismatch(mismatch)
     }
 }
 
@@ -113,6 +169,41 @@ pub enum PayloadProblem {
     /// A valid Ed25519 key whose Montgomery form is not the Noise static key the
     /// peer used: someone is presenting a key it cannot prove it holds.
     StaticKeyMismatch,
+    /// v2: a payload over [`MAX_V2_PAYLOAD`](crate::wire::MAX_V2_PAYLOAD) bytes.
+    TooLong(usize),
+    /// v2: the payload ends inside a field's 4-byte header.
+    TruncatedField {
+        /// Bytes left where a header should be.
+        remaining: usize,
+    },
+    /// v2: a field's length runs past the end of the payload.
+    FieldOverrun {
+        /// The field's type.
+        field: u16,
+        /// Its announced length.
+        len: usize,
+        /// The bytes that remain.
+        remaining: usize,
+    },
+    /// v2: a field type sent twice.
+    DuplicateField(u16),
+    /// v2: a known field in the message it does not belong to.
+    FieldInWrongMessage(u16),
+    /// v2: a critical field (bit 15 set) this implementation does not know.
+    UnknownCriticalField(u16),
+    /// v2: a required field is missing.
+    MissingField(u16),
+    /// v2: a known field of the wrong size.
+    FieldLength {
+        /// The field's type.
+        field: u16,
+        /// Its length.
+        len: usize,
+        /// Its required length.
+        expected: usize,
+    },
+    /// v2: a rekey policy with a limit of 0.
+    ZeroRekeyLimit,
 }
 
 impl fmt::Display for PayloadProblem {
@@ -125,6 +216,39 @@ impl fmt::Display for PayloadProblem {
             Self::StaticKeyMismatch => {
                 f.write_str("the Ed25519 key does not match the peer's Noise static key")
             }
+            Self::TooLong(len) => write!(
+                f,
+                "{len} bytes, over the limit of {}",
+                crate::wire::MAX_V2_PAYLOAD
+            ),
+            Self::TruncatedField { remaining } => {
+                write!(f, "it ends {remaining} bytes into a 4-byte field header")
+            }
+            Self::FieldOverrun {
+                field,
+                len,
+                remaining,
+            } => write!(
+                f,
+                "field {field:#06x} claims {len} bytes where {remaining} remain"
+            ),
+            Self::DuplicateField(field) => write!(f, "field {field:#06x} appears twice"),
+            Self::FieldInWrongMessage(field) => {
+                write!(f, "field {field:#06x} does not belong in this message")
+            }
+            Self::UnknownCriticalField(field) => {
+                write!(f, "unknown critical field {field:#06x}")
+            }
+            Self::MissingField(field) => write!(f, "required field {field:#06x} is missing"),
+            Self::FieldLength {
+                field,
+                len,
+                expected,
+            } => write!(
+                f,
+                "field {field:#06x} is {len} bytes instead of {expected}"
+            ),
+            Self::ZeroRekeyLimit => f.write_str("a rekey policy limit of 0"),
         }
     }
 }
@@ -150,6 +274,26 @@ pub enum Violation {
         /// What the length prefix said.
         actual: usize,
     },
+    /// A v2 handshake message whose size no valid one has, refused before
+    /// processing it.
+    #[error("handshake message {message} is {actual} bytes; protocol v2 allows {min} to {max}")]
+    HandshakeMessageOutOfRange {
+        /// 2 or 3.
+        message: u8,
+        /// The smallest valid size (the required fields).
+        min: usize,
+        /// The largest (a payload of MAX_V2_PAYLOAD bytes).
+        max: usize,
+        /// What the length prefix said.
+        actual: usize,
+    },
+    /// The client's first frame starts like an offer but is none (or is neither
+    /// a v1 message 1 nor an offer).
+    #[error("a malformed protocol offer: {0}")]
+    MalformedOffer(OfferProblem),
+    /// The server's answer to the offer is malformed.
+    #[error("a malformed answer to the protocol offer: {0}")]
+    MalformedAnswer(AnswerProblem),
     /// A handshake message did not authenticate: the peer uses another prologue,
     /// protocol name or keys, or the message was tampered with.
     #[error("handshake message {message} failed to decrypt (different protocol or prologue, or tampering)")]
@@ -321,6 +465,11 @@ pub enum Refusal {
     /// client cannot know; trying again later is the answer to each.
     #[error("the server closed the connection before the handshake: it may be busy, or refusing this address after failed attempts; try again later")]
     ClosedBeforeHandshake,
+    /// The server closed (or reset) the connection before answering a v2 offer:
+    /// it may speak only protocol v1 (which closes on an offer), or refuse the
+    /// connection as in [`Refusal::ClosedBeforeHandshake`].
+    #[error("the server closed the connection before answering the protocol v2 offer: it may speak only protocol v1 (connect with --protocol 1), or be busy or refusing this address after failed attempts (try again later)")]
+    ClosedBeforeAnswer,
 }
 
 /// A mistake of noise-echo's own, or of code using this module; never the peer's.
@@ -361,6 +510,10 @@ pub enum Bug {
     /// which leaves its cipher or stream state unknown.
     #[error("the session was used after a fatal error or a cancelled call")]
     UsedAfterFailure,
+    /// Asked to start a v2 handshake with an offer of a suite this implementation
+    /// does not run.
+    #[error("cannot run the offered suite {0:?}")]
+    UnknownSuite(String),
 }
 
 impl Bug {

@@ -1,4 +1,5 @@
-//! The sans-I/O core of the Noise XX handshake (wire-v1 sections 2 to 4): typestates
+//! The sans-I/O core of the Noise XX handshake (docs/PROTOCOL.md, v1 sections 2 to
+//! 4 and v2's handshake): typestates
 //! over byte slices, with no sockets, no async and no framing. Each transition
 //! consumes its state and returns the next one together with the message to send,
 //! or takes the message received (a frame's payload, without its length prefix).
@@ -17,10 +18,16 @@
 //! [`reject`](ExpectApproval::reject)) produces nothing, so a server the client does
 //! not trust never learns the client's identity.
 //!
-//! Every received message's size is checked against the table before it is
-//! processed, and every payload must be the 32-byte Ed25519 key whose Montgomery
-//! form is the static key the peer proved it holds (decoded once per handshake).
-//! Any failure consumes the state: nothing more can be sent.
+//! The same states run both versions. v1: prologue `noise-echo/1`, ChaChaPoly, and
+//! each payload exactly the 32-byte Ed25519 key. v2 ([`Initiator::start_v2`],
+//! [`Responder::new_v2`]): the offer's bytes as prologue, the offered suite, and
+//! payloads of fields ([`payload`](crate::wire::payload)) carrying the key and, in
+//! message 2, the server's parameters.
+//!
+//! Every received message's size is checked against its version's bounds before it
+//! is processed, and every key must be an Ed25519 key whose Montgomery form is the
+//! static key the peer proved it holds (decoded once per handshake). Any failure
+//! consumes the state: nothing more can be sent.
 //!
 //! The async driver over a stream (framing, early input) is
 //! [`drive`](crate::wire::drive).
@@ -35,7 +42,10 @@ use crate::wire::cipher::{CipherKey, SessionKeys};
 
 use crate::identity::{Identity, NoiseKeypair, PublicKey, PublicKeyError};
 use crate::wire::error::{Bug, PayloadProblem, Refusal, Result, Violation, WireError};
+use crate::wire::negotiation::{Offer, ProtocolVersion};
+use crate::wire::payload::{self, ServerParams, MAX_V2_PAYLOAD};
 use crate::wire::record::Role;
+use crate::wire::rekey::RekeyPolicy;
 use crate::wire::suite::Suite;
 
 /// The Noise protocol name.
@@ -54,8 +64,23 @@ pub const MSG2_LEN: usize = 32 + 32 + 16 + 32 + 16;
 /// 32-byte payload and tag.
 pub const MSG3_LEN: usize = 32 + 16 + 32 + 16;
 
-/// Length of the handshake hash of BLAKE2s.
+/// Length of the handshake hash (BLAKE2s and SHA-256 alike).
 pub const HANDSHAKE_HASH_LEN: usize = 32;
+
+/// What Noise adds to message 2 around its payload: the ephemeral key, the
+/// encrypted static key and its tag, and the payload's tag.
+const MSG2_OVERHEAD: usize = 32 + 32 + 16 + 16;
+/// What Noise adds to message 3: the encrypted static key, its tag, the payload's.
+const MSG3_OVERHEAD: usize = 32 + 16 + 16;
+
+/// The smallest v2 message 2: its required fields.
+pub const MSG2_V2_MIN: usize = MSG2_OVERHEAD + payload::MIN_MESSAGE2_PAYLOAD;
+/// The largest v2 message 2: a payload of [`MAX_V2_PAYLOAD`] bytes.
+pub const MSG2_V2_MAX: usize = MSG2_OVERHEAD + MAX_V2_PAYLOAD;
+/// The smallest v2 message 3: the identity field.
+pub const MSG3_V2_MIN: usize = MSG3_OVERHEAD + payload::MIN_MESSAGE3_PAYLOAD;
+/// The largest v2 message 3.
+pub const MSG3_V2_MAX: usize = MSG3_OVERHEAD + MAX_V2_PAYLOAD;
 
 /// This side's identity, prepared once for any number of handshakes: the Ed25519
 /// public key sent as payload, the derived Noise static key pair, and the parsed
@@ -63,9 +88,13 @@ pub const HANDSHAKE_HASH_LEN: usize = 32;
 /// every connection.
 #[derive(Clone)]
 pub struct LocalIdentity {
+    /// Sent as (or in) the handshake payload.
     public_key: PublicKey,
+    /// The Noise static key pair derived from the Ed25519 key.
     noise: NoiseKeypair,
-    params: NoiseParams,
+    /// The parsed Noise protocols, one per suite in [`Suite::ALL`] order, so a
+    /// handshake clones instead of parsing.
+    params: [NoiseParams; 2],
 }
 
 impl LocalIdentity {
@@ -74,7 +103,7 @@ impl LocalIdentity {
         Self {
             public_key: identity.public_key(),
             noise: identity.noise_keypair(),
-            params: noise_params(),
+            params: Suite::ALL.map(noise_params),
         }
     }
 
@@ -83,14 +112,20 @@ impl LocalIdentity {
         &self.public_key
     }
 
-    /// A Noise builder with our static key and the prologue; `ephemeral` fixes the
-    /// ephemeral private key, for golden vectors only.
-    fn builder<'a>(&'a self, ephemeral: Option<&'a [u8; 32]>) -> Result<snow::Builder<'a>> {
+    /// A Noise builder for `suite` with our static key and `prologue`; `ephemeral`
+    /// fixes the ephemeral private key, for golden vectors only.
+    fn builder<'a>(
+        &'a self,
+        suite: Suite,
+        prologue: &'a [u8],
+        ephemeral: Option<&'a [u8; 32]>,
+    ) -> Result<snow::Builder<'a>> {
+        let index = Suite::ALL.iter().position(|s| *s == suite).unwrap_or(0);
         // Our resolver: ring's cipher, and no re-derivation of our static public key.
         let resolver = crate::wire::resolver::resolver(&self.noise);
-        let builder = snow::Builder::with_resolver(self.params.clone(), resolver)
+        let builder = snow::Builder::with_resolver(self.params[index].clone(), resolver)
             .local_private_key(self.noise.private())
-            .and_then(|builder| builder.prologue(PROLOGUE))
+            .and_then(|builder| builder.prologue(prologue))
             .map_err(Bug::noise("configuring the handshake"))?;
         Ok(match ephemeral {
             Some(key) => builder.fixed_ephemeral_key_for_testing_only(key),
@@ -107,11 +142,12 @@ impl fmt::Debug for LocalIdentity {
     }
 }
 
-fn noise_params() -> NoiseParams {
-    // A constant that is known to parse; the test `protocol_name_parses` pins it.
-    NOISE_PROTOCOL
+fn noise_params(suite: Suite) -> NoiseParams {
+    // Constants that are known to parse; the suite test pins them.
+    suite
+        .noise_name()
         .parse()
-        .unwrap_or_else(|_| unreachable!("{NOISE_PROTOCOL} is a valid Noise protocol name"))
+        .unwrap_or_else(|_| unreachable!("{suite} is a valid Noise protocol name"))
 }
 
 /// A completed handshake: the authenticated peer and the transport keys.
@@ -122,6 +158,14 @@ pub struct Established {
     pub(crate) keys: SessionKeys,
     pub(crate) peer: PublicKey,
     pub(crate) role: Role,
+    /// Which protocol the handshake ran: the session's record rules follow it.
+    version: ProtocolVersion,
+    /// The server's parameters from message 2 (v2; `None` in v1): the client's
+    /// request limit, and both sides' rekey policy.
+    server_params: Option<ServerParams>,
+    /// When the session halves must rekey: v2's policy as both ends run it (whole
+    /// seconds), `None` in v1, which never rekeys.
+    pub(crate) rekey: Option<RekeyPolicy>,
     handshake_hash: [u8; HANDSHAKE_HASH_LEN],
     /// Transport bytes that arrived with the last handshake message (a client's
     /// first request usually does) and were read along with it: the session's
@@ -147,13 +191,29 @@ impl Established {
         self.keys.send.suite()
     }
 
+    /// The protocol version the handshake ran.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The parameters the server sent in message 2 (v2 only; on the server, its
+    /// own as sent).
+    pub fn server_params(&self) -> Option<&ServerParams> {
+        self.server_params.as_ref()
+    }
+
+    /// The rekey policy both directions follow (v2 only).
+    pub fn rekey_policy(&self) -> Option<&RekeyPolicy> {
+        self.rekey.as_ref()
+    }
+
     /// The Noise handshake hash, identical on both sides: a session identifier
     /// usable for channel binding.
     pub fn handshake_hash(&self) -> &[u8; HANDSHAKE_HASH_LEN] {
         &self.handshake_hash
     }
 
-    fn finish(mut state: HandshakeState, peer: PublicKey, role: Role) -> Result<Self> {
+    fn finish(mut state: HandshakeState, peer: PublicKey, role: Role, mode: Mode) -> Result<Self> {
         if !state.is_handshake_finished() {
             return Err(Bug::Noise {
                 during: "entering transport mode",
@@ -171,13 +231,20 @@ impl Established {
             Role::Server => (second, first),
         };
         let keys = SessionKeys {
-            send: CipherKey::new(Suite::ChaChaPolyBlake2s, send),
-            recv: CipherKey::new(Suite::ChaChaPolyBlake2s, recv),
+            send: CipherKey::new(mode.suite, send),
+            recv: CipherKey::new(mode.suite, recv),
         };
+        let server_params = mode.params.map(|params| ServerParams {
+            rekey: payload::wire_rekey_policy(params.rekey),
+            ..params
+        });
         Ok(Self {
             keys,
             peer,
             role,
+            version: mode.version,
+            rekey: server_params.map(|params| params.rekey),
+            server_params,
             handshake_hash,
             early_input: Vec::new(),
         })
@@ -189,8 +256,30 @@ impl fmt::Debug for Established {
         f.debug_struct("Established")
             .field("peer", &self.peer)
             .field("role", &self.role)
+            .field("version", &self.version)
+            .field("suite", &self.suite())
             .finish_non_exhaustive()
     }
+}
+
+/// Which protocol a handshake runs, carried from state to state.
+#[derive(Clone, Copy, Debug)]
+struct Mode {
+    /// v1 or v2: the payload encoding and the message sizes.
+    version: ProtocolVersion,
+    /// The Noise protocol (v1: ChaChaPoly).
+    suite: Suite,
+    /// v2's server parameters: the server's own from the start, the client's once
+    /// message 2 is read.
+    params: Option<ServerParams>,
+}
+
+impl Mode {
+    const V1: Mode = Mode {
+        version: ProtocolVersion::V1,
+        suite: Suite::ChaChaPolyBlake2s,
+        params: None,
+    };
 }
 
 /// The client before the handshake (wire-v1 section 2).
@@ -221,12 +310,65 @@ impl Initiator {
         Self::start_with(local, Some(ephemeral_private))
     }
 
+    /// Starts a v2 handshake as the client: `offer` (sent as the frame before
+    /// message 1) names the suite and is the prologue. Returns the state awaiting
+    /// message 2 and message 1 to send.
+    ///
+    /// # Errors
+    /// [`Bug::UnknownSuite`] when the offer names a suite this implementation does
+    /// not run; [`WireError::Internal`] on a Noise library failure.
+    pub fn start_v2(
+        local: &LocalIdentity,
+        offer: &Offer,
+    ) -> Result<(ExpectMessage2, [u8; MSG1_LEN])> {
+        Self::start_v2_with(local, offer, None)
+    }
+
+    /// [`start_v2`](Self::start_v2) with a fixed ephemeral private key, for the
+    /// golden test vectors only.
+    ///
+    /// # Errors
+    /// As [`start_v2`](Self::start_v2).
+    #[doc(hidden)]
+    pub fn start_v2_with_fixed_ephemeral_for_testing_only(
+        local: &LocalIdentity,
+        offer: &Offer,
+        ephemeral_private: &[u8; 32],
+    ) -> Result<(ExpectMessage2, [u8; MSG1_LEN])> {
+        Self::start_v2_with(local, offer, Some(ephemeral_private))
+    }
+
+    fn start_v2_with(
+        local: &LocalIdentity,
+        offer: &Offer,
+        ephemeral: Option<&[u8; 32]>,
+    ) -> Result<(ExpectMessage2, [u8; MSG1_LEN])> {
+        let suite = offer
+            .suite()
+            .ok_or_else(|| Bug::UnknownSuite(offer.name().to_owned()))?;
+        let mode = Mode {
+            version: ProtocolVersion::V2,
+            suite,
+            params: None,
+        };
+        Self::start_mode(local, mode, &offer.encode(), ephemeral)
+    }
+
     fn start_with(
         local: &LocalIdentity,
         ephemeral: Option<&[u8; 32]>,
     ) -> Result<(ExpectMessage2, [u8; MSG1_LEN])> {
+        Self::start_mode(local, Mode::V1, PROLOGUE, ephemeral)
+    }
+
+    fn start_mode(
+        local: &LocalIdentity,
+        mode: Mode,
+        prologue: &[u8],
+        ephemeral: Option<&[u8; 32]>,
+    ) -> Result<(ExpectMessage2, [u8; MSG1_LEN])> {
         let mut state = local
-            .builder(ephemeral)?
+            .builder(mode.suite, prologue, ephemeral)?
             .build_initiator()
             .map_err(Bug::noise("starting the handshake"))?;
         // -> e
@@ -241,6 +383,7 @@ impl Initiator {
         let next = ExpectMessage2 {
             state: Box::new(state),
             client_key: local.public_key,
+            mode,
         };
         Ok((next, message))
     }
@@ -250,25 +393,47 @@ impl Initiator {
 pub struct ExpectMessage2 {
     state: Box<HandshakeState>,
     client_key: PublicKey,
+    mode: Mode,
 }
 
 impl ExpectMessage2 {
-    /// Processes message 2 (a frame's payload) and validates the server's key.
+    /// Processes message 2 (a frame's payload) and validates the server's key (and,
+    /// in v2, its parameters).
     ///
     /// # Errors
-    /// [`WireError::PeerMisbehaved`]: [`Violation::HandshakeMessageSize`],
+    /// [`WireError::PeerMisbehaved`]: [`Violation::HandshakeMessageSize`] (v1),
+    /// [`Violation::HandshakeMessageOutOfRange`] (v2),
     /// [`Violation::HandshakeDecrypt`], [`Violation::BadHandshakePayload`];
     /// [`WireError::Internal`] on a Noise library failure.
     pub fn read(mut self, message: &[u8]) -> Result<ExpectApproval> {
         // <- e, ee, s, es
-        check_size(2, MSG2_LEN, message)?;
-        let mut payload = [0u8; MSG2_LEN];
-        let len = read_noise_message(&mut self.state, 2, message, &mut payload)?;
-        let server_key = validate_payload(2, &payload[..len], self.state.get_remote_static())?;
+        let mut mode = self.mode;
+        let server_key = match mode.version {
+            ProtocolVersion::V1 => {
+                check_size(2, MSG2_LEN, message)?;
+                let mut payload = [0u8; MSG2_LEN];
+                let len = read_noise_message(&mut self.state, 2, message, &mut payload)?;
+                validate_payload(2, &payload[..len], self.state.get_remote_static())?
+            }
+            ProtocolVersion::V2 => {
+                check_range(2, MSG2_V2_MIN, MSG2_V2_MAX, message)?;
+                let mut payload = vec![0u8; message.len()];
+                let len = read_noise_message(&mut self.state, 2, message, &mut payload)?;
+                let fields = payload::decode_message2(&payload[..len]).map_err(|problem| {
+                    Violation::BadHandshakePayload {
+                        message: 2,
+                        problem,
+                    }
+                })?;
+                mode.params = Some(fields.params);
+                validate_payload(2, &fields.identity, self.state.get_remote_static())?
+            }
+        };
         Ok(ExpectApproval {
             state: self.state,
             server_key,
             client_key: self.client_key,
+            mode,
         })
     }
 }
@@ -287,6 +452,7 @@ pub struct ExpectApproval {
     state: Box<HandshakeState>,
     server_key: PublicKey,
     client_key: PublicKey,
+    mode: Mode,
 }
 
 impl ExpectApproval {
@@ -295,20 +461,39 @@ impl ExpectApproval {
         &self.server_key
     }
 
+    /// The parameters the server sent (v2; `None` in v1), authenticated by its key.
+    pub fn server_params(&self) -> Option<&ServerParams> {
+        self.mode.params.as_ref()
+    }
+
+    /// The protocol version this handshake runs.
+    pub fn version(&self) -> ProtocolVersion {
+        self.mode.version
+    }
+
+    /// The suite this handshake runs.
+    pub fn suite(&self) -> Suite {
+        self.mode.suite
+    }
+
     /// The server is trusted: returns message 3 (which reveals our identity) and the
     /// established client side.
     ///
     /// # Errors
     /// [`WireError::Internal`] on a Noise library failure.
-    pub fn approve(mut self) -> Result<([u8; MSG3_LEN], Established)> {
+    pub fn approve(mut self) -> Result<(Vec<u8>, Established)> {
         // -> s, se
-        let mut message = [0u8; MSG3_LEN];
-        let len = self
-            .state
-            .write_message(self.client_key.as_bytes(), &mut message)
-            .map_err(Bug::noise("writing handshake message 3"))?;
-        debug_assert_eq!(len, MSG3_LEN);
-        let established = Established::finish(*self.state, self.server_key, Role::Client)?;
+        let message = match self.mode.version {
+            ProtocolVersion::V1 => {
+                write_noise_message(&mut self.state, 3, self.client_key.as_bytes(), MSG3_LEN)?
+            }
+            ProtocolVersion::V2 => {
+                let payload = payload::encode_message3(self.client_key.as_bytes());
+                write_noise_message(&mut self.state, 3, &payload, MSG3_OVERHEAD + payload.len())?
+            }
+        };
+        let established =
+            Established::finish(*self.state, self.server_key, Role::Client, self.mode)?;
         Ok((message, established))
     }
 
@@ -358,14 +543,74 @@ impl Responder {
         Self::new_with(local, Some(ephemeral_private))
     }
 
-    fn new_with(local: &LocalIdentity, ephemeral: Option<&[u8; 32]>) -> Result<ExpectMessage1> {
+    /// Prepares the server's side of a v2 handshake after accepting `offer` (the
+    /// prologue), with `params` to send in message 2.
+    ///
+    /// # Errors
+    /// [`Bug::UnknownSuite`] when the offer names a suite this implementation does
+    /// not run (accept only offers whose [`Offer::suite`] is some);
+    /// [`WireError::Internal`] on a Noise library failure.
+    pub fn new_v2(
+        local: &LocalIdentity,
+        offer: &Offer,
+        params: ServerParams,
+    ) -> Result<ExpectMessage1> {
+        Self::new_v2_with(local, offer, params, None)
+    }
+
+    /// [`new_v2`](Self::new_v2) with a fixed ephemeral private key, for the golden
+    /// test vectors only.
+    ///
+    /// # Errors
+    /// As [`new_v2`](Self::new_v2).
+    #[doc(hidden)]
+    pub fn new_v2_with_fixed_ephemeral_for_testing_only(
+        local: &LocalIdentity,
+        offer: &Offer,
+        params: ServerParams,
+        ephemeral_private: &[u8; 32],
+    ) -> Result<ExpectMessage1> {
+        Self::new_v2_with(local, offer, params, Some(ephemeral_private))
+    }
+
+    pub(crate) fn new_v2_with(
+        local: &LocalIdentity,
+        offer: &Offer,
+        params: ServerParams,
+        ephemeral: Option<&[u8; 32]>,
+    ) -> Result<ExpectMessage1> {
+        let suite = offer
+            .suite()
+            .ok_or_else(|| Bug::UnknownSuite(offer.name().to_owned()))?;
+        let mode = Mode {
+            version: ProtocolVersion::V2,
+            suite,
+            params: Some(params),
+        };
+        Self::new_mode(local, mode, &offer.encode(), ephemeral)
+    }
+
+    pub(crate) fn new_with(
+        local: &LocalIdentity,
+        ephemeral: Option<&[u8; 32]>,
+    ) -> Result<ExpectMessage1> {
+        Self::new_mode(local, Mode::V1, PROLOGUE, ephemeral)
+    }
+
+    fn new_mode(
+        local: &LocalIdentity,
+        mode: Mode,
+        prologue: &[u8],
+        ephemeral: Option<&[u8; 32]>,
+    ) -> Result<ExpectMessage1> {
         let state = local
-            .builder(ephemeral)?
+            .builder(mode.suite, prologue, ephemeral)?
             .build_responder()
             .map_err(Bug::noise("starting the handshake"))?;
         Ok(ExpectMessage1 {
             state: Box::new(state),
             server_key: local.public_key,
+            mode,
         })
     }
 }
@@ -377,6 +622,7 @@ pub struct ExpectMessage1 {
     /// awaits) was 3.8 KiB instead of 0.45 KiB, for every handshake in progress.
     state: Box<HandshakeState>,
     server_key: PublicKey,
+    mode: Mode,
 }
 
 impl ExpectMessage1 {
@@ -387,18 +633,23 @@ impl ExpectMessage1 {
     /// [`WireError::PeerMisbehaved`] with [`Violation::HandshakeMessageSize`] (a
     /// message 1 with a payload, say); [`WireError::Internal`] on a Noise library
     /// failure.
-    pub fn read(mut self, message: &[u8]) -> Result<(ExpectMessage3, [u8; MSG2_LEN])> {
+    pub fn read(mut self, message: &[u8]) -> Result<(ExpectMessage3, Vec<u8>)> {
         // -> e
         check_size(1, MSG1_LEN, message)?;
         read_noise_message(&mut self.state, 1, message, &mut [0u8; MSG2_LEN])?;
         // <- e, ee, s, es
-        let mut reply = [0u8; MSG2_LEN];
-        let len = self
-            .state
-            .write_message(self.server_key.as_bytes(), &mut reply)
-            .map_err(Bug::noise("writing handshake message 2"))?;
-        debug_assert_eq!(len, MSG2_LEN);
-        Ok((ExpectMessage3 { state: self.state }, reply))
+        let reply = match self.mode.params {
+            None => write_noise_message(&mut self.state, 2, self.server_key.as_bytes(), MSG2_LEN)?,
+            Some(params) => {
+                let payload = payload::encode_message2(self.server_key.as_bytes(), &params);
+                write_noise_message(&mut self.state, 2, &payload, MSG2_OVERHEAD + payload.len())?
+            }
+        };
+        let next = ExpectMessage3 {
+            state: self.state,
+            mode: self.mode,
+        };
+        Ok((next, reply))
     }
 }
 
@@ -411,6 +662,7 @@ impl fmt::Debug for ExpectMessage1 {
 /// The server after message 2, waiting for message 3.
 pub struct ExpectMessage3 {
     state: Box<HandshakeState>,
+    mode: Mode,
 }
 
 impl ExpectMessage3 {
@@ -423,11 +675,27 @@ impl ExpectMessage3 {
     /// [`WireError::Internal`] on a Noise library failure.
     pub fn read(mut self, message: &[u8]) -> Result<Established> {
         // -> s, se
-        check_size(3, MSG3_LEN, message)?;
-        let mut payload = [0u8; MSG3_LEN];
-        let len = read_noise_message(&mut self.state, 3, message, &mut payload)?;
-        let client_key = validate_payload(3, &payload[..len], self.state.get_remote_static())?;
-        Established::finish(*self.state, client_key, Role::Server)
+        let client_key = match self.mode.version {
+            ProtocolVersion::V1 => {
+                check_size(3, MSG3_LEN, message)?;
+                let mut payload = [0u8; MSG3_LEN];
+                let len = read_noise_message(&mut self.state, 3, message, &mut payload)?;
+                validate_payload(3, &payload[..len], self.state.get_remote_static())?
+            }
+            ProtocolVersion::V2 => {
+                check_range(3, MSG3_V2_MIN, MSG3_V2_MAX, message)?;
+                let mut payload = vec![0u8; message.len()];
+                let len = read_noise_message(&mut self.state, 3, message, &mut payload)?;
+                let identity = payload::decode_message3(&payload[..len]).map_err(|problem| {
+                    Violation::BadHandshakePayload {
+                        message: 3,
+                        problem,
+                    }
+                })?;
+                validate_payload(3, &identity, self.state.get_remote_static())?
+            }
+        };
+        Established::finish(*self.state, client_key, Role::Server, self.mode)
     }
 }
 
@@ -448,6 +716,44 @@ pub(crate) fn check_size(message: u8, expected: usize, received: &[u8]) -> Resul
             actual: received.len(),
         })
     }
+}
+
+/// Refuses a v2 handshake message outside `min..=max` bytes, before decrypting it.
+pub(crate) fn check_range(
+    message: u8,
+    min: usize,
+    max: usize,
+    received: &[u8],
+) -> Result<(), Violation> {
+    if (min..=max).contains(&received.len()) {
+        Ok(())
+    } else {
+        Err(Violation::HandshakeMessageOutOfRange {
+            message,
+            min,
+            max,
+            actual: received.len(),
+        })
+    }
+}
+
+/// Writes handshake message `message` with `payload`: exactly `len` bytes.
+fn write_noise_message(
+    state: &mut HandshakeState,
+    message: u8,
+    payload: &[u8],
+    len: usize,
+) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; len];
+    let written = state
+        .write_message(payload, &mut out)
+        .map_err(Bug::noise(match message {
+            2 => "writing handshake message 2",
+            _ => "writing handshake message 3",
+        }))?;
+    debug_assert_eq!(written, len);
+    out.truncate(written);
+    Ok(out)
 }
 
 /// Processes a received handshake message: a failure to decrypt is the peer's fault,
@@ -537,7 +843,7 @@ pub(crate) mod tests {
         payload: &[u8],
     ) {
         let noise = static_identity.noise_keypair();
-        let mut state = raw_builder(noise_params(), &noise, prologue)
+        let mut state = raw_builder(noise_params(Suite::ChaChaPolyBlake2s), &noise, prologue)
             .build_responder()
             .unwrap();
         let mut buf = Vec::new();
@@ -557,7 +863,7 @@ pub(crate) mod tests {
         msg3_payload: &[u8],
     ) {
         let noise = static_identity.noise_keypair();
-        let mut state = raw_builder(noise_params(), &noise, PROLOGUE)
+        let mut state = raw_builder(noise_params(Suite::ChaChaPolyBlake2s), &noise, PROLOGUE)
             .build_initiator()
             .unwrap();
         let mut message = [0u8; 1024];
@@ -581,7 +887,7 @@ pub(crate) mod tests {
 
     #[test]
     fn protocol_name_parses_and_sizes_add_up() {
-        let params = noise_params();
+        let params = noise_params(Suite::ChaChaPolyBlake2s);
         assert_eq!(params.name, NOISE_PROTOCOL);
         assert_eq!((MSG1_LEN, MSG2_LEN, MSG3_LEN), (32, 128, 96));
     }

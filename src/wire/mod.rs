@@ -1,6 +1,7 @@
-//! The noise-echo wire protocol, version 1 (see `docs/PROTOCOL.md`): framing, the
-//! Noise XX handshake, and the encrypted record stream. Only the protocol: accepting
-//! connections, trust files and terminals belong to the callers.
+//! The noise-echo wire protocol, versions 1 and 2 (see `docs/PROTOCOL.md`): framing,
+//! v2's negotiation, the Noise XX handshake, and the encrypted record stream. Only
+//! the protocol: accepting connections, trust files and terminals belong to the
+//! callers.
 //!
 //! Layers, bottom up (each item has this one path, `wire::Item`):
 //! - framing ([`decode_frame`], [`read_frame`]): `u16` big-endian length + 1..=65535
@@ -9,7 +10,10 @@
 //!   `Noise_XX_25519_ChaChaPoly_BLAKE2s` with prologue `noise-echo/1`, each side's
 //!   Ed25519 key as payload, checked against its Noise static key: a sans-I/O core of
 //!   typestates over byte slices;
-//! - the async driver running that core over a stream ([`initiate`], [`respond`]);
+//! - v2's negotiation ([`Offer`], [`Answer`], [`FirstFrame`]) and handshake
+//!   payloads ([`encode_message2`], [`decode_message2`]...);
+//! - the async drivers running that core over a stream ([`initiate`], [`respond`]
+//!   for v1; [`initiate_v2`], and [`respond_any`] for a server of either version);
 //! - the session ([`RecvHalf`], [`SendHalf`]): transport messages carrying the record
 //!   stream, in two halves;
 //! - records ([`RecordDecoder`], [`encode_record`]): `type | u32 len | body`, decoded
@@ -61,11 +65,14 @@ mod cipher;
 #[doc(hidden)]
 pub mod cipher;
 mod drive;
+mod drive_v2;
 mod error;
 #[cfg(test)]
 pub(crate) use error::tests as error_tests;
 mod frame;
 mod handshake;
+mod negotiation;
+mod payload;
 mod record;
 mod rekey;
 mod resolver;
@@ -77,8 +84,15 @@ pub use drive::{initiate, initiate_checked, respond, AwaitingServerApproval};
 pub use drive::{
     initiate_with_fixed_ephemeral_for_testing_only, respond_with_fixed_ephemeral_for_testing_only,
 };
+pub use drive_v2::{initiate_v2, respond_any, ResponderSettings};
+#[doc(hidden)]
+pub use drive_v2::{
+    initiate_v2_with_fixed_ephemeral_for_testing_only,
+    respond_any_with_fixed_ephemeral_for_testing_only,
+};
 pub use error::{
-    Bug, ForeignProtocol, PayloadProblem, Refusal, Result, TruncatedAt, Violation, WireError,
+    Bug, ForeignProtocol, Mismatch, PayloadProblem, Refusal, Result, TruncatedAt, Violation,
+    WireError,
 };
 pub use frame::{
     decode_frame, encode_frame, frame_len_prefix, frame_payload_len, read_frame, write_frame,
@@ -86,8 +100,17 @@ pub use frame::{
 };
 pub use handshake::{
     Established, ExpectApproval, ExpectMessage1, ExpectMessage2, ExpectMessage3, Initiator,
-    LocalIdentity, Responder, HANDSHAKE_HASH_LEN, MSG1_LEN, MSG2_LEN, MSG3_LEN, NOISE_PROTOCOL,
-    PROLOGUE,
+    LocalIdentity, Responder, HANDSHAKE_HASH_LEN, MSG1_LEN, MSG2_LEN, MSG2_V2_MAX, MSG2_V2_MIN,
+    MSG3_LEN, MSG3_V2_MAX, MSG3_V2_MIN, NOISE_PROTOCOL, PROLOGUE,
+};
+pub use negotiation::{
+    Answer, AnswerProblem, FirstFrame, Offer, OfferProblem, ProtocolVersion, UnknownVersion, MAGIC,
+    MAX_ANSWER_LEN, MAX_NAME_LEN, MAX_OFFER_LEN,
+};
+pub use payload::{
+    decode_message2, decode_message3, encode_message2, encode_message3, wire_rekey_policy,
+    Message2Payload, ServerParams, CRITICAL, FIELD_IDENTITY_ED25519, FIELD_MAX_REQUEST,
+    FIELD_REKEY_POLICY, MAX_V2_PAYLOAD, MIN_MESSAGE2_PAYLOAD, MIN_MESSAGE3_PAYLOAD,
 };
 pub use record::{
     encode_record, response_limit, RecordDecoder, RecordEvent, RecordHeader, RecordType, Role,
