@@ -19,6 +19,11 @@ pub const MAGIC: &[u8; 10] = b"noise-echo";
 /// The longest Noise protocol name an offer or answer may carry.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// The shortest name an offer may carry. Every Noise protocol name is longer (the
+/// shortest XX one is 26 bytes); the bound makes every offer at least 33 bytes, so
+/// none is ever taken for a 32-byte v1 message 1.
+pub const MIN_OFFER_NAME_LEN: usize = 20;
+
 /// The longest valid v2 offer: magic, version, two names of the longest length.
 pub const MAX_OFFER_LEN: usize = MAGIC.len() + 1 + 1 + MAX_NAME_LEN + 1 + MAX_NAME_LEN;
 
@@ -160,11 +165,11 @@ impl Offer {
             Some(other) => return Err(OfferProblem::Version(other)),
             None => return Err(OfferProblem::Truncated),
         }
-        let name = match read_name(&mut reader, 1)? {
+        let name = match read_name(&mut reader, MIN_OFFER_NAME_LEN)? {
             Some(name) => name,
             None => return Err(OfferProblem::NameLength(0)),
         };
-        let retry = read_name(&mut reader, 0)?;
+        let retry = read_name(&mut reader, MIN_OFFER_NAME_LEN)?;
         if !reader.0.is_empty() {
             return Err(OfferProblem::TrailingBytes(reader.0.len()));
         }
@@ -178,10 +183,10 @@ fn push_name(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(name.as_bytes());
 }
 
-/// Reads `len u8 | name`; `None` for an empty name (allowed when `min` is 0).
+/// Reads `len u8 | name`: `None` for an empty name, else `min..=64` bytes.
 fn read_name(reader: &mut Reader<'_>, min: usize) -> Result<Option<String>, OfferProblem> {
     let len = reader.byte().ok_or(OfferProblem::Truncated)?;
-    if usize::from(len) < min || usize::from(len) > MAX_NAME_LEN {
+    if len != 0 && (usize::from(len) < min || usize::from(len) > MAX_NAME_LEN) {
         return Err(OfferProblem::NameLength(len));
     }
     let bytes = reader
@@ -236,8 +241,9 @@ pub enum OfferProblem {
     /// It ends inside a field.
     #[error("it is truncated")]
     Truncated,
-    /// A name length outside 1..=64 (0 is valid for the retry name).
-    #[error("a name length of {0} (names are 1 to 64 bytes)")]
+    /// A name length outside the bounds: 20 to 64 in an offer (or 0 for no
+    /// retry), 1 to 64 in an answer.
+    #[error("a name length of {0} (names are 20 to 64 bytes in an offer, 1 to 64 in an answer)")]
     NameLength(u8),
     /// A name byte that is not printable ASCII.
     #[error("a name that is not printable ASCII")]
@@ -341,8 +347,10 @@ impl Answer {
                 // At most 255 names of at most 64 bytes: bounded before reading.
                 let mut names = Vec::with_capacity(usize::from(count));
                 for _ in 0..count {
-                    let name = read_name(&mut reader, 1).map_err(AnswerProblem::Name)?;
-                    names.extend(name);
+                    match read_name(&mut reader, 1).map_err(AnswerProblem::Name)? {
+                        Some(name) => names.push(name),
+                        None => return Err(AnswerProblem::Name(OfferProblem::NameLength(0))),
+                    }
                 }
                 Answer::UnsupportedSuite(names)
             }
