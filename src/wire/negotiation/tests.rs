@@ -54,19 +54,40 @@ fn malformed_offers_are_each_named() {
         (b"noise-echo".to_vec(), OfferProblem::Truncated),
         (offer_bytes(3, name, b""), OfferProblem::Version(3)),
         (offer_bytes(2, b"", b""), OfferProblem::NameLength(0)),
-        (offer_bytes(2, &[b'A'; 65], b""), OfferProblem::NameLength(65)),
+        (
+            offer_bytes(2, &[b'A'; 65], b""),
+            OfferProblem::NameLength(65),
+        ),
         (offer_bytes(2, b"Noise", b""), OfferProblem::NameLength(5)),
         (offer_bytes(2, name, b"Noise"), OfferProblem::NameLength(5)),
-        (offer_bytes(2, name, &[b'A'; 65]), OfferProblem::NameLength(65)),
-        (offer_bytes(2, b"Noise_XX_25519_\xff_SHA256", b""), OfferProblem::NameNotAscii),
-        (offer_bytes(2, b"Noise_XX_25519 AESGCM_SHA256", b""), OfferProblem::NameNotAscii),
-        (offer_bytes(2, name, b"Noise_XX_25519_AESGCM_SHA25\n"), OfferProblem::NameNotAscii),
-        ([good.clone(), vec![0]].concat(), OfferProblem::TrailingBytes(1)),
+        (
+            offer_bytes(2, name, &[b'A'; 65]),
+            OfferProblem::NameLength(65),
+        ),
+        (
+            offer_bytes(2, b"Noise_XX_25519_\xff_SHA256", b""),
+            OfferProblem::NameNotAscii,
+        ),
+        (
+            offer_bytes(2, b"Noise_XX_25519 AESGCM_SHA256", b""),
+            OfferProblem::NameNotAscii,
+        ),
+        (
+            offer_bytes(2, name, b"Noise_XX_25519_AESGCM_SHA25\n"),
+            OfferProblem::NameNotAscii,
+        ),
+        (
+            [good.clone(), vec![0]].concat(),
+            OfferProblem::TrailingBytes(1),
+        ),
         (good[..good.len() - 1].to_vec(), OfferProblem::Truncated),
         (good[..12].to_vec(), OfferProblem::Truncated),
         (good[..11].to_vec(), OfferProblem::Truncated),
         // A name length that runs past the end (255 > 64 is refused first).
-        (b"noise-echo\x02\xff".to_vec(), OfferProblem::NameLength(255)),
+        (
+            b"noise-echo\x02\xff".to_vec(),
+            OfferProblem::NameLength(255),
+        ),
         (b"noise-echo\x02\x40abc".to_vec(), OfferProblem::Truncated),
     ];
     for (bytes, problem) in cases {
@@ -129,7 +150,10 @@ fn first_frames_are_classified_by_the_recognition_rule() {
 fn answers_have_the_specified_bytes() {
     assert_eq!(Answer::Accept.encode(), [0]);
     assert_eq!(Answer::RetryRefused.encode(), [3]);
-    assert_eq!(Answer::UnsupportedVersion(vec![1, 2]).encode(), [2, 2, 1, 2]);
+    assert_eq!(
+        Answer::UnsupportedVersion(vec![1, 2]).encode(),
+        [2, 2, 1, 2]
+    );
     let suites = Answer::UnsupportedSuite(vec![AESGCM.to_owned(), CHACHA.to_owned()]);
     let bytes = suites.encode();
     assert_eq!(&bytes[..3], &[1, 2, AESGCM.len() as u8]);
@@ -156,11 +180,26 @@ fn malformed_answers_are_violations() {
         (b"\x01", AnswerProblem::Truncated),
         (b"\x01\x00", AnswerProblem::EmptySuiteList),
         (b"\x01\x01", AnswerProblem::Name(OfferProblem::Truncated)),
-        (b"\x01\x01\x00", AnswerProblem::Name(OfferProblem::NameLength(0))),
-        (b"\x01\x01\x41", AnswerProblem::Name(OfferProblem::NameLength(0x41))),
-        (b"\x01\x01\x03ab", AnswerProblem::Name(OfferProblem::Truncated)),
-        (b"\x01\x01\x02a\x07", AnswerProblem::Name(OfferProblem::NameNotAscii)),
-        (b"\x01\x02\x01a", AnswerProblem::Name(OfferProblem::Truncated)),
+        (
+            b"\x01\x01\x00",
+            AnswerProblem::Name(OfferProblem::NameLength(0)),
+        ),
+        (
+            b"\x01\x01\x41",
+            AnswerProblem::Name(OfferProblem::NameLength(0x41)),
+        ),
+        (
+            b"\x01\x01\x03ab",
+            AnswerProblem::Name(OfferProblem::Truncated),
+        ),
+        (
+            b"\x01\x01\x02a\x07",
+            AnswerProblem::Name(OfferProblem::NameNotAscii),
+        ),
+        (
+            b"\x01\x02\x01a",
+            AnswerProblem::Name(OfferProblem::Truncated),
+        ),
         (b"\x01\x01\x01ab", AnswerProblem::TrailingBytes(1)),
         (b"\x02", AnswerProblem::Truncated),
         (b"\x02\x03\x01\x02", AnswerProblem::Truncated),

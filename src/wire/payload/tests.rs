@@ -59,7 +59,10 @@ fn the_rekey_interval_travels_in_whole_seconds_of_at_least_one() {
     odd.rekey.max_interval = Duration::from_millis(10);
     odd.rekey.max_bytes = 0;
     let policy = wire_rekey_policy(odd.rekey);
-    assert_eq!((policy.max_interval, policy.max_bytes), (Duration::from_secs(1), 1));
+    assert_eq!(
+        (policy.max_interval, policy.max_bytes),
+        (Duration::from_secs(1), 1)
+    );
     odd.rekey.max_interval = Duration::from_secs(u64::MAX);
     assert_eq!(
         wire_rekey_policy(odd.rekey).max_interval,
@@ -70,7 +73,12 @@ fn the_rekey_interval_travels_in_whole_seconds_of_at_least_one() {
 #[test]
 fn unknown_fields_are_skipped_unless_critical() {
     let identity = field(0x8001, &KEY);
-    let skipped = [field(0x0042, b"later"), identity.clone(), field(0x7fff, &[])].concat();
+    let skipped = [
+        field(0x0042, b"later"),
+        identity.clone(),
+        field(0x7fff, &[]),
+    ]
+    .concat();
     assert_eq!(decode_message3(&skipped), Ok(KEY));
     let critical = [identity.clone(), field(0x8042, b"must know")].concat();
     assert_eq!(
@@ -152,7 +160,12 @@ fn malformed_payloads_are_each_named() {
             },
         ),
         (
-            [identity.clone(), max_request.clone(), field(0x0003, &[1; 19])].concat(),
+            [
+                identity.clone(),
+                max_request.clone(),
+                field(0x0003, &[1; 19]),
+            ]
+            .concat(),
             PayloadProblem::FieldLength {
                 field: 0x0003,
                 len: 19,
