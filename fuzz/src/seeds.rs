@@ -42,6 +42,39 @@ fn session_script(requests: &[&[u8]]) -> Vec<u8> {
     script
 }
 
+/// Seeds for the v2 targets: offers, answers, a client's first write, a server's
+/// first write, and both payloads.
+fn v2_seeds(write: &dyn Fn(&str, &str, &[u8])) {
+    let retry = wire::Offer::retrying(wire::Suite::ChaChaPolyBlake2s, wire::Suite::AesGcmSha256);
+    for (name, offer) in [
+        ("offer_aesgcm", wire::Offer::new(wire::Suite::AesGcmSha256)),
+        ("offer_retry", retry),
+    ] {
+        write("negotiation", name, &[&[0u8][..], &offer.encode()].concat());
+        let mut client = vec![1u8];
+        wire::encode_frame(&offer.encode(), &mut client).unwrap();
+        wire::encode_frame(&message1(), &mut client).unwrap();
+        write("negotiation", &format!("client_{name}"), &client);
+    }
+    let suites = wire::Answer::UnsupportedSuite(
+        wire::Suite::ALL.map(|suite| suite.noise_name().to_owned()).to_vec(),
+    );
+    write("negotiation", "answer_suites", &[&[0u8][..], &suites.encode()].concat());
+    let mut server = vec![2u8];
+    wire::encode_frame(&wire::Answer::Accept.encode(), &mut server).unwrap();
+    wire::encode_frame(&[0x42; wire::MSG2_V2_MIN], &mut server).unwrap();
+    write("negotiation", "server_accept", &server);
+    let key = [0x42; 32];
+    let params = wire::ServerParams {
+        max_request: 1 << 20,
+        rekey: wire::RekeyPolicy::DEFAULT,
+    };
+    let message2 = wire::encode_message2(&key, &params);
+    write("handshake_payload", "message2", &[&[0u8][..], &message2].concat());
+    let message3 = wire::encode_message3(&key);
+    write("handshake_payload", "message3", &[&[1u8][..], &message3].concat());
+}
+
 fn main() {
     let write = |target: &str, name: &str, bytes: &[u8]| {
         let dir = std::path::Path::new("corpus").join(target);
@@ -87,5 +120,6 @@ fn main() {
         wire::encode_record(RecordType::Request, body, &mut records).unwrap();
     }
     write("record_decoder", "requests", &records);
+    v2_seeds(&write);
     println!("seeds written under corpus/");
 }
