@@ -143,7 +143,7 @@ async fn each_suite_runs_both_ways_and_carries_the_server_params() {
             for side in [&client, &server] {
                 assert_eq!(side.version(), ProtocolVersion::V2);
                 assert_eq!(side.suite(), suite);
-                assert_eq!(side.server_params(), Some(&params()));
+                assert_eq!(side.server_params(), Some(params()));
                 assert_eq!(side.rekey_policy(), Some(&params().rekey));
             }
             assert_eq!(client.peer(), &identity(2).public_key());
@@ -574,7 +574,7 @@ async fn message_2_with_a_huge_field_length_or_an_unknown_critical_field_is_refu
                     problem
                 }
             ),
-            None => assert_eq!(client.unwrap().server_params(), Some(&params())),
+            None => assert_eq!(client.unwrap().server_params(), Some(params())),
         }
     }
 }

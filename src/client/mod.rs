@@ -570,7 +570,8 @@ enum Outcome {
     /// Authenticated: the session, the server's key and, if it was added to
     /// known_hosts now, its host field.
     Established {
-        session: wire::Established,
+        /// Boxed: a session's state is several times the other variant's.
+        session: Box<wire::Established>,
         server_key: PublicKey,
         newly_known_as: Option<String>,
     },
@@ -648,7 +649,7 @@ impl Handshake<'_> {
         let approving = pending.approve(stream);
         let session = within(remaining, approving, target, TimeoutStage::Handshake).await??;
         Ok(Outcome::Established {
-            session,
+            session: Box::new(session),
             server_key,
             newly_known_as,
         })

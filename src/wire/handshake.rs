@@ -36,16 +36,14 @@ use std::fmt;
 
 use snow::params::NoiseParams;
 use snow::HandshakeState;
-use zeroize::Zeroizing;
 
-use crate::wire::cipher::{CipherKey, SessionKeys};
+pub use crate::wire::established::Established;
 
 use crate::identity::{Identity, NoiseKeypair, PublicKey, PublicKeyError};
 use crate::wire::error::{Bug, PayloadProblem, Refusal, Result, Violation, WireError};
 use crate::wire::negotiation::{Offer, ProtocolVersion};
 use crate::wire::payload::{self, ServerParams, MAX_V2_PAYLOAD};
 use crate::wire::record::Role;
-use crate::wire::rekey::RekeyPolicy;
 use crate::wire::suite::Suite;
 
 /// The Noise protocol name.
@@ -150,128 +148,16 @@ fn noise_params(suite: Suite) -> NoiseParams {
         .unwrap_or_else(|_| unreachable!("{suite} is a valid Noise protocol name"))
 }
 
-/// A completed handshake: the authenticated peer and the transport keys.
-///
-/// Turn it into a session with [`Established::into_halves`] or
-/// [`Established::into_split`].
-pub struct Established {
-    pub(crate) keys: SessionKeys,
-    pub(crate) peer: PublicKey,
-    pub(crate) role: Role,
-    /// Which protocol the handshake ran: the session's record rules follow it.
-    version: ProtocolVersion,
-    /// The server's parameters from message 2 (v2; `None` in v1): the client's
-    /// request limit, and both sides' rekey policy.
-    server_params: Option<ServerParams>,
-    /// When the session halves must rekey: v2's policy as both ends run it (whole
-    /// seconds), `None` in v1, which never rekeys.
-    pub(crate) rekey: Option<RekeyPolicy>,
-    handshake_hash: [u8; HANDSHAKE_HASH_LEN],
-    /// Transport bytes that arrived with the last handshake message (a client's
-    /// first request usually does) and were read along with it: the session's
-    /// receiving half starts with them.
-    pub(crate) early_input: Vec<u8>,
-}
-
-impl Established {
-    /// The peer's Ed25519 key, validated and proven to match its Noise static key.
-    /// The server must still check it against authorized_keys.
-    pub fn peer(&self) -> &PublicKey {
-        &self.peer
-    }
-
-    /// Which side of the session this is.
-    pub fn role(&self) -> Role {
-        self.role
-    }
-
-    /// The suite the session runs (protocol v1 runs only
-    /// [`Suite::ChaChaPolyBlake2s`]).
-    pub fn suite(&self) -> Suite {
-        self.keys.send.suite()
-    }
-
-    /// The protocol version the handshake ran.
-    pub fn version(&self) -> ProtocolVersion {
-        self.version
-    }
-
-    /// The parameters the server sent in message 2 (v2 only; on the server, its
-    /// own as sent).
-    pub fn server_params(&self) -> Option<&ServerParams> {
-        self.server_params.as_ref()
-    }
-
-    /// The rekey policy both directions follow (v2 only).
-    pub fn rekey_policy(&self) -> Option<&RekeyPolicy> {
-        self.rekey.as_ref()
-    }
-
-    /// The Noise handshake hash, identical on both sides: a session identifier
-    /// usable for channel binding.
-    pub fn handshake_hash(&self) -> &[u8; HANDSHAKE_HASH_LEN] {
-        &self.handshake_hash
-    }
-
-    fn finish(mut state: HandshakeState, peer: PublicKey, role: Role, mode: Mode) -> Result<Self> {
-        if !state.is_handshake_finished() {
-            return Err(Bug::Noise {
-                during: "entering transport mode",
-                cause: snow::Error::State(snow::error::StateProblem::HandshakeNotFinished),
-            }
-            .into());
-        }
-        let mut handshake_hash = [0; HANDSHAKE_HASH_LEN];
-        handshake_hash.copy_from_slice(state.get_handshake_hash());
-        // The Noise split: the first key encrypts initiator (client) to responder.
-        let (first, second) = state.dangerously_get_raw_split();
-        let (first, second) = (Zeroizing::new(first), Zeroizing::new(second));
-        let (send, recv) = match role {
-            Role::Client => (first, second),
-            Role::Server => (second, first),
-        };
-        let keys = SessionKeys {
-            send: CipherKey::new(mode.suite, send),
-            recv: CipherKey::new(mode.suite, recv),
-        };
-        let server_params = mode.params.map(|params| ServerParams {
-            rekey: payload::wire_rekey_policy(params.rekey),
-            ..params
-        });
-        Ok(Self {
-            keys,
-            peer,
-            role,
-            version: mode.version,
-            rekey: server_params.map(|params| params.rekey),
-            server_params,
-            handshake_hash,
-            early_input: Vec::new(),
-        })
-    }
-}
-
-impl fmt::Debug for Established {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Established")
-            .field("peer", &self.peer)
-            .field("role", &self.role)
-            .field("version", &self.version)
-            .field("suite", &self.suite())
-            .finish_non_exhaustive()
-    }
-}
-
 /// Which protocol a handshake runs, carried from state to state.
 #[derive(Clone, Copy, Debug)]
-struct Mode {
+pub(crate) struct Mode {
     /// v1 or v2: the payload encoding and the message sizes.
-    version: ProtocolVersion,
+    pub(crate) version: ProtocolVersion,
     /// The Noise protocol (v1: ChaChaPoly).
-    suite: Suite,
+    pub(crate) suite: Suite,
     /// v2's server parameters: the server's own from the start, the client's once
     /// message 2 is read.
-    params: Option<ServerParams>,
+    pub(crate) params: Option<ServerParams>,
 }
 
 impl Mode {

@@ -67,6 +67,7 @@ pub mod cipher;
 mod drive;
 mod drive_v2;
 mod error;
+mod established;
 #[cfg(test)]
 pub(crate) use error::tests as error_tests;
 mod frame;
