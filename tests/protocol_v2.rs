@@ -672,3 +672,52 @@ async fn message_3_with_a_huge_field_length_or_an_unknown_critical_field_is_refu
         }
     }
 }
+
+#[test]
+fn fixed_ephemeral_keys_give_identical_transcripts_for_the_vectors() {
+    let client = LocalIdentity::new(&identity(1));
+    let server = LocalIdentity::new(&identity(2));
+    let transcript = |suite: Suite| {
+        let offer = Offer::new(suite);
+        let (initiator, message1) =
+            wire::Initiator::start_v2_with_fixed_ephemeral_for_testing_only(
+                &client,
+                &offer,
+                &[0xe1; 32],
+            )
+            .unwrap();
+        let responder = wire::Responder::new_v2_with_fixed_ephemeral_for_testing_only(
+            &server,
+            &offer,
+            params(),
+            &[0xe2; 32],
+        )
+        .unwrap();
+        let (responder, message2) = responder.read(&message1).unwrap();
+        let pending = initiator.read(&message2).unwrap();
+        assert_eq!(pending.server_params(), Some(&params()));
+        let (message3, client_side) = pending.approve().unwrap();
+        let server_side = responder.read(&message3).unwrap();
+        assert_eq!(client_side.handshake_hash(), server_side.handshake_hash());
+        assert_eq!(message2.len(), wire::MSG2_V2_MIN);
+        assert_eq!(message3.len(), wire::MSG3_V2_MIN);
+        (
+            message1.to_vec(),
+            message2,
+            message3,
+            *client_side.handshake_hash(),
+        )
+    };
+    for suite in Suite::ALL {
+        assert_eq!(transcript(suite), transcript(suite), "{suite}");
+    }
+    // Same ephemeral keys, another suite (and so prologue): another transcript
+    // after message 1.
+    let (aes, chacha) = (
+        transcript(Suite::AesGcmSha256),
+        transcript(Suite::ChaChaPolyBlake2s),
+    );
+    assert_eq!(aes.0, chacha.0);
+    assert_ne!(aes.1, chacha.1);
+    assert_ne!(aes.3, chacha.3);
+}

@@ -484,3 +484,79 @@ impl fmt::Debug for Inbox {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::rekey::RekeyPolicy;
+
+    fn settings(suites: &[Suite], v1_enabled: bool) -> ResponderSettings {
+        ResponderSettings {
+            suites: suites.to_vec(),
+            v1_enabled,
+            params: ServerParams {
+                max_request: 1,
+                rekey: RekeyPolicy::DEFAULT,
+            },
+        }
+    }
+
+    #[test]
+    fn the_server_decides_in_the_documented_order() {
+        use Suite::{AesGcmSha256 as Aes, ChaChaPolyBlake2s as Chacha};
+        let names = |suites: &[Suite]| {
+            suites
+                .iter()
+                .map(|suite| suite.noise_name().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let first = Offer::new(Aes);
+        let retry = Offer::retrying(Chacha, Aes);
+        let unknown =
+            Offer::decode(b"noise-echo\x02\x1dNoise_XX_25519_AESGCM_BLAKE2s\x00").unwrap();
+        for (settings, offer, expected) in [
+            (settings(&Suite::ALL, true), &first, Answer::Accept),
+            (
+                settings(&[Chacha], true),
+                &first,
+                Answer::UnsupportedSuite(names(&[Chacha])),
+            ),
+            (
+                settings(&[Chacha, Aes], true),
+                &unknown,
+                Answer::UnsupportedSuite(names(&[Chacha, Aes])),
+            ),
+            // The retry names AES-GCM as rejected: true here, forged there.
+            (settings(&[Chacha], true), &retry, Answer::Accept),
+            (settings(&Suite::ALL, true), &retry, Answer::RetryRefused),
+            // An unsupported suite is answered so even on a retry.
+            (
+                settings(&[Aes], true),
+                &retry,
+                Answer::UnsupportedSuite(names(&[Aes])),
+            ),
+            // No v2 suites: v2 is not served at all.
+            (
+                settings(&[], true),
+                &first,
+                Answer::UnsupportedVersion(vec![]),
+            ),
+        ] {
+            assert_eq!(settings.answer(offer), expected, "{settings:?} {offer:?}");
+        }
+    }
+
+    #[test]
+    fn v1_is_served_only_with_chachapoly() {
+        assert!(settings(&Suite::ALL, true).serves_v1());
+        assert!(!settings(&Suite::ALL, false).serves_v1());
+        assert!(!settings(&[Suite::AesGcmSha256], true).serves_v1());
+        assert_eq!(settings(&Suite::ALL, true).versions(), [1, 2]);
+        assert_eq!(settings(&Suite::ALL, false).versions(), [2]);
+        assert_eq!(
+            settings(&[Suite::ChaChaPolyBlake2s], true).versions(),
+            [1, 2]
+        );
+        assert!(settings(&[], false).versions().is_empty());
+    }
+}
