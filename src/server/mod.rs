@@ -38,6 +38,7 @@ mod connection;
 mod echo_loop;
 mod listener;
 pub mod penalty;
+mod proxied;
 pub mod proxy_protocol;
 mod ratelog;
 mod resources;
