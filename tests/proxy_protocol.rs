@@ -139,7 +139,10 @@ async fn the_address_in_the_header_is_the_one_from_matches() {
         .await
         .unwrap_err();
     let reason = client::permission_denied_reason(&denied).expect("a refusal");
-    assert!(reason.ends_with("is not allowed from 127.0.0.5"), "{reason}");
+    assert!(
+        reason.ends_with("is not allowed from 127.0.0.5"),
+        "{reason}"
+    );
     let reply = server
         .request_as(&bob, &v2_for("127.0.0.6:40002", server.addr))
         .await;
