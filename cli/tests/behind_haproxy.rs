@@ -48,10 +48,13 @@ fn haproxy() -> Option<PathBuf> {
     found
 }
 
+/// The lines read so far, and whether the stream has ended.
+type Lines = Mutex<(Vec<String>, bool)>;
+
 /// A child's stderr, read line by line on a thread, so a test can wait for a line.
 struct Log {
-    /// The lines so far, and the condition woken by each new one or the end.
-    lines: Arc<(Mutex<(Vec<String>, bool)>, Condvar)>,
+    /// The lines, and the condition woken by each new one or the end.
+    lines: Arc<(Lines, Condvar)>,
 }
 
 impl Log {

@@ -96,7 +96,7 @@ fn serve_takes_the_listening_socket_systemd_passes() {
     let addr = listener.local_addr().unwrap().to_string();
     let child = serve_with_socket(home.path(), &listener, None, &[]);
     let (server, listening, log) = listening_lines(child, 1);
-    assert_eq!(listening, [addr.clone()], "{log}");
+    assert_eq!(listening, std::slice::from_ref(&addr), "{log}");
     assert!(
         log.contains(&format!("serving socket 3 passed by systemd ({addr})")),
         "{log}"

@@ -1,7 +1,10 @@
 //! The accepting side: binding, one accept loop per listener, and admission on
 //! accept (the connection and handshake caps, per-source tickets and penalties),
 //! before a byte is read or any Diffie-Hellman work is done. Every listener shares
-//! the same caps and the same penalty table.
+//! the same caps and the same penalty table. A connection from a load balancer
+//! ([`ServerConfig::proxy_protocol`](super::ServerConfig::proxy_protocol)) takes its
+//! place under the connections cap on accept and the rest once its PROXY protocol
+//! header has named the client (see `proxied.rs`).
 //!
 //! When the handshakes-in-progress cap is reached, the newcomer is not refused: an
 //! unfinished handshake is closed to make room, the oldest of those still waiting
