@@ -16,14 +16,20 @@ use noise_echo::server::penalty;
 use noise_echo::server::{self, ReloadTrigger, Server, ServerConfig};
 use noise_echo::wire::{LocalIdentity, MAX_RECORD_LEN};
 
+mod activation;
 mod check;
+
+/// Where `serve` listens without --listen nor sockets from systemd.
+const DEFAULT_LISTEN: &str = "127.0.0.1:1234";
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = HELP)]
 pub(super) struct Args {
     /// Address to listen on: HOST:PORT, [IPV6]:PORT, or :PORT for every address
-    /// (0.0.0.0 and [::]); may be given several times
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1234")]
+    /// (0.0.0.0 and [::]); may be given several times. Listening sockets passed by
+    /// systemd (socket activation, LISTEN_FDS) are served too
+    /// [default: 127.0.0.1:1234, unless systemd passed sockets]
+    #[arg(long, value_name = "ADDR")]
     listen: Vec<String>,
     /// The server's private host key, unencrypted (as sshd's); created on first start only
     /// at the default path or with --create-host-key
@@ -67,6 +73,11 @@ pub(super) struct Args {
     /// Addresses never refused nor limited per source, as in from="..." (e.g. 10.0.0.0/8,::1)
     #[arg(long, value_name = "PATTERNS")]
     penalty_exempt: Option<AddressPatterns>,
+    /// Load balancers in front of the server, as in from="..." (e.g. 10.0.0.0/8,::1):
+    /// each of their connections must open with a PROXY protocol header (v1 or v2,
+    /// HAProxy's send-proxy-v2), and is served as the client the header names
+    #[arg(long, value_name = "ADDRESSES")]
+    proxy_protocol: Option<AddressPatterns>,
     /// End open sessions as soon as their key leaves authorized_keys (SIGHUP does it once)
     #[arg(long)]
     revoke_live: bool,
@@ -149,6 +160,9 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     if args.check {
         return check::run(&args, &host_key, &authorized_keys);
     }
+    // Before any thread starts: the variables are removed once read, as
+    // sd_listen_fds(1) does, so that nothing this process starts takes them too.
+    let inherited = activation::inherited_listeners()?;
     let identity = load_or_create_host_key(&host_key)?;
     debug!(
         "host key {} ({}); authorized_keys {}",
@@ -184,7 +198,19 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
             Err(error) => return Err(error).context("cannot use the allow-list"),
         }
         let mut listeners = Vec::new();
-        for listen in &args.listen {
+        for listener in inherited {
+            listeners.push(
+                tokio::net::TcpListener::from_std(listener)
+                    .context("cannot use a listening socket passed by systemd")?,
+            );
+        }
+        let defaults = [DEFAULT_LISTEN.to_owned()];
+        let listen = if args.listen.is_empty() && listeners.is_empty() {
+            &defaults[..]
+        } else {
+            &args.listen[..]
+        };
+        for listen in listen {
             let bound = server::bind_all(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
@@ -257,6 +283,7 @@ fn apply_settings(args: &Args, config: &mut ServerConfig) {
     config.penalties.base = Duration::from_secs(args.penalty_base.max(1));
     config.penalties.max = Duration::from_secs(args.penalty_max.max(args.penalty_base).max(1));
     config.penalties.exempt = args.penalty_exempt.clone();
+    config.proxy_protocol = args.proxy_protocol.clone();
     config.revoke_live = args.revoke_live;
     config.strict_modes = args.strict_modes;
     config.memory_budget = args.memory_budget.as_u64();

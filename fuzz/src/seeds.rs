@@ -121,5 +121,22 @@ fn main() {
     }
     write("record_decoder", "requests", &records);
     v2_seeds(&write);
+    // PROXY protocol headers as HAProxy sends them: v1 lines, v2 for a TCP client
+    // (with a TLV), and v2 LOCAL (its health checks), each with handshake bytes behind.
+    use noise_echo::server::proxy_protocol::encode_v2;
+    let (client, server) = (
+        "127.0.0.5:40000".parse().unwrap(),
+        "127.0.0.1:1234".parse().unwrap(),
+    );
+    write("proxy_header", "v1_tcp4", b"PROXY TCP4 127.0.0.5 127.0.0.1 40000 1234\r\n\0\x20");
+    write("proxy_header", "v1_tcp6", b"PROXY TCP6 2001:db8::5 ::1 40000 1234\r\n");
+    write("proxy_header", "v1_unknown", b"PROXY UNKNOWN\r\n");
+    let mut v2 = encode_v2(Some((client, server)));
+    write("proxy_header", "v2_tcp4", &v2);
+    v2.extend_from_slice(b"\x01\x00\x02h2");
+    let len = (v2.len() - 16) as u16;
+    v2[14..16].copy_from_slice(&len.to_be_bytes());
+    write("proxy_header", "v2_tlv", &v2);
+    write("proxy_header", "v2_local", &encode_v2(None));
     println!("seeds written under corpus/");
 }

@@ -26,7 +26,7 @@ pub use trust::{decide, Decision, HostKeyError, Known, UnknownHostPolicy, Unknow
 
 use std::fmt;
 use std::io;
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -253,6 +253,9 @@ pub struct ClientConfig {
     /// How long the handshake may take, not counting the time at the prompt; `None`
     /// waits forever for a server that accepted and never answers.
     pub handshake_timeout: Option<Duration>,
+    /// The local address [`connect`] connects from (ssh's `-b` / `BindAddress`),
+    /// on a machine with several; `None` lets the system choose.
+    pub bind_address: Option<IpAddr>,
 }
 
 impl ClientConfig {
@@ -282,7 +285,16 @@ impl ClientConfig {
             trust,
             connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            bind_address: None,
         }
+    }
+
+    /// Sets the local address [`connect`] connects from (`None`: the system's
+    /// choice). Only the server's addresses of the same family are tried.
+    #[must_use]
+    pub fn bind_address(mut self, address: Option<IpAddr>) -> Self {
+        self.bind_address = address;
+        self
     }
 
     /// Sets how long [`connect`] waits for the TCP connection (default
@@ -422,11 +434,12 @@ pub async fn connect(target: &Target, config: ClientConfig) -> Result<Connection
         mut trust,
         connect_timeout,
         handshake_timeout,
+        bind_address,
     } = config;
     let mut accepted_at_prompt = None;
     // Bounded: the second attempt has no prompt left to wait for.
     for _attempt in 0..2 {
-        let mut stream = open_tcp(target, connect_timeout).await?;
+        let mut stream = open_tcp(target, connect_timeout, bind_address).await?;
         let steps = Handshake {
             identity: &identity,
             trust: &mut trust,
@@ -461,9 +474,18 @@ pub async fn connect(target: &Target, config: ClientConfig) -> Result<Connection
 }
 
 /// Opens the TCP connection, within `timeout`.
-async fn open_tcp(target: &Target, timeout: Option<Duration>) -> Result<TcpStream, ClientError> {
+async fn open_tcp(
+    target: &Target,
+    timeout: Option<Duration>,
+    bind: Option<IpAddr>,
+) -> Result<TcpStream, ClientError> {
     debug!("connecting to {target}");
-    let connecting = TcpStream::connect((target.host.as_str(), target.port));
+    let connecting = async {
+        match bind {
+            None => TcpStream::connect((target.host.as_str(), target.port)).await,
+            Some(local) => connect_from(local, target).await,
+        }
+    };
     let stream = within(timeout, connecting, target, TimeoutStage::Connect)
         .await?
         .map_err(|cause| ClientError::Connect {
@@ -476,6 +498,39 @@ async fn open_tcp(target: &Target, timeout: Option<Duration>) -> Result<TcpStrea
     // Requests are small and latency matters: don't let Nagle hold them back.
     let _ = stream.set_nodelay(true);
     Ok(stream)
+}
+
+/// Connects to `target` from the local address `local`: each of the target's
+/// addresses of the same family in turn, as [`TcpStream::connect`] does.
+async fn connect_from(local: IpAddr, target: &Target) -> io::Result<TcpStream> {
+    let mut last_error = None;
+    for remote in tokio::net::lookup_host((target.host.as_str(), target.port)).await? {
+        if remote.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = if local.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if let Err(error) = socket.bind(std::net::SocketAddr::new(local, 0)) {
+            return Err(io::Error::new(
+                error.kind(),
+                format!("cannot bind to the local address {local}: {error}"),
+            ));
+        }
+        match socket.connect(remote).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        let family = if local.is_ipv4() { "IPv4" } else { "IPv6" };
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("it has no {family} address to reach from {local}"),
+        )
+    }))
 }
 
 /// Runs `step` within `timeout` (if any), or fails with [`ClientError::Timeout`].

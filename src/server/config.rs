@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::penalty::PenaltyConfig;
 use crate::openssh::authorized_keys::AuthorizedKeys;
+use crate::openssh::pattern::AddressPatterns;
 
 use crate::wire::{LocalIdentity, DEFAULT_REQUEST_LIMIT};
 
@@ -131,6 +132,16 @@ pub struct ServerConfig {
     /// end the request in progress is answered, then the session is closed with
     /// `permission denied: session time limit reached`.
     pub max_session_time: Option<Duration>,
+    /// The load balancers in front of the server (`serve --proxy-protocol`): a
+    /// connection from one of these addresses must open with a PROXY protocol
+    /// header (v1 or v2, see [`proxy_protocol`](super::proxy_protocol)) within
+    /// `handshake_timeout`, else it is closed before any cryptography; the client
+    /// address it names then stands for the connection's peer everywhere (`from=`,
+    /// per-source caps and penalties, the log). A v2 LOCAL header (a health check)
+    /// is closed at once and counts as nothing against anyone. Connections from
+    /// other addresses are served as they are, so a header from them is a failed
+    /// handshake. `None`: no proxies.
+    pub proxy_protocol: Option<AddressPatterns>,
 }
 
 /// The smallest request limit a server may set: with 0, every request but the empty
@@ -199,6 +210,7 @@ impl ServerConfig {
             socket_buffer: DEFAULT_SOCKET_BUFFER,
             max_sessions_per_key: DEFAULT_MAX_SESSIONS_PER_KEY,
             max_session_time: None,
+            proxy_protocol: None,
         }
     }
 

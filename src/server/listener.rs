@@ -1,7 +1,10 @@
 //! The accepting side: binding, one accept loop per listener, and admission on
 //! accept (the connection and handshake caps, per-source tickets and penalties),
 //! before a byte is read or any Diffie-Hellman work is done. Every listener shares
-//! the same caps and the same penalty table.
+//! the same caps and the same penalty table. A connection from a load balancer
+//! ([`ServerConfig::proxy_protocol`](super::ServerConfig::proxy_protocol)) takes its
+//! place under the connections cap on accept and the rest once its PROXY protocol
+//! header has named the client (see `proxied.rs`).
 //!
 //! When the handshakes-in-progress cap is reached, the newcomer is not refused: an
 //! unfinished handshake is closed to make room, the oldest of those still waiting
@@ -141,6 +144,8 @@ pub(super) struct AdmissionLogs {
     pub(super) refused_at_source_cap: BurstLog,
     /// Refusals of penalized sources.
     pub(super) refused_penalized: BurstLog,
+    /// Proxies' connections closed for their PROXY protocol header.
+    pub(super) proxy_header_errors: BurstLog,
 }
 
 /// The per-source table and the log of the refusals it begins.
@@ -165,7 +170,7 @@ impl Penalties {
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (counters
 /// and tables updated in single steps).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -198,20 +203,25 @@ impl Gate {
             };
             let stats = &self.shared.stats;
             stats.add(&stats.accepted);
+            if let Some(proxies) = &self.shared.config.proxy_protocol {
+                if proxies.matches(peer.ip()) {
+                    // Only the connections cap now: who the client is, and so which
+                    // per-source limits apply, is in the header, read in its own task.
+                    let Some(connection) = self.admit_connection(peer, Instant::now()) else {
+                        drop(socket);
+                        continue;
+                    };
+                    tokio::spawn(Arc::clone(&self).serve_proxied(socket, peer, connection));
+                    continue;
+                }
+            }
             // Every check below is a counter or a table lookup: a refused connection is
             // closed before we read a byte or do any Diffie-Hellman work.
-            let Some(admitted) = self.admit(peer, &socket) else {
+            let Some(admitted) = self.admit(peer, &socket, None) else {
                 drop(socket);
                 continue;
             };
-            let handler = Handler {
-                peer,
-                shared: Arc::clone(&self.shared),
-                authorized_keys: Arc::clone(&self.authorized_keys),
-                shutdown_signal: self.shutdown_signal.clone(),
-                reload: self.shared.reload.subscribe(),
-                _connection_done: Some(self.connection_done.clone()),
-            };
+            let handler = self.handler(peer);
             // Replies are small and latency matters: don't let Nagle hold them back.
             let _ = socket.set_nodelay(true);
             cap_socket_buffers(&socket, self.shared.config.socket_buffer);
@@ -223,8 +233,48 @@ impl Gate {
         }
     }
 
-    /// Applies the caps and the penalties to a new connection `socket` from `peer`.
-    pub(super) fn admit(&self, peer: SocketAddr, socket: &TcpStream) -> Option<Admitted> {
+    /// The handler of an admitted connection from `peer` (the client's address).
+    pub(super) fn handler(&self, peer: SocketAddr) -> Handler {
+        Handler {
+            peer,
+            shared: Arc::clone(&self.shared),
+            authorized_keys: Arc::clone(&self.authorized_keys),
+            shutdown_signal: self.shutdown_signal.clone(),
+            reload: self.shared.reload.subscribe(),
+            _connection_done: Some(self.connection_done.clone()),
+        }
+    }
+
+    /// A place under the open-connections cap for a connection from `peer`, or
+    /// `None` (counted and logged) when the cap is reached.
+    pub(super) fn admit_connection(
+        &self,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> Option<OwnedSemaphorePermit> {
+        let Ok(connection) = Arc::clone(&self.limit_connections).try_acquire_owned() else {
+            let stats = &self.shared.stats;
+            stats.add(&stats.refused_connection_cap);
+            if let Some(count) = lock(&self.logs).refused_at_connection_cap.note(now) {
+                warn!(
+                    "connection limit of {} reached: refused {count} connection(s) (latest from {peer})",
+                    self.shared.config.max_connections
+                );
+            }
+            return None;
+        };
+        Some(connection)
+    }
+
+    /// Applies the caps and the penalties to a new connection `socket` from `peer`;
+    /// `connection` is its place under the connections cap if it has one already
+    /// (a proxied connection, admitted once its client is known).
+    pub(super) fn admit(
+        &self,
+        peer: SocketAddr,
+        socket: &TcpStream,
+        connection: Option<OwnedSemaphorePermit>,
+    ) -> Option<Admitted> {
         let now = Instant::now();
         let stats = Arc::clone(&self.shared.stats);
         let admission = lock(&self.penalties).table.admit(peer.ip(), now);
@@ -262,15 +312,9 @@ impl Gate {
             verdict: Verdict::Neutral,
         };
         // The connection cap first: a refusal there must not evict anyone's handshake.
-        let Ok(connection) = Arc::clone(&self.limit_connections).try_acquire_owned() else {
-            stats.add(&stats.refused_connection_cap);
-            if let Some(count) = lock(&self.logs).refused_at_connection_cap.note(now) {
-                warn!(
-                    "connection limit of {} reached: refused {count} connection(s) (latest from {peer})",
-                    self.shared.config.max_connections
-                );
-            }
-            return None;
+        let connection = match connection {
+            Some(connection) => connection,
+            None => self.admit_connection(peer, now)?,
         };
         let stage = if message1_waiting(socket) {
             HandshakeStage::AwaitingMessage3

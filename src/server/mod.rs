@@ -21,7 +21,9 @@
 //!   slots keeps nobody out) and per source, and a source whose handshakes keep
 //!   failing is refused for a growing time, one offence per burst ([`penalty`]);
 //!   all these checks run on accept, before a byte is read or any Diffie-Hellman
-//!   work is done, and refusals are logged once per burst, not once per connection;
+//!   work is done (behind a load balancer, on the client its PROXY protocol header
+//!   names: [`proxy_protocol`]), and refusals are logged once per burst, not once
+//!   per connection;
 //! - an established session gets the idle timeout both to send its next request and
 //!   to take each reply: a client that stops reading stalls our writes (TCP back
 //!   pressure, so memory stays bounded), then is disconnected.
@@ -38,6 +40,8 @@ mod connection;
 mod echo_loop;
 mod listener;
 pub mod penalty;
+mod proxied;
+pub mod proxy_protocol;
 mod ratelog;
 mod resources;
 mod stats;

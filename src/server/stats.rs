@@ -80,6 +80,14 @@ counters! {
     session_time_limits,
     /// Requests answered.
     requests,
+    /// Connections from a configured proxy whose PROXY protocol header named a
+    /// client (counted in `accepted` too, once).
+    proxied,
+    /// PROXY protocol LOCAL headers (a proxy's health checks), closed at once.
+    proxy_health_checks,
+    /// Connections from a configured proxy closed for a missing, malformed,
+    /// truncated or late PROXY protocol header.
+    proxy_header_errors,
 }
 
 impl ServerStats {

@@ -85,6 +85,18 @@ pub(super) struct Args {
     /// spent at the host-key prompt (0: no limit)
     #[arg(long, value_name = "SECONDS", default_value_t = 20)]
     handshake_timeout: u64,
+    /// Connect from ADDRESS, one of this machine's addresses, as ssh -b (the server
+    /// sees it in from= and its log)
+    #[arg(short = 'b', value_name = "ADDRESS", value_parser = parse_bind_address)]
+    bind_address: Option<std::net::IpAddr>,
+}
+
+/// `-b`: an IP address, not a name (ssh resolves one; a server's from= sees the
+/// address, so naming it is clearer).
+fn parse_bind_address(text: &str) -> Result<std::net::IpAddr, String> {
+    text.parse().map_err(|_| {
+        "not an IP address: give one of this machine's addresses, as 127.0.0.5 or ::1".to_owned()
+    })
 }
 
 /// `--connect-timeout` when neither the flag nor the config file gives one.
@@ -255,7 +267,8 @@ pub(super) fn run(mut args: Args) -> anyhow::Result<()> {
         .connect_timeout(timeout(
             args.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         ))
-        .handshake_timeout(timeout(args.handshake_timeout));
+        .handshake_timeout(timeout(args.handshake_timeout))
+        .bind_address(args.bind_address);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -295,6 +308,9 @@ fn print_settings(args: &Args, destination: &Destination) -> anyhow::Result<()> 
     ));
     if let Some(pin) = trust.expect_fingerprint {
         lines.push(format!("fingerprintpin {pin}"));
+    }
+    if let Some(address) = args.bind_address {
+        lines.push(format!("bindaddress {address}"));
     }
     let mut out = String::new();
     for line in &lines {

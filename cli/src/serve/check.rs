@@ -52,6 +52,9 @@ pub(super) fn run(args: &Args, host_key: &HostKey, authorized_keys: &Path) -> an
     for listen in &args.listen {
         check_listen(listen, &mut problems);
     }
+    if args.listen.is_empty() {
+        check_listen(super::DEFAULT_LISTEN, &mut problems);
+    }
 
     // The limits, checked by the library exactly as `serve` would; the identity is
     // a stand-in, since the real one may not exist yet.
