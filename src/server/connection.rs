@@ -146,7 +146,12 @@ impl Handler {
                 Outcome::MemoryStalled => stats.add(&stats.memory_stalls),
                 Outcome::TooManySessions => stats.add(&stats.refused_key_cap),
                 Outcome::TimeLimit => stats.add(&stats.session_time_limits),
-                _ => {}
+                Outcome::Closed => stats.add(&stats.closed),
+                Outcome::Stopped => stats.add(&stats.stopped),
+                Outcome::TooLarge { .. } => stats.add(&stats.too_large),
+                Outcome::Failed(_) => stats.add(&stats.session_failures),
+                // Counted when it happened, by the accept loop that evicted it.
+                Outcome::Evicted => {}
             }
             let client = summary
                 .client

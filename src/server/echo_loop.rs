@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use tokio::io::AsyncRead;
 
@@ -420,32 +420,35 @@ impl Handler {
         W: tokio::io::AsyncWrite + Unpin,
     {
         rx.read_body(body, self.shared.config.max_request).await?;
+        // Latency is measured from here to the reply queued: the server's own part.
+        let read_done = Instant::now();
         summary.requests += 1;
         summary.bytes_in += body.len() as u64;
-        let reply_len = match crate::echo::answer(body) {
+        // The reply's length, and how much of it is echoed body (not an error text).
+        let (reply_len, echoed) = match crate::echo::answer(body) {
             crate::echo::Answer::InPlace => {
                 reservation.shrink_to(resources::real_cost(body.len(), body.len()));
-                summary.bytes_out += body.len() as u64;
                 tx.write_record(RecordType::Response, body).await?;
-                body.len()
+                (body.len(), body.len())
             }
             crate::echo::Answer::Converted(upper) => {
                 reservation.shrink_to(resources::real_cost(body.len(), upper.len()));
-                summary.bytes_out += upper.len() as u64;
                 tx.write_record(RecordType::Response, upper.as_bytes())
                     .await?;
-                upper.len()
+                (upper.len(), upper.len())
             }
             reply @ crate::echo::Answer::NotUtf8 { .. } => {
                 let reason = reply.error_text().unwrap_or_default();
                 reservation.shrink_to(resources::real_cost(body.len(), reason.len()));
                 tx.write_record(RecordType::Error, reason.as_bytes())
                     .await?;
-                reason.len()
+                (reason.len(), 0)
             }
         };
-        let stats = &self.shared.stats;
-        stats.add(&stats.requests);
+        summary.bytes_out += echoed as u64;
+        self.shared
+            .stats
+            .answered(body.len(), echoed, read_done.elapsed());
         // Answer now unless more requests are already here: never wait for the
         // client's end of stream, but batch the replies of a pipelined burst.
         if !rx.has_buffered_input() {
