@@ -146,7 +146,7 @@ enum Request {
     /// Another method.
     MethodNotAllowed,
     /// Not an HTTP/1.x request line.
-    BadRequest,
+    Malformed,
 }
 
 /// Reads one request and answers it, then closes. The scrape's `slot` is given
@@ -196,7 +196,7 @@ async fn answer(
                 "text/plain",
                 b"use GET /metrics\n",
             ),
-            Request::BadRequest => response(
+            Request::Malformed => response(
                 400,
                 "Bad Request",
                 "text/plain",
@@ -263,16 +263,16 @@ async fn read_head(socket: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
 fn parse(head: &[u8]) -> Request {
     let line = head.split(|&byte| byte == b'\n').next().unwrap_or_default();
     let Ok(line) = std::str::from_utf8(line) else {
-        return Request::BadRequest;
+        return Request::Malformed;
     };
     let mut words = line.trim_end_matches('\r').split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (words.next(), words.next(), words.next(), words.next())
     else {
-        return Request::BadRequest;
+        return Request::Malformed;
     };
     if !version.starts_with("HTTP/1.") {
-        return Request::BadRequest;
+        return Request::Malformed;
     }
     let head = match method {
         "GET" => false,
@@ -493,11 +493,11 @@ mod tests {
             parse(b"POST /metrics HTTP/1.1\r\n\r\n"),
             Request::MethodNotAllowed
         );
-        assert_eq!(parse(b"GET /metrics\r\n\r\n"), Request::BadRequest);
-        assert_eq!(parse(b"GET /metrics SSH-2.0\r\n\r\n"), Request::BadRequest);
+        assert_eq!(parse(b"GET /metrics\r\n\r\n"), Request::Malformed);
+        assert_eq!(parse(b"GET /metrics SSH-2.0\r\n\r\n"), Request::Malformed);
         assert_eq!(
             parse(b"\xff\xfe /metrics HTTP/1.1\r\n\r\n"),
-            Request::BadRequest
+            Request::Malformed
         );
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::wire::NOISE_PROTOCOL;
+use crate::wire::Suite;
 
 /// Defines [`ServerStats`] (atomic counters), [`StatsSnapshot`] (plain copies) and
 /// `ServerStats::snapshot` from one list, so a counter is named once.
@@ -112,11 +112,14 @@ counters! {
     session_failures,
 }
 
+/// A label value and the counter of the snapshot it names.
+type Labelled = (&'static str, fn(&StatsSnapshot) -> u64);
+
 /// The `outcome` label of each way a connection that was admitted ends, and the
 /// counter that counts it: one place for the names, so that the metrics, the docs and
 /// the tests agree. Together with the refusals on arrival they account for every
 /// accepted connection once it is over.
-const OUTCOMES: [(&str, fn(&StatsSnapshot) -> u64); 14] = [
+const OUTCOMES: [Labelled; 14] = [
     ("closed", |s| s.closed),
     ("stopped", |s| s.stopped),
     ("handshake_failed", |s| s.handshake_failures),
@@ -134,7 +137,7 @@ const OUTCOMES: [(&str, fn(&StatsSnapshot) -> u64); 14] = [
 ];
 
 /// The `reason` label of each refusal on arrival (closed before a byte is read).
-const REFUSALS: [(&str, fn(&StatsSnapshot) -> u64); 3] = [
+const REFUSALS: [Labelled; 3] = [
     ("connection_cap", |s| s.refused_connection_cap),
     ("source_cap", |s| s.refused_source_cap),
     ("penalized", |s| s.refused_penalized),
@@ -168,11 +171,12 @@ impl StatsSnapshot {
             .map(move |(name, count)| (*name, count(self)))
     }
 
-    /// Sessions by Noise suite. One suite today; the suite names come from the
-    /// handshake's own constant, so a second suite is one more entry here.
+    /// Sessions by Noise suite. Protocol v1 runs one suite; the names are
+    /// [`Suite::noise_name`]'s, so when v2 negotiates others, each is one more
+    /// entry here.
     pub fn sessions_by_suite(&self) -> [SuiteSessions; 1] {
         [SuiteSessions {
-            suite: NOISE_PROTOCOL,
+            suite: Suite::ChaChaPolyBlake2s.noise_name(),
             open: self.sessions_open,
             total: self.sessions,
         }]
@@ -436,6 +440,9 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), OUTCOMES.len());
-        assert_eq!(snapshot.sessions_by_suite()[0].suite, NOISE_PROTOCOL);
+        assert_eq!(
+            snapshot.sessions_by_suite()[0].suite,
+            crate::wire::NOISE_PROTOCOL
+        );
     }
 }
