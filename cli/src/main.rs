@@ -22,6 +22,7 @@ mod demo;
 mod fingerprint;
 mod keygen;
 mod man;
+mod metrics;
 mod passphrase;
 mod paths;
 mod render;

@@ -1,5 +1,7 @@
 //! `noise-echo serve`: run the echo server until Ctrl-C or SIGTERM; SIGHUP makes open
-//! sessions check their key against authorized_keys again.
+//! sessions check their key against authorized_keys again. Under systemd it reports
+//! its readiness, reloads and stop (`notify`); `--metrics-listen` serves Prometheus
+//! metrics (`crate::metrics`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +20,9 @@ use noise_echo::wire::{LocalIdentity, MAX_RECORD_LEN};
 
 mod activation;
 mod check;
+mod notify;
+
+use notify::Notifier;
 
 /// Where `serve` listens without --listen nor sockets from systemd.
 const DEFAULT_LISTEN: &str = "127.0.0.1:1234";
@@ -101,6 +106,10 @@ pub(super) struct Args {
     /// exit (0: all good, 1: a problem) without listening, as `sshd -t`
     #[arg(long)]
     check: bool,
+    /// Serve Prometheus metrics on http://ADDR/metrics (HOST:PORT, [IPV6]:PORT or :PORT);
+    /// keep it on loopback or a management network
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// Log format: text for people, json (one object per line) for log pipelines
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t)]
     log_format: super::LogFormat,
@@ -124,6 +133,7 @@ Examples:
   noise-echo serve --listen 0.0.0.0:4000 --max-request 65536
   noise-echo serve --check && systemctl restart noise-echo   # as sshd -t
   noise-echo serve --log-format json 2>&1 | jq -c 'select(.peer)'
+  noise-echo serve --metrics-listen 127.0.0.1:9184  # Prometheus scrapes /metrics
   noise-echo serve -v                               # each handshake step of each connection
   kill -HUP PID                                     # open sessions check their key again
 
@@ -216,17 +226,36 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {listen}"))?;
             listeners.extend(bound);
         }
+        if let Some(listen) = &args.metrics_listen {
+            let bound = server::bind_all(listen)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {listen}"))?;
+            crate::metrics::spawn(bound, server.stats());
+        }
         check_open_files_limit(max_connections, listeners.len());
+        let notifier = Notifier::from_env().map(Arc::new);
         // Installed before serving: SIGHUP's default action would kill the server.
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot handle SIGHUP")?;
         let reload = server.reload_trigger();
+        let reload_notifier = notifier.clone();
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
-                on_hangup(&reload);
+                on_hangup(&reload, reload_notifier.as_deref());
             }
         });
-        server.run_on(listeners, shutdown_signal()).await?;
+        // Every socket is bound and listening: connections wait in the backlog
+        // until the accept loops, which start at once, take them.
+        if let Some(notifier) = &notifier {
+            notifier.send("READY=1\nSTATUS=serving");
+        }
+        let stopping = async {
+            shutdown_signal().await;
+            if let Some(notifier) = &notifier {
+                notifier.send("STOPPING=1");
+            }
+        };
+        server.run_on(listeners, stopping).await?;
         info!("stopped");
         Ok(())
     })
@@ -369,10 +398,17 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "this server".to_owned())
 }
 
-/// SIGHUP: every open session checks its key against authorized_keys again.
-fn on_hangup(reload: &ReloadTrigger) {
+/// SIGHUP: every open session checks its key against authorized_keys again (and
+/// systemd hears of the reload, begun and done).
+fn on_hangup(reload: &ReloadTrigger, notifier: Option<&Notifier>) {
     info!("SIGHUP: checking the keys of open sessions against authorized_keys");
+    if let Some(notifier) = notifier {
+        notifier.reloading();
+    }
     reload.trigger();
+    if let Some(notifier) = notifier {
+        notifier.send("READY=1");
+    }
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.

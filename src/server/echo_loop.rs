@@ -19,6 +19,7 @@ use super::authorized::AuthorizedKeysCache;
 use super::connection::{Handler, Summary, FREE_IN_FLIGHT};
 use super::listener::canonical_ip;
 use super::resources::{self, KeySession, Reservation, FRAME_MEMORY, TRANSPORT_BUFFER};
+use super::stats::ClockNanos;
 use crate::identity::PublicKey;
 use crate::wire::{NextRecord, RecordType, RecvHalf, SendHalf, WireError};
 
@@ -112,6 +113,11 @@ impl Handler {
                 ControlFlow::Continue(reservation) => reservation,
                 ControlFlow::Break(end) => return Ok(end),
             };
+            // A flush since the last reply was queued (a wait for the network or for
+            // memory): its time is no longer this request's start.
+            if in_flight.unflushed == 0 {
+                summary.latency_clock = None;
+            }
             if let ControlFlow::Break(end) = self
                 .answer_in_time(rx, tx, &mut body, summary, &mut reservation, moved)
                 .await?
@@ -406,7 +412,9 @@ impl Handler {
 
     /// Reads one request's body and queues its reply, flushing unless more requests
     /// are already here. Trims the request's memory to its real size once the reply
-    /// is known.
+    /// is known. Counts its latency, from its body read to its reply queued; within
+    /// a burst, from the previous reply queued (`Summary::latency_clock`) when this
+    /// body was already buffered, which adds only its decoding.
     pub(super) async fn answer<R, W>(
         &self,
         rx: &mut RecvHalf<R>,
@@ -419,39 +427,57 @@ impl Handler {
         R: AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Unpin,
     {
+        // A body still to come from the network would add its transfer time: then
+        // the clock starts when it is read.
+        if !rx.body_buffered() {
+            summary.latency_clock = None;
+        }
         rx.read_body(body, self.shared.config.max_request).await?;
+        // Latency is measured from here to the reply queued: the server's own part.
+        if summary.latency_clock.is_none() {
+            summary.latency_clock = Some(ClockNanos::now());
+        }
         summary.requests += 1;
         summary.bytes_in += body.len() as u64;
-        let reply_len = match crate::echo::answer(body) {
+        let (reply_len, queued_at) = match crate::echo::answer(body) {
             crate::echo::Answer::InPlace => {
                 reservation.shrink_to(resources::real_cost(body.len(), body.len()));
                 summary.bytes_out += body.len() as u64;
                 tx.write_record(RecordType::Response, body).await?;
-                body.len()
+                let len = body.len();
+                let queued_at = self
+                    .shared
+                    .stats
+                    .answered(len, len, summary.latency_clock.take());
+                (len, queued_at)
             }
             crate::echo::Answer::Converted(upper) => {
                 reservation.shrink_to(resources::real_cost(body.len(), upper.len()));
                 summary.bytes_out += upper.len() as u64;
                 tx.write_record(RecordType::Response, upper.as_bytes())
                     .await?;
-                upper.len()
+                let stats = &self.shared.stats;
+                let queued_at =
+                    stats.answered(body.len(), upper.len(), summary.latency_clock.take());
+                (upper.len(), queued_at)
             }
             reply @ crate::echo::Answer::NotUtf8 { .. } => {
                 let reason = reply.error_text().unwrap_or_default();
                 reservation.shrink_to(resources::real_cost(body.len(), reason.len()));
                 tx.write_record(RecordType::Error, reason.as_bytes())
                     .await?;
-                reason.len()
+                let queued_at =
+                    self.shared
+                        .stats
+                        .answered(body.len(), 0, summary.latency_clock.take());
+                (reason.len(), queued_at)
             }
         };
-        let stats = &self.shared.stats;
-        stats.add(&stats.requests);
         // Answer now unless more requests are already here: never wait for the
         // client's end of stream, but batch the replies of a pipelined burst.
-        if !rx.has_buffered_input() {
-            tx.flush().await?;
-            *reservation = Answered::Flushed;
-        } else {
+        // Decided before the flush's await, so that nothing of this request but the
+        // decision is kept across it: every byte kept there is in every session's task.
+        let flush = if rx.has_buffered_input() {
             let Answered::Reserved(reserved) = std::mem::replace(reservation, Answered::Flushed)
             else {
                 unreachable!("a request is answered once")
@@ -460,6 +486,14 @@ impl Handler {
                 reply_len: crate::wire::RECORD_HEADER_LEN as u64 + reply_len as u64,
                 reservation: reserved,
             };
+            summary.latency_clock = Some(queued_at);
+            false
+        } else {
+            true
+        };
+        if flush {
+            tx.flush().await?;
+            *reservation = Answered::Flushed;
         }
         Ok(())
     }

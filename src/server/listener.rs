@@ -599,7 +599,7 @@ impl Drop for SourceTicket {
             .table
             .finish(self.addr, self.admitted_at, now, self.verdict);
         if let Some(period) = begun {
-            penalties.stats.add(&penalties.stats.penalties_imposed);
+            penalties.stats.penalty_imposed(now + period);
             if let Some(count) = penalties.begun.note(now) {
                 warn!(
                     "refusing {} for {}s after repeated failed handshakes ({count} refusal(s) begun since the last such line)",

@@ -156,6 +156,7 @@ impl Server {
                     config.max_sessions_per_key,
                     config.memory_budget,
                     config.max_request,
+                    Arc::clone(&stats),
                 ),
                 stopping_since: OnceLock::new(),
                 config,

@@ -327,6 +327,8 @@ pub(crate) struct SessionsPerKey {
     share_kib: (u32, u32),
     /// The keys with sessions open.
     open: Arc<Mutex<HashMap<PublicKey, KeyEntry>>>,
+    /// Where the open sessions are counted (the `sessions_open` gauge).
+    stats: Arc<ServerStats>,
 }
 
 /// A key with sessions open.
@@ -354,6 +356,9 @@ struct KeyShared {
     frames_kib: u32,
     /// The table to count a session out of (weak: the table holds this).
     open: std::sync::Weak<Mutex<HashMap<PublicKey, KeyEntry>>>,
+    /// Where a session is counted out of the `sessions_open` gauge: one pointer per
+    /// key, not per session.
+    stats: Arc<ServerStats>,
 }
 
 /// One open session of a key, counted until dropped.
@@ -363,12 +368,18 @@ pub(super) struct KeySession(Arc<KeyShared>);
 impl SessionsPerKey {
     /// A table for `limit` sessions per key (0: no limit) and, for each key, a
     /// share of a `budget` of bytes that holds at least one request of
-    /// `max_request` bytes.
-    pub(super) fn new(limit: usize, budget: u64, max_request: u32) -> Self {
+    /// `max_request` bytes. Open sessions are counted in `stats`.
+    pub(super) fn new(
+        limit: usize,
+        budget: u64,
+        max_request: u32,
+        stats: Arc<ServerStats>,
+    ) -> Self {
         Self {
             limit,
             share_kib: key_share_kib(budget, max_request),
             open: Arc::default(),
+            stats,
         }
     }
 
@@ -387,12 +398,14 @@ impl SessionsPerKey {
                 frames: Arc::new(Semaphore::new(self.share_kib.1 as usize)),
                 frames_kib: self.share_kib.1,
                 open: Arc::downgrade(&self.open),
+                stats: Arc::clone(&self.stats),
             }),
         });
         if self.limit != 0 && entry.sessions >= self.limit {
             return None;
         }
         entry.sessions += 1;
+        self.stats.add(&self.stats.sessions_open);
         Some(KeySession(Arc::clone(&entry.shared)))
     }
 }
@@ -423,6 +436,7 @@ impl KeySession {
 
 impl Drop for KeySession {
     fn drop(&mut self) {
+        self.0.stats.sub(&self.0.stats.sessions_open);
         let Some(open) = self.0.open.upgrade() else {
             return;
         };
@@ -463,7 +477,7 @@ mod tests {
         // frames (which then get one transport message's worth).
         let budget = MemoryBudget::new(13 * 1024, 1024, Arc::default());
         // A share as large as the request part (one request of 1 KiB needs 8 KiB).
-        let table = SessionsPerKey::new(0, 13 * 1024, 1024);
+        let table = SessionsPerKey::new(0, 13 * 1024, 1024, Arc::default());
         let (alice, bob) = (table.enter(&key(1)).unwrap(), table.enter(&key(2)).unwrap());
         let mut first = budget.try_reserve(&alice, 8 * 1024).unwrap();
         assert!(
@@ -484,7 +498,7 @@ mod tests {
     async fn one_key_holds_at_most_half_the_budget_and_others_get_the_rest() {
         // 1 MiB of request memory, once a quarter is carved out for frames.
         let budget = MemoryBudget::new(1365 * 1024, 1024, Arc::default());
-        let table = SessionsPerKey::new(0, 1365 * 1024, 1024);
+        let table = SessionsPerKey::new(0, 1365 * 1024, 1024, Arc::default());
         let insider: Vec<_> = (0..4).map(|_| table.enter(&key(1)).unwrap()).collect();
         let held: Vec<_> = insider[..2]
             .iter()
@@ -521,7 +535,7 @@ mod tests {
     async fn frame_memory_is_apart_from_request_memory_and_shared_by_keys() {
         let bytes = 64 << 20;
         let budget = MemoryBudget::new(bytes, 1 << 20, Arc::default());
-        let table = SessionsPerKey::new(0, bytes, 1 << 20);
+        let table = SessionsPerKey::new(0, bytes, 1 << 20, Arc::default());
         let insider = table.enter(&key(1)).unwrap();
         let frame = FRAME_MEMORY as u64;
         // One key takes half the frame part (8 MiB), one message at a time.
@@ -565,14 +579,14 @@ mod tests {
     #[test]
     fn sessions_per_key_are_counted_until_they_end() {
         let (alice, bob) = (key(1), key(2));
-        let table = SessionsPerKey::new(2, 1 << 20, 1024);
+        let table = SessionsPerKey::new(2, 1 << 20, 1024, Arc::default());
         let first = table.enter(&alice).unwrap();
         let _second = table.enter(&alice).unwrap();
         assert!(table.enter(&alice).is_none());
         assert!(table.enter(&bob).is_some(), "other keys are not limited");
         drop(first);
         assert!(table.enter(&alice).is_some());
-        let unlimited = SessionsPerKey::new(0, 1 << 20, 1024);
+        let unlimited = SessionsPerKey::new(0, 1 << 20, 1024, Arc::default());
         let held: Vec<_> = (0..100).map(|_| unlimited.enter(&alice).unwrap()).collect();
         assert_eq!(held.len(), 100);
     }

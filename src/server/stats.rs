@@ -1,10 +1,18 @@
-//! The server's live counters, read by `serve`'s log, by tests that wait on events
-//! instead of sleeping, and by the benchmarks.
+//! The server's live counters, read by `serve`'s log and its Prometheus metrics, by
+//! tests that wait on events instead of sleeping, and by the benchmarks.
+//!
+//! Everything a request touches is a relaxed atomic add: the latency histogram's
+//! buckets are atomics too, so measuring costs no lock per request.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+use crate::wire::Suite;
 
 /// Defines [`ServerStats`] (atomic counters), [`StatsSnapshot`] (plain copies) and
 /// `ServerStats::snapshot` from one list, so a counter is named once.
@@ -14,6 +22,18 @@ macro_rules! counters {
         #[derive(Debug, Default)]
         pub struct ServerStats {
             $($(#[doc = $doc])* pub $name: AtomicU64,)*
+            /// Request body bytes received (not counted in `changed`: no test waits
+            /// on it, and a wake-up per request would cost a lock).
+            pub bytes_in: AtomicU64,
+            /// Reply body bytes queued.
+            pub bytes_out: AtomicU64,
+            /// How long requests took from their body read to their reply queued.
+            pub request_latency: LatencyHistogram,
+            /// When each refusal in force ends, soonest first: how many sources are
+            /// penalised now, without locking or walking the penalty table. Pushed
+            /// once per penalty (rare), popped when read or pushed, so it holds at
+            /// most the refusals in force.
+            penalty_ends: Mutex<BinaryHeap<Reverse<Instant>>>,
             /// Woken on every change, for [`ServerStats::wait_for`].
             changed: Notify,
         }
@@ -38,6 +58,8 @@ macro_rules! counters {
 counters! {
     /// Connections open now (gauge).
     connections_open,
+    /// Sessions open now: authorized, not yet closed (gauge).
+    sessions_open,
     /// Handshakes in progress now (gauge).
     handshakes_in_progress,
     /// Connections accepted from the listener, refused or not.
@@ -88,6 +110,159 @@ counters! {
     /// Connections from a configured proxy closed for a missing, malformed,
     /// truncated or late PROXY protocol header.
     proxy_header_errors,
+    /// Sessions the client ended, or that ended as the client was done.
+    closed,
+    /// Sessions closed because the server stopped (after answering what they had read).
+    stopped,
+    /// Sessions closed for a request over the size limit.
+    too_large,
+    /// Sessions that failed after authorization (the peer reset, a bad record...).
+    session_failures,
+}
+
+/// A label value and the counter of the snapshot it names.
+type Labelled = (&'static str, fn(&StatsSnapshot) -> u64);
+
+/// The `outcome` label of each way a connection that was admitted ends, and the
+/// counter that counts it: one place for the names, so that the metrics, the docs and
+/// the tests agree. Together with the refusals on arrival they account for every
+/// accepted connection once it is over.
+const OUTCOMES: [Labelled; 14] = [
+    ("closed", |s| s.closed),
+    ("stopped", |s| s.stopped),
+    ("handshake_failed", |s| s.handshake_failures),
+    ("handshake_timeout", |s| s.handshake_timeouts),
+    ("handshake_declined", |s| s.handshake_declines),
+    ("handshake_evicted", |s| s.handshakes_evicted),
+    ("denied", |s| s.denied),
+    ("too_many_sessions", |s| s.refused_key_cap),
+    ("revoked", |s| s.revoked),
+    ("idle_timeout", |s| s.idle_timeouts),
+    ("memory_stalled", |s| s.memory_stalls),
+    ("time_limit", |s| s.session_time_limits),
+    ("too_large", |s| s.too_large),
+    ("failed", |s| s.session_failures),
+];
+
+/// The `reason` label of each refusal on arrival (closed before a byte is read).
+const REFUSALS: [Labelled; 3] = [
+    ("connection_cap", |s| s.refused_connection_cap),
+    ("source_cap", |s| s.refused_source_cap),
+    ("penalized", |s| s.refused_penalized),
+];
+
+/// Sessions running one Noise protocol suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuiteSessions {
+    /// The full Noise protocol name, as in the handshake (`Noise_XX_25519_ChaChaPoly_BLAKE2s`).
+    pub suite: &'static str,
+    /// Open now.
+    pub open: u64,
+    /// Opened since the server started.
+    pub total: u64,
+}
+
+impl StatsSnapshot {
+    /// How the connections that were admitted and are over ended, by outcome label
+    /// (`closed`, `denied`, `idle_timeout`...).
+    pub fn outcomes(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        OUTCOMES
+            .iter()
+            .map(move |(name, count)| (*name, count(self)))
+    }
+
+    /// Connections closed on arrival, by reason label (`connection_cap`,
+    /// `source_cap`, `penalized`).
+    pub fn refusals(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REFUSALS
+            .iter()
+            .map(move |(name, count)| (*name, count(self)))
+    }
+
+    /// Sessions by Noise suite. Protocol v1 runs one suite; the names are
+    /// [`Suite::noise_name`]'s, so when v2 negotiates others, each is one more
+    /// entry here.
+    pub fn sessions_by_suite(&self) -> [SuiteSessions; 1] {
+        [SuiteSessions {
+            suite: Suite::ChaChaPolyBlake2s.noise_name(),
+            open: self.sessions_open,
+            total: self.sessions,
+        }]
+    }
+}
+
+/// Upper bounds of the latency buckets, in nanoseconds: a small request is answered
+/// in microseconds, a 1 MiB one in about a millisecond, one whose client stops
+/// reading waits up to the idle timeout.
+pub const LATENCY_BUCKETS_NANOS: [u64; 16] = [
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    10_000_000_000,
+];
+
+/// A histogram of durations in fixed buckets of atomics: recording is two relaxed
+/// adds and a binary search of 16 bounds, with no lock, so every request can be measured.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Observations per bucket (not cumulative); the last one is over every bound.
+    buckets: [AtomicU64; LATENCY_BUCKETS_NANOS.len() + 1],
+    /// The sum of all observations, in nanoseconds (584 years before it wraps).
+    sum_nanos: AtomicU64,
+}
+
+/// A copy of a [`LatencyHistogram`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatencySnapshot {
+    /// `(upper bound in nanoseconds, observations over the previous bound and at or
+    /// under this one)` for each bound of [`LATENCY_BUCKETS_NANOS`], in order.
+    pub buckets: Vec<(u64, u64)>,
+    /// Every observation, those over the last bound included.
+    pub count: u64,
+    /// Their sum, in nanoseconds.
+    pub sum_nanos: u64,
+}
+
+impl LatencyHistogram {
+    /// Counts one observation.
+    pub fn record(&self, elapsed: Duration) {
+        self.record_nanos(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Counts one observation of `nanos` nanoseconds.
+    pub fn record_nanos(&self, nanos: u64) {
+        let bucket = LATENCY_BUCKETS_NANOS.partition_point(|&bound| bound < nanos);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The observations so far. Read bucket by bucket while requests go on, so the
+    /// count may lag the sum by the requests of that instant.
+    pub fn snapshot(&self) -> LatencySnapshot {
+        let buckets: Vec<(u64, u64)> = LATENCY_BUCKETS_NANOS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(&bound, bucket)| (bound, bucket.load(Ordering::Relaxed)))
+            .collect();
+        let over = self.buckets[LATENCY_BUCKETS_NANOS.len()].load(Ordering::Relaxed);
+        LatencySnapshot {
+            count: buckets.iter().map(|(_, count)| count).sum::<u64>() + over,
+            buckets,
+            sum_nanos: self.sum_nanos.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl ServerStats {
@@ -115,6 +290,51 @@ impl ServerStats {
         }
     }
 
+    /// Sources refused now for failed handshakes (each IPv4 address or IPv6 /64
+    /// serving a penalty at this moment).
+    pub fn penalized_sources(&self) -> u64 {
+        let mut ends = self.lock_penalty_ends();
+        pop_ended(&mut ends, Instant::now());
+        ends.len() as u64
+    }
+
+    /// A penalty began that lasts until `until`.
+    pub(super) fn penalty_imposed(&self, until: Instant) {
+        {
+            let mut ends = self.lock_penalty_ends();
+            pop_ended(&mut ends, Instant::now());
+            ends.push(Reverse(until));
+        }
+        self.add(&self.penalties_imposed);
+    }
+
+    /// One request answered: its body bytes each way and, from `read_done` (its
+    /// body read; unknown counts as now) to now (its reply queued), its latency. Relaxed adds only;
+    /// `requests` wakes the waiters. Returns now, for the next request of a burst.
+    pub(super) fn answered(
+        &self,
+        bytes_in: usize,
+        bytes_out: usize,
+        read_done: Option<ClockNanos>,
+    ) -> ClockNanos {
+        let queued = ClockNanos::now();
+        let read_done = read_done.unwrap_or(queued);
+        self.bytes_in.fetch_add(bytes_in as u64, Ordering::Relaxed);
+        self.bytes_out
+            .fetch_add(bytes_out as u64, Ordering::Relaxed);
+        self.request_latency.record_nanos(queued.since(read_done));
+        self.add(&self.requests);
+        queued
+    }
+
+    /// The heap stays consistent whatever a panicking holder did (pushes and pops
+    /// are single steps).
+    fn lock_penalty_ends(&self) -> std::sync::MutexGuard<'_, BinaryHeap<Reverse<Instant>>> {
+        self.penalty_ends
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub(super) fn add(&self, counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_waiters();
@@ -123,5 +343,114 @@ impl ServerStats {
     pub(super) fn sub(&self, counter: &AtomicU64) {
         counter.fetch_sub(1, Ordering::Relaxed);
         self.changed.notify_waiters();
+    }
+}
+
+/// A reading of the monotonic clock in nanoseconds: what the latency histogram
+/// measures with. A plain integer, so the difference of two is one subtraction (an
+/// `Instant`'s takes some 50 instructions, as much as the rest of the measurement),
+/// and 8 bytes where a session keeps one (an `Instant` is 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct ClockNanos(std::num::NonZeroU64);
+
+impl ClockNanos {
+    /// Now (`CLOCK_MONOTONIC`, read through the vDSO: no system call).
+    pub(super) fn now() -> Self {
+        // Cannot fail for CLOCK_MONOTONIC on Linux; a zero would only make one
+        // observation wrong, never panic.
+        let nanos = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|now| {
+                (now.tv_sec() as u64)
+                    .wrapping_mul(1_000_000_000)
+                    .wrapping_add(now.tv_nsec() as u64)
+            })
+            .unwrap_or(0);
+        // Zero only at the very instant of boot.
+        Self(std::num::NonZeroU64::new(nanos).unwrap_or(std::num::NonZeroU64::MIN))
+    }
+
+    /// Nanoseconds from `earlier` to this reading (0 if it is not earlier).
+    pub(super) fn since(self, earlier: Self) -> u64 {
+        self.0.get().saturating_sub(earlier.0.get())
+    }
+}
+
+/// Drops the refusals over at `now`.
+fn pop_ended(ends: &mut BinaryHeap<Reverse<Instant>>, now: Instant) {
+    while ends.peek().is_some_and(|Reverse(end)| *end <= now) {
+        ends.pop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_bounds_are_inclusive_and_the_count_includes_the_overflow() {
+        let histogram = LatencyHistogram::default();
+        histogram.record(Duration::from_nanos(1_000));
+        histogram.record(Duration::from_nanos(1_001));
+        histogram.record(Duration::from_micros(40));
+        histogram.record(Duration::from_secs(3_600));
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.buckets[0], (1_000, 1));
+        assert_eq!(snapshot.buckets[1], (2_500, 1));
+        assert_eq!(snapshot.buckets[4], (25_000, 0));
+        assert_eq!(snapshot.buckets[5], (50_000, 1));
+        assert_eq!(snapshot.buckets.last(), Some(&(10_000_000_000, 0)));
+        assert_eq!(snapshot.count, 4);
+        assert_eq!(snapshot.sum_nanos, 3_600_000_000_000 + 42_001);
+    }
+
+    #[test]
+    fn penalized_sources_counts_the_refusals_in_force() {
+        let stats = ServerStats::default();
+        let now = Instant::now();
+        stats.penalty_imposed(now + Duration::from_secs(60));
+        stats.penalty_imposed(now + Duration::from_secs(120));
+        // One already over when it is read: not counted, and dropped.
+        stats.penalty_imposed(now);
+        assert_eq!(stats.penalized_sources(), 2);
+        assert_eq!(stats.snapshot().penalties_imposed, 3);
+        assert_eq!(stats.lock_penalty_ends().len(), 2);
+    }
+
+    #[test]
+    fn every_outcome_and_refusal_has_its_own_counter_and_label() {
+        let snapshot = StatsSnapshot {
+            closed: 1,
+            stopped: 2,
+            handshake_failures: 3,
+            handshake_timeouts: 4,
+            handshake_declines: 5,
+            handshakes_evicted: 6,
+            denied: 7,
+            refused_key_cap: 8,
+            revoked: 9,
+            idle_timeouts: 10,
+            memory_stalls: 11,
+            session_time_limits: 12,
+            too_large: 13,
+            session_failures: 14,
+            refused_connection_cap: 15,
+            refused_source_cap: 16,
+            refused_penalized: 17,
+            ..StatsSnapshot::default()
+        };
+        let values: Vec<u64> = snapshot
+            .outcomes()
+            .chain(snapshot.refusals())
+            .map(|(_, count)| count)
+            .collect();
+        assert_eq!(values, (1..=17).collect::<Vec<_>>());
+        let mut names: Vec<&str> = snapshot.outcomes().map(|(name, _)| name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), OUTCOMES.len());
+        assert_eq!(
+            snapshot.sessions_by_suite()[0].suite,
+            crate::wire::NOISE_PROTOCOL
+        );
     }
 }

@@ -417,6 +417,16 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
         self.input.capacity()
     }
 
+    /// Whether the rest of the current record's body is already decrypted here, so
+    /// that reading it cannot wait for the network (true between records).
+    pub fn body_buffered(&self) -> bool {
+        self.decoder
+            .body_in_progress()
+            .is_none_or(|(_, remaining)| {
+                remaining as usize <= self.plaintext_end - self.plaintext_start
+            })
+    }
+
     /// Decrypts the next transport message in place, making it the current
     /// plaintext. Only called once the current plaintext is all decoded. Outside a
     /// record body the buffer stays within `allowance`, unless that is `None` (see
