@@ -22,16 +22,11 @@ use std::time::Duration;
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use noise_echo::identity::Identity;
 use noise_echo::wire::{
-    decode_frame, encode_frame, encode_message2, encode_message3, encode_record,
-    initiate_v2_with_fixed_ephemeral_for_testing_only,
-    initiate_with_fixed_ephemeral_for_testing_only,
-    respond_any_with_fixed_ephemeral_for_testing_only,
-    respond_with_fixed_ephemeral_for_testing_only, Decoded, Established, LocalIdentity, Mismatch,
-    Offer, ProtocolVersion, RecordType, RekeyPolicy, Reply, ResponderSettings, ServerParams, Suite,
-    WireError, DEFAULT_REQUEST_LIMIT, MIN_RESPONSE_LIMIT, NOISE_PROTOCOL, PROLOGUE,
+    decode_frame, initiate_with_fixed_ephemeral_for_testing_only,
+    respond_with_fixed_ephemeral_for_testing_only, Decoded, Established, LocalIdentity, RecordType,
+    Reply, Suite, DEFAULT_REQUEST_LIMIT, MIN_RESPONSE_LIMIT, NOISE_PROTOCOL, PROLOGUE,
 };
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, CHACHA20_POLY1305};
-use tokio::io::{duplex, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+use tokio::io::{duplex, AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 const REGENERATE: &str = "NOISE_ECHO_REGENERATE_VECTORS";
 
@@ -134,6 +129,11 @@ fn frames(mut bytes: &[u8]) -> Frames {
     out
 }
 
+/// The frame's payload: what follows the 2-byte length prefix.
+fn payload(frame: &[u8]) -> &[u8] {
+    &frame[2..]
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::new(), |mut text, byte| {
         let _ = write!(text, "{byte:02x}");
@@ -145,7 +145,8 @@ fn hex(bytes: &[u8]) -> String {
 /// saying what the next vectors are.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Vectors {
-    /// `(None, comment)` or `(Some(name), hex value)`, in file order.
+    /// `(None, comment)` (one or more lines) or `(Some(name), hex value)`, in file
+    /// order.
     lines: Vec<(Option<String>, String)>,
 }
 
@@ -168,10 +169,14 @@ impl Vectors {
         let mut text = String::from(header);
         for (name, value) in &self.lines {
             match name {
-                Some(name) => writeln!(text, "{name} = {value}"),
-                None => writeln!(text, "\n# {value}"),
+                Some(name) => writeln!(text, "{name} = {value}").unwrap(),
+                None => {
+                    text.push('\n');
+                    for line in value.lines() {
+                        writeln!(text, "# {line}").unwrap();
+                    }
+                }
             }
-            .unwrap();
         }
         text
     }
@@ -322,7 +327,10 @@ async fn transport(
         client_tx.shutdown().await.unwrap();
         assert_eq!(server_rx.next_record().await.unwrap(), None);
         server_tx.shutdown().await.unwrap();
-        assert_eq!(client_rx.read_reply(MIN_RESPONSE_LIMIT).await.unwrap(), None);
+        assert_eq!(
+            client_rx.read_reply(MIN_RESPONSE_LIMIT).await.unwrap(),
+            None
+        );
     };
     tokio::time::timeout(LIMIT, session)
         .await
@@ -334,407 +342,13 @@ async fn transport(
     (client_frames, server_frames)
 }
 
-/// The v2 server's parameters in the vector sessions: the default request limit,
-/// and a rekey policy tiny enough that both count rules fire within four messages
-/// (the time rule, an hour, never does).
-const V2_PARAMS: ServerParams = ServerParams {
-    max_request: DEFAULT_REQUEST_LIMIT,
-    rekey: RekeyPolicy {
-        max_messages: 2,
-        max_bytes: 100,
-        max_interval: Duration::from_secs(3600),
-    },
-};
+// The crate root of this test is tests/vectors.rs, so its modules need a path.
+#[path = "vectors/replay.rs"]
+mod replay;
+#[path = "vectors/v2.rs"]
+mod v2;
 
-/// The v2 sessions' requests: the second is its sender's second message under the
-/// first key (`max_messages`), the third passes `max_bytes` alone, the fourth runs
-/// under the third key.
-const V2_REQUESTS: [&[u8]; 4] = [
-    b"hello",
-    b"world",
-    b"rekeying by bytes: this request and its response carry over one hundred \
-      bytes of plaintext, so both end with REKEY",
-    b"bye",
-];
-
-/// The REKEY record (type 4, empty body), last in a transport message's plaintext.
-const REKEY_RECORD: [u8; 5] = [4, 0, 0, 0, 0];
-
-fn v2_settings(suites: &[Suite]) -> ResponderSettings {
-    ResponderSettings {
-        suites: suites.to_vec(),
-        v1_enabled: true,
-        params: V2_PARAMS,
-    }
-}
-
-/// The other suite: what a server that refuses this file's runs.
-fn other(suite: Suite) -> Suite {
-    *Suite::ALL.iter().find(|other| **other != suite).unwrap()
-}
-
-/// The frame's payload: what follows the 2-byte length prefix.
-fn payload(frame: &[u8]) -> &[u8] {
-    &frame[2..]
-}
-
-/// Runs the v2 reference session for `suite`, and the negotiation failures around
-/// it, and returns their vectors in file order.
-async fn generate_v2(suite: Suite) -> Vectors {
-    let parties = Parties::new();
-    let p = &parties;
-    let offer = Offer::new(suite);
-    let settings = v2_settings(&Suite::ALL);
-    let ((client, client_io), (server, server_io), client_frames, server_frames) = recorded(
-        |mut io| async move {
-            let pending = initiate_v2_with_fixed_ephemeral_for_testing_only(
-                &mut io,
-                &p.client_local,
-                &Offer::new(suite),
-                &p.client_ephemeral,
-            )
-            .await
-            .unwrap();
-            assert_eq!(pending.server_key(), &p.server.public_key());
-            assert_eq!(pending.server_params(), Some(&V2_PARAMS));
-            (pending.approve(&mut io).await.unwrap(), io)
-        },
-        |mut io| async move {
-            let server = respond_any_with_fixed_ephemeral_for_testing_only(
-                &mut io,
-                &p.server_local,
-                &v2_settings(&Suite::ALL),
-                &p.server_ephemeral,
-            )
-            .await
-            .unwrap();
-            (server, io)
-        },
-    )
-    .await;
-    assert_eq!(server.peer(), &parties.client.public_key());
-    for established in [&client, &server] {
-        assert_eq!(established.version(), ProtocolVersion::V2);
-        assert_eq!(established.suite(), suite);
-        assert_eq!(established.rekey_policy(), Some(&V2_PARAMS.rekey));
-    }
-    assert_eq!(client.handshake_hash(), server.handshake_hash());
-    assert_eq!((client_frames.len(), server_frames.len()), (3, 2));
-    let handshake_hash = *client.handshake_hash();
-    let (client_transport, server_transport) =
-        transport((client, client_io), (server, server_io), &V2_REQUESTS).await;
-
-    // An independent replay of the handshake (snow, fed the library's messages)
-    // opens messages 2 and 3, which gives their payloads, and the split's keys.
-    let replay = SnowReplay::run(
-        &parties,
-        suite,
-        &offer.encode(),
-        [&client_frames[1], &server_frames[1], &client_frames[2]],
-    );
-    assert_eq!(replay.handshake_hash, handshake_hash);
-    assert_eq!(
-        replay.msg2_payload,
-        encode_message2(parties.server.public_key().as_bytes(), &settings.params)
-    );
-    assert_eq!(
-        replay.msg3_payload,
-        encode_message3(parties.client.public_key().as_bytes())
-    );
-
-    let mut vectors = Vectors::default();
-    vectors.push("protocol_name", suite.noise_name().as_bytes());
-    parties.push_keys(&mut vectors);
-    vectors.comment(format!(
-        "The negotiation and the handshake. The client writes offer and msg1 at once, \
-         the server answer and msg2;\n# the prologue is the offer's payload. The server \
-         advertises max_request {}, max_messages {},\n# max_bytes {}, max_seconds {}.",
-        V2_PARAMS.max_request,
-        V2_PARAMS.rekey.max_messages,
-        V2_PARAMS.rekey.max_bytes,
-        V2_PARAMS.rekey.max_interval.as_secs()
-    ));
-    vectors.push("prologue", payload(&client_frames[0]));
-    vectors.push("offer", &client_frames[0]);
-    vectors.push("msg1", &client_frames[1]);
-    vectors.push("answer", &server_frames[0]);
-    vectors.push("msg2_payload", &replay.msg2_payload);
-    vectors.push("msg2", &server_frames[1]);
-    vectors.push("msg3_payload", &replay.msg3_payload);
-    vectors.push("msg3", &client_frames[2]);
-    vectors.push("handshake_hash", &handshake_hash);
-    for (side, frames, key, record_type) in [
-        (
-            "client",
-            &client_transport,
-            replay.client_key,
-            RecordType::Request,
-        ),
-        (
-            "server",
-            &server_transport,
-            replay.server_key,
-            RecordType::Response,
-        ),
-    ] {
-        push_transport(&mut vectors, suite, side, frames, key, record_type);
-    }
-    push_negotiation_failures(&mut vectors, &parties, suite).await;
-    vectors
-}
-
-/// Opens one side's transport messages with its split key, following its REKEY
-/// records, and records keys, plaintexts and messages. Each plaintext must be the
-/// expected record, then nothing or one REKEY record: where the REKEYs fall is the
-/// library's doing (and the Python checker's to confirm).
-fn push_transport(
-    vectors: &mut Vectors,
-    suite: Suite,
-    side: &str,
-    frames: &[Vec<u8>],
-    mut key: [u8; 32],
-    record_type: RecordType,
-) {
-    let mut epoch = 0;
-    vectors.comment(format!(
-        "Transport, {side} to {}: message N has nonce N; the key changes after each \
-         message ending with REKEY.",
-        if side == "client" { "server" } else { "client" }
-    ));
-    vectors.push(format!("{side}_send_key_{epoch}"), &key);
-    for (index, (frame, request)) in frames.iter().zip(V2_REQUESTS).enumerate() {
-        let plaintext = open(suite, &key, index as u64, payload(frame));
-        let body = match record_type {
-            RecordType::Request => request.to_vec(),
-            _ => request.to_ascii_uppercase(),
-        };
-        let mut record = Vec::new();
-        encode_record(record_type, &body, &mut record).unwrap();
-        let rest = plaintext
-            .strip_prefix(record.as_slice())
-            .expect("the plaintext starts with the record sent");
-        vectors.push(format!("{side}_plaintext_{index}"), &plaintext);
-        vectors.push(format!("{side}_message_{index}"), frame);
-        match rest {
-            [] => {}
-            rest if rest == REKEY_RECORD => {
-                key = rekey(suite, &key);
-                epoch += 1;
-                vectors.push(format!("{side}_send_key_{epoch}"), &key);
-            }
-            rest => panic!("unexpected bytes after the record: {}", hex(rest)),
-        }
-    }
-}
-
-fn algorithm(suite: Suite) -> &'static ring::aead::Algorithm {
-    match suite {
-        Suite::ChaChaPolyBlake2s => &CHACHA20_POLY1305,
-        Suite::AesGcmSha256 => &AES_256_GCM,
-        _ => unreachable!("a suite without a cipher here: {suite}"),
-    }
-}
-
-/// Noise's nonce for `suite`: 4 zero bytes, then the counter, little-endian for
-/// ChaChaPoly and big-endian for AESGCM.
-fn nonce(suite: Suite, counter: u64) -> Nonce {
-    let mut bytes = [0; 12];
-    match suite {
-        Suite::AesGcmSha256 => bytes[4..].copy_from_slice(&counter.to_be_bytes()),
-        _ => bytes[4..].copy_from_slice(&counter.to_le_bytes()),
-    }
-    Nonce::assume_unique_for_key(bytes)
-}
-
-fn ring_key(suite: Suite, key: &[u8; 32]) -> LessSafeKey {
-    LessSafeKey::new(UnboundKey::new(algorithm(suite), key).unwrap())
-}
-
-fn open(suite: Suite, key: &[u8; 32], counter: u64, message: &[u8]) -> Vec<u8> {
-    let mut in_out = message.to_vec();
-    let len = ring_key(suite, key)
-        .open_in_place(nonce(suite, counter), Aad::empty(), &mut in_out)
-        .expect("the transport message opens with its key and nonce")
-        .len();
-    in_out.truncate(len);
-    in_out
-}
-
-/// Noise `Rekey()`: the first 32 bytes of the encryption of 32 zero bytes at
-/// nonce 2^64 - 1 with empty associated data.
-fn rekey(suite: Suite, key: &[u8; 32]) -> [u8; 32] {
-    let mut next = [0u8; 32];
-    let _tag = ring_key(suite, key)
-        .seal_in_place_separate_tag(nonce(suite, u64::MAX), Aad::empty(), &mut next)
-        .unwrap();
-    next
-}
-
-/// snow, driven directly as both Noise parties with the vectors' keys, fed the
-/// library's handshake messages: it must produce the same messages, and it reveals
-/// what the library encrypted.
-struct SnowReplay {
-    /// Message 2's plaintext payload, as the client opens it.
-    msg2_payload: Vec<u8>,
-    /// Message 3's plaintext payload, as the server opens it.
-    msg3_payload: Vec<u8>,
-    /// Noise's handshake hash after message 3.
-    handshake_hash: [u8; 32],
-    /// The split's first key: client to server.
-    client_key: [u8; 32],
-    /// The split's second key: server to client.
-    server_key: [u8; 32],
-}
-
-impl SnowReplay {
-    /// `messages`: msg1, msg2 and msg3 as framed on the wire.
-    fn run(parties: &Parties, suite: Suite, prologue: &[u8], messages: [&[u8]; 3]) -> Self {
-        let [msg1, msg2, msg3] = messages.map(payload);
-        fn builder<'a>(
-            suite: Suite,
-            prologue: &'a [u8],
-            private: &'a [u8; 32],
-            ephemeral: &'a [u8; 32],
-        ) -> snow::Builder<'a> {
-            snow::Builder::new(suite.noise_name().parse().unwrap())
-                .prologue(prologue)
-                .unwrap()
-                .local_private_key(private)
-                .unwrap()
-                .fixed_ephemeral_key_for_testing_only(ephemeral)
-        }
-        let client_noise = parties.client.noise_keypair();
-        let server_noise = parties.server.noise_keypair();
-        let mut initiator = builder(suite, prologue, client_noise.private(), &parties.client_ephemeral)
-            .build_initiator()
-            .unwrap();
-        let mut responder = builder(suite, prologue, server_noise.private(), &parties.server_ephemeral)
-            .build_responder()
-            .unwrap();
-        let mut out = vec![0u8; 65535];
-        let mut read = vec![0u8; 65535];
-        let len = initiator.write_message(&[], &mut out).unwrap();
-        assert_eq!(&out[..len], msg1);
-        assert_eq!(responder.read_message(msg1, &mut read).unwrap(), 0);
-        let len = initiator.read_message(msg2, &mut read).unwrap();
-        let msg2_payload = read[..len].to_vec();
-        let len = responder.write_message(&msg2_payload, &mut out).unwrap();
-        assert_eq!(&out[..len], msg2);
-        // The client's payload is what the server opens from the library's msg3;
-        // snow's initiator, given it, writes that same msg3.
-        let len = responder.read_message(msg3, &mut read).unwrap();
-        let msg3_payload = read[..len].to_vec();
-        let len = initiator.write_message(&msg3_payload, &mut out).unwrap();
-        assert_eq!(&out[..len], msg3);
-        assert_eq!(initiator.get_handshake_hash(), responder.get_handshake_hash());
-        let handshake_hash = initiator.get_handshake_hash().try_into().unwrap();
-        let (client_key, server_key) = initiator.dangerously_get_raw_split();
-        assert_eq!(
-            (client_key, server_key),
-            responder.dangerously_get_raw_split()
-        );
-        Self {
-            msg2_payload,
-            msg3_payload,
-            handshake_hash,
-            client_key,
-            server_key,
-        }
-    }
-}
-
-/// The negotiation's refusals, through the library's real client and server: a
-/// server running only the other suite, the client's retry offer and this server's
-/// refusal of it, and an offer of a version this server does not speak.
-async fn push_negotiation_failures(vectors: &mut Vectors, parties: &Parties, suite: Suite) {
-    let p = parties;
-    let refused = other(suite);
-    vectors.comment(format!(
-        "Negotiation failures: a server running only {} answers this offer; the \
-         client's retry on a new connection;\n# this file's server's answer to that \
-         retry, and to an offer of version 3.",
-        refused.noise_name()
-    ));
-    let client = |offer: Offer| {
-        move |mut io: Recorder| async move {
-            initiate_v2_with_fixed_ephemeral_for_testing_only(
-                &mut io,
-                &p.client_local,
-                &offer,
-                &p.client_ephemeral,
-            )
-            .await
-            .map(|_| ())
-        }
-    };
-    let server = |suites: Vec<Suite>| {
-        move |mut io: Recorder| async move {
-            respond_any_with_fixed_ephemeral_for_testing_only(
-                &mut io,
-                &p.server_local,
-                &v2_settings(&suites),
-                &p.server_ephemeral,
-            )
-            .await
-            .map(|_| ())
-        }
-    };
-
-    let (client_result, server_result, _, server_frames) =
-        recorded(client(Offer::new(suite)), server(vec![refused])).await;
-    let accepted = vec![refused.noise_name().to_owned()];
-    for result in [client_result, server_result] {
-        match result {
-            Err(WireError::Mismatch(Mismatch::UnsupportedSuite {
-                offered,
-                accepted: listed,
-            })) => assert_eq!((offered.as_str(), &listed), (suite.noise_name(), &accepted)),
-            other => panic!("expected UNSUPPORTED_SUITE, got {other:?}"),
-        }
-    }
-    assert_eq!(server_frames.len(), 1);
-    vectors.push("unsupported_suite_answer", &server_frames[0]);
-
-    let (client_result, server_result, client_frames, server_frames) = recorded(
-        client(Offer::retrying(refused, suite)),
-        server(Suite::ALL.to_vec()),
-    )
-    .await;
-    for result in [client_result, server_result] {
-        assert!(
-            matches!(result, Err(WireError::Mismatch(Mismatch::RetryRefused { ref rejected }))
-                if rejected == suite.noise_name()),
-            "expected RETRY_REFUSED, got {result:?}"
-        );
-    }
-    assert_eq!((client_frames.len(), server_frames.len()), (2, 1));
-    vectors.push("retry_offer", &client_frames[0]);
-
-    // A later version's offer: v2's with the version byte 3.
-    let mut future = Offer::new(suite).encode();
-    future[10] = 3;
-    let (answer, server_result, _, version_frames) = recorded(
-        |mut io: Recorder| async move {
-            let mut first = Vec::new();
-            encode_frame(&future, &mut first).unwrap();
-            let ephemeral = MontgomeryPoint::mul_base_clamped(p.client_ephemeral).to_bytes();
-            encode_frame(&ephemeral, &mut first).unwrap();
-            io.write_all(&first).await.unwrap();
-            let mut answer = Vec::new();
-            io.read_to_end(&mut answer).await.unwrap();
-            answer
-        },
-        server(Suite::ALL.to_vec()),
-    )
-    .await;
-    assert!(
-        matches!(server_result, Err(WireError::Mismatch(Mismatch::UnsupportedVersion { offered: 3, .. }))),
-        "expected UNSUPPORTED_VERSION, got {server_result:?}"
-    );
-    assert_eq!(version_frames, [answer]);
-    vectors.push("unsupported_version_answer", &version_frames[0]);
-    vectors.push("retry_refused_answer", &server_frames[0]);
-}
+use v2::generate_v2;
 
 /// Where each file lives, and the header its regeneration writes.
 struct VectorFile {

@@ -194,7 +194,8 @@ REQUESTS = [b"hello", b"world",
 
 
 def offer(suite_name, retry=b""):
-    assert 1 <= len(suite_name) <= 64 and len(retry) <= 64
+    # Names are 20..=64 bytes, so an offer is never 32 bytes long (a v1 message 1).
+    assert 20 <= len(suite_name) <= 64 and (not retry or 20 <= len(retry) <= 64)
     return MAGIC + bytes([2, len(suite_name)]) + suite_name + bytes([len(retry)]) + retry
 
 
