@@ -8,8 +8,10 @@ Usage: python3 tests/vectors/check_vectors.py [FILE...]
 With no FILE it checks v1.txt, v2-chachapoly.txt and v2-aesgcm.txt beside this
 script; the file name says which protocol it records (v1 or v2). Every value is
 recomputed from the seeds and fixed ephemeral keys (the only inputs taken from a
-file) and the session script below. Exits non-zero, naming the first mismatching
-vector, when a file disagrees or holds a vector this script does not recompute.
+file) and the session script below. For v2 it also checks that altering any byte
+of the offer makes message 2 fail to open (the downgrade protection of
+docs/PROTOCOL.md section 14). Exits non-zero, naming the first mismatching vector,
+when a file disagrees or holds a vector this script does not recompute.
 """
 import hashlib
 import hmac
@@ -19,6 +21,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 P = 2**255 - 19
@@ -62,6 +65,9 @@ class Suite:
         self.hash = hash_function
         self.aead = aead
         self.byteorder = nonce_byteorder
+
+    def decrypt(self, key, counter, ad, ciphertext):
+        return self.aead(key).decrypt(b"\0" * 4 + counter.to_bytes(8, self.byteorder), ciphertext, ad)
 
     def encrypt(self, key, counter, ad, plaintext):
         # ChaChaPoly: 32 zero bits then the counter little-endian; AESGCM: big-endian.
@@ -111,6 +117,21 @@ class Symmetric:
             self.n += 1
         self.mix_hash(out)
         return out
+
+
+def opens_message2(v, checks, suite, prologue, msg2):
+    """Whether a client whose prologue is `prologue` can open message 2's first
+    encrypted field (the server's static key): the downgrade check of section 14."""
+    state = Symmetric(suite, prologue)
+    state.mix_hash(checks["client_ephemeral_public"])
+    state.encrypt_and_hash(b"")
+    state.mix_hash(msg2[:32])
+    state.mix_key(x25519(v["client_ephemeral_private"], msg2[:32]))
+    try:
+        suite.decrypt(state.k, 0, state.h, msg2[32:80])
+        return True
+    except InvalidTag:
+        return False
 
 
 def frame(message):
@@ -249,6 +270,14 @@ def check_v2(v, suite_short):
     msg1, msg2, msg3, h, k_client, k_server = handshake(
         v, checks, suite, prologue, server_payload, client_payload)
     assert len(msg2) <= 32 + 48 + MAX_V2_PAYLOAD + 16 and len(msg3) <= 48 + MAX_V2_PAYLOAD + 16
+    # The offer is authenticated: a client whose offer a man in the middle altered
+    # (any byte, including the suite name and the retry field) cannot open msg2.
+    assert opens_message2(v, checks, suite, prologue, msg2)
+    for index in range(len(prologue)):
+        tampered = bytearray(prologue)
+        tampered[index] ^= 0x01
+        assert not opens_message2(v, checks, suite, bytes(tampered), msg2), index
+    assert not opens_message2(v, checks, suite, offer(suite.name, retry=other.name), msg2)
     checks.update(prologue=prologue, offer=frame(prologue), msg1=frame(msg1),
                   answer=frame(bytes([ACCEPT])), msg2_payload=server_payload, msg2=frame(msg2),
                   msg3_payload=client_payload, msg3=frame(msg3), handshake_hash=h)
