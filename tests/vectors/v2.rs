@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::replay::{open, rekey, SnowReplay};
 use crate::{hex, payload, recorded, transport, Parties, Recorder, Vectors};
+
 /// The v2 server's parameters in the vector sessions: the default request limit,
 /// and a rekey policy tiny enough that both count rules fire within four messages
 /// (the time rule, an hour, never does).
@@ -60,14 +61,13 @@ fn other(suite: Suite) -> Suite {
 pub(super) async fn generate_v2(suite: Suite) -> Vectors {
     let parties = Parties::new();
     let p = &parties;
-    let offer = Offer::new(suite);
-    let settings = v2_settings(&Suite::ALL);
+    let offer = &Offer::new(suite);
     let ((client, client_io), (server, server_io), client_frames, server_frames) = recorded(
         |mut io| async move {
             let pending = initiate_v2_with_fixed_ephemeral_for_testing_only(
                 &mut io,
                 &p.client_local,
-                &Offer::new(suite),
+                offer,
                 &p.client_ephemeral,
             )
             .await
@@ -101,8 +101,9 @@ pub(super) async fn generate_v2(suite: Suite) -> Vectors {
     let (client_transport, server_transport) =
         transport((client, client_io), (server, server_io), &V2_REQUESTS).await;
 
-    // An independent replay of the handshake (snow, fed the library's messages)
-    // opens messages 2 and 3, which gives their payloads, and the split's keys.
+    // snow, driven directly rather than through the library's handshake code and
+    // fed the library's messages, opens messages 2 and 3 (their payloads) and gives
+    // the split's keys.
     let replay = SnowReplay::run(
         &parties,
         suite,
@@ -112,7 +113,7 @@ pub(super) async fn generate_v2(suite: Suite) -> Vectors {
     assert_eq!(replay.handshake_hash, handshake_hash);
     assert_eq!(
         replay.msg2_payload,
-        encode_message2(parties.server.public_key().as_bytes(), &settings.params)
+        encode_message2(parties.server.public_key().as_bytes(), &V2_PARAMS)
     );
     assert_eq!(
         replay.msg3_payload,
