@@ -36,6 +36,7 @@ use crate::wire::cipher::{CipherKey, SessionKeys};
 use crate::identity::{Identity, NoiseKeypair, PublicKey, PublicKeyError};
 use crate::wire::error::{Bug, PayloadProblem, Refusal, Result, Violation, WireError};
 use crate::wire::record::Role;
+use crate::wire::rekey::RekeyPolicy;
 use crate::wire::suite::Suite;
 
 /// The Noise protocol name.
@@ -127,6 +128,9 @@ pub struct Established {
     /// first request usually does) and were read along with it: the session's
     /// receiving half starts with them.
     pub(crate) early_input: Vec<u8>,
+    /// Protocol v2: the rekey policy of the server's message 2, which both
+    /// directions follow; `None` for protocol v1, which never rekeys.
+    pub(crate) rekey: Option<RekeyPolicy>,
 }
 
 impl Established {
@@ -180,6 +184,7 @@ impl Established {
             role,
             handshake_hash,
             early_input: Vec::new(),
+            rekey: None,
         })
     }
 }

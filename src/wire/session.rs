@@ -20,10 +20,16 @@
 //!
 //! Buffers grow to a transport message while data is in flight, and are released
 //! when a half goes idle, so thousands of idle sessions cost little memory.
+//!
+//! In protocol v2 each half also follows the server's [`RekeyPolicy`](crate::wire::RekeyPolicy)
+//! (`src/wire/rekey.rs`): the send half ends with a REKEY record the message that
+//! reaches a limit, leaving room for it in every message, and replaces its key once
+//! that message is sealed; the receive half checks the peer did the same, and
+//! replaces its key after the message whose last record is REKEY.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use crate::wire::cipher::{next_nonce, CipherKey};
+use crate::wire::cipher::{next_nonce, CipherKey, SessionKeys};
 use crate::wire::error::{Bug, Refusal, Result, TruncatedAt, Violation};
 use crate::wire::frame::{
     decode_frame, frame_len_prefix, Decoded, FRAME_HEADER_LEN, MAX_FRAME_LEN,
@@ -31,8 +37,10 @@ use crate::wire::frame::{
 use crate::wire::handshake::Established;
 use crate::wire::record::{
     response_limit, RecordDecoder, RecordEvent, RecordHeader, RecordType, Role,
-    MAX_ERROR_REASON_LEN,
+    MAX_ERROR_REASON_LEN, RECORD_HEADER_LEN, REKEY_RECORD,
 };
+use crate::wire::rekey::{RecvRekey, RekeyPolicy, SendRekey};
+use crate::wire::suite::Suite;
 
 pub use crate::wire::cipher::TAG_LEN;
 
@@ -79,6 +87,10 @@ impl Established {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
+        let decoder = match self.rekey {
+            Some(_) => RecordDecoder::v2(self.role.peer()),
+            None => RecordDecoder::new(self.role.peer()),
+        };
         let recv = RecvHalf {
             reader,
             key: self.keys.recv,
@@ -87,7 +99,8 @@ impl Established {
             input_start: 0,
             plaintext_start: 0,
             plaintext_end: 0,
-            decoder: RecordDecoder::new(self.role.peer()),
+            decoder,
+            rekey: self.rekey.as_ref().map(RecvRekey::new),
             failed: false,
         };
         let send = SendHalf {
@@ -97,9 +110,28 @@ impl Established {
             nonce: 0,
             output: Vec::new(),
             open: None,
+            rekey: self
+                .rekey
+                .as_ref()
+                .map(|policy| Box::new(SendRekey::new(policy))),
             failed: false,
         };
         (recv, send)
+    }
+
+    /// Makes this session run protocol v2's transport: `suite`'s cipher on the
+    /// split's keys, and REKEY records under `policy`. For tests of the transport
+    /// alone (tests/rekey.rs), over a v1 handshake, until they can run a v2 one;
+    /// both ends must do the same. Not part of the API.
+    #[doc(hidden)]
+    pub fn with_v2_transport_for_testing_only(mut self, suite: Suite, policy: RekeyPolicy) -> Self {
+        let SessionKeys { send, recv } = self.keys;
+        self.keys = SessionKeys {
+            send: send.into_suite(suite),
+            recv: recv.into_suite(suite),
+        };
+        self.rekey = Some(policy);
+        self
     }
 
     /// Turns the handshake into a session over `stream`, split with
@@ -128,6 +160,7 @@ impl<R> std::fmt::Debug for RecvHalf<R> {
         f.debug_struct("RecvHalf")
             .field("nonce", &self.nonce)
             .field("decoder", &self.decoder)
+            .field("rekey", &self.rekey)
             .field("failed", &self.failed)
             .finish_non_exhaustive()
     }
@@ -139,6 +172,7 @@ impl<W> std::fmt::Debug for SendHalf<W> {
             .field("role", &self.role)
             .field("nonce", &self.nonce)
             .field("pending_plaintext", &self.pending_len())
+            .field("rekey", &self.rekey)
             .field("failed", &self.failed)
             .finish_non_exhaustive()
     }
@@ -168,6 +202,9 @@ pub struct RecvHalf<R> {
     plaintext_start: usize,
     plaintext_end: usize,
     decoder: RecordDecoder,
+    /// Protocol v2: the peer's counts under its current key, checked against the
+    /// policy; `None` in v1, which never rekeys.
+    rekey: Option<RecvRekey>,
     failed: bool,
 }
 
@@ -180,8 +217,9 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// # Errors
     /// [`Violation::Truncated`] when the stream ends inside a frame or a record;
     /// [`Violation::UnknownRecordType`], [`Violation::TransportDecrypt`],
-    /// [`Violation::EmptyTransportMessage`], [`Violation::ZeroLengthFrame`];
-    /// [`WireError::Io`](super::WireError::Io).
+    /// [`Violation::EmptyTransportMessage`], [`Violation::ZeroLengthFrame`]; in
+    /// protocol v2 [`Violation::RekeyWithBody`], [`Violation::RekeyNotLast`] and
+    /// [`Violation::MissedRekey`]; [`WireError::Io`](super::WireError::Io).
     pub async fn next_record(&mut self) -> Result<Option<RecordHeader>> {
         begin(&mut self.failed)?;
         let result = self.next_record_inner(None).await;
@@ -226,17 +264,22 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
                     .decoder
                     .decode(&self.input[self.plaintext_start..self.plaintext_end])?;
                 self.plaintext_start += used;
-                if let RecordEvent::Header(header) = event {
-                    return Ok(NextRecord::Header(Some(header)));
+                match event {
+                    RecordEvent::Header(header) => return Ok(NextRecord::Header(Some(header))),
+                    RecordEvent::Rekey => self.peer_rekeyed(used)?,
+                    RecordEvent::NeedMore | RecordEvent::Body { .. } => {}
                 }
             }
             match self.fill_plaintext(allowance).await? {
                 Fill::Message => {}
                 Fill::End => {
+                    if let Some(rekey) = &self.rekey {
+                        rekey.finished(self.decoder.at_record_boundary(), self.decoder.sender())?;
+                    }
                     return match self.decoder.truncated_at() {
                         None => Ok(NextRecord::Header(None)),
                         Some(at) => Err(Violation::Truncated(at).into()),
-                    }
+                    };
                 }
                 Fill::Admit(capacity) => return Ok(NextRecord::Admit(capacity)),
                 Fill::Released => return Ok(NextRecord::Released),
@@ -316,7 +359,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
         match event {
             RecordEvent::Body { .. } => Ok(Some((start, start + used))),
             // A body was in progress and the input is not empty: always a body chunk.
-            RecordEvent::NeedMore | RecordEvent::Header(_) => Ok(None),
+            RecordEvent::NeedMore | RecordEvent::Header(_) | RecordEvent::Rekey => Ok(None),
         }
     }
 
@@ -417,6 +460,26 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
         self.input.capacity()
     }
 
+    /// The peer's REKEY record was just decoded, `used` bytes of it from the current
+    /// plaintext: it must be the whole record and the plaintext's end. Then the
+    /// peer's key changes, before its next message is opened.
+    fn peer_rekeyed(&mut self, used: usize) -> Result<()> {
+        let Some(rekey) = &mut self.rekey else {
+            // Only a v2 decoder reports REKEY, and only v2 halves have one.
+            return Err(Violation::UnknownRecordType {
+                record_type: REKEY_RECORD[0],
+                sender: self.decoder.sender(),
+            }
+            .into());
+        };
+        if used != RECORD_HEADER_LEN || self.plaintext_start != self.plaintext_end {
+            return Err(Violation::RekeyNotLast.into());
+        }
+        self.key.rekey()?;
+        rekey.rekeyed();
+        Ok(())
+    }
+
     /// Decrypts the next transport message in place, making it the current
     /// plaintext. Only called once the current plaintext is all decoded. Outside a
     /// record body the buffer stays within `allowance`, unless that is `None` (see
@@ -433,6 +496,12 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
                         .open_in_place(current, &mut self.input[start..end])?;
                     if len == 0 {
                         return Err(Violation::EmptyTransportMessage.into());
+                    }
+                    if let Some(rekey) = &mut self.rekey {
+                        // The previous message is all decoded: the decoder is where
+                        // it ended.
+                        let at_boundary = self.decoder.at_record_boundary();
+                        rekey.opened(len, at_boundary, self.decoder.sender())?;
                     }
                     self.plaintext_start = start;
                     self.plaintext_end = start + len;
@@ -555,16 +624,32 @@ pub struct SendHalf<W> {
     /// the message being filled: room for its frame header, then its plaintext
     /// (always shorter than a full transport message), sealed there in place.
     output: Vec<u8>,
-    /// Where the open message's frame header starts in `output`.
-    open: Option<usize>,
+    /// Where the open message's frame header starts in `output` (a `u32`: the
+    /// buffer stays under `BULK_IO` plus a message, and every idle session holds
+    /// this field).
+    open: Option<u32>,
+    /// Protocol v2: the counts and age of the sending key, for the policy; `None`
+    /// in v1, which never rekeys. Boxed, so that it costs an idle session 8 bytes
+    /// of the task's size (see [`SendRekey`]).
+    rekey: Option<Box<SendRekey>>,
     failed: bool,
 }
 
 impl<W> SendHalf<W> {
     /// Plaintext bytes appended but not yet sealed.
     fn pending_len(&self) -> usize {
-        self.open
-            .map_or(0, |start| self.output.len() - start - FRAME_HEADER_LEN)
+        self.open.map_or(0, |start| {
+            self.output.len() - start as usize - FRAME_HEADER_LEN
+        })
+    }
+
+    /// The most record bytes one transport message carries: in v2, room is left
+    /// for the REKEY record that may have to end it.
+    fn capacity(&self) -> usize {
+        match self.rekey {
+            Some(_) => MAX_PLAINTEXT_LEN - REKEY_RECORD.len(),
+            None => MAX_PLAINTEXT_LEN,
+        }
     }
 }
 
@@ -591,9 +676,12 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         }
         let len = u32::try_from(body.len()).map_err(|_| Bug::RecordLength(body.len()))?;
         begin(&mut self.failed)?;
-        self.append(&RecordHeader { record_type, len }.to_bytes())
-            .await?;
-        self.append(body).await?;
+        self.append(
+            &RecordHeader { record_type, len }.to_bytes(),
+            body.is_empty(),
+        )
+        .await?;
+        self.append(body, true).await?;
         self.failed = false;
         Ok(())
     }
@@ -631,24 +719,56 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         Ok(())
     }
 
-    /// Appends bytes to the record stream, sealing and writing full messages.
-    async fn append(&mut self, mut bytes: &[u8]) -> Result<()> {
+    /// Protocol v2: ends the pending plaintext with a REKEY record (or sends one
+    /// alone when nothing is pending) and seals it; the sending key is replaced
+    /// after it. The message goes out with the next [`flush`](Self::flush). The
+    /// policy's rekeys happen without this; it is for a caller that wants one now
+    /// (before a key could be exposed, say).
+    ///
+    /// # Errors
+    /// [`Bug::RekeyInV1`] on a protocol v1 session.
+    pub fn rekey_now(&mut self) -> Result<()> {
+        if self.rekey.is_none() {
+            return Err(Bug::RekeyInV1.into());
+        }
+        begin(&mut self.failed)?;
+        self.open_message();
+        self.seal_with(true, true)?;
+        self.failed = false;
+        Ok(())
+    }
+
+    /// Starts a message after the queued ones, unless one is open; returns where
+    /// its frame header goes.
+    fn open_message(&mut self) -> usize {
+        match self.open {
+            Some(start) => start as usize,
+            None => {
+                let start = self.output.len();
+                self.output.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+                // Full messages are written once BULK_IO bytes are queued, so the
+                // buffer never nears 4 GiB.
+                self.open = Some(u32::try_from(start).unwrap_or_else(|_| {
+                    unreachable!("the output buffer holds at most BULK_IO plus a message")
+                }));
+                start
+            }
+        }
+    }
+
+    /// Appends bytes to the record stream, sealing and writing full messages;
+    /// `ends_record`: whether the last of `bytes` ends a record (so a message
+    /// full there ends at a record boundary, where it can rekey).
+    async fn append(&mut self, mut bytes: &[u8], ends_record: bool) -> Result<()> {
+        let capacity = self.capacity();
         while !bytes.is_empty() {
-            let start = match self.open {
-                Some(start) => start,
-                None => {
-                    let start = self.output.len();
-                    self.output.extend_from_slice(&[0; FRAME_HEADER_LEN]);
-                    self.open = Some(start);
-                    start
-                }
-            };
+            let start = self.open_message();
             let pending = self.output.len() - start - FRAME_HEADER_LEN;
-            let take = (MAX_PLAINTEXT_LEN - pending).min(bytes.len());
+            let take = (capacity - pending).min(bytes.len());
             self.output.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
-            if pending + take == MAX_PLAINTEXT_LEN {
-                self.seal()?;
+            if pending + take == capacity {
+                self.seal_with(false, ends_record && bytes.is_empty())?;
                 // Full messages are written in batches of BULK_IO bytes; the rest
                 // waits to be batched by flush().
                 if self.output.len() >= BULK_IO {
@@ -661,22 +781,53 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     }
 
     /// Encrypts the open message, if any, in place: one framed transport message.
+    /// In v2 it ends with REKEY when the policy (or [`rekey_now`](Self::rekey_now))
+    /// says so, and the key is replaced once it is sealed.
+    /// Only called between records (flush, shutdown).
     fn seal(&mut self) -> Result<()> {
+        self.seal_with(false, true)
+    }
+
+    /// [`seal`](Self::seal), for a message whose records end at a record
+    /// boundary or not (`at_boundary`: only there can REKEY follow them), ending
+    /// it with REKEY whatever the policy says when `forced` (v2 only), even if it
+    /// has no records.
+    fn seal_with(&mut self, forced: bool, at_boundary: bool) -> Result<()> {
         let Some(start) = self.open.take() else {
             return Ok(());
         };
+        let start = start as usize;
         let body = start + FRAME_HEADER_LEN;
-        let len = self.output.len() - body;
-        if len == 0 {
-            // Never left open empty; an empty transport message would be refused.
+        let records = self.output.len() - body;
+        let rekeys = at_boundary
+            && self
+                .rekey
+                .as_ref()
+                .is_some_and(|rekey| forced || rekey.due(records));
+        if records == 0 && !forced {
+            // Only rekey_now seals an empty message: it becomes a REKEY alone. An
+            // empty transport message would be refused.
             self.output.truncate(start);
             return Ok(());
         }
+        if rekeys {
+            // Fits: a v2 message holds at most capacity() record bytes.
+            self.output.extend_from_slice(&REKEY_RECORD);
+        }
+        let len = self.output.len() - body;
         let prefix = frame_len_prefix(len + TAG_LEN)?;
         let nonce = next_nonce(&mut self.nonce)?;
         let tag = self.key.seal_in_place(nonce, &mut self.output[body..])?;
         self.output.extend_from_slice(&tag);
         self.output[start..body].copy_from_slice(&prefix);
+        if let Some(state) = &mut self.rekey {
+            if rekeys {
+                self.key.rekey()?;
+                state.rekeyed();
+            } else {
+                state.count(len);
+            }
+        }
         Ok(())
     }
 }
@@ -1397,3 +1548,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "session_rekey_tests.rs"]
+mod rekey_tests;
