@@ -135,6 +135,13 @@ pub(crate) struct SendRekey {
     deadline: tokio::time::Instant,
     /// The policy's key lifetime, to set the next deadline after a rekey.
     max_interval: Duration,
+    /// The clock passed `deadline` when a message was last sealed: the next
+    /// record boundary rekeys. Cached so that the end of each record (see
+    /// [`SendRekey::due_at_record_end`]) needs no clock read.
+    expired: bool,
+    /// Rekeys so far, for [`SendHalf::rekeys`](crate::wire::SendHalf::rekeys):
+    /// logs and tests can see the policy at work.
+    rekeys: u64,
 }
 
 impl SendRekey {
@@ -144,14 +151,26 @@ impl SendRekey {
             key_use: KeyUse::new(policy),
             deadline: deadline(policy.max_interval),
             max_interval: policy.max_interval,
+            expired: false,
+            rekeys: 0,
         }
     }
 
-    /// Whether the next message, of `len` plaintext bytes before any REKEY, must
-    /// end with REKEY if it ends at a record boundary: a count limit reached by it
-    /// or an earlier message since the last rekey, or the key's age.
-    pub(crate) fn due(&self, len: usize) -> bool {
-        self.key_use.reaches_limit(len) || tokio::time::Instant::now() >= self.deadline
+    /// Whether the message being sealed, of `len` plaintext bytes before any
+    /// REKEY, must end with REKEY if it ends at a record boundary: a count limit
+    /// reached by it or an earlier message since the last rekey, or the key's age
+    /// (one clock read per message).
+    pub(crate) fn due(&mut self, len: usize) -> bool {
+        self.expired = self.expired || tokio::time::Instant::now() >= self.deadline;
+        self.expired || self.key_use.reaches_limit(len)
+    }
+
+    /// Whether the open message, `len` bytes at the end of a record, must end
+    /// here with REKEY: a sender streaming large records back to back would
+    /// otherwise seal only full messages, which end inside records and cannot
+    /// rekey. The key's age is as of the last message sealed.
+    pub(crate) fn due_at_record_end(&self, len: usize) -> bool {
+        self.expired || self.key_use.reaches_limit(len)
     }
 
     /// Counts a message of `len` plaintext bytes sealed under the current key
@@ -164,6 +183,13 @@ impl SendRekey {
     pub(crate) fn rekeyed(&mut self) {
         self.key_use.restart();
         self.deadline = deadline(self.max_interval);
+        self.expired = false;
+        self.rekeys = self.rekeys.saturating_add(1);
+    }
+
+    /// How many times the key was replaced.
+    pub(crate) fn rekeys(&self) -> u64 {
+        self.rekeys
     }
 }
 

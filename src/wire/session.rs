@@ -682,6 +682,16 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         )
         .await?;
         self.append(body, true).await?;
+        // A record boundary: if a rekey is owed, pay it here rather than wait for
+        // a flush (a stream of large records might never flush at a boundary).
+        if self
+            .rekey
+            .as_ref()
+            .is_some_and(|rekey| rekey.due_at_record_end(self.pending_len()))
+            && self.open.is_some()
+        {
+            self.seal()?;
+        }
         self.failed = false;
         Ok(())
     }
@@ -717,6 +727,12 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         self.writer.shutdown().await?;
         self.failed = false;
         Ok(())
+    }
+
+    /// How many times this half has replaced its key (protocol v2; always 0 in
+    /// v1).
+    pub fn rekeys(&self) -> u64 {
+        self.rekey.as_ref().map_or(0, |rekey| rekey.rekeys())
     }
 
     /// Protocol v2: ends the pending plaintext with a REKEY record (or sends one
@@ -760,8 +776,10 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     /// `ends_record`: whether the last of `bytes` ends a record (so a message
     /// full there ends at a record boundary, where it can rekey).
     async fn append(&mut self, mut bytes: &[u8], ends_record: bool) -> Result<()> {
-        let capacity = self.capacity();
         while !bytes.is_empty() {
+            // Not kept across the write below: every byte of this future counts
+            // in the server's connection task.
+            let capacity = self.capacity();
             let start = self.open_message();
             let pending = self.output.len() - start - FRAME_HEADER_LEN;
             let take = (capacity - pending).min(bytes.len());
@@ -799,11 +817,12 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         let start = start as usize;
         let body = start + FRAME_HEADER_LEN;
         let records = self.output.len() - body;
-        let rekeys = at_boundary
-            && self
-                .rekey
-                .as_ref()
-                .is_some_and(|rekey| forced || rekey.due(records));
+        // Asked at every seal, so that the key's age is read once per message.
+        let due = self
+            .rekey
+            .as_mut()
+            .is_some_and(|rekey| rekey.due(records) || forced);
+        let rekeys = at_boundary && due;
         if records == 0 && !forced {
             // Only rekey_now seals an empty message: it becomes a REKEY alone. An
             // empty transport message would be refused.

@@ -263,6 +263,7 @@ async fn the_byte_count_restarts_after_each_rekey() {
             message / 3,
             "after message {message}"
         );
+        assert_eq!(client_tx.rekeys(), message / 3);
     }
 }
 
