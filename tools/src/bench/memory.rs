@@ -105,7 +105,9 @@ pub fn cipher_cpu(options: &Options) -> anyhow::Result<Report> {
     use noise_echo::wire::cipher::{CipherKey, KEY_LEN, TAG_LEN};
     use zeroize::Zeroizing;
 
-    let suite = options.cipher.unwrap_or_else(noise_echo::wire::Suite::preferred);
+    let suite = options
+        .cipher
+        .unwrap_or_else(noise_echo::wire::Suite::preferred);
     let mut report = Report::new(options, suite.short_name());
     let budget = Arc::new(Budget::new(options));
     let tally = Arc::new(Tally::default());
