@@ -129,8 +129,10 @@ pub struct Established {
     /// receiving half starts with them.
     pub(crate) early_input: Vec<u8>,
     /// Protocol v2: the rekey policy of the server's message 2, which both
-    /// directions follow; `None` for protocol v1, which never rekeys.
-    pub(crate) rekey: Option<RekeyPolicy>,
+    /// directions follow; `None` for protocol v1, which never rekeys. Boxed: it
+    /// is read once, by `into_halves`, while an `Established` is moved through
+    /// clients and held in the server's connection task (32 bytes inline).
+    pub(crate) rekey: Option<Box<RekeyPolicy>>,
 }
 
 impl Established {

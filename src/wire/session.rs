@@ -101,7 +101,7 @@ impl Established {
             plaintext_start: 0,
             plaintext_end: 0,
             decoder,
-            rekey: self.rekey.as_ref().map(RecvRekey::new),
+            rekey: self.rekey.as_deref().map(RecvRekey::new),
             failed: false,
         };
         let send = SendHalf {
@@ -113,7 +113,7 @@ impl Established {
             open: None,
             rekey: self
                 .rekey
-                .as_ref()
+                .as_deref()
                 .map(|policy| Box::new(SendRekey::new(policy))),
             failed: false,
         };
@@ -131,7 +131,7 @@ impl Established {
             send: send.into_suite(suite),
             recv: recv.into_suite(suite),
         };
-        self.rekey = Some(policy);
+        self.rekey = Some(Box::new(policy));
         self
     }
 
