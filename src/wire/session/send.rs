@@ -69,7 +69,7 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     ///
     /// # Errors
     /// [`Bug::WrongDirection`] when this side may not send `record_type`;
-    /// [`Bug::RecordLength`] for a body over `u32::MAX` bytes; [`WireError::Io`](super::WireError::Io).
+    /// [`Bug::RecordLength`] for a body over `u32::MAX` bytes; [`WireError::Io`](crate::wire::WireError::Io).
     pub async fn write_record(&mut self, record_type: RecordType, body: &[u8]) -> Result<()> {
         if record_type.sender() != self.role {
             return Err(Bug::WrongDirection {
@@ -104,7 +104,7 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     /// one write, flushes the stream, and releases large buffers.
     ///
     /// # Errors
-    /// [`WireError::Io`](super::WireError::Io).
+    /// [`WireError::Io`](crate::wire::WireError::Io).
     pub async fn flush(&mut self) -> Result<()> {
         begin(&mut self.failed)?;
         self.seal()?;
@@ -124,7 +124,7 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     /// end of requests, or the server's close after its last reply.
     ///
     /// # Errors
-    /// [`WireError::Io`](super::WireError::Io).
+    /// [`WireError::Io`](crate::wire::WireError::Io).
     pub async fn shutdown(&mut self) -> Result<()> {
         self.flush().await?;
         begin(&mut self.failed)?;
