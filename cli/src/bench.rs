@@ -38,6 +38,10 @@ pub(super) struct Args {
     /// idle: the server's process id, to report its VmRSS per session
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
+    /// cipher-cpu: the cipher to run, aesgcm or chachapoly [default: aesgcm on CPUs
+    /// with AES instructions, chachapoly otherwise]
+    #[arg(long, value_name = "CIPHER")]
+    cipher: Option<noise_echo::wire::Suite>,
     /// Speak the same records over bare TCP, without Noise (the plaintext baseline)
     #[arg(long)]
     plain: bool,
@@ -83,6 +87,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     options.sessions = args.sessions;
     options.server_pid = args.server_pid;
     options.progress = !args.quiet && !args.json;
+    options.cipher = args.cipher;
 
     let report = if args.scenario == Scenario::HandshakeCpu {
         bench::handshake_cpu(&options)?

@@ -1070,6 +1070,7 @@ mod properties {
                             decoded.push(Vec::new());
                         }
                         RecordEvent::Body { chunk, .. } => decoded.last_mut().unwrap().extend_from_slice(chunk),
+                        RecordEvent::Rekey => prop_assert!(false, "a v1 decoder reported REKEY"),
                     }
                     if piece.is_empty() {
                         break;

@@ -17,14 +17,20 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[consumed..];
     }
 
-    // Records: the control byte picks the sender and the chunk size.
+    // Records: the control byte picks the sender, the protocol version (v2 knows
+    // REKEY) and the chunk size.
     let sender = if control & 1 == 0 {
         Role::Client
     } else {
         Role::Server
     };
-    let chunk = usize::from(control >> 1) + 1;
-    let mut decoder = RecordDecoder::new(sender);
+    let v2 = control & 2 != 0;
+    let chunk = usize::from(control >> 2) + 1;
+    let mut decoder = if v2 {
+        RecordDecoder::v2(sender)
+    } else {
+        RecordDecoder::new(sender)
+    };
     let mut expected_body: Option<u64> = None;
     for piece in stream.chunks(chunk) {
         let mut input = piece;
@@ -45,6 +51,9 @@ fuzz_target!(|data: &[u8]| {
                     if header.len > 0 {
                         expected_body = Some(u64::from(header.len));
                     }
+                }
+                RecordEvent::Rekey => {
+                    assert!(v2 && expected_body.is_none() && used <= 5);
                 }
                 RecordEvent::Body { chunk, last } => {
                     assert!(!chunk.is_empty() && chunk.len() == used);

@@ -60,6 +60,24 @@ impl CipherKey {
         self.suite
     }
 
+    /// The same raw key for another suite's cipher: for tests of the transport
+    /// that run a v1 handshake and then another suite (both ends alike).
+    pub(crate) fn into_suite(self, suite: Suite) -> Self {
+        Self { suite, ..self }
+    }
+
+    /// A copy of this key, to follow its rekeys from the outside in tests.
+    #[cfg(test)]
+    pub(crate) fn duplicate(&self) -> Self {
+        Self::new(self.suite, self.raw.clone())
+    }
+
+    /// Whether two keys are the same key for the same cipher.
+    #[cfg(test)]
+    pub(crate) fn same_key(&self, other: &CipherKey) -> bool {
+        self.suite == other.suite && self.raw[..] == other.raw[..]
+    }
+
     /// ring's key object for one message. ring keeps its own copy of the key bytes
     /// on the stack and does not wipe it; that copy lives only for one call.
     fn ring_key(&self) -> LessSafeKey {
@@ -85,7 +103,9 @@ impl CipherKey {
     /// Noise's `Rekey()` (spec 11.3 and 4.2): the key becomes the first 32 bytes of
     /// the encryption of 32 zero bytes at nonce 2^64 - 1 with empty associated data.
     /// The message counter is not reset: nonces keep increasing across rekeys.
-    #[allow(dead_code)] // Until the session layer rekeys (protocol v2, in progress).
+    ///
+    /// # Errors
+    /// [`Bug::Seal`] if ring refuses the encryption (it does not for 32 bytes).
     pub fn rekey(&mut self) -> Result<()> {
         let mut next = Zeroizing::new([0u8; KEY_LEN]);
         // The tag is not part of the new key.

@@ -345,6 +345,30 @@ pub enum Violation {
         /// The receiver's limit.
         limit: u32,
     },
+    /// A REKEY record (protocol v2) whose header announced a body: REKEY has none.
+    #[error("a REKEY record announced a {len}-byte body; REKEY records are empty")]
+    RekeyWithBody {
+        /// The length its header announced.
+        len: u32,
+    },
+    /// A REKEY record that was not the last bytes of its transport message: data
+    /// followed it, or its header began in an earlier message (protocol v2).
+    #[error("a REKEY record was not the last bytes of its transport message")]
+    RekeyNotLast,
+    /// A transport message that brought the sender's count under one key to the
+    /// rekey policy's message or byte limit did not end with REKEY (protocol v2).
+    #[error(
+        "the {sender} did not rekey: its transport message reached the rekey limit \
+         ({max_messages} messages or {max_bytes} bytes under one key) without ending in a REKEY record"
+    )]
+    MissedRekey {
+        /// Who sent it.
+        sender: Role,
+        /// The policy's message limit.
+        max_messages: u64,
+        /// The policy's byte limit.
+        max_bytes: u64,
+    },
 }
 
 /// What another protocol's first bytes are, seen where a noise-echo handshake frame
@@ -514,6 +538,9 @@ pub enum Bug {
     /// does not run.
     #[error("cannot run the offered suite {0:?}")]
     UnknownSuite(String),
+    /// Asked to rekey a protocol v1 session, which has no REKEY record.
+    #[error("cannot rekey a protocol v1 session: only protocol v2 has REKEY records")]
+    RekeyInV1,
 }
 
 impl Bug {

@@ -32,7 +32,9 @@ pub struct Established {
     max_request: Option<u32>,
     /// When the session halves must rekey: v2's policy from message 2 as both ends
     /// run it (whole seconds), `None` in v1, which never rekeys.
-    pub(crate) rekey: Option<RekeyPolicy>,
+    /// Boxed: read once, by `into_halves`, while an `Established` is moved through
+    /// clients and held in the server's connection task.
+    pub(crate) rekey: Option<Box<RekeyPolicy>>,
     handshake_hash: [u8; HANDSHAKE_HASH_LEN],
     /// Transport bytes that arrived with the last handshake message (a client's
     /// first request usually does) and were read along with it: the session's
@@ -68,13 +70,13 @@ impl Established {
     pub fn server_params(&self) -> Option<ServerParams> {
         Some(ServerParams {
             max_request: self.max_request?,
-            rekey: self.rekey?,
+            rekey: *self.rekey.as_deref()?,
         })
     }
 
     /// The rekey policy both directions follow (v2 only).
     pub fn rekey_policy(&self) -> Option<&RekeyPolicy> {
-        self.rekey.as_ref()
+        self.rekey.as_deref()
     }
 
     /// The Noise handshake hash, identical on both sides: a session identifier
@@ -117,7 +119,7 @@ impl Established {
             max_request: mode.params.map(|params| params.max_request),
             rekey: mode
                 .params
-                .map(|params| payload::wire_rekey_policy(params.rekey)),
+                .map(|params| Box::new(payload::wire_rekey_policy(params.rekey))),
             handshake_hash,
             early_input: Vec::new(),
         })

@@ -116,7 +116,7 @@ pub use payload::{
 pub use record::{
     encode_record, response_limit, RecordDecoder, RecordEvent, RecordHeader, RecordType, Role,
     DEFAULT_REQUEST_LIMIT, MAX_ERROR_REASON_LEN, MAX_RECORD_LEN, MIN_RESPONSE_LIMIT,
-    RECORD_HEADER_LEN, UPPERCASE_EXPANSION,
+    RECORD_HEADER_LEN, REKEY_RECORD, REKEY_RECORD_TYPE, UPPERCASE_EXPANSION,
 };
 pub use rekey::RekeyPolicy;
 pub use session::{

@@ -7,6 +7,9 @@
 //! a record's header before any of its body, and then borrowed slices of the body
 //! as they arrive, never copying a body itself: the server can compare the announced
 //! length with its limit before it buffers a byte of it.
+//!
+//! Protocol v2 adds the REKEY record (type 4, empty body, from either side), which
+//! the session layer consumes itself; a v1 decoder refuses type 4 as unknown.
 
 use std::fmt;
 
@@ -49,6 +52,14 @@ pub fn response_limit(request_len: usize) -> u32 {
     let limit = (request_len as u64).saturating_mul(u64::from(UPPERCASE_EXPANSION));
     u32::try_from(limit).unwrap_or(MAX_RECORD_LEN)
 }
+
+/// The type byte of protocol v2's REKEY record: the sender replaced its key after
+/// the transport message that ends with it (docs/PROTOCOL.md, "Protocol v2").
+pub const REKEY_RECORD_TYPE: u8 = 4;
+
+/// A whole REKEY record: its type and an empty body's length. A sender appends it
+/// as the last bytes of a transport message's plaintext.
+pub const REKEY_RECORD: [u8; RECORD_HEADER_LEN] = [REKEY_RECORD_TYPE, 0, 0, 0, 0];
 
 /// Which end of a session: who sends a record decides which types are valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -172,15 +183,19 @@ pub enum RecordEvent<'a> {
         /// Whether this chunk ends the body.
         last: bool,
     },
+    /// A whole REKEY record (only from a [`RecordDecoder::v2`]): the sender's key
+    /// changes after the transport message that carries it, which must end here.
+    Rekey,
 }
 
 /// Where the decoder is in the record stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Collecting a header; `filled` of its bytes are in `header`.
+    /// Collecting a header; `filled` of its bytes are in `header`. A `u8`: the
+    /// decoder lives in every idle session, where a `usize` would cost 8 bytes.
     Header {
         header: [u8; RECORD_HEADER_LEN],
-        filled: usize,
+        filled: u8,
     },
     /// Passing a body through; `remaining` bytes of it are still to come.
     Body {
@@ -203,44 +218,75 @@ const AT_BOUNDARY: State = State::Header {
 pub struct RecordDecoder {
     /// Who sends the records being decoded.
     sender: Role,
+    /// Whether REKEY records are valid (protocol v2); in v1 type 4 is unknown.
+    rekey: bool,
+    /// Where in the record stream the input has brought us.
     state: State,
 }
 
 impl RecordDecoder {
-    /// A decoder for records sent by `sender`, at a record boundary.
+    /// A protocol v1 decoder for records sent by `sender`, at a record boundary.
     pub fn new(sender: Role) -> Self {
         Self {
             sender,
+            rekey: false,
             state: AT_BOUNDARY,
         }
+    }
+
+    /// A protocol v2 decoder: as [`RecordDecoder::new`], and REKEY records are
+    /// reported as [`RecordEvent::Rekey`].
+    pub fn v2(sender: Role) -> Self {
+        Self {
+            rekey: true,
+            ..Self::new(sender)
+        }
+    }
+
+    /// Checks a type byte: `Some` for a record type the sender may send, `None`
+    /// for REKEY where it is valid.
+    fn record_type(&self, byte: u8) -> Result<Option<RecordType>, Violation> {
+        if self.rekey && byte == REKEY_RECORD_TYPE {
+            return Ok(None);
+        }
+        RecordType::from_byte(byte, self.sender).map(Some)
     }
 
     /// Decodes the next event from `input`, returning it and how many bytes of
     /// `input` it used. `NeedMore` always uses all of `input`.
     ///
     /// # Errors
-    /// [`Violation::UnknownRecordType`] as soon as the type byte arrives. The decoder
+    /// [`Violation::UnknownRecordType`] as soon as the type byte arrives;
+    /// [`Violation::RekeyWithBody`] for a REKEY header announcing a body. The decoder
     /// must not be used after an error.
     pub fn decode<'a>(&mut self, input: &'a [u8]) -> Result<(RecordEvent<'a>, usize), Violation> {
         match &mut self.state {
             State::Header { header, filled } => {
-                let take = (RECORD_HEADER_LEN - *filled).min(input.len());
-                header[*filled..*filled + take].copy_from_slice(&input[..take]);
+                let at = usize::from(*filled);
+                let take = (RECORD_HEADER_LEN - at).min(input.len());
+                header[at..at + take].copy_from_slice(&input[..take]);
                 // Check the type byte as soon as it arrives, so a stream of garbage is
                 // refused before we wait for the rest of its header.
-                if *filled == 0 && take > 0 {
-                    RecordType::from_byte(header[0], self.sender)?;
+                let first = at == 0 && take > 0;
+                // At most RECORD_HEADER_LEN: fits.
+                *filled = (at + take) as u8;
+                let (bytes, complete) = (*header, at + take == RECORD_HEADER_LEN);
+                if first {
+                    self.record_type(bytes[0])?;
                 }
-                *filled += take;
-                if *filled < RECORD_HEADER_LEN {
+                if !complete {
                     return Ok((RecordEvent::NeedMore, take));
                 }
-                let record_type = RecordType::from_byte(header[0], self.sender)?;
-                let [_, len @ ..] = *header;
-                let header = RecordHeader {
-                    record_type,
-                    len: u32::from_be_bytes(len),
+                let [type_byte, len @ ..] = bytes;
+                let len = u32::from_be_bytes(len);
+                let Some(record_type) = self.record_type(type_byte)? else {
+                    if len != 0 {
+                        return Err(Violation::RekeyWithBody { len });
+                    }
+                    self.state = AT_BOUNDARY;
+                    return Ok((RecordEvent::Rekey, take));
                 };
+                let header = RecordHeader { record_type, len };
                 self.state = if header.len == 0 {
                     AT_BOUNDARY
                 } else {
@@ -272,6 +318,11 @@ impl RecordDecoder {
                 ))
             }
         }
+    }
+
+    /// Who sends the records this decoder reads.
+    pub fn sender(&self) -> Role {
+        self.sender
     }
 
     /// Whether the stream may end here: between two records.
@@ -358,6 +409,7 @@ mod tests {
                     RecordEvent::Body { chunk, .. } => {
                         records.last_mut().unwrap().1.extend_from_slice(chunk)
                     }
+                    RecordEvent::Rekey => panic!("a v1 decoder reported REKEY"),
                 }
             }
         }
@@ -408,6 +460,52 @@ mod tests {
                 decoder.decode(&[byte]),
                 Err(Violation::UnknownRecordType {
                     record_type: byte,
+                    sender
+                })
+            );
+        }
+    }
+
+    /// A v2 decoder reports REKEY from either side, between records and however
+    /// the header is cut; a REKEY with a body is refused; v1 refuses type 4.
+    #[test]
+    fn v2_decoder_reports_rekey_records() {
+        let mut stream = Vec::new();
+        encode_record(RecordType::Response, b"ab", &mut stream).unwrap();
+        stream.extend_from_slice(&REKEY_RECORD);
+        encode_record(RecordType::Error, b"c", &mut stream).unwrap();
+        for chunk in 1..=stream.len() {
+            let mut decoder = RecordDecoder::v2(Role::Server);
+            let mut events = Vec::new();
+            for mut piece in stream.chunks(chunk) {
+                while !piece.is_empty() {
+                    let (event, used) = decoder.decode(piece).unwrap();
+                    piece = &piece[used..];
+                    match event {
+                        RecordEvent::Header(header) => {
+                            events.push(format!("{}", header.record_type))
+                        }
+                        RecordEvent::Rekey => events.push("REKEY".to_owned()),
+                        RecordEvent::NeedMore | RecordEvent::Body { .. } => {}
+                    }
+                }
+            }
+            assert_eq!(events, ["RESPONSE", "REKEY", "ERROR"], "chunk {chunk}");
+            assert!(decoder.at_record_boundary());
+        }
+        for sender in [Role::Client, Role::Server] {
+            assert_eq!(
+                RecordDecoder::v2(sender).decode(&REKEY_RECORD),
+                Ok((RecordEvent::Rekey, RECORD_HEADER_LEN))
+            );
+            assert_eq!(
+                RecordDecoder::v2(sender).decode(&[4, 0, 0, 1, 0]),
+                Err(Violation::RekeyWithBody { len: 256 })
+            );
+            assert_eq!(
+                RecordDecoder::new(sender).decode(&REKEY_RECORD),
+                Err(Violation::UnknownRecordType {
+                    record_type: 4,
                     sender
                 })
             );

@@ -20,21 +20,30 @@
 //!
 //! Buffers grow to a transport message while data is in flight, and are released
 //! when a half goes idle, so thousands of idle sessions cost little memory.
+//!
+//! In protocol v2 each half also follows the server's [`RekeyPolicy`](crate::wire::RekeyPolicy)
+//! (`src/wire/rekey.rs`): the send half ends with a REKEY record the message that
+//! reaches a limit, leaving room for it in every message, and replaces its key once
+//! that message is sealed; the receive half checks the peer did the same, and
+//! replaces its key after the message whose last record is REKEY.
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
 
-use crate::wire::cipher::{next_nonce, CipherKey};
+use crate::wire::cipher::{next_nonce, CipherKey, SessionKeys};
 use crate::wire::error::{Bug, Refusal, Result, TruncatedAt, Violation};
-use crate::wire::frame::{
-    decode_frame, frame_len_prefix, Decoded, FRAME_HEADER_LEN, MAX_FRAME_LEN,
-};
+use crate::wire::frame::{decode_frame, Decoded, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 use crate::wire::handshake::Established;
 use crate::wire::record::{
     response_limit, RecordDecoder, RecordEvent, RecordHeader, RecordType, Role,
-    MAX_ERROR_REASON_LEN,
+    MAX_ERROR_REASON_LEN, RECORD_HEADER_LEN, REKEY_RECORD,
 };
+use crate::wire::rekey::{RecvRekey, RekeyPolicy, SendRekey};
+use crate::wire::suite::Suite;
 
 pub use crate::wire::cipher::TAG_LEN;
+pub use send::SendHalf;
+
+mod send;
 
 /// The largest transport plaintext: a maximal frame minus the tag.
 pub const MAX_PLAINTEXT_LEN: usize = MAX_FRAME_LEN - TAG_LEN;
@@ -79,6 +88,10 @@ impl Established {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
+        let decoder = match self.rekey {
+            Some(_) => RecordDecoder::v2(self.role.peer()),
+            None => RecordDecoder::new(self.role.peer()),
+        };
         let recv = RecvHalf {
             reader,
             key: self.keys.recv,
@@ -87,7 +100,8 @@ impl Established {
             input_start: 0,
             plaintext_start: 0,
             plaintext_end: 0,
-            decoder: RecordDecoder::new(self.role.peer()),
+            decoder,
+            rekey: self.rekey.as_deref().map(RecvRekey::new),
             failed: false,
         };
         let send = SendHalf {
@@ -97,9 +111,28 @@ impl Established {
             nonce: 0,
             output: Vec::new(),
             open: None,
+            rekey: self
+                .rekey
+                .as_deref()
+                .map(|policy| Box::new(SendRekey::new(policy))),
             failed: false,
         };
         (recv, send)
+    }
+
+    /// Makes this session run protocol v2's transport: `suite`'s cipher on the
+    /// split's keys, and REKEY records under `policy`. For tests of the transport
+    /// alone (tests/rekey.rs), over a v1 handshake, until they can run a v2 one;
+    /// both ends must do the same. Not part of the API.
+    #[doc(hidden)]
+    pub fn with_v2_transport_for_testing_only(mut self, suite: Suite, policy: RekeyPolicy) -> Self {
+        let SessionKeys { send, recv } = self.keys;
+        self.keys = SessionKeys {
+            send: send.into_suite(suite),
+            recv: recv.into_suite(suite),
+        };
+        self.rekey = Some(Box::new(policy));
+        self
     }
 
     /// Turns the handshake into a session over `stream`, split with
@@ -128,17 +161,7 @@ impl<R> std::fmt::Debug for RecvHalf<R> {
         f.debug_struct("RecvHalf")
             .field("nonce", &self.nonce)
             .field("decoder", &self.decoder)
-            .field("failed", &self.failed)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<W> std::fmt::Debug for SendHalf<W> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendHalf")
-            .field("role", &self.role)
-            .field("nonce", &self.nonce)
-            .field("pending_plaintext", &self.pending_len())
+            .field("rekey", &self.rekey)
             .field("failed", &self.failed)
             .finish_non_exhaustive()
     }
@@ -168,6 +191,9 @@ pub struct RecvHalf<R> {
     plaintext_start: usize,
     plaintext_end: usize,
     decoder: RecordDecoder,
+    /// Protocol v2: the peer's counts under its current key, checked against the
+    /// policy; `None` in v1, which never rekeys.
+    rekey: Option<RecvRekey>,
     failed: bool,
 }
 
@@ -180,8 +206,9 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// # Errors
     /// [`Violation::Truncated`] when the stream ends inside a frame or a record;
     /// [`Violation::UnknownRecordType`], [`Violation::TransportDecrypt`],
-    /// [`Violation::EmptyTransportMessage`], [`Violation::ZeroLengthFrame`];
-    /// [`WireError::Io`](super::WireError::Io).
+    /// [`Violation::EmptyTransportMessage`], [`Violation::ZeroLengthFrame`]; in
+    /// protocol v2 [`Violation::RekeyWithBody`], [`Violation::RekeyNotLast`] and
+    /// [`Violation::MissedRekey`]; [`WireError::Io`](super::WireError::Io).
     pub async fn next_record(&mut self) -> Result<Option<RecordHeader>> {
         begin(&mut self.failed)?;
         let result = self.next_record_inner(None).await;
@@ -226,17 +253,22 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
                     .decoder
                     .decode(&self.input[self.plaintext_start..self.plaintext_end])?;
                 self.plaintext_start += used;
-                if let RecordEvent::Header(header) = event {
-                    return Ok(NextRecord::Header(Some(header)));
+                match event {
+                    RecordEvent::Header(header) => return Ok(NextRecord::Header(Some(header))),
+                    RecordEvent::Rekey => self.peer_rekeyed(used)?,
+                    RecordEvent::NeedMore | RecordEvent::Body { .. } => {}
                 }
             }
             match self.fill_plaintext(allowance).await? {
                 Fill::Message => {}
                 Fill::End => {
+                    if let Some(rekey) = &self.rekey {
+                        rekey.finished(self.decoder.at_record_boundary(), self.decoder.sender())?;
+                    }
                     return match self.decoder.truncated_at() {
                         None => Ok(NextRecord::Header(None)),
                         Some(at) => Err(Violation::Truncated(at).into()),
-                    }
+                    };
                 }
                 Fill::Admit(capacity) => return Ok(NextRecord::Admit(capacity)),
                 Fill::Released => return Ok(NextRecord::Released),
@@ -316,7 +348,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
         match event {
             RecordEvent::Body { .. } => Ok(Some((start, start + used))),
             // A body was in progress and the input is not empty: always a body chunk.
-            RecordEvent::NeedMore | RecordEvent::Header(_) => Ok(None),
+            RecordEvent::NeedMore | RecordEvent::Header(_) | RecordEvent::Rekey => Ok(None),
         }
     }
 
@@ -427,6 +459,26 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
             })
     }
 
+    /// The peer's REKEY record was just decoded, `used` bytes of it from the current
+    /// plaintext: it must be the whole record and the plaintext's end. Then the
+    /// peer's key changes, before its next message is opened.
+    fn peer_rekeyed(&mut self, used: usize) -> Result<()> {
+        let Some(rekey) = &mut self.rekey else {
+            // Only a v2 decoder reports REKEY, and only v2 halves have one.
+            return Err(Violation::UnknownRecordType {
+                record_type: REKEY_RECORD[0],
+                sender: self.decoder.sender(),
+            }
+            .into());
+        };
+        if used != RECORD_HEADER_LEN || self.plaintext_start != self.plaintext_end {
+            return Err(Violation::RekeyNotLast.into());
+        }
+        self.key.rekey()?;
+        rekey.rekeyed();
+        Ok(())
+    }
+
     /// Decrypts the next transport message in place, making it the current
     /// plaintext. Only called once the current plaintext is all decoded. Outside a
     /// record body the buffer stays within `allowance`, unless that is `None` (see
@@ -443,6 +495,12 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
                         .open_in_place(current, &mut self.input[start..end])?;
                     if len == 0 {
                         return Err(Violation::EmptyTransportMessage.into());
+                    }
+                    if let Some(rekey) = &mut self.rekey {
+                        // The previous message is all decoded: the decoder is where
+                        // it ended.
+                        let at_boundary = self.decoder.at_record_boundary();
+                        rekey.opened(len, at_boundary, self.decoder.sender())?;
                     }
                     self.plaintext_start = start;
                     self.plaintext_end = start + len;
@@ -553,150 +611,13 @@ enum Fill {
     Released,
 }
 
-/// The sending half of a session: encodes records, seals them into transport
-/// messages, and writes them in batches.
-pub struct SendHalf<W> {
-    writer: W,
-    key: CipherKey,
-    role: Role,
-    /// The nonce of the next transport message to encrypt.
-    nonce: u64,
-    /// Sealed, framed transport messages not yet written, then, if `open` is set,
-    /// the message being filled: room for its frame header, then its plaintext
-    /// (always shorter than a full transport message), sealed there in place.
-    output: Vec<u8>,
-    /// Where the open message's frame header starts in `output`.
-    open: Option<usize>,
-    failed: bool,
-}
-
-impl<W> SendHalf<W> {
-    /// Plaintext bytes appended but not yet sealed.
-    fn pending_len(&self) -> usize {
-        self.open
-            .map_or(0, |start| self.output.len() - start - FRAME_HEADER_LEN)
-    }
-}
-
-impl<W: AsyncWrite + Unpin> SendHalf<W> {
-    /// Which side this is.
-    pub fn role(&self) -> Role {
-        self.role
-    }
-
-    /// Queues one record. Transport messages are sealed as they fill and written
-    /// in batches of 256 KiB; the rest waits for [`flush`](Self::flush), so small
-    /// records share messages. Call `flush` once the peer should see the record.
-    ///
-    /// # Errors
-    /// [`Bug::WrongDirection`] when this side may not send `record_type`;
-    /// [`Bug::RecordLength`] for a body over `u32::MAX` bytes; [`WireError::Io`](super::WireError::Io).
-    pub async fn write_record(&mut self, record_type: RecordType, body: &[u8]) -> Result<()> {
-        if record_type.sender() != self.role {
-            return Err(Bug::WrongDirection {
-                record_type,
-                role: self.role,
-            }
-            .into());
-        }
-        let len = u32::try_from(body.len()).map_err(|_| Bug::RecordLength(body.len()))?;
-        begin(&mut self.failed)?;
-        self.append(&RecordHeader { record_type, len }.to_bytes())
-            .await?;
-        self.append(body).await?;
-        self.failed = false;
-        Ok(())
-    }
-
-    /// Seals what is pending into a transport message, writes everything queued in
-    /// one write, flushes the stream, and releases large buffers.
-    ///
-    /// # Errors
-    /// [`WireError::Io`](super::WireError::Io).
-    pub async fn flush(&mut self) -> Result<()> {
-        begin(&mut self.failed)?;
-        self.seal()?;
-        if !self.output.is_empty() {
-            self.writer.write_all(&self.output).await?;
-            self.output.clear();
-        }
-        self.writer.flush().await?;
-        if self.output.capacity() > IDLE_BUFFER_CAPACITY {
-            self.output = Vec::new();
-        }
-        self.failed = false;
-        Ok(())
-    }
-
-    /// Flushes, then shuts down the write direction of the stream: the client's clean
-    /// end of requests, or the server's close after its last reply.
-    ///
-    /// # Errors
-    /// [`WireError::Io`](super::WireError::Io).
-    pub async fn shutdown(&mut self) -> Result<()> {
-        self.flush().await?;
-        begin(&mut self.failed)?;
-        self.writer.shutdown().await?;
-        self.failed = false;
-        Ok(())
-    }
-
-    /// Appends bytes to the record stream, sealing and writing full messages.
-    async fn append(&mut self, mut bytes: &[u8]) -> Result<()> {
-        while !bytes.is_empty() {
-            let start = match self.open {
-                Some(start) => start,
-                None => {
-                    let start = self.output.len();
-                    self.output.extend_from_slice(&[0; FRAME_HEADER_LEN]);
-                    self.open = Some(start);
-                    start
-                }
-            };
-            let pending = self.output.len() - start - FRAME_HEADER_LEN;
-            let take = (MAX_PLAINTEXT_LEN - pending).min(bytes.len());
-            self.output.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-            if pending + take == MAX_PLAINTEXT_LEN {
-                self.seal()?;
-                // Full messages are written in batches of BULK_IO bytes; the rest
-                // waits to be batched by flush().
-                if self.output.len() >= BULK_IO {
-                    self.writer.write_all(&self.output).await?;
-                    self.output.clear();
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Encrypts the open message, if any, in place: one framed transport message.
-    fn seal(&mut self) -> Result<()> {
-        let Some(start) = self.open.take() else {
-            return Ok(());
-        };
-        let body = start + FRAME_HEADER_LEN;
-        let len = self.output.len() - body;
-        if len == 0 {
-            // Never left open empty; an empty transport message would be refused.
-            self.output.truncate(start);
-            return Ok(());
-        }
-        let prefix = frame_len_prefix(len + TAG_LEN)?;
-        let nonce = next_nonce(&mut self.nonce)?;
-        let tag = self.key.seal_in_place(nonce, &mut self.output[body..])?;
-        self.output.extend_from_slice(&tag);
-        self.output[start..body].copy_from_slice(&prefix);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::error::WireError;
     use crate::wire::handshake::tests::handshake_pair;
     use crate::wire::record::{encode_record, DEFAULT_REQUEST_LIMIT, MIN_RESPONSE_LIMIT};
+    use tokio::io::AsyncWriteExt;
     use tokio::io::DuplexStream;
 
     type Halves = (
@@ -1407,3 +1328,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "session_rekey_tests.rs"]
+mod rekey_tests;

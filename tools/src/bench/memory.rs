@@ -95,7 +95,9 @@ pub fn handshake_cpu(options: &Options) -> anyhow::Result<Report> {
 /// again, with the session cipher's own code and no sockets or copies. The figure,
 /// MB/s of plaintext through one seal and one open, is what this machine's cores
 /// can encrypt: every byte of `throughput` is sealed and opened twice (request and
-/// reply), on top of everything the plaintext baseline does.
+/// reply), on top of everything the plaintext baseline does. The cipher is
+/// `options.cipher`'s (by default the suite this CPU prefers), and the report's
+/// transport column names it.
 ///
 /// # Errors
 /// When a thread cannot start.
@@ -103,7 +105,10 @@ pub fn cipher_cpu(options: &Options) -> anyhow::Result<Report> {
     use noise_echo::wire::cipher::{CipherKey, KEY_LEN, TAG_LEN};
     use zeroize::Zeroizing;
 
-    let mut report = Report::new(options, "memory");
+    let suite = options
+        .cipher
+        .unwrap_or_else(noise_echo::wire::Suite::preferred);
+    let mut report = Report::new(options, suite.short_name());
     let budget = Arc::new(Budget::new(options));
     let tally = Arc::new(Tally::default());
     let started = Instant::now();
@@ -115,10 +120,7 @@ pub fn cipher_cpu(options: &Options) -> anyhow::Result<Report> {
                 .spawn(move || {
                     // A benchmark key: what is measured is the cost per byte, which
                     // does not depend on the key.
-                    let key = CipherKey::new(
-                        noise_echo::wire::Suite::ChaChaPolyBlake2s,
-                        Zeroizing::new([thread as u8; KEY_LEN]),
-                    );
+                    let key = CipherKey::new(suite, Zeroizing::new([thread as u8; KEY_LEN]));
                     let plaintext: Vec<u8> = (0..wire::MAX_PLAINTEXT_LEN)
                         .map(|index| b'a' + (index % 26) as u8)
                         .collect();

@@ -119,6 +119,9 @@ pub struct Options {
     pub server_pid: Option<u32>,
     /// Print a progress line every second on stderr.
     pub progress: bool,
+    /// `cipher-cpu`: the suite whose cipher to run; `None` for the one a client
+    /// prefers on this CPU ([`Suite::preferred`](noise_echo::wire::Suite::preferred)).
+    pub cipher: Option<noise_echo::wire::Suite>,
 }
 
 impl Options {
@@ -133,6 +136,7 @@ impl Options {
             hold: Duration::from_secs(1),
             server_pid: None,
             progress: false,
+            cipher: None,
         }
     }
 }
