@@ -478,12 +478,13 @@ fn message_sizes_on_the_wire_match_the_protocol() {
             ("msg2", 32 + 48 + 68 + 16),
             ("msg3", 48 + 36 + 16),
             ("client_message_0", 10 + 16),
-            ("client_message_1", 10 + 16),
+            ("client_message_1", 10 + 5 + 16),
             ("retry_refused_answer", 1),
         ] {
             assert_frame_len(&v2, name, len);
         }
         assert_eq!(v2["prologue"], v2["offer"][4..]);
+        assert_eq!(&v2["client_plaintext_1"][20..], "0400000000", "REKEY last");
     }
 }
 

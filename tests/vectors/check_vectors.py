@@ -203,9 +203,10 @@ IDENTITY_ED25519, MAX_REQUEST, REKEY_POLICY = 0x8001, 0x0002, 0x0003
 MAX_V2_PAYLOAD = 4096
 
 # The session the v2 files record. The server advertises the default request
-# limit and rekey policy: no rekey within these few messages.
+# limit and a tiny rekey policy, so that both rules (messages and bytes) fire within
+# a few messages; the time rule never fires (an hour).
 MAX_REQUEST_VALUE = 1 << 20
-POLICY = {"max_messages": 1 << 24, "max_bytes": 1 << 30, "max_seconds": 3600}
+POLICY = {"max_messages": 2, "max_bytes": 100, "max_seconds": 3600}
 # Client requests, in order; the server answers each with its uppercase before the
 # client sends the next. Each record travels in its own transport message.
 REQUESTS = [b"hello", b"world",
@@ -290,7 +291,8 @@ def check_v2(v, suite_short):
     for side, sender in (("client", client), ("server", server)):
         for epoch, key in enumerate(sender.keys):
             checks[f"{side}_send_key_{epoch}"] = key
-    assert len(client.keys) == len(server.keys) == 1
+    # The script exercises both rules and messages after each rekey, in each direction.
+    assert len(client.keys) == len(server.keys) == 3
 
     # Negotiation failures: what a server that runs only the other suite answers, the
     # client's retry on a new connection, and the two other refusals of this server.

@@ -2,6 +2,8 @@
 //! handshake through the library's fixed-ephemeral drivers, the transport across
 //! rekeys under a tiny policy, and the negotiation's refusals.
 
+use std::time::Duration;
+
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use noise_echo::wire::{
     encode_frame, encode_message2, encode_message3, encode_record,
@@ -15,13 +17,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::replay::{open, rekey, SnowReplay};
 use crate::{hex, payload, recorded, transport, Parties, Recorder, Vectors};
 
-/// The v2 server's parameters in the vector sessions: the default request limit
-/// and rekey policy, under which no rekey falls within four messages. (The tiny
-/// policy that makes both count rules fire needs the session halves' rekeying,
-/// protocol v2's REKEY records, which this branch's base does not have yet.)
+/// The v2 server's parameters in the vector sessions: the default request limit,
+/// and a rekey policy tiny enough that both count rules fire within four messages
+/// (the time rule, an hour, never does).
 const V2_PARAMS: ServerParams = ServerParams {
     max_request: DEFAULT_REQUEST_LIMIT,
-    rekey: RekeyPolicy::DEFAULT,
+    rekey: RekeyPolicy {
+        max_messages: 2,
+        max_bytes: 100,
+        max_interval: Duration::from_secs(3600),
+    },
 };
 
 /// The v2 sessions' requests: the second is its sender's second message under the
