@@ -129,7 +129,7 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
 }
 
 /// The date of a day count since 1970-01-01, inverse of [`days_from_civil`].
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let shifted = days + 719_468;
     let era = shifted / 146_097;
     let day_of_era = shifted - era * 146_097;

@@ -10,8 +10,12 @@
 //!   (`restrict`, `no-pty`, `no-port-forwarding`...) are accepted and change nothing.
 //! - Lines of other key types (RSA, ECDSA, security keys, certificates...) are
 //!   skipped with a warning.
+//! - `cert-authority principals="name,..."` lines trust the user certificates their
+//!   key signs for those principals ([`CertAuthority`], [`AuthorizedKeys::cert_authorities`]),
+//!   not the key itself. `cert-authority` without `principals=` is not trusted: sshd
+//!   would match the login user, which noise-echo does not have.
 //! - A line with an option that grants or changes something (`command=`,
-//!   `permitopen=`, `cert-authority`, `pty`...) is not trusted, with a warning, and
+//!   `permitopen=`, `pty`...) is not trusted, with a warning, and
 //!   kept in [`AuthorizedKeys::untrusted`] so that a refusal can name its line:
 //!   noise-echo cannot enforce the option, and trusting the key without it would
 //!   grant more than the file's author meant (fail closed). The full list of options
@@ -39,9 +43,12 @@ use crate::openssh::lexer::{
 };
 use crate::openssh::pattern::AddressPatterns;
 
+mod cert_authority;
 mod expiry;
 mod options;
 
+pub use cert_authority::CertAuthority;
+pub(crate) use expiry::civil_from_days;
 pub use expiry::Expiry;
 pub use options::UnsupportedOption;
 use options::{parse_options, OptionsError};
@@ -143,26 +150,44 @@ impl AuthorizedKey {
     /// The [`Denial`] explaining which option refuses it. Expiry is checked first,
     /// as sshd does.
     pub fn permits(&self, addr: IpAddr, now: SystemTime) -> Result<(), Denial> {
-        let fingerprint = self.key.fingerprint();
-        if let Some(expiry) = self.expiry.filter(|expiry| expiry.has_passed(now)) {
-            return Err(Denial::Expired {
-                fingerprint,
-                expiry,
-                line: self.line,
-            });
-        }
-        if let Some(from) = &self.from {
-            if !from.matches(addr) {
-                return Err(Denial::NotFromHere {
-                    fingerprint,
-                    addr: addr.to_canonical(),
-                    line: self.line,
-                    patterns: from.as_str().to_owned(),
-                });
-            }
-        }
-        Ok(())
+        check_restrictions(
+            &self.key,
+            self.from.as_ref(),
+            self.expiry,
+            self.line,
+            addr,
+            now,
+        )
     }
+}
+
+/// The `expiry-time=` then `from=` checks of one line for `key`, shared by key lines
+/// and `cert-authority` lines. Expiry first, as sshd does.
+fn check_restrictions(
+    key: &PublicKey,
+    from: Option<&AddressPatterns>,
+    expiry: Option<Expiry>,
+    line: usize,
+    addr: IpAddr,
+    now: SystemTime,
+) -> Result<(), Denial> {
+    let fingerprint = key.fingerprint();
+    if let Some(expiry) = expiry.filter(|expiry| expiry.has_passed(now)) {
+        return Err(Denial::Expired {
+            fingerprint,
+            expiry,
+            line,
+        });
+    }
+    if let Some(from) = from.filter(|from| !from.matches(addr)) {
+        return Err(Denial::NotFromHere {
+            fingerprint,
+            addr: addr.to_canonical(),
+            line,
+            patterns: from.as_str().to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Why a client key is refused.
@@ -274,6 +299,11 @@ pub struct AuthorizedKeys {
     /// The lines of other key types, skipped (each also has a warning), in file
     /// order: a forge's `USER.keys` or a file shared with sshd holds many.
     pub other_key_types: Vec<OtherKeyLine>,
+    /// The trusted `cert-authority principals="..."` lines, in file order: their keys
+    /// sign user certificates and are not in [`AuthorizedKeys::entries`]. A boxed
+    /// slice (16 bytes, not a `Vec`'s 24): the server's reload cache holds this struct
+    /// inline, and it is never added to after parsing.
+    pub cert_authorities: Box<[CertAuthority]>,
 }
 
 /// A well-formed line holding a key of a type noise-echo does not use, described
@@ -377,6 +407,7 @@ impl AuthorizedKeys {
             path: path.to_owned(),
             ..Self::default()
         };
+        let mut cert_authorities = Vec::new();
         for (number, line) in numbered_lines(bytes) {
             let mut warn = |message: String| {
                 keys.warnings.push(Diagnostic {
@@ -432,6 +463,17 @@ impl AuthorizedKeys {
                 });
             };
             match options {
+                Ok(restrictions) if restrictions.principals.is_some() => {
+                    cert_authorities.push(CertAuthority {
+                        key: fields.key,
+                        principals: restrictions.principals.unwrap_or_default(),
+                        from: restrictions.from,
+                        expiry: restrictions.expiry,
+                        comment: fields.comment.to_owned(),
+                        line: number,
+                        options: fields.options.to_owned(),
+                    });
+                }
                 Ok(restrictions) => keys.entries.push(AuthorizedKey {
                     key: fields.key,
                     comment: fields.comment.to_owned(),
@@ -455,6 +497,7 @@ impl AuthorizedKeys {
                 }
             }
         }
+        keys.cert_authorities = cert_authorities.into_boxed_slice();
         keys
     }
 

@@ -3,7 +3,13 @@
 //! can honour.
 //!
 //! Every option sshd knows falls in one of three groups:
-//! - honoured: `from="pattern-list"` and `expiry-time="timespec"`;
+//! - honoured: `from="pattern-list"` and `expiry-time="timespec"`, and on a line
+//!   that has both, `cert-authority` with `principals="name,..."`: the line then
+//!   trusts user certificates signed by its key for those principals (see
+//!   [`super::CertAuthority`]). sshd matches a certificate without `principals=`
+//!   against the login user; noise-echo has none, so `cert-authority` without
+//!   `principals=` is refused, and so is `principals=` without `cert-authority`
+//!   (it only means something for certificates);
 //! - accepted with no effect, because they only take away sshd features noise-echo
 //!   does not offer (a pty, forwarding, `~/.ssh/rc`): `restrict`, `no-pty`,
 //!   `no-port-forwarding`, `no-agent-forwarding`, `no-X11-forwarding`, `no-user-rc`,
@@ -11,8 +17,7 @@
 //!   security-key signatures, never to the ssh-ed25519 keys noise-echo uses;
 //! - refused (the line is not trusted), because they grant or change something
 //!   noise-echo cannot enforce or would give away by ignoring them: `command=`,
-//!   `environment=`, `permitopen=`, `permitlisten=`, `tunnel=`, `principals=`,
-//!   `cert-authority`, `touch-required`, `verify-required`, and the positive flags
+//!   `environment=`, `permitopen=`, `permitlisten=`, `tunnel=`, `touch-required`, `verify-required`, and the positive flags
 //!   `pty`, `port-forwarding`, `agent-forwarding`, `X11-forwarding`, `user-rc`
 //!   (after `restrict` they give a feature back; the line is written for an sshd
 //!   session, so it fails closed).
@@ -61,6 +66,9 @@ pub(super) struct Restrictions {
     pub(super) from: Option<AddressPatterns>,
     /// The earliest `expiry-time=`, if any.
     pub(super) expiry: Option<Expiry>,
+    /// The `principals=` names of a `cert-authority` line; `None` on a key line. The
+    /// parser accepts `cert-authority` only with `principals=` and the reverse.
+    pub(super) principals: Option<Vec<String>>,
 }
 
 /// What sshd does with an option name, and so what noise-echo does with it.
@@ -69,6 +77,10 @@ enum Kind {
     From,
     /// `expiry-time=`: honoured.
     ExpiryTime,
+    /// `cert-authority`: honoured with `principals=`.
+    CertAuthority,
+    /// `principals=`: honoured with `cert-authority`.
+    Principals,
     /// A flag that only takes away what noise-echo does not offer: accepted.
     Harmless,
     /// A flag noise-echo will not honour.
@@ -98,9 +110,7 @@ fn kind_of(name: &str) -> Kind {
         "agent-forwarding" => Kind::RefusedFlag("gives back agent forwarding"),
         "x11-forwarding" => Kind::RefusedFlag("gives back X11 forwarding"),
         "user-rc" => Kind::RefusedFlag("gives back ~/.ssh/rc"),
-        "cert-authority" => {
-            Kind::RefusedFlag("trusts certificates signed by the key, not the key itself")
-        }
+        "cert-authority" => Kind::CertAuthority,
         "touch-required" => Kind::RefusedFlag("requires a security-key touch"),
         "verify-required" => Kind::RefusedFlag("requires a security-key PIN"),
         "command" => Kind::RefusedValue("forces a command"),
@@ -108,7 +118,7 @@ fn kind_of(name: &str) -> Kind {
         "permitopen" => Kind::RefusedValue("changes which ports may be forwarded"),
         "permitlisten" => Kind::RefusedValue("changes which ports may be listened on"),
         "tunnel" => Kind::RefusedValue("forces a tun device"),
-        "principals" => Kind::RefusedValue("names certificate principals"),
+        "principals" => Kind::Principals,
         _ => Kind::Unknown,
     }
 }
@@ -192,11 +202,14 @@ pub(super) fn parse_options(text: &str) -> Result<Restrictions, OptionsError> {
     }
     let options = split_options(text).map_err(OptionsError::Malformed)?;
     let mut unsupported = Vec::new();
+    // The names as written, for the message when one comes without the other.
+    let mut cert_authority: Option<String> = None;
+    let mut principals: Option<(String, Vec<String>)> = None;
     for option in options {
         let kind = kind_of(&option.name);
         let takes_value = match kind {
-            Kind::From | Kind::ExpiryTime | Kind::RefusedValue(_) => true,
-            Kind::Harmless | Kind::RefusedFlag(_) => false,
+            Kind::From | Kind::ExpiryTime | Kind::Principals | Kind::RefusedValue(_) => true,
+            Kind::Harmless | Kind::CertAuthority | Kind::RefusedFlag(_) => false,
             Kind::Unknown => {
                 return Err(OptionsError::Malformed(format!(
                     "unknown option \"{}\" (sshd refuses the line too)",
@@ -245,6 +258,23 @@ pub(super) fn parse_options(text: &str) -> Result<Restrictions, OptionsError> {
                         .map_or(parsed, |earlier| earlier.min(parsed)),
                 );
             }
+            Kind::CertAuthority => cert_authority = Some(option.name.clone()),
+            Kind::Principals => {
+                if principals.is_some() {
+                    return Err(OptionsError::Malformed(
+                        "more than one \"principals\" option".to_owned(),
+                    ));
+                }
+                // sshd compares each certificate principal with each name exactly
+                // (match_list): no patterns, and an empty name could never match.
+                let names: Vec<String> = value.split(',').map(str::to_owned).collect();
+                if names.iter().any(String::is_empty) {
+                    return Err(OptionsError::Malformed(format!(
+                        "principals: empty name in \"{value}\" (write principals=\"NAME,...\")"
+                    )));
+                }
+                principals = Some((option.name.clone(), names));
+            }
             Kind::Harmless => {}
             Kind::RefusedFlag(why) | Kind::RefusedValue(why) => {
                 unsupported.push(UnsupportedOption {
@@ -256,6 +286,21 @@ pub(super) fn parse_options(text: &str) -> Result<Restrictions, OptionsError> {
             // Returned as malformed above.
             Kind::Unknown => {}
         }
+    }
+    match (cert_authority, principals) {
+        (Some(_), Some((_, names))) => restrictions.principals = Some(names),
+        (None, None) => {}
+        (Some(name), None) => unsupported.push(UnsupportedOption {
+            name,
+            has_value: false,
+            why: "without principals=\"NAME,...\" it would match certificates against the \
+                  login user, which noise-echo does not have: add principals=",
+        }),
+        (None, Some((name, _))) => unsupported.push(UnsupportedOption {
+            name,
+            has_value: true,
+            why: "names certificate principals, which only a cert-authority line uses",
+        }),
     }
     if unsupported.is_empty() {
         Ok(restrictions)

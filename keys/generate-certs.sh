@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Regenerates keys/certs/ with the real OpenSSH ssh-keygen, from the committed
+# client_ed25519.pub and host_ed25519_key.pub (keys/generate.sh calls it after making
+# those). TEST-ONLY keys: the CA private keys are public.
+#
+#   bash keys/generate-certs.sh   # from the project root; overwrites keys/certs/
+set -euo pipefail
+cd "$(dirname "$0")"
+# -V dates and ssh-keygen -L times are local time: pin it, so the tests can read UTC.
+export TZ=UTC
+command -v ssh-keygen >/dev/null || { echo "ssh-keygen is needed (apt-get install openssh-client)" >&2; exit 1; }
+
+# A user CA and a host CA, and certificates as `ssh-keygen -s` makes them, one per
+# case the validator must decide. Validity windows are fixed far in the past or the
+# future (or always:forever) so that no test depends on today's date. Each subject
+# key is a copy of client_ed25519.pub (the host certificate: host_ed25519_key.pub),
+# so the certificate's key is one the tests hold the private half of.
+rm -rf certs
+mkdir certs
+ssh-keygen -q -t ed25519 -N '' -C 'user-ca@noise-echo-test' -f certs/user_ca
+ssh-keygen -q -t ed25519 -N '' -C 'host-ca@noise-echo-test' -f certs/host_ca
+# user_cert NAME [ssh-keygen -s options...]: certs/NAME-cert.pub for client_ed25519,
+# signed by the user CA unless the options name another -s.
+user_cert() {
+  local name=$1; shift
+  cp client_ed25519.pub "certs/$name.pub"
+  ssh-keygen -q "$@" "certs/$name.pub"
+  rm "certs/$name.pub"
+}
+user_cert valid            -s certs/user_ca -I alice-valid -n alice,bob -z 1 -V always:forever
+user_cert valid_window     -s certs/user_ca -I alice-window -n alice,bob -z 2 -V 20200101:21000101
+user_cert expired          -s certs/user_ca -I alice-expired -n alice,bob -z 3 -V 20200101:20210101
+user_cert not_yet_valid    -s certs/user_ca -I alice-future -n alice,bob -z 4 -V 20990101:21000101
+user_cert wrong_principal  -s certs/user_ca -I carol -n carol -z 5 -V always:forever
+user_cert no_principals    -s certs/user_ca -I anyone -z 6 -V always:forever
+user_cert host_type        -s certs/user_ca -I alice-as-host -n alice -z 7 -h -V always:forever
+user_cert unknown_critical -s certs/user_ca -I alice-unknown -n alice -z 8 -V always:forever \
+                           -O critical:unknown-option@noise-echo.test=yes
+user_cert force_command    -s certs/user_ca -I alice-command -n alice -z 9 -V always:forever \
+                           -O force-command=/bin/true
+user_cert source_address   -s certs/user_ca -I alice-from-5 -n alice -z 10 -V always:forever \
+                           -O source-address=127.0.0.5/32
+user_cert source_networks  -s certs/user_ca -I alice-from-nets -n alice -z 11 -V always:forever \
+                           -O source-address=10.0.0.0/8,::1/128
+user_cert other_ca         -s certs/host_ca -I alice-other-ca -n alice -z 12 -V always:forever
+# A host certificate for the host key, from the host CA.
+cp host_ed25519_key.pub certs/host.pub
+ssh-keygen -q -s certs/host_ca -I host-localhost -h -n localhost,127.0.0.1 -z 100 -V always:forever certs/host.pub
+rm certs/host.pub
+# ssh-keygen -L of every certificate, for the listing to be compared with; blocks
+# start with "== FILE".
+for cert in certs/*-cert.pub; do
+  echo "== ${cert#certs/}"
+  ssh-keygen -Lf "$cert" | sed 1d
+done > certs/ssh-keygen-L.txt
