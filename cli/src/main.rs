@@ -6,7 +6,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io;
+use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -180,7 +180,10 @@ fn main() -> ExitCode {
             match log_format {
                 // A log pipeline reads every line of stderr as JSON: the last one too.
                 LogFormat::Json => tracing::error!("{error:#}"),
-                LogFormat::Text => eprintln!("error: {error:#}"),
+                // Not eprintln!, which panics when stderr is closed.
+                LogFormat::Text => {
+                    let _ = writeln!(io::stderr(), "error: {error:#}");
+                }
             }
             exit_status_of(&error).into()
         }
@@ -204,6 +207,10 @@ fn init_logging(default_level: &str, verbose: u8, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        // A log line that cannot be written (stderr closed: a stopped collector,
+        // a closed terminal) is dropped. The default reports it with eprintln!,
+        // which panics on that same stderr: a server would die of its own log.
+        .log_internal_errors(false)
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder

@@ -22,8 +22,9 @@ pub struct Served {
     pub client_fingerprint: String,
     /// Holds every file of this test; removed when dropped.
     dir: tempfile::TempDir,
-    /// The rest of the server's log, read on demand.
-    stderr: BufReader<ChildStderr>,
+    /// The rest of the server's log, read on demand; `None` once closed
+    /// ([`Served::close_log`]).
+    stderr: Option<BufReader<ChildStderr>>,
     /// The log up to and including the listening line.
     pub startup_log: String,
 }
@@ -67,7 +68,7 @@ impl Served {
             fingerprint,
             client_fingerprint,
             dir,
-            stderr: started.stderr,
+            stderr: Some(started.stderr),
             startup_log: started.log,
         }
     }
@@ -138,6 +139,13 @@ impl Served {
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
 
+    /// Closes the reading end of the server's log pipe, as a log collector that
+    /// stops or a closed terminal does: the server's next log line meets a broken
+    /// pipe.
+    pub fn close_log(&mut self) {
+        self.stderr = None;
+    }
+
     /// Sends SIGTERM to the server (by its process id).
     pub fn terminate(&self) {
         let status = Command::new("kill")
@@ -153,7 +161,9 @@ impl Served {
     pub fn stop(mut self) -> (Option<i32>, String) {
         self.terminate();
         let mut log = std::mem::take(&mut self.startup_log);
-        let _ = self.stderr.read_to_string(&mut log);
+        if let Some(stderr) = &mut self.stderr {
+            let _ = stderr.read_to_string(&mut log);
+        }
         (self.child.wait().unwrap().code(), log)
     }
 
@@ -162,7 +172,9 @@ impl Served {
         self.terminate();
         // Its log ends when it exits.
         let mut rest = String::new();
-        let _ = self.stderr.read_to_string(&mut rest);
+        if let Some(stderr) = &mut self.stderr {
+            let _ = stderr.read_to_string(&mut rest);
+        }
         rest
     }
 }
