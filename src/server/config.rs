@@ -12,7 +12,10 @@ use super::penalty::PenaltyConfig;
 use crate::openssh::authorized_keys::AuthorizedKeys;
 use crate::openssh::pattern::AddressPatterns;
 
-use crate::wire::{LocalIdentity, DEFAULT_REQUEST_LIMIT};
+use crate::wire::{
+    LocalIdentity, ProtocolVersion, RekeyPolicy, ResponderSettings, ServerParams, Suite,
+    DEFAULT_REQUEST_LIMIT,
+};
 
 /// Default cap on open connections. Each costs a file descriptor and a few KiB.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
@@ -142,7 +145,29 @@ pub struct ServerConfig {
     /// other addresses are served as they are, so a header from them is a failed
     /// handshake. `None`: no proxies.
     pub proxy_protocol: Option<AddressPatterns>,
+    /// The cipher suites accepted from protocol v2 clients, the server's preference
+    /// first (the order an UNSUPPORTED_SUITE answer lists them in; the client
+    /// chooses, so the order matters only to a client whose suite is refused).
+    /// Protocol v1 runs ChaChaPoly only, so serving v1 needs
+    /// [`Suite::ChaChaPolyBlake2s`] here. Default: [`DEFAULT_SUITES`].
+    pub suites: Vec<Suite>,
+    /// The protocol versions served; a client of another version is told (v2) or
+    /// closed on (v1, which has no way to say why). Default: [`DEFAULT_PROTOCOLS`].
+    pub protocols: Vec<ProtocolVersion>,
+    /// When the sessions of v2 clients rekey, advertised in message 2 and followed
+    /// by both directions (v1 sessions never rekey). Each limit at least 1; the
+    /// interval in whole seconds, at least one. Default: [`RekeyPolicy::DEFAULT`].
+    pub rekey_policy: RekeyPolicy,
 }
+
+/// The suites a server accepts by default: both, AES-GCM first. A fixed order, not
+/// this CPU's preference: the client chooses among the suites accepted (by its own
+/// CPU, which decides its own speed), so the server's order only decides which
+/// suite a client is told to retry with, and that answer should be the same from
+/// every host of a fleet.
+pub const DEFAULT_SUITES: [Suite; 2] = Suite::ALL;
+/// The protocol versions served by default: both, so that v1 clients keep working.
+pub const DEFAULT_PROTOCOLS: [ProtocolVersion; 2] = ProtocolVersion::ALL;
 
 /// The smallest request limit a server may set: with 0, every request but the empty
 /// one would be refused.
@@ -181,6 +206,39 @@ pub enum ConfigError {
         /// The smallest budget that holds it, in bytes.
         minimum: u64,
     },
+    /// `protocols` is empty: nobody could be served.
+    #[error("protocols is empty: serve protocol 1, 2 or both")]
+    NoProtocol,
+    /// Protocol 2 is served but `suites` is empty: every v2 client would be refused.
+    #[error(
+        "suites is empty but protocol 2 is served: accept at least one suite ({}), or serve protocol 1 only",
+        suite_names(&Suite::ALL)
+    )]
+    NoSuite,
+    /// Protocol 1 is served but ChaChaPoly, its only suite, is not accepted.
+    #[error(
+        "protocol 1 is served but suites leaves out chachapoly, protocol 1's only suite: add chachapoly to suites, or serve protocol 2 only"
+    )]
+    V1WithoutChaChaPoly,
+    /// A suite or protocol listed twice: a mistake in the list, most likely.
+    #[error("{setting} lists {value} twice")]
+    Duplicate {
+        /// The field of [`ServerConfig`].
+        setting: &'static str,
+        /// The value listed twice.
+        value: String,
+    },
+    /// A rekey interval under one second: the protocol carries whole seconds.
+    #[error("rekey_policy.max_interval must be at least 1 second, the protocol's unit (it is {value:?})")]
+    RekeyIntervalTooShort {
+        /// The interval given.
+        value: Duration,
+    },
+}
+
+fn suite_names(suites: &[Suite]) -> String {
+    let names: Vec<&str> = suites.iter().map(|suite| suite.short_name()).collect();
+    names.join(", ")
 }
 
 impl ServerConfig {
@@ -211,6 +269,29 @@ impl ServerConfig {
             max_sessions_per_key: DEFAULT_MAX_SESSIONS_PER_KEY,
             max_session_time: None,
             proxy_protocol: None,
+            suites: DEFAULT_SUITES.to_vec(),
+            protocols: DEFAULT_PROTOCOLS.to_vec(),
+            rekey_policy: RekeyPolicy::DEFAULT,
+        }
+    }
+
+    /// Whether `version` is among the protocols served.
+    pub fn serves(&self, version: ProtocolVersion) -> bool {
+        self.protocols.contains(&version)
+    }
+
+    /// What the handshake of every connection negotiates with: the suites (none
+    /// when v2 is not served), whether v1 is served, and the parameters message 2
+    /// advertises. Built once, when the server starts.
+    pub fn responder_settings(&self) -> ResponderSettings {
+        let v2 = self.serves(ProtocolVersion::V2);
+        ResponderSettings {
+            suites: if v2 { self.suites.clone() } else { Vec::new() },
+            v1_enabled: self.serves(ProtocolVersion::V1),
+            params: ServerParams {
+                max_request: self.max_request,
+                rekey: self.rekey_policy,
+            },
         }
     }
 
@@ -252,6 +333,7 @@ impl ServerConfig {
         if let Some(limit) = self.max_session_time {
             not_zero("max_session_time", limit)?;
         }
+        self.validate_protocols()?;
         let minimum = super::resources::worst_case(self.max_request).next_multiple_of(1024);
         if self.memory_budget < minimum {
             return Err(ConfigError::BudgetTooSmall {
@@ -262,6 +344,59 @@ impl ServerConfig {
         }
         Ok(())
     }
+
+    /// The protocol settings: something served, suites that can serve it, rekey
+    /// limits the protocol can carry.
+    fn validate_protocols(&self) -> Result<(), ConfigError> {
+        if let Some(value) = first_duplicate(&self.protocols) {
+            let setting = "protocols";
+            return Err(ConfigError::Duplicate { setting, value });
+        }
+        if let Some(value) = first_duplicate(&self.suites) {
+            let setting = "suites";
+            return Err(ConfigError::Duplicate { setting, value });
+        }
+        if self.protocols.is_empty() {
+            return Err(ConfigError::NoProtocol);
+        }
+        if self.serves(ProtocolVersion::V2) && self.suites.is_empty() {
+            return Err(ConfigError::NoSuite);
+        }
+        if self.serves(ProtocolVersion::V1) && !self.suites.contains(&Suite::ChaChaPolyBlake2s) {
+            return Err(ConfigError::V1WithoutChaChaPoly);
+        }
+        let policy = &self.rekey_policy;
+        for (setting, value) in [
+            ("rekey_policy.max_messages", policy.max_messages),
+            ("rekey_policy.max_bytes", policy.max_bytes),
+        ] {
+            if value == 0 {
+                let (minimum, value) = (1, 0);
+                return Err(ConfigError::TooSmall {
+                    setting,
+                    minimum,
+                    value,
+                });
+            }
+        }
+        if policy.max_interval < Duration::from_secs(1) {
+            let value = policy.max_interval;
+            return Err(ConfigError::RekeyIntervalTooShort { value });
+        }
+        Ok(())
+    }
+}
+
+/// The first item of `items` that appears twice, shown.
+fn first_duplicate<T: PartialEq + std::fmt::Display>(items: &[T]) -> Option<String> {
+    let mut seen = Vec::new();
+    for item in items {
+        if seen.contains(&item) {
+            return Some(item.to_string());
+        }
+        seen.push(item);
+    }
+    None
 }
 
 /// Makes the open sessions of a running server check their key against
@@ -380,6 +515,100 @@ mod tests {
         let mut no_source_cap = config();
         no_source_cap.penalties.max_handshakes_per_source = 0;
         assert_eq!(no_source_cap.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_default_serves_both_versions_and_both_suites() {
+        let settings = config().responder_settings();
+        assert_eq!(settings.suites, Suite::ALL);
+        assert!(settings.serves_v1());
+        assert_eq!(settings.versions(), [1, 2]);
+        assert_eq!(settings.params.max_request, DEFAULT_REQUEST_LIMIT);
+        assert_eq!(settings.params.rekey, RekeyPolicy::DEFAULT);
+    }
+
+    #[test]
+    fn the_responder_settings_follow_the_protocols_served() {
+        let mut v1_only = config();
+        v1_only.protocols = vec![ProtocolVersion::V1];
+        assert_eq!(v1_only.validate(), Ok(()));
+        assert_eq!(v1_only.responder_settings().versions(), [1]);
+        let mut v2_only = config();
+        v2_only.protocols = vec![ProtocolVersion::V2];
+        v2_only.suites = vec![Suite::AesGcmSha256];
+        v2_only.max_request = 4096;
+        assert_eq!(v2_only.validate(), Ok(()));
+        let settings = v2_only.responder_settings();
+        assert_eq!(settings.versions(), [2]);
+        assert_eq!(settings.suites, [Suite::AesGcmSha256]);
+        assert_eq!(settings.params.max_request, 4096);
+    }
+
+    #[test]
+    fn protocol_settings_that_serve_nobody_are_refused_naming_the_fix() {
+        let refused = |adjust: fn(&mut ServerConfig)| {
+            let mut config = config();
+            adjust(&mut config);
+            config.validate().unwrap_err()
+        };
+        let error = refused(|c| c.protocols.clear());
+        assert_eq!(error, ConfigError::NoProtocol);
+        assert!(error.to_string().contains("serve protocol 1, 2 or both"));
+        let error = refused(|c| c.suites.clear());
+        assert_eq!(error, ConfigError::NoSuite);
+        assert!(error.to_string().contains("aesgcm, chachapoly"), "{error}");
+        let error = refused(|c| c.suites = vec![Suite::AesGcmSha256]);
+        assert_eq!(error, ConfigError::V1WithoutChaChaPoly);
+        assert!(error.to_string().contains("serve protocol 2 only"));
+        let error = refused(|c| c.suites = vec![Suite::AesGcmSha256, Suite::AesGcmSha256]);
+        assert_eq!(
+            error,
+            ConfigError::Duplicate {
+                setting: "suites",
+                value: Suite::AesGcmSha256.to_string()
+            }
+        );
+        let error = refused(|c| c.protocols = vec![ProtocolVersion::V2, ProtocolVersion::V2]);
+        assert_eq!(error.to_string(), "protocols lists 2 twice");
+        // A v2-only server needs no ChaChaPoly; a v1-only one needs no v2 suites.
+        let mut fine = config();
+        fine.protocols = vec![ProtocolVersion::V2];
+        fine.suites = vec![Suite::AesGcmSha256];
+        assert_eq!(fine.validate(), Ok(()));
+    }
+
+    #[test]
+    fn rekey_limits_of_zero_are_refused() {
+        let mut zero = config();
+        zero.rekey_policy.max_messages = 0;
+        assert_eq!(
+            zero.validate(),
+            Err(ConfigError::TooSmall {
+                setting: "rekey_policy.max_messages",
+                minimum: 1,
+                value: 0
+            })
+        );
+        let mut zero = config();
+        zero.rekey_policy.max_bytes = 0;
+        assert!(matches!(
+            zero.validate(),
+            Err(ConfigError::TooSmall {
+                setting: "rekey_policy.max_bytes",
+                ..
+            })
+        ));
+        let mut short = config();
+        short.rekey_policy.max_interval = Duration::from_millis(500);
+        let error = short.validate().unwrap_err();
+        assert!(error.to_string().contains("at least 1 second"), "{error}");
+        let mut tiny = config();
+        tiny.rekey_policy = RekeyPolicy {
+            max_messages: 1,
+            max_bytes: 1,
+            max_interval: Duration::from_secs(1),
+        };
+        assert_eq!(tiny.validate(), Ok(()));
     }
 
     #[test]

@@ -53,8 +53,8 @@ pub use config::{
     AllowList, ConfigError, ReloadTrigger, ServerConfig, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_SESSIONS_PER_KEY, DEFAULT_MEMORY_BUDGET, DEFAULT_MEMORY_STALL_TIMEOUT,
-    DEFAULT_REVOKE_POLL, DEFAULT_SHUTDOWN_GRACE, DEFAULT_SOCKET_BUFFER, KEY_REVOKED,
-    MIN_REQUEST_LIMIT, SESSION_TIME_LIMIT, TOO_MANY_SESSIONS,
+    DEFAULT_PROTOCOLS, DEFAULT_REVOKE_POLL, DEFAULT_SHUTDOWN_GRACE, DEFAULT_SOCKET_BUFFER,
+    DEFAULT_SUITES, KEY_REVOKED, MIN_REQUEST_LIMIT, SESSION_TIME_LIMIT, TOO_MANY_SESSIONS,
 };
 pub use listener::{bind, bind_all, LISTEN_BACKLOG};
 pub use resources::MemoryUse;
@@ -117,6 +117,8 @@ pub struct Server {
 pub(super) struct Shared {
     /// The checked configuration.
     pub(super) config: ServerConfig,
+    /// What every handshake negotiates with, built from `config` once.
+    pub(super) responder: crate::wire::ResponderSettings,
     /// Counters kept up to date by every connection.
     pub(super) stats: Arc<ServerStats>,
     /// Pulled to make open sessions check their key again.
@@ -159,6 +161,7 @@ impl Server {
                     Arc::clone(&stats),
                 ),
                 stopping_since: OnceLock::new(),
+                responder: config.responder_settings(),
                 config,
                 stats,
                 reload,

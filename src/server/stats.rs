@@ -118,6 +118,9 @@ counters! {
     too_large,
     /// Sessions that failed after authorization (the peer reset, a bad record...).
     session_failures,
+    /// Handshakes ended by an honest mismatch: a protocol version or suite not
+    /// served here (the client was told, or for v1 closed on). Not a failure.
+    handshake_mismatches,
 }
 
 /// A label value and the counter of the snapshot it names.
@@ -127,7 +130,7 @@ type Labelled = (&'static str, fn(&StatsSnapshot) -> u64);
 /// counter that counts it: one place for the names, so that the metrics, the docs and
 /// the tests agree. Together with the refusals on arrival they account for every
 /// accepted connection once it is over.
-const OUTCOMES: [Labelled; 14] = [
+const OUTCOMES: [Labelled; 15] = [
     ("closed", |s| s.closed),
     ("stopped", |s| s.stopped),
     ("handshake_failed", |s| s.handshake_failures),
@@ -142,6 +145,7 @@ const OUTCOMES: [Labelled; 14] = [
     ("time_limit", |s| s.session_time_limits),
     ("too_large", |s| s.too_large),
     ("failed", |s| s.session_failures),
+    ("protocol_mismatch", |s| s.handshake_mismatches),
 ];
 
 /// The `reason` label of each refusal on arrival (closed before a byte is read).
@@ -433,9 +437,10 @@ mod tests {
             session_time_limits: 12,
             too_large: 13,
             session_failures: 14,
-            refused_connection_cap: 15,
-            refused_source_cap: 16,
-            refused_penalized: 17,
+            handshake_mismatches: 15,
+            refused_connection_cap: 16,
+            refused_source_cap: 17,
+            refused_penalized: 18,
             ..StatsSnapshot::default()
         };
         let values: Vec<u64> = snapshot
@@ -443,7 +448,7 @@ mod tests {
             .chain(snapshot.refusals())
             .map(|(_, count)| count)
             .collect();
-        assert_eq!(values, (1..=17).collect::<Vec<_>>());
+        assert_eq!(values, (1..=18).collect::<Vec<_>>());
         let mut names: Vec<&str> = snapshot.outcomes().map(|(name, _)| name).collect();
         names.sort_unstable();
         names.dedup();

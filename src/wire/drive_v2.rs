@@ -34,18 +34,28 @@ use crate::wire::suite::Suite;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResponderSettings {
     /// The v2 suites accepted, the server's preference first (the order of an
-    /// UNSUPPORTED_SUITE answer). Empty: v2 is not served.
+    /// UNSUPPORTED_SUITE answer). Empty: v2 is not served (a v2 offer is answered
+    /// UNSUPPORTED_VERSION), and v1, if enabled, runs its one suite.
     pub suites: Vec<Suite>,
-    /// Whether v1 clients are served (only when ChaChaPoly is among the suites).
+    /// Whether v1 clients are served: only when ChaChaPoly, v1's one suite, is
+    /// among the `suites`, or v2 is not served at all (`suites` empty). A server
+    /// that lists v2 suites without ChaChaPoly refuses it in v1 too.
     pub v1_enabled: bool,
     /// What message 2 tells a v2 client.
     pub params: ServerParams,
 }
 
 impl ResponderSettings {
-    /// Whether a v1 message 1 is answered: v1 enabled and ChaChaPoly accepted.
+    /// Whether a v1 message 1 is answered: v1 enabled, and ChaChaPoly accepted or
+    /// v2 not served (a v1-only server).
     pub fn serves_v1(&self) -> bool {
-        self.v1_enabled && self.suites.contains(&Suite::ChaChaPolyBlake2s)
+        self.v1_enabled
+            && (self.suites.is_empty() || self.suites.contains(&Suite::ChaChaPolyBlake2s))
+    }
+
+    /// Whether a v2 offer can be accepted (some suite is).
+    pub fn serves_v2(&self) -> bool {
+        !self.suites.is_empty()
     }
 
     /// The versions served, as an UNSUPPORTED_VERSION answer lists them.
@@ -54,7 +64,7 @@ impl ResponderSettings {
         if self.serves_v1() {
             versions.push(ProtocolVersion::V1.number());
         }
-        if !self.suites.is_empty() {
+        if self.serves_v2() {
             versions.push(ProtocolVersion::V2.number());
         }
         versions
@@ -62,7 +72,7 @@ impl ResponderSettings {
 
     /// The answer to a well-formed v2 offer.
     pub fn answer(&self, offer: &Offer) -> Answer {
-        if self.suites.is_empty() {
+        if !self.serves_v2() {
             return Answer::UnsupportedVersion(self.versions());
         }
         let accepts =
@@ -535,9 +545,14 @@ mod tests {
                 &retry,
                 Answer::UnsupportedSuite(names(&[Aes])),
             ),
-            // No v2 suites: v2 is not served at all.
+            // No v2 suites: v2 is not served at all; v1 is, and is listed.
             (
                 settings(&[], true),
+                &first,
+                Answer::UnsupportedVersion(vec![1]),
+            ),
+            (
+                settings(&[], false),
                 &first,
                 Answer::UnsupportedVersion(vec![]),
             ),
@@ -558,5 +573,17 @@ mod tests {
             [1, 2]
         );
         assert!(settings(&[], false).versions().is_empty());
+    }
+
+    #[test]
+    fn a_v1_only_server_serves_v1_and_answers_v2_with_version_1() {
+        let v1_only = settings(&[], true);
+        assert!(v1_only.serves_v1());
+        assert!(!v1_only.serves_v2());
+        assert_eq!(v1_only.versions(), [1]);
+        assert_eq!(
+            v1_only.answer(&Offer::new(Suite::AesGcmSha256)),
+            Answer::UnsupportedVersion(vec![1])
+        );
     }
 }
