@@ -16,11 +16,12 @@ use noise_echo::openssh::keyfile;
 use noise_echo::openssh::pattern::AddressPatterns;
 use noise_echo::server::penalty;
 use noise_echo::server::{self, ReloadTrigger, Server, ServerConfig};
-use noise_echo::wire::{LocalIdentity, MAX_RECORD_LEN};
+use noise_echo::wire::{LocalIdentity, RekeyPolicy, MAX_RECORD_LEN};
 
 mod activation;
 mod check;
 mod notify;
+mod protocols;
 
 use notify::Notifier;
 
@@ -102,6 +103,37 @@ pub(super) struct Args {
     /// Longest a session may last, in seconds, however busy; 0 for no limit
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     max_session_time: u64,
+    /// Protocol versions served, comma-separated: 1, 2 or 1,2. A client of another
+    /// version is refused (a protocol 2 client is told which versions are served)
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "1,2"
+    )]
+    protocols: Vec<protocols::Protocol>,
+    /// Ciphers accepted from protocol 2 clients, comma-separated, preferred first (the
+    /// order a client whose cipher is refused is told); protocol 1 needs chachapoly
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "aesgcm,chachapoly"
+    )]
+    ciphers: Vec<protocols::Cipher>,
+    /// Protocol 2 sessions change keys, each way, after this much data under one key
+    /// (as ssh's RekeyLimit): bytes, or with a unit (512M, 1G)
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = crate::units::size_in(1..=1 << 50))]
+    rekey_limit: u64,
+    /// Protocol 2 sessions also change keys once a key is this old: seconds, or with
+    /// units as in sshd_config (30m, 1h, 1h30m)
+    #[arg(long, value_name = "INTERVAL", default_value = "1h", value_parser = protocols::parse_interval)]
+    rekey_interval: Duration,
+    /// Protocol 2 sessions also change keys after this many messages under one key
+    #[arg(long, value_name = "N", default_value_t = RekeyPolicy::DEFAULT.max_messages, value_parser = clap::value_parser!(u64).range(1..))]
+    rekey_messages: u64,
     /// Check the settings, the host key and authorized_keys, print what is wrong, and
     /// exit (0: all good, 1: a problem) without listening, as `sshd -t`
     #[arg(long)]
@@ -135,6 +167,8 @@ Examples:
   noise-echo serve --log-format json 2>&1 | jq -c 'select(.peer)'
   noise-echo serve --metrics-listen 127.0.0.1:9184  # Prometheus scrapes /metrics
   noise-echo serve -v                               # each handshake step of each connection
+  noise-echo serve --protocols 2 --ciphers chachapoly   # protocol 2 clients with ChaCha20-Poly1305 only
+  noise-echo serve --rekey-limit 512M --rekey-interval 30m  # as ssh's RekeyLimit 512M 30m
   kill -HUP PID                                     # open sessions check their key again
 
 Exit statuses:
@@ -323,11 +357,24 @@ fn apply_settings(args: &Args, config: &mut ServerConfig) {
         .unwrap_or((args.max_connections / 4).max(1));
     config.max_session_time =
         (args.max_session_time > 0).then(|| Duration::from_secs(args.max_session_time));
+    config.protocols = args
+        .protocols
+        .iter()
+        .map(|&protocol| protocol.into())
+        .collect();
+    config.suites = args.ciphers.iter().map(|&cipher| cipher.into()).collect();
+    config.rekey_policy = RekeyPolicy {
+        max_messages: args.rekey_messages,
+        max_bytes: args.rekey_limit,
+        max_interval: args.rekey_interval,
+    };
 }
 
 /// A setting the library refused, named as its flag.
 fn settings_error(error: server::ConfigError) -> anyhow::Error {
-    anyhow::anyhow!("--{}", error.to_string().replace('_', "-")).context("invalid server settings")
+    let message = protocols::flag_error(&error)
+        .unwrap_or_else(|| format!("--{}", error.to_string().replace('_', "-")));
+    anyhow::anyhow!(message).context("invalid server settings")
 }
 
 /// Where the host key comes from, and whether a missing one may be created: a new

@@ -177,11 +177,10 @@ impl Handler {
             let (requests, bytes_in, bytes_out) =
                 (summary.requests, summary.bytes_in, summary.bytes_out);
             let comment: &str = &summary.comment;
-            // `protocol=2 suite=aesgcm` on every line of a session; `-` before that.
-            let (protocol, suite) = match summary.protocol {
-                Some((version, suite)) => (version.number().to_string(), suite.short_name()),
-                None => ("-".to_owned(), "-"),
-            };
+            // `protocol=2 suite="aesgcm"` on every line of a session (a `None` field
+            // is left out, before the handshake completed).
+            let protocol = summary.protocol.map(|(version, _)| version.number());
+            let suite = summary.protocol.map(|(_, suite)| suite.short_name());
             match outcome {
                 Outcome::Closed => {
                     info!(%peer, client, comment, protocol, suite, requests, bytes_in, bytes_out, duration_ms, "closed")

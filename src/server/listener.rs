@@ -180,10 +180,16 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Gate {
     /// Accepts connections on `listener` until it fails for good, admitting each.
     pub(super) async fn accept_loop(self: Arc<Self>, listener: TcpListener) -> io::Result<()> {
+        let config = &self.shared.config;
+        let protocols: Vec<String> = config.protocols.iter().map(|v| v.to_string()).collect();
+        let ciphers: Vec<&str> = config.suites.iter().map(|s| s.short_name()).collect();
+        // The host key last: scripts take the rest of the line as its fingerprint.
         info!(
-            "listening on {} host_key={}",
+            "listening on {} protocols={} ciphers={} host_key={}",
             listener.local_addr()?,
-            self.shared.config.host.public_key().fingerprint()
+            protocols.join(","),
+            ciphers.join(","),
+            config.host.public_key().fingerprint()
         );
         let mut consecutive_errors = 0u32;
         loop {
