@@ -176,6 +176,9 @@ async fn each_v2_suite_is_served_with_the_configured_parameters() {
     }
     let stats = server.wait_for(|s| s.closed == 2).await;
     assert_eq!((stats.sessions, stats.requests), (2, 4));
+    for suite in stats.sessions_by_suite() {
+        assert_eq!((suite.total, suite.open), (1, 0), "{suite:?}");
+    }
     server.stop().await;
 }
 

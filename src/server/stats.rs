@@ -121,6 +121,10 @@ counters! {
     /// Handshakes ended by an honest mismatch: a protocol version or suite not
     /// served here (the client was told, or for v1 closed on). Not a failure.
     handshake_mismatches,
+    /// Of `sessions`, those running AES-GCM (protocol v2); the rest run ChaChaPoly.
+    sessions_aesgcm,
+    /// Of `sessions_open`, those running AES-GCM (gauge).
+    sessions_open_aesgcm,
 }
 
 /// A label value and the counter of the snapshot it names.
@@ -183,15 +187,21 @@ impl StatsSnapshot {
             .map(move |(name, count)| (*name, count(self)))
     }
 
-    /// Sessions by Noise suite. Protocol v1 runs one suite; the names are
-    /// [`Suite::noise_name`]'s, so when v2 negotiates others, each is one more
-    /// entry here.
-    pub fn sessions_by_suite(&self) -> [SuiteSessions; 1] {
-        [SuiteSessions {
-            suite: Suite::ChaChaPolyBlake2s.noise_name(),
-            open: self.sessions_open,
-            total: self.sessions,
-        }]
+    /// Sessions by Noise suite, named as [`Suite::noise_name`]: ChaChaPoly (v1's
+    /// and v2's), then AES-GCM (v2).
+    pub fn sessions_by_suite(&self) -> [SuiteSessions; 2] {
+        [
+            SuiteSessions {
+                suite: Suite::ChaChaPolyBlake2s.noise_name(),
+                open: self.sessions_open.saturating_sub(self.sessions_open_aesgcm),
+                total: self.sessions.saturating_sub(self.sessions_aesgcm),
+            },
+            SuiteSessions {
+                suite: Suite::AesGcmSha256.noise_name(),
+                open: self.sessions_open_aesgcm,
+                total: self.sessions_aesgcm,
+            },
+        ]
     }
 }
 
