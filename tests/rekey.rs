@@ -1,13 +1,14 @@
 //! Protocol v2's rekeying over real sockets: large transfers each way under a
 //! 1 MiB rekey limit (a rekey per MiB in each direction), pipelined, every byte
-//! checked: 1 GiB in the preferred suite, 128 MiB in each. The session runs v2's transport over a v1 handshake (see
-//! `Established::with_v2_transport_for_testing_only`) until the v2 handshake is
-//! in; what is tested is the transport.
+//! checked: 1 GiB in the preferred suite, 128 MiB in each, each session set up by
+//! the real v2 handshake (`initiate_v2`, `respond_any`) with the policy in message 2.
 
 use std::time::Instant;
 
 use noise_echo::identity::Identity;
-use noise_echo::wire::{self, LocalIdentity, RecordType, RekeyPolicy, Suite};
+use noise_echo::wire::{
+    self, LocalIdentity, Offer, RecordType, RekeyPolicy, ResponderSettings, ServerParams, Suite,
+};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The request body size: the server's default request limit.
@@ -39,8 +40,17 @@ async fn transfer(suite: Suite, policy: RekeyPolicy, records: usize) -> (u64, u6
 
     let server = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
-        let established = wire::respond(&mut socket, &server_identity).await.unwrap();
-        let established = established.with_v2_transport_for_testing_only(suite, policy);
+        let settings = ResponderSettings {
+            suites: vec![suite],
+            v1_enabled: false,
+            params: ServerParams {
+                max_request: RECORD as u32,
+                rekey: policy,
+            },
+        };
+        let established = wire::respond_any(&mut socket, &server_identity, &settings)
+            .await
+            .unwrap();
         let (reader, writer) = socket.into_split();
         let (mut rx, mut tx) = established.into_halves(reader, writer);
         let mut body = Vec::with_capacity(RECORD);
@@ -56,13 +66,13 @@ async fn transfer(suite: Suite, policy: RekeyPolicy, records: usize) -> (u64, u6
     });
 
     let mut socket = TcpStream::connect(address).await.unwrap();
-    let established = wire::initiate(&mut socket, &client_identity)
+    let established = wire::initiate_v2(&mut socket, &client_identity, &Offer::new(suite))
         .await
         .unwrap()
         .approve(&mut socket)
         .await
-        .unwrap()
-        .with_v2_transport_for_testing_only(suite, policy);
+        .unwrap();
+    assert_eq!(established.rekey_policy(), Some(&policy));
     let (reader, writer) = socket.into_split();
     let (mut rx, mut tx) = established.into_halves(reader, writer);
     let writer = tokio::spawn(async move {

@@ -60,12 +60,6 @@ impl CipherKey {
         self.suite
     }
 
-    /// The same raw key for another suite's cipher: for tests of the transport
-    /// that run a v1 handshake and then another suite (both ends alike).
-    pub(crate) fn into_suite(self, suite: Suite) -> Self {
-        Self { suite, ..self }
-    }
-
     /// A copy of this key, to follow its rekeys from the outside in tests.
     #[cfg(test)]
     pub(crate) fn duplicate(&self) -> Self {

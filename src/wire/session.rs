@@ -29,7 +29,7 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
 
-use crate::wire::cipher::{next_nonce, CipherKey, SessionKeys};
+use crate::wire::cipher::{next_nonce, CipherKey};
 use crate::wire::error::{Bug, Refusal, Result, TruncatedAt, Violation};
 use crate::wire::frame::{decode_frame, Decoded, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 use crate::wire::handshake::Established;
@@ -37,8 +37,7 @@ use crate::wire::record::{
     response_limit, RecordDecoder, RecordEvent, RecordHeader, RecordType, Role,
     MAX_ERROR_REASON_LEN, RECORD_HEADER_LEN, REKEY_RECORD,
 };
-use crate::wire::rekey::{RecvRekey, RekeyPolicy, SendRekey};
-use crate::wire::suite::Suite;
+use crate::wire::rekey::{RecvRekey, SendRekey};
 
 pub use crate::wire::cipher::TAG_LEN;
 pub use send::SendHalf;
@@ -118,21 +117,6 @@ impl Established {
             failed: false,
         };
         (recv, send)
-    }
-
-    /// Makes this session run protocol v2's transport: `suite`'s cipher on the
-    /// split's keys, and REKEY records under `policy`. For tests of the transport
-    /// alone (tests/rekey.rs), over a v1 handshake, until they can run a v2 one;
-    /// both ends must do the same. Not part of the API.
-    #[doc(hidden)]
-    pub fn with_v2_transport_for_testing_only(mut self, suite: Suite, policy: RekeyPolicy) -> Self {
-        let SessionKeys { send, recv } = self.keys;
-        self.keys = SessionKeys {
-            send: send.into_suite(suite),
-            recv: recv.into_suite(suite),
-        };
-        self.rekey = Some(Box::new(policy));
-        self
     }
 
     /// Turns the handshake into a session over `stream`, split with

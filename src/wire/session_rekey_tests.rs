@@ -7,9 +7,15 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 
 use super::*;
+use crate::identity::Identity;
 use crate::wire::error::WireError;
 use crate::wire::handshake::tests::handshake_pair;
+use crate::wire::handshake::{Initiator, LocalIdentity, Responder};
+use crate::wire::negotiation::Offer;
+use crate::wire::payload::ServerParams;
 use crate::wire::record::{encode_record, DEFAULT_REQUEST_LIMIT, MIN_RESPONSE_LIMIT};
+use crate::wire::rekey::RekeyPolicy;
+use crate::wire::suite::Suite;
 
 type Rx = RecvHalf<ReadHalf<DuplexStream>>;
 type Tx = SendHalf<WriteHalf<DuplexStream>>;
@@ -20,11 +26,25 @@ struct InitialKeys {
     server_send: CipherKey,
 }
 
-/// A v2 client and server session over one duplex pipe, with `suite` and `policy`.
+/// A v2 client and server session over one duplex pipe, with `suite` and `policy`:
+/// the real v2 handshake, run sans-I/O, then the pipe.
 async fn v2_pair(suite: Suite, policy: RekeyPolicy) -> ((Rx, Tx), (Rx, Tx), InitialKeys) {
-    let (client, client_io, server, server_io) = handshake_pair().await;
-    let client = client.with_v2_transport_for_testing_only(suite, policy);
-    let server = server.with_v2_transport_for_testing_only(suite, policy);
+    let client_local = LocalIdentity::new(&Identity::from_seed(&[1; 32], "client"));
+    let server_local = LocalIdentity::new(&Identity::from_seed(&[2; 32], "server"));
+    let offer = Offer::new(suite);
+    let params = ServerParams {
+        max_request: DEFAULT_REQUEST_LIMIT,
+        rekey: policy,
+    };
+    let (expect_message2, message1) = Initiator::start_v2(&client_local, &offer).unwrap();
+    let (expect_message3, message2) = Responder::new_v2(&server_local, &offer, params)
+        .unwrap()
+        .read(&message1)
+        .unwrap();
+    let (message3, client) = expect_message2.read(&message2).unwrap().approve().unwrap();
+    let server = expect_message3.read(&message3).unwrap();
+    assert_eq!(client.rekey_policy(), Some(&policy));
+    let (client_io, server_io) = tokio::io::duplex(1 << 16);
     let initial = InitialKeys {
         client_send: client.keys.send.duplicate(),
         server_send: server.keys.send.duplicate(),
