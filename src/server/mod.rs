@@ -39,6 +39,7 @@ mod config;
 mod connection;
 mod echo_loop;
 mod listener;
+mod message1;
 pub mod penalty;
 mod proxied;
 pub mod proxy_protocol;
