@@ -8,7 +8,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::client::ClientError;
 use crate::identity::PublicKey;
-use crate::wire::{RecordType, RecvHalf, Reply, SendHalf};
+use crate::wire::{
+    Established, ProtocolVersion, RecordType, RecvHalf, Reply, SendHalf, ServerParams, Suite,
+};
 
 /// An established, authenticated session with a server, over the halves `R` and `W`
 /// of its stream (TCP's owned halves for [`connect`]). The fields are private: the
@@ -16,11 +18,36 @@ use crate::wire::{RecordType, RecvHalf, Reply, SendHalf};
 pub struct Connection<R = OwnedReadHalf, W = OwnedWriteHalf> {
     pub(super) server_key: PublicKey,
     pub(super) newly_known_as: Option<String>,
+    pub(super) version: ProtocolVersion,
+    pub(super) suite: Suite,
+    pub(super) server_params: Option<ServerParams>,
     pub(super) receiver: RecvHalf<R>,
     pub(super) sender: SendHalf<W>,
 }
 
 impl<R, W> Connection<R, W> {
+    /// The protocol version the handshake ran.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The cipher suite the session runs (v1: always ChaChaPoly).
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// The parameters the server sent in handshake message 2 (v2; `None` in v1):
+    /// its request limit and rekey policy, authenticated by its key.
+    pub fn server_params(&self) -> Option<ServerParams> {
+        self.server_params
+    }
+
+    /// The largest request body the server accepts, when it said (v2).
+    /// [`Connection::request`] refuses a longer one before sending it.
+    pub fn max_request(&self) -> Option<u32> {
+        self.server_params.map(|params| params.max_request)
+    }
+
     /// The server's verified key.
     pub fn server_key(&self) -> &PublicKey {
         &self.server_key
@@ -73,6 +100,28 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    /// The session over `reader` and `writer` that `session` established.
+    pub(super) fn new(
+        session: Established,
+        server_key: PublicKey,
+        newly_known_as: Option<String>,
+        reader: R,
+        writer: W,
+    ) -> Self {
+        let (version, suite, server_params) =
+            (session.version(), session.suite(), session.server_params());
+        let (receiver, sender) = session.into_halves(reader, writer);
+        Self {
+            server_key,
+            newly_known_as,
+            version,
+            suite,
+            server_params,
+            receiver,
+            sender,
+        }
+    }
+
     /// Sends one request and waits for its reply. For many requests, write them all
     /// with the sending half and read the replies with the receiving one
     /// ([`Connection::into_halves`]: pipelining) instead.
@@ -80,10 +129,32 @@ where
     /// # Errors
     /// [`ClientError::Closed`] when the server ended the session instead of
     /// replying; [`ClientError::Wire`]: the session failed, or the server refused us
-    /// ([`Refusal::PermissionDenied`]).
+    /// ([`Refusal::PermissionDenied`](crate::wire::Refusal::PermissionDenied)); [`ClientError::RequestTooLarge`], before
+    /// anything is sent, for a body over the server's
+    /// [`max_request`](Connection::max_request). A server that refuses the request
+    /// and closes while it is being written gives its ERROR, not the write's error.
     pub async fn request(&mut self, body: &[u8]) -> Result<Reply, ClientError> {
-        self.sender.write_record(RecordType::Request, body).await?;
-        self.sender.flush().await?;
+        if let Some(limit) = self.max_request() {
+            if body.len() > limit as usize {
+                return Err(ClientError::RequestTooLarge {
+                    len: body.len(),
+                    limit,
+                });
+            }
+        }
+        let sent = async {
+            self.sender.write_record(RecordType::Request, body).await?;
+            self.sender.flush().await
+        };
+        if let Err(write_error) = sent.await {
+            // A server refusing the request (too large for it) sends ERROR and
+            // closes, and our write then fails on its reset: its reason is already
+            // in our receive buffer, and says more than "broken pipe".
+            return match self.receiver.read_reply_to(body.len()).await {
+                Ok(Some(reply @ Reply::Error(_))) => Ok(reply),
+                _ => Err(write_error.into()),
+            };
+        }
         // The reply's limit follows the request: its uppercase is at most three
         // times longer, whatever request limit the server has.
         self.receiver

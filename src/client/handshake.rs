@@ -16,7 +16,7 @@ use crate::client::{
 use crate::fsutil;
 use crate::identity::PublicKey;
 use crate::openssh::known_hosts::{self, KnownHosts, OtherName};
-use crate::wire::{self, LocalIdentity};
+use crate::wire::{self, LocalIdentity, Offer};
 
 /// known_hosts is private to the user, as `~/.ssh/known_hosts`.
 const KNOWN_HOSTS_MODE: u32 = 0o600;
@@ -35,6 +35,9 @@ pub(super) struct Handshake<'a> {
     /// The key the user accepted in an earlier attempt whose server hung up: trusted
     /// again without asking, even if the known_hosts file kept nothing (`/dev/null`).
     pub(super) accepted_at_prompt: Option<&'a PublicKey>,
+    /// Protocol v2's offer (the suite, and on a retry the rejected one); `None`
+    /// runs protocol v1.
+    pub(super) offer: Option<&'a Offer>,
 }
 
 /// How a handshake attempt ended, when it did not fail.
@@ -61,8 +64,17 @@ impl Handshake<'_> {
         let started = tokio::time::Instant::now();
         // -> e
         // <- e, ee, s, es   (the server's payload is checked against its static key)
-        let initiating = wire::initiate(stream, self.identity);
+        let identity = self.identity;
+        let initiating = async {
+            match self.offer {
+                // The offer and message 1 in one write; the answer and message 2.
+                Some(offer) => wire::initiate_v2(stream, identity, offer).await,
+                None => wire::initiate(stream, identity).await,
+            }
+        };
         let pending = within(self.timeout, initiating, target, TimeoutStage::Handshake).await??;
+        // As ssh -v's "kex: ... cipher: ...".
+        debug!("protocol {}, suite {}", pending.version(), pending.suite());
         let server_key = *pending.server_key();
         debug!("server host key {}", server_key.fingerprint());
         let host_field = known_hosts::host_field(&target.host, target.port);

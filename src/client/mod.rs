@@ -23,13 +23,16 @@
 mod connection;
 mod errors;
 mod handshake;
+mod negotiate;
 mod trust;
 
 pub use connection::Connection;
 pub use errors::{permission_denied_reason, ClientError, TimeoutStage};
+pub use negotiate::Protocol;
 pub use trust::{decide, Decision, HostKeyError, Known, UnknownHostPolicy, UnknownReason};
 
 use handshake::{Handshake, Outcome};
+use negotiate::Reaction;
 
 use std::fmt;
 use std::io;
@@ -44,7 +47,7 @@ use tracing::debug;
 
 use crate::identity::{Fingerprint, PublicKey};
 use crate::openssh::known_hosts::{self, OtherName};
-use crate::wire::LocalIdentity;
+use crate::wire::{LocalIdentity, Suite, WireError};
 
 /// The port a server listens on when none is given.
 pub const DEFAULT_PORT: u16 = 1234;
@@ -182,6 +185,13 @@ pub struct ClientConfig {
     /// The local address [`connect`] connects from (ssh's `-b` / `BindAddress`),
     /// on a machine with several; `None` lets the system choose.
     pub bind_address: Option<IpAddr>,
+    /// The protocol version to speak (default [`Protocol::Auto`]: v2, never
+    /// falling back to v1 by itself).
+    pub protocol: Protocol,
+    /// The v2 cipher suite to offer: `None` chooses [`Suite::preferred`] and, if
+    /// the server does not accept it, retries once with one it lists; `Some` forces
+    /// that suite (a server that refuses it fails the connection). Ignored in v1.
+    pub cipher: Option<Suite>,
 }
 
 impl ClientConfig {
@@ -212,6 +222,8 @@ impl ClientConfig {
             connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
             bind_address: None,
+            protocol: Protocol::Auto,
+            cipher: None,
         }
     }
 
@@ -220,6 +232,21 @@ impl ClientConfig {
     #[must_use]
     pub fn bind_address(mut self, address: Option<IpAddr>) -> Self {
         self.bind_address = address;
+        self
+    }
+
+    /// Sets the protocol version to speak (default [`Protocol::Auto`]).
+    #[must_use]
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Forces the v2 cipher suite (`None`, the default: the CPU's preferred one,
+    /// with one automatic retry if the server refuses it).
+    #[must_use]
+    pub fn cipher(mut self, suite: Option<Suite>) -> Self {
+        self.cipher = suite;
         self
     }
 
@@ -278,10 +305,15 @@ pub async fn connect(target: &Target, config: ClientConfig) -> Result<Connection
         connect_timeout,
         handshake_timeout,
         bind_address,
+        protocol,
+        cipher,
     } = config;
+    let mut offer = negotiate::first_offer(protocol, cipher);
     let mut accepted_at_prompt = None;
-    // Bounded: the second attempt has no prompt left to wait for.
-    for _attempt in 0..2 {
+    // Bounded: at most one reconnection after the prompt (the next attempt has no
+    // prompt left to wait for) and one retry after an unsupported suite (a retry
+    // offer is never retried).
+    for _attempt in 0..3 {
         let mut stream = open_tcp(target, connect_timeout, bind_address).await?;
         let steps = Handshake {
             identity: &identity,
@@ -289,8 +321,27 @@ pub async fn connect(target: &Target, config: ClientConfig) -> Result<Connection
             target,
             timeout: handshake_timeout,
             accepted_at_prompt: accepted_at_prompt.as_ref(),
+            offer: offer.as_ref(),
         };
-        match steps.run(&mut stream).await? {
+        let outcome = match steps.run(&mut stream).await {
+            Err(ClientError::Wire(WireError::Mismatch(mismatch))) => {
+                let refused = offer.as_ref().expect("only a v2 offer is answered");
+                match negotiate::react(mismatch, refused, cipher.is_some(), true) {
+                    Reaction::Retry(retry) => {
+                        debug!(
+                            "the server does not accept {}; retrying with {} on a new connection",
+                            refused.name(),
+                            retry.name()
+                        );
+                        offer = Some(retry);
+                        continue;
+                    }
+                    Reaction::Fail(error) => return Err(error),
+                }
+            }
+            outcome => outcome?,
+        };
+        match outcome {
             Outcome::Established {
                 session,
                 server_key,
@@ -298,17 +349,17 @@ pub async fn connect(target: &Target, config: ClientConfig) -> Result<Connection
             } => {
                 // TCP's owned halves need no lock between the reader and the writer.
                 let (reader, writer) = stream.into_split();
-                let (receiver, sender) = session.into_halves(reader, writer);
-                return Ok(Connection {
-                    server_key,
-                    // Added by the first attempt when this is the second.
-                    newly_known_as: newly_known_as.or_else(|| {
-                        accepted_at_prompt
-                            .map(|_| known_hosts::host_field(&target.host, target.port))
-                    }),
-                    receiver,
-                    sender,
+                // Added by the first attempt when this is the second.
+                let newly_known_as = newly_known_as.or_else(|| {
+                    accepted_at_prompt.map(|_| known_hosts::host_field(&target.host, target.port))
                 });
+                return Ok(Connection::new(
+                    *session,
+                    server_key,
+                    newly_known_as,
+                    reader,
+                    writer,
+                ));
             }
             Outcome::ClosedDuringPrompt { accepted } => accepted_at_prompt = Some(accepted),
         }
@@ -419,31 +470,44 @@ where
         identity,
         mut trust,
         handshake_timeout,
+        protocol,
+        cipher,
         ..
     } = config;
+    let offer = negotiate::first_offer(protocol, cipher);
     let steps = Handshake {
         identity: &identity,
         trust: &mut trust,
         target: server,
         timeout: handshake_timeout,
         accepted_at_prompt: None,
+        offer: offer.as_ref(),
     };
-    match steps.run(&mut io).await? {
-        Outcome::Established {
+    match steps.run(&mut io).await {
+        Ok(Outcome::Established {
             session,
             server_key,
             newly_known_as,
-        } => {
+        }) => {
             let (reader, writer) = tokio::io::split(io);
-            let (receiver, sender) = session.into_halves(reader, writer);
-            Ok(Connection {
+            Ok(Connection::new(
+                *session,
                 server_key,
                 newly_known_as,
-                receiver,
-                sender,
-            })
+                reader,
+                writer,
+            ))
         }
-        Outcome::ClosedDuringPrompt { .. } => Err(ClientError::ClosedDuringPrompt),
+        Ok(Outcome::ClosedDuringPrompt { .. }) => Err(ClientError::ClosedDuringPrompt),
+        // This stream cannot be opened again: no retry.
+        Err(ClientError::Wire(WireError::Mismatch(mismatch))) => {
+            let refused = offer.as_ref().expect("only a v2 offer is answered");
+            match negotiate::react(mismatch, refused, cipher.is_some(), false) {
+                Reaction::Fail(error) => Err(error),
+                Reaction::Retry(_) => unreachable!("no retry without reconnecting"),
+            }
+        }
+        Err(error) => Err(error),
     }
 }
 
@@ -576,7 +640,8 @@ mod tests {
         let local = LocalIdentity::new(&server);
         let responder = tokio::spawn(async move { wire::respond(&mut server_io, &local).await });
         let config = ClientConfig::known_hosts(LocalIdentity::new(&client), path)
-            .unknown_host(UnknownHostPolicy::ExpectFingerprint(wrong));
+            .unknown_host(UnknownHostPolicy::ExpectFingerprint(wrong))
+            .protocol(Protocol::V1);
         let error = connect_stream(client_io, &target, config)
             .await
             .unwrap_err();
@@ -638,7 +703,8 @@ mod tests {
             port: DEFAULT_PORT,
         };
         let config =
-            ClientConfig::pinned(LocalIdentity::new(&client), host.public_key().fingerprint());
+            ClientConfig::pinned(LocalIdentity::new(&client), host.public_key().fingerprint())
+                .protocol(Protocol::V1);
         let mut connection = connect_stream(client_io, &target, config).await.unwrap();
         let request = "\u{390}".repeat(LIMIT / 2);
         match connection.request(request.as_bytes()).await.unwrap() {
@@ -677,7 +743,7 @@ mod tests {
         let pin = Identity::from_seed(&[2; 32], "host")
             .public_key()
             .fingerprint();
-        let config = ClientConfig::pinned(LocalIdentity::new(&client), pin);
+        let config = ClientConfig::pinned(LocalIdentity::new(&client), pin).protocol(Protocol::V1);
         let mut connection = connect_stream(client_io, &target, config).await.unwrap();
         assert!(matches!(
             connection.request(b"anyone?").await,
