@@ -107,14 +107,14 @@ pub(super) struct Args {
 }
 
 /// `--cipher`: the short names, listed in clap's error and in the completions.
-fn parse_cipher() -> impl clap::builder::TypedValueParser<Value = Suite> {
+pub(super) fn parse_cipher() -> impl clap::builder::TypedValueParser<Value = Suite> {
     use clap::builder::TypedValueParser as _;
     clap::builder::PossibleValuesParser::new(Suite::ALL.map(Suite::short_name))
         .map(|name| name.parse::<Suite>().expect("one of the listed names"))
 }
 
 /// `--protocol`: the versions this client speaks.
-fn parse_protocol() -> impl clap::builder::TypedValueParser<Value = Protocol> {
+pub(super) fn parse_protocol() -> impl clap::builder::TypedValueParser<Value = Protocol> {
     use clap::builder::TypedValueParser as _;
     clap::builder::PossibleValuesParser::new(["1", "2"]).map(|version| {
         version
@@ -166,8 +166,7 @@ Configuration file (~/.config/noise-echo/config, or -F FILE), as ssh_config:
       StrictHostKeyChecking accept-new
       ConnectTimeout 10
 Also read: UserKnownHostsFile, Ciphers (aesgcm, chachapoly or both), Protocol (1 or
-2), IgnoreUnknown. The first value found wins; flags win
-over the file.";
+2), IgnoreUnknown. The first value found wins; flags win over the file.";
 
 /// Checks ADDR's syntax at parse time, and keeps it as typed: whether it names a
 /// port, and the name a config file's Host lines match, come from the text.
