@@ -185,7 +185,8 @@ pub struct ClientConfig {
     /// The local address [`connect`] connects from (ssh's `-b` / `BindAddress`),
     /// on a machine with several; `None` lets the system choose.
     pub bind_address: Option<IpAddr>,
-    /// The protocol version to speak (default [`Protocol::Auto`]: v2, never
+    /// The protocol version to speak (default `Protocol::default()`, v1 until
+    /// servers speak v2; [`Protocol::Auto`] is v2, never
     /// falling back to v1 by itself).
     pub protocol: Protocol,
     /// The v2 cipher suite to offer: `None` chooses [`Suite::preferred`] and, if
@@ -222,7 +223,7 @@ impl ClientConfig {
             connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
             bind_address: None,
-            protocol: Protocol::Auto,
+            protocol: Protocol::default(),
             cipher: None,
         }
     }
@@ -235,7 +236,7 @@ impl ClientConfig {
         self
     }
 
-    /// Sets the protocol version to speak (default [`Protocol::Auto`]).
+    /// Sets the protocol version to speak (default `Protocol::default()`).
     #[must_use]
     pub fn protocol(mut self, protocol: Protocol) -> Self {
         self.protocol = protocol;

@@ -94,7 +94,7 @@ impl Connector {
     /// When the address does not resolve, the server cannot be reached, or its key is
     /// not trusted.
     pub async fn establish(target: &Target, trust: Trust) -> anyhow::Result<Self> {
-        Self::establish_with(target, trust, Protocol::Auto, None).await
+        Self::establish_with(target, trust, Protocol::default(), None).await
     }
 
     /// [`Connector::establish`] speaking `protocol`, offering `cipher` (`None`: the

@@ -142,7 +142,7 @@ impl Options {
             server_pid: None,
             progress: false,
             cipher: None,
-            protocol: noise_echo::client::Protocol::Auto,
+            protocol: noise_echo::client::Protocol::default(),
         }
     }
 }
