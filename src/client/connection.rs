@@ -13,7 +13,7 @@ use crate::wire::{
 };
 
 /// An established, authenticated session with a server, over the halves `R` and `W`
-/// of its stream (TCP's owned halves for [`connect`]). The fields are private: the
+/// of its stream (TCP's owned halves for [`connect`](crate::client::connect)). The fields are private: the
 /// key is the one this session's halves were verified against.
 pub struct Connection<R = OwnedReadHalf, W = OwnedWriteHalf> {
     pub(super) server_key: PublicKey,

@@ -23,7 +23,7 @@ pub enum ClientError {
         cause: io::Error,
     },
     /// The connection or the handshake took longer than the configured timeout
-    /// ([`ClientConfig::connect_timeout`], [`ClientConfig::handshake_timeout`]).
+    /// ([`ClientConfig::connect_timeout`](crate::client::ClientConfig::connect_timeout), [`ClientConfig::handshake_timeout`](crate::client::ClientConfig::handshake_timeout)).
     #[error("{stage} {target} timed out after {}", seconds(*after))]
     Timeout {
         /// Where we tried.
@@ -34,8 +34,8 @@ pub enum ClientError {
         after: Duration,
     },
     /// The server closed the connection while the user was at the host-key prompt,
-    /// over a stream [`connect_stream`] cannot open again (the key the user accepted
-    /// is saved: connecting again finds it known). [`connect`] reconnects instead.
+    /// over a stream [`connect_stream`](crate::client::connect_stream) cannot open again (the key the user accepted
+    /// is saved: connecting again finds it known). [`connect`](crate::client::connect) reconnects instead.
     #[error("the server closed the connection while the host key prompt was open; the key was saved: connect again")]
     ClosedDuringPrompt,
     /// The server's key is not trusted: unknown and not accepted, changed, revoked,
@@ -151,7 +151,7 @@ fn version_not_spoken(offered: u8, accepted: &[u8]) -> String {
     format!("the server does not speak protocol version {offered}; it speaks {listed}{fix}")
 }
 
-/// The step of [`connect`] that a [`ClientError::Timeout`] interrupted.
+/// The step of [`connect`](crate::client::connect) that a [`ClientError::Timeout`] interrupted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TimeoutStage {
