@@ -354,28 +354,13 @@ fn print_settings(args: &Args, destination: &Destination) -> anyhow::Result<()> 
     if let Some(address) = args.bind_address {
         lines.push(format!("bindaddress {address}"));
     }
-    lines.push(format!(
-        "protocol {}",
-        args.protocol.unwrap_or_default().version()
-    ));
-    lines.push(format!(
-        "ciphers {}",
-        match args.cipher {
-            Some(suite) => suite.short_name().to_owned(),
-            // The automatic choice: the preferred one first, then the other.
-            None => {
-                let preferred = Suite::preferred();
-                let mut names = vec![preferred.short_name()];
-                names.extend(
-                    Suite::ALL
-                        .into_iter()
-                        .filter(|&suite| suite != preferred)
-                        .map(Suite::short_name),
-                );
-                names.join(",")
-            }
-        }
-    ));
+    // As given (flag or file); the defaults are in --help.
+    if let Some(protocol) = args.protocol {
+        lines.push(format!("protocol {}", protocol.version()));
+    }
+    if let Some(suite) = args.cipher {
+        lines.push(format!("ciphers {}", suite.short_name()));
+    }
     let mut out = String::new();
     for line in &lines {
         // Names from the file and the command line: escaped, one line each.

@@ -155,10 +155,10 @@ impl Connector {
     }
 
     /// `noise-aesgcm` or `noise-chachapoly` (protocol 2, the suite measured),
-    /// `noise-v1`, `plain`, or the tunnel's name.
+    /// `noise` (protocol 1), `plain`, or the tunnel's name.
     pub fn transport(&self) -> &'static str {
         match &self.kind {
-            ConnectorKind::Noise { offer: None, .. } => "noise-v1",
+            ConnectorKind::Noise { offer: None, .. } => "noise",
             ConnectorKind::Noise {
                 offer: Some(offer), ..
             } => match offer.suite() {

@@ -163,7 +163,7 @@ pub struct Rss {
 pub struct Report {
     /// The scenario.
     pub scenario: Scenario,
-    /// `noise-aesgcm`, `noise-chachapoly` (protocol 2), `noise-v1`, `plain`, a
+    /// `noise-aesgcm`, `noise-chachapoly` (protocol 2), `noise` (protocol 1), `plain`, a
     /// tunnel's name, `memory` (for `handshake-cpu`), or the suite (`cipher-cpu`).
     pub transport: &'static str,
     /// The concurrency used.
