@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::{ExitStatus, StatusError};
-use noise_echo::client::{ClientError, Target};
+use noise_echo::client::{ClientError, Protocol, Target};
 use noise_echo_tools::bench::{self, Connector, Options, Report, Scenario, Trust};
 
 #[derive(Debug, clap::Args)]
@@ -38,10 +38,15 @@ pub(super) struct Args {
     /// idle: the server's process id, to report its VmRSS per session
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
-    /// cipher-cpu: the cipher to run, aesgcm or chachapoly [default: aesgcm on CPUs
+    /// The cipher suite to offer (protocol 2) or, for cipher-cpu, to run: aesgcm or
+    /// chachapoly; the report's transport column names it [default: aesgcm on CPUs
     /// with AES instructions, chachapoly otherwise]
-    #[arg(long, value_name = "CIPHER")]
+    #[arg(long, value_name = "CIPHER", value_parser = super::connect::parse_cipher())]
     cipher: Option<noise_echo::wire::Suite>,
+    /// The protocol version to speak: 2, or 1 (its one suite is chachapoly)
+    /// [default: 1 until serve speaks 2]
+    #[arg(long, value_name = "VERSION", value_parser = super::connect::parse_protocol())]
+    protocol: Option<Protocol>,
     /// Speak the same records over bare TCP, without Noise (the plaintext baseline)
     #[arg(long)]
     plain: bool,
@@ -63,6 +68,7 @@ const HELP: &str = "\
 Examples:
   noise-echo bench --scenario handshake 127.0.0.1:1234
   noise-echo bench --scenario throughput --duration 10
+  noise-echo bench --scenario throughput --cipher chachapoly   # one suite, then the other
   noise-echo bench --scenario idle --sessions 10000 --server-pid PID
 
 See docs/BENCHMARKS.md for the method. Figures from a busy machine are not comparable.
@@ -88,6 +94,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     options.server_pid = args.server_pid;
     options.progress = !args.quiet && !args.json;
     options.cipher = args.cipher;
+    options.protocol = args.protocol.unwrap_or_default();
 
     let report = if args.scenario == Scenario::HandshakeCpu {
         bench::handshake_cpu(&options)?
@@ -117,12 +124,13 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
         runtime.block_on(async {
             // The same statuses and messages as `connect`: an unreachable server is
             // 3, an untrusted one 4, a refused key 5.
-            let connector = Connector::establish(&args.addr, trust)
-                .await
-                .map_err(|error| match error.downcast::<ClientError>() {
-                    Ok(error) => super::connect::classify(error),
-                    Err(error) => error,
-                })?;
+            let connector =
+                Connector::establish_with(&args.addr, trust, options.protocol, options.cipher)
+                    .await
+                    .map_err(|error| match error.downcast::<ClientError>() {
+                        Ok(error) => super::connect::classify(error),
+                        Err(error) => error,
+                    })?;
             bench::run(&options, Arc::new(connector)).await
         })?
     };

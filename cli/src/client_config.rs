@@ -16,15 +16,18 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use noise_echo::client::Protocol;
 use noise_echo::identity::Fingerprint;
 use noise_echo::openssh::pattern::{match_hostname, match_pattern_list, ListMatch};
+use noise_echo::wire::Suite;
 
 /// The file's name in the noise-echo config directory (as `~/.ssh/config`).
 pub(crate) const FILE_NAME: &str = "config";
 
 /// The keywords this parser understands, for the error about an unknown one.
 const KEYWORDS: &str = "Host, HostName, Port, IdentityFile, UserKnownHostsFile, \
-                        StrictHostKeyChecking, ConnectTimeout, FingerprintPin, IgnoreUnknown";
+                        StrictHostKeyChecking, ConnectTimeout, FingerprintPin, Ciphers, Protocol, \
+                        IgnoreUnknown";
 
 /// ssh's `StrictHostKeyChecking`: what to do with a server key known_hosts lacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +73,12 @@ pub(crate) struct HostConfig {
     pub connect_timeout: Option<u64>,
     /// `FingerprintPin SHA256:...`: the only server key accepted for this host.
     pub fingerprint_pin: Option<Fingerprint>,
+    /// `Ciphers LIST` (`aesgcm`, `chachapoly`, or both, comma-separated): the v2
+    /// suites allowed. One forces it (as `--cipher`); `Some(None)` is both, the
+    /// automatic choice.
+    pub ciphers: Option<Option<Suite>>,
+    /// `Protocol 1|2`: the protocol version (as `--protocol`).
+    pub protocol: Option<Protocol>,
 }
 
 /// A problem in the file, with where it is.
@@ -101,6 +110,8 @@ enum Setting {
     StrictHostKeyChecking(StrictHostKeyChecking),
     ConnectTimeout(u64),
     FingerprintPin(Fingerprint),
+    Ciphers(Option<Suite>),
+    Protocol(Protocol),
 }
 
 /// A block of settings and the `Host` patterns it applies to (`None`: the lines
@@ -250,6 +261,19 @@ impl ClientConfigFile {
                         ))
                     })?)
                 }
+                "ciphers" => Setting::Ciphers(parse_ciphers(value()?).map_err(error)?),
+                "protocol" => {
+                    let text = value()?;
+                    Setting::Protocol(match text {
+                        "1" => Protocol::V1,
+                        "2" => Protocol::V2,
+                        _ => {
+                            return Err(error(format!(
+                                "Protocol '{text}' is not 1 or 2 (noise-echo speaks one version per connection)"
+                            )))
+                        }
+                    })
+                }
                 _ => {
                     let ignored = ignore_unknown.as_deref().is_some_and(|list| {
                         match_pattern_list(&keyword.to_ascii_lowercase(), list, true)
@@ -309,11 +333,37 @@ impl ClientConfigFile {
                     Setting::FingerprintPin(pin) => {
                         config.fingerprint_pin.get_or_insert(*pin);
                     }
+                    Setting::Ciphers(suite) => {
+                        config.ciphers.get_or_insert(*suite);
+                    }
+                    Setting::Protocol(protocol) => {
+                        config.protocol.get_or_insert(*protocol);
+                    }
                 }
             }
         }
         config
     }
+}
+
+/// `Ciphers`' value: a comma-separated list of `aesgcm` and `chachapoly`. One
+/// suite forces it; both leave the choice automatic (`None`).
+fn parse_ciphers(text: &str) -> Result<Option<Suite>, String> {
+    let mut listed = Vec::new();
+    for name in text.split(',') {
+        let suite = name.parse::<Suite>().map_err(|_| {
+            format!(
+                "Ciphers '{text}': '{name}' is not a cipher noise-echo runs (aesgcm, chachapoly)"
+            )
+        })?;
+        if !listed.contains(&suite) {
+            listed.push(suite);
+        }
+    }
+    Ok(match listed.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    })
 }
 
 /// ssh's rule for its user configuration file: owned by the user or root, and
@@ -559,5 +609,33 @@ mod tests {
             Path::new("~ann/x")
         );
         assert_eq!(expand_tilde("~/x", None), Path::new("~/x"));
+    }
+
+    #[test]
+    fn ciphers_and_protocol_map_to_cipher_and_protocol() {
+        let file = parse(
+            "Host one\n Ciphers chachapoly\n Protocol 1\n\
+             Host both\n Ciphers aesgcm,chachapoly\n\
+             Host *\n Ciphers AESGCM\n Protocol 2\n",
+        )
+        .unwrap();
+        let one = file.for_host("one");
+        assert_eq!(one.ciphers, Some(Some(Suite::ChaChaPolyBlake2s)));
+        assert_eq!(one.protocol, Some(Protocol::V1));
+        let both = file.for_host("both");
+        assert_eq!(
+            both.ciphers,
+            Some(None),
+            "both listed: the automatic choice"
+        );
+        assert_eq!(both.protocol, Some(Protocol::V2));
+        assert_eq!(
+            file.for_host("other").ciphers,
+            Some(Some(Suite::AesGcmSha256))
+        );
+        let bad = parse("Ciphers aes128-ctr\n").unwrap_err();
+        assert!(bad.message.contains("aesgcm, chachapoly"), "{bad}");
+        let bad = parse("Protocol 2,1\n").unwrap_err();
+        assert!(bad.message.contains("not 1 or 2"), "{bad}");
     }
 }

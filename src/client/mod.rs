@@ -20,32 +20,37 @@
 //! hung up meanwhile, [`connect`] connects again, once, to a server that is now
 //! known.
 
+mod connection;
+mod errors;
+mod handshake;
+mod negotiate;
 mod trust;
 
+pub use connection::Connection;
+pub use errors::{permission_denied_reason, ClientError, TimeoutStage};
+pub use negotiate::Protocol;
 pub use trust::{decide, Decision, HostKeyError, Known, UnknownHostPolicy, UnknownReason};
+
+use handshake::{Handshake, Outcome};
+use negotiate::Reaction;
 
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::fsutil;
 use crate::identity::{Fingerprint, PublicKey};
-use crate::openssh::known_hosts::{self, KnownHosts, OtherName};
-use crate::wire::{self, LocalIdentity, RecordType, RecvHalf, Refusal, Reply, SendHalf, WireError};
+use crate::openssh::known_hosts::{self, OtherName};
+use crate::wire::{LocalIdentity, Suite, WireError};
 
 /// The port a server listens on when none is given.
 pub const DEFAULT_PORT: u16 = 1234;
-
-/// known_hosts is private to the user, as `~/.ssh/known_hosts`.
-const KNOWN_HOSTS_MODE: u32 = 0o600;
 
 /// How long [`connect`] waits for the TCP connection by default: ample on any
 /// working network, and a black-holed address fails instead of hanging.
@@ -128,82 +133,6 @@ pub struct UnknownHost {
     pub other_names: Vec<OtherName>,
 }
 
-/// Everything that can go wrong when connecting, grouped so callers (the CLI's exit
-/// statuses) can tell the cases apart.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The server could not be reached.
-    #[error("cannot connect to {target}: {cause}")]
-    Connect {
-        /// Where we tried.
-        target: String,
-        /// Why it failed; in the message, so not a `source()`.
-        cause: io::Error,
-    },
-    /// The connection or the handshake took longer than the configured timeout
-    /// ([`ClientConfig::connect_timeout`], [`ClientConfig::handshake_timeout`]).
-    #[error("{stage} {target} timed out after {}", seconds(*after))]
-    Timeout {
-        /// Where we tried.
-        target: String,
-        /// Which step timed out.
-        stage: TimeoutStage,
-        /// The timeout that expired.
-        after: Duration,
-    },
-    /// The server closed the connection while the user was at the host-key prompt,
-    /// over a stream [`connect_stream`] cannot open again (the key the user accepted
-    /// is saved: connecting again finds it known). [`connect`] reconnects instead.
-    #[error("the server closed the connection while the host key prompt was open; the key was saved: connect again")]
-    ClosedDuringPrompt,
-    /// The server's key is not trusted: unknown and not accepted, changed, revoked,
-    /// or not the expected one. Nothing revealing our identity was sent.
-    #[error(transparent)]
-    HostKeyNotTrusted(#[from] HostKeyError),
-    /// known_hosts could not be read or updated.
-    #[error("{}: {cause}", path.display())]
-    KnownHosts {
-        /// The file.
-        path: PathBuf,
-        /// What failed; in the message, so not a `source()`.
-        cause: io::Error,
-    },
-    /// The handshake or the session failed.
-    #[error(transparent)]
-    Wire(#[from] WireError),
-    /// The server ended the session without answering a request: its idle timeout
-    /// or its shutdown (ssh's "Connection closed by remote host"). Not a protocol
-    /// violation: the stream ended between records.
-    #[error("the server closed the session without answering")]
-    Closed,
-}
-
-/// The step of [`connect`] that a [`ClientError::Timeout`] interrupted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TimeoutStage {
-    /// Opening the TCP connection: nothing answered (a black-holed address, or a
-    /// firewall that drops packets).
-    Connect,
-    /// The handshake: the connection was open but the server did not complete it.
-    Handshake,
-}
-
-impl fmt::Display for TimeoutStage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Connect => "connecting to",
-            Self::Handshake => "the handshake with",
-        })
-    }
-}
-
-/// `1 s`, `1.5 s`: a timeout as the user set it.
-fn seconds(duration: Duration) -> String {
-    format!("{} s", duration.as_secs_f64())
-}
-
 /// How the server's key is trusted.
 #[non_exhaustive]
 pub enum HostTrust {
@@ -256,6 +185,14 @@ pub struct ClientConfig {
     /// The local address [`connect`] connects from (ssh's `-b` / `BindAddress`),
     /// on a machine with several; `None` lets the system choose.
     pub bind_address: Option<IpAddr>,
+    /// The protocol version to speak (default `Protocol::default()`, v1 until
+    /// servers speak v2; [`Protocol::Auto`] is v2, never
+    /// falling back to v1 by itself).
+    pub protocol: Protocol,
+    /// The v2 cipher suite to offer: `None` chooses [`Suite::preferred`] and, if
+    /// the server does not accept it, retries once with one it lists; `Some` forces
+    /// that suite (a server that refuses it fails the connection). Ignored in v1.
+    pub cipher: Option<Suite>,
 }
 
 impl ClientConfig {
@@ -286,6 +223,8 @@ impl ClientConfig {
             connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
             bind_address: None,
+            protocol: Protocol::default(),
+            cipher: None,
         }
     }
 
@@ -294,6 +233,21 @@ impl ClientConfig {
     #[must_use]
     pub fn bind_address(mut self, address: Option<IpAddr>) -> Self {
         self.bind_address = address;
+        self
+    }
+
+    /// Sets the protocol version to speak (default `Protocol::default()`).
+    #[must_use]
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Forces the v2 cipher suite (`None`, the default: the CPU's preferred one,
+    /// with one automatic retry if the server refuses it).
+    #[must_use]
+    pub fn cipher(mut self, suite: Option<Suite>) -> Self {
+        self.cipher = suite;
         self
     }
 
@@ -333,89 +287,6 @@ impl ClientConfig {
     }
 }
 
-/// An established, authenticated session with a server, over the halves `R` and `W`
-/// of its stream (TCP's owned halves for [`connect`]). The fields are private: the
-/// key is the one this session's halves were verified against.
-pub struct Connection<R = OwnedReadHalf, W = OwnedWriteHalf> {
-    server_key: PublicKey,
-    newly_known_as: Option<String>,
-    receiver: RecvHalf<R>,
-    sender: SendHalf<W>,
-}
-
-impl<R, W> Connection<R, W> {
-    /// The server's verified key.
-    pub fn server_key(&self) -> &PublicKey {
-        &self.server_key
-    }
-
-    /// `Some(host field)` when this connection added the server to known_hosts, so
-    /// the caller can tell the user, as SSH's "Permanently added" warning does.
-    pub fn newly_known_as(&self) -> Option<&str> {
-        self.newly_known_as.as_deref()
-    }
-
-    /// The half that receives the server's replies.
-    pub fn receiver(&self) -> &RecvHalf<R> {
-        &self.receiver
-    }
-
-    /// The half that sends our requests.
-    pub fn sender(&self) -> &SendHalf<W> {
-        &self.sender
-    }
-
-    /// The receiving half, to read replies to requests sent with
-    /// [`Connection::sender_mut`].
-    pub fn receiver_mut(&mut self) -> &mut RecvHalf<R> {
-        &mut self.receiver
-    }
-
-    /// The sending half, to write requests ahead of their replies.
-    pub fn sender_mut(&mut self) -> &mut SendHalf<W> {
-        &mut self.sender
-    }
-
-    /// The receiving and sending halves, for pipelining from two tasks.
-    pub fn into_halves(self) -> (RecvHalf<R>, SendHalf<W>) {
-        (self.receiver, self.sender)
-    }
-}
-
-impl<R, W> fmt::Debug for Connection<R, W> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection")
-            .field("server_key", &self.server_key)
-            .field("newly_known_as", &self.newly_known_as)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<R, W> Connection<R, W>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    /// Sends one request and waits for its reply. For many requests, write them all
-    /// with the sending half and read the replies with the receiving one
-    /// ([`Connection::into_halves`]: pipelining) instead.
-    ///
-    /// # Errors
-    /// [`ClientError::Closed`] when the server ended the session instead of
-    /// replying; [`ClientError::Wire`]: the session failed, or the server refused us
-    /// ([`Refusal::PermissionDenied`]).
-    pub async fn request(&mut self, body: &[u8]) -> Result<Reply, ClientError> {
-        self.sender.write_record(RecordType::Request, body).await?;
-        self.sender.flush().await?;
-        // The reply's limit follows the request: its uppercase is at most three
-        // times longer, whatever request limit the server has.
-        self.receiver
-            .read_reply_to(body.len())
-            .await?
-            .ok_or(ClientError::Closed)
-    }
-}
-
 /// Connects to `target` over TCP, then runs [`connect_stream`]'s handshake and
 /// trust decision, each under its timeout.
 ///
@@ -435,10 +306,15 @@ pub async fn connect(target: &Target, config: ClientConfig) -> Result<Connection
         connect_timeout,
         handshake_timeout,
         bind_address,
+        protocol,
+        cipher,
     } = config;
+    let mut offer = negotiate::first_offer(protocol, cipher);
     let mut accepted_at_prompt = None;
-    // Bounded: the second attempt has no prompt left to wait for.
-    for _attempt in 0..2 {
+    // Bounded: at most one reconnection after the prompt (the next attempt has no
+    // prompt left to wait for) and one retry after an unsupported suite (a retry
+    // offer is never retried).
+    for _attempt in 0..3 {
         let mut stream = open_tcp(target, connect_timeout, bind_address).await?;
         let steps = Handshake {
             identity: &identity,
@@ -446,8 +322,27 @@ pub async fn connect(target: &Target, config: ClientConfig) -> Result<Connection
             target,
             timeout: handshake_timeout,
             accepted_at_prompt: accepted_at_prompt.as_ref(),
+            offer: offer.as_ref(),
         };
-        match steps.run(&mut stream).await? {
+        let outcome = match steps.run(&mut stream).await {
+            Err(ClientError::Wire(WireError::Mismatch(mismatch))) => {
+                let refused = offer.as_ref().expect("only a v2 offer is answered");
+                match negotiate::react(mismatch, refused, cipher.is_some(), true) {
+                    Reaction::Retry(retry) => {
+                        debug!(
+                            "the server does not accept {}; retrying with {} on a new connection",
+                            refused.name(),
+                            retry.name()
+                        );
+                        offer = Some(retry);
+                        continue;
+                    }
+                    Reaction::Fail(error) => return Err(error),
+                }
+            }
+            outcome => outcome?,
+        };
+        match outcome {
             Outcome::Established {
                 session,
                 server_key,
@@ -455,17 +350,17 @@ pub async fn connect(target: &Target, config: ClientConfig) -> Result<Connection
             } => {
                 // TCP's owned halves need no lock between the reader and the writer.
                 let (reader, writer) = stream.into_split();
-                let (receiver, sender) = session.into_halves(reader, writer);
-                return Ok(Connection {
-                    server_key,
-                    // Added by the first attempt when this is the second.
-                    newly_known_as: newly_known_as.or_else(|| {
-                        accepted_at_prompt
-                            .map(|_| known_hosts::host_field(&target.host, target.port))
-                    }),
-                    receiver,
-                    sender,
+                // Added by the first attempt when this is the second.
+                let newly_known_as = newly_known_as.or_else(|| {
+                    accepted_at_prompt.map(|_| known_hosts::host_field(&target.host, target.port))
                 });
+                return Ok(Connection::new(
+                    *session,
+                    server_key,
+                    newly_known_as,
+                    reader,
+                    writer,
+                ));
             }
             Outcome::ClosedDuringPrompt { accepted } => accepted_at_prompt = Some(accepted),
         }
@@ -534,7 +429,7 @@ async fn connect_from(local: IpAddr, target: &Target) -> io::Result<TcpStream> {
 }
 
 /// Runs `step` within `timeout` (if any), or fails with [`ClientError::Timeout`].
-async fn within<T>(
+pub(crate) async fn within<T>(
     timeout: Option<Duration>,
     step: impl std::future::Future<Output = T>,
     target: &Target,
@@ -576,266 +471,44 @@ where
         identity,
         mut trust,
         handshake_timeout,
+        protocol,
+        cipher,
         ..
     } = config;
+    let offer = negotiate::first_offer(protocol, cipher);
     let steps = Handshake {
         identity: &identity,
         trust: &mut trust,
         target: server,
         timeout: handshake_timeout,
         accepted_at_prompt: None,
+        offer: offer.as_ref(),
     };
-    match steps.run(&mut io).await? {
-        Outcome::Established {
+    match steps.run(&mut io).await {
+        Ok(Outcome::Established {
             session,
             server_key,
             newly_known_as,
-        } => {
+        }) => {
             let (reader, writer) = tokio::io::split(io);
-            let (receiver, sender) = session.into_halves(reader, writer);
-            Ok(Connection {
+            Ok(Connection::new(
+                *session,
                 server_key,
                 newly_known_as,
-                receiver,
-                sender,
-            })
+                reader,
+                writer,
+            ))
         }
-        Outcome::ClosedDuringPrompt { .. } => Err(ClientError::ClosedDuringPrompt),
-    }
-}
-
-/// One handshake attempt and its trust decision.
-struct Handshake<'a> {
-    /// Who we are (revealed in message 3 only).
-    identity: &'a LocalIdentity,
-    /// How the server is trusted; the prompt is taken out when used, so a second
-    /// attempt cannot ask again.
-    trust: &'a mut HostTrust,
-    /// The server's name and port, as known_hosts records them.
-    target: &'a Target,
-    /// The handshake's time budget, not counting the prompt.
-    timeout: Option<Duration>,
-    /// The key the user accepted in an earlier attempt whose server hung up: trusted
-    /// again without asking, even if the known_hosts file kept nothing (`/dev/null`).
-    accepted_at_prompt: Option<&'a PublicKey>,
-}
-
-/// How a handshake attempt ended, when it did not fail.
-enum Outcome {
-    /// Authenticated: the session, the server's key and, if it was added to
-    /// known_hosts now, its host field.
-    Established {
-        /// Boxed: a session's state is several times the other variant's.
-        session: Box<wire::Established>,
-        server_key: PublicKey,
-        newly_known_as: Option<String>,
-    },
-    /// The user accepted `accepted` at the prompt (and it was saved), but the server
-    /// had hung up by then: connect again.
-    ClosedDuringPrompt { accepted: PublicKey },
-}
-
-impl Handshake<'_> {
-    async fn run<S>(mut self, stream: &mut S) -> Result<Outcome, ClientError>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
-    {
-        let target = self.target;
-        let started = tokio::time::Instant::now();
-        // -> e
-        // <- e, ee, s, es   (the server's payload is checked against its static key)
-        let initiating = wire::initiate(stream, self.identity);
-        let pending = within(self.timeout, initiating, target, TimeoutStage::Handshake).await??;
-        let server_key = *pending.server_key();
-        debug!("server host key {}", server_key.fingerprint());
-        let host_field = known_hosts::host_field(&target.host, target.port);
-        let (decision, path, other_names) = self.decide(&host_field, &server_key)?;
-        let prompted_at = tokio::time::Instant::now();
-        let (decision, asked) = match decision {
-            Decision::Ask => match self.take_prompt() {
-                Some(prompt) => {
-                    let unknown = UnknownHost {
-                        host_field: host_field.clone(),
-                        key: server_key,
-                        known_hosts: path.clone().unwrap_or_default(),
-                        other_names,
-                    };
-                    (ask(unknown, prompt).await, true)
-                }
-                None => (unknown_refusal(&host_field, &server_key), false),
-            },
-            decision => (decision, false),
-        };
-        let remember = match decision {
-            Decision::Trusted => false,
-            Decision::Remember => true,
-            Decision::Ask => unreachable!("asked above"),
-            Decision::Refuse(error) => {
-                // The typestate's refusal says the same; ours carries the details.
-                let _ = pending.reject(error.to_string());
-                return Err(error.into());
+        Ok(Outcome::ClosedDuringPrompt { .. }) => Err(ClientError::ClosedDuringPrompt),
+        // This stream cannot be opened again: no retry.
+        Err(ClientError::Wire(WireError::Mismatch(mismatch))) => {
+            let refused = offer.as_ref().expect("only a v2 offer is answered");
+            match negotiate::react(mismatch, refused, cipher.is_some(), false) {
+                Reaction::Fail(error) => Err(error),
+                Reaction::Retry(_) => unreachable!("no retry without reconnecting"),
             }
-        };
-        // The key is saved as soon as it is accepted, as ssh does: an answer the
-        // user gave is never lost, whatever happens to this connection.
-        let newly_known_as = match (remember, &path) {
-            (true, Some(path)) => {
-                add_known_host(path, &host_field, &server_key)?;
-                Some(host_field)
-            }
-            _ => None,
-        };
-        if asked && peer_has_closed(stream).await {
-            let _ = pending.reject("the server closed the connection during the prompt");
-            return Ok(Outcome::ClosedDuringPrompt {
-                accepted: server_key,
-            });
         }
-        // The user's time at the prompt is not the server's.
-        let remaining = self.timeout.map(|budget| {
-            let spent = prompted_at.duration_since(started);
-            budget.saturating_sub(spent)
-        });
-        // -> s, se   (only now does the server learn who we are)
-        debug!(
-            "host key trusted; authenticating as {} (handshake message 3)",
-            self.identity.public_key().fingerprint()
-        );
-        let approving = pending.approve(stream);
-        let session = within(remaining, approving, target, TimeoutStage::Handshake).await??;
-        Ok(Outcome::Established {
-            session: Box::new(session),
-            server_key,
-            newly_known_as,
-        })
-    }
-
-    /// The trust decision before any prompt, the known_hosts file it used, and the
-    /// other names the key is known by there (for the prompt).
-    fn decide(
-        &self,
-        host_field: &str,
-        server_key: &PublicKey,
-    ) -> Result<(Decision, Option<PathBuf>, Vec<OtherName>), ClientError> {
-        let target = self.target;
-        Ok(match &*self.trust {
-            HostTrust::Pinned(fingerprint) => (
-                trust::decide(Known::Pinned(fingerprint), host_field, server_key),
-                None,
-                Vec::new(),
-            ),
-            HostTrust::KnownHosts {
-                path,
-                unknown,
-                prompt,
-            } => {
-                let known = KnownHosts::load(path).map_err(|cause| ClientError::KnownHosts {
-                    path: path.clone(),
-                    cause,
-                })?;
-                let status = known.check(&target.host, target.port, server_key);
-                match &status {
-                    known_hosts::HostStatus::Trusted { line } => {
-                        debug!("host key found in {}:{line}", path.display());
-                    }
-                    known_hosts::HostStatus::Unknown => {
-                        debug!("no key for {host_field} in {}", path.display());
-                    }
-                    _ => {}
-                }
-                let decision = trust::decide(
-                    Known::KnownHosts {
-                        status,
-                        policy: unknown,
-                        can_prompt: prompt.is_some() || self.accepted_at_prompt.is_some(),
-                    },
-                    host_field,
-                    server_key,
-                );
-                let decision = match decision {
-                    // Accepted by the user a moment ago, on the connection the server
-                    // closed; the file may have kept nothing (`/dev/null`).
-                    Decision::Ask if self.accepted_at_prompt == Some(server_key) => {
-                        Decision::Trusted
-                    }
-                    decision => decision,
-                };
-                let other_names = known.other_names(&target.host, target.port, server_key);
-                (decision, Some(path.clone()), other_names)
-            }
-        })
-    }
-
-    fn take_prompt(&mut self) -> Option<HostKeyPrompt> {
-        match &mut *self.trust {
-            HostTrust::KnownHosts { prompt, .. } => prompt.take(),
-            HostTrust::Pinned(_) => None,
-        }
-    }
-}
-
-/// The refusal of an unknown key when there is no prompt (left) to ask.
-fn unknown_refusal(host_field: &str, key: &PublicKey) -> Decision {
-    Decision::Refuse(HostKeyError::Unknown {
-        host_field: host_field.to_owned(),
-        presented: key.fingerprint(),
-        reason: UnknownReason::NoPrompt,
-    })
-}
-
-/// Whether the server has closed (or reset) the connection, without waiting: after
-/// message 2 it sends nothing until message 3, so anything readable now is its end
-/// of stream.
-async fn peer_has_closed<S>(stream: &mut S) -> bool
-where
-    S: AsyncRead + Unpin,
-{
-    let mut probe = [0u8; 1];
-    tokio::select! {
-        biased;
-        read = stream.read(&mut probe) => matches!(read, Ok(0) | Err(_)),
-        () = std::future::ready(()) => false,
-    }
-}
-
-/// Asks the user about an unknown key, on a blocking thread.
-async fn ask(unknown: UnknownHost, prompt: HostKeyPrompt) -> Decision {
-    let host_field = unknown.host_field.clone();
-    let presented = unknown.key.fingerprint();
-    let failed = |cause| {
-        Decision::Refuse(HostKeyError::PromptFailed {
-            host_field: host_field.clone(),
-            cause,
-        })
-    };
-    match tokio::task::spawn_blocking(move || prompt(&unknown)).await {
-        Ok(Ok(true)) => Decision::Remember,
-        Ok(Ok(false)) => Decision::Refuse(HostKeyError::Unknown {
-            host_field: host_field.clone(),
-            presented,
-            reason: UnknownReason::Declined,
-        }),
-        Ok(Err(error)) => failed(error),
-        Err(error) => failed(io::Error::other(error.to_string())),
-    }
-}
-
-/// Appends `host_field key` to known_hosts, under a lock, atomically.
-fn add_known_host(path: &Path, host_field: &str, key: &PublicKey) -> Result<(), ClientError> {
-    fsutil::update_locked(path, KNOWN_HOSTS_MODE, |old| {
-        Ok::<_, io::Error>((Some(known_hosts::append_entry(old, host_field, key)), ()))
-    })
-    .map_err(|cause| ClientError::KnownHosts {
-        path: path.to_path_buf(),
-        cause,
-    })
-}
-
-/// Turns a [`Refusal::PermissionDenied`] reason into what the user reads.
-pub fn permission_denied_reason(error: &ClientError) -> Option<&str> {
-    match error {
-        ClientError::Wire(WireError::NotAllowed(Refusal::PermissionDenied(reason))) => Some(reason),
-        _ => None,
+        Err(error) => Err(error),
     }
 }
 
@@ -843,6 +516,7 @@ pub fn permission_denied_reason(error: &ClientError) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::identity::Identity;
+    use crate::wire::{self, Reply, WireError};
 
     #[test]
     fn no_client_error_repeats_its_cause_even_through_anyhow() {
@@ -967,7 +641,8 @@ mod tests {
         let local = LocalIdentity::new(&server);
         let responder = tokio::spawn(async move { wire::respond(&mut server_io, &local).await });
         let config = ClientConfig::known_hosts(LocalIdentity::new(&client), path)
-            .unknown_host(UnknownHostPolicy::ExpectFingerprint(wrong));
+            .unknown_host(UnknownHostPolicy::ExpectFingerprint(wrong))
+            .protocol(Protocol::V1);
         let error = connect_stream(client_io, &target, config)
             .await
             .unwrap_err();
@@ -1029,7 +704,8 @@ mod tests {
             port: DEFAULT_PORT,
         };
         let config =
-            ClientConfig::pinned(LocalIdentity::new(&client), host.public_key().fingerprint());
+            ClientConfig::pinned(LocalIdentity::new(&client), host.public_key().fingerprint())
+                .protocol(Protocol::V1);
         let mut connection = connect_stream(client_io, &target, config).await.unwrap();
         let request = "\u{390}".repeat(LIMIT / 2);
         match connection.request(request.as_bytes()).await.unwrap() {
@@ -1068,7 +744,7 @@ mod tests {
         let pin = Identity::from_seed(&[2; 32], "host")
             .public_key()
             .fingerprint();
-        let config = ClientConfig::pinned(LocalIdentity::new(&client), pin);
+        let config = ClientConfig::pinned(LocalIdentity::new(&client), pin).protocol(Protocol::V1);
         let mut connection = connect_stream(client_io, &target, config).await.unwrap();
         assert!(matches!(
             connection.request(b"anyone?").await,

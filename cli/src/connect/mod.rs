@@ -19,8 +19,8 @@ use tracing::debug;
 
 use crate::client_config::{self, ClientConfigFile, HostConfig, StrictHostKeyChecking};
 use crate::{ExitStatus, StatusError};
-use noise_echo::client::{self, ClientConfig, ClientError, Target};
-use noise_echo::wire::{Refusal, Violation, WireError};
+use noise_echo::client::{self, ClientConfig, ClientError, Protocol, Target};
+use noise_echo::wire::{Refusal, Suite, Violation, WireError};
 
 mod prompt;
 mod session;
@@ -35,7 +35,10 @@ Output:
   A refused request prints nothing there (so an empty line is always the reply to an
   empty request) and 'error: request N refused: REASON' on standard error; the
   other requests still get their replies (unless the refusal ends the session: a
-  request over the server's limit), and the exit status is 1.
+  request over the server's limit), and the exit status is 1. With protocol 2 the
+  server states its limit, and a longer request is not sent at all: connect stops
+  there with 'error: request N not sent: request of L bytes exceeds the server's
+  limit of M bytes' (status 1), after the replies to the requests before it.
   When the server ends the session (idle timeout, shutdown, a revoked key), connect
   says 'Connection to HOST closed by remote host[: REASON]' at once, even while it
   waits for input.
@@ -47,7 +50,8 @@ Exit status:
   3  the connection failed or broke, or the server closed the session
   4  the server's host key is not trusted (unknown and not accepted, changed, revoked)
   5  permission denied: the server refused our key, or revoked it during the session
-  6  the server broke the protocol";
+  6  the server broke the protocol, or has no protocol version or cipher in common
+     with us (the message names what it accepts and the flag to use)";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP, after_long_help = long_help())]
@@ -89,6 +93,34 @@ pub(super) struct Args {
     /// sees it in from= and its log)
     #[arg(short = 'b', value_name = "ADDRESS", value_parser = parse_bind_address)]
     bind_address: Option<std::net::IpAddr>,
+    /// The cipher suite (protocol 2): aesgcm (AES-256-GCM) or chachapoly
+    /// (ChaCha20-Poly1305); a server that refuses it fails the connection. Without
+    /// it (or the config file's Ciphers): aesgcm on a CPU with AES instructions,
+    /// else chachapoly, and one retry with a suite the server lists
+    #[arg(long, value_name = "CIPHER", value_parser = parse_cipher())]
+    cipher: Option<Suite>,
+    /// The protocol version: 2, or 1 for a server that speaks only version 1. Never
+    /// chosen for you: a v2 connection to a v1-only server fails, naming this flag
+    /// [default: 1 until serve speaks 2, or the config file's Protocol]
+    #[arg(long, value_name = "VERSION", value_parser = parse_protocol())]
+    protocol: Option<Protocol>,
+}
+
+/// `--cipher`: the short names, listed in clap's error and in the completions.
+pub(super) fn parse_cipher() -> impl clap::builder::TypedValueParser<Value = Suite> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Suite::ALL.map(Suite::short_name))
+        .map(|name| name.parse::<Suite>().expect("one of the listed names"))
+}
+
+/// `--protocol`: the versions this client speaks.
+pub(super) fn parse_protocol() -> impl clap::builder::TypedValueParser<Value = Protocol> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["1", "2"]).map(|version| {
+        version
+            .parse::<Protocol>()
+            .expect("one of the listed versions")
+    })
 }
 
 /// `-b`: an IP address, not a name (ssh resolves one; a server's from= sees the
@@ -120,6 +152,8 @@ Examples:
   noise-echo connect -p 4000 -i ~/.ssh/id_ed25519 10.0.0.5 ping
   noise-echo connect --expect-fingerprint SHA256:2JJSAdPq... server.example ping
   noise-echo connect -v prod hello                  # each step, as ssh -v
+  noise-echo connect --cipher chachapoly prod hello # force a cipher suite
+  noise-echo connect --protocol 1 old.example hello # a server of protocol 1 only
   noise-echo connect -G prod                        # the settings for prod, as ssh -G
 
 Configuration file (~/.config/noise-echo/config, or -F FILE), as ssh_config:
@@ -131,8 +165,8 @@ Configuration file (~/.config/noise-echo/config, or -F FILE), as ssh_config:
   Host *
       StrictHostKeyChecking accept-new
       ConnectTimeout 10
-Also read: UserKnownHostsFile, IgnoreUnknown. The first value found wins; flags win
-over the file.";
+Also read: UserKnownHostsFile, Ciphers (aesgcm, chachapoly or both), Protocol (1 or
+2), IgnoreUnknown. The first value found wins; flags win over the file.";
 
 /// Checks ADDR's syntax at parse time, and keeps it as typed: whether it names a
 /// port, and the name a config file's Host lines match, come from the text.
@@ -223,6 +257,12 @@ fn resolve(args: &mut Args) -> anyhow::Result<Destination> {
     if args.connect_timeout.is_none() {
         args.connect_timeout = config.connect_timeout;
     }
+    if args.cipher.is_none() {
+        args.cipher = config.ciphers.flatten();
+    }
+    if args.protocol.is_none() {
+        args.protocol = config.protocol;
+    }
     Ok(Destination {
         target: Target { host, port },
         config,
@@ -268,7 +308,9 @@ pub(super) fn run(mut args: Args) -> anyhow::Result<()> {
             args.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         ))
         .handshake_timeout(timeout(args.handshake_timeout))
-        .bind_address(args.bind_address);
+        .bind_address(args.bind_address)
+        .protocol(args.protocol.unwrap_or_default())
+        .cipher(args.cipher);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -312,6 +354,13 @@ fn print_settings(args: &Args, destination: &Destination) -> anyhow::Result<()> 
     if let Some(address) = args.bind_address {
         lines.push(format!("bindaddress {address}"));
     }
+    // As given (flag or file); the defaults are in --help.
+    if let Some(protocol) = args.protocol {
+        lines.push(format!("protocol {}", protocol.version()));
+    }
+    if let Some(suite) = args.cipher {
+        lines.push(format!("ciphers {}", suite.short_name()));
+    }
     let mut out = String::new();
     for line in &lines {
         // Names from the file and the command line: escaped, one line each.
@@ -335,6 +384,15 @@ fn connect_failed(error: ClientError, target: &Target) -> anyhow::Error {
                  busy, or refusing this address after failed attempts; try again later"
             ),
         ),
+        ClientError::Wire(WireError::NotAllowed(Refusal::ClosedBeforeAnswer)) => (
+            ExitStatus::ConnectionFailed,
+            // Never a silent fallback to v1: say what each cause needs.
+            format!(
+                "the server at {target} closed the connection before answering the protocol 2 \
+                 offer: it may speak only protocol 1 (retry with: connect --protocol 1), or be \
+                 busy or refusing this address after failed attempts (try again later)"
+            ),
+        ),
         ClientError::Wire(WireError::PeerMisbehaved(Violation::NotNoiseEcho { sent, .. })) => (
             ExitStatus::ProtocolError,
             format!("{target} is not a noise-echo server: {sent}"),
@@ -352,11 +410,21 @@ pub(super) fn classify(error: ClientError) -> anyhow::Error {
         ClientError::HostKeyNotTrusted(_) => ExitStatus::HostKeyNotTrusted,
         ClientError::KnownHosts { .. } => ExitStatus::Failure,
         ClientError::Closed => ExitStatus::ConnectionFailed,
+        // No version or suite in common: the server answered, as the protocol says.
+        ClientError::NoCommonSuite { .. }
+        | ClientError::SuiteRetryNeeded { .. }
+        | ClientError::RetryRefused { .. }
+        | ClientError::VersionNotSpoken { .. } => ExitStatus::ProtocolError,
+        // Refused here, before sending, as the server would have refused it.
+        ClientError::RequestTooLarge { .. } => ExitStatus::Failure,
         ClientError::Wire(wire) => match wire {
             WireError::Io(_) => ExitStatus::ConnectionFailed,
             WireError::PeerMisbehaved(_) => ExitStatus::ProtocolError,
             WireError::NotAllowed(Refusal::PermissionDenied(_)) => ExitStatus::PermissionDenied,
-            WireError::NotAllowed(Refusal::ClosedBeforeHandshake) => ExitStatus::ConnectionFailed,
+            WireError::NotAllowed(Refusal::ClosedBeforeHandshake | Refusal::ClosedBeforeAnswer) => {
+                ExitStatus::ConnectionFailed
+            }
+            WireError::Mismatch(_) => ExitStatus::ProtocolError,
             WireError::NotAllowed(_) => ExitStatus::HostKeyNotTrusted,
             WireError::Internal(_) => ExitStatus::Failure,
             _ => ExitStatus::Failure,

@@ -69,6 +69,8 @@ async fn exchange(
     connection: client::Connection,
     messages: Vec<String>,
 ) -> anyhow::Result<()> {
+    // v2: a request over the server's limit is refused here, before sending it.
+    let max_request = connection.max_request();
     let (mut receiver, mut sender) = connection.into_halves();
     let requests = if messages.is_empty() {
         Requests::Stdin
@@ -78,12 +80,20 @@ async fn exchange(
     let (lengths_tx, mut lengths) = tokio::sync::mpsc::channel::<usize>(MAX_IN_FLIGHT);
     let (state_tx, mut writer_state) = tokio::sync::watch::channel(WriterState::Sending);
     let mut writer = tokio::spawn(async move {
-        let result = send_requests(&mut sender, requests, &lengths_tx, &state_tx).await;
+        let mut limits = Limits {
+            max_request,
+            sent: 0,
+        };
+        let result =
+            send_requests(&mut sender, requests, &lengths_tx, &state_tx, &mut limits).await;
         state_tx.send_replace(WriterState::Done);
         drop(lengths_tx);
-        // Our end of stream tells the server we are done; it answers what it has.
+        // Our end of stream tells the server we are done; it answers what it has
+        // (also the requests before one refused here).
         let shutdown = match result {
-            Ok(()) => sender.shutdown().await.map_err(SendError::Network),
+            Ok(()) | Err(SendError::TooLarge { .. }) => {
+                sender.shutdown().await.map_err(SendError::Network)
+            }
             Err(_) => Ok(()),
         };
         result.and(shutdown)
@@ -140,6 +150,10 @@ async fn print_replies<R: tokio::io::AsyncRead + Unpin>(
         refused: 0,
         closing_reason: None,
     };
+    // Whether the last reply was an ERROR: a server that refuses a request too
+    // large for it closes at once, and TCP may then reset the connection under our
+    // unsent rest of it. The reset after the ERROR is that close, not a failure.
+    let mut last_was_refusal = false;
     loop {
         let mut answers_a_request = false;
         let reply = receiver
@@ -155,11 +169,16 @@ async fn print_replies<R: tokio::io::AsyncRead + Unpin>(
         let reply = match reply {
             Ok(Some(reply)) => reply,
             Ok(None) => break,
+            Err(WireError::Io(error)) if last_was_refusal && is_reset(&error) => {
+                debug!("the connection was reset after the server's refusal: {error}");
+                break;
+            }
             Err(error) => {
                 stdout.flush().await?;
                 return Err(session_error(target, error, replies.answered));
             }
         };
+        last_was_refusal = matches!(reply, Reply::Error(_));
         match (reply, answers_a_request) {
             (Reply::Response(mut body), true) => {
                 body.push(b'\n');
@@ -200,6 +219,16 @@ async fn print_replies<R: tokio::io::AsyncRead + Unpin>(
     Ok(replies)
 }
 
+/// Whether `error` is the peer's reset of the connection (or our write's
+/// consequence of it).
+fn is_reset(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+    )
+}
+
 /// The run's result once the server has ended its stream: `writer` is the
 /// writer's result, or `None` if it was left waiting for input, and `unanswered`
 /// counts the requests sent that got no reply.
@@ -221,6 +250,24 @@ fn verdict(
     );
     if let Some(Err(SendError::Input(error))) = writer {
         return Err(error.context("cannot read standard input"));
+    }
+    if let Some(Err(SendError::TooLarge { number, len, limit })) = writer {
+        // Refused before anything of it was sent, and nothing after it either.
+        let earlier = match replies.refused {
+            0 => String::new(),
+            refused => format!(
+                "; the server refused {refused} of the {} before it",
+                number - 1
+            ),
+        };
+        return Err(StatusError {
+            status: ExitStatus::Failure,
+            message: format!(
+                "request {number} not sent: {}{earlier}",
+                client::ClientError::RequestTooLarge { len, limit }
+            ),
+        }
+        .into());
     }
     if replies.refused > 0 {
         // The refusals were printed; a refusal of a request over the limit is also
@@ -274,6 +321,24 @@ enum SendError {
     Network(WireError),
     /// The server ended the session before this request could be sent.
     SessionOver,
+    /// Request `number` (from 1) is longer than the server's limit (v2): neither
+    /// it nor any request after it was sent.
+    TooLarge {
+        /// Which request.
+        number: u64,
+        /// Its length.
+        len: usize,
+        /// The server's max_request.
+        limit: u32,
+    },
+}
+
+/// The server's request limit, and how many requests went out.
+struct Limits {
+    /// The server's max_request (v2), `None` when it did not say (v1).
+    max_request: Option<u32>,
+    /// Requests sent so far.
+    sent: u64,
 }
 
 /// An error of the established session, with its exit status. A refusal of our
@@ -309,6 +374,7 @@ async fn send_requests<W>(
     requests: Requests,
     lengths: &tokio::sync::mpsc::Sender<usize>,
     state: &tokio::sync::watch::Sender<WriterState>,
+    limits: &mut Limits,
 ) -> Result<(), SendError>
 where
     W: tokio::io::AsyncWrite + Unpin,
@@ -316,7 +382,7 @@ where
     match requests {
         Requests::Arguments(messages) => {
             for message in messages {
-                send_one(sender, lengths, message.as_bytes()).await?;
+                send_one(sender, lengths, limits, message.as_bytes()).await?;
             }
         }
         Requests::Stdin => {
@@ -345,7 +411,7 @@ where
                         line.pop();
                     }
                 }
-                send_one(sender, lengths, &line).await?;
+                send_one(sender, lengths, limits, &line).await?;
                 if input.buffer().is_empty() {
                     sender.flush().await.map_err(SendError::Network)?;
                 }
@@ -355,15 +421,27 @@ where
     sender.flush().await.map_err(SendError::Network)
 }
 
-/// Queues one request's length for the reader, then the request itself.
+/// Queues one request's length for the reader, then the request itself; refuses
+/// it first if it is over the server's limit.
 async fn send_one<W>(
     sender: &mut noise_echo::wire::SendHalf<W>,
     lengths: &tokio::sync::mpsc::Sender<usize>,
+    limits: &mut Limits,
     body: &[u8],
 ) -> Result<(), SendError>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
+    if let Some(limit) = limits.max_request {
+        if body.len() > limit as usize {
+            return Err(SendError::TooLarge {
+                number: limits.sent + 1,
+                len: body.len(),
+                limit,
+            });
+        }
+    }
+    limits.sent += 1;
     // Waits while MAX_IN_FLIGHT requests are unanswered, after sending what is
     // queued (the replies that make room may depend on it); fails once the reader
     // has seen the end of the session.

@@ -14,9 +14,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use super::*;
-use noise_echo::client::{self, ClientConfig, Target, UnknownHostPolicy};
+use noise_echo::client::{self, ClientConfig, Protocol, Target, UnknownHostPolicy};
 use noise_echo::identity::PublicKey;
-use noise_echo::wire::{self, LocalIdentity, RecordType, RecvHalf, SendHalf, MIN_RESPONSE_LIMIT};
+use noise_echo::wire::{
+    self, LocalIdentity, Offer, ProtocolVersion, RecordType, RecvHalf, SendHalf, Suite,
+    MIN_RESPONSE_LIMIT,
+};
 use plain::{PlainReceiver, PlainSender};
 
 /// How to reach the server and whom to trust.
@@ -75,6 +78,8 @@ pub(super) enum ConnectorKind {
     Noise {
         identity: Arc<LocalIdentity>,
         server_key: PublicKey,
+        /// The v2 offer of the suite the first connection negotiated; `None` for v1.
+        offer: Option<Offer>,
     },
     Plain,
     Tunnel(Arc<dyn Tunnel>),
@@ -89,6 +94,22 @@ impl Connector {
     /// When the address does not resolve, the server cannot be reached, or its key is
     /// not trusted.
     pub async fn establish(target: &Target, trust: Trust) -> anyhow::Result<Self> {
+        Self::establish_with(target, trust, Protocol::default(), None).await
+    }
+
+    /// [`Connector::establish`] speaking `protocol`, offering `cipher` (`None`: the
+    /// client's automatic choice, with its retry). Every later session offers the
+    /// suite the first one negotiated, so a run measures one suite.
+    ///
+    /// # Errors
+    /// As [`Connector::establish`], and the client's negotiation errors (no suite or
+    /// version in common).
+    pub async fn establish_with(
+        target: &Target,
+        trust: Trust,
+        protocol: Protocol,
+        cipher: Option<Suite>,
+    ) -> anyhow::Result<Self> {
         let address = tokio::net::lookup_host((target.host.as_str(), target.port))
             .await
             .with_context(|| format!("cannot resolve {target}"))?
@@ -112,24 +133,39 @@ impl Connector {
                 unknown_host,
             } => {
                 let config = ClientConfig::known_hosts(identity.clone(), known_hosts)
-                    .unknown_host(unknown_host);
+                    .unknown_host(unknown_host)
+                    .protocol(protocol)
+                    .cipher(cipher);
                 let connection = client::connect(target, config).await?;
                 let server_key = *connection.server_key();
+                let offer = match connection.version() {
+                    ProtocolVersion::V1 => None,
+                    _ => Some(Offer::new(connection.suite())),
+                };
                 let (_, mut sender) = connection.into_halves();
                 sender.shutdown().await?;
                 ConnectorKind::Noise {
                     identity: Arc::new(identity),
                     server_key,
+                    offer,
                 }
             }
         };
         Ok(Self { address, kind })
     }
 
-    /// `noise`, `plain`, or the tunnel's name.
+    /// `noise-aesgcm` or `noise-chachapoly` (protocol 2, the suite measured),
+    /// `noise` (protocol 1), `plain`, or the tunnel's name.
     pub fn transport(&self) -> &'static str {
         match &self.kind {
-            ConnectorKind::Noise { .. } => "noise",
+            ConnectorKind::Noise { offer: None, .. } => "noise",
+            ConnectorKind::Noise {
+                offer: Some(offer), ..
+            } => match offer.suite() {
+                Some(Suite::AesGcmSha256) => "noise-aesgcm",
+                Some(Suite::ChaChaPolyBlake2s) => "noise-chachapoly",
+                _ => "noise",
+            },
             ConnectorKind::Plain => "plain",
             ConnectorKind::Tunnel(tunnel) => tunnel.transport(),
         }
@@ -154,16 +190,17 @@ impl Connector {
             ConnectorKind::Noise {
                 identity,
                 server_key,
+                offer,
             } => {
-                let pinned = *server_key;
-                let established = wire::initiate_checked(&mut stream, identity, |key| {
-                    if *key == pinned {
-                        Ok(())
-                    } else {
-                        Err("the server's key changed during the benchmark")
-                    }
-                })
-                .await?;
+                let pending = match offer {
+                    Some(offer) => wire::initiate_v2(&mut stream, identity, offer).await?,
+                    None => wire::initiate(&mut stream, identity).await?,
+                };
+                if pending.server_key() != server_key {
+                    let changed = "the server's key changed during the benchmark";
+                    return Err(pending.reject(changed).into());
+                }
+                let established = pending.approve(&mut stream).await?;
                 let (reader, writer) = stream.into_split();
                 let (receiver, sender) = established.into_halves(reader, writer);
                 Ok((Receiver::Noise(receiver), Sender::Noise(sender)))

@@ -119,9 +119,14 @@ pub struct Options {
     pub server_pid: Option<u32>,
     /// Print a progress line every second on stderr.
     pub progress: bool,
-    /// `cipher-cpu`: the suite whose cipher to run; `None` for the one a client
-    /// prefers on this CPU ([`Suite::preferred`](noise_echo::wire::Suite::preferred)).
+    /// The suite whose cipher to run (`cipher-cpu`) or to offer (the network
+    /// scenarios, protocol 2, through [`Connector::establish_with`]); `None` for the
+    /// one a client prefers on this CPU
+    /// ([`Suite::preferred`](noise_echo::wire::Suite::preferred)).
     pub cipher: Option<noise_echo::wire::Suite>,
+    /// The protocol version the network scenarios speak (through
+    /// [`Connector::establish_with`]).
+    pub protocol: noise_echo::client::Protocol,
 }
 
 impl Options {
@@ -137,6 +142,7 @@ impl Options {
             server_pid: None,
             progress: false,
             cipher: None,
+            protocol: noise_echo::client::Protocol::default(),
         }
     }
 }
@@ -157,7 +163,8 @@ pub struct Rss {
 pub struct Report {
     /// The scenario.
     pub scenario: Scenario,
-    /// `noise`, `plain`, or `memory` (for `handshake-cpu`).
+    /// `noise-aesgcm`, `noise-chachapoly` (protocol 2), `noise` (protocol 1), `plain`, a
+    /// tunnel's name, `memory` (for `handshake-cpu`), or the suite (`cipher-cpu`).
     pub transport: &'static str,
     /// The concurrency used.
     pub concurrency: usize,
