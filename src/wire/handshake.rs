@@ -33,6 +33,7 @@
 //! [`drive`](crate::wire::drive).
 
 use std::fmt;
+use std::sync::Arc;
 
 use snow::params::NoiseParams;
 use snow::HandshakeState;
@@ -40,6 +41,7 @@ use snow::HandshakeState;
 pub use crate::wire::established::Established;
 
 use crate::identity::{Identity, NoiseKeypair, PublicKey, PublicKeyError};
+use crate::wire::dh::{StaticKey, X25519};
 use crate::wire::error::{Bug, PayloadProblem, Refusal, Result, Violation, WireError};
 use crate::wire::negotiation::{Offer, ProtocolVersion};
 use crate::wire::payload::{self, ServerParams, MAX_V2_PAYLOAD};
@@ -90,6 +92,8 @@ pub struct LocalIdentity {
     public_key: PublicKey,
     /// The Noise static key pair derived from the Ed25519 key.
     noise: NoiseKeypair,
+    /// The same key pair prepared for our X25519 implementation.
+    x25519: Arc<StaticKey>,
     /// The parsed Noise protocols, one per suite in [`Suite::ALL`] order, so a
     /// handshake clones instead of parsing.
     params: [NoiseParams; 2],
@@ -98,9 +102,18 @@ pub struct LocalIdentity {
 impl LocalIdentity {
     /// Derives the Noise static key pair of `identity` (wire-v1 section 3).
     pub fn new(identity: &Identity) -> Self {
+        Self::with_x25519(identity, X25519::DEFAULT)
+    }
+
+    /// [`new`](Self::new) on a chosen X25519 implementation, for the tests and
+    /// measurements that compare them; every implementation gives the same bytes.
+    #[doc(hidden)]
+    pub fn with_x25519(identity: &Identity, implementation: X25519) -> Self {
+        let noise = identity.noise_keypair();
         Self {
             public_key: identity.public_key(),
-            noise: identity.noise_keypair(),
+            x25519: StaticKey::new(&noise, implementation),
+            noise,
             params: Suite::ALL.map(noise_params),
         }
     }
@@ -119,8 +132,8 @@ impl LocalIdentity {
         ephemeral: Option<&'a [u8; 32]>,
     ) -> Result<snow::Builder<'a>> {
         let index = Suite::ALL.iter().position(|s| *s == suite).unwrap_or(0);
-        // Our resolver: ring's cipher, and no re-derivation of our static public key.
-        let resolver = crate::wire::resolver::resolver(&self.noise);
+        // Our resolver: ring's cipher, our X25519, and no re-derivation of our static key.
+        let resolver = crate::wire::resolver::resolver(&self.x25519);
         let builder = snow::Builder::with_resolver(self.params[index].clone(), resolver)
             .local_private_key(self.noise.private())
             .and_then(|builder| builder.prologue(prologue))
@@ -136,6 +149,7 @@ impl fmt::Debug for LocalIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalIdentity")
             .field("public_key", &self.public_key)
+            .field("x25519", &self.x25519.implementation())
             .finish_non_exhaustive()
     }
 }

@@ -64,6 +64,7 @@ mod cipher;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod cipher;
+mod dh;
 mod drive;
 mod drive_v2;
 mod error;
@@ -80,6 +81,8 @@ mod resolver;
 mod session;
 mod suite;
 
+#[doc(hidden)]
+pub use dh::X25519;
 pub use drive::{initiate, initiate_checked, respond, AwaitingServerApproval};
 #[doc(hidden)]
 pub use drive::{
