@@ -174,7 +174,8 @@ struct CertificateRevocations {
     ca: Option<Vec<u8>>,
     /// Inclusive serial ranges, from lists and ranges; sorted and merged once parsed.
     serial_ranges: Vec<(u64, u64)>,
-    /// Bitmaps as written: bit N of the big-endian integer revokes `offset + N`.
+    /// Bitmaps as written (leading zeros dropped), sorted by offset once parsed:
+    /// bit N of the big-endian integer revokes `offset + N`.
     bitmaps: Vec<(u64, Vec<u8>)>,
     /// Revoked key IDs, sorted once parsed.
     key_ids: Vec<Vec<u8>>,
@@ -199,9 +200,16 @@ impl CertificateRevocations {
         let in_range = index
             .checked_sub(1)
             .is_some_and(|i| self.serial_ranges[i].1 >= serial);
-        let in_bitmap = self
+        // Bitmaps are sorted by offset and none spans more than MAX_BITMAP_LEN * 8
+        // serials: only those starting within that distance below can hold it.
+        let window = (MAX_BITMAP_LEN * 8) as u64;
+        let end = self
             .bitmaps
+            .partition_point(|&(offset, _)| offset <= serial);
+        let in_bitmap = self.bitmaps[..end]
             .iter()
+            .rev()
+            .take_while(|&&(offset, _)| serial - offset < window)
             .any(|(offset, bitmap)| bitmap_has(*offset, bitmap, serial));
         (in_range || in_bitmap).then_some(Revocation::Serial(serial))
     }
@@ -359,6 +367,7 @@ impl Krl {
         for revocations in &mut krl.certificates {
             revocations.serial_ranges =
                 merge_ranges(std::mem::take(&mut revocations.serial_ranges));
+            revocations.bitmaps.sort_unstable();
             revocations.key_ids.sort_unstable();
             revocations.key_ids.dedup();
         }
