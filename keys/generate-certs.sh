@@ -53,3 +53,55 @@ for cert in certs/*-cert.pub; do
   echo "== ${cert#certs/}"
   ssh-keygen -Lf "$cert" | sed 1d
 done > certs/ssh-keygen-L.txt
+
+# ---- Revocation (helper "revoke"): KRLs made by ssh-keygen -k and a text revoked-keys
+# file, in certs/krl/, from the certificates above. Each revokes one thing, so a test
+# can check that exactly the intended keys and certificates are revoked (the
+# certificates' serials and key IDs are those given to user_cert above).
+# `ssh-keygen -Q -f certs/krl/FILE.krl KEY...` shows what each one revokes.
+rm -rf certs/krl
+mkdir certs/krl
+# A user key of its own, with a user CA certificate, for the text list to revoke.
+# (chmod: git keeps no file modes, and ssh-keygen refuses a CA key others can read,
+# so this block can also be run alone on a checkout.)
+chmod 600 certs/user_ca
+ssh-keygen -q -t ed25519 -N '' -C 'revoked-user@noise-echo-test' -f certs/krl/revoked_user
+ssh-keygen -q -s certs/user_ca -I revoked-user -n alice -z 50 -V always:forever certs/krl/revoked_user.pub
+rm certs/krl/revoked_user  # only its public key and certificate are needed
+# krl NAME SPEC [ssh-keygen -k options...]: certs/krl/NAME.krl from the spec lines.
+krl() {
+  local name=$1 spec=$2; shift 2
+  printf '%s\n' "$spec" > "certs/krl/$name.spec"
+  ssh-keygen -q -k -z 1 -f "certs/krl/$name.krl" "$@" "certs/krl/$name.spec"
+  rm "certs/krl/$name.spec"
+}
+# The key itself (an explicit key section): client_ed25519 and every certificate of it.
+krl key "key: $(cat client_ed25519.pub)"
+# One serial (valid-cert.pub); serials 5 to 12 of the user CA (not the host CA's
+# other_ca-cert.pub, serial 12 too, nor host-cert.pub, serial 100), which ssh-keygen
+# writes as a bitmap, and 100 to 100000 as a range section; serials 1,3,5,7,9 (a
+# bitmap section).
+krl serial 'serial: 1' -s certs/user_ca.pub
+krl serial_range "$(printf 'serial: %s\n' 5-12 100-100000)" -s certs/user_ca.pub
+krl serial_bitmap "$(printf 'serial: %s\n' 1 3 5 7 9)" -s certs/user_ca.pub
+# A key ID under the user CA (expired-cert.pub), and one under any CA (host-cert.pub).
+krl key_id 'id: alice-expired' -s certs/user_ca.pub
+krl key_id_any_ca 'id: host-localhost' -s none
+# The user CA key: every certificate it signed.
+krl ca "key: $(cat certs/user_ca.pub)"
+# By SHA-256 fingerprint (`hash:`): the host key, so also host-cert.pub; by SHA-1 of
+# the host CA key (`sha1:`): other_ca-cert.pub and host-cert.pub.
+krl sha256 "hash: $(ssh-keygen -lf host_ed25519_key.pub | cut -d' ' -f2)"
+krl sha1 "sha1: $(cat certs/host_ca.pub)"
+# A text revoked-keys file as sshd reads one: the host CA (so other_ca-cert.pub and
+# host-cert.pub), revoked_user by its certificate (so the key and its certificate),
+# an RSA key (counted, revokes none of ours), comments, and a malformed line (reported
+# with its line number; the rest still revokes).
+{
+  echo '# Revoked keys and certificates, one per line, as sshd'"'"'s RevokedKeys reads them.'
+  echo
+  cat certs/host_ca.pub
+  cat certs/krl/revoked_user-cert.pub
+  cat rsa_3072.pub
+  echo 'ssh-ed25519 this-is-not-base64 broken line'
+} > certs/krl/revoked_keys

@@ -56,7 +56,7 @@ pub(super) struct Args {
     /// The authorized_keys file [default: authorized_keys in the noise-echo config directory]
     #[arg(long, value_name = "FILE")]
     authorized_keys: Option<PathBuf>,
-    /// Show every key line with its fingerprint and comment, as ssh-keygen -lf, marking expired and untrusted ones
+    /// Show every key line with its fingerprint and comment, as ssh-keygen -lf, marking expired and untrusted ones and the principals of cert-authority lines
     #[arg(long, conflicts_with = "remove")]
     list: bool,
     /// Remove every line holding these keys: fingerprints (SHA256:...), .pub or keys files, key lines, or - for stdin
@@ -517,6 +517,32 @@ fn list(path: &Path) -> anyhow::Result<()> {
             _ => usable += 1,
         }
         rows.push((entry.line, row));
+    }
+    // cert-authority lines: the CA key, then whose user certificates it vouches for.
+    for authority in keys.cert_authorities.iter() {
+        let fingerprint = authority.key.fingerprint().to_string();
+        let mut row = with_options(
+            key_columns(Some(256), Some(&fingerprint), &authority.comment, "ED25519"),
+            &authority.options,
+        );
+        let principals: Vec<String> = authority
+            .principals
+            .iter()
+            .map(|principal| super::printable(principal).into_owned())
+            .collect();
+        // Its from= and expiry-time= are in the options shown: they apply to every
+        // certificate the line admits.
+        row.push_str(&format!(
+            " [CA: user certificates for principals {}]",
+            principals.join(", ")
+        ));
+        match authority.expiry {
+            Some(expiry) if expiry.has_passed(now) => {
+                row.push_str(&format!(" [expired {expiry}]"));
+            }
+            _ => usable += 1,
+        }
+        rows.push((authority.line, row));
     }
     for entry in &keys.untrusted {
         let fingerprint = entry.key.fingerprint().to_string();

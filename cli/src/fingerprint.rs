@@ -7,6 +7,12 @@
 //! known_hosts file, `-` for standard input, or a key line itself. This is a display
 //! tool: it shows every key a line holds, whatever options or markers come with it,
 //! and says on stderr which lines it skipped.
+//!
+//! With `-L` it shows certificates instead, as `ssh-keygen -L -f` does: for every
+//! certificate line of each FILE, a `FILE:` (or `FILE:LINE:`) heading and the
+//! certificate's type, key, CA, key ID, serial, validity, principals, critical
+//! options and extensions, in ssh-keygen's layout. Times are UTC (ssh-keygen uses
+//! the local time zone: under `TZ=UTC` the two agree byte for byte).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +29,9 @@ pub(super) struct Args {
     /// Key, authorized_keys or known_hosts files, `-` for stdin, or key lines
     #[arg(value_name = "FILE", required = true)]
     files: Vec<String>,
+    /// Show each certificate's contents instead (type, key, CA, key ID, serial, validity in UTC, principals, critical options, extensions), as ssh-keygen -L -f
+    #[arg(short = 'L', long = "certificates")]
+    certificates: bool,
 }
 
 /// The end of `-h`: examples.
@@ -30,7 +39,8 @@ const EXAMPLES: &str = "Examples:
   noise-echo fingerprint ~/.ssh/id_ed25519.pub
   noise-echo fingerprint ~/.config/noise-echo/authorized_keys known_hosts
   curl -s https://forge.example/ann.keys | noise-echo fingerprint -
-  noise-echo fingerprint 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... ann@laptop'";
+  noise-echo fingerprint 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... ann@laptop'
+  noise-echo fingerprint -L ~/.ssh/id_ed25519-cert.pub";
 
 /// The end of `--help`: examples and exit statuses.
 const HELP: &str = "Examples:
@@ -38,11 +48,14 @@ const HELP: &str = "Examples:
   noise-echo fingerprint ~/.config/noise-echo/authorized_keys known_hosts
   curl -s https://forge.example/ann.keys | noise-echo fingerprint -
   noise-echo fingerprint 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... ann@laptop'
+  noise-echo fingerprint -L ~/.ssh/id_ed25519-cert.pub
 
-The lines are those of ssh-keygen -lf.
+The lines are those of ssh-keygen -lf; with -L, the listing of ssh-keygen -L -f
+(times in UTC). -L reads ssh-ed25519 certificates signed by an ssh-ed25519 CA,
+the kind noise-echo uses, and names the lines it cannot show on stderr.
 
 Exit statuses:
-  0  every argument had a key
+  0  every argument had a key (with -L: a certificate)
   1  an argument could not be read or held no key (the others are still printed)
   2  the command line could not be parsed";
 
@@ -50,7 +63,12 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     let mut failed = Vec::new();
     for argument in &args.files {
-        match fingerprint_argument(argument) {
+        let lines = if args.certificates {
+            certificate_listings(argument)
+        } else {
+            fingerprint_argument(argument)
+        };
+        match lines {
             Ok(lines) => {
                 for line in lines {
                     writeln!(stdout, "{line}")?;
@@ -67,6 +85,72 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
         bail!("no key shown for {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// `ssh-keygen -L -f FILE`: the listing of every certificate line of a file or of
+/// `-`, each after its heading: `FILE:` for the first line of a file, else
+/// `FILE:LINE:` (standard input is `(stdin)` and always numbered). Other lines are
+/// named on stderr, as ssh-keygen does.
+fn certificate_listings(argument: &str) -> anyhow::Result<Vec<String>> {
+    let (bytes, name, numbered) = if argument == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
+        (bytes, "(stdin)", true)
+    } else {
+        let bytes = noise_echo::fsutil::read_regular(Path::new(argument))
+            .with_context(|| format!("cannot read {argument}"))?;
+        (bytes, argument, false)
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let mut listings = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        let line = line
+            .strip_suffix('\r')
+            .unwrap_or(line)
+            .trim_start_matches([' ', '\t']);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let key_type = lexer::split_field(line).0;
+        if !key_type.ends_with(lexer::CERTIFICATE_SUFFIX) {
+            eprintln!("{name}:{number} is not a certificate");
+            continue;
+        }
+        match noise_echo::openssh::certificate::Certificate::from_openssh_line(line) {
+            Ok(certificate) => {
+                let heading = if number == 1 && !numbered {
+                    format!("{name}:")
+                } else {
+                    format!("{name}:{number}:")
+                };
+                // Key IDs, principals and option values are the CA's free text:
+                // shown escaped, line by line, so none can drive the terminal. The
+                // listing's last newline is the one the caller writes.
+                let listing: Vec<String> = certificate
+                    .to_keygen_listing()
+                    .lines()
+                    .map(|line| super::printable(line).into_owned())
+                    .collect();
+                listings.push(format!(
+                    "{}\n{}",
+                    super::printable(&heading),
+                    listing.join("\n")
+                ));
+            }
+            Err(error) => eprintln!(
+                "{name}:{number}: cannot show the certificate: {}",
+                super::printable(&error.to_string())
+            ),
+        }
+    }
+    if listings.is_empty() {
+        bail!("{name}: no certificate shown (expected a -cert.pub file, as ssh-keygen -s writes)");
+    }
+    Ok(listings)
 }
 
 /// The output lines for one argument: a file, `-`, or a key line.

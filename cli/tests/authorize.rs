@@ -765,3 +765,50 @@ fn help_documents_the_key_forms_the_new_flags_and_the_exit_statuses() {
         assert!(out.contains(expected), "{expected}: {out}");
     }
 }
+
+#[test]
+fn list_shows_cert_authority_lines_with_their_principals() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("authorized_keys");
+    let ca = fs::read_to_string(fixture("certs/user_ca.pub")).unwrap();
+    let ca = ca.trim();
+    let (_, plain) = key_line("ann@laptop");
+    fs::write(
+        &file,
+        format!(
+            "{plain}\ncert-authority,principals=\"alice,bob\",from=\"10.0.0.0/8\" {ca}\n\
+             cert-authority,principals=\"carol\",expiry-time=\"20200101\" {ca}\n"
+        ),
+    )
+    .unwrap();
+    let output = authorize(&file).arg("--list").output().unwrap();
+    let out = ok(output);
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    // The CA's fingerprint as ssh-keygen -L names it (keys/certs/ssh-keygen-L.txt).
+    let ca_columns =
+        "256 SHA256:HN+9UtPLkTwN5vudstCI+EOaWhI2Nc3urDOdS8IgWeM user-ca@noise-echo-test (ED25519)";
+    assert_eq!(
+        rows[1],
+        format!(
+            "{ca_columns} [cert-authority,principals=\"alice,bob\",from=\"10.0.0.0/8\"] \
+             [CA: user certificates for principals alice, bob]"
+        )
+    );
+    assert_eq!(
+        rows[2],
+        format!(
+            "{ca_columns} [cert-authority,principals=\"carol\",expiry-time=\"20200101\"] \
+             [CA: user certificates for principals carol] [expired 2020-01-01 00:00:00 UTC]"
+        )
+    );
+    // A file with only a CA line is usable: certificates it signed can connect.
+    fs::write(&file, format!("cert-authority,principals=\"alice\" {ca}\n")).unwrap();
+    let output = authorize(&file).arg("--list").output().unwrap();
+    assert!(
+        !text(&output.stderr).contains("no usable key"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(ok(output).ends_with("[CA: user certificates for principals alice]\n"));
+}

@@ -614,3 +614,136 @@ fn fingerprint_reads_each_line_as_ssh_keygen_does() {
         ours.stderr
     );
 }
+
+/// The blocks of keys/certs/ssh-keygen-L.txt: each certificate fixture's name and
+/// what `ssh-keygen -L -f` printed for it after its first (`FILE:`) line, in UTC.
+fn recorded_certificate_listings() -> Vec<(String, String)> {
+    let recorded = fs::read_to_string(fixture("certs/ssh-keygen-L.txt")).unwrap();
+    recorded
+        .split("== ")
+        .filter(|block| !block.is_empty())
+        .map(|block| {
+            let (name, listing) = block.split_once('\n').unwrap();
+            (name.to_owned(), listing.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn fingerprint_l_prints_what_ssh_keygen_l_printed_for_every_certificate() {
+    let home = tempfile::tempdir().unwrap();
+    let listings = recorded_certificate_listings();
+    assert!(listings.len() >= 13, "{} listings", listings.len());
+    for (name, listing) in &listings {
+        let out = run(noise_echo(home.path()).current_dir(fixture("certs")).args([
+            "fingerprint",
+            "-L",
+            name,
+        ]));
+        assert_eq!(out.status, 0, "{name}: {}", out.stderr);
+        assert_eq!(out.stdout, format!("{name}:\n{listing}"), "{name}");
+        assert_eq!(out.stderr, "", "{name}");
+    }
+    // All of them at once, as one argument each: the same blocks, in order.
+    let names: Vec<&str> = listings.iter().map(|(name, _)| name.as_str()).collect();
+    let out = run(noise_echo(home.path())
+        .current_dir(fixture("certs"))
+        .args(["fingerprint", "--certificates"])
+        .args(&names));
+    let expected: String = listings
+        .iter()
+        .map(|(name, listing)| format!("{name}:\n{listing}"))
+        .collect();
+    assert_eq!((out.status, out.stdout), (0, expected));
+}
+
+#[test]
+fn fingerprint_l_prints_what_ssh_keygen_l_prints_now() {
+    let Some(mut keygen) = ssh_keygen() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Two certificates in one file, after a comment and a plain key: headings
+    // name the line after the first.
+    let both = dir.path().join("both-cert.pub");
+    let host = fs::read_to_string(fixture("certs/host-cert.pub")).unwrap();
+    let valid = fs::read_to_string(fixture("certs/source_address-cert.pub")).unwrap();
+    fs::write(&both, format!("{host}# a comment\n{valid}")).unwrap();
+    for file in [fixture("certs/valid_window-cert.pub"), both] {
+        let theirs = run(keygen.env("TZ", "UTC").arg("-L").arg("-f").arg(&file));
+        let ours = run(noise_echo(home.path())
+            .arg("fingerprint")
+            .arg("-L")
+            .arg(&file));
+        assert_eq!(ours.stdout, theirs.stdout, "{}", file.display());
+        assert_eq!((ours.status, theirs.status), (0, 0));
+        keygen = ssh_keygen().unwrap();
+    }
+}
+
+#[test]
+fn fingerprint_l_names_lines_that_are_not_certificates_and_reads_stdin() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mixed = dir.path().join("mixed");
+    let valid = fs::read_to_string(fixture("certs/valid-cert.pub")).unwrap();
+    let plain = fs::read_to_string(fixture("client_ed25519.pub")).unwrap();
+    // A certificate whose CA signature no longer verifies.
+    let mut damaged = valid.clone().into_bytes();
+    // Inside the base64 field (before the comment), near its end: the signature.
+    let last = valid.rfind(' ').unwrap() - 10;
+    damaged[last] = if damaged[last] == b'A' { b'B' } else { b'A' };
+    let damaged = String::from_utf8(damaged).unwrap();
+    fs::write(&mixed, format!("{plain}{damaged}{valid}")).unwrap();
+    let out = run(noise_echo(home.path())
+        .arg("fingerprint")
+        .arg("-L")
+        .arg(&mixed));
+    let shown = mixed.display();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with(&format!("{shown}:3:\n        Type: ")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Key ID: \"alice-valid\""),
+        "{}",
+        out.stdout
+    );
+    let errors: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(errors[0], format!("{shown}:1 is not a certificate"));
+    assert!(
+        errors[1].starts_with(&format!("{shown}:2: cannot show the certificate: ")),
+        "{}",
+        out.stderr
+    );
+
+    // A file without certificates fails, naming it; stdin is "(stdin)", numbered.
+    let out = run(noise_echo(home.path())
+        .args(["fingerprint", "-L"])
+        .arg(fixture("client_ed25519.pub")));
+    assert_eq!(out.status, 1);
+    assert!(
+        out.stderr.contains("no certificate shown"),
+        "{}",
+        out.stderr
+    );
+    let mut command = noise_echo(home.path());
+    command
+        .args(["fingerprint", "-L", "-"])
+        .stdin(std::process::Stdio::piped());
+    command.stdout(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(valid.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("(stdin):1:\n        Type: "));
+}

@@ -10,3 +10,7 @@ pub mod keyfile;
 pub mod known_hosts;
 pub mod lexer;
 pub mod pattern;
+
+// Revocation: sshd's RevokedKeys file, as a text list or an OpenSSH KRL.
+pub mod krl;
+pub mod revoked;
