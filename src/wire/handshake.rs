@@ -22,7 +22,11 @@
 //! each payload exactly the 32-byte Ed25519 key. v2 ([`Initiator::start_v2`],
 //! [`Responder::new_v2`]): the offer's bytes as prologue, the offered suite, and
 //! payloads of fields ([`payload`](crate::wire::payload)) carrying the key and, in
-//! message 2, the server's parameters.
+//! message 2, the server's parameters. A v2 side whose [`LocalIdentity`] has a
+//! certificate ([`LocalIdentity::with_certificate`]) sends it too; a received one is
+//! checked to be an Ed25519 certificate of the key the handshake proved
+//! ([`payload::certificate_for`]) and exposed for the caller's policy
+//! ([`ExpectApproval::server_certificate`], [`Established::peer_certificate`]).
 //!
 //! Every received message's size is checked against its version's bounds before it
 //! is processed, and every key must be an Ed25519 key whose Montgomery form is the
@@ -33,6 +37,7 @@
 //! [`drive`](crate::wire::drive).
 
 use std::fmt;
+use std::sync::Arc;
 
 use snow::params::NoiseParams;
 use snow::HandshakeState;
@@ -40,9 +45,10 @@ use snow::HandshakeState;
 pub use crate::wire::established::Established;
 
 use crate::identity::{Identity, NoiseKeypair, PublicKey, PublicKeyError};
+use crate::openssh::certificate::{Certificate, CertificateError};
 use crate::wire::error::{Bug, PayloadProblem, Refusal, Result, Violation, WireError};
 use crate::wire::negotiation::{Offer, ProtocolVersion};
-use crate::wire::payload::{self, ServerParams, MAX_V2_PAYLOAD};
+use crate::wire::payload::{self, ServerParams, MAX_CERTIFICATE_FIELD, MAX_V2_PAYLOAD};
 use crate::wire::record::Role;
 use crate::wire::suite::Suite;
 
@@ -93,6 +99,9 @@ pub struct LocalIdentity {
     /// The parsed Noise protocols, one per suite in [`Suite::ALL`] order, so a
     /// handshake clones instead of parsing.
     params: [NoiseParams; 2],
+    /// An OpenSSH certificate blob for `public_key`, sent in v2's message 2 or 3.
+    /// Shared: a server's connections all send the same one.
+    certificate: Option<Arc<[u8]>>,
 }
 
 impl LocalIdentity {
@@ -102,12 +111,57 @@ impl LocalIdentity {
             public_key: identity.public_key(),
             noise: identity.noise_keypair(),
             params: Suite::ALL.map(noise_params),
+            certificate: None,
         }
     }
 
     /// The Ed25519 public key this side presents.
     pub fn public_key(&self) -> &PublicKey {
         &self.public_key
+    }
+
+    /// This identity with an OpenSSH certificate (the blob a `-cert.pub` line's
+    /// base64 decodes to) to send in protocol v2 handshakes: a client's user
+    /// certificate in message 3, a server's host certificate in message 2. v1
+    /// handshakes never carry one. Whether the peer trusts its CA is the peer's
+    /// business; this checks only what would make the peer close the connection.
+    ///
+    /// # Errors
+    /// The [`CertificateError`] of [`Certificate::from_blob`] (malformed, not
+    /// Ed25519, a bad CA signature); [`CertificateError::KeyMismatch`] when it
+    /// certifies another key than this identity's;
+    /// [`CertificateError::TooLargeForHandshake`] over [`MAX_CERTIFICATE_FIELD`].
+    pub fn with_certificate(self, blob: impl Into<Vec<u8>>) -> Result<Self, CertificateError> {
+        let blob = blob.into();
+        if blob.len() > MAX_CERTIFICATE_FIELD {
+            return Err(CertificateError::TooLargeForHandshake {
+                len: blob.len(),
+                max: MAX_CERTIFICATE_FIELD,
+            });
+        }
+        let certificate = Certificate::from_blob(&blob)?;
+        if certificate.key != self.public_key {
+            return Err(CertificateError::KeyMismatch {
+                certified: certificate.key.fingerprint(),
+                authenticated: self.public_key.fingerprint(),
+            });
+        }
+        Ok(self.with_any_certificate_for_testing_only(blob))
+    }
+
+    /// [`with_certificate`](Self::with_certificate) without its checks, so tests can
+    /// send what an honest peer never would (another key's certificate, garbage).
+    /// The blob must still fit in [`MAX_CERTIFICATE_FIELD`] bytes, or the handshake
+    /// message would overflow its field's 16-bit length.
+    #[doc(hidden)]
+    pub fn with_any_certificate_for_testing_only(mut self, blob: Vec<u8>) -> Self {
+        self.certificate = Some(blob.into());
+        self
+    }
+
+    /// The certificate blob this side presents in v2 handshakes, if any.
+    pub fn certificate(&self) -> Option<&[u8]> {
+        self.certificate.as_deref()
     }
 
     /// A Noise builder for `suite` with our static key and `prologue`; `ephemeral`
@@ -269,6 +323,7 @@ impl Initiator {
         let next = ExpectMessage2 {
             state: Box::new(state),
             client_key: local.public_key,
+            client_certificate: local.certificate.clone(),
             mode,
         };
         Ok((next, message))
@@ -279,6 +334,8 @@ impl Initiator {
 pub struct ExpectMessage2 {
     state: Box<HandshakeState>,
     client_key: PublicKey,
+    /// Sent in a v2 message 3.
+    client_certificate: Option<Arc<[u8]>>,
     mode: Mode,
 }
 
@@ -294,6 +351,7 @@ impl ExpectMessage2 {
     pub fn read(mut self, message: &[u8]) -> Result<ExpectApproval> {
         // <- e, ee, s, es
         let mut mode = self.mode;
+        let mut server_certificate = None;
         let server_key = match mode.version {
             ProtocolVersion::V1 => {
                 check_size(2, MSG2_LEN, message)?;
@@ -312,13 +370,17 @@ impl ExpectMessage2 {
                     }
                 })?;
                 mode.params = Some(fields.params);
-                validate_payload(2, &fields.identity, self.state.get_remote_static())?
+                let key = validate_payload(2, &fields.identity, self.state.get_remote_static())?;
+                server_certificate = peer_certificate(2, fields.certificate, &key)?;
+                key
             }
         };
         Ok(ExpectApproval {
             state: self.state,
             server_key,
+            server_certificate,
             client_key: self.client_key,
+            client_certificate: self.client_certificate,
             mode,
         })
     }
@@ -337,7 +399,10 @@ impl fmt::Debug for ExpectMessage2 {
 pub struct ExpectApproval {
     state: Box<HandshakeState>,
     server_key: PublicKey,
+    /// The server's host certificate (v2), checked to certify `server_key`.
+    server_certificate: Option<Box<Certificate>>,
     client_key: PublicKey,
+    client_certificate: Option<Arc<[u8]>>,
     mode: Mode,
 }
 
@@ -350,6 +415,14 @@ impl ExpectApproval {
     /// The parameters the server sent (v2; `None` in v1), authenticated by its key.
     pub fn server_params(&self) -> Option<&ServerParams> {
         self.mode.params.as_ref()
+    }
+
+    /// The host certificate the server sent (v2; never in v1): an Ed25519
+    /// certificate of [`server_key`](Self::server_key) whose CA signature verifies.
+    /// Whether its CA is trusted for the host, its type, principals and validity are
+    /// the caller's checks (`KnownHosts::verify_host`).
+    pub fn server_certificate(&self) -> Option<&Certificate> {
+        self.server_certificate.as_deref()
     }
 
     /// The protocol version this handshake runs.
@@ -374,12 +447,16 @@ impl ExpectApproval {
                 write_noise_message(&mut self.state, 3, self.client_key.as_bytes(), MSG3_LEN)?
             }
             ProtocolVersion::V2 => {
-                let payload = payload::encode_message3(self.client_key.as_bytes());
+                let payload = payload::encode_message3_with_certificate(
+                    self.client_key.as_bytes(),
+                    self.client_certificate.as_deref(),
+                );
                 write_noise_message(&mut self.state, 3, &payload, MSG3_OVERHEAD + payload.len())?
             }
         };
-        let established =
+        let mut established =
             Established::finish(*self.state, self.server_key, Role::Client, self.mode)?;
+        established.peer_certificate = self.server_certificate;
         Ok((message, established))
     }
 
@@ -496,6 +573,7 @@ impl Responder {
         Ok(ExpectMessage1 {
             state: Box::new(state),
             server_key: local.public_key,
+            server_certificate: local.certificate.clone(),
             mode,
         })
     }
@@ -508,6 +586,8 @@ pub struct ExpectMessage1 {
     /// awaits) was 3.8 KiB instead of 0.45 KiB, for every handshake in progress.
     state: Box<HandshakeState>,
     server_key: PublicKey,
+    /// Sent in a v2 message 2.
+    server_certificate: Option<Arc<[u8]>>,
     mode: Mode,
 }
 
@@ -527,7 +607,11 @@ impl ExpectMessage1 {
         let reply = match self.mode.params {
             None => write_noise_message(&mut self.state, 2, self.server_key.as_bytes(), MSG2_LEN)?,
             Some(params) => {
-                let payload = payload::encode_message2(self.server_key.as_bytes(), &params);
+                let payload = payload::encode_message2_with_certificate(
+                    self.server_key.as_bytes(),
+                    &params,
+                    self.server_certificate.as_deref(),
+                );
                 write_noise_message(&mut self.state, 2, &payload, MSG2_OVERHEAD + payload.len())?
             }
         };
@@ -561,6 +645,7 @@ impl ExpectMessage3 {
     /// [`WireError::Internal`] on a Noise library failure.
     pub fn read(mut self, message: &[u8]) -> Result<Established> {
         // -> s, se
+        let mut client_certificate = None;
         let client_key = match self.mode.version {
             ProtocolVersion::V1 => {
                 check_size(3, MSG3_LEN, message)?;
@@ -572,16 +657,22 @@ impl ExpectMessage3 {
                 check_range(3, MSG3_V2_MIN, MSG3_V2_MAX, message)?;
                 let mut payload = vec![0u8; message.len()];
                 let len = read_noise_message(&mut self.state, 3, message, &mut payload)?;
-                let identity = payload::decode_message3(&payload[..len]).map_err(|problem| {
-                    Violation::BadHandshakePayload {
-                        message: 3,
-                        problem,
-                    }
-                })?;
-                validate_payload(3, &identity, self.state.get_remote_static())?
+                let fields =
+                    payload::decode_message3_fields(&payload[..len]).map_err(|problem| {
+                        Violation::BadHandshakePayload {
+                            message: 3,
+                            problem,
+                        }
+                    })?;
+                let key = validate_payload(3, &fields.identity, self.state.get_remote_static())?;
+                client_certificate = peer_certificate(3, fields.certificate, &key)?;
+                key
             }
         };
-        Established::finish(*self.state, client_key, Role::Server, self.mode)
+        let mut established =
+            Established::finish(*self.state, client_key, Role::Server, self.mode)?;
+        established.peer_certificate = client_certificate;
+        Ok(established)
     }
 }
 
@@ -660,6 +751,21 @@ fn read_noise_message(
             }
             .into(),
         })
+}
+
+/// Checks the certificate the peer sent in `message`, if any, against the key it
+/// proved: boxed, as [`Established`] holds it for the session's life.
+fn peer_certificate(
+    message: u8,
+    blob: Option<&[u8]>,
+    key: &PublicKey,
+) -> Result<Option<Box<Certificate>>, Violation> {
+    blob.map(|blob| {
+        payload::certificate_for(blob, key)
+            .map(Box::new)
+            .map_err(|problem| Violation::BadHandshakePayload { message, problem })
+    })
+    .transpose()
 }
 
 /// Checks a handshake payload (wire-v1 section 3): exactly 32 bytes, a valid Ed25519
@@ -1037,6 +1143,153 @@ pub(crate) mod tests {
         assert!(!message1
             .windows(32)
             .any(|w| w == identity(1).public_key().as_bytes()));
+    }
+
+    /// A fixture identity and its certificate blob from keys/ (made by ssh-keygen).
+    fn fixture_identity(key: &str, certificate: &str) -> (Identity, Vec<u8>) {
+        use base64::Engine as _;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keys");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        let identity = crate::openssh::keyfile::parse_identity(&read(key), &dir.join(key)).unwrap();
+        let line = read(&format!("certs/{certificate}-cert.pub"));
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(line.split_whitespace().nth(1).unwrap())
+            .unwrap();
+        (identity, blob)
+    }
+
+    /// Runs a v2 handshake over byte slices: the host certificate the client saw
+    /// in message 2 (or its error), and the server's end when the client got as far
+    /// as message 3.
+    fn v2_pair(
+        client: &LocalIdentity,
+        server: &LocalIdentity,
+    ) -> (Result<Option<Certificate>>, Option<Result<Established>>) {
+        let offer = Offer::new(Suite::AesGcmSha256);
+        let params = ServerParams {
+            max_request: 1024,
+            rekey: crate::wire::rekey::RekeyPolicy::DEFAULT,
+        };
+        let (initiator, message1) = Initiator::start_v2(client, &offer).unwrap();
+        let (responder, message2) = Responder::new_v2(server, &offer, params)
+            .unwrap()
+            .read(&message1)
+            .unwrap();
+        let approval = match initiator.read(&message2) {
+            Ok(approval) => approval,
+            Err(error) => return (Err(error), None),
+        };
+        let seen = approval.server_certificate().cloned();
+        let (message3, client_end) = approval.approve().unwrap();
+        assert_eq!(client_end.peer_certificate(), seen.as_ref());
+        (Ok(seen), Some(responder.read(&message3)))
+    }
+
+    #[test]
+    fn v2_certificates_travel_both_ways_and_are_exposed() {
+        let (client_id, user_cert) = fixture_identity("client_ed25519", "valid");
+        let (host_id, host_cert) = fixture_identity("host_ed25519_key", "host");
+        let client = LocalIdentity::new(&client_id)
+            .with_certificate(user_cert.clone())
+            .unwrap();
+        let server = LocalIdentity::new(&host_id)
+            .with_certificate(host_cert.clone())
+            .unwrap();
+        assert_eq!(client.certificate(), Some(&user_cert[..]));
+        let (seen, server_end) = v2_pair(&client, &server);
+        let host = seen.unwrap().unwrap();
+        assert_eq!(host.key_id, "host-localhost");
+        assert_eq!(host.key, host_id.public_key());
+        let server_end = server_end.unwrap().unwrap();
+        let user = server_end.peer_certificate().unwrap();
+        assert_eq!((user.key_id.as_str(), user.serial), ("alice-valid", 1));
+        // Without certificates, none is exposed.
+        let (seen, server_end) = v2_pair(
+            &LocalIdentity::new(&client_id),
+            &LocalIdentity::new(&host_id),
+        );
+        assert!(seen.unwrap().is_none());
+        assert!(server_end.unwrap().unwrap().peer_certificate().is_none());
+    }
+
+    #[test]
+    fn v1_never_carries_a_certificate() {
+        let (client_id, user_cert) = fixture_identity("client_ed25519", "valid");
+        let client = LocalIdentity::new(&client_id)
+            .with_certificate(user_cert)
+            .unwrap();
+        let server_local = LocalIdentity::new(&identity(2));
+        let (initiator, message1) = Initiator::start(&client).unwrap();
+        let (responder, message2) = Responder::new(&server_local)
+            .unwrap()
+            .read(&message1)
+            .unwrap();
+        let (message3, _) = initiator.read(&message2).unwrap().approve().unwrap();
+        assert_eq!(message3.len(), MSG3_LEN);
+        assert!(responder
+            .read(&message3)
+            .unwrap()
+            .peer_certificate()
+            .is_none());
+    }
+
+    #[test]
+    fn with_certificate_refuses_another_keys_certificate() {
+        let (_, user_cert) = fixture_identity("client_ed25519", "valid");
+        let error = LocalIdentity::new(&identity(1))
+            .with_certificate(user_cert)
+            .unwrap_err();
+        assert!(
+            matches!(error, CertificateError::KeyMismatch { .. }),
+            "{error}"
+        );
+        let error = LocalIdentity::new(&identity(1))
+            .with_certificate(vec![0; MAX_CERTIFICATE_FIELD + 1])
+            .unwrap_err();
+        assert!(
+            matches!(error, CertificateError::TooLargeForHandshake { .. }),
+            "{error}"
+        );
+        let error = LocalIdentity::new(&identity(1))
+            .with_certificate(vec![0, 0, 0, 100])
+            .unwrap_err();
+        assert!(matches!(error, CertificateError::Malformed(_)), "{error}");
+    }
+
+    #[test]
+    fn a_certificate_for_another_key_is_a_violation_on_either_side() {
+        let (client_id, user_cert) = fixture_identity("client_ed25519", "valid");
+        let (host_id, host_cert) = fixture_identity("host_ed25519_key", "host");
+        let mismatch = Violation::BadHandshakePayload {
+            message: 3,
+            problem: PayloadProblem::Certificate(payload::CertificateProblem::KeyMismatch),
+        };
+        // The client presents the host's certificate.
+        let client =
+            LocalIdentity::new(&client_id).with_any_certificate_for_testing_only(host_cert);
+        let (_, server_end) = v2_pair(&client, &LocalIdentity::new(&host_id));
+        assert_eq!(violation(server_end.unwrap()), mismatch);
+        // The server presents the user's.
+        let server = LocalIdentity::new(&host_id).with_any_certificate_for_testing_only(user_cert);
+        let (approval, _) = v2_pair(&LocalIdentity::new(&client_id), &server);
+        assert_eq!(
+            violation(approval),
+            Violation::BadHandshakePayload {
+                message: 2,
+                problem: PayloadProblem::Certificate(payload::CertificateProblem::KeyMismatch),
+            }
+        );
+        // Garbage in the field.
+        let client =
+            LocalIdentity::new(&client_id).with_any_certificate_for_testing_only(vec![7; 40]);
+        let (_, server_end) = v2_pair(&client, &LocalIdentity::new(&host_id));
+        assert_eq!(
+            violation(server_end.unwrap()),
+            Violation::BadHandshakePayload {
+                message: 3,
+                problem: PayloadProblem::Certificate(payload::CertificateProblem::Malformed),
+            }
+        );
     }
 
     #[test]

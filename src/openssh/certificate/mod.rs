@@ -151,6 +151,14 @@ pub enum CertificateError {
     /// The `cert-authority` line's own `from=` or `expiry-time=` refuses it.
     #[error(transparent)]
     Line(Denial),
+    /// Too long to travel in a protocol v2 handshake payload.
+    #[error("certificate of {len} bytes is longer than the {max} bytes a handshake carries")]
+    TooLargeForHandshake {
+        /// The blob's length.
+        len: usize,
+        /// The largest that fits.
+        max: usize,
+    },
 }
 
 impl CertificateError {
