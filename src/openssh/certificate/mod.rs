@@ -151,6 +151,14 @@ pub enum CertificateError {
     /// The `cert-authority` line's own `from=` or `expiry-time=` refuses it.
     #[error(transparent)]
     Line(Denial),
+    /// A host certificate whose principals do not name the host connected to.
+    #[error("host certificate is not valid for {host} (its principals: {})", .principals.join(","))]
+    HostNotCertified {
+        /// The name the client connected to.
+        host: String,
+        /// The certificate's principals.
+        principals: Vec<String>,
+    },
     /// Too long to travel in a protocol v2 handshake payload.
     #[error("certificate of {len} bytes is longer than the {max} bytes a handshake carries")]
     TooLargeForHandshake {
