@@ -137,20 +137,26 @@ pub enum ClientDenial {
     /// No certificate was sent, and the key alone is refused.
     #[error(transparent)]
     Key(Denial),
-    /// The key alone is refused, and so is the certificate sent with it.
-    #[error("{key}; its certificate \"{key_id}\" is refused: {reason}")]
-    Certificate {
-        /// Why the plain key was refused.
-        key: Denial,
-        /// The certificate's key id, for the log.
-        key_id: String,
-        /// Its serial.
-        serial: u64,
-        /// Its CA.
-        ca: Fingerprint,
-        /// Why the certificate was refused.
-        reason: CertificateError,
-    },
+    /// The key alone is refused, and so is the certificate sent with it (boxed: a
+    /// refusal is the rare path, and a `Result` carrying it stays small).
+    #[error(transparent)]
+    Certificate(Box<CertificateDenial>),
+}
+
+/// Both refusals of a client that sent a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}; its certificate \"{key_id}\" is refused: {reason}")]
+pub struct CertificateDenial {
+    /// Why the plain key was refused.
+    pub key: Denial,
+    /// The certificate's key id, for the log.
+    pub key_id: String,
+    /// Its serial.
+    pub serial: u64,
+    /// Its CA.
+    pub ca: Fingerprint,
+    /// Why the certificate was refused.
+    pub reason: CertificateError,
 }
 
 impl ClientDenial {
@@ -158,13 +164,14 @@ impl ClientDenial {
     pub fn log_text(&self, path: &Path) -> String {
         match self {
             Self::Key(denial) => denial.log_text(path),
-            Self::Certificate {
-                key,
-                key_id,
-                serial,
-                ca,
-                reason,
-            } => {
+            Self::Certificate(denial) => {
+                let CertificateDenial {
+                    key,
+                    key_id,
+                    serial,
+                    ca,
+                    reason,
+                } = &**denial;
                 let line = reason
                     .line()
                     .map_or_else(String::new, |line| format!(" (line {line})"));
@@ -213,13 +220,13 @@ impl AuthorizedKeys {
                 key_id: certificate.key_id.clone(),
                 serial: certificate.serial,
             })),
-            Err(reason) => Err(ClientDenial::Certificate {
+            Err(reason) => Err(ClientDenial::Certificate(Box::new(CertificateDenial {
                 key: key_denial,
                 key_id: certificate.key_id.clone(),
                 serial: certificate.serial,
                 ca: certificate.signature_key.fingerprint(),
                 reason,
-            }),
+            }))),
         }
     }
 }
