@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Regenerates keys/certs/ with the real OpenSSH ssh-keygen, from the committed
+# Makes keys/certs/ with the real OpenSSH ssh-keygen, from the committed
 # client_ed25519.pub and host_ed25519_key.pub (keys/generate.sh calls it after making
 # those). TEST-ONLY keys: the CA private keys are public.
 #
-#   bash keys/generate-certs.sh   # from the project root; overwrites keys/certs/
+#   bash keys/generate-certs.sh         # makes only the fixtures that are missing
+#   bash keys/generate-certs.sh --all   # deletes keys/certs/ and makes everything anew
+#
+# Certificates carry a random nonce and the CAs are random keys, so a fixture made
+# again differs byte for byte: the default run keeps what exists (the tests and
+# ssh-keygen-L.txt refer to it) and adds the fixtures added to this script since.
 set -euo pipefail
 cd "$(dirname "$0")"
 # -V dates and ssh-keygen -L times are local time: pin it, so the tests can read UTC.
@@ -15,18 +20,26 @@ command -v ssh-keygen >/dev/null || { echo "ssh-keygen is needed (apt-get instal
 # future (or always:forever) so that no test depends on today's date. Each subject
 # key is a copy of client_ed25519.pub (the host certificate: host_ed25519_key.pub),
 # so the certificate's key is one the tests hold the private half of.
-rm -rf certs
-mkdir certs
-ssh-keygen -q -t ed25519 -N '' -C 'user-ca@noise-echo-test' -f certs/user_ca
-ssh-keygen -q -t ed25519 -N '' -C 'host-ca@noise-echo-test' -f certs/host_ca
-# user_cert NAME [ssh-keygen -s options...]: certs/NAME-cert.pub for client_ed25519,
-# signed by the user CA unless the options name another -s.
-user_cert() {
-  local name=$1; shift
-  cp client_ed25519.pub "certs/$name.pub"
+if [ "${1:-}" = --all ]; then rm -rf certs; fi
+mkdir -p certs
+for ca in user host; do
+  [ -e "certs/${ca}_ca" ] || ssh-keygen -q -t ed25519 -N '' -C "$ca-ca@noise-echo-test" -f "certs/${ca}_ca"
+  # git keeps these 0644; ssh-keygen signs only with a private key its owner alone reads.
+  chmod 600 "certs/${ca}_ca"
+done
+# cert SUBJECT NAME [ssh-keygen -s options...]: certs/NAME-cert.pub for the key
+# SUBJECT.pub, unless it exists.
+cert() {
+  local subject=$1 name=$2; shift 2
+  [ -e "certs/$name-cert.pub" ] && return
+  cp "$subject.pub" "certs/$name.pub"
   ssh-keygen -q "$@" "certs/$name.pub"
   rm "certs/$name.pub"
 }
+# user_cert NAME [ssh-keygen -s options...]: a certificate for client_ed25519.
+user_cert() { cert client_ed25519 "$@"; }
+# host_cert NAME [ssh-keygen -s options...]: a certificate for host_ed25519_key.
+host_cert() { cert host_ed25519_key "$@"; }
 user_cert valid            -s certs/user_ca -I alice-valid -n alice,bob -z 1 -V always:forever
 user_cert valid_window     -s certs/user_ca -I alice-window -n alice,bob -z 2 -V 20200101:21000101
 user_cert expired          -s certs/user_ca -I alice-expired -n alice,bob -z 3 -V 20200101:20210101
@@ -43,10 +56,17 @@ user_cert source_address   -s certs/user_ca -I alice-from-5 -n alice -z 10 -V al
 user_cert source_networks  -s certs/user_ca -I alice-from-nets -n alice -z 11 -V always:forever \
                            -O source-address=10.0.0.0/8,::1/128
 user_cert other_ca         -s certs/host_ca -I alice-other-ca -n alice -z 12 -V always:forever
-# A host certificate for the host key, from the host CA.
-cp host_ed25519_key.pub certs/host.pub
-ssh-keygen -q -s certs/host_ca -I host-localhost -h -n localhost,127.0.0.1 -z 100 -V always:forever certs/host.pub
-rm certs/host.pub
+# Host certificates for the host key, from the host CA unless named: the valid one
+# (what `serve` presents in the tests), then one per case the client must refuse.
+host_cert host                 -s certs/host_ca -I host-localhost -h -n localhost,127.0.0.1 -z 100 -V always:forever
+host_cert host_expired         -s certs/host_ca -I host-expired -h -n localhost,127.0.0.1 -z 101 -V 20200101:20210101
+host_cert host_not_yet_valid   -s certs/host_ca -I host-future -h -n localhost,127.0.0.1 -z 102 -V 20990101:21000101
+host_cert host_wrong_principal -s certs/host_ca -I host-elsewhere -h -n other.example -z 103 -V always:forever
+host_cert host_user_type       -s certs/host_ca -I host-as-user -n localhost,127.0.0.1 -z 104 -V always:forever
+host_cert host_other_ca        -s certs/user_ca -I host-other-ca -h -n localhost,127.0.0.1 -z 105 -V always:forever
+host_cert host_no_principals   -s certs/host_ca -I host-anywhere -h -z 106 -V always:forever
+host_cert host_critical        -s certs/host_ca -I host-critical -h -n localhost,127.0.0.1 -z 107 -V always:forever \
+                               -O critical:unknown-option@noise-echo.test=yes
 # ssh-keygen -L of every certificate, for the listing to be compared with; blocks
 # start with "== FILE".
 for cert in certs/*-cert.pub; do

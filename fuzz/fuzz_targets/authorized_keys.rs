@@ -26,11 +26,17 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         let denial = keys
-            .authorize(&untrusted.key, IpAddr::V4(Ipv4Addr::LOCALHOST), SystemTime::now())
+            .authorize(
+                &untrusted.key,
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                SystemTime::now(),
+            )
             .expect_err("an untrusted line admitted a key");
         assert!(denial.line().is_some());
         // A path with a blank, which no fingerprint or address text holds.
-        assert!(denial.log_text(Path::new("the file")).starts_with("the file:"));
+        assert!(denial
+            .log_text(Path::new("the file"))
+            .starts_with("the file:"));
         assert!(!denial.to_string().contains("the file"));
     }
     for entry in &keys.entries {

@@ -1,5 +1,6 @@
 //! Protocol v2's handshake payload decoder fed arbitrary bytes: nothing may panic,
-//! and a payload that decodes carries exactly what its canonical encoding does.
+//! and a payload that decodes carries exactly what its canonical encoding does,
+//! the openssh_certificate field included.
 //!
 //! The first byte picks the message (even: message 2, odd: message 3); the rest is
 //! the payload. Bounds are checked before anything is read or allocated, so inputs
@@ -18,18 +19,24 @@ fuzz_target!(|data: &[u8]| {
             Ok(fields) => {
                 assert!(payload.len() >= wire::MIN_MESSAGE2_PAYLOAD);
                 assert!(payload.len() <= wire::MAX_V2_PAYLOAD);
-                let canonical = wire::encode_message2(&fields.identity, &fields.params);
+                let canonical = wire::encode_message2_with_certificate(
+                    &fields.identity,
+                    &fields.params,
+                    fields.certificate,
+                );
                 assert_eq!(wire::decode_message2(&canonical), Ok(fields));
-                assert_eq!(wire::wire_rekey_policy(fields.params.rekey), fields.params.rekey);
+                assert_eq!(
+                    wire::wire_rekey_policy(fields.params.rekey),
+                    fields.params.rekey
+                );
             }
             Err(PayloadProblem::TooLong(len)) => assert!(len > wire::MAX_V2_PAYLOAD),
             Err(_) => {}
         }
-    } else if let Ok(identity) = wire::decode_message3(payload) {
+    } else if let Ok(fields) = wire::decode_message3_fields(payload) {
         assert!(payload.len() >= wire::MIN_MESSAGE3_PAYLOAD);
-        assert_eq!(
-            wire::decode_message3(&wire::encode_message3(&identity)),
-            Ok(identity)
-        );
+        let canonical =
+            wire::encode_message3_with_certificate(&fields.identity, fields.certificate);
+        assert_eq!(wire::decode_message3_fields(&canonical), Ok(fields));
     }
 });

@@ -57,9 +57,15 @@ fn v2_seeds(write: &dyn Fn(&str, &str, &[u8])) {
         write("negotiation", &format!("client_{name}"), &client);
     }
     let suites = wire::Answer::UnsupportedSuite(
-        wire::Suite::ALL.map(|suite| suite.noise_name().to_owned()).to_vec(),
+        wire::Suite::ALL
+            .map(|suite| suite.noise_name().to_owned())
+            .to_vec(),
     );
-    write("negotiation", "answer_suites", &[&[0u8][..], &suites.encode()].concat());
+    write(
+        "negotiation",
+        "answer_suites",
+        &[&[0u8][..], &suites.encode()].concat(),
+    );
     let mut server = vec![2u8];
     wire::encode_frame(&wire::Answer::Accept.encode(), &mut server).unwrap();
     wire::encode_frame(&[0x42; wire::MSG2_V2_MIN], &mut server).unwrap();
@@ -70,9 +76,36 @@ fn v2_seeds(write: &dyn Fn(&str, &str, &[u8])) {
         rekey: wire::RekeyPolicy::DEFAULT,
     };
     let message2 = wire::encode_message2(&key, &params);
-    write("handshake_payload", "message2", &[&[0u8][..], &message2].concat());
+    write(
+        "handshake_payload",
+        "message2",
+        &[&[0u8][..], &message2].concat(),
+    );
     let message3 = wire::encode_message3(&key);
-    write("handshake_payload", "message3", &[&[1u8][..], &message3].concat());
+    write(
+        "handshake_payload",
+        "message3",
+        &[&[1u8][..], &message3].concat(),
+    );
+    let certificate = certificate_blob("valid");
+    let message3 = wire::encode_message3_with_certificate(&key, Some(&certificate));
+    write(
+        "handshake_payload",
+        "message3_certificate",
+        &[&[1u8][..], &message3].concat(),
+    );
+}
+
+/// The blob of the ssh-keygen fixture `keys/certs/NAME-cert.pub`.
+fn certificate_blob(name: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let path = std::path::Path::new("..")
+        .join("keys/certs")
+        .join(format!("{name}-cert.pub"));
+    let line = std::fs::read_to_string(path).unwrap();
+    base64::engine::general_purpose::STANDARD
+        .decode(line.split_whitespace().nth(1).unwrap())
+        .unwrap()
 }
 
 fn main() {
@@ -121,6 +154,15 @@ fn main() {
     }
     write("record_decoder", "requests", &records);
     v2_seeds(&write);
+    for name in [
+        "valid",
+        "source_networks",
+        "unknown_critical",
+        "host",
+        "host_critical",
+    ] {
+        write("certificate", name, &certificate_blob(name));
+    }
     // PROXY protocol headers as HAProxy sends them: v1 lines, v2 for a TCP client
     // (with a TLV), and v2 LOCAL (its health checks), each with handshake bytes behind.
     use noise_echo::server::proxy_protocol::encode_v2;
@@ -128,8 +170,16 @@ fn main() {
         "127.0.0.5:40000".parse().unwrap(),
         "127.0.0.1:1234".parse().unwrap(),
     );
-    write("proxy_header", "v1_tcp4", b"PROXY TCP4 127.0.0.5 127.0.0.1 40000 1234\r\n\0\x20");
-    write("proxy_header", "v1_tcp6", b"PROXY TCP6 2001:db8::5 ::1 40000 1234\r\n");
+    write(
+        "proxy_header",
+        "v1_tcp4",
+        b"PROXY TCP4 127.0.0.5 127.0.0.1 40000 1234\r\n\0\x20",
+    );
+    write(
+        "proxy_header",
+        "v1_tcp6",
+        b"PROXY TCP6 2001:db8::5 ::1 40000 1234\r\n",
+    );
     write("proxy_header", "v1_unknown", b"PROXY UNKNOWN\r\n");
     let mut v2 = encode_v2(Some((client, server)));
     write("proxy_header", "v2_tcp4", &v2);

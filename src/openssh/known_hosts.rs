@@ -9,7 +9,10 @@
 //! The file is often shared with ssh, so:
 //! - keys of other types are ignored (an RSA key listed for ssh's sake does not make
 //!   an Ed25519 key "changed"); they are noted in [`KnownHosts::ignored`];
-//! - `@revoked` is honoured, and `@cert-authority` is skipped with a warning;
+//! - `@revoked` is honoured (for host keys and for CA keys), and
+//!   `@cert-authority PATTERNS KEY` lines trust the host certificates their Ed25519
+//!   CA key signs for those hosts ([`HostCertAuthority`], [`KnownHosts::verify_host`]
+//!   in the `host_certificate` submodule);
 //! - malformed lines are skipped with a warning naming `path:line`, and the rest of
 //!   the file still counts.
 //!
@@ -28,6 +31,9 @@ use crate::openssh::authorized_keys::append_line;
 pub use crate::openssh::authorized_keys::Diagnostic;
 use crate::openssh::lexer::{is_known_key_type, line_text, numbered_lines, split_field, LineText};
 use crate::openssh::pattern::match_hostname;
+
+mod host_certificate;
+pub use host_certificate::{HostCertificateRefusal, HostTrustedBy, HostVerdict};
 
 /// Length of the salt, and of the HMAC-SHA1, in a hashed host name. OpenSSH refuses
 /// other salt lengths.
@@ -96,6 +102,20 @@ pub struct KnownHost {
     pub comment: String,
 }
 
+/// A `@cert-authority PATTERNS ssh-ed25519 KEY` line: the CA whose host certificates
+/// are trusted for the hosts the patterns match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCertAuthority {
+    /// The 1-based line number.
+    pub line: usize,
+    /// The hosts the CA may certify.
+    pub hosts: HostPatterns,
+    /// The CA key (never trusted as a host key itself).
+    pub key: PublicKey,
+    /// The text after the key; empty when absent.
+    pub comment: String,
+}
+
 /// What the known_hosts file says about a host's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -132,6 +152,8 @@ pub struct KnownHosts {
     pub path: PathBuf,
     /// The Ed25519 lines (revoked or not), in file order.
     pub entries: Vec<KnownHost>,
+    /// The `@cert-authority` lines with Ed25519 CA keys, in file order.
+    pub cert_authorities: Vec<HostCertAuthority>,
     /// Lines skipped because they are malformed or unsupported, for the caller to
     /// show the user.
     pub warnings: Vec<Diagnostic>,
@@ -189,7 +211,8 @@ impl KnownHosts {
                 LineText::Text(text) => text,
             };
             match parse_line(text, number) {
-                Ok(entry) => hosts.entries.push(entry),
+                Ok(Line::Host(entry)) => hosts.entries.push(entry),
+                Ok(Line::Authority(authority)) => hosts.cert_authorities.push(authority),
                 Err(Skip::Ignored(message)) => hosts.ignored.push(diagnostic(message)),
                 Err(Skip::Warning(message)) => hosts.warnings.push(diagnostic(message)),
             }
@@ -289,23 +312,35 @@ fn text_if_only_the_comment_is_not_utf8(line: &[u8]) -> Option<String> {
         .trim_matches(blank);
     let lossy = String::from_utf8_lossy(line).trim_matches(blank).to_owned();
     let (whole, cut) = (parse_line(&lossy, 0).ok()?, parse_line(before, 0).ok()?);
-    (whole.key == cut.key && whole.hosts == cut.hosts && whole.revoked == cut.revoked)
-        .then_some(lossy)
+    let same = match (whole, cut) {
+        (Line::Host(whole), Line::Host(cut)) => {
+            whole.key == cut.key && whole.hosts == cut.hosts && whole.revoked == cut.revoked
+        }
+        (Line::Authority(whole), Line::Authority(cut)) => {
+            whole.key == cut.key && whole.hosts == cut.hosts
+        }
+        _ => false,
+    };
+    same.then_some(lossy)
 }
 
-fn parse_line(text: &str, line: usize) -> Result<KnownHost, Skip> {
+/// A usable known_hosts line.
+enum Line {
+    /// A host key, maybe `@revoked`.
+    Host(KnownHost),
+    /// A `@cert-authority` line.
+    Authority(HostCertAuthority),
+}
+
+fn parse_line(text: &str, line: usize) -> Result<Line, Skip> {
     let malformed = |reason: String| Skip::Warning(format!("malformed line skipped: {reason}"));
     let (mut field, mut rest) = split_field(text);
     let mut revoked = false;
+    let mut authority = false;
     if field.starts_with('@') {
         match field {
             "@revoked" => revoked = true,
-            "@cert-authority" => {
-                return Err(Skip::Warning(
-                    "@cert-authority line skipped: noise-echo does not support host certificates"
-                        .to_owned(),
-                ))
-            }
+            "@cert-authority" => authority = true,
             other => return Err(malformed(format!("unknown marker \"{other}\""))),
         }
         (field, rest) = split_field(rest);
@@ -318,6 +353,12 @@ fn parse_line(text: &str, line: usize) -> Result<KnownHost, Skip> {
         return Err(malformed("the key type is missing".to_owned()));
     }
     if key_type != SSH_ED25519 {
+        if authority && is_known_key_type(key_type) {
+            return Err(Skip::Warning(format!(
+                "@cert-authority line with a {key_type} CA key skipped: noise-echo trusts \
+                 ssh-ed25519 CAs only"
+            )));
+        }
         if is_known_key_type(key_type) {
             return Err(Skip::Ignored(format!(
                 "{key_type} key ignored: noise-echo only uses ssh-ed25519 keys"
@@ -332,12 +373,22 @@ fn parse_line(text: &str, line: usize) -> Result<KnownHost, Skip> {
     let key = PublicKey::from_openssh_fields(key_type, blob)
         .map_err(|error| malformed(error.to_string()))?;
     let hosts = HostPatterns::parse(field).map_err(malformed)?;
-    Ok(KnownHost {
-        line,
-        revoked,
-        hosts,
-        key,
-        comment: comment.trim_end().to_owned(),
+    let comment = comment.trim_end().to_owned();
+    Ok(if authority {
+        Line::Authority(HostCertAuthority {
+            line,
+            hosts,
+            key,
+            comment,
+        })
+    } else {
+        Line::Host(KnownHost {
+            line,
+            revoked,
+            hosts,
+            key,
+            comment,
+        })
     })
 }
 
@@ -581,21 +632,29 @@ mod tests {
     }
 
     #[test]
-    fn markers_other_than_revoked_are_skipped_with_a_warning() {
+    fn unknown_markers_are_skipped_and_cert_authority_lines_are_cas_not_keys() {
         let kh = parse(&format!(
-            "@cert-authority *.example.com {}\n@bogus alpha {}\n{}\n",
+            "@cert-authority *.example.com {} fleet ca\n@bogus alpha {}\n{}\n\
+             @cert-authority * ssh-rsa AAAAB3NzaC1yc2E=\n",
             key_text(1),
             key_text(1),
             format_args!("alpha {}", key_text(2))
         ));
         assert_eq!(kh.entries.len(), 1);
+        assert_eq!(kh.cert_authorities.len(), 1);
+        let authority = &kh.cert_authorities[0];
+        assert_eq!(
+            (authority.line, authority.key, authority.comment.as_str()),
+            (1, key(1), "fleet ca")
+        );
         assert_eq!(kh.warnings.len(), 2);
         assert!(kh.warnings[0]
             .to_string()
-            .starts_with("/home/u/kh:1: @cert-authority"));
+            .starts_with("/home/u/kh:2: malformed"));
         assert!(kh.warnings[1]
             .to_string()
-            .starts_with("/home/u/kh:2: malformed"));
+            .starts_with("/home/u/kh:4: @cert-authority line with a ssh-rsa CA key skipped"));
+        // A CA key is not a host key.
         assert_eq!(kh.check("x.example.com", 22, &key(1)), HostStatus::Unknown);
     }
 

@@ -204,6 +204,9 @@ pub enum PayloadProblem {
     },
     /// v2: a rekey policy with a limit of 0.
     ZeroRekeyLimit,
+    /// v2: an openssh_certificate field that is no Ed25519 certificate of the key
+    /// the peer proved (its trust is the caller's policy, not this check).
+    Certificate(crate::wire::payload::CertificateProblem),
 }
 
 impl fmt::Display for PayloadProblem {
@@ -249,6 +252,7 @@ impl fmt::Display for PayloadProblem {
                 "field {field:#06x} is {len} bytes instead of {expected}"
             ),
             Self::ZeroRekeyLimit => f.write_str("a rekey policy limit of 0"),
+            Self::Certificate(problem) => write!(f, "{problem}"),
         }
     }
 }

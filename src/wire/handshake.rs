@@ -22,7 +22,11 @@
 //! each payload exactly the 32-byte Ed25519 key. v2 ([`Initiator::start_v2`],
 //! [`Responder::new_v2`]): the offer's bytes as prologue, the offered suite, and
 //! payloads of fields ([`payload`](crate::wire::payload)) carrying the key and, in
-//! message 2, the server's parameters.
+//! message 2, the server's parameters. A v2 side whose [`LocalIdentity`] has a
+//! certificate ([`LocalIdentity::with_certificate`]) sends it too; a received one is
+//! checked to be an Ed25519 certificate of the key the handshake proved
+//! ([`payload::certificate_for`]) and exposed for the caller's policy
+//! ([`ExpectApproval::server_certificate`], [`Established::peer_certificate`]).
 //!
 //! Every received message's size is checked against its version's bounds before it
 //! is processed, and every key must be an Ed25519 key whose Montgomery form is the
@@ -41,10 +45,11 @@ use snow::HandshakeState;
 pub use crate::wire::established::Established;
 
 use crate::identity::{Identity, NoiseKeypair, PublicKey, PublicKeyError};
+use crate::openssh::certificate::{Certificate, CertificateError};
 use crate::wire::dh::{StaticKey, X25519};
 use crate::wire::error::{Bug, PayloadProblem, Refusal, Result, Violation, WireError};
 use crate::wire::negotiation::{Offer, ProtocolVersion};
-use crate::wire::payload::{self, ServerParams, MAX_V2_PAYLOAD};
+use crate::wire::payload::{self, ServerParams, MAX_CERTIFICATE_FIELD, MAX_V2_PAYLOAD};
 use crate::wire::record::Role;
 use crate::wire::suite::Suite;
 
@@ -97,6 +102,9 @@ pub struct LocalIdentity {
     /// The parsed Noise protocols, one per suite in [`Suite::ALL`] order, so a
     /// handshake clones instead of parsing.
     params: [NoiseParams; 2],
+    /// An OpenSSH certificate blob for `public_key`, sent in v2's message 2 or 3.
+    /// Shared: a server's connections all send the same one.
+    certificate: Option<Arc<[u8]>>,
 }
 
 impl LocalIdentity {
@@ -115,6 +123,7 @@ impl LocalIdentity {
             x25519: StaticKey::new(&noise, implementation),
             noise,
             params: Suite::ALL.map(noise_params),
+            certificate: None,
         }
     }
 
@@ -283,6 +292,7 @@ impl Initiator {
         let next = ExpectMessage2 {
             state: Box::new(state),
             client_key: local.public_key,
+            client_certificate: local.certificate.clone(),
             mode,
         };
         Ok((next, message))
@@ -293,6 +303,8 @@ impl Initiator {
 pub struct ExpectMessage2 {
     state: Box<HandshakeState>,
     client_key: PublicKey,
+    /// Sent in a v2 message 3.
+    client_certificate: Option<Arc<[u8]>>,
     mode: Mode,
 }
 
@@ -308,6 +320,7 @@ impl ExpectMessage2 {
     pub fn read(mut self, message: &[u8]) -> Result<ExpectApproval> {
         // <- e, ee, s, es
         let mut mode = self.mode;
+        let mut server_certificate = None;
         let server_key = match mode.version {
             ProtocolVersion::V1 => {
                 check_size(2, MSG2_LEN, message)?;
@@ -326,13 +339,17 @@ impl ExpectMessage2 {
                     }
                 })?;
                 mode.params = Some(fields.params);
-                validate_payload(2, &fields.identity, self.state.get_remote_static())?
+                let key = validate_payload(2, &fields.identity, self.state.get_remote_static())?;
+                server_certificate = peer_certificate(2, fields.certificate, &key)?;
+                key
             }
         };
         Ok(ExpectApproval {
             state: self.state,
             server_key,
+            server_certificate,
             client_key: self.client_key,
+            client_certificate: self.client_certificate,
             mode,
         })
     }
@@ -351,7 +368,10 @@ impl fmt::Debug for ExpectMessage2 {
 pub struct ExpectApproval {
     state: Box<HandshakeState>,
     server_key: PublicKey,
+    /// The server's host certificate (v2), checked to certify `server_key`.
+    server_certificate: Option<Box<Certificate>>,
     client_key: PublicKey,
+    client_certificate: Option<Arc<[u8]>>,
     mode: Mode,
 }
 
@@ -364,6 +384,14 @@ impl ExpectApproval {
     /// The parameters the server sent (v2; `None` in v1), authenticated by its key.
     pub fn server_params(&self) -> Option<&ServerParams> {
         self.mode.params.as_ref()
+    }
+
+    /// The host certificate the server sent (v2; never in v1): an Ed25519
+    /// certificate of [`server_key`](Self::server_key) whose CA signature verifies.
+    /// Whether its CA is trusted for the host, its type, principals and validity are
+    /// the caller's checks (`KnownHosts::verify_host`).
+    pub fn server_certificate(&self) -> Option<&Certificate> {
+        self.server_certificate.as_deref()
     }
 
     /// The protocol version this handshake runs.
@@ -388,12 +416,16 @@ impl ExpectApproval {
                 write_noise_message(&mut self.state, 3, self.client_key.as_bytes(), MSG3_LEN)?
             }
             ProtocolVersion::V2 => {
-                let payload = payload::encode_message3(self.client_key.as_bytes());
+                let payload = payload::encode_message3_with_certificate(
+                    self.client_key.as_bytes(),
+                    self.client_certificate.as_deref(),
+                );
                 write_noise_message(&mut self.state, 3, &payload, MSG3_OVERHEAD + payload.len())?
             }
         };
-        let established =
+        let mut established =
             Established::finish(*self.state, self.server_key, Role::Client, self.mode)?;
+        established.peer_certificate = self.server_certificate;
         Ok((message, established))
     }
 
@@ -510,6 +542,7 @@ impl Responder {
         Ok(ExpectMessage1 {
             state: Box::new(state),
             server_key: local.public_key,
+            server_certificate: local.certificate.clone(),
             mode,
         })
     }
@@ -522,6 +555,8 @@ pub struct ExpectMessage1 {
     /// awaits) was 3.8 KiB instead of 0.45 KiB, for every handshake in progress.
     state: Box<HandshakeState>,
     server_key: PublicKey,
+    /// Sent in a v2 message 2.
+    server_certificate: Option<Arc<[u8]>>,
     mode: Mode,
 }
 
@@ -541,7 +576,11 @@ impl ExpectMessage1 {
         let reply = match self.mode.params {
             None => write_noise_message(&mut self.state, 2, self.server_key.as_bytes(), MSG2_LEN)?,
             Some(params) => {
-                let payload = payload::encode_message2(self.server_key.as_bytes(), &params);
+                let payload = payload::encode_message2_with_certificate(
+                    self.server_key.as_bytes(),
+                    &params,
+                    self.server_certificate.as_deref(),
+                );
                 write_noise_message(&mut self.state, 2, &payload, MSG2_OVERHEAD + payload.len())?
             }
         };
@@ -575,6 +614,7 @@ impl ExpectMessage3 {
     /// [`WireError::Internal`] on a Noise library failure.
     pub fn read(mut self, message: &[u8]) -> Result<Established> {
         // -> s, se
+        let mut client_certificate = None;
         let client_key = match self.mode.version {
             ProtocolVersion::V1 => {
                 check_size(3, MSG3_LEN, message)?;
@@ -586,16 +626,22 @@ impl ExpectMessage3 {
                 check_range(3, MSG3_V2_MIN, MSG3_V2_MAX, message)?;
                 let mut payload = vec![0u8; message.len()];
                 let len = read_noise_message(&mut self.state, 3, message, &mut payload)?;
-                let identity = payload::decode_message3(&payload[..len]).map_err(|problem| {
-                    Violation::BadHandshakePayload {
-                        message: 3,
-                        problem,
-                    }
-                })?;
-                validate_payload(3, &identity, self.state.get_remote_static())?
+                let fields =
+                    payload::decode_message3_fields(&payload[..len]).map_err(|problem| {
+                        Violation::BadHandshakePayload {
+                            message: 3,
+                            problem,
+                        }
+                    })?;
+                let key = validate_payload(3, &fields.identity, self.state.get_remote_static())?;
+                client_certificate = peer_certificate(3, fields.certificate, &key)?;
+                key
             }
         };
-        Established::finish(*self.state, client_key, Role::Server, self.mode)
+        let mut established =
+            Established::finish(*self.state, client_key, Role::Server, self.mode)?;
+        established.peer_certificate = client_certificate;
+        Ok(established)
     }
 }
 
@@ -676,25 +722,8 @@ fn read_noise_message(
         })
 }
 
-/// Checks a handshake payload (wire-v1 section 3): exactly 32 bytes, a valid Ed25519
-/// key, whose Montgomery form is the static key the peer used in this handshake.
-fn validate_payload(
-    message: u8,
-    payload: &[u8],
-    remote_static: Option<&[u8]>,
-) -> Result<PublicKey, Violation> {
-    let bad = |problem| Violation::BadHandshakePayload { message, problem };
-    let (key, x25519) =
-        PublicKey::from_bytes_with_x25519(payload).map_err(|error| match error {
-            PublicKeyError::WrongLength(len) => bad(PayloadProblem::WrongLength(len)),
-            _ => bad(PayloadProblem::InvalidPoint),
-        })?;
-    // Both values are public, so a variable-time comparison leaks nothing.
-    if remote_static != Some(&x25519[..]) {
-        return Err(bad(PayloadProblem::StaticKeyMismatch));
-    }
-    Ok(key)
-}
+mod payload_checks;
+use payload_checks::{peer_certificate, validate_payload};
 
 #[cfg(test)]
 pub(crate) mod tests {

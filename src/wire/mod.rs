@@ -112,9 +112,12 @@ pub use negotiation::{
     MAX_ANSWER_LEN, MAX_NAME_LEN, MAX_OFFER_LEN,
 };
 pub use payload::{
-    decode_message2, decode_message3, encode_message2, encode_message3, wire_rekey_policy,
-    Message2Payload, ServerParams, CRITICAL, FIELD_IDENTITY_ED25519, FIELD_MAX_REQUEST,
-    FIELD_REKEY_POLICY, MAX_V2_PAYLOAD, MIN_MESSAGE2_PAYLOAD, MIN_MESSAGE3_PAYLOAD,
+    certificate_for, decode_message2, decode_message3, decode_message3_fields, encode_message2,
+    encode_message2_with_certificate, encode_message3, encode_message3_with_certificate,
+    wire_rekey_policy, CertificateProblem, Message2Payload, Message3Payload, ServerParams,
+    CRITICAL, FIELD_IDENTITY_ED25519, FIELD_MAX_REQUEST, FIELD_OPENSSH_CERTIFICATE,
+    FIELD_REKEY_POLICY, MAX_CERTIFICATE_FIELD, MAX_V2_PAYLOAD, MIN_MESSAGE2_PAYLOAD,
+    MIN_MESSAGE3_PAYLOAD,
 };
 pub use record::{
     encode_record, response_limit, RecordDecoder, RecordEvent, RecordHeader, RecordType, Role,

@@ -6,9 +6,17 @@
 //! field aborts, and skips an unknown non-critical one. Decoding checks every length
 //! against what remains before it reads (or allocates) anything, and the whole
 //! payload against [`MAX_V2_PAYLOAD`] first.
+//!
+//! The optional openssh_certificate field ([`FIELD_OPENSSH_CERTIFICATE`]) carries an
+//! OpenSSH certificate blob; [`certificate_for`] is the handshake's check of it (it
+//! parses, it is Ed25519, it certifies the key the handshake authenticated). Whether
+//! its CA is trusted is the caller's policy (authorized_keys, known_hosts).
 
+use std::fmt;
 use std::time::Duration;
 
+use crate::identity::PublicKey;
+use crate::openssh::certificate::{Certificate, CertificateError};
 use crate::wire::error::PayloadProblem;
 use crate::wire::rekey::RekeyPolicy;
 
@@ -21,6 +29,11 @@ pub const FIELD_IDENTITY_ED25519: u16 = 0x8001;
 pub const FIELD_MAX_REQUEST: u16 = 0x0002;
 /// Field type of the server's rekey policy (message 2).
 pub const FIELD_REKEY_POLICY: u16 = 0x0003;
+
+/// Field type of an OpenSSH certificate for the sender's key (messages 2 and 3;
+/// optional, not critical): a receiver that does not check certificates skips it
+/// and judges the key alone, as sshd falls back from a certificate to the plain key.
+pub const FIELD_OPENSSH_CERTIFICATE: u16 = 0x0004;
 
 /// Bit 15 of a field type: a receiver that does not know the field must abort.
 pub const CRITICAL: u16 = 0x8000;
@@ -37,6 +50,64 @@ pub const MIN_MESSAGE2_PAYLOAD: usize =
 /// The smallest message 3 payload: the identity field.
 pub const MIN_MESSAGE3_PAYLOAD: usize = FIELD_HEADER_LEN + IDENTITY_LEN;
 
+/// The largest certificate blob a handshake carries: what fits in message 2 beside
+/// its required fields (message 3 has 20 bytes more room; one bound serves both, so
+/// an identity's certificate fits whichever side it plays). An Ed25519 certificate
+/// is about 300 bytes plus its principals and options.
+pub const MAX_CERTIFICATE_FIELD: usize = MAX_V2_PAYLOAD - MIN_MESSAGE2_PAYLOAD - FIELD_HEADER_LEN;
+
+/// What is wrong with a peer's openssh_certificate field, at the handshake level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertificateProblem {
+    /// Not a well-formed certificate blob (or an empty field).
+    Malformed,
+    /// A certificate of another key type than `ssh-ed25519-cert-v01@openssh.com`.
+    NotEd25519,
+    /// Signed by a CA key that is not Ed25519.
+    CaNotEd25519,
+    /// The CA's signature does not verify over the certificate.
+    BadSignature,
+    /// It certifies another key than the one the peer proved it holds.
+    KeyMismatch,
+}
+
+impl fmt::Display for CertificateProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Malformed => "a malformed OpenSSH certificate",
+            Self::NotEd25519 => "a certificate that is not ssh-ed25519-cert-v01@openssh.com",
+            Self::CaNotEd25519 => "a certificate signed by a CA key that is not Ed25519",
+            Self::BadSignature => "a certificate whose CA signature does not verify",
+            Self::KeyMismatch => "a certificate for another key than the one the peer proved",
+        })
+    }
+}
+
+/// The handshake's check of a received certificate blob: it decodes (its CA
+/// signature verifies), it is an Ed25519 certificate, and it certifies
+/// `authenticated`, the key the handshake proved the peer holds.
+///
+/// # Errors
+/// [`PayloadProblem::Certificate`] naming the [`CertificateProblem`].
+pub fn certificate_for(
+    blob: &[u8],
+    authenticated: &PublicKey,
+) -> Result<Certificate, PayloadProblem> {
+    let certificate = Certificate::from_blob(blob).map_err(|error| {
+        PayloadProblem::Certificate(match error {
+            CertificateError::UnsupportedType(_) => CertificateProblem::NotEd25519,
+            CertificateError::UnsupportedCa(_) => CertificateProblem::CaNotEd25519,
+            CertificateError::BadSignature => CertificateProblem::BadSignature,
+            _ => CertificateProblem::Malformed,
+        })
+    })?;
+    if certificate.key != *authenticated {
+        return Err(PayloadProblem::Certificate(CertificateProblem::KeyMismatch));
+    }
+    Ok(certificate)
+}
+
 /// What a v2 server tells the client in message 2, authenticated by the handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerParams {
@@ -49,11 +120,22 @@ pub struct ServerParams {
 
 /// The fields of a message 2 payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Message2Payload {
+pub struct Message2Payload<'a> {
     /// The server's Ed25519 public key, as sent (the handshake validates it).
     pub identity: [u8; IDENTITY_LEN],
     /// The server's parameters.
     pub params: ServerParams,
+    /// The server's host certificate blob, if it sent one (not yet checked).
+    pub certificate: Option<&'a [u8]>,
+}
+
+/// The fields of a message 3 payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Message3Payload<'a> {
+    /// The client's Ed25519 public key, as sent (the handshake validates it).
+    pub identity: [u8; IDENTITY_LEN],
+    /// The client's user certificate blob, if it sent one (not yet checked).
+    pub certificate: Option<&'a [u8]>,
 }
 
 /// The rekey policy as the wire carries it: whole seconds (at least 1, at most
@@ -73,8 +155,19 @@ fn push_field(out: &mut Vec<u8>, field: u16, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-/// Encodes a message 2 payload, fields in table order.
+/// Encodes a message 2 payload without a certificate, fields in table order.
 pub fn encode_message2(identity: &[u8; IDENTITY_LEN], params: &ServerParams) -> Vec<u8> {
+    encode_message2_with_certificate(identity, params, None)
+}
+
+/// Encodes a message 2 payload, fields in table order, with the server's host
+/// certificate blob last when there is one. The caller keeps the blob within
+/// [`MAX_CERTIFICATE_FIELD`] (`LocalIdentity::with_certificate` checks it).
+pub fn encode_message2_with_certificate(
+    identity: &[u8; IDENTITY_LEN],
+    params: &ServerParams,
+    certificate: Option<&[u8]>,
+) -> Vec<u8> {
     let rekey = wire_rekey_policy(params.rekey);
     let mut policy = [0u8; REKEY_POLICY_LEN];
     policy[..8].copy_from_slice(&rekey.max_messages.to_be_bytes());
@@ -82,7 +175,8 @@ pub fn encode_message2(identity: &[u8; IDENTITY_LEN], params: &ServerParams) -> 
     // Clamped to u32 by wire_rekey_policy.
     let seconds = rekey.max_interval.as_secs() as u32;
     policy[16..].copy_from_slice(&seconds.to_be_bytes());
-    let mut out = Vec::with_capacity(MIN_MESSAGE2_PAYLOAD);
+    let extra = certificate.map_or(0, |blob| FIELD_HEADER_LEN + blob.len());
+    let mut out = Vec::with_capacity(MIN_MESSAGE2_PAYLOAD + extra);
     push_field(&mut out, FIELD_IDENTITY_ED25519, identity);
     push_field(
         &mut out,
@@ -90,32 +184,50 @@ pub fn encode_message2(identity: &[u8; IDENTITY_LEN], params: &ServerParams) -> 
         &params.max_request.to_be_bytes(),
     );
     push_field(&mut out, FIELD_REKEY_POLICY, &policy);
+    if let Some(blob) = certificate {
+        push_field(&mut out, FIELD_OPENSSH_CERTIFICATE, blob);
+    }
     out
 }
 
-/// Encodes a message 3 payload.
+/// Encodes a message 3 payload without a certificate.
 pub fn encode_message3(identity: &[u8; IDENTITY_LEN]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MIN_MESSAGE3_PAYLOAD);
+    encode_message3_with_certificate(identity, None)
+}
+
+/// Encodes a message 3 payload, with the client's user certificate blob after the
+/// identity when there is one (within [`MAX_CERTIFICATE_FIELD`], as for message 2).
+pub fn encode_message3_with_certificate(
+    identity: &[u8; IDENTITY_LEN],
+    certificate: Option<&[u8]>,
+) -> Vec<u8> {
+    let extra = certificate.map_or(0, |blob| FIELD_HEADER_LEN + blob.len());
+    let mut out = Vec::with_capacity(MIN_MESSAGE3_PAYLOAD + extra);
     push_field(&mut out, FIELD_IDENTITY_ED25519, identity);
+    if let Some(blob) = certificate {
+        push_field(&mut out, FIELD_OPENSSH_CERTIFICATE, blob);
+    }
     out
 }
 
-/// Walks the fields of `payload`, calling `known` for each type of `allowed` and
-/// checking the rest: duplicates, overruns, unknown critical fields, and known
-/// fields of the other message are refused.
-fn walk(
-    payload: &[u8],
-    allowed: &[u16],
-    mut known: impl FnMut(u16, &[u8]) -> Result<(), PayloadProblem>,
+/// Walks the fields of `payload`, calling `known` for each type of `required` and
+/// `optional` and checking the rest: duplicates, overruns, unknown critical fields,
+/// known fields of the other message, and missing required fields are refused.
+fn walk<'a>(
+    payload: &'a [u8],
+    required: &[u16],
+    optional: &[u16],
+    mut known: impl FnMut(u16, &'a [u8]) -> Result<(), PayloadProblem>,
 ) -> Result<(), PayloadProblem> {
     if payload.len() > MAX_V2_PAYLOAD {
         return Err(PayloadProblem::TooLong(payload.len()));
     }
     // Every known type, whichever message it belongs to.
-    const ALL_KNOWN: [u16; 3] = [
+    const ALL_KNOWN: [u16; 4] = [
         FIELD_IDENTITY_ED25519,
         FIELD_MAX_REQUEST,
         FIELD_REKEY_POLICY,
+        FIELD_OPENSSH_CERTIFICATE,
     ];
     let mut seen: Vec<u16> = Vec::new();
     let mut rest = payload;
@@ -142,7 +254,7 @@ fn walk(
         }
         // At most MAX_V2_PAYLOAD / 4 entries, and usually 1 to 3.
         seen.push(field);
-        if allowed.contains(&field) {
+        if required.contains(&field) || optional.contains(&field) {
             known(field, value)?;
         } else if ALL_KNOWN.contains(&field) {
             return Err(PayloadProblem::FieldInWrongMessage(field));
@@ -150,7 +262,7 @@ fn walk(
             return Err(PayloadProblem::UnknownCriticalField(field));
         }
     }
-    if let Some(&missing) = allowed.iter().find(|field| !seen.contains(field)) {
+    if let Some(&missing) = required.iter().find(|field| !seen.contains(field)) {
         return Err(PayloadProblem::MissingField(missing));
     }
     Ok(())
@@ -169,11 +281,13 @@ fn fixed<const N: usize>(field: u16, value: &[u8]) -> Result<[u8; N], PayloadPro
 /// # Errors
 /// [`PayloadProblem`] for a payload over [`MAX_V2_PAYLOAD`], a field running past
 /// the payload, a duplicate, a known field of message 3 only, an unknown critical
-/// field, a missing required field, a field of the wrong size, or a rekey limit of 0.
-pub fn decode_message2(payload: &[u8]) -> Result<Message2Payload, PayloadProblem> {
+/// field, a missing required field, a field of the wrong size (an empty certificate
+/// among them), or a rekey limit of 0.
+pub fn decode_message2(payload: &[u8]) -> Result<Message2Payload<'_>, PayloadProblem> {
     let mut identity = [0; IDENTITY_LEN];
     let mut max_request = 0;
     let mut rekey = RekeyPolicy::DEFAULT;
+    let mut certificate = None;
     walk(
         payload,
         &[
@@ -181,10 +295,12 @@ pub fn decode_message2(payload: &[u8]) -> Result<Message2Payload, PayloadProblem
             FIELD_MAX_REQUEST,
             FIELD_REKEY_POLICY,
         ],
+        &[FIELD_OPENSSH_CERTIFICATE],
         |field, value| {
             match field {
                 FIELD_IDENTITY_ED25519 => identity = fixed(field, value)?,
                 FIELD_MAX_REQUEST => max_request = u32::from_be_bytes(fixed(field, value)?),
+                FIELD_OPENSSH_CERTIFICATE => certificate = Some(certificate_value(value)?),
                 _ => rekey = decode_rekey(fixed(field, value)?)?,
             }
             Ok(())
@@ -193,7 +309,17 @@ pub fn decode_message2(payload: &[u8]) -> Result<Message2Payload, PayloadProblem
     Ok(Message2Payload {
         identity,
         params: ServerParams { max_request, rekey },
+        certificate,
     })
+}
+
+/// The openssh_certificate field's value: any non-empty bytes (the handshake
+/// decodes them with [`certificate_for`]).
+fn certificate_value(value: &[u8]) -> Result<&[u8], PayloadProblem> {
+    if value.is_empty() {
+        return Err(PayloadProblem::Certificate(CertificateProblem::Malformed));
+    }
+    Ok(value)
 }
 
 fn decode_rekey(value: [u8; REKEY_POLICY_LEN]) -> Result<RekeyPolicy, PayloadProblem> {
@@ -214,17 +340,39 @@ fn decode_rekey(value: [u8; REKEY_POLICY_LEN]) -> Result<RekeyPolicy, PayloadPro
     })
 }
 
-/// Decodes a message 3 payload: the client's Ed25519 key, as sent.
+/// Decodes a message 3 payload: the client's Ed25519 key, as sent (a certificate,
+/// if any, is checked and dropped; [`decode_message3_fields`] keeps it).
 ///
 /// # Errors
 /// As [`decode_message2`], for message 3's one required field.
 pub fn decode_message3(payload: &[u8]) -> Result<[u8; IDENTITY_LEN], PayloadProblem> {
+    decode_message3_fields(payload).map(|fields| fields.identity)
+}
+
+/// Decodes a message 3 payload: the client's Ed25519 key and its certificate blob,
+/// if it sent one.
+///
+/// # Errors
+/// As [`decode_message2`], for message 3's fields.
+pub fn decode_message3_fields(payload: &[u8]) -> Result<Message3Payload<'_>, PayloadProblem> {
     let mut identity = [0; IDENTITY_LEN];
-    walk(payload, &[FIELD_IDENTITY_ED25519], |field, value| {
-        identity = fixed(field, value)?;
-        Ok(())
-    })?;
-    Ok(identity)
+    let mut certificate = None;
+    walk(
+        payload,
+        &[FIELD_IDENTITY_ED25519],
+        &[FIELD_OPENSSH_CERTIFICATE],
+        |field, value| {
+            match field {
+                FIELD_IDENTITY_ED25519 => identity = fixed(field, value)?,
+                _ => certificate = Some(certificate_value(value)?),
+            }
+            Ok(())
+        },
+    )?;
+    Ok(Message3Payload {
+        identity,
+        certificate,
+    })
 }
 
 #[cfg(test)]

@@ -50,7 +50,9 @@ mod options;
 
 pub use edit::{append_key, append_line, remove_key, remove_keys, RemovedLine};
 
-pub use cert_authority::CertAuthority;
+pub use cert_authority::{
+    CertAuthority, CertificateAdmission, CertificateDenial, ClientAdmission, ClientDenial,
+};
 pub(crate) use expiry::civil_from_days;
 pub use expiry::Expiry;
 pub use options::UnsupportedOption;

@@ -151,6 +151,22 @@ pub enum CertificateError {
     /// The `cert-authority` line's own `from=` or `expiry-time=` refuses it.
     #[error(transparent)]
     Line(Denial),
+    /// A host certificate whose principals do not name the host connected to.
+    #[error("host certificate is not valid for {host} (its principals: {})", .principals.join(","))]
+    HostNotCertified {
+        /// The name the client connected to.
+        host: String,
+        /// The certificate's principals.
+        principals: Vec<String>,
+    },
+    /// Too long to travel in a protocol v2 handshake payload.
+    #[error("certificate of {len} bytes is longer than the {max} bytes a handshake carries")]
+    TooLargeForHandshake {
+        /// The blob's length.
+        len: usize,
+        /// The largest that fits.
+        max: usize,
+    },
 }
 
 impl CertificateError {
@@ -485,57 +501,102 @@ pub fn check_user_certificate<'a>(
     now: SystemTime,
 ) -> Result<Accepted<'a>, CertificateError> {
     let certificate = Certificate::from_blob(blob)?;
-    if certificate.key != *authenticated {
-        return Err(CertificateError::KeyMismatch {
-            certified: certificate.key.fingerprint(),
-            authenticated: authenticated.fingerprint(),
-        });
+    let (authority, principal) =
+        certificate.check_user_against(authenticated, authorities, client_addr, now)?;
+    let principal = principal.to_owned();
+    Ok(Accepted {
+        certificate,
+        authority,
+        principal,
+    })
+}
+
+impl Certificate {
+    /// [`check_user_certificate`] for a certificate already decoded (as the handshake
+    /// does: `Established::peer_certificate`): returns the line that admitted it and
+    /// the principal it was admitted as.
+    ///
+    /// # Errors
+    /// As [`check_user_certificate`], from the key check on.
+    pub fn check_user_against<'a, 'c>(
+        &'c self,
+        authenticated: &PublicKey,
+        authorities: &'a [CertAuthority],
+        client_addr: IpAddr,
+        now: SystemTime,
+    ) -> Result<(&'a CertAuthority, &'c str), CertificateError> {
+        self.check_key(authenticated)?;
+        let mut trusting = authorities
+            .iter()
+            .filter(|authority| authority.key == self.signature_key)
+            .peekable();
+        if trusting.peek().is_none() {
+            return Err(CertificateError::UntrustedCa(
+                self.signature_key.fingerprint(),
+            ));
+        }
+        self.check_user_terms(client_addr, now)?;
+        let mut first_refusal = None;
+        for authority in trusting {
+            let refusal = match authority.admitted_principal(&self.principals) {
+                None => CertificateError::PrincipalNotAllowed {
+                    principals: self.principals.clone(),
+                    line: authority.line,
+                },
+                Some(principal) => match authority.permits(client_addr, now) {
+                    Ok(()) => return Ok((authority, principal)),
+                    Err(denial) => CertificateError::Line(denial),
+                },
+            };
+            first_refusal.get_or_insert(refusal);
+        }
+        // `trusting` was not empty, so some line refused.
+        Err(first_refusal
+            .unwrap_or_else(|| CertificateError::UntrustedCa(self.signature_key.fingerprint())))
     }
-    let mut trusting = authorities
-        .iter()
-        .filter(|authority| authority.key == certificate.signature_key)
-        .peekable();
-    if trusting.peek().is_none() {
-        return Err(CertificateError::UntrustedCa(
-            certificate.signature_key.fingerprint(),
-        ));
+
+    /// The certificate certifies `authenticated`, the key the handshake proved.
+    ///
+    /// # Errors
+    /// [`CertificateError::KeyMismatch`].
+    pub fn check_key(&self, authenticated: &PublicKey) -> Result<(), CertificateError> {
+        if self.key != *authenticated {
+            return Err(CertificateError::KeyMismatch {
+                certified: self.key.fingerprint(),
+                authenticated: authenticated.fingerprint(),
+            });
+        }
+        Ok(())
     }
-    if certificate.cert_type != CertType::User {
-        return Err(CertificateError::WrongType {
-            expected: CertType::User,
-            found: certificate.cert_type,
-        });
+
+    /// What a user certificate must satisfy whichever CA list trusts it, in sshd's
+    /// order: the type is user, the validity window holds at `now` (with
+    /// [`CLOCK_SKEW`]), the critical options admit `client_addr`, and it names
+    /// principals.
+    ///
+    /// # Errors
+    /// [`CertificateError::WrongType`], [`CertificateError::NotYetValid`],
+    /// [`CertificateError::Expired`], the errors of
+    /// [`check_critical_options`](Self::check_critical_options),
+    /// [`CertificateError::NoPrincipals`].
+    pub fn check_user_terms(
+        &self,
+        client_addr: IpAddr,
+        now: SystemTime,
+    ) -> Result<(), CertificateError> {
+        if self.cert_type != CertType::User {
+            return Err(CertificateError::WrongType {
+                expected: CertType::User,
+                found: self.cert_type,
+            });
+        }
+        self.check_validity(now)?;
+        self.check_critical_options(client_addr)?;
+        if self.principals.is_empty() {
+            return Err(CertificateError::NoPrincipals);
+        }
+        Ok(())
     }
-    certificate.check_validity(now)?;
-    certificate.check_critical_options(client_addr)?;
-    if certificate.principals.is_empty() {
-        return Err(CertificateError::NoPrincipals);
-    }
-    let mut first_refusal = None;
-    for authority in trusting {
-        let refusal = match authority.admitted_principal(&certificate.principals) {
-            None => CertificateError::PrincipalNotAllowed {
-                principals: certificate.principals.clone(),
-                line: authority.line,
-            },
-            Some(principal) => match authority.permits(client_addr, now) {
-                Ok(()) => {
-                    let principal = principal.to_owned();
-                    return Ok(Accepted {
-                        certificate,
-                        authority,
-                        principal,
-                    });
-                }
-                Err(denial) => CertificateError::Line(denial),
-            },
-        };
-        first_refusal.get_or_insert(refusal);
-    }
-    // `trusting` was not empty, so some line refused.
-    Err(first_refusal.unwrap_or(CertificateError::UntrustedCa(
-        certificate.signature_key.fingerprint(),
-    )))
 }
 
 mod listing;

@@ -52,7 +52,8 @@ fn the_rekey_interval_travels_in_whole_seconds_of_at_least_one() {
     let mut odd = params();
     odd.rekey.max_interval = Duration::from_millis(1500);
     odd.rekey.max_messages = 0;
-    let decoded = decode_message2(&encode_message2(&KEY, &odd)).unwrap();
+    let encoded = encode_message2(&KEY, &odd);
+    let decoded = decode_message2(&encoded).unwrap();
     assert_eq!(decoded.params.rekey.max_interval, Duration::from_secs(1));
     assert_eq!(decoded.params.rekey.max_messages, 1);
     assert_eq!(decoded.params.rekey, wire_rekey_policy(odd.rekey));
@@ -85,11 +86,110 @@ fn unknown_fields_are_skipped_unless_critical() {
         decode_message3(&critical),
         Err(PayloadProblem::UnknownCriticalField(0x8042))
     );
-    // Issue 13's certificate is critical and unknown here yet.
+    // The certificate is 0x0004, not critical: 0x8004 is just another unknown.
     let certificate = [identity, field(0x8004, &[0; 100])].concat();
     assert_eq!(
         decode_message3(&certificate),
         Err(PayloadProblem::UnknownCriticalField(0x8004))
+    );
+}
+
+#[test]
+fn certificates_travel_in_messages_2_and_3_and_round_trip() {
+    let blob = [0x5a; 300];
+    let m2 = encode_message2_with_certificate(&KEY, &params(), Some(&blob));
+    assert_eq!(m2.len(), MIN_MESSAGE2_PAYLOAD + 4 + 300);
+    assert_eq!(&m2[MIN_MESSAGE2_PAYLOAD..][..4], &[0x00, 0x04, 0x01, 0x2c]);
+    let decoded = decode_message2(&m2).unwrap();
+    assert_eq!(decoded.certificate, Some(&blob[..]));
+    assert_eq!(decoded.identity, KEY);
+    let m3 = encode_message3_with_certificate(&KEY, Some(&blob));
+    let fields = decode_message3_fields(&m3).unwrap();
+    assert_eq!(
+        (fields.identity, fields.certificate),
+        (KEY, Some(&blob[..]))
+    );
+    assert_eq!(decode_message3(&m3), Ok(KEY));
+    // Absent: none, and the encoding is the certificate-less one.
+    assert_eq!(
+        encode_message3_with_certificate(&KEY, None),
+        encode_message3(&KEY)
+    );
+    assert_eq!(
+        decode_message3_fields(&encode_message3(&KEY))
+            .unwrap()
+            .certificate,
+        None
+    );
+    // Any order.
+    let first = [field(0x0004, &blob), field(0x8001, &KEY)].concat();
+    assert_eq!(
+        decode_message3_fields(&first).unwrap().certificate,
+        Some(&blob[..])
+    );
+}
+
+#[test]
+fn the_largest_certificate_fits_both_messages_and_the_bounds() {
+    let blob = vec![1; MAX_CERTIFICATE_FIELD];
+    let m2 = encode_message2_with_certificate(&KEY, &params(), Some(&blob));
+    assert_eq!(m2.len(), MAX_V2_PAYLOAD);
+    assert!(decode_message2(&m2).is_ok());
+    let m3 = encode_message3_with_certificate(&KEY, Some(&blob));
+    assert!(m3.len() < MAX_V2_PAYLOAD);
+    assert!(decode_message3_fields(&m3).is_ok());
+    let over = [m2, field(0x0042, &[])].concat();
+    assert_eq!(decode_message2(&over), Err(PayloadProblem::TooLong(4100)));
+}
+
+#[test]
+fn empty_or_repeated_certificates_are_refused() {
+    let identity = field(0x8001, &KEY);
+    let empty = [identity.clone(), field(0x0004, &[])].concat();
+    assert_eq!(
+        decode_message3(&empty),
+        Err(PayloadProblem::Certificate(CertificateProblem::Malformed))
+    );
+    let twice = [identity, field(0x0004, b"a"), field(0x0004, b"b")].concat();
+    assert_eq!(
+        decode_message3(&twice),
+        Err(PayloadProblem::DuplicateField(0x0004))
+    );
+}
+
+#[test]
+fn certificate_for_names_what_is_wrong() {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/keys/certs/valid-cert.pub"
+    ))
+    .unwrap();
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(text.split_whitespace().nth(1).unwrap())
+        .unwrap();
+    let certified = Certificate::from_blob(&blob).unwrap().key;
+    assert_eq!(certificate_for(&blob, &certified).unwrap().key, certified);
+    let other = crate::identity::Identity::from_seed(&[9; 32], "other").public_key();
+    let problem = |problem| Err(PayloadProblem::Certificate(problem));
+    assert_eq!(
+        certificate_for(&blob, &other),
+        problem(CertificateProblem::KeyMismatch)
+    );
+    let mut forged = blob.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(
+        certificate_for(&forged, &certified),
+        problem(CertificateProblem::BadSignature)
+    );
+    assert_eq!(
+        certificate_for(&blob[..100], &certified),
+        problem(CertificateProblem::Malformed)
+    );
+    assert_eq!(
+        certificate_for(b"\0\0\0\x0bssh-ed25519", &certified),
+        problem(CertificateProblem::NotEd25519)
     );
 }
 
