@@ -44,7 +44,7 @@ pub(super) struct Args {
     #[arg(long, value_name = "CIPHER", value_parser = super::connect::parse_cipher())]
     cipher: Option<noise_echo::wire::Suite>,
     /// The protocol version to speak: 2, or 1 (its one suite is chachapoly)
-    /// [default: 1 until serve speaks 2]
+    /// [default: 2]
     #[arg(long, value_name = "VERSION", value_parser = super::connect::parse_protocol())]
     protocol: Option<Protocol>,
     /// Speak the same records over bare TCP, without Noise (the plaintext baseline)

@@ -193,10 +193,6 @@ fn connect(home: &Path, addr: &str, extra: &[&str]) -> Command {
             &host().public_key().fingerprint().to_string(),
         ])
         .args(extra);
-    // Explicit until the default becomes 2 (after serve speaks it).
-    if !extra.contains(&"--protocol") {
-        command.args(["--protocol", "2"]);
-    }
     command
 }
 

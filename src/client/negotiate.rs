@@ -16,12 +16,10 @@ use crate::wire::{Mismatch, Offer, ProtocolVersion, Suite, UnknownVersion};
 pub enum Protocol {
     /// The newest version this client speaks: v2. A server that speaks only v1
     /// makes the connection fail with an error naming `--protocol 1`; there is no
-    /// silent fallback, which a man in the middle could trigger.
+    /// silent fallback, which a man in the middle could trigger. The default.
+    #[default]
     Auto,
     /// Protocol v1: the one suite (ChaChaPoly), no offer, no server parameters.
-    /// The default (`Protocol::default()`) until `serve` speaks v2: then it
-    /// becomes [`Protocol::Auto`], by moving this attribute.
-    #[default]
     V1,
     /// Protocol v2.
     V2,

@@ -101,7 +101,7 @@ pub(super) struct Args {
     cipher: Option<Suite>,
     /// The protocol version: 2, or 1 for a server that speaks only version 1. Never
     /// chosen for you: a v2 connection to a v1-only server fails, naming this flag
-    /// [default: 1 until serve speaks 2, or the config file's Protocol]
+    /// [default: 2, or the config file's Protocol]
     #[arg(long, value_name = "VERSION", value_parser = parse_protocol())]
     protocol: Option<Protocol>,
 }
