@@ -42,8 +42,17 @@ async fn requests_are_answered_with_full_unicode_uppercase() {
 async fn a_request_of_exactly_the_limit_is_answered_and_one_byte_more_is_refused_then_closed() {
     let client = Identity::generate("client");
     let server = TestServer::start(&[&client]).await;
-    let mut connection = server.connect(&client).await;
+    // A v2 client knows the limit and refuses to send one byte more itself.
     let limit = wire::DEFAULT_REQUEST_LIMIT as usize;
+    let mut connection = server.connect(&client).await;
+    assert_eq!(connection.max_request(), Some(limit as u32));
+    let refused = connection.request(&vec![b'x'; limit + 1]).await;
+    assert!(
+        matches!(refused, Err(client::ClientError::RequestTooLarge { len, limit: l }) if len == limit + 1 && l as usize == limit),
+        "{refused:?}"
+    );
+    // The server enforces it on a client that does not know it (v1).
+    let mut connection = server.connect_v1(&client).await;
     let body: Vec<u8> = (0..limit).map(|index| b'a' + (index % 26) as u8).collect();
     let reply = connection.request(&body).await.unwrap();
     assert_eq!(reply, Reply::Response(body.to_ascii_uppercase()));
@@ -83,7 +92,8 @@ async fn a_request_of_exactly_the_limit_is_answered_and_one_byte_more_is_refused
 async fn the_limit_is_configurable() {
     let client = Identity::generate("client");
     let server = TestServer::start_with(&[&client], |config| config.max_request = 10).await;
-    let mut connection = server.connect(&client).await;
+    assert_eq!(server.connect(&client).await.max_request(), Some(10));
+    let mut connection = server.connect_v1(&client).await;
     assert_eq!(
         connection.request(b"0123456789").await.unwrap(),
         Reply::Response(b"0123456789".to_vec())
@@ -472,6 +482,8 @@ async fn an_unknown_host_is_refused_without_a_prompt_and_never_learns_the_client
     let known_hosts = dir.path().join("known_hosts");
     let config =
         client::ClientConfig::known_hosts(wire::LocalIdentity::new(&client), known_hosts.clone())
+            // The fake server speaks v1 only.
+            .protocol(client::Protocol::V1)
             .unknown_host(UnknownHostPolicy::Refuse);
     let target = client::Target {
         host: "127.0.0.1".into(),
@@ -552,6 +564,8 @@ async fn a_changed_host_key_is_refused_whatever_the_policy_and_names_the_line() 
     std::fs::write(&known_hosts, &contents).unwrap();
     let config =
         client::ClientConfig::known_hosts(wire::LocalIdentity::new(&client), known_hosts.clone())
+            // The fake server speaks v1 only.
+            .protocol(client::Protocol::V1)
             // Even a policy that names the impostor's own fingerprint cannot override it.
             .unknown_host(UnknownHostPolicy::ExpectFingerprint(
                 impostor.public_key().fingerprint(),

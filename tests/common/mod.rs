@@ -88,6 +88,13 @@ impl TestServer {
             .unwrap()
     }
 
+    /// Connects with noise-echo's own client speaking protocol v1, whose client
+    /// does not know the server's request limit: to see the server enforce it.
+    pub async fn connect_v1(&self, identity: &Identity) -> Connection {
+        let config = self.client_config(identity).protocol(client::Protocol::V1);
+        client::connect(&self.target(), config).await.unwrap()
+    }
+
     /// Stops the server and waits for it to finish.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
