@@ -198,16 +198,51 @@ const V2_MESSAGE3: Expect = Expect {
 
 const ANSWER: Expect = Expect {
     min: 1,
-    check: |len, bytes| match len {
-        ..=MAX_ANSWER_LEN => Ok(()),
-        _ => Err(foreign(
-            Role::Server,
-            bytes,
-            Violation::MalformedAnswer(AnswerProblem::TooLong(len)),
-        )),
+    check: |len, bytes| {
+        answer_frame_problem(len, bytes).map_or(Ok(()), |problem| {
+            Err(foreign(
+                Role::Server,
+                bytes,
+                Violation::MalformedAnswer(problem),
+            ))
+        })
     },
     at_eof: TruncatedAt::Handshake,
 };
+
+/// What is wrong with an answer frame of `len` bytes, judged from its first bytes
+/// (`bytes`, length prefix included) before the rest is awaited: its status byte
+/// fixes the length it may have (ACCEPT and RETRY_REFUSED are 1 byte,
+/// UNSUPPORTED_VERSION at most 2 + 255), and UNSUPPORTED_SUITE lists at least one
+/// suite. So another protocol's bytes (a TLS alert `15 03 03 ..`, an SMTP greeting
+/// `220 ..`), whose first two bytes read as a plausible length, are named at once
+/// instead of waited on until the handshake times out.
+fn answer_frame_problem(len: usize, bytes: &[u8]) -> Option<AnswerProblem> {
+    if len > MAX_ANSWER_LEN {
+        return Some(AnswerProblem::TooLong(len));
+    }
+    let status = *bytes.get(FRAME_HEADER_LEN)?;
+    let fits = match status {
+        // ACCEPT, RETRY_REFUSED: the status alone.
+        0x00 | 0x03 => len == 1,
+        // UNSUPPORTED_SUITE: status, count (>= 1), then names.
+        0x01 => {
+            len >= 3
+                && bytes
+                    .get(FRAME_HEADER_LEN + 1)
+                    .is_none_or(|&count| count > 0)
+        }
+        // UNSUPPORTED_VERSION: status, count, the versions.
+        0x02 => (2..=2 + 255).contains(&len),
+        other => return Some(AnswerProblem::UnknownStatus(other)),
+    };
+    // The answer's own decoder names the exact fault once the frame is in.
+    (!fits).then_some(match status {
+        0x01 if len >= 3 => AnswerProblem::EmptySuiteList,
+        0x00 | 0x03 if len > 1 => AnswerProblem::TrailingBytes(len - 1),
+        _ => AnswerProblem::Truncated,
+    })
+}
 
 const V2_MESSAGE2: Expect = Expect {
     min: MSG2_V2_MIN,
@@ -509,6 +544,36 @@ mod tests {
                 rekey: RekeyPolicy::DEFAULT,
             },
         }
+    }
+
+    #[test]
+    fn answer_frames_are_judged_by_their_status_before_their_body_is_awaited() {
+        let judge = |bytes: &[u8]| {
+            let len = usize::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+            answer_frame_problem(len, bytes)
+        };
+        // Valid answers' first bytes pass.
+        assert_eq!(judge(&[0, 1, 0x00]), None);
+        assert_eq!(judge(&[0, 1, 0x03]), None);
+        assert_eq!(judge(&[0, 4, 0x02, 2, 1, 2]), None);
+        assert_eq!(judge(&[0, 31, 0x01, 1, 28]), None);
+        assert_eq!(judge(&[0, 31]), None, "the status is not in yet");
+        // Another protocol's bytes fail at once, whatever length they announce.
+        assert_eq!(
+            judge(&[0x15, 0x03, 0x03, 0x00, 0x02]),
+            Some(AnswerProblem::TrailingBytes(0x1503 - 1))
+        );
+        assert_eq!(judge(b"220 mail"), Some(AnswerProblem::UnknownStatus(b'0')));
+        assert_eq!(
+            judge(&[0x16, 0x03, 0x01, 0x00, 0x7a]),
+            Some(AnswerProblem::EmptySuiteList)
+        );
+        assert_eq!(
+            judge(&[0x01, 0x02, 0x02, 1]),
+            Some(AnswerProblem::Truncated),
+            "an UNSUPPORTED_VERSION longer than 257 bytes"
+        );
+        assert_eq!(judge(&[0x41, 0xc2]), Some(AnswerProblem::TooLong(0x41c2)));
     }
 
     #[test]
