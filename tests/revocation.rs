@@ -77,6 +77,27 @@ const USER_CA_CERTIFICATES: &[(&str, u64)] = &[
     ("source_networks", 11),
 ];
 
+/// The host certificates keys/generate-certs.sh makes for host_ed25519_key besides
+/// certs/host-cert.pub, all signed by the host CA but host_other_ca (the user CA's).
+const HOST_KEY_CERTIFICATES: &[&str] = &[
+    "certs/host_critical-cert.pub",
+    "certs/host_expired-cert.pub",
+    "certs/host_no_principals-cert.pub",
+    "certs/host_not_yet_valid-cert.pub",
+    "certs/host_other_ca-cert.pub",
+    "certs/host_user_type-cert.pub",
+    "certs/host_wrong_principal-cert.pub",
+];
+
+/// [`HOST_KEY_CERTIFICATES`] signed by the host CA.
+fn host_ca_certificates() -> Vec<String> {
+    HOST_KEY_CERTIFICATES
+        .iter()
+        .filter(|name| !name.contains("other_ca"))
+        .map(|name| (*name).to_owned())
+        .collect()
+}
+
 fn user_ca_certificates(serials: impl Fn(u64) -> bool) -> Vec<String> {
     USER_CA_CERTIFICATES
         .iter()
@@ -105,9 +126,15 @@ fn expectations() -> Vec<(&'static str, Vec<String>)> {
         ("serial.krl", user_ca_certificates(|serial| serial == 1)),
         (
             "serial_range.krl",
-            user_ca_certificates(|serial| {
-                (5..=12).contains(&serial) || (100..=100_000).contains(&serial)
-            }),
+            [
+                user_ca_certificates(|serial| {
+                    (5..=12).contains(&serial) || (100..=100_000).contains(&serial)
+                }),
+                // Serial 105 under the user CA: a host certificate signed by the
+                // wrong CA (keys/generate-certs.sh), revoked by the same range.
+                strings(&["certs/host_other_ca-cert.pub"]),
+            ]
+            .concat(),
         ),
         (
             "serial_bitmap.krl",
@@ -118,32 +145,48 @@ fn expectations() -> Vec<(&'static str, Vec<String>)> {
         (
             "ca.krl",
             [
-                strings(&["certs/user_ca.pub", "certs/krl/revoked_user-cert.pub"]),
+                strings(&[
+                    "certs/user_ca.pub",
+                    "certs/krl/revoked_user-cert.pub",
+                    "certs/host_other_ca-cert.pub",
+                ]),
                 user_ca_certificates(|_| true),
             ]
             .concat(),
         ),
         (
             "sha256.krl",
-            strings(&["host_ed25519_key.pub", "certs/host-cert.pub"]),
+            [
+                strings(&["host_ed25519_key.pub", "certs/host-cert.pub"]),
+                strings(HOST_KEY_CERTIFICATES),
+            ]
+            .concat(),
         ),
         (
             "sha1.krl",
-            strings(&[
-                "certs/host_ca.pub",
-                "certs/host-cert.pub",
-                "certs/other_ca-cert.pub",
-            ]),
+            [
+                strings(&[
+                    "certs/host_ca.pub",
+                    "certs/host-cert.pub",
+                    "certs/other_ca-cert.pub",
+                ]),
+                host_ca_certificates(),
+            ]
+            .concat(),
         ),
         (
             "revoked_keys",
-            strings(&[
-                "certs/host_ca.pub",
-                "certs/host-cert.pub",
-                "certs/other_ca-cert.pub",
-                "certs/krl/revoked_user.pub",
-                "certs/krl/revoked_user-cert.pub",
-            ]),
+            [
+                strings(&[
+                    "certs/host_ca.pub",
+                    "certs/host-cert.pub",
+                    "certs/other_ca-cert.pub",
+                    "certs/krl/revoked_user.pub",
+                    "certs/krl/revoked_user-cert.pub",
+                ]),
+                host_ca_certificates(),
+            ]
+            .concat(),
         ),
     ]
 }
