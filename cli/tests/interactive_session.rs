@@ -101,7 +101,9 @@ fn a_server_stopping_is_reported_at_once_with_status_3() {
 #[test]
 fn requests_lost_to_a_close_are_counted() {
     let served = Served::start(&["--max-request", "8"]);
-    let mut child = served.spawn_interactive();
+    // Protocol 1: its client does not know the server's limit, so the server is the
+    // one that refuses (a protocol 2 client does not send it: protocol_versions.rs).
+    let mut child = served.spawn_interactive_with(&["--protocol", "1"]);
     let mut stdin = child.stdin.take().unwrap();
     // The server refuses the over-limit request and closes: the ones behind it are
     // never answered.
@@ -185,7 +187,14 @@ fn connect_to(port: u16, fingerprint: &str, home: &std::path::Path) -> Child {
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
     common::noise_echo(home)
-        .args(["connect", &format!("127.0.0.1:{port}"), "-i"])
+        // The scripted server speaks protocol 1.
+        .args([
+            "connect",
+            "--protocol",
+            "1",
+            &format!("127.0.0.1:{port}"),
+            "-i",
+        ])
         .arg(&key)
         .arg("--known-hosts")
         .arg(home.join("known_hosts"))

@@ -120,7 +120,12 @@ impl Served {
     /// `connect` reading requests from a pipe kept open by the caller, its output
     /// piped.
     pub fn spawn_interactive(&self) -> Child {
-        self.connect(&[])
+        self.spawn_interactive_with(&[])
+    }
+
+    /// [`Served::spawn_interactive`] with `extra` connect flags.
+    pub fn spawn_interactive_with(&self, extra: &[&str]) -> Child {
+        self.connect(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
