@@ -61,7 +61,10 @@ fn connect_v_names_the_address_the_key_file_and_the_known_hosts_line_and_serve_v
     // -vv adds each handshake message.
     let third = connect(&["-vv"]);
     let log = text(&third.stderr);
-    assert!(log.contains("sent handshake message 1"), "{log}");
+    assert!(
+        log.contains("sent the v2 offer") && log.contains("and handshake message 1"),
+        "{log}"
+    );
     assert!(log.contains("received handshake message 2"), "{log}");
     // Without -v: silent.
     let quiet = connect(&[]);

@@ -414,7 +414,7 @@ fn assert_refused_before_the_handshake(out: &Output, addr: &str) {
     assert_eq!(
         stderr,
         format!(
-            "error: the server at {addr} closed the connection before the handshake: it may be busy, or refusing this address after failed attempts; try again later\n"
+            "error: the server at {addr} closed the connection before answering the protocol 2 offer: it may speak only protocol 1 (retry with: connect --protocol 1), or be busy or refusing this address after failed attempts (try again later)\n"
         )
     );
 }
