@@ -132,9 +132,12 @@ fn the_listening_line_names_the_protocols_and_ciphers_served() {
 #[test]
 fn a_protocol_1_client_of_a_protocol_2_only_server_is_refused_and_logged_as_a_mismatch() {
     let served = Served::start(&["--protocols", "2", "--ciphers", "chachapoly"]);
-    // Today's connect speaks protocol 1: the server closes without a reply, which
-    // connect reports as a connection closed before the handshake (status 3).
-    let output = served.connect(&["hello"]).output().unwrap();
+    // A protocol 1 client: the server closes without a reply, which connect
+    // reports as a connection closed before the handshake (status 3).
+    let output = served
+        .connect(&["--protocol", "1", "hello"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
     assert!(
         text(&output.stderr).contains("closed the connection before the handshake"),
@@ -154,15 +157,28 @@ fn a_protocol_1_client_of_a_protocol_2_only_server_is_refused_and_logged_as_a_mi
 #[test]
 fn sessions_log_their_protocol_and_cipher() {
     let served = Served::start(&[]);
-    let output = served.connect(&["hello"]).output().unwrap();
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    for flags in [
+        &["--protocol", "1"][..],
+        &["--cipher", "chachapoly"],
+        &["--cipher", "aesgcm"],
+    ] {
+        let output = served
+            .connect(&[flags, &["hello"]].concat())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
     let log = served.stop_and_read_log();
-    let closed = log
+    let closed: Vec<&str> = log
         .lines()
-        .find(|line| line.contains(" closed"))
-        .unwrap_or_else(|| panic!("no session line: {log}"));
-    assert!(
-        closed.contains(r#"protocol=1 suite="chachapoly""#),
-        "{closed}"
-    );
+        .filter(|line| line.contains(" closed"))
+        .collect();
+    assert_eq!(closed.len(), 3, "{log}");
+    for (line, logged) in closed.iter().zip([
+        r#"protocol=1 suite="chachapoly""#,
+        r#"protocol=2 suite="chachapoly""#,
+        r#"protocol=2 suite="aesgcm""#,
+    ]) {
+        assert!(line.contains(logged), "{line}");
+    }
 }
