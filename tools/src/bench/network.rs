@@ -189,11 +189,32 @@ pub(super) async fn stream_requests(
     let mut body = Vec::new();
     let mut index = 0u64;
     let mut expected = expected_pattern.clone();
+    // Replies checked whose room in the window is not yet given back: returned a
+    // sixteenth of the window at a time (a call per reply takes the semaphore's
+    // lock each time, and wakes the writer for one request, which it writes with
+    // a system call of its own), and always before the reader waits, so the
+    // writer never waits for room that a checked reply has made.
+    let return_batch = (options.concurrency / 16).max(1);
+    let mut unreturned = 0;
     let reader_result: anyhow::Result<()> = async {
         loop {
-            let reply = tokio::time::timeout(EXCHANGE_TIMEOUT, receiver.reply(&mut body))
-                .await
-                .map_err(|_| anyhow!("no reply within {EXCHANGE_TIMEOUT:?}"))??;
+            if unreturned >= return_batch {
+                window.add_permits(std::mem::take(&mut unreturned));
+            }
+            let reply = {
+                let next = receiver.reply(&mut body);
+                tokio::pin!(next);
+                // A pipelined reply is usually here already: no timer for it.
+                match poll_once(next.as_mut()).await {
+                    Some(reply) => reply?,
+                    None => {
+                        window.add_permits(std::mem::take(&mut unreturned));
+                        tokio::time::timeout(EXCHANGE_TIMEOUT, next)
+                            .await
+                            .map_err(|_| anyhow!("no reply within {EXCHANGE_TIMEOUT:?}"))??
+                    }
+                }
+            };
             match reply {
                 None => return Ok(()),
                 Some(RecordType::Response) => {
@@ -207,7 +228,7 @@ pub(super) async fn stream_requests(
             }
             index += 1;
             tally.succeed(size as u64);
-            window.add_permits(1);
+            unreturned += 1;
         }
     }
     .await;
@@ -219,6 +240,18 @@ pub(super) async fn stream_requests(
         tally.fail(&anyhow!("{} of {sent} requests unanswered", sent - index));
     }
     Ok(())
+}
+
+/// Polls `future` once: its output if it is ready, `None` if it would wait (left
+/// in progress, with this task's waker registered, to be polled again).
+async fn poll_once<F: std::future::Future + ?Sized>(
+    mut future: std::pin::Pin<&mut F>,
+) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 /// `idle`: open `sessions` sessions (each with one echo, so it is past the
