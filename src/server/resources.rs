@@ -290,6 +290,11 @@ impl Reservation {
         self.0.allowance
     }
 
+    /// The bytes of request memory it holds (whole KiB).
+    pub(super) fn bytes(&self) -> u64 {
+        self.0.permit.num_permits() as u64 * 1024
+    }
+
     /// For frame memory: lets the session hold an input buffer of `bytes`, though
     /// the reservation was cut to its key's share.
     pub(super) fn allow(&mut self, bytes: usize) {
@@ -301,6 +306,25 @@ impl Reservation {
         let other = *other.0;
         self.0.permit.merge(other.permit);
         self.0.key_permit.merge(other.key_permit);
+    }
+
+    /// Splits off what is reserved beyond `bytes` (whole KiB) as a reservation of
+    /// its own, if anything is.
+    pub(super) fn split_beyond(&mut self, bytes: u64) -> Option<Reservation> {
+        let keep = kib(bytes) as usize;
+        let permits = &mut *self.0;
+        let held = permits.permit.num_permits();
+        if keep >= held {
+            return None;
+        }
+        let permit = permits.permit.split(held - keep)?;
+        // The key's share was taken in the same amount (`try_reserve`).
+        let key_permit = permits.key_permit.split(held - keep)?;
+        Some(Reservation(Box::new(Permits {
+            permit,
+            key_permit,
+            allowance: 0,
+        })))
     }
 
     /// Gives back what is reserved beyond `bytes`, once the real size is known.
