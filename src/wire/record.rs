@@ -263,20 +263,28 @@ impl RecordDecoder {
         match &mut self.state {
             State::Header { header, filled } => {
                 let at = usize::from(*filled);
-                let take = (RECORD_HEADER_LEN - at).min(input.len());
-                header[at..at + take].copy_from_slice(&input[..take]);
-                // Check the type byte as soon as it arrives, so a stream of garbage is
-                // refused before we wait for the rest of its header.
-                let first = at == 0 && take > 0;
-                // At most RECORD_HEADER_LEN: fits.
-                *filled = (at + take) as u8;
-                let (bytes, complete) = (*header, at + take == RECORD_HEADER_LEN);
-                if first {
-                    self.record_type(bytes[0])?;
-                }
-                if !complete {
-                    return Ok((RecordEvent::NeedMore, take));
-                }
+                let (bytes, take) = if at == 0 && input.len() >= RECORD_HEADER_LEN {
+                    // The common case, every pipelined record: a whole header in the
+                    // input, read from there without staging it byte by byte.
+                    let mut bytes = [0; RECORD_HEADER_LEN];
+                    bytes.copy_from_slice(&input[..RECORD_HEADER_LEN]);
+                    (bytes, RECORD_HEADER_LEN)
+                } else {
+                    let take = (RECORD_HEADER_LEN - at).min(input.len());
+                    header[at..at + take].copy_from_slice(&input[..take]);
+                    // At most RECORD_HEADER_LEN: fits.
+                    *filled = (at + take) as u8;
+                    if at + take < RECORD_HEADER_LEN {
+                        // Check the type byte as soon as it arrives, so a stream of
+                        // garbage is refused before we wait for the rest of its header.
+                        let first = (at == 0 && take > 0).then_some(header[0]);
+                        if let Some(type_byte) = first {
+                            self.record_type(type_byte)?;
+                        }
+                        return Ok((RecordEvent::NeedMore, take));
+                    }
+                    (*header, take)
+                };
                 let [type_byte, len @ ..] = bytes;
                 let len = u32::from_be_bytes(len);
                 let Some(record_type) = self.record_type(type_byte)? else {
