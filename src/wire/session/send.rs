@@ -8,7 +8,7 @@ use super::{begin, BULK_IO, IDLE_BUFFER_CAPACITY, MAX_PLAINTEXT_LEN};
 use crate::wire::cipher::{next_nonce, CipherKey};
 use crate::wire::error::{Bug, Result};
 use crate::wire::frame::{frame_len_prefix, FRAME_HEADER_LEN};
-use crate::wire::record::{RecordHeader, RecordType, Role, REKEY_RECORD};
+use crate::wire::record::{RecordHeader, RecordType, Role, RECORD_HEADER_LEN, REKEY_RECORD};
 use crate::wire::rekey::SendRekey;
 use crate::wire::session::TAG_LEN;
 
@@ -181,7 +181,7 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     /// small reply always takes this path (it was 14 % of the server's time per
     /// request through [`append`](Self::append) twice). `false`, with nothing
     /// appended, when the record would fill the message: `append` then splits it.
-    fn append_within_message(&mut self, header: &[u8], body: &[u8]) -> bool {
+    fn append_within_message(&mut self, header: &[u8; RECORD_HEADER_LEN], body: &[u8]) -> bool {
         let capacity = self.capacity();
         let start = self.open_message();
         let pending = self.output.len() - start - FRAME_HEADER_LEN;
