@@ -441,10 +441,18 @@ impl Handler {
         // body, or not reading our replies (TCP back pressure stalls our writes),
         // is cut off instead of holding the connection and its buffers forever.
         let answer = self.answer(rx, tx, body, summary, reservation);
-        match self.watched(answer, moved).await {
-            ControlFlow::Continue(result) => result?,
-            ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
-        }
+        tokio::pin!(answer);
+        // A pipelined request is answered at once (its body buffered, its reply
+        // queued): polled here, its future is not moved into `watched`'s (a copy
+        // of a few hundred bytes per request).
+        let result = match poll_once(answer.as_mut()).await {
+            Some(result) => result,
+            None => match self.watched(answer, moved).await {
+                ControlFlow::Continue(result) => result,
+                ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+            },
+        };
+        result?;
         Ok(ControlFlow::Continue(()))
     }
 
