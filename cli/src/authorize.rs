@@ -319,7 +319,7 @@ fn keys_to_add(arguments: &[OsString], extra: &ExtraOptions) -> anyhow::Result<V
         names.push(source.name);
     }
     for warning in &warnings {
-        eprintln!("warning: {}", super::printable(warning));
+        stderr_line!("warning: {}", super::printable(warning));
     }
     if keys.is_empty() {
         bail!(
@@ -455,7 +455,7 @@ fn remove(path: &Path, fingerprints: &[Fingerprint], dry_run: bool) -> anyhow::R
         }
     }
     for fingerprint in missing {
-        eprintln!(
+        stderr_line!(
             "warning: no key with fingerprint {fingerprint} in {}",
             path.display()
         );
@@ -493,7 +493,7 @@ fn list(path: &Path) -> anyhow::Result<()> {
     let keys =
         AuthorizedKeys::load(path).with_context(|| format!("cannot read {}", path.display()))?;
     for warning in &keys.warnings {
-        eprintln!("warning: {}", super::printable(&warning.to_string()));
+        stderr_line!("warning: {}", super::printable(&warning.to_string()));
     }
     let now = SystemTime::now();
     let mut rows: Vec<(usize, String)> = Vec::new();
@@ -584,7 +584,7 @@ fn list(path: &Path) -> anyhow::Result<()> {
     }
     rows.sort_by_key(|(line, _)| *line);
     if usable == 0 {
-        eprintln!("{}: no usable key: nobody can connect", path.display());
+        stderr_line!("{}: no usable key: nobody can connect", path.display());
     }
     let mut stdout = std::io::stdout().lock();
     for (_, row) in rows {

@@ -76,7 +76,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
             }
             Err(error) if args.files.len() == 1 => return Err(error),
             Err(error) => {
-                eprintln!("error: {error:#}");
+                stderr_line!("error: {error:#}");
                 failed.push(argument.as_str());
             }
         }
@@ -117,7 +117,7 @@ fn certificate_listings(argument: &str) -> anyhow::Result<Vec<String>> {
         }
         let key_type = lexer::split_field(line).0;
         if !key_type.ends_with(lexer::CERTIFICATE_SUFFIX) {
-            eprintln!("{name}:{number} is not a certificate");
+            stderr_line!("{name}:{number} is not a certificate");
             continue;
         }
         match noise_echo::openssh::certificate::Certificate::from_openssh_line(line) {
@@ -141,7 +141,7 @@ fn certificate_listings(argument: &str) -> anyhow::Result<Vec<String>> {
                     listing.join("\n")
                 ));
             }
-            Err(error) => eprintln!(
+            Err(error) => stderr_line!(
                 "{name}:{number}: cannot show the certificate: {}",
                 super::printable(&error.to_string())
             ),
@@ -242,7 +242,7 @@ fn fingerprint_text(text: &str, path: &Path) -> anyhow::Result<Vec<String>> {
         }
         match key_in_line(line) {
             Ok((key, label)) => lines.push(format_line(&key, &label)),
-            Err(reason) => eprintln!("{}:{}: skipped: {reason}", path.display(), index + 1),
+            Err(reason) => stderr_line!("{}:{}: skipped: {reason}", path.display(), index + 1),
         }
     }
     if lines.is_empty() {

@@ -167,7 +167,7 @@ fn ask_new_passphrase() -> anyhow::Result<Option<Zeroizing<String>>> {
         if first.as_deref() == second.as_deref() {
             return Ok(first);
         }
-        eprintln!("Passphrases do not match.  Try again.");
+        stderr_line!("Passphrases do not match.  Try again.");
     }
     bail!("the passphrases did not match {NEW_PASSPHRASE_ATTEMPTS} times; no key was written")
 }

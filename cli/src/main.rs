@@ -12,6 +12,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Writes one line to stderr, as `eprintln!` does, but never panics: `eprintln!`
+/// panics when stderr is closed (`noise-echo ... 2>&-`, a collector that stopped),
+/// which would turn a warning into a crash. A line that cannot be written is lost,
+/// as a log line is.
+macro_rules! stderr_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod attack;
 mod authorize;
 mod bench;
