@@ -61,14 +61,11 @@ fn now() -> SystemTime {
 }
 
 fn settings() -> ResponderSettings {
-    ResponderSettings {
-        suites: Suite::ALL.to_vec(),
-        v1_enabled: false,
-        params: ServerParams {
-            max_request: 4096,
-            rekey: RekeyPolicy::DEFAULT,
-        },
-    }
+    ResponderSettings::new(
+        Suite::ALL.to_vec(),
+        false,
+        ServerParams::new(4096, RekeyPolicy::DEFAULT),
+    )
 }
 
 /// A loopback connection whose client end is bound to `client_ip`.

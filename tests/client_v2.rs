@@ -37,14 +37,11 @@ fn other(suite: Suite) -> Suite {
 }
 
 fn settings(suites: &[Suite], v1_enabled: bool) -> ResponderSettings {
-    ResponderSettings {
-        suites: suites.to_vec(),
+    ResponderSettings::new(
+        suites.to_vec(),
         v1_enabled,
-        params: ServerParams {
-            max_request: MAX_REQUEST,
-            rekey: RekeyPolicy::DEFAULT,
-        },
-    }
+        ServerParams::new(MAX_REQUEST, RekeyPolicy::DEFAULT),
+    )
 }
 
 /// A client pinned to [`host`]'s key, speaking `protocol` with `cipher`.

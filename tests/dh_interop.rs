@@ -30,10 +30,7 @@ fn pairings() -> Vec<(X25519, X25519)> {
 }
 
 fn server_params() -> ServerParams {
-    ServerParams {
-        max_request: 1 << 20,
-        rekey: RekeyPolicy::DEFAULT,
-    }
+    ServerParams::new(1 << 20, RekeyPolicy::DEFAULT)
 }
 
 /// The three messages and both ends of one handshake; `fixed` fixes both ephemerals.

@@ -30,22 +30,18 @@ fn identity(seed: u8) -> Identity {
 }
 
 fn params() -> ServerParams {
-    ServerParams {
-        max_request: 12345,
-        rekey: RekeyPolicy {
+    ServerParams::new(
+        12345,
+        RekeyPolicy {
             max_messages: 1000,
             max_bytes: 1 << 20,
             max_interval: Duration::from_secs(60),
         },
-    }
+    )
 }
 
 fn settings(suites: &[Suite], v1_enabled: bool) -> ResponderSettings {
-    ResponderSettings {
-        suites: suites.to_vec(),
-        v1_enabled,
-        params: params(),
-    }
+    ResponderSettings::new(suites.to_vec(), v1_enabled, params())
 }
 
 /// Runs the client and the server futures, each dropping its end when done so the

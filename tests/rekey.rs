@@ -40,14 +40,8 @@ async fn transfer(suite: Suite, policy: RekeyPolicy, records: usize) -> (u64, u6
 
     let server = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
-        let settings = ResponderSettings {
-            suites: vec![suite],
-            v1_enabled: false,
-            params: ServerParams {
-                max_request: RECORD as u32,
-                rekey: policy,
-            },
-        };
+        let settings =
+            ResponderSettings::new(vec![suite], false, ServerParams::new(RECORD as u32, policy));
         let established = wire::respond_any(&mut socket, &server_identity, &settings)
             .await
             .unwrap();

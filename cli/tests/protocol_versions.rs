@@ -156,14 +156,11 @@ async fn serve_one(
 }
 
 fn v2(suites: &[Suite], max_request: u32) -> Behaviour {
-    Behaviour::V2(ResponderSettings {
-        suites: suites.to_vec(),
-        v1_enabled: true,
-        params: ServerParams {
-            max_request,
-            rekey: RekeyPolicy::DEFAULT,
-        },
-    })
+    Behaviour::V2(ResponderSettings::new(
+        suites.to_vec(),
+        true,
+        ServerParams::new(max_request, RekeyPolicy::DEFAULT),
+    ))
 }
 
 /// A home with a client key (`client`, unencrypted) made by `keygen`.

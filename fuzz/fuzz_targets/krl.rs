@@ -42,7 +42,11 @@ fuzz_target!(|data: &[u8]| {
             + summary.explicit_keys
             + summary.sha1_fingerprints
             + summary.sha256_fingerprints;
-        assert!(kept <= bytes.len() / 4, "{summary:?} from {} bytes", bytes.len());
+        assert!(
+            kept <= bytes.len() / 4,
+            "{summary:?} from {} bytes",
+            bytes.len()
+        );
         let _ = krl.is_revoked_key(&key);
         for serial in [0, 1, 2, 100, u64::MAX] {
             let _ = krl.certificate_revocation(&certificate(serial, ""));

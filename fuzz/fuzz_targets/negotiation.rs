@@ -107,14 +107,11 @@ fuzz_target!(|data: &[u8]| {
     runtime.block_on(async {
         let run = async {
             if mode % 3 == 1 {
-                let settings = ResponderSettings {
-                    suites: vec![Suite::ChaChaPolyBlake2s],
-                    v1_enabled: true,
-                    params: ServerParams {
-                        max_request: 4096,
-                        rekey: RekeyPolicy::DEFAULT,
-                    },
-                };
+                let settings = ResponderSettings::new(
+                    vec![Suite::ChaChaPolyBlake2s],
+                    true,
+                    ServerParams::new(4096, RekeyPolicy::DEFAULT),
+                );
                 // Nobody can forge message 3 without the ephemeral key of the
                 // message 2 this run made: the handshake must fail.
                 let result = wire::respond_any(&mut stream, local(), &settings).await;

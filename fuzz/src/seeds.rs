@@ -71,10 +71,7 @@ fn v2_seeds(write: &dyn Fn(&str, &str, &[u8])) {
     wire::encode_frame(&[0x42; wire::MSG2_V2_MIN], &mut server).unwrap();
     write("negotiation", "server_accept", &server);
     let key = [0x42; 32];
-    let params = wire::ServerParams {
-        max_request: 1 << 20,
-        rekey: wire::RekeyPolicy::DEFAULT,
-    };
+    let params = wire::ServerParams::new(1 << 20, wire::RekeyPolicy::DEFAULT);
     let message2 = wire::encode_message2(&key, &params);
     write(
         "handshake_payload",

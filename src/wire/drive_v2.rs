@@ -32,6 +32,7 @@ use crate::wire::suite::Suite;
 
 /// What a server accepts: the settings [`respond_any`] negotiates with.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ResponderSettings {
     /// The v2 suites accepted, the server's preference first (the order of an
     /// UNSUPPORTED_SUITE answer). Empty: v2 is not served (a v2 offer is answered
@@ -46,6 +47,18 @@ pub struct ResponderSettings {
 }
 
 impl ResponderSettings {
+    /// Settings serving the v2 `suites` (the server's preference first; empty: v2
+    /// not served), v1 clients when `v1_enabled` (see [`Self::serves_v1`]), and
+    /// telling v2 clients `params`. Non-exhaustive, so that a setting added later
+    /// is not a breaking change: build with this and adjust the fields.
+    pub fn new(suites: Vec<Suite>, v1_enabled: bool, params: ServerParams) -> Self {
+        Self {
+            suites,
+            v1_enabled,
+            params,
+        }
+    }
+
     /// Whether a v1 message 1 is answered: v1 enabled, and ChaChaPoly accepted or
     /// v2 not served (a v1-only server).
     pub fn serves_v1(&self) -> bool {

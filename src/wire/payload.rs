@@ -109,13 +109,25 @@ pub fn certificate_for(
 }
 
 /// What a v2 server tells the client in message 2, authenticated by the handshake.
+///
+/// Non-exhaustive: a later parameter (a new field of message 2) is not a breaking
+/// change; build it with [`ServerParams::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerParams {
     /// The largest REQUEST body the server accepts: the client refuses a longer one
     /// before sending it.
     pub max_request: u32,
     /// When both directions must rekey.
     pub rekey: RekeyPolicy,
+}
+
+impl ServerParams {
+    /// The parameters of a server accepting requests of up to `max_request` bytes
+    /// and rekeying by `rekey`.
+    pub const fn new(max_request: u32, rekey: RekeyPolicy) -> Self {
+        Self { max_request, rekey }
+    }
 }
 
 /// The fields of a message 2 payload.

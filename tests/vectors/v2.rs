@@ -20,14 +20,14 @@ use crate::{hex, payload, recorded, transport, Parties, Recorder, Vectors};
 /// The v2 server's parameters in the vector sessions: the default request limit,
 /// and a rekey policy tiny enough that both count rules fire within four messages
 /// (the time rule, an hour, never does).
-const V2_PARAMS: ServerParams = ServerParams {
-    max_request: DEFAULT_REQUEST_LIMIT,
-    rekey: RekeyPolicy {
+const V2_PARAMS: ServerParams = ServerParams::new(
+    DEFAULT_REQUEST_LIMIT,
+    RekeyPolicy {
         max_messages: 2,
         max_bytes: 100,
         max_interval: Duration::from_secs(3600),
     },
-};
+);
 
 /// The v2 sessions' requests: the second is its sender's second message under the
 /// first key (`max_messages`), the third passes `max_bytes` alone, the fourth runs
@@ -44,11 +44,7 @@ const V2_REQUESTS: [&[u8]; 4] = [
 const REKEY_RECORD: [u8; 5] = [4, 0, 0, 0, 0];
 
 fn v2_settings(suites: &[Suite]) -> ResponderSettings {
-    ResponderSettings {
-        suites: suites.to_vec(),
-        v1_enabled: true,
-        params: V2_PARAMS,
-    }
+    ResponderSettings::new(suites.to_vec(), true, V2_PARAMS)
 }
 
 /// The other suite: what a server that refuses this file's runs.
