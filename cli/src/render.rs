@@ -71,8 +71,42 @@ Host key for '{host_field}' has changed: refusing to connect.",
             path,
             line,
             presented,
-        } => format!(
+            revoked_key,
+        } if revoked_key == presented => format!(
             "the host key {presented} presented by '{host_field}' is marked @revoked in {}:{line}: refusing to connect",
+            path.display()
+        ),
+        HostKeyError::Revoked {
+            host_field,
+            path,
+            line,
+            presented,
+            revoked_key,
+        } => format!(
+            "the CA key {revoked_key} that certified the host key {presented} presented by '{host_field}' \
+             is marked @revoked in {}:{line}: refusing to connect",
+            path.display()
+        ),
+        HostKeyError::RevokedByFile {
+            host_field,
+            path,
+            revocation,
+            presented,
+        } => format!(
+            "the host key {presented} presented by '{host_field}' is revoked by the RevokedHostKeys \
+             file {} ({revocation}): refusing to connect",
+            path.display()
+        ),
+        HostKeyError::CertificateInvalid {
+            host_field,
+            path,
+            line,
+            reason,
+            presented,
+        } => format!(
+            "the host certificate of {presented} presented by '{host_field}' is refused: {reason}.\n\
+             Its CA is trusted for this host by the @cert-authority line {}:{line}, so the key is not \
+             trusted on first use either: refusing to connect",
             path.display()
         ),
         HostKeyError::Mismatch {
@@ -149,6 +183,7 @@ mod tests {
             path: "/kh".into(),
             line: 4,
             presented: key,
+            revoked_key: key,
         };
         assert_eq!(
             host_key_error(&revoked),

@@ -8,6 +8,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::client::ClientError;
 use crate::identity::PublicKey;
+use crate::openssh::certificate::Certificate;
 use crate::wire::{
     Established, ProtocolVersion, RecordType, RecvHalf, Reply, SendHalf, ServerParams, Suite,
 };
@@ -17,6 +18,7 @@ use crate::wire::{
 /// key is the one this session's halves were verified against.
 pub struct Connection<R = OwnedReadHalf, W = OwnedWriteHalf> {
     pub(super) server_key: PublicKey,
+    pub(super) server_certificate: Option<Certificate>,
     pub(super) newly_known_as: Option<String>,
     pub(super) version: ProtocolVersion,
     pub(super) suite: Suite,
@@ -51,6 +53,14 @@ impl<R, W> Connection<R, W> {
     /// The server's verified key.
     pub fn server_key(&self) -> &PublicKey {
         &self.server_key
+    }
+
+    /// The host certificate the server presented (protocol v2), whose signature
+    /// verified and which certifies [`server_key`](Self::server_key). Whether it
+    /// made the server trusted depends on known_hosts: a `@cert-authority` line for
+    /// its CA (else the key alone was checked, and the certificate was ignored).
+    pub fn server_certificate(&self) -> Option<&Certificate> {
+        self.server_certificate.as_ref()
     }
 
     /// `Some(host field)` when this connection added the server to known_hosts, so
@@ -110,9 +120,11 @@ where
     ) -> Self {
         let (version, suite, server_params) =
             (session.version(), session.suite(), session.server_params());
+        let server_certificate = session.peer_certificate().cloned();
         let (receiver, sender) = session.into_halves(reader, writer);
         Self {
             server_key,
+            server_certificate,
             newly_known_as,
             version,
             suite,

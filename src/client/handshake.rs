@@ -4,7 +4,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tracing::debug;
@@ -15,7 +15,8 @@ use crate::client::{
 };
 use crate::fsutil;
 use crate::identity::PublicKey;
-use crate::openssh::known_hosts::{self, KnownHosts, OtherName};
+use crate::openssh::certificate::{format_time, Certificate};
+use crate::openssh::known_hosts::{self, HostTrustedBy, HostVerdict, KnownHosts, OtherName};
 use crate::wire::{self, LocalIdentity, Offer};
 
 /// known_hosts is private to the user, as `~/.ssh/known_hosts`.
@@ -77,8 +78,16 @@ impl Handshake<'_> {
         debug!("protocol {}, suite {}", pending.version(), pending.suite());
         let server_key = *pending.server_key();
         debug!("server host key {}", server_key.fingerprint());
+        if let Some(certificate) = pending.server_certificate() {
+            debug!(
+                "server host certificate: {}, signed by CA {}",
+                describe_certificate(certificate),
+                certificate.signature_key.fingerprint()
+            );
+        }
         let host_field = known_hosts::host_field(&target.host, target.port);
-        let (decision, path, other_names) = self.decide(&host_field, &server_key)?;
+        let (decision, path, other_names) =
+            self.decide(&host_field, &server_key, pending.server_certificate())?;
         let prompted_at = tokio::time::Instant::now();
         let (decision, asked) = match decision {
             Decision::Ask => match self.take_prompt() {
@@ -145,6 +154,7 @@ impl Handshake<'_> {
         &self,
         host_field: &str,
         server_key: &PublicKey,
+        certificate: Option<&Certificate>,
     ) -> Result<(Decision, Option<PathBuf>, Vec<OtherName>), ClientError> {
         let target = self.target;
         Ok(match &*self.trust {
@@ -157,24 +167,24 @@ impl Handshake<'_> {
                 path,
                 unknown,
                 prompt,
+                revoked,
             } => {
                 let known = KnownHosts::load(path).map_err(|cause| ClientError::KnownHosts {
                     path: path.clone(),
                     cause,
                 })?;
-                let status = known.check(&target.host, target.port, server_key);
-                match &status {
-                    known_hosts::HostStatus::Trusted { line } => {
-                        debug!("host key found in {}:{line}", path.display());
-                    }
-                    known_hosts::HostStatus::Unknown => {
-                        debug!("no key for {host_field} in {}", path.display());
-                    }
-                    _ => {}
-                }
+                let verdict = known.verify_host_revocable(
+                    &target.host,
+                    target.port,
+                    server_key,
+                    certificate,
+                    revoked.as_deref(),
+                    SystemTime::now(),
+                );
+                log_verdict(&verdict, host_field, path);
                 let decision = trust::decide(
                     Known::KnownHosts {
-                        status,
+                        verdict,
                         policy: unknown,
                         can_prompt: prompt.is_some() || self.accepted_at_prompt.is_some(),
                     },
@@ -201,6 +211,56 @@ impl Handshake<'_> {
             HostTrust::Pinned(_) => None,
         }
     }
+}
+
+/// What `-v` says about the verdict that leads to going ahead (a refusal says it in
+/// its error).
+fn log_verdict(verdict: &HostVerdict, host_field: &str, path: &Path) {
+    match verdict {
+        HostVerdict::Trusted(HostTrustedBy::Key { line }) => {
+            debug!("host key found in {}:{line}", path.display());
+        }
+        HostVerdict::Trusted(HostTrustedBy::Certificate {
+            line, principal, ..
+        }) => {
+            debug!(
+                "host certificate for principal \"{principal}\" trusted by the @cert-authority line {}:{line}",
+                path.display()
+            );
+        }
+        HostVerdict::Unknown {
+            ignored_certificate_ca: Some(ca),
+        } => {
+            debug!(
+                "no @cert-authority line in {} trusts the certificate's CA {ca} for {host_field}: checking the host key alone",
+                path.display()
+            );
+            debug!("no key for {host_field} in {}", path.display());
+        }
+        HostVerdict::Unknown { .. } => {
+            debug!("no key for {host_field} in {}", path.display());
+        }
+        _ => {}
+    }
+}
+
+/// `key_id "ID" serial N, principals A,B, valid until T`: a certificate for `-v`,
+/// with `(expired)` or `(not yet valid)` when it is so now.
+pub(crate) fn describe_certificate(certificate: &Certificate) -> String {
+    let principals = match certificate.principals.is_empty() {
+        true => "(none)".to_owned(),
+        false => certificate.principals.join(","),
+    };
+    let state = match certificate.check_validity(SystemTime::now()) {
+        Err(reason) => format!(" ({reason})"),
+        Ok(()) => String::new(),
+    };
+    format!(
+        "key_id \"{}\" serial {}, principals {principals}, valid until {}{state}",
+        certificate.key_id.escape_debug(),
+        certificate.serial,
+        format_time(certificate.valid_before)
+    )
 }
 
 /// The refusal of an unknown key when there is no prompt (left) to ask.

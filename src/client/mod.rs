@@ -9,6 +9,21 @@
 //! policy says. An embedder can instead pin the server's fingerprint
 //! ([`ClientConfig::pinned`]), and no file is read or written.
 //!
+//! OpenSSH certificates (protocol v2), as ssh uses them:
+//! - our own: a user certificate set on the identity
+//!   ([`LocalIdentity::with_certificate`]) goes in message 3, so a server that
+//!   trusts its CA admits us without our key in its authorized_keys;
+//! - the server's: a host certificate from a CA that a `@cert-authority` line of
+//!   known_hosts trusts for the name connected to (`[host]:port` off port 22) is
+//!   trusted when its principals name the host: no prompt, nothing written, and a
+//!   rotated host key under the same CA is not "changed". One that such a CA
+//!   signed but that fails a check (expired, another host, a user certificate) is
+//!   refused ([`HostKeyError::CertificateInvalid`]), never treated as first use; a
+//!   certificate from a CA no line trusts is ignored and the key is checked alone.
+//!   `@revoked` lines (for host keys and CA keys) and a revoked-keys file
+//!   ([`ClientConfig::revoked_host_keys`], a text list or a KRL) refuse first.
+//!   [`Connection::server_certificate`] shows what the server sent.
+//!
 //! [`decide`] is the decision itself, without I/O; this module runs the handshake
 //! ([`connect`] over TCP, [`connect_stream`] over any stream) around it, under a
 //! connect timeout and a handshake timeout (as ssh's `ConnectTimeout`) that do not
@@ -39,6 +54,7 @@ use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
@@ -47,6 +63,7 @@ use tracing::debug;
 
 use crate::identity::{Fingerprint, PublicKey};
 use crate::openssh::known_hosts::{self, OtherName};
+use crate::openssh::revoked::RevokedKeys;
 use crate::wire::{LocalIdentity, Suite, WireError};
 
 /// The port a server listens on when none is given.
@@ -147,6 +164,9 @@ pub enum HostTrust {
         unknown: UnknownHostPolicy,
         /// Asks the user about an unknown key; `None` when there is no terminal.
         prompt: Option<HostKeyPrompt>,
+        /// A revoked-keys file (ssh's `RevokedHostKeys`: a text list or a KRL),
+        /// checked before known_hosts; shared, as one file serves every connection.
+        revoked: Option<Arc<RevokedKeys>>,
     },
 }
 
@@ -158,17 +178,25 @@ impl fmt::Debug for HostTrust {
                 path,
                 unknown,
                 prompt,
+                revoked,
             } => f
                 .debug_struct("KnownHosts")
                 .field("path", path)
                 .field("unknown", unknown)
                 .field("prompt", &prompt.as_ref().map(|_| "<prompt>"))
+                .field("revoked", &revoked.as_ref().map(|file| &file.path))
                 .finish(),
         }
     }
 }
 
 /// How to connect: our identity, the rules for the server's, and how long to wait.
+///
+/// A user certificate travels with the identity: build it with
+/// [`LocalIdentity::with_certificate`], which refuses a certificate of another key.
+/// It is sent in handshake message 3 of protocol v2 (only after the server's key is
+/// trusted); protocol v1 has no field for it, so a v1 connection sends the key
+/// alone.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct ClientConfig {
@@ -212,6 +240,7 @@ impl ClientConfig {
                 path,
                 unknown: UnknownHostPolicy::Refuse,
                 prompt: None,
+                revoked: None,
             },
         )
     }
@@ -273,6 +302,19 @@ impl ClientConfig {
     pub fn unknown_host(mut self, policy: UnknownHostPolicy) -> Self {
         if let HostTrust::KnownHosts { unknown, .. } = &mut self.trust {
             *unknown = policy;
+        }
+        self
+    }
+
+    /// Sets the revoked-keys file for server keys (known_hosts trust only; a pin
+    /// ignores it), as ssh's `RevokedHostKeys`: a host key it lists, or a host
+    /// certificate it revokes (by key, CA key, serial or key ID), is refused with
+    /// [`HostKeyError::RevokedByFile`] whatever known_hosts says. Load it with
+    /// [`RevokedKeys::load`], whose errors name the file.
+    #[must_use]
+    pub fn revoked_host_keys(mut self, file: Option<Arc<RevokedKeys>>) -> Self {
+        if let HostTrust::KnownHosts { revoked, .. } = &mut self.trust {
+            *revoked = file;
         }
         self
     }

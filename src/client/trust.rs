@@ -1,14 +1,23 @@
-//! The client's host-key decision, without I/O: given what known_hosts says about
-//! the server (or a pinned fingerprint), the key the server presented and the
-//! caller's policy, decide whether to go ahead, to remember a new key, to ask the
-//! user, or to refuse, and why ([`HostKeyError`]). The caller ([`super::connect`])
-//! does the reading, asking and appending.
+//! The client's host-key decision, without I/O: given known_hosts' verdict on the
+//! server's key and certificate ([`HostVerdict`], from
+//! [`KnownHosts::verify_host_revocable`](crate::openssh::known_hosts::KnownHosts::verify_host_revocable))
+//! or a pinned fingerprint, and the caller's policy, decide whether to go ahead, to
+//! remember a new key, to ask the user, or to refuse, and why ([`HostKeyError`]).
+//! The caller ([`super::connect`]) does the reading, asking and appending.
+//!
+//! One model, two layers: the verdict says what the files say (trusted by a key
+//! line or by a host certificate, unknown, changed, revoked, an invalid
+//! certificate), the [`Decision`] what to do about it under the policy. Only an
+//! unknown host reaches the first-use policy: a host certificate that a trusted CA
+//! signed but that fails its checks is refused, never downgraded to first use.
 
 use std::io;
 use std::path::PathBuf;
 
 use crate::identity::{Fingerprint, PublicKey};
-use crate::openssh::known_hosts::HostStatus;
+use crate::openssh::certificate::CertificateError;
+use crate::openssh::krl::Revocation;
+use crate::openssh::known_hosts::HostVerdict;
 
 /// What to do with a server whose key known_hosts does not have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +72,9 @@ pub enum HostKeyError {
         /// The key the server presented.
         presented: Fingerprint,
     },
-    /// The presented key is marked `@revoked`. Nothing may override this.
-    #[error("host key {presented} for '{host_field}' is @revoked in {}:{line}", path.display())]
+    /// The presented key, or the CA key of its certificate, is marked `@revoked`.
+    /// Nothing may override this.
+    #[error("{} for '{host_field}' is @revoked in {}:{line}", revoked_what(presented, revoked_key), path.display())]
     Revoked {
         /// The known_hosts name of the server.
         host_field: String,
@@ -72,6 +82,38 @@ pub enum HostKeyError {
         path: PathBuf,
         /// The `@revoked` line.
         line: usize,
+        /// The key the server presented.
+        presented: Fingerprint,
+        /// The key the line revokes: `presented`, or the CA key that certified it.
+        revoked_key: Fingerprint,
+    },
+    /// A revoked-keys file (`RevokedHostKeys`, a text list or a KRL) revokes the
+    /// presented key or its certificate. Nothing may override this.
+    #[error("host key {presented} for '{host_field}' is refused by the revoked keys file {}: {revocation}", path.display())]
+    RevokedByFile {
+        /// The known_hosts name of the server.
+        host_field: String,
+        /// The revoked-keys file.
+        path: PathBuf,
+        /// What it revokes.
+        revocation: Revocation,
+        /// The key the server presented.
+        presented: Fingerprint,
+    },
+    /// The server sent a host certificate from a CA a `@cert-authority` line trusts
+    /// for this host, and the certificate fails a check (expired, not yet valid,
+    /// another host's principals, a user certificate, a critical option). Never
+    /// downgraded to first use: a man in the middle cannot make it look unknown.
+    #[error("host certificate of {presented} for '{host_field}' is refused: {reason} (its CA is trusted in {}:{line})", path.display())]
+    CertificateInvalid {
+        /// The known_hosts name of the server.
+        host_field: String,
+        /// The known_hosts file.
+        path: PathBuf,
+        /// The `@cert-authority` line trusting the certificate's CA for the host.
+        line: usize,
+        /// The check that failed.
+        reason: CertificateError,
         /// The key the server presented.
         presented: Fingerprint,
     },
@@ -96,6 +138,14 @@ pub enum HostKeyError {
     },
 }
 
+/// `host key X`, or `the CA key Y of host key X's certificate`.
+fn revoked_what(presented: &Fingerprint, revoked_key: &Fingerprint) -> String {
+    match presented == revoked_key {
+        true => format!("host key {presented}"),
+        false => format!("the CA key {revoked_key} that certified host key {presented}"),
+    }
+}
+
 /// What the trust decision says to do next.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -116,10 +166,11 @@ pub enum Decision {
 pub enum Known<'a> {
     /// A pinned fingerprint: no file involved.
     Pinned(&'a Fingerprint),
-    /// What known_hosts says about this host and key.
+    /// What known_hosts (and a revoked-keys file) say about this host's key and
+    /// certificate.
     KnownHosts {
-        /// The file's verdict.
-        status: HostStatus,
+        /// The files' verdict.
+        verdict: HostVerdict,
         /// The policy for an unknown key.
         policy: &'a UnknownHostPolicy,
         /// Whether a prompt is available to ask.
@@ -128,6 +179,11 @@ pub enum Known<'a> {
 }
 
 /// Decides about `presented`, the key the server known as `host_field` sent.
+///
+/// A revocation, a changed key and an invalid certificate are refused whatever the
+/// policy; a pin (`ExpectFingerprint`) is then checked for every host, known or
+/// trusted through a certificate; a trusted host goes ahead without writing
+/// anything; only an unknown one meets the first-use policy.
 pub fn decide(known: Known<'_>, host_field: &str, presented: &PublicKey) -> Decision {
     let presented = presented.fingerprint();
     let host_field = host_field.to_owned();
@@ -139,7 +195,7 @@ pub fn decide(known: Known<'_>, host_field: &str, presented: &PublicKey) -> Deci
             presented,
         }),
         Known::KnownHosts {
-            status,
+            verdict,
             policy,
             can_prompt,
         } => {
@@ -150,19 +206,42 @@ pub fn decide(known: Known<'_>, host_field: &str, presented: &PublicKey) -> Deci
                 }
                 _ => None,
             };
-            match (status, pin_mismatch) {
-                // Nothing overrides these two, not even a pin the key matches: the
-                // user must look at known_hosts.
-                (HostStatus::Revoked { path, line }, _) => {
-                    Decision::Refuse(HostKeyError::Revoked {
+            match (verdict, pin_mismatch) {
+                // Nothing overrides these, not even a pin the key matches: the user
+                // must look at known_hosts (or the revoked-keys file, or the CA).
+                (
+                    HostVerdict::Revoked {
+                        path,
+                        line,
+                        revoked_key,
+                    },
+                    _,
+                ) => Decision::Refuse(HostKeyError::Revoked {
+                    host_field,
+                    path,
+                    line,
+                    presented,
+                    revoked_key,
+                }),
+                (HostVerdict::RevokedByFile { path, revocation }, _) => {
+                    Decision::Refuse(HostKeyError::RevokedByFile {
+                        host_field,
+                        path,
+                        revocation,
+                        presented,
+                    })
+                }
+                (HostVerdict::CertInvalid { path, line, reason }, _) => {
+                    Decision::Refuse(HostKeyError::CertificateInvalid {
                         host_field,
                         path,
                         line,
+                        reason,
                         presented,
                     })
                 }
                 (
-                    HostStatus::Changed {
+                    HostVerdict::Changed {
                         path,
                         line,
                         known_fingerprint,
@@ -182,8 +261,8 @@ pub fn decide(known: Known<'_>, host_field: &str, presented: &PublicKey) -> Deci
                     expected,
                     presented,
                 }),
-                (HostStatus::Trusted { .. }, None) => Decision::Trusted,
-                (HostStatus::Unknown, None) => match policy {
+                (HostVerdict::Trusted(_), None) => Decision::Trusted,
+                (HostVerdict::Unknown { .. }, None) => match policy {
                     UnknownHostPolicy::ExpectFingerprint(_) | UnknownHostPolicy::AcceptNew => {
                         Decision::Remember
                     }
@@ -204,18 +283,41 @@ mod tests {
     use super::*;
     use crate::identity::Identity;
 
-    fn statuses(other: Fingerprint) -> Vec<HostStatus> {
+    /// One verdict of each kind, trusted ones both by a key and by a certificate.
+    fn statuses(key: Fingerprint, other: Fingerprint) -> Vec<HostVerdict> {
+        use crate::openssh::known_hosts::HostTrustedBy;
         vec![
-            HostStatus::Trusted { line: 1 },
-            HostStatus::Unknown,
-            HostStatus::Changed {
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 1 }),
+            HostVerdict::Trusted(HostTrustedBy::Certificate {
+                line: 2,
+                principal: "h".into(),
+                key_id: "id".into(),
+                serial: 7,
+            }),
+            HostVerdict::Unknown {
+                ignored_certificate_ca: None,
+            },
+            HostVerdict::Unknown {
+                ignored_certificate_ca: Some(other),
+            },
+            HostVerdict::Changed {
                 path: "kh".into(),
                 line: 3,
                 known_fingerprint: other,
             },
-            HostStatus::Revoked {
+            HostVerdict::Revoked {
                 path: "kh".into(),
                 line: 4,
+                revoked_key: key,
+            },
+            HostVerdict::RevokedByFile {
+                path: "revoked".into(),
+                revocation: Revocation::Serial(9),
+            },
+            HostVerdict::CertInvalid {
+                path: "kh".into(),
+                line: 5,
+                reason: CertificateError::Expired(1),
             },
         ]
     }
@@ -230,13 +332,13 @@ mod tests {
             UnknownHostPolicy::ExpectFingerprint(key.fingerprint()),
             UnknownHostPolicy::ExpectFingerprint(other),
         ];
-        for status in statuses(other) {
+        for status in statuses(key.fingerprint(), other) {
             for policy in &policies {
                 for can_prompt in [false, true] {
                     let label = format!("{status:?} {policy:?} {can_prompt}");
                     let decision = decide(
                         Known::KnownHosts {
-                            status: status.clone(),
+                            verdict: status.clone(),
                             policy,
                             can_prompt,
                         },
@@ -244,7 +346,7 @@ mod tests {
                         &key,
                     );
                     match (&status, policy) {
-                        (HostStatus::Trusted { .. }, UnknownHostPolicy::ExpectFingerprint(f))
+                        (HostVerdict::Trusted(_), UnknownHostPolicy::ExpectFingerprint(f))
                             if *f == other =>
                         {
                             assert!(
@@ -256,10 +358,10 @@ mod tests {
                                 "a pin is checked for a known host too: {label}"
                             )
                         }
-                        (HostStatus::Trusted { .. }, _) => {
+                        (HostVerdict::Trusted(_), _) => {
                             assert!(matches!(decision, Decision::Trusted), "{label}")
                         }
-                        (HostStatus::Changed { .. }, _) => assert!(
+                        (HostVerdict::Changed { .. }, _) => assert!(
                             matches!(
                                 decision,
                                 Decision::Refuse(HostKeyError::Changed { line: 3, expected, presented, .. })
@@ -267,22 +369,43 @@ mod tests {
                             ),
                             "{label}"
                         ),
-                        (HostStatus::Revoked { .. }, _) => assert!(
+                        (HostVerdict::Revoked { .. }, _) => assert!(
                             matches!(
                                 decision,
                                 Decision::Refuse(HostKeyError::Revoked { line: 4, .. })
                             ),
                             "{label}"
                         ),
-                        (HostStatus::Unknown, UnknownHostPolicy::AcceptNew) => {
+                        (HostVerdict::RevokedByFile { .. }, _) => assert!(
+                            matches!(
+                                decision,
+                                Decision::Refuse(HostKeyError::RevokedByFile {
+                                    revocation: Revocation::Serial(9),
+                                    ..
+                                })
+                            ),
+                            "{label}"
+                        ),
+                        (HostVerdict::CertInvalid { .. }, _) => assert!(
+                            matches!(
+                                decision,
+                                Decision::Refuse(HostKeyError::CertificateInvalid {
+                                    line: 5,
+                                    reason: CertificateError::Expired(1),
+                                    ..
+                                })
+                            ),
+                            "invalid certificates are never first use: {label}"
+                        ),
+                        (HostVerdict::Unknown { .. }, UnknownHostPolicy::AcceptNew) => {
                             assert!(matches!(decision, Decision::Remember), "{label}")
                         }
-                        (HostStatus::Unknown, UnknownHostPolicy::ExpectFingerprint(f))
+                        (HostVerdict::Unknown { .. }, UnknownHostPolicy::ExpectFingerprint(f))
                             if *f == key.fingerprint() =>
                         {
                             assert!(matches!(decision, Decision::Remember), "{label}")
                         }
-                        (HostStatus::Unknown, UnknownHostPolicy::ExpectFingerprint(_)) => {
+                        (HostVerdict::Unknown { .. }, UnknownHostPolicy::ExpectFingerprint(_)) => {
                             assert!(
                                 matches!(
                                     decision,
@@ -292,10 +415,10 @@ mod tests {
                                 "{label}"
                             )
                         }
-                        (HostStatus::Unknown, _) if can_prompt => {
+                        (HostVerdict::Unknown { .. }, _) if can_prompt => {
                             assert!(matches!(decision, Decision::Ask), "{label}")
                         }
-                        (HostStatus::Unknown, _) => assert!(
+                        (HostVerdict::Unknown { .. }, _) => assert!(
                             matches!(
                                 decision,
                                 Decision::Refuse(HostKeyError::Unknown {

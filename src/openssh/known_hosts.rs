@@ -116,35 +116,6 @@ pub struct HostCertAuthority {
     pub comment: String,
 }
 
-/// What the known_hosts file says about a host's key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HostStatus {
-    /// A line for this host holds this key.
-    Trusted {
-        /// That line's number.
-        line: usize,
-    },
-    /// No Ed25519 key is known for this host.
-    Unknown,
-    /// The host is known with another key. Nothing may override this.
-    Changed {
-        /// The known_hosts file.
-        path: PathBuf,
-        /// The first line holding a different key for the host.
-        line: usize,
-        /// That line's key.
-        known_fingerprint: Fingerprint,
-    },
-    /// The key is listed as `@revoked` for this host. Nothing may override this.
-    Revoked {
-        /// The known_hosts file.
-        path: PathBuf,
-        /// The `@revoked` line.
-        line: usize,
-    },
-}
-
 /// A parsed known_hosts file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KnownHosts {
@@ -180,7 +151,7 @@ impl KnownHosts {
     }
 
     /// Parses the contents of a known_hosts file; `path` names it in diagnostics and
-    /// in [`HostStatus`]. Never fails: unusable lines become diagnostics.
+    /// in [`HostVerdict`]. Never fails: unusable lines become diagnostics.
     pub fn parse(bytes: &[u8], path: &Path) -> Self {
         let mut hosts = Self {
             path: path.to_owned(),
@@ -220,8 +191,11 @@ impl KnownHosts {
         hosts
     }
 
-    /// What the file says about `key` presented by `host` on `port`. Host names are
-    /// compared without regard to ASCII case.
+    /// What the file says about `key` presented by `host` on `port`, as a plain key
+    /// (no certificate: [`verify_host`](Self::verify_host) is the whole decision).
+    /// Host names are compared without regard to ASCII case. Returns
+    /// [`HostVerdict::Trusted`] by [`HostTrustedBy::Key`], [`HostVerdict::Unknown`],
+    /// [`HostVerdict::Changed`] or [`HostVerdict::Revoked`].
     ///
     /// As in OpenSSH, a matching `@revoked` line beats everything, then any
     /// non-revoked line holding the key makes it trusted; otherwise a non-revoked
@@ -229,35 +203,48 @@ impl KnownHosts {
     /// the hosts their patterns match (OpenSSH writes `*` to revoke a key everywhere).
     /// For a changed key this reports the first offending line, where ssh names the
     /// last; either is enough to find and fix the entry.
-    pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> HostStatus {
-        let field = host_field(host, port);
+    pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> HostVerdict {
+        self.check_key(&host_field(host, port), key, None)
+    }
+
+    /// [`check`](Self::check) on a host field already built; `ignored_certificate_ca`
+    /// goes into an [`HostVerdict::Unknown`] verdict.
+    fn check_key(
+        &self,
+        field: &str,
+        key: &PublicKey,
+        ignored_certificate_ca: Option<Fingerprint>,
+    ) -> HostVerdict {
         let matching = self
             .entries
             .iter()
-            .filter(|entry| entry.hosts.matches(&field));
+            .filter(|entry| entry.hosts.matches(field));
         if let Some(entry) = matching
             .clone()
             .find(|entry| entry.revoked && entry.key == *key)
         {
-            return HostStatus::Revoked {
+            return HostVerdict::Revoked {
                 path: self.path.clone(),
                 line: entry.line,
+                revoked_key: entry.key.fingerprint(),
             };
         }
         let mut first_other = None;
         for entry in matching.filter(|entry| !entry.revoked) {
             if entry.key == *key {
-                return HostStatus::Trusted { line: entry.line };
+                return HostVerdict::Trusted(HostTrustedBy::Key { line: entry.line });
             }
             first_other.get_or_insert(entry);
         }
         match first_other {
-            Some(entry) => HostStatus::Changed {
+            Some(entry) => HostVerdict::Changed {
                 path: self.path.clone(),
                 line: entry.line,
                 known_fingerprint: entry.key.fingerprint(),
             },
-            None => HostStatus::Unknown,
+            None => HostVerdict::Unknown {
+                ignored_certificate_ca,
+            },
         }
     }
 }
@@ -483,24 +470,24 @@ mod tests {
         assert_eq!(kh.entries[0].comment, "alpha key");
         assert_eq!(
             kh.check("alpha", 22, &key(1)),
-            HostStatus::Trusted { line: 2 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 2 })
         );
         assert_eq!(
             kh.check("beta.example.com", 22, &key(1)),
-            HostStatus::Trusted { line: 2 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 2 })
         );
         assert_eq!(
             kh.check("gamma", 2222, &key(2)),
-            HostStatus::Trusted { line: 3 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 3 })
         );
         assert_eq!(
             kh.check("10.0.0.5", 1234, &key(2)),
-            HostStatus::Trusted { line: 3 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 3 })
         );
         // The port is part of the name.
-        assert_eq!(kh.check("alpha", 2222, &key(1)), HostStatus::Unknown);
-        assert_eq!(kh.check("gamma", 22, &key(2)), HostStatus::Unknown);
-        assert_eq!(kh.check("delta", 22, &key(1)), HostStatus::Unknown);
+        assert_eq!(kh.check("alpha", 2222, &key(1)), HostVerdict::Unknown { ignored_certificate_ca: None });
+        assert_eq!(kh.check("gamma", 22, &key(2)), HostVerdict::Unknown { ignored_certificate_ca: None });
+        assert_eq!(kh.check("delta", 22, &key(1)), HostVerdict::Unknown { ignored_certificate_ca: None });
     }
 
     /// sshd's hostfile.c ends the marker and host fields at the first blank and
@@ -519,7 +506,7 @@ mod tests {
         assert_eq!(kh.entries[0].comment, "note here");
         assert_eq!(
             kh.check("alpha", 22, &key(2)),
-            HostStatus::Trusted { line: 2 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 2 })
         );
     }
 
@@ -528,15 +515,15 @@ mod tests {
         let kh = parse(&format!("Alpha.Example.COM,[BETA]:2222 {}\n", key_text(1)));
         assert_eq!(
             kh.check("alpha.example.com", 22, &key(1)),
-            HostStatus::Trusted { line: 1 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 1 })
         );
         assert_eq!(
             kh.check("ALPHA.example.com", 22, &key(1)),
-            HostStatus::Trusted { line: 1 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 1 })
         );
         assert_eq!(
             kh.check("Beta", 2222, &key(1)),
-            HostStatus::Trusted { line: 1 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 1 })
         );
     }
 
@@ -548,19 +535,19 @@ mod tests {
         ));
         assert_eq!(
             kh.check("a.example.com", 22, &key(1)),
-            HostStatus::Trusted { line: 1 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 1 })
         );
         assert_eq!(
             kh.check("host", 22, &key(1)),
-            HostStatus::Trusted { line: 1 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 1 })
         );
         assert_eq!(
             kh.check("bad.example.com", 22, &key(1)),
-            HostStatus::Unknown
+            HostVerdict::Unknown { ignored_certificate_ca: None }
         );
         assert_eq!(
             kh.check("bad.example.com", 22, &key(2)),
-            HostStatus::Unknown
+            HostVerdict::Unknown { ignored_certificate_ca: None }
         );
     }
 
@@ -574,7 +561,7 @@ mod tests {
         ));
         assert_eq!(
             kh.check("alpha", 22, &key(9)),
-            HostStatus::Changed {
+            HostVerdict::Changed {
                 path: PathBuf::from("/home/u/kh"),
                 line: 1,
                 known_fingerprint: key(1).fingerprint(),
@@ -583,7 +570,7 @@ mod tests {
         // Any line holding the key trusts it, even after lines holding others.
         assert_eq!(
             kh.check("alpha", 22, &key(3)),
-            HostStatus::Trusted { line: 3 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 3 })
         );
     }
 
@@ -598,7 +585,7 @@ mod tests {
         assert!(kh.warnings.is_empty(), "{:?}", kh.warnings);
         assert_eq!(kh.ignored.len(), 2);
         assert_eq!(kh.ignored[0].line, 1);
-        assert_eq!(kh.check("alpha", 22, &key(1)), HostStatus::Unknown);
+        assert_eq!(kh.check("alpha", 22, &key(1)), HostVerdict::Unknown { ignored_certificate_ca: None });
     }
 
     #[test]
@@ -610,24 +597,25 @@ mod tests {
             key_text(2),
             key_text(3)
         ));
-        let revoked_at = |line| HostStatus::Revoked {
+        let revoked_at = |line, revoked: usize| HostVerdict::Revoked {
             path: PathBuf::from("/home/u/kh"),
             line,
+            revoked_key: key(revoked as u8).fingerprint(),
         };
-        assert_eq!(kh.check("alpha", 22, &key(1)), revoked_at(1));
-        assert_eq!(kh.check("anything", 4444, &key(1)), revoked_at(1));
-        assert_eq!(kh.check("beta", 22, &key(2)), revoked_at(3));
+        assert_eq!(kh.check("alpha", 22, &key(1)), revoked_at(1, 1));
+        assert_eq!(kh.check("anything", 4444, &key(1)), revoked_at(1, 1));
+        assert_eq!(kh.check("beta", 22, &key(2)), revoked_at(3, 2));
         // Revocation is for the hosts the line matches, as in OpenSSH.
-        assert_eq!(kh.check("gamma", 22, &key(2)), HostStatus::Unknown);
+        assert_eq!(kh.check("gamma", 22, &key(2)), HostVerdict::Unknown { ignored_certificate_ca: None });
         // A revoked line is not a known key: it neither trusts nor makes "changed".
         assert_eq!(
             kh.check("beta", 22, &key(3)),
-            HostStatus::Trusted { line: 4 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 4 })
         );
         let only_revoked = parse(&format!("@revoked delta {}\n", key_text(2)));
         assert_eq!(
             only_revoked.check("delta", 22, &key(5)),
-            HostStatus::Unknown
+            HostVerdict::Unknown { ignored_certificate_ca: None }
         );
     }
 
@@ -655,7 +643,7 @@ mod tests {
             .to_string()
             .starts_with("/home/u/kh:4: @cert-authority line with a ssh-rsa CA key skipped"));
         // A CA key is not a host key.
-        assert_eq!(kh.check("x.example.com", 22, &key(1)), HostStatus::Unknown);
+        assert_eq!(kh.check("x.example.com", 22, &key(1)), HostVerdict::Unknown { ignored_certificate_ca: None });
     }
 
     #[test]
@@ -666,20 +654,20 @@ mod tests {
         assert_eq!(key.fingerprint().to_string(), SSH_KEYGEN_FINGERPRINT);
         assert_eq!(
             kh.check("example.com", 22, &key),
-            HostStatus::Trusted { line: 1 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 1 })
         );
         assert_eq!(
             kh.check("EXAMPLE.com", 22, &key),
-            HostStatus::Trusted { line: 1 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 1 })
         );
         assert_eq!(
             kh.check("example.com", 2222, &key),
-            HostStatus::Trusted { line: 2 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 2 })
         );
-        assert_eq!(kh.check("example.org", 22, &key), HostStatus::Unknown);
+        assert_eq!(kh.check("example.org", 22, &key), HostVerdict::Unknown { ignored_certificate_ca: None });
         assert!(matches!(
             kh.check("example.com", 2222, &self::key(1)),
-            HostStatus::Changed { line: 2, .. }
+            HostVerdict::Changed { line: 2, .. }
         ));
         // Re-hashing with ssh-keygen's salt reproduces its field exactly.
         let first_field = SSH_KEYGEN_HASHED.split(' ').next().unwrap();
@@ -697,9 +685,9 @@ mod tests {
         let kh = KnownHosts::parse(&append_entry(b"", &field, &key(1)), Path::new("kh"));
         assert_eq!(
             kh.check("server.example", 2222, &key(1)),
-            HostStatus::Trusted { line: 1 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 1 })
         );
-        assert_eq!(kh.check("server.example", 22, &key(1)), HostStatus::Unknown);
+        assert_eq!(kh.check("server.example", 22, &key(1)), HostVerdict::Unknown { ignored_certificate_ca: None });
     }
 
     #[test]
@@ -751,7 +739,7 @@ mod tests {
         );
         assert_eq!(
             kh.check("beta", 22, &key(2)),
-            HostStatus::Trusted { line: 13 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 13 })
         );
     }
 
@@ -766,11 +754,11 @@ mod tests {
         assert_eq!(kh.entries[0].comment, "caf\u{fffd}");
         assert!(matches!(
             kh.check("beta", 22, &key(1)),
-            HostStatus::Revoked { line: 1, .. }
+            HostVerdict::Revoked { line: 1, .. }
         ));
         assert_eq!(
             kh.check("beta", 22, &key(2)),
-            HostStatus::Trusted { line: 2 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 2 })
         );
         // Bad bytes in the host patterns still make the line malformed.
         let mut bytes = b"be\xfft".to_vec();
@@ -786,12 +774,12 @@ mod tests {
         let path = dir.path().join("known_hosts");
         let kh = KnownHosts::load(&path).unwrap();
         assert!(kh.entries.is_empty() && kh.warnings.is_empty());
-        assert_eq!(kh.check("alpha", 22, &key(1)), HostStatus::Unknown);
+        assert_eq!(kh.check("alpha", 22, &key(1)), HostVerdict::Unknown { ignored_certificate_ca: None });
         std::fs::write(&path, append_entry(b"", &host_field("alpha", 22), &key(1))).unwrap();
         let kh = KnownHosts::load(&path).unwrap();
         assert_eq!(
             kh.check("alpha", 22, &key(1)),
-            HostStatus::Trusted { line: 1 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 1 })
         );
         assert!(
             KnownHosts::load(dir.path()).is_err(),
@@ -809,7 +797,7 @@ mod tests {
         let kh = KnownHosts::parse(&new, Path::new("kh"));
         assert_eq!(
             kh.check("::1", 1234, &key(1)),
-            HostStatus::Trusted { line: 4 }
+            HostVerdict::Trusted(HostTrustedBy::Key { line: 4 })
         );
     }
 
@@ -865,7 +853,7 @@ mod tests {
                 let key = Identity::from_seed(seed, "").public_key();
                 prop_assert_eq!(entry.key, key);
                 prop_assert_eq!(&entry.comment, "");
-                let trusted = matches!(kh.check(host, *port, &key), HostStatus::Trusted { .. });
+                let trusted = matches!(kh.check(host, *port, &key), HostVerdict::Trusted { .. });
                 prop_assert!(trusted, "{} {} not trusted", host, port);
             }
         }

@@ -61,6 +61,15 @@ impl AwaitingServerApproval {
         self.core.server_key()
     }
 
+    /// The host certificate the server sent in message 2 (v2; never in v1): an
+    /// Ed25519 certificate of [`server_key`](Self::server_key) whose CA signature
+    /// verifies. Whether to trust it (its CA for the host, type, principals,
+    /// validity, revocation) is the caller's decision:
+    /// `KnownHosts::verify_host_revocable`, as the client does.
+    pub fn server_certificate(&self) -> Option<&crate::openssh::certificate::Certificate> {
+        self.core.server_certificate()
+    }
+
     /// The server is trusted: sends message 3, revealing our identity to it.
     ///
     /// # Errors

@@ -496,7 +496,7 @@ pub enum Refusal {
     /// The server closed (or reset) the connection before answering a v2 offer:
     /// it may speak only protocol v1 (which closes on an offer), or refuse the
     /// connection as in [`Refusal::ClosedBeforeHandshake`].
-    #[error("the server closed the connection before answering the protocol v2 offer: it may speak only protocol v1 (connect with --protocol 1), or be busy or refusing this address after failed attempts (try again later)")]
+    #[error("the server closed the connection before answering the protocol 2 offer: it may speak only protocol 1 (retry with: connect --protocol 1), or be busy or refusing this address after failed attempts (try again later)")]
     ClosedBeforeAnswer,
 }
 

@@ -386,12 +386,9 @@ fn connect_failed(error: ClientError, target: &Target) -> anyhow::Error {
         ),
         ClientError::Wire(WireError::NotAllowed(Refusal::ClosedBeforeAnswer)) => (
             ExitStatus::ConnectionFailed,
-            // Never a silent fallback to v1: say what each cause needs.
-            format!(
-                "the server at {target} closed the connection before answering the protocol 2 \
-                 offer: it may speak only protocol 1 (retry with: connect --protocol 1), or be \
-                 busy or refusing this address after failed attempts (try again later)"
-            ),
+            // Never a silent fallback to v1: the library's text says what each cause
+            // needs; the CLI adds which server.
+            with_target(&Refusal::ClosedBeforeAnswer.to_string(), target),
         ),
         ClientError::Wire(WireError::PeerMisbehaved(Violation::NotNoiseEcho { sent, .. })) => (
             ExitStatus::ProtocolError,
@@ -400,6 +397,23 @@ fn connect_failed(error: ClientError, target: &Target) -> anyhow::Error {
         _ => return classify(error),
     };
     StatusError { status, message }.into()
+}
+
+/// Writes `line` and a newline to standard error. Not eprintln!, which panics when
+/// stderr is closed (`2>&-`, a stopped log collector): a message nobody can read is
+/// dropped, and the exit status still says what happened.
+pub(super) fn stderr_line(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// `the server closed ...` as `the server at TARGET closed ...`: one text for the
+/// library and the CLI, which knows the address.
+fn with_target(text: &str, target: &Target) -> String {
+    match text.strip_prefix("the server ") {
+        Some(rest) => format!("the server at {target} {rest}"),
+        None => format!("{target}: {text}"),
+    }
 }
 
 /// Gives a client error the exit status that says what kind of failure it was.

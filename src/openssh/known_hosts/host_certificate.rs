@@ -19,8 +19,10 @@ use std::time::SystemTime;
 
 use crate::identity::{Fingerprint, PublicKey};
 use crate::openssh::certificate::{CertType, Certificate, CertificateError};
+use crate::openssh::krl::Revocation;
+use crate::openssh::revoked::RevokedKeys;
 
-use super::{host_field, HostCertAuthority, HostStatus, KnownHosts};
+use super::{host_field, HostCertAuthority, KnownHosts};
 
 /// What made a host trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +56,10 @@ pub struct HostCertificateRefusal {
     pub reason: CertificateError,
 }
 
-/// The client's verdict on a server ([`KnownHosts::verify_host`]).
+/// The client's verdict on a server: what known_hosts (and a revoked-keys file)
+/// say about its key and certificate ([`KnownHosts::verify_host`],
+/// [`KnownHosts::verify_host_revocable`]; [`KnownHosts::check`] for a key alone).
+/// The client's policy (`crate::client::decide`) turns it into a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HostVerdict {
@@ -83,6 +88,16 @@ pub enum HostVerdict {
         path: PathBuf,
         /// The `@revoked` line.
         line: usize,
+        /// The key that line revokes: the host key, or the certificate's CA key.
+        revoked_key: Fingerprint,
+    },
+    /// A revoked-keys file ([`KnownHosts::verify_host_revocable`]) revokes the host
+    /// key or its certificate. Refuse.
+    RevokedByFile {
+        /// The revoked-keys file.
+        path: PathBuf,
+        /// What it revokes.
+        revocation: Revocation,
     },
     /// A CA trusted for this host signed the certificate, but the certificate fails
     /// a check. Refuse: never fall back to first-use trust.
@@ -188,6 +203,7 @@ impl KnownHosts {
             return HostVerdict::Revoked {
                 path: self.path.clone(),
                 line: entry.line,
+                revoked_key: entry.key.fingerprint(),
             };
         }
         let mut ignored_certificate_ca = None;
@@ -216,22 +232,36 @@ impl KnownHosts {
                 }
             }
         }
-        match self.check(host, port, key) {
-            HostStatus::Trusted { line } => HostVerdict::Trusted(HostTrustedBy::Key { line }),
-            HostStatus::Changed {
-                path,
-                line,
-                known_fingerprint,
-            } => HostVerdict::Changed {
-                path,
-                line,
-                known_fingerprint,
-            },
-            HostStatus::Revoked { path, line } => HostVerdict::Revoked { path, line },
-            HostStatus::Unknown => HostVerdict::Unknown {
-                ignored_certificate_ca,
-            },
+        self.check_key(&field, key, ignored_certificate_ca)
+    }
+
+    /// [`verify_host`](Self::verify_host) after a revoked-keys file (ssh's
+    /// `RevokedHostKeys`, a text list or a KRL): a host key it revokes, or a
+    /// certificate it revokes (by its key, its CA key, its serial or key ID), is
+    /// [`HostVerdict::RevokedByFile`] whatever known_hosts says, as ssh checks that
+    /// file first.
+    pub fn verify_host_revocable(
+        &self,
+        host: &str,
+        port: u16,
+        key: &PublicKey,
+        certificate: Option<&Certificate>,
+        revoked: Option<&RevokedKeys>,
+        now: SystemTime,
+    ) -> HostVerdict {
+        if let Some(revoked) = revoked {
+            let revocation = match certificate {
+                Some(certificate) => revoked.certificate_revocation(certificate),
+                None => revoked.is_revoked_key(key).then_some(Revocation::Key),
+            };
+            if let Some(revocation) = revocation {
+                return HostVerdict::RevokedByFile {
+                    path: revoked.path.clone(),
+                    revocation,
+                };
+            }
         }
+        self.verify_host(host, port, key, certificate, now)
     }
 }
 

@@ -49,6 +49,7 @@ fn verdict_text(verdict: &HostVerdict) -> String {
         HostVerdict::Unknown { .. } => "unknown".to_owned(),
         HostVerdict::Changed { line, .. } => format!("changed (line {line})"),
         HostVerdict::Revoked { line, .. } => format!("revoked (line {line})"),
+        HostVerdict::RevokedByFile { revocation, .. } => format!("revoked by file: {revocation}"),
         HostVerdict::CertInvalid { line, reason, .. } => format!("invalid (line {line}): {reason}"),
     }
 }
