@@ -67,6 +67,11 @@ host_cert host_other_ca        -s certs/user_ca -I host-other-ca -h -n localhost
 host_cert host_no_principals   -s certs/host_ca -I host-anywhere -h -z 106 -V always:forever
 host_cert host_critical        -s certs/host_ca -I host-critical -h -n localhost,127.0.0.1 -z 107 -V always:forever \
                                -O critical:unknown-option@noise-echo.test=yes
+# A second host key with a certificate from the same CA: a host whose key was
+# rotated, which the client must still trust without "REMOTE HOST IDENTIFICATION HAS
+# CHANGED" (cli/tests/client_certificates.rs).
+[ -e certs/host_rotated_key ] || ssh-keygen -q -t ed25519 -N '' -C 'host-rotated@noise-echo-test' -f certs/host_rotated_key
+cert certs/host_rotated_key host_rotated -s certs/host_ca -I host-rotated -h -n localhost,127.0.0.1 -z 108 -V always:forever
 # ssh-keygen -L of every certificate, for the listing to be compared with; blocks
 # start with "== FILE".
 for cert in certs/*-cert.pub; do

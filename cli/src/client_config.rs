@@ -27,7 +27,7 @@ pub(crate) const FILE_NAME: &str = "config";
 /// The keywords this parser understands, for the error about an unknown one.
 const KEYWORDS: &str = "Host, HostName, Port, IdentityFile, UserKnownHostsFile, \
                         StrictHostKeyChecking, ConnectTimeout, FingerprintPin, Ciphers, Protocol, \
-                        IgnoreUnknown";
+                        CertificateFile, RevokedHostKeys, IgnoreUnknown";
 
 /// ssh's `StrictHostKeyChecking`: what to do with a server key known_hosts lacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +79,12 @@ pub(crate) struct HostConfig {
     pub ciphers: Option<Option<Suite>>,
     /// `Protocol 1|2`: the protocol version (as `--protocol`).
     pub protocol: Option<Protocol>,
+    /// `CertificateFile`, with `~` expanded: the user certificate to present
+    /// instead of the one beside the identity file.
+    pub certificate_file: Option<PathBuf>,
+    /// `RevokedHostKeys`, with `~` expanded: a revoked-keys file (text list or
+    /// KRL) of host keys and certificates to refuse.
+    pub revoked_host_keys: Option<PathBuf>,
 }
 
 /// A problem in the file, with where it is.
@@ -112,6 +118,8 @@ enum Setting {
     FingerprintPin(Fingerprint),
     Ciphers(Option<Suite>),
     Protocol(Protocol),
+    CertificateFile(PathBuf),
+    RevokedHostKeys(PathBuf),
 }
 
 /// A block of settings and the `Host` patterns it applies to (`None`: the lines
@@ -234,6 +242,8 @@ impl ClientConfigFile {
                 }
                 "identityfile" => Setting::IdentityFile(expand_tilde(value()?, home)),
                 "userknownhostsfile" => Setting::KnownHostsFile(expand_tilde(value()?, home)),
+                "certificatefile" => Setting::CertificateFile(expand_tilde(value()?, home)),
+                "revokedhostkeys" => Setting::RevokedHostKeys(expand_tilde(value()?, home)),
                 "stricthostkeychecking" => {
                     let text = value()?;
                     Setting::StrictHostKeyChecking(StrictHostKeyChecking::parse(text).ok_or_else(
@@ -338,6 +348,12 @@ impl ClientConfigFile {
                     }
                     Setting::Protocol(protocol) => {
                         config.protocol.get_or_insert(*protocol);
+                    }
+                    Setting::CertificateFile(file) => {
+                        config.certificate_file.get_or_insert_with(|| file.clone());
+                    }
+                    Setting::RevokedHostKeys(file) => {
+                        config.revoked_host_keys.get_or_insert_with(|| file.clone());
                     }
                 }
             }

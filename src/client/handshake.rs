@@ -15,7 +15,7 @@ use crate::client::{
 };
 use crate::fsutil;
 use crate::identity::PublicKey;
-use crate::openssh::certificate::{format_time, Certificate};
+use crate::openssh::certificate::Certificate;
 use crate::openssh::known_hosts::{self, HostTrustedBy, HostVerdict, KnownHosts, OtherName};
 use crate::wire::{self, LocalIdentity, Offer};
 
@@ -81,7 +81,7 @@ impl Handshake<'_> {
         if let Some(certificate) = pending.server_certificate() {
             debug!(
                 "server host certificate: {}, signed by CA {}",
-                describe_certificate(certificate),
+                super::describe_certificate(certificate, SystemTime::now()),
                 certificate.signature_key.fingerprint()
             );
         }
@@ -242,25 +242,6 @@ fn log_verdict(verdict: &HostVerdict, host_field: &str, path: &Path) {
         }
         _ => {}
     }
-}
-
-/// `key_id "ID" serial N, principals A,B, valid until T`: a certificate for `-v`,
-/// with `(expired)` or `(not yet valid)` when it is so now.
-pub(crate) fn describe_certificate(certificate: &Certificate) -> String {
-    let principals = match certificate.principals.is_empty() {
-        true => "(none)".to_owned(),
-        false => certificate.principals.join(","),
-    };
-    let state = match certificate.check_validity(SystemTime::now()) {
-        Err(reason) => format!(" ({reason})"),
-        Ok(()) => String::new(),
-    };
-    format!(
-        "key_id \"{}\" serial {}, principals {principals}, valid until {}{state}",
-        certificate.key_id.escape_debug(),
-        certificate.serial,
-        format_time(certificate.valid_before)
-    )
 }
 
 /// The refusal of an unknown key when there is no prompt (left) to ask.

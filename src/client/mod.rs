@@ -55,13 +55,14 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::identity::{Fingerprint, PublicKey};
+use crate::openssh::certificate::{format_time, Certificate};
 use crate::openssh::known_hosts::{self, OtherName};
 use crate::openssh::revoked::RevokedKeys;
 use crate::wire::{LocalIdentity, Suite, WireError};
@@ -213,9 +214,8 @@ pub struct ClientConfig {
     /// The local address [`connect`] connects from (ssh's `-b` / `BindAddress`),
     /// on a machine with several; `None` lets the system choose.
     pub bind_address: Option<IpAddr>,
-    /// The protocol version to speak (default `Protocol::default()`, v1 until
-    /// servers speak v2; [`Protocol::Auto`] is v2, never
-    /// falling back to v1 by itself).
+    /// The protocol version to speak (default [`Protocol::Auto`]: v2, never
+    /// falling back to v1 by itself; only v2 carries certificates).
     pub protocol: Protocol,
     /// The v2 cipher suite to offer: `None` chooses [`Suite::preferred`] and, if
     /// the server does not accept it, retries once with one it lists; `Some` forces
@@ -327,6 +327,28 @@ impl ClientConfig {
         }
         self
     }
+}
+
+/// A certificate in one line, as `connect -v` shows ours and the server's:
+/// `key_id "ID" serial N, principals A,B, valid until T`, and the reason when it is
+/// not valid at `now` (` (certificate expired on T)`): an expired certificate is
+/// still sent, as ssh sends it, and the peer refuses it.
+pub fn describe_certificate(certificate: &Certificate, now: SystemTime) -> String {
+    let principals = match certificate.principals.is_empty() {
+        true => "(none)".to_owned(),
+        // The CA's text, from a file or the peer: escaped, so it cannot drive a terminal.
+        false => certificate.principals.join(",").escape_debug().to_string(),
+    };
+    let state = match certificate.check_validity(now) {
+        Err(reason) => format!(" ({reason})"),
+        Ok(()) => String::new(),
+    };
+    format!(
+        "key_id \"{}\" serial {}, principals {principals}, valid until {}{state}",
+        certificate.key_id.escape_debug(),
+        certificate.serial,
+        format_time(certificate.valid_before)
+    )
 }
 
 /// Connects to `target` over TCP, then runs [`connect_stream`]'s handshake and

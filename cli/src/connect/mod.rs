@@ -20,8 +20,10 @@ use tracing::debug;
 use crate::client_config::{self, ClientConfigFile, HostConfig, StrictHostKeyChecking};
 use crate::{ExitStatus, StatusError};
 use noise_echo::client::{self, ClientConfig, ClientError, Protocol, Target};
+use noise_echo::openssh::revoked::RevokedKeys;
 use noise_echo::wire::{Refusal, Suite, Violation, WireError};
 
+mod certificate;
 mod prompt;
 mod session;
 
@@ -48,7 +50,8 @@ Exit status:
   1  a request was refused, or another error (a bad key file, unreadable input)
   2  the command line could not be parsed
   3  the connection failed or broke, or the server closed the session
-  4  the server's host key is not trusted (unknown and not accepted, changed, revoked)
+  4  the server's host key is not trusted (unknown and not accepted, changed, revoked,
+     or a host certificate from a trusted CA that fails its checks)
   5  permission denied: the server refused our key, or revoked it during the session
   6  the server broke the protocol, or has no protocol version or cipher in common
      with us (the message names what it accepts and the flag to use)";
@@ -166,7 +169,16 @@ Configuration file (~/.config/noise-echo/config, or -F FILE), as ssh_config:
       StrictHostKeyChecking accept-new
       ConnectTimeout 10
 Also read: UserKnownHostsFile, Ciphers (aesgcm, chachapoly or both), Protocol (1 or
-2), IgnoreUnknown. The first value found wins; flags win over the file.";
+2), CertificateFile (the user certificate to present; default: IDENTITY-cert.pub
+beside the identity, if it exists), RevokedHostKeys (host keys and certificates to
+refuse: a text list or a KRL from ssh-keygen -k), IgnoreUnknown. The first value
+found wins; flags win over the file.
+
+Host certificates: a known_hosts line '@cert-authority *.example.com ssh-ed25519 KEY'
+trusts the host certificates that CA signs for those hosts: no prompt, nothing
+written, and a rotated host key certified by it is not 'changed'. A certificate from
+that CA that fails (expired, another host, a user certificate) is refused, never
+trusted on first use. '@revoked PATTERNS KEY' refuses a host key or a CA key.";
 
 /// Checks ADDR's syntax at parse time, and keeps it as typed: whether it names a
 /// port, and the name a config file's Host lines match, come from the text.
@@ -292,7 +304,17 @@ pub(super) fn run(mut args: Args) -> anyhow::Result<()> {
     if args.print_settings {
         return print_settings(&args, &destination);
     }
-    let trust = args.trust.load()?;
+    let mut trust = args.trust.load()?;
+    let protocol = args.protocol.unwrap_or_default();
+    let identity_path =
+        super::path_or_default(args.trust.identity.clone(), crate::paths::IDENTITY_FILE)?;
+    trust.identity = certificate::attach(
+        trust.identity,
+        &identity_path,
+        destination.config.certificate_file.as_deref(),
+        protocol,
+    )?;
+    let revoked = revoked_host_keys(destination.config.revoked_host_keys.as_deref())?;
     // Before connecting: a known_hosts that is a FIFO or a directory fails now.
     noise_echo::fsutil::check_updatable(&trust.known_hosts).context("cannot use known_hosts")?;
     debug!("known_hosts file {}", trust.known_hosts.display());
@@ -304,12 +326,13 @@ pub(super) fn run(mut args: Args) -> anyhow::Result<()> {
     let config = ClientConfig::known_hosts(trust.identity, trust.known_hosts)
         .unknown_host(trust.unknown_host)
         .prompt(prompt)
+        .revoked_host_keys(revoked)
         .connect_timeout(timeout(
             args.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         ))
         .handshake_timeout(timeout(args.handshake_timeout))
         .bind_address(args.bind_address)
-        .protocol(args.protocol.unwrap_or_default())
+        .protocol(protocol)
         .cipher(args.cipher);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -321,6 +344,27 @@ pub(super) fn run(mut args: Args) -> anyhow::Result<()> {
     // (the server closed the session while we waited for a line).
     runtime.shutdown_background();
     result
+}
+
+/// `RevokedHostKeys FILE`: loaded before connecting, so a file that cannot be read
+/// (or a broken KRL) fails at once, naming it, rather than trusting revoked keys.
+/// Lines of a text list that cannot be read are reported and skipped, as
+/// authorized_keys lines are; the others still revoke.
+fn revoked_host_keys(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::sync::Arc<RevokedKeys>>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let revoked = RevokedKeys::load(path).context("RevokedHostKeys")?;
+    for warning in &revoked.warnings {
+        stderr_line(&format!(
+            "warning: {}",
+            super::printable(&warning.to_string())
+        ));
+    }
+    debug!("revoked host keys file {}", path.display());
+    Ok(Some(std::sync::Arc::new(revoked)))
 }
 
 /// `-G`: what `connect` would use, one `keyword value` line each, as `ssh -G`.
@@ -360,6 +404,13 @@ fn print_settings(args: &Args, destination: &Destination) -> anyhow::Result<()> 
     }
     if let Some(suite) = args.cipher {
         lines.push(format!("ciphers {}", suite.short_name()));
+    }
+    // As ssh -G: only when set (the file beside the identity is found at connect time).
+    if let Some(file) = &destination.config.certificate_file {
+        lines.push(format!("certificatefile {}", file.display()));
+    }
+    if let Some(file) = &destination.config.revoked_host_keys {
+        lines.push(format!("revokedhostkeys {}", file.display()));
     }
     let mut out = String::new();
     for line in &lines {
