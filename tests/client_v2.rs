@@ -334,7 +334,10 @@ async fn a_v1_only_server_is_an_error_naming_protocol_1_and_never_a_fallback() {
         "{error:?}"
     );
     let text = error.to_string();
-    assert!(text.contains("may speak only protocol 1 (retry with: connect --protocol 1)"), "{text}");
+    assert!(
+        text.contains("may speak only protocol 1 (retry with: connect --protocol 1)"),
+        "{text}"
+    );
     assert!(text.contains("--protocol 1"), "{text}");
     assert!(text.contains("try again later"), "{text}");
     // One connection only: no silent second attempt with v1.

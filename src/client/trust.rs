@@ -16,8 +16,8 @@ use std::path::PathBuf;
 
 use crate::identity::{Fingerprint, PublicKey};
 use crate::openssh::certificate::CertificateError;
-use crate::openssh::krl::Revocation;
 use crate::openssh::known_hosts::HostVerdict;
+use crate::openssh::krl::Revocation;
 
 /// What to do with a server whose key known_hosts does not have.
 #[derive(Debug, Clone, PartialEq, Eq)]

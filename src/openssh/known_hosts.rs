@@ -485,9 +485,24 @@ mod tests {
             HostVerdict::Trusted(HostTrustedBy::Key { line: 3 })
         );
         // The port is part of the name.
-        assert_eq!(kh.check("alpha", 2222, &key(1)), HostVerdict::Unknown { ignored_certificate_ca: None });
-        assert_eq!(kh.check("gamma", 22, &key(2)), HostVerdict::Unknown { ignored_certificate_ca: None });
-        assert_eq!(kh.check("delta", 22, &key(1)), HostVerdict::Unknown { ignored_certificate_ca: None });
+        assert_eq!(
+            kh.check("alpha", 2222, &key(1)),
+            HostVerdict::Unknown {
+                ignored_certificate_ca: None
+            }
+        );
+        assert_eq!(
+            kh.check("gamma", 22, &key(2)),
+            HostVerdict::Unknown {
+                ignored_certificate_ca: None
+            }
+        );
+        assert_eq!(
+            kh.check("delta", 22, &key(1)),
+            HostVerdict::Unknown {
+                ignored_certificate_ca: None
+            }
+        );
     }
 
     /// sshd's hostfile.c ends the marker and host fields at the first blank and
@@ -543,11 +558,15 @@ mod tests {
         );
         assert_eq!(
             kh.check("bad.example.com", 22, &key(1)),
-            HostVerdict::Unknown { ignored_certificate_ca: None }
+            HostVerdict::Unknown {
+                ignored_certificate_ca: None
+            }
         );
         assert_eq!(
             kh.check("bad.example.com", 22, &key(2)),
-            HostVerdict::Unknown { ignored_certificate_ca: None }
+            HostVerdict::Unknown {
+                ignored_certificate_ca: None
+            }
         );
     }
 
@@ -585,7 +604,12 @@ mod tests {
         assert!(kh.warnings.is_empty(), "{:?}", kh.warnings);
         assert_eq!(kh.ignored.len(), 2);
         assert_eq!(kh.ignored[0].line, 1);
-        assert_eq!(kh.check("alpha", 22, &key(1)), HostVerdict::Unknown { ignored_certificate_ca: None });
+        assert_eq!(
+            kh.check("alpha", 22, &key(1)),
+            HostVerdict::Unknown {
+                ignored_certificate_ca: None
+            }
+        );
     }
 
     #[test]
@@ -606,7 +630,12 @@ mod tests {
         assert_eq!(kh.check("anything", 4444, &key(1)), revoked_at(1, 1));
         assert_eq!(kh.check("beta", 22, &key(2)), revoked_at(3, 2));
         // Revocation is for the hosts the line matches, as in OpenSSH.
-        assert_eq!(kh.check("gamma", 22, &key(2)), HostVerdict::Unknown { ignored_certificate_ca: None });
+        assert_eq!(
+            kh.check("gamma", 22, &key(2)),
+            HostVerdict::Unknown {
+                ignored_certificate_ca: None
+            }
+        );
         // A revoked line is not a known key: it neither trusts nor makes "changed".
         assert_eq!(
             kh.check("beta", 22, &key(3)),
@@ -615,7 +644,9 @@ mod tests {
         let only_revoked = parse(&format!("@revoked delta {}\n", key_text(2)));
         assert_eq!(
             only_revoked.check("delta", 22, &key(5)),
-            HostVerdict::Unknown { ignored_certificate_ca: None }
+            HostVerdict::Unknown {
+                ignored_certificate_ca: None
+            }
         );
     }
 
@@ -643,7 +674,12 @@ mod tests {
             .to_string()
             .starts_with("/home/u/kh:4: @cert-authority line with a ssh-rsa CA key skipped"));
         // A CA key is not a host key.
-        assert_eq!(kh.check("x.example.com", 22, &key(1)), HostVerdict::Unknown { ignored_certificate_ca: None });
+        assert_eq!(
+            kh.check("x.example.com", 22, &key(1)),
+            HostVerdict::Unknown {
+                ignored_certificate_ca: None
+            }
+        );
     }
 
     #[test]
@@ -664,7 +700,12 @@ mod tests {
             kh.check("example.com", 2222, &key),
             HostVerdict::Trusted(HostTrustedBy::Key { line: 2 })
         );
-        assert_eq!(kh.check("example.org", 22, &key), HostVerdict::Unknown { ignored_certificate_ca: None });
+        assert_eq!(
+            kh.check("example.org", 22, &key),
+            HostVerdict::Unknown {
+                ignored_certificate_ca: None
+            }
+        );
         assert!(matches!(
             kh.check("example.com", 2222, &self::key(1)),
             HostVerdict::Changed { line: 2, .. }
@@ -687,7 +728,12 @@ mod tests {
             kh.check("server.example", 2222, &key(1)),
             HostVerdict::Trusted(HostTrustedBy::Key { line: 1 })
         );
-        assert_eq!(kh.check("server.example", 22, &key(1)), HostVerdict::Unknown { ignored_certificate_ca: None });
+        assert_eq!(
+            kh.check("server.example", 22, &key(1)),
+            HostVerdict::Unknown {
+                ignored_certificate_ca: None
+            }
+        );
     }
 
     #[test]
@@ -774,7 +820,12 @@ mod tests {
         let path = dir.path().join("known_hosts");
         let kh = KnownHosts::load(&path).unwrap();
         assert!(kh.entries.is_empty() && kh.warnings.is_empty());
-        assert_eq!(kh.check("alpha", 22, &key(1)), HostVerdict::Unknown { ignored_certificate_ca: None });
+        assert_eq!(
+            kh.check("alpha", 22, &key(1)),
+            HostVerdict::Unknown {
+                ignored_certificate_ca: None
+            }
+        );
         std::fs::write(&path, append_entry(b"", &host_field("alpha", 22), &key(1))).unwrap();
         let kh = KnownHosts::load(&path).unwrap();
         assert_eq!(
