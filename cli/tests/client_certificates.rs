@@ -460,3 +460,30 @@ fn host_certificate_refusals_golden() {
     let redacted = transcript.replace(&keys, "[KEYS]/");
     snapbox::assert_data_eq!(redacted, snapbox::file!["cmd/client_certificates.txt"].raw());
 }
+
+/// connect's own lines on stderr ("Permanently added", a refused request) go
+/// through a writer that ignores a closed stderr: eprintln! would panic (status
+/// 101) after the session succeeded. stderr here is a pipe whose reader is closed
+/// before connect starts, so every write to it fails.
+#[test]
+fn connect_with_stderr_closed_still_exits_with_its_status() {
+    let server = host_server("host_ed25519_key", None);
+    let home = home_with_identity(None);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = noise_echo(home.path())
+        .args(["connect", "-F", "none", "--accept-new-host", "-i"])
+        .arg(home.path().join("id"))
+        .arg("--known-hosts")
+        .arg(home.path().join("known_hosts"))
+        .arg(format!("127.0.0.1:{}", server.port))
+        .arg("hello")
+        .stderr(writer)
+        .output()
+        .unwrap();
+    assert_eq!(status(&out), SUCCESS);
+    assert_eq!(text(&out.stdout), "HELLO\n");
+    // The key was added even though the warning could not be shown.
+    let written = fs::read_to_string(home.path().join("known_hosts")).unwrap();
+    assert!(written.contains(&format!("[127.0.0.1]:{} ssh-ed25519", server.port)));
+}
