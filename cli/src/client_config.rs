@@ -654,4 +654,36 @@ mod tests {
         let bad = parse("Protocol 2,1\n").unwrap_err();
         assert!(bad.message.contains("not 1 or 2"), "{bad}");
     }
+
+    #[test]
+    fn certificate_file_and_revoked_host_keys_expand_tilde_and_the_first_wins() {
+        let home = Path::new("/home/ann");
+        let file = ClientConfigFile::parse(
+            "Host prod\n CertificateFile ~/.ssh/prod-cert.pub\n RevokedHostKeys=~/revoked.krl\n\
+             Host *\n CertificateFile /etc/other-cert.pub\n",
+            Path::new("cfg"),
+            Some(home),
+        )
+        .unwrap();
+        let prod = file.for_host("prod");
+        assert_eq!(
+            prod.certificate_file.as_deref(),
+            Some(Path::new("/home/ann/.ssh/prod-cert.pub"))
+        );
+        assert_eq!(
+            prod.revoked_host_keys.as_deref(),
+            Some(Path::new("/home/ann/revoked.krl"))
+        );
+        let other = file.for_host("other");
+        assert_eq!(
+            other.certificate_file.as_deref(),
+            Some(Path::new("/etc/other-cert.pub"))
+        );
+        assert_eq!(other.revoked_host_keys, None);
+        let bad = parse("CertificateFile\n").unwrap_err();
+        assert_eq!(bad.message, "CertificateFile needs a value");
+        let bad = parse("RevokedHostKeys a b\n").unwrap_err();
+        assert_eq!(bad.line, 1);
+        assert!(bad.message.contains("takes one value"), "{bad}");
+    }
 }
