@@ -71,8 +71,8 @@ Host key for '{host_field}' has changed: refusing to connect.",
             path,
             line,
             presented,
-            revoked_key,
-        } if revoked_key == presented => format!(
+            authority: None,
+        } => format!(
             "the host key {presented} presented by '{host_field}' is marked @revoked in {}:{line}: refusing to connect",
             path.display()
         ),
@@ -81,9 +81,9 @@ Host key for '{host_field}' has changed: refusing to connect.",
             path,
             line,
             presented,
-            revoked_key,
+            authority: Some(ca),
         } => format!(
-            "the CA key {revoked_key} that certified the host key {presented} presented by '{host_field}' \
+            "the CA key {ca} that certified the host key {presented} presented by '{host_field}' \
              is marked @revoked in {}:{line}: refusing to connect",
             path.display()
         ),
@@ -183,7 +183,7 @@ mod tests {
             path: "/kh".into(),
             line: 4,
             presented: key,
-            revoked_key: key,
+            authority: None,
         };
         assert_eq!(
             host_key_error(&revoked),

@@ -167,7 +167,10 @@ fn host_server(key: &str, cert: Option<&str>) -> InProcess {
 }
 
 fn host_fingerprint() -> String {
-    identity("host_ed25519_key").public_key().fingerprint().to_string()
+    identity("host_ed25519_key")
+        .public_key()
+        .fingerprint()
+        .to_string()
 }
 
 /// `connect` from `home` to 127.0.0.1:`port` with `home/id`, and `args`.
@@ -185,7 +188,8 @@ fn connect(home: &Path, port: u16, args: &[&str]) -> Output {
 
 /// What the server saw of the next connection.
 fn presented(seen: &mpsc::Receiver<String>) -> String {
-    seen.recv_timeout(WAIT).expect("the server saw a connection")
+    seen.recv_timeout(WAIT)
+        .expect("the server saw a connection")
 }
 
 #[test]
@@ -208,7 +212,11 @@ fn the_certificate_beside_the_identity_is_presented_and_described_by_v() {
     );
     // Without one beside it, the key alone, and -v says where it looked.
     let bare = home_with_identity(None);
-    let out = connect(bare.path(), server.port, &["-v", "--expect-fingerprint", &pin, "x"]);
+    let out = connect(
+        bare.path(),
+        server.port,
+        &["-v", "--expect-fingerprint", &pin, "x"],
+    );
     assert_eq!(status(&out), SUCCESS, "{}", text(&out.stderr));
     assert_eq!(presented(&seen), "none");
     assert!(text(&out.stderr).contains("no certificate beside the identity"));
@@ -228,12 +236,18 @@ fn an_expired_certificate_is_still_sent_and_v_says_it_is_expired() {
     let (server, seen) = recording_server();
     let home = home_with_identity(Some("expired"));
     let pin = host_fingerprint();
-    let out = connect(home.path(), server.port, &["-v", "--expect-fingerprint", &pin, "x"]);
+    let out = connect(
+        home.path(),
+        server.port,
+        &["-v", "--expect-fingerprint", &pin, "x"],
+    );
     let stderr = text(&out.stderr);
     assert_eq!(status(&out), SUCCESS, "{stderr}");
     assert_eq!(presented(&seen), "alice-expired 3");
     assert!(
-        stderr.contains("valid until 2021-01-01T00:00:00 (certificate expired on 2021-01-01T00:00:00)"),
+        stderr.contains(
+            "valid until 2021-01-01T00:00:00 (certificate expired on 2021-01-01T00:00:00)"
+        ),
         "{stderr}"
     );
 }
@@ -302,7 +316,10 @@ fn an_unusable_certificate_is_an_error_naming_the_file() {
     let stderr = text(&out.stderr);
     assert_eq!(status(&out), FAILURE, "{stderr}");
     assert!(
-        stderr.contains(&format!("{}: the certificate is for the key", cert.display())),
+        stderr.contains(&format!(
+            "{}: the certificate is for the key",
+            cert.display()
+        )),
         "{stderr}"
     );
     fs::write(&cert, "ssh-ed25519-cert-v01@openssh.com AAAA garbage\n").unwrap();
@@ -310,7 +327,10 @@ fn an_unusable_certificate_is_an_error_naming_the_file() {
     let stderr = text(&out.stderr);
     assert_eq!(status(&out), FAILURE, "{stderr}");
     assert!(
-        stderr.contains(&format!("{}: not a usable certificate: malformed certificate", cert.display())),
+        stderr.contains(&format!(
+            "{}: not a usable certificate: malformed certificate",
+            cert.display()
+        )),
         "{stderr}"
     );
     let config = home.path().join("config");
@@ -349,7 +369,11 @@ fn a_host_certificate_from_a_trusted_ca_needs_no_prompt_and_writes_nothing() {
     let stderr = text(&out.stderr);
     assert_eq!(status(&out), SUCCESS, "{stderr}");
     assert_eq!(text(&out.stdout), "HELLO\n");
-    assert_eq!(fs::read(&known_hosts).unwrap(), before, "known_hosts unchanged");
+    assert_eq!(
+        fs::read(&known_hosts).unwrap(),
+        before,
+        "known_hosts unchanged"
+    );
     assert!(!stderr.contains("Permanently added"), "{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -391,7 +415,11 @@ fn a_certificate_from_an_untrusted_ca_leaves_the_first_use_path() {
     let known_hosts = write_known_hosts(home.path(), "");
     let out = connect(home.path(), server.port, &["hello"]);
     assert_eq!(status(&out), HOST_KEY_NOT_TRUSTED);
-    assert!(text(&out.stderr).contains("is not known"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is not known"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = connect(home.path(), server.port, &["--accept-new-host", "hello"]);
     let stderr = text(&out.stderr);
     assert_eq!(status(&out), SUCCESS, "{stderr}");
@@ -410,14 +438,44 @@ fn host_certificate_refusals_golden() {
     let host_ca = fs::read_to_string(fixture("certs/host_ca.pub")).unwrap();
     let krl = |name: &str| fixture(&format!("certs/krl/{name}"));
     let cases: Vec<(&str, &str, String, Option<PathBuf>)> = vec![
-        ("wrong principal", "host_wrong_principal", String::new(), None),
+        (
+            "wrong principal",
+            "host_wrong_principal",
+            String::new(),
+            None,
+        ),
         ("expired", "host_expired", String::new(), None),
         ("user certificate", "host_user_type", String::new(), None),
-        ("@revoked host key", "host", format!("@revoked * {host_key}"), None),
-        ("@revoked CA key", "host", format!("@revoked * {host_ca}"), None),
-        ("RevokedHostKeys text list", "host", String::new(), Some(krl("revoked_keys"))),
-        ("RevokedHostKeys KRL by key ID", "host", String::new(), Some(krl("key_id_any_ca.krl"))),
-        ("RevokedHostKeys KRL by hash", "host", String::new(), Some(krl("sha256.krl"))),
+        (
+            "@revoked host key",
+            "host",
+            format!("@revoked * {host_key}"),
+            None,
+        ),
+        (
+            "@revoked CA key",
+            "host",
+            format!("@revoked * {host_ca}"),
+            None,
+        ),
+        (
+            "RevokedHostKeys text list",
+            "host",
+            String::new(),
+            Some(krl("revoked_keys")),
+        ),
+        (
+            "RevokedHostKeys KRL by key ID",
+            "host",
+            String::new(),
+            Some(krl("key_id_any_ca.krl")),
+        ),
+        (
+            "RevokedHostKeys KRL by hash",
+            "host",
+            String::new(),
+            Some(krl("sha256.krl")),
+        ),
     ];
     let mut transcript = String::new();
     for (case, cert, extra, revoked) in cases {
@@ -458,7 +516,10 @@ fn host_certificate_refusals_golden() {
     }
     let keys = fixture("").display().to_string();
     let redacted = transcript.replace(&keys, "[KEYS]/");
-    snapbox::assert_data_eq!(redacted, snapbox::file!["cmd/client_certificates.txt"].raw());
+    snapbox::assert_data_eq!(
+        redacted,
+        snapbox::file!["cmd/client_certificates.txt"].raw()
+    );
 }
 
 /// connect's own lines on stderr ("Permanently added", a refused request) go

@@ -74,7 +74,7 @@ pub enum HostKeyError {
     },
     /// The presented key, or the CA key of its certificate, is marked `@revoked`.
     /// Nothing may override this.
-    #[error("{} for '{host_field}' is @revoked in {}:{line}", revoked_what(presented, revoked_key), path.display())]
+    #[error("{} for '{host_field}' is @revoked in {}:{line}", revoked_what(presented, authority.as_deref()), path.display())]
     Revoked {
         /// The known_hosts name of the server.
         host_field: String,
@@ -84,8 +84,9 @@ pub enum HostKeyError {
         line: usize,
         /// The key the server presented.
         presented: Fingerprint,
-        /// The key the line revokes: `presented`, or the CA key that certified it.
-        revoked_key: Fingerprint,
+        /// `None` when the line revokes `presented` itself; else the CA key of the
+        /// host certificate, which the line revokes (boxed: the error stays small).
+        authority: Option<Box<Fingerprint>>,
     },
     /// A revoked-keys file (`RevokedHostKeys`, a text list or a KRL) revokes the
     /// presented key or its certificate. Nothing may override this.
@@ -112,8 +113,8 @@ pub enum HostKeyError {
         path: PathBuf,
         /// The `@cert-authority` line trusting the certificate's CA for the host.
         line: usize,
-        /// The check that failed.
-        reason: CertificateError,
+        /// The check that failed (boxed: it is the largest field of any refusal).
+        reason: Box<CertificateError>,
         /// The key the server presented.
         presented: Fingerprint,
     },
@@ -139,10 +140,10 @@ pub enum HostKeyError {
 }
 
 /// `host key X`, or `the CA key Y of host key X's certificate`.
-fn revoked_what(presented: &Fingerprint, revoked_key: &Fingerprint) -> String {
-    match presented == revoked_key {
-        true => format!("host key {presented}"),
-        false => format!("the CA key {revoked_key} that certified host key {presented}"),
+fn revoked_what(presented: &Fingerprint, authority: Option<&Fingerprint>) -> String {
+    match authority {
+        None => format!("host key {presented}"),
+        Some(ca) => format!("the CA key {ca} that certified host key {presented}"),
     }
 }
 
@@ -220,8 +221,8 @@ pub fn decide(known: Known<'_>, host_field: &str, presented: &PublicKey) -> Deci
                     host_field,
                     path,
                     line,
+                    authority: (revoked_key != presented).then(|| Box::new(revoked_key)),
                     presented,
-                    revoked_key,
                 }),
                 (HostVerdict::RevokedByFile { path, revocation }, _) => {
                     Decision::Refuse(HostKeyError::RevokedByFile {
@@ -236,7 +237,7 @@ pub fn decide(known: Known<'_>, host_field: &str, presented: &PublicKey) -> Deci
                         host_field,
                         path,
                         line,
-                        reason,
+                        reason: Box::new(reason),
                         presented,
                     })
                 }
@@ -281,6 +282,7 @@ pub fn decide(known: Known<'_>, host_field: &str, presented: &PublicKey) -> Deci
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::identity::Identity;
 
     /// One verdict of each kind, trusted ones both by a key and by a certificate.
@@ -391,9 +393,9 @@ mod tests {
                                 decision,
                                 Decision::Refuse(HostKeyError::CertificateInvalid {
                                     line: 5,
-                                    reason: CertificateError::Expired(1),
+                                    reason,
                                     ..
-                                })
+                                }) if *reason == CertificateError::Expired(1)
                             ),
                             "invalid certificates are never first use: {label}"
                         ),
