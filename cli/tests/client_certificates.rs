@@ -301,40 +301,33 @@ fn certificate_file_in_the_config_names_the_certificate_and_g_prints_it() {
     assert_eq!(presented(&seen), "alice-window 2");
 }
 
-/// Unusable certificates are refused before connecting, naming the file: one of
-/// another key, one that does not parse, a CertificateFile that does not exist.
+/// Unusable certificates are refused before connecting, naming the file, as one
+/// golden transcript (cli/tests/cmd/client_certificate_files.txt): one of another
+/// key, one that does not parse, a CertificateFile that does not exist.
 #[test]
 fn an_unusable_certificate_is_an_error_naming_the_file() {
     // Nothing listens: each error comes before any connection.
     let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = unused.local_addr().unwrap().port();
     drop(unused);
+    let mut transcript = String::new();
+    let mut record = |case: &str, out: &Output, home: &Path| {
+        assert_eq!(status(out), FAILURE, "{case}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr)
+            .replace(&home.display().to_string(), "[HOME]")
+            .replace(&port.to_string(), "[PORT]");
+        transcript.push_str(&format!("== {case}\nstatus {}\n{stderr}\n", status(out)));
+    };
     // The host's certificate beside the client's key.
     let home = home_with_identity(Some("host"));
-    let cert = home.path().join("id-cert.pub");
     let out = connect(home.path(), port, &["x"]);
-    let stderr = text(&out.stderr);
-    assert_eq!(status(&out), FAILURE, "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "{}: the certificate is for the key",
-            cert.display()
-        )),
-        "{stderr}"
-    );
+    record("another key's certificate", &out, home.path());
+    let cert = home.path().join("id-cert.pub");
     fs::write(&cert, "ssh-ed25519-cert-v01@openssh.com AAAA garbage\n").unwrap();
     let out = connect(home.path(), port, &["x"]);
-    let stderr = text(&out.stderr);
-    assert_eq!(status(&out), FAILURE, "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "{}: not a usable certificate: malformed certificate",
-            cert.display()
-        )),
-        "{stderr}"
-    );
+    record("not a certificate", &out, home.path());
     let config = home.path().join("config");
-    fs::write(&config, "CertificateFile /nonexistent/cert.pub\n").unwrap();
+    fs::write(&config, "CertificateFile ~/missing-cert.pub\n").unwrap();
     let out = noise_echo(home.path())
         .args(["connect", "-F"])
         .arg(&config)
@@ -343,11 +336,10 @@ fn an_unusable_certificate_is_an_error_naming_the_file() {
         .arg(format!("127.0.0.1:{port}"))
         .output()
         .unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(status(&out), FAILURE, "{stderr}");
-    assert!(
-        stderr.contains("cannot read the certificate file /nonexistent/cert.pub (CertificateFile)"),
-        "{stderr}"
+    record("CertificateFile missing", &out, home.path());
+    snapbox::assert_data_eq!(
+        transcript,
+        snapbox::file!["cmd/client_certificate_files.txt"].raw()
     );
 }
 
