@@ -67,6 +67,13 @@ fn identity_host_fingerprint() -> noise_echo::identity::Fingerprint {
     identity("host_ed25519_key").public_key().fingerprint()
 }
 
+/// The fingerprint of the public key in `keys/NAME`.
+fn identity_of_public(name: &str) -> noise_echo::identity::Fingerprint {
+    let (key, _comment) =
+        noise_echo::identity::PublicKey::parse_openssh_line(fixture(name).trim()).unwrap();
+    key.fingerprint()
+}
+
 fn client_identity() -> Identity {
     identity("client_ed25519")
 }
@@ -410,6 +417,25 @@ async fn an_untrusted_ca_leaves_the_first_use_path_as_it_was() {
         written.contains(&format!("{field} ssh-ed25519 ")),
         "{written}"
     );
+}
+
+/// The question about such a host says which CA's certificate was ignored.
+#[tokio::test]
+async fn the_prompt_is_told_about_an_ignored_certificate() {
+    let server = serve(host_with("host_ed25519_key", Some("host_other_ca"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = known_hosts(dir.path(), "");
+    let (asked, question) = std::sync::mpsc::channel();
+    let prompt: client::HostKeyPrompt = Box::new(move |unknown: &UnknownHost| {
+        asked.send(unknown.ignored_certificate_ca).unwrap();
+        Ok(true)
+    });
+    let connection = connect_to(server.port, config(path).prompt(Some(prompt)))
+        .await
+        .unwrap();
+    let user_ca = identity_of_public("certs/user_ca.pub");
+    assert_eq!(question.try_recv().unwrap(), Some(user_ca));
+    assert!(connection.newly_known_as().is_some());
 }
 
 /// A pin is checked for a host a certificate vouches for too.

@@ -17,6 +17,12 @@ pub(crate) fn unknown_host_prompt(unknown: &UnknownHost) -> String {
         unknown.host_field,
         unknown.key.fingerprint()
     );
+    if let Some(ca) = &unknown.ignored_certificate_ca {
+        text.push_str(&format!(
+            "It presented a host certificate signed by the CA {ca}, which no @cert-authority line in {} trusts for it.\n",
+            unknown.known_hosts.display()
+        ));
+    }
     if unknown.other_names.is_empty() {
         text.push_str("This key is not known by any other names.\n");
     } else {
@@ -155,6 +161,7 @@ mod tests {
                     name: format!("host{line}"),
                 })
                 .collect(),
+            ignored_certificate_ca: None,
         };
         unknown.other_names[0].name = "evil\u{1b}[2J".into();
         let text = unknown_host_prompt(&unknown);
@@ -172,6 +179,31 @@ mod tests {
         assert!(!text.contains("not known by any other names"), "{text}");
         unknown.other_names.truncate(8);
         assert!(!unknown_host_prompt(&unknown).contains("omitted"));
+    }
+
+    #[test]
+    fn the_question_says_when_a_certificate_from_an_untrusted_ca_was_ignored() {
+        let ca = Identity::generate("ca").public_key().fingerprint();
+        let key = Identity::generate("k").public_key();
+        let unknown = UnknownHost {
+            host_field: "[new]:1234".into(),
+            key,
+            known_hosts: "/home/u/kh".into(),
+            other_names: Vec::new(),
+            ignored_certificate_ca: Some(ca),
+        };
+        let text = unknown_host_prompt(&unknown);
+        assert_eq!(
+            text,
+            format!(
+                "The authenticity of host '[new]:1234' can't be established.\n\
+                 ED25519 key fingerprint is {}.\n\
+                 It presented a host certificate signed by the CA {ca}, which no @cert-authority line in /home/u/kh trusts for it.\n\
+                 This key is not known by any other names.\n\
+                 Are you sure you want to continue connecting (yes/no/[fingerprint])? ",
+                key.fingerprint()
+            )
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::client::{
     within, ClientError, HostKeyPrompt, HostTrust, Target, TimeoutStage, UnknownHost,
 };
 use crate::fsutil;
-use crate::identity::PublicKey;
+use crate::identity::{Fingerprint, PublicKey};
 use crate::openssh::certificate::Certificate;
 use crate::openssh::known_hosts::{self, HostTrustedBy, HostVerdict, KnownHosts, OtherName};
 use crate::wire::{self, LocalIdentity, Offer};
@@ -39,6 +39,17 @@ pub(super) struct Handshake<'a> {
     /// Protocol v2's offer (the suite, and on a retry the rejected one); `None`
     /// runs protocol v1.
     pub(super) offer: Option<&'a Offer>,
+}
+
+/// The trust decision before any prompt, and what the prompt would show.
+struct Judged {
+    decision: Decision,
+    /// The known_hosts file used (`None` for a pin).
+    path: Option<PathBuf>,
+    /// The other names the key is known by there.
+    other_names: Vec<OtherName>,
+    /// The CA of a host certificate no `@cert-authority` line trusts.
+    ignored_certificate_ca: Option<Fingerprint>,
 }
 
 /// How a handshake attempt ended, when it did not fail.
@@ -86,8 +97,12 @@ impl Handshake<'_> {
             );
         }
         let host_field = known_hosts::host_field(&target.host, target.port);
-        let (decision, path, other_names) =
-            self.decide(&host_field, &server_key, pending.server_certificate())?;
+        let Judged {
+            decision,
+            path,
+            other_names,
+            ignored_certificate_ca,
+        } = self.decide(&host_field, &server_key, pending.server_certificate())?;
         let prompted_at = tokio::time::Instant::now();
         let (decision, asked) = match decision {
             Decision::Ask => match self.take_prompt() {
@@ -97,6 +112,7 @@ impl Handshake<'_> {
                         key: server_key,
                         known_hosts: path.clone().unwrap_or_default(),
                         other_names,
+                        ignored_certificate_ca,
                     };
                     (ask(unknown, prompt).await, true)
                 }
@@ -148,21 +164,21 @@ impl Handshake<'_> {
         })
     }
 
-    /// The trust decision before any prompt, the known_hosts file it used, and the
-    /// other names the key is known by there (for the prompt).
+    /// The trust decision before any prompt, with what the prompt shows.
     fn decide(
         &self,
         host_field: &str,
         server_key: &PublicKey,
         certificate: Option<&Certificate>,
-    ) -> Result<(Decision, Option<PathBuf>, Vec<OtherName>), ClientError> {
+    ) -> Result<Judged, ClientError> {
         let target = self.target;
         Ok(match &*self.trust {
-            HostTrust::Pinned(fingerprint) => (
-                trust::decide(Known::Pinned(fingerprint), host_field, server_key),
-                None,
-                Vec::new(),
-            ),
+            HostTrust::Pinned(fingerprint) => Judged {
+                decision: trust::decide(Known::Pinned(fingerprint), host_field, server_key),
+                path: None,
+                other_names: Vec::new(),
+                ignored_certificate_ca: None,
+            },
             HostTrust::KnownHosts {
                 path,
                 unknown,
@@ -182,6 +198,12 @@ impl Handshake<'_> {
                     SystemTime::now(),
                 );
                 log_verdict(&verdict, host_field, path);
+                let ignored_certificate_ca = match &verdict {
+                    HostVerdict::Unknown {
+                        ignored_certificate_ca,
+                    } => *ignored_certificate_ca,
+                    _ => None,
+                };
                 let decision = trust::decide(
                     Known::KnownHosts {
                         verdict,
@@ -199,8 +221,12 @@ impl Handshake<'_> {
                     }
                     decision => decision,
                 };
-                let other_names = known.other_names(&target.host, target.port, server_key);
-                (decision, Some(path.clone()), other_names)
+                Judged {
+                    decision,
+                    path: Some(path.clone()),
+                    other_names: known.other_names(&target.host, target.port, server_key),
+                    ignored_certificate_ca,
+                }
             }
         })
     }

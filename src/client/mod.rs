@@ -149,6 +149,10 @@ pub struct UnknownHost {
     /// them ("This host key is known by the following other names/addresses"): a
     /// user who knows the key under another name can recognise it.
     pub other_names: Vec<OtherName>,
+    /// The CA of a host certificate the server sent that no `@cert-authority` line
+    /// trusts for this host: ignored, so the key is asked about as if none had come
+    /// (the question can say so; the user may be missing a `@cert-authority` line).
+    pub ignored_certificate_ca: Option<Fingerprint>,
 }
 
 /// How the server's key is trusted.
