@@ -472,14 +472,11 @@ async fn the_client_presents_its_certificate_and_the_server_admits_it_by_the_ca(
     let authorized = AuthorizedKeys::parse(line.as_bytes(), "(test)".as_ref());
     let server = tokio::spawn(async move {
         let (mut stream, peer) = listener.accept().await.unwrap();
-        let settings = ResponderSettings {
-            suites: Suite::ALL.to_vec(),
-            v1_enabled: false,
-            params: ServerParams {
-                max_request: 4096,
-                rekey: RekeyPolicy::DEFAULT,
-            },
-        };
+        let settings = ResponderSettings::new(
+            Suite::ALL.to_vec(),
+            false,
+            ServerParams::new(4096, RekeyPolicy::DEFAULT),
+        );
         let established = respond_any(&mut stream, &host, &settings).await.unwrap();
         match authorized.authorize_client(
             established.peer(),

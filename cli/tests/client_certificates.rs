@@ -102,14 +102,11 @@ fn recording_server() -> (InProcess, mpsc::Receiver<String>) {
             let Ok((mut stream, _)) = listener.accept().await else {
                 return;
             };
-            let settings = ResponderSettings {
-                suites: Suite::ALL.to_vec(),
-                v1_enabled: true,
-                params: ServerParams {
-                    max_request: 4096,
-                    rekey: RekeyPolicy::DEFAULT,
-                },
-            };
+            let settings = ResponderSettings::new(
+                Suite::ALL.to_vec(),
+                true,
+                ServerParams::new(4096, RekeyPolicy::DEFAULT),
+            );
             let Ok(established) = respond_any(&mut stream, &host, &settings).await else {
                 continue;
             };

@@ -358,10 +358,7 @@ fn revoked_host_keys(
     };
     let revoked = RevokedKeys::load(path).context("RevokedHostKeys")?;
     for warning in &revoked.warnings {
-        stderr_line(&format!(
-            "warning: {}",
-            super::printable(&warning.to_string())
-        ));
+        stderr_line!("warning: {}", super::printable(&warning.to_string()));
     }
     debug!("revoked host keys file {}", path.display());
     Ok(Some(std::sync::Arc::new(revoked)))
@@ -448,14 +445,6 @@ fn connect_failed(error: ClientError, target: &Target) -> anyhow::Error {
         _ => return classify(error),
     };
     StatusError { status, message }.into()
-}
-
-/// Writes `line` and a newline to standard error. Not eprintln!, which panics when
-/// stderr is closed (`2>&-`, a stopped log collector): a message nobody can read is
-/// dropped, and the exit status still says what happened.
-pub(super) fn stderr_line(line: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// `the server closed ...` as `the server at TARGET closed ...`: one text for the

@@ -29,9 +29,10 @@ pub(super) async fn session(
         .await
         .map_err(|error| connect_failed(error, &target))?;
     if let Some(host_field) = connection.newly_known_as() {
-        super::stderr_line(&format!(
+        // Not eprintln!, which panics when stderr is closed.
+        stderr_line!(
             "Warning: Permanently added '{host_field}' (ED25519) to the list of known hosts."
-        ));
+        );
     }
     debug!("session established with {target}");
     exchange(&target, connection, messages).await
@@ -193,11 +194,11 @@ async fn print_replies<R: tokio::io::AsyncRead + Unpin>(
                 replies.refused += 1;
                 stdout.flush().await?;
                 // The server's text: escaped, so it cannot drive our terminal.
-                super::stderr_line(&format!(
+                stderr_line!(
                     "error: request {} refused: {}",
                     replies.answered,
                     crate::printable(&reason)
-                ));
+                );
             }
             (Reply::Error(reason), false) => replies.closing_reason = Some(reason),
             (Reply::Response(_), false) => {
