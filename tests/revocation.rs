@@ -169,6 +169,8 @@ fn expectations() -> Vec<(&'static str, Vec<String>)> {
                     "certs/host_ca.pub",
                     "certs/host-cert.pub",
                     "certs/other_ca-cert.pub",
+                    // The rotated host key's certificate, by the same CA.
+                    "certs/host_rotated-cert.pub",
                 ]),
                 host_ca_certificates(),
             ]
@@ -181,6 +183,7 @@ fn expectations() -> Vec<(&'static str, Vec<String>)> {
                     "certs/host_ca.pub",
                     "certs/host-cert.pub",
                     "certs/other_ca-cert.pub",
+                    "certs/host_rotated-cert.pub",
                     "certs/krl/revoked_user.pub",
                     "certs/krl/revoked_user-cert.pub",
                 ]),

@@ -1,6 +1,8 @@
-//! One handshake attempt and its trust decision: the server's key is checked
-//! (known_hosts, a pin, the user at a prompt) after message 2 and BEFORE message 3
-//! reveals our identity; an accepted key is saved at once.
+//! One handshake attempt and its trust decision: the server's key and its host
+//! certificate, if it sent one, are checked (a revoked-keys file, known_hosts with
+//! its `@cert-authority` and `@revoked` lines, a pin, the user at a prompt) after
+//! message 2 and BEFORE message 3 reveals our identity (and our certificate); an
+//! accepted key is saved at once, a certificate-trusted one never.
 
 use std::io;
 use std::path::{Path, PathBuf};
