@@ -6,7 +6,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use noise_echo::identity::Identity;
-use noise_echo::openssh::known_hosts::{self, HostStatus, KnownHosts};
+use noise_echo::openssh::known_hosts::{self, HostVerdict, KnownHosts};
 
 fuzz_target!(|data: &[u8]| {
     let known = KnownHosts::parse(data, Path::new("fuzz"));
@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
     let after = KnownHosts::parse(&appended, Path::new("fuzz"));
     let before = known.check("fuzz.example", 4321, &key);
     let status = after.check("fuzz.example", 4321, &key);
-    if matches!(before, HostStatus::Unknown | HostStatus::Trusted { .. }) {
-        assert!(matches!(status, HostStatus::Trusted { .. }), "{status:?}");
+    if matches!(
+        before,
+        HostVerdict::Unknown { .. } | HostVerdict::Trusted(_)
+    ) {
+        assert!(matches!(status, HostVerdict::Trusted(_)), "{status:?}");
     }
 });
