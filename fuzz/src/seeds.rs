@@ -106,8 +106,11 @@ fn certificate_blob(name: &str) -> Vec<u8> {
 }
 
 fn main() {
+    // Into corpus/ unless told another directory (run.sh keeps them apart from the
+    // committed, minimised corpus).
+    let out = std::env::args().nth(1).unwrap_or_else(|| "corpus".to_owned());
     let write = |target: &str, name: &str, bytes: &[u8]| {
-        let dir = std::path::Path::new("corpus").join(target);
+        let dir = std::path::Path::new(&out).join(target);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(name), bytes).unwrap();
     };
@@ -151,14 +154,21 @@ fn main() {
     }
     write("record_decoder", "requests", &records);
     v2_seeds(&write);
-    for name in [
-        "valid",
-        "source_networks",
-        "unknown_critical",
-        "host",
-        "host_critical",
-    ] {
-        write("certificate", name, &certificate_blob(name));
+    // Every ssh-keygen certificate fixture: each option, extension and validity
+    // variant is its own path through the decoder and the policy checks.
+    for entry in std::fs::read_dir(root.join("certs")).unwrap() {
+        let file = entry.unwrap().file_name().into_string().unwrap();
+        if let Some(name) = file.strip_suffix("-cert.pub") {
+            write("certificate", name, &certificate_blob(name));
+        }
+    }
+    // The ssh-keygen KRLs (every section type) and the revoked-keys text list.
+    for entry in std::fs::read_dir(root.join("certs/krl")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.ends_with(".krl") || name == "revoked_keys" {
+            write("krl", &name, &std::fs::read(&path).unwrap());
+        }
     }
     // PROXY protocol headers as HAProxy sends them: v1 lines, v2 for a TCP client
     // (with a TLV), and v2 LOCAL (its health checks), each with handshake bytes behind.
@@ -185,5 +195,15 @@ fn main() {
     v2[14..16].copy_from_slice(&len.to_be_bytes());
     write("proxy_header", "v2_tlv", &v2);
     write("proxy_header", "v2_local", &encode_v2(None));
-    println!("seeds written under corpus/");
+    let v6 = (
+        "[2001:db8::5]:40000".parse().unwrap(),
+        "[::1]:1234".parse().unwrap(),
+    );
+    let v2_tcp6 = encode_v2(Some(v6));
+    write("proxy_header", "v2_tcp6", &v2_tcp6);
+    // Truncated headers: the parser must answer Incomplete, not an error or a panic.
+    write("proxy_header", "v2_truncated", &v2_tcp6[..v2_tcp6.len() - 7]);
+    write("proxy_header", "v2_signature_only", &v2_tcp6[..12]);
+    write("proxy_header", "v1_truncated", b"PROXY TCP4 127.0.0.5 127.0");
+    println!("seeds written under {out}/");
 }
