@@ -108,7 +108,9 @@ fn certificate_blob(name: &str) -> Vec<u8> {
 fn main() {
     // Into corpus/ unless told another directory (run.sh keeps them apart from the
     // committed, minimised corpus).
-    let out = std::env::args().nth(1).unwrap_or_else(|| "corpus".to_owned());
+    let out = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "corpus".to_owned());
     let write = |target: &str, name: &str, bytes: &[u8]| {
         let dir = std::path::Path::new(&out).join(target);
         std::fs::create_dir_all(&dir).unwrap();
@@ -202,8 +204,16 @@ fn main() {
     let v2_tcp6 = encode_v2(Some(v6));
     write("proxy_header", "v2_tcp6", &v2_tcp6);
     // Truncated headers: the parser must answer Incomplete, not an error or a panic.
-    write("proxy_header", "v2_truncated", &v2_tcp6[..v2_tcp6.len() - 7]);
+    write(
+        "proxy_header",
+        "v2_truncated",
+        &v2_tcp6[..v2_tcp6.len() - 7],
+    );
     write("proxy_header", "v2_signature_only", &v2_tcp6[..12]);
-    write("proxy_header", "v1_truncated", b"PROXY TCP4 127.0.0.5 127.0");
+    write(
+        "proxy_header",
+        "v1_truncated",
+        b"PROXY TCP4 127.0.0.5 127.0",
+    );
     println!("seeds written under {out}/");
 }
