@@ -6,9 +6,9 @@
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]
 #
-# One process, one target at a time: it is meant for a shared machine. New inputs that
-# add coverage go to fuzz/target/corpus/<target>/, not to the committed corpus;
-# `cargo fuzz cmin` decides what is worth committing (see fuzz/README.md).
+# One process, one target at a time: it is meant for a shared machine. New inputs
+# that add coverage go to fuzz/target/corpus/<target>/, not to the committed corpus;
+# the set-cover merge in fuzz/README.md decides what is worth committing.
 set -euo pipefail
 
 seconds=${1:-60}
@@ -41,6 +41,12 @@ triple=$(rustc -vV | sed -n 's/^host: //p')
 # The seeds are written from the library and the key fixtures, so they follow the
 # code; they go into a scratch directory beside each target's working corpus.
 "target/$triple/release/seeds" target/seeds >/dev/null
+for target in "${targets[@]}"; do
+    if [ ! -x "target/$triple/release/$target" ] || [ "$target" = seeds ]; then
+        echo "run.sh: no fuzz target '$target'; the targets are: $(cargo fuzz list | grep -vx seeds | tr '\n' ' ')" >&2
+        exit 2
+    fi
+done
 failed=()
 for target in "${targets[@]}"; do
     work=target/corpus/$target
