@@ -98,81 +98,78 @@ impl Handler {
         R: AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Unpin,
     {
-        let mut in_flight = InFlight::default();
-        let end = self
-            .echo_requests(rx, tx, key, summary, &mut in_flight, moved)
-            .await;
-        // However the session ended, what it answered is counted (the caller
-        // flushes the replies still queued).
-        self.publish(&mut in_flight, summary);
-        end
-    }
-
-    /// [`Handler::echo`]'s loop.
-    async fn echo_requests<R, W>(
-        &mut self,
-        rx: &mut RecvHalf<R>,
-        tx: &mut SendHalf<W>,
-        key: &KeySession,
-        summary: &mut Summary,
-        in_flight: &mut InFlight,
-        moved: &AtomicU64,
-    ) -> Result<EchoEnd, WireError>
-    where
-        R: AsyncRead + Unpin,
-        W: tokio::io::AsyncWrite + Unpin,
-    {
-        in_flight.time_limit = self
-            .shared
-            .config
-            .max_session_time
-            .map(|limit| tokio::time::Instant::now() + limit);
-        loop {
+        // Every way out of the loop passes the end below, where what the session
+        // answered is counted (the caller flushes the replies still queued): a
+        // loop of breaks rather than a wrapper future, which would keep every
+        // argument twice in every session's task.
+        macro_rules! or_break {
+            ($result:expr) => {
+                match $result {
+                    Ok(value) => value,
+                    Err(error) => break Err(error),
+                }
+            };
+        }
+        let mut in_flight = InFlight {
+            time_limit: self
+                .shared
+                .config
+                .max_session_time
+                .map(|limit| tokio::time::Instant::now() + limit),
+            ..InFlight::default()
+        };
+        let end = loop {
             if in_flight
                 .time_limit
                 .is_some_and(|end| tokio::time::Instant::now() >= end)
             {
-                return Ok(EchoEnd::TimeLimit);
+                break Ok(EchoEnd::TimeLimit);
             }
             // Each step is its own future, awaited in turn, so the task holds the
             // larger of the two rather than both.
-            let header = match self
-                .next_request(rx, tx, key.key(), in_flight, summary, moved)
-                .await?
-            {
+            let header = match or_break!(
+                self.next_request(rx, tx, key.key(), &mut in_flight, summary, moved)
+                    .await
+            ) {
                 ControlFlow::Continue(NextRecord::Header(Some(header))) => header,
-                ControlFlow::Continue(NextRecord::Header(None)) => return Ok(EchoEnd::Done),
+                ControlFlow::Continue(NextRecord::Header(None)) => break Ok(EchoEnd::Done),
                 ControlFlow::Continue(NextRecord::Released) => {
                     in_flight.frame = None;
                     continue;
                 }
                 ControlFlow::Continue(NextRecord::Admit(bytes)) => {
-                    match self
-                        .frame_memory(bytes, key, tx, in_flight, summary, moved)
-                        .await?
-                    {
+                    match or_break!(
+                        self.frame_memory(bytes, key, tx, &mut in_flight, summary, moved)
+                            .await
+                    ) {
                         ControlFlow::Continue(()) => continue,
-                        ControlFlow::Break(end) => return Ok(end),
+                        ControlFlow::Break(end) => break Ok(end),
                     }
                 }
-                ControlFlow::Break(end) => return Ok(end),
+                ControlFlow::Break(end) => break Ok(end),
             };
             // Only REQUEST can arrive here: the decoder refuses the server's own types.
             if header.len > self.shared.config.max_request {
-                return Ok(EchoEnd::TooLarge { len: header.len });
+                break Ok(EchoEnd::TooLarge { len: header.len });
             }
-            let mut reservation = match self
-                .memory_for(header.len, key, tx, in_flight, summary, moved)
-                .await?
-            {
-                ControlFlow::Continue(reservation) => reservation,
-                ControlFlow::Break(end) => return Ok(end),
+            // Most requests are small enough to be free: decided here, without
+            // making (and dropping) `memory_for`'s future for them.
+            let mut reservation = if in_flight.covers(resources::worst_case(header.len)) {
+                Answered::Reserved(None)
+            } else {
+                match or_break!(
+                    self.memory_for(header.len, key, tx, &mut in_flight, summary, moved)
+                        .await
+                ) {
+                    ControlFlow::Continue(reservation) => reservation,
+                    ControlFlow::Break(end) => break Ok(end),
+                }
             };
-            if let ControlFlow::Break(end) = self
-                .answer_in_time(rx, tx, summary, in_flight, &mut reservation, moved)
-                .await?
-            {
-                return Ok(end);
+            if let ControlFlow::Break(end) = or_break!(
+                self.answer_in_time(rx, tx, summary, &mut in_flight, &mut reservation, moved)
+                    .await
+            ) {
+                break Ok(end);
             }
             match reservation {
                 // Flushed: everything this session had in flight is written.
@@ -208,7 +205,9 @@ impl Handler {
             if in_flight.body.capacity() > 64 * 1024 {
                 in_flight.body = Vec::new();
             }
-        }
+        };
+        self.publish(&mut in_flight, summary);
+        end
     }
 
     /// Memory for a request of `len` bytes: free for a small one (or covered by
@@ -530,7 +529,8 @@ impl Handler {
 
     /// Reads one request's body and queues its reply, flushing unless more requests
     /// are already here. Trims the request's memory to its real size once the reply
-    /// is known. Counts it in the session's batch (see [`Batch`]), which starts
+    /// is known, and settles `reservation` into [`Answered::Flushed`] or
+    /// [`Answered::Queued`]. Counts it in the session's batch (see [`Batch`]), which starts
     /// with its first body read and is published, with the batch's time as each
     /// request's latency, before the replies are flushed or the session waits for
     /// the network: a body still to come from the network ends the batch before
