@@ -34,9 +34,11 @@ macro_rules! counters {
             /// Reply body bytes queued.
             pub bytes_out: AtomicU64,
             /// How long requests waited in the server for their replies: from the
-            /// first body of their batch read to the batch's last reply queued
-            /// (see [`Batch`]). A request of a pipelined burst counts the
-            /// burst's time, which is what its reply waits before it is written.
+            /// first body of their batch read to the batch's last reply queued,
+            /// just before the batch's replies are written together (a batch ends
+            /// whenever the session writes its replies or waits for the network).
+            /// A request of a pipelined burst counts the burst's time, which is
+            /// what its reply waits before it is written.
             pub request_latency: LatencyHistogram,
             /// When each refusal in force ends, soonest first: how many sources are
             /// penalised now, without locking or walking the penalty table. Pushed
