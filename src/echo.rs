@@ -41,19 +41,67 @@ impl Answer {
 pub fn answer(body: &mut [u8]) -> Answer {
     // ASCII letters are uppercased in place (as to_uppercase maps them), so
     // only text with other characters needs a second buffer of its size. ASCII
-    // is valid UTF-8: checking for it first (a fast word-at-a-time scan) spares
-    // the full UTF-8 validation of the common case.
-    let ascii = body.is_ascii();
-    body.make_ascii_uppercase();
-    if ascii {
+    // is valid UTF-8: checking for it first spares the full UTF-8 validation of
+    // the common case.
+    if uppercase_ascii(body) {
         return Answer::InPlace;
     }
+    not_ascii(body)
+}
+
+/// The rest of [`answer`] for text that is not all ASCII: out of line, so that the
+/// common case carries none of its code (a smaller prologue per request).
+#[cold]
+#[inline(never)]
+fn not_ascii(body: &[u8]) -> Answer {
     match std::str::from_utf8(body) {
         Ok(text) => Answer::Converted(text.to_uppercase()),
         Err(error) => Answer::NotUtf8 {
             valid_up_to: error.valid_up_to(),
         },
     }
+}
+
+/// Uppercases the ASCII letters of `body` in place and says whether it is all
+/// ASCII, in one pass of eight bytes at a time (`is_ascii` then
+/// `make_ascii_uppercase` took two, some 75 instructions for a 16-byte request).
+fn uppercase_ascii(body: &mut [u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut seen = 0u64;
+    let mut chunks = body.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(bytes);
+        seen |= word;
+        if word & HIGH != 0 {
+            // The sums below would carry between bytes: byte by byte here.
+            uppercase_bytes(chunk);
+            continue;
+        }
+        // Each byte is under 0x80, so adding to it never carries into the next:
+        // its top bit is set by the first sum when it is at least `a`, by the
+        // second when it is past `z`.
+        let from_a = word.wrapping_add(ONES * u64::from(0x80 - b'a'));
+        let past_z = word.wrapping_add(ONES * u64::from(0x80 - b'z' - 1));
+        let lower = from_a & !past_z & HIGH;
+        // 0x80 >> 2 is 0x20, the case bit.
+        chunk.copy_from_slice(&(word ^ (lower >> 2)).to_le_bytes());
+    }
+    for byte in chunks.into_remainder() {
+        seen |= u64::from(*byte);
+        byte.make_ascii_uppercase();
+    }
+    seen & HIGH == 0
+}
+
+/// A word of [`uppercase_ascii`] with non-ASCII bytes, out of line: inlined, the
+/// standard library's vector code set up its constants on every call.
+#[cold]
+#[inline(never)]
+fn uppercase_bytes(chunk: &mut [u8]) {
+    chunk.make_ascii_uppercase();
 }
 
 /// The ERROR text for a request of `len` bytes over the `limit`.
@@ -76,6 +124,38 @@ mod tests {
     fn unicode_is_uppercased_into_a_new_string() {
         let mut body = "straße".as_bytes().to_vec();
         assert_eq!(answer(&mut body), Answer::Converted("STRASSE".into()));
+    }
+
+    #[test]
+    fn the_word_at_a_time_pass_matches_the_standard_library_for_every_byte() {
+        // Every byte value at every position of a word and of the tail, among
+        // letters on both sides of the case bit's edges (`@`, `[`, `` ` ``, `{`).
+        for len in [1, 7, 8, 9, 16, 23] {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    let mut body: Vec<u8> = (0..len).map(|i| b"@AZ[`az{"[i % 8]).collect();
+                    body[at] = byte;
+                    let mut expected = body.clone();
+                    expected.make_ascii_uppercase();
+                    let ascii = body.is_ascii();
+                    assert_eq!(
+                        uppercase_ascii(&mut body),
+                        ascii,
+                        "{byte:#x} at {at} of {len}"
+                    );
+                    assert_eq!(body, expected, "{byte:#x} at {at} of {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn non_ascii_text_keeps_its_ascii_letters_uppercased() {
+        let mut body = "abcdefgh été ijklmnop".as_bytes().to_vec();
+        assert_eq!(
+            answer(&mut body),
+            Answer::Converted("ABCDEFGH ÉTÉ IJKLMNOP".into())
+        );
     }
 
     #[test]

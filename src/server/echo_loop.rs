@@ -24,7 +24,7 @@ use super::authorized::AuthorizedKeysCache;
 use super::connection::{Handler, Summary, FREE_IN_FLIGHT};
 use super::listener::canonical_ip;
 use super::resources::{self, KeySession, Reservation, FRAME_MEMORY, TRANSPORT_BUFFER};
-use super::stats::ClockNanos;
+use super::stats::{Batch, ClockNanos};
 use crate::identity::PublicKey;
 use crate::wire::{NextRecord, RecordType, RecvHalf, SendHalf, WireError};
 
@@ -35,7 +35,9 @@ use crate::wire::{NextRecord, RecordType, RecvHalf, SendHalf, WireError};
 /// case over `FREE_IN_FLIGHT`) reserves exactly its own worst case, as before.
 const SMALL_BATCH: u64 = 16 * 1024;
 
-/// What a session has in flight against the memory budget between two requests.
+/// What a session carries from one request to the next: what it has in flight
+/// against the memory budget, the batch it is answering, its body buffer and
+/// its time limit.
 #[derive(Default)]
 pub(super) struct InFlight {
     /// Reply bytes queued in the send half since its last flush.
@@ -45,6 +47,14 @@ pub(super) struct InFlight {
     held: Option<Reservation>,
     /// The frame memory held for the receive half's input buffer outside a body.
     frame: Option<Reservation>,
+    /// What was answered since the last publication to the server's stats; its
+    /// start is `Summary::latency_clock`.
+    batch: Batch,
+    /// The request body being answered (kept between requests, as its capacity
+    /// is reused).
+    body: Vec<u8>,
+    /// When the session's time limit, if any, ends.
+    time_limit: Option<tokio::time::Instant>,
 }
 
 impl InFlight {
@@ -88,61 +98,78 @@ impl Handler {
         R: AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Unpin,
     {
-        let mut body = Vec::new();
-        let mut in_flight = InFlight::default();
-        let time_limit = self
-            .shared
-            .config
-            .max_session_time
-            .map(|limit| tokio::time::Instant::now() + limit);
-        loop {
-            if time_limit.is_some_and(|end| tokio::time::Instant::now() >= end) {
-                return Ok(EchoEnd::TimeLimit);
+        // Every way out of the loop passes the end below, where what the session
+        // answered is counted (the caller flushes the replies still queued): a
+        // loop of breaks rather than a wrapper future, which would keep every
+        // argument twice in every session's task.
+        macro_rules! or_break {
+            ($result:expr) => {
+                match $result {
+                    Ok(value) => value,
+                    Err(error) => break Err(error),
+                }
+            };
+        }
+        let mut in_flight = InFlight {
+            time_limit: self
+                .shared
+                .config
+                .max_session_time
+                .map(|limit| tokio::time::Instant::now() + limit),
+            ..InFlight::default()
+        };
+        let end = loop {
+            if in_flight
+                .time_limit
+                .is_some_and(|end| tokio::time::Instant::now() >= end)
+            {
+                break Ok(EchoEnd::TimeLimit);
             }
             // Each step is its own future, awaited in turn, so the task holds the
             // larger of the two rather than both.
-            let header = match self
-                .next_request(rx, tx, key.key(), time_limit, &mut in_flight, moved)
-                .await?
-            {
+            let header = match or_break!(
+                self.next_request(rx, tx, key.key(), &mut in_flight, summary, moved)
+                    .await
+            ) {
                 ControlFlow::Continue(NextRecord::Header(Some(header))) => header,
-                ControlFlow::Continue(NextRecord::Header(None)) => return Ok(EchoEnd::Done),
+                ControlFlow::Continue(NextRecord::Header(None)) => break Ok(EchoEnd::Done),
                 ControlFlow::Continue(NextRecord::Released) => {
                     in_flight.frame = None;
                     continue;
                 }
                 ControlFlow::Continue(NextRecord::Admit(bytes)) => {
-                    match self
-                        .frame_memory(bytes, key, tx, &mut in_flight, moved)
-                        .await?
-                    {
+                    match or_break!(
+                        self.frame_memory(bytes, key, tx, &mut in_flight, summary, moved)
+                            .await
+                    ) {
                         ControlFlow::Continue(()) => continue,
-                        ControlFlow::Break(end) => return Ok(end),
+                        ControlFlow::Break(end) => break Ok(end),
                     }
                 }
-                ControlFlow::Break(end) => return Ok(end),
+                ControlFlow::Break(end) => break Ok(end),
             };
             // Only REQUEST can arrive here: the decoder refuses the server's own types.
             if header.len > self.shared.config.max_request {
-                return Ok(EchoEnd::TooLarge { len: header.len });
+                break Ok(EchoEnd::TooLarge { len: header.len });
             }
-            let mut reservation = match self
-                .memory_for(header.len, key, tx, &mut in_flight, moved)
-                .await?
-            {
-                ControlFlow::Continue(reservation) => reservation,
-                ControlFlow::Break(end) => return Ok(end),
+            // Most requests are small enough to be free: decided here, without
+            // making (and dropping) `memory_for`'s future for them.
+            let mut reservation = if in_flight.covers(resources::worst_case(header.len)) {
+                Answered::Reserved(None)
+            } else {
+                match or_break!(
+                    self.memory_for(header.len, key, tx, &mut in_flight, summary, moved)
+                        .await
+                ) {
+                    ControlFlow::Continue(reservation) => reservation,
+                    ControlFlow::Break(end) => break Ok(end),
+                }
             };
-            // A flush since the last reply was queued (a wait for the network or for
-            // memory): its time is no longer this request's start.
-            if in_flight.unflushed == 0 {
-                summary.latency_clock = None;
-            }
-            if let ControlFlow::Break(end) = self
-                .answer_in_time(rx, tx, &mut body, summary, &mut reservation, moved)
-                .await?
-            {
-                return Ok(end);
+            if let ControlFlow::Break(end) = or_break!(
+                self.answer_in_time(rx, tx, summary, &mut in_flight, &mut reservation, moved)
+                    .await
+            ) {
+                break Ok(end);
             }
             match reservation {
                 // Flushed: everything this session had in flight is written.
@@ -175,10 +202,12 @@ impl Handler {
                 Answered::Reserved(_) => unreachable!("answer_in_time settles the reservation"),
             }
             // Keep the buffer of a large request only while it is in use.
-            if body.capacity() > 64 * 1024 {
-                body = Vec::new();
+            if in_flight.body.capacity() > 64 * 1024 {
+                in_flight.body = Vec::new();
             }
-        }
+        };
+        self.publish(&mut in_flight, summary);
+        end
     }
 
     /// Memory for a request of `len` bytes: free for a small one (or covered by
@@ -194,6 +223,7 @@ impl Handler {
         key: &KeySession,
         tx: &mut SendHalf<W>,
         in_flight: &mut InFlight,
+        summary: &mut Summary,
         moved: &AtomicU64,
     ) -> Result<ControlFlow<EchoEnd, Answered>, WireError>
     where
@@ -223,11 +253,11 @@ impl Handler {
         // The slow path is boxed: its futures would otherwise enlarge every task.
         Box::pin(async {
             if in_flight.unflushed > 0 {
-                match self.watched(tx.flush(), moved).await {
-                    ControlFlow::Continue(result) => result?,
-                    ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+                if let ControlFlow::Break(end) =
+                    self.flush_queued(tx, in_flight, summary, moved).await?
+                {
+                    return Ok(ControlFlow::Break(end));
                 }
-                in_flight.flushed();
                 if worst <= FREE_IN_FLIGHT {
                     return Ok(ControlFlow::Continue(Answered::Reserved(None)));
                 }
@@ -253,6 +283,7 @@ impl Handler {
         key: &KeySession,
         tx: &mut SendHalf<W>,
         in_flight: &mut InFlight,
+        summary: &mut Summary,
         moved: &AtomicU64,
     ) -> Result<ControlFlow<EchoEnd>, WireError>
     where
@@ -268,11 +299,11 @@ impl Handler {
             None => {
                 let waited = Box::pin(async {
                     if in_flight.unflushed > 0 {
-                        match self.watched(tx.flush(), moved).await {
-                            ControlFlow::Continue(result) => result?,
-                            ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+                        if let ControlFlow::Break(end) =
+                            self.flush_queued(tx, in_flight, summary, moved).await?
+                        {
+                            return Ok(ControlFlow::Break(end));
                         }
-                        in_flight.flushed();
                     }
                     let wait = memory.reserve_frame(key, wanted);
                     match tokio::time::timeout(self.shared.config.idle_timeout, wait).await {
@@ -300,8 +331,8 @@ impl Handler {
         rx: &mut RecvHalf<R>,
         tx: &mut SendHalf<W>,
         client: &PublicKey,
-        time_limit: Option<tokio::time::Instant>,
         in_flight: &mut InFlight,
+        summary: &mut Summary,
         moved: &AtomicU64,
     ) -> Result<ControlFlow<EchoEnd, NextRecord>, WireError>
     where
@@ -309,6 +340,7 @@ impl Handler {
         W: tokio::io::AsyncWrite + Unpin,
     {
         let allowance = in_flight.allowance();
+        let time_limit = in_flight.time_limit;
         // The wait for the next request is never cancelled while the session goes
         // on (a cancelled read leaves its half unusable): a reload that leaves
         // the key allowed goes back to the same wait.
@@ -316,21 +348,28 @@ impl Handler {
         let header = {
             let next = rx.next_record_within(allowance);
             tokio::pin!(next);
-            let stopping = *self.shutdown_signal.borrow();
             // A pipelined request is usually already buffered: take it without
             // arming the idle timer or the shutdown and reload waits (a clock read,
-            // a timer and two watch registrations per request otherwise). Only
-            // when it would wait, or a reload is pending, does it go the long way.
-            // A stopping server answers the requests it has read, not those still
-            // in the kernel: a client that keeps sending cannot keep it going.
-            let ready = match (stopping, self.reload.has_changed()) {
-                (true, _) if !has_buffered_input => None,
-                (true, _) | (false, Ok(false)) => poll_once(next.as_mut()).await,
-                _ => None,
+            // a timer and two watch registrations per request otherwise), and
+            // without looking at the server's state (a read lock and two loads):
+            // that is looked at once per read from the socket, before it. A
+            // stopping server answers the requests it has read, not those still
+            // in the kernel: a client that keeps sending cannot keep it going; a
+            // reload that revokes the key ends the session before the next read,
+            // so the requests answered after it are at most those already read
+            // when it was seen (one socket read's worth), as for a stop. Only when
+            // it would wait, or a reload is pending, does it go the long way.
+            let ready = if has_buffered_input
+                || (!*self.shutdown_signal.borrow()
+                    && matches!(self.reload.has_changed(), Ok(false)))
+            {
+                poll_once(next.as_mut()).await
+            } else {
+                None
             };
             if let Some(header) = ready {
                 Ok(header)
-            } else if stopping {
+            } else if *self.shutdown_signal.borrow() {
                 // Stopping, and nothing more has arrived: every request read is
                 // answered. (Dropping the read in progress is fine: the half is
                 // only drained from here on.)
@@ -340,11 +379,11 @@ impl Handler {
                 // (a reply held back while we wait is latency, and memory).
                 // (Boxed: rare, and its timer would otherwise enlarge every task.)
                 if in_flight.unflushed > 0 {
-                    match Box::pin(self.watched(tx.flush(), moved)).await {
-                        ControlFlow::Continue(result) => result?,
-                        ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+                    if let ControlFlow::Break(end) =
+                        Box::pin(self.flush_queued(tx, in_flight, summary, moved)).await?
+                    {
+                        return Ok(ControlFlow::Break(end));
                     }
-                    in_flight.flushed();
                 }
                 // One timer: the idle deadline, or the session's end if sooner.
                 let idle_deadline = tokio::time::Instant::now() + self.shared.config.idle_timeout;
@@ -379,6 +418,38 @@ impl Handler {
             Ok(next) => next?,
         };
         Ok(ControlFlow::Continue(header))
+    }
+
+    /// Counts the batch answered so far in the server's stats, its latency up to
+    /// now; the next request starts a new one.
+    fn publish(&self, in_flight: &mut InFlight, summary: &mut Summary) {
+        let started = summary.latency_clock.take();
+        if in_flight.batch.requests > 0 {
+            self.shared
+                .stats
+                .answered(std::mem::take(&mut in_flight.batch), started);
+        }
+    }
+
+    /// Before a wait for the network or for memory: publishes the batch and writes
+    /// the replies queued, under [`Handler::watched`].
+    async fn flush_queued<W>(
+        &self,
+        tx: &mut SendHalf<W>,
+        in_flight: &mut InFlight,
+        summary: &mut Summary,
+        moved: &AtomicU64,
+    ) -> Result<ControlFlow<EchoEnd>, WireError>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        self.publish(in_flight, summary);
+        match self.watched(tx.flush(), moved).await {
+            ControlFlow::Continue(result) => result?,
+            ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
+        }
+        in_flight.flushed();
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Runs `future` (a step that moves the session's bytes) under the idle timeout;
@@ -428,8 +499,8 @@ impl Handler {
         &self,
         rx: &mut RecvHalf<R>,
         tx: &mut SendHalf<W>,
-        body: &mut Vec<u8>,
         summary: &mut Summary,
+        in_flight: &mut InFlight,
         reservation: &mut Answered,
         moved: &AtomicU64,
     ) -> Result<ControlFlow<EchoEnd>, WireError>
@@ -440,7 +511,7 @@ impl Handler {
         // The body and the reply get the idle timeout too: a client trickling its
         // body, or not reading our replies (TCP back pressure stalls our writes),
         // is cut off instead of holding the connection and its buffers forever.
-        let answer = self.answer(rx, tx, body, summary, reservation);
+        let answer = self.answer(rx, tx, summary, in_flight, reservation);
         tokio::pin!(answer);
         // A pipelined request is answered at once (its body buffered, its reply
         // queued): polled here, its future is not moved into `watched`'s (a copy
@@ -458,67 +529,61 @@ impl Handler {
 
     /// Reads one request's body and queues its reply, flushing unless more requests
     /// are already here. Trims the request's memory to its real size once the reply
-    /// is known. Counts its latency, from its body read to its reply queued; within
-    /// a burst, from the previous reply queued (`Summary::latency_clock`) when this
-    /// body was already buffered, which adds only its decoding.
+    /// is known, and settles `reservation` into [`Answered::Flushed`] or
+    /// [`Answered::Queued`]. Counts it in the session's batch (see [`Batch`]), which starts
+    /// with its first body read and is published, with the batch's time as each
+    /// request's latency, before the replies are flushed or the session waits for
+    /// the network: a body still to come from the network ends the batch before
+    /// it (the transfer is not the server's time), and starts the next one once
+    /// it is read.
     pub(super) async fn answer<R, W>(
         &self,
         rx: &mut RecvHalf<R>,
         tx: &mut SendHalf<W>,
-        body: &mut Vec<u8>,
         summary: &mut Summary,
+        in_flight: &mut InFlight,
         reservation: &mut Answered,
     ) -> Result<(), WireError>
     where
         R: AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Unpin,
     {
-        // A body still to come from the network would add its transfer time: then
-        // the clock starts when it is read.
         if !rx.body_buffered() {
-            summary.latency_clock = None;
+            self.publish(in_flight, summary);
         }
+        let body = &mut in_flight.body;
         rx.read_body(body, self.shared.config.max_request).await?;
-        // Latency is measured from here to the reply queued: the server's own part.
         if summary.latency_clock.is_none() {
             summary.latency_clock = Some(ClockNanos::now());
         }
+        let bytes_in = body.len() as u64;
         summary.requests += 1;
-        summary.bytes_in += body.len() as u64;
-        let (reply_len, queued_at) = match crate::echo::answer(body) {
+        summary.bytes_in += bytes_in;
+        let (reply_len, bytes_out) = match crate::echo::answer(body) {
             crate::echo::Answer::InPlace => {
                 reservation.shrink_to(resources::real_cost(body.len(), body.len()));
-                summary.bytes_out += body.len() as u64;
                 tx.write_record(RecordType::Response, body).await?;
-                let len = body.len();
-                let queued_at = self
-                    .shared
-                    .stats
-                    .answered(len, len, summary.latency_clock.take());
-                (len, queued_at)
+                (body.len(), bytes_in)
             }
             crate::echo::Answer::Converted(upper) => {
                 reservation.shrink_to(resources::real_cost(body.len(), upper.len()));
-                summary.bytes_out += upper.len() as u64;
                 tx.write_record(RecordType::Response, upper.as_bytes())
                     .await?;
-                let stats = &self.shared.stats;
-                let queued_at =
-                    stats.answered(body.len(), upper.len(), summary.latency_clock.take());
-                (upper.len(), queued_at)
+                (upper.len(), upper.len() as u64)
             }
             reply @ crate::echo::Answer::NotUtf8 { .. } => {
                 let reason = reply.error_text().unwrap_or_default();
                 reservation.shrink_to(resources::real_cost(body.len(), reason.len()));
                 tx.write_record(RecordType::Error, reason.as_bytes())
                     .await?;
-                let queued_at =
-                    self.shared
-                        .stats
-                        .answered(body.len(), 0, summary.latency_clock.take());
-                (reason.len(), queued_at)
+                (reason.len(), 0)
             }
         };
+        summary.bytes_out += bytes_out;
+        let batch = &mut in_flight.batch;
+        batch.requests += 1;
+        batch.bytes_in += bytes_in;
+        batch.bytes_out += bytes_out;
         // Answer now unless more requests are already here: never wait for the
         // client's end of stream, but batch the replies of a pipelined burst.
         // Decided before the flush's await, so that nothing of this request but the
@@ -532,12 +597,12 @@ impl Handler {
                 reply_len: crate::wire::RECORD_HEADER_LEN as u64 + reply_len as u64,
                 reservation: reserved,
             };
-            summary.latency_clock = Some(queued_at);
             false
         } else {
             true
         };
         if flush {
+            self.publish(in_flight, summary);
             tx.flush().await?;
             *reservation = Answered::Flushed;
         }
