@@ -527,8 +527,8 @@ pub enum Bug {
         /// This side.
         role: Role,
     },
-    /// The cipher refused to seal a transport message (ring only refuses inputs
-    /// far larger than a frame).
+    /// The cipher refused to seal a transport message (ring and aws-lc-rs only
+    /// refuse inputs far larger than a frame).
     #[error("sealing a transport message failed")]
     Seal,
     /// 2^64 - 1 transport messages in one direction: the nonce would repeat.
