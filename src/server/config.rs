@@ -158,6 +158,30 @@ pub struct ServerConfig {
     /// by both directions (v1 sessions never rekey). Each limit at least 1; the
     /// interval in whole seconds, at least one. Default: [`RekeyPolicy::DEFAULT`].
     pub rekey_policy: RekeyPolicy,
+    /// sshd's `TrustedUserCAKeys`: a file of CA public keys whose user certificates
+    /// are trusted, beside the `cert-authority` lines of authorized_keys, for the
+    /// principals of [`authorized_principals`](Self::authorized_principals), which
+    /// it needs. sshd accepts a certificate whose principal is the login user when
+    /// no principals file is set; a noise-echo session has no login user, so that
+    /// rule would either admit no certificate or, widened to "any principal", every
+    /// certificate the CA ever signed for anyone: neither is what a fleet means, so
+    /// a principals file is required ([`ConfigError::CaKeysWithoutPrincipals`]).
+    /// Unreadable: no certificate is admitted through it. `None`: none trusted.
+    pub trusted_user_ca_keys: Option<PathBuf>,
+    /// sshd's `AuthorizedPrincipalsFile` for [`trusted_user_ca_keys`](Self::trusted_user_ca_keys):
+    /// one principal name per line; a certificate from a trusted CA is admitted when
+    /// one of its principals is listed. Only with `trusted_user_ca_keys`
+    /// (`cert-authority` lines carry their own `principals=`).
+    pub authorized_principals: Option<PathBuf>,
+    /// sshd's `RevokedKeys`: a text list of keys and certificates, or an OpenSSH KRL
+    /// (`ssh-keygen -k`). A listed key is refused however it is trusted; a listed
+    /// certificate (by serial or key id in a KRL, or its key) is refused, and a
+    /// listed CA key refuses every certificate it signed. Re-read when it changes;
+    /// with [`revoke_live`](Self::revoke_live), open sessions it now revokes are
+    /// ended. A file that is missing or cannot be read or parsed refuses every new
+    /// client (fail closed, as sshd does) and ends no open session. `None`: nothing
+    /// revoked.
+    pub revoked_keys: Option<PathBuf>,
 }
 
 /// The suites a server accepts by default: both, AES-GCM first. A fixed order, not
@@ -228,6 +252,18 @@ pub enum ConfigError {
         /// The value listed twice.
         value: String,
     },
+    /// `trusted_user_ca_keys` without `authorized_principals`: with no login user to
+    /// match, nothing would say which of the CA's certificates to admit.
+    #[error(
+        "trusted_user_ca_keys needs authorized_principals: list the certificate principals to admit from those CAs, one per line (sshd matches the login user when no principals file is set, and a noise-echo session has none)"
+    )]
+    CaKeysWithoutPrincipals,
+    /// `authorized_principals` without `trusted_user_ca_keys`: it would apply to
+    /// nothing.
+    #[error(
+        "authorized_principals applies to the CAs of trusted_user_ca_keys, which is not set: set it too, or use principals=\"...\" on the cert-authority lines of authorized_keys"
+    )]
+    PrincipalsWithoutCaKeys,
     /// A rekey interval under one second: the protocol carries whole seconds.
     #[error("rekey_policy.max_interval must be at least 1 second, the protocol's unit (it is {value:?})")]
     RekeyIntervalTooShort {
@@ -272,6 +308,9 @@ impl ServerConfig {
             suites: DEFAULT_SUITES.to_vec(),
             protocols: DEFAULT_PROTOCOLS.to_vec(),
             rekey_policy: RekeyPolicy::DEFAULT,
+            trusted_user_ca_keys: None,
+            authorized_principals: None,
+            revoked_keys: None,
         }
     }
 
@@ -334,6 +373,11 @@ impl ServerConfig {
             not_zero("max_session_time", limit)?;
         }
         self.validate_protocols()?;
+        match (&self.trusted_user_ca_keys, &self.authorized_principals) {
+            (Some(_), None) => return Err(ConfigError::CaKeysWithoutPrincipals),
+            (None, Some(_)) => return Err(ConfigError::PrincipalsWithoutCaKeys),
+            _ => {}
+        }
         let minimum = super::resources::worst_case(self.max_request).next_multiple_of(1024);
         if self.memory_budget < minimum {
             return Err(ConfigError::BudgetTooSmall {

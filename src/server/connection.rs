@@ -25,7 +25,9 @@ use super::echo_loop::EchoEnd;
 use super::listener::{canonical_ip, Admitted};
 use super::transport::{Metered, Transport};
 use super::Shared;
+use super::trust;
 use crate::identity::PublicKey;
+use crate::openssh::certificate::Certificate;
 use crate::wire::{self, ProtocolVersion, RecordType, RecvHalf, SendHalf, Suite, WireError};
 
 /// After refusing a client, how long and how much we keep reading (and discarding)
@@ -56,6 +58,10 @@ pub(super) struct Handler {
     pub(super) shutdown_signal: watch::Receiver<bool>,
     /// Changes when open sessions must check their key again.
     pub(super) reload: watch::Receiver<u64>,
+    /// The certificate the client sent with its key, kept for the checks after a
+    /// reload (boxed: 8 bytes in every session's task, the certificate only in
+    /// those that sent one).
+    pub(super) certificate: Option<Box<Certificate>>,
     /// Dropped with the handler: lets shutdown know this connection is finished.
     /// `None` outside the accept loop.
     pub(super) _connection_done: Option<mpsc::Sender<()>>,
@@ -293,6 +299,8 @@ impl Handler {
                 Ok(Ok(established)) => established,
             };
             let client = *established.peer();
+            // Kept before `Established` is split into the session's halves.
+            self.certificate = established.peer_certificate().cloned().map(Box::new);
             summary.client = Some(client);
             summary.protocol = Some((established.version(), established.suite()));
             debug!(
@@ -422,39 +430,41 @@ impl Handler {
         }
     }
 
-    /// Checks the client's key against the current authorized_keys. A missing or
-    /// unreadable file denies everyone. A refusal is what the client is told, then
-    /// what the log says (the file, line and option, which the client never learns).
+    /// Decides the client's admission ([`trust::decide`]): the revoked keys, then
+    /// its key or certificate against the current authorized_keys, then the trusted
+    /// user CAs. A missing or unreadable authorized_keys admits nobody through it;
+    /// an unusable revoked-keys file admits nobody at all. A refusal is what the
+    /// client is told, then what the log says (the files, lines and options, which
+    /// the client never learns).
     pub(super) async fn authorize(
         &self,
         client: &PublicKey,
         summary: &mut Summary,
     ) -> Result<(), (String, String)> {
-        let keys = self.authorized_keys.current().await.map_err(|error| {
-            let reason = format!(
-                "key {} is not authorized on this server",
-                client.fingerprint()
-            );
-            // The file and why it cannot be used (unreadable, unsafe permissions...).
-            let logged = format!("{reason}: {error}");
-            (reason, logged)
-        })?;
+        let keys = self.authorized_keys.current().await;
+        let trust = self.shared.trust.current().await;
         let address = canonical_ip(self.peer.ip());
-        match keys.authorize(client, address, SystemTime::now()) {
-            Ok(entry) => {
-                summary.comment = entry.comment.as_str().into();
-                debug!(
-                    peer = %self.peer,
-                    "key allowed by {}:{}",
-                    keys.path.display(),
-                    entry.line
-                );
+        let decision = trust::decide(
+            keys.as_deref(),
+            &trust,
+            client,
+            self.certificate.as_deref(),
+            address,
+            SystemTime::now(),
+        );
+        match decision {
+            Ok(admission) => {
+                summary.comment = admission.comment;
+                if admission.by_certificate {
+                    info!(peer = %self.peer, "admitted: {}", admission.log);
+                } else {
+                    debug!(peer = %self.peer, "{}", admission.log);
+                }
                 Ok(())
             }
-            Err(denial) => {
-                let comment = denial.line().and_then(|line| keys.comment_at(line));
-                summary.comment = comment.unwrap_or_default().into();
-                Err((denial.to_string(), denial.log_text(&keys.path)))
+            Err(refusal) => {
+                summary.comment = refusal.comment;
+                Err((refusal.client, refusal.log))
             }
         }
     }
@@ -583,6 +593,7 @@ mod tests {
             authorized_keys: Arc::clone(&server.authorized_keys),
             shutdown_signal: server.shutdown.subscribe(),
             reload: server.shared.reload.subscribe(),
+            certificate: None,
             _connection_done: Some(_done),
         };
         let future = handler.run(socket, Admitted::untracked(peer));

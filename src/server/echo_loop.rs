@@ -10,21 +10,17 @@
 //! each, taking the semaphores' locks: 5 % of the server's time per request).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::task::Poll;
-use std::time::SystemTime;
 
 use tokio::io::AsyncRead;
 
-use super::authorized::AuthorizedKeysCache;
 use super::connection::{Handler, Summary, FREE_IN_FLIGHT};
-use super::listener::canonical_ip;
 use super::resources::{self, KeySession, Reservation, FRAME_MEMORY, TRANSPORT_BUFFER};
 use super::stats::{Batch, ClockNanos};
+use super::trust;
 use crate::identity::PublicKey;
 use crate::wire::{NextRecord, RecordType, RecvHalf, SendHalf, WireError};
 
@@ -402,7 +398,7 @@ impl Handler {
                         header = &mut next => break header,
                         _ = self.shutdown_signal.changed() => return Ok(ControlFlow::Break(EchoEnd::Stopping)),
                         () = reloaded => {
-                            if !still_authorized(&self.authorized_keys, self.peer, client) {
+                            if !still_authorized(self, client) {
                                 return Ok(ControlFlow::Break(EchoEnd::Revoked));
                             }
                         }
@@ -645,21 +641,20 @@ pub(super) async fn poll_once<F: Future + ?Sized>(mut future: Pin<&mut F>) -> Op
     .await
 }
 
-/// After a reload: whether a session's key is still allowed by a settled version of
-/// the file. A file still being written (checked again once it settles), or one
-/// that cannot be used (missing, unreadable), keeps the session: neither is proof
-/// that this key was revoked.
-pub(super) fn still_authorized(
-    keys: &Arc<AuthorizedKeysCache>,
-    peer: SocketAddr,
-    client: &PublicKey,
-) -> bool {
-    match keys.settled_now() {
-        Some(keys) => keys
-            .authorize(client, canonical_ip(peer.ip()), SystemTime::now())
-            .is_ok(),
-        None => true,
-    }
+/// After a reload: whether a session may go on ([`trust::session_still_allowed`]):
+/// its key, certificate and CA not revoked, and still admitted by a settled
+/// version of authorized_keys and the trusted user CAs. A file still being written
+/// (checked again once it settles), or one that cannot be used (missing,
+/// unreadable), keeps the session: neither is proof that this key was revoked.
+pub(super) fn still_authorized(handler: &Handler, client: &PublicKey) -> bool {
+    let keys = handler.authorized_keys.settled_now();
+    trust::session_still_allowed(
+        keys.as_deref(),
+        &handler.shared.trust.snapshot(),
+        handler.peer,
+        client,
+        handler.certificate.as_deref(),
+    )
 }
 
 /// Why the echo loop stopped without an error.

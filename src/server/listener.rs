@@ -245,6 +245,7 @@ impl Gate {
             authorized_keys: Arc::clone(&self.authorized_keys),
             shutdown_signal: self.shutdown_signal.clone(),
             reload: self.shared.reload.subscribe(),
+            certificate: None,
             _connection_done: Some(self.connection_done.clone()),
         }
     }

@@ -48,6 +48,7 @@ mod resources;
 mod stats;
 mod strict_modes;
 mod transport;
+mod trust;
 
 pub use authorized::{AllowListError, MAX_LOGGED_LINE_PROBLEMS, MAX_SETTLE_WAIT, SETTLE_TIME};
 pub use config::{
@@ -131,6 +132,8 @@ pub(super) struct Shared {
     /// When the server began to stop: sessions finish within the grace period
     /// counted from it. Unset while it runs.
     pub(super) stopping_since: OnceLock<tokio::time::Instant>,
+    /// The trusted user CAs and the revoked keys, when configured.
+    pub(super) trust: trust::TrustFiles,
 }
 
 impl Server {
@@ -162,6 +165,7 @@ impl Server {
                     Arc::clone(&stats),
                 ),
                 stopping_since: OnceLock::new(),
+                trust: trust::TrustFiles::new(&config),
                 responder: config.responder_settings(),
                 config,
                 stats,
@@ -201,6 +205,7 @@ impl Server {
             authorized_keys: Arc::clone(&self.authorized_keys),
             shutdown_signal: self.shutdown.subscribe(),
             reload: self.shared.reload.subscribe(),
+            certificate: None,
             _connection_done: None,
         };
         handler.run(AnyStream(io), Admitted::untracked(peer)).await;
@@ -254,6 +259,13 @@ impl Server {
         // Read at start, so that its per-line problems are logged now, not at the
         // first connection (an unusable file is reported when a client is denied).
         let _ = authorized_keys.refresh(false).await;
+        let _ = shared.trust.current().await;
+        let trust_watcher = shared.trust.configured().then(|| {
+            tokio::spawn(trust::watch(
+                Arc::clone(&shared),
+                config.revoke_live.then_some(config.revoke_poll),
+            ))
+        });
         // Keys held in memory never change: only a file is watched.
         let watcher =
             (config.revoke_live && matches!(config.allow_list, AllowList::File(_))).then(|| {
@@ -291,7 +303,7 @@ impl Server {
         };
         // Aborted and awaited: each loop's handle on the gate is gone after this.
         accept_loops.shutdown().await;
-        if let Some(watcher) = watcher {
+        for watcher in [watcher, trust_watcher].into_iter().flatten() {
             watcher.abort();
         }
         let grace = shared.config.shutdown_grace;
