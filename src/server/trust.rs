@@ -30,9 +30,7 @@ use super::authorized::{AllowListError, FileVersion, MAX_LOGGED_LINE_PROBLEMS};
 use super::config::ServerConfig;
 use super::Shared;
 use crate::identity::PublicKey;
-use crate::openssh::authorized_keys::{
-    AuthorizedKeys, ClientAdmission, ClientDenial, Diagnostic,
-};
+use crate::openssh::authorized_keys::{AuthorizedKeys, ClientAdmission, ClientDenial, Diagnostic};
 use crate::openssh::certificate::{Certificate, CertificateError};
 use crate::openssh::revoked::RevokedKeys;
 use crate::openssh::trusted_user_ca::{AuthorizedPrincipals, TrustedUserCas};
@@ -356,7 +354,10 @@ pub(super) fn decide(
     addr: IpAddr,
     now: SystemTime,
 ) -> Result<Admission, Refusal> {
-    let not_authorized = format!("key {} is not authorized on this server", client.fingerprint());
+    let not_authorized = format!(
+        "key {} is not authorized on this server",
+        client.fingerprint()
+    );
     match trust.revocation(client, certificate) {
         None => {}
         Some(Ok(refusal)) => return Err(refusal),
@@ -385,7 +386,12 @@ fn admit(
     addr: IpAddr,
     now: SystemTime,
 ) -> Result<Admission, Refusal> {
-    let not_authorized = || format!("key {} is not authorized on this server", client.fingerprint());
+    let not_authorized = || {
+        format!(
+            "key {} is not authorized on this server",
+            client.fingerprint()
+        )
+    };
     let refusal = match keys {
         Ok(keys) => match keys.authorize_client(client, certificate, addr, now) {
             Ok(ClientAdmission::Key(entry)) => {
@@ -513,7 +519,15 @@ pub(super) fn session_still_allowed(
         return true;
     };
     let addr = super::listener::canonical_ip(peer.ip());
-    admit(Ok(keys), trust, client, certificate, addr, SystemTime::now()).is_ok()
+    admit(
+        Ok(keys),
+        trust,
+        client,
+        certificate,
+        addr,
+        SystemTime::now(),
+    )
+    .is_ok()
 }
 
 /// Reloads the files on every reload trigger and, with `poll`, whenever one
