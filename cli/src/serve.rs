@@ -20,6 +20,7 @@ use noise_echo::wire::{LocalIdentity, RekeyPolicy, MAX_RECORD_LEN};
 
 mod activation;
 mod check;
+mod host_certificate;
 mod notify;
 mod protocols;
 
@@ -49,6 +50,24 @@ pub(super) struct Args {
     /// [default: authorized_keys in the noise-echo config directory]
     #[arg(long, value_name = "FILE")]
     authorized_keys: Option<PathBuf>,
+    /// The OpenSSH host certificate to present to protocol 2 clients (ssh-keygen -s CA -h),
+    /// as sshd's HostCertificate; it must certify the host key and be valid now
+    /// [default: the host key's path with -cert.pub, when that file exists]
+    #[arg(long, value_name = "FILE")]
+    host_certificate: Option<PathBuf>,
+    /// CA keys whose user certificates are trusted, as sshd's TrustedUserCAKeys (one
+    /// ssh-ed25519 key per line); needs --authorized-principals
+    #[arg(long, value_name = "FILE", requires = "authorized_principals")]
+    trusted_user_ca_keys: Option<PathBuf>,
+    /// The certificate principals admitted from --trusted-user-ca-keys, one per line, as
+    /// sshd's AuthorizedPrincipalsFile
+    #[arg(long, value_name = "FILE", requires = "trusted_user_ca_keys")]
+    authorized_principals: Option<PathBuf>,
+    /// Keys, certificates and CA keys refused however they are trusted, as sshd's
+    /// RevokedKeys: a list of public keys or an OpenSSH KRL (ssh-keygen -k); while it
+    /// is missing or unreadable every client is refused
+    #[arg(long, value_name = "FILE")]
+    revoked_keys: Option<PathBuf>,
     /// Largest request body accepted: bytes, or with a unit (64K, 8M, 1GiB; K, M, G are powers of 1024)
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_max_request)]
     max_request: u32,
@@ -84,7 +103,9 @@ pub(super) struct Args {
     /// HAProxy's send-proxy-v2), and is served as the client the header names
     #[arg(long, value_name = "ADDRESSES")]
     proxy_protocol: Option<AddressPatterns>,
-    /// End open sessions as soon as their key leaves authorized_keys (SIGHUP does it once)
+    /// End open sessions as soon as their key or certificate is no longer admitted: its
+    /// line or CA leaves authorized_keys or --trusted-user-ca-keys, or --revoked-keys
+    /// lists it (SIGHUP does it once)
     #[arg(long)]
     revoke_live: bool,
     /// Refuse an authorized_keys that others could change (group/world writable, owned by another user, or under such a directory), as sshd's StrictModes; "no" turns the check off
@@ -169,6 +190,8 @@ Examples:
   noise-echo serve -v                               # each handshake step of each connection
   noise-echo serve --protocols 2 --ciphers chachapoly   # protocol 2 clients with ChaCha20-Poly1305 only
   noise-echo serve --rekey-limit 512M --rekey-interval 30m  # as ssh's RekeyLimit 512M 30m
+  noise-echo serve --trusted-user-ca-keys user_ca.pub --authorized-principals principals \\
+    --revoked-keys revoked.krl --revoke-live          # a fleet's user CA, as sshd's
   kill -HUP PID                                     # open sessions check their key again
 
 Exit statuses:
@@ -207,6 +230,18 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
     // Before any thread starts: the variables are removed once read, as
     // sd_listen_fds(1) does, so that nothing this process starts takes them too.
     let inherited = activation::inherited_listeners()?;
+    // The settings first, with a stand-in identity: a bad flag must not leave a new
+    // host key behind. The library checks the limits (a zero would refuse
+    // everyone); the setting it names is the flag with dashes.
+    let stand_in = Identity::generate("serve: settings check");
+    let mut config = ServerConfig::new(
+        Arc::new(LocalIdentity::new(&stand_in)),
+        authorized_keys.clone(),
+    );
+    drop(stand_in);
+    let max_connections = args.max_connections;
+    apply_settings(&args, &mut config);
+    config.validate().map_err(settings_error)?;
     let identity = load_or_create_host_key(&host_key)?;
     debug!(
         "host key {} ({}); authorized_keys {}",
@@ -214,15 +249,17 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
         identity.public_key().fingerprint(),
         authorized_keys.display()
     );
-    let mut config = ServerConfig::new(
-        Arc::new(LocalIdentity::new(&identity)),
-        authorized_keys.clone(),
-    );
+    let (host, certificate_file) = host_certificate::attach(
+        args.host_certificate.as_deref(),
+        host_key.path(),
+        LocalIdentity::new(&identity),
+        std::time::SystemTime::now(),
+    )?;
     drop(identity);
-    let max_connections = args.max_connections;
-    apply_settings(&args, &mut config);
-    // The library checks the limits (a zero would refuse everyone); the setting it
-    // names is the flag with dashes.
+    if let Some(file) = certificate_file {
+        debug!("host certificate {}", file.display());
+    }
+    config.host = Arc::new(host);
     let server = Server::new(config).map_err(settings_error)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -241,6 +278,10 @@ pub(super) fn run(args: Args) -> anyhow::Result<()> {
             ),
             Err(error) => return Err(error).context("cannot use the allow-list"),
         }
+        server
+            .load_trust_files()
+            .await
+            .context("cannot use the trusted user CAs")?;
         let mut listeners = Vec::new();
         for listener in inherited {
             listeners.push(
@@ -348,6 +389,9 @@ fn apply_settings(args: &Args, config: &mut ServerConfig) {
     config.penalties.exempt = args.penalty_exempt.clone();
     config.proxy_protocol = args.proxy_protocol.clone();
     config.revoke_live = args.revoke_live;
+    config.trusted_user_ca_keys = args.trusted_user_ca_keys.clone();
+    config.authorized_principals = args.authorized_principals.clone();
+    config.revoked_keys = args.revoked_keys.clone();
     config.strict_modes = args.strict_modes;
     config.memory_budget = args.memory_budget.as_u64();
     config.socket_buffer = usize::try_from(args.socket_buffer.as_u64()).unwrap_or(usize::MAX);

@@ -174,6 +174,26 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// ` host_certificate="ID" serial=N principals=A,B valid_until=TIME` for the
+/// listening line, when the host presents a certificate (empty otherwise).
+fn host_certificate_text(host: &crate::wire::LocalIdentity) -> String {
+    use crate::openssh::certificate::{format_time, Certificate};
+    let Some(blob) = host.certificate() else {
+        return String::new();
+    };
+    match Certificate::from_blob(blob) {
+        Ok(certificate) => format!(
+            " host_certificate=\"{}\" serial={} principals={} valid_until={}",
+            certificate.key_id,
+            certificate.serial,
+            certificate.principals.join(","),
+            format_time(certificate.valid_before)
+        ),
+        // Checked when it was attached: unreachable in practice.
+        Err(error) => format!(" host_certificate=unreadable ({error})"),
+    }
+}
+
 impl Gate {
     /// Accepts connections on `listener` until it fails for good, admitting each.
     pub(super) async fn accept_loop(self: Arc<Self>, listener: TcpListener) -> io::Result<()> {
@@ -182,10 +202,11 @@ impl Gate {
         let ciphers: Vec<&str> = config.suites.iter().map(|s| s.short_name()).collect();
         // The host key last: scripts take the rest of the line as its fingerprint.
         info!(
-            "listening on {} protocols={} ciphers={} host_key={}",
+            "listening on {} protocols={} ciphers={}{} host_key={}",
             listener.local_addr()?,
             protocols.join(","),
             ciphers.join(","),
+            host_certificate_text(&config.host),
             config.host.public_key().fingerprint()
         );
         let mut consecutive_errors = 0u32;

@@ -62,6 +62,7 @@ pub use listener::{bind, bind_all, LISTEN_BACKLOG};
 pub use resources::MemoryUse;
 pub use stats::{ServerStats, StatsSnapshot};
 pub use strict_modes::StrictModesError;
+pub use trust::TrustFilesError;
 
 use std::future::Future;
 use std::io;
@@ -209,6 +210,21 @@ impl Server {
             _connection_done: None,
         };
         handler.run(AnyStream(io), Admitted::untracked(peer)).await;
+    }
+
+    /// Reads the trusted user CA keys, principals and revoked keys files now (they
+    /// are read again whenever they change), logging their per-line problems and a
+    /// revoked-keys file that cannot be used (which refuses every client until it
+    /// can be).
+    ///
+    /// # Errors
+    /// The trusted user CA keys or principals file cannot be read: no certificate
+    /// would be admitted through them.
+    pub async fn load_trust_files(&self) -> Result<(), TrustFilesError> {
+        match self.shared.trust.current().await.user_cas_error() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
     /// The memory of request and reply bodies in flight, against the budget.

@@ -147,6 +147,27 @@ impl TrustFiles {
     }
 }
 
+/// The trusted user CA keys or principals file cannot be used: a server told to
+/// trust certificates through them would admit none (`serve` refuses to start).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TrustFilesError {
+    /// What failed, naming the file.
+    pub message: String,
+}
+
+impl TrustSnapshot {
+    /// Why the trusted user CA files cannot be used, if they cannot.
+    pub(super) fn user_cas_error(&self) -> Option<TrustFilesError> {
+        match &self.user_cas {
+            Some(Err(message)) => Some(TrustFilesError {
+                message: message.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Reads `path` with `load` until the file stayed the same version over a read.
 fn read_stable<T>(
     path: &Path,

@@ -119,6 +119,8 @@ pub(super) fn flag_error(error: &ConfigError) -> Option<String> {
         ConfigError::Duplicate { setting: "protocols", value } => {
             format!("--protocols lists {value} twice")
         }
+        ConfigError::CaKeysWithoutPrincipals => "--trusted-user-ca-keys needs --authorized-principals: list the certificate principals to admit from those CAs, one per line (sshd matches the login user when no principals file is set, and a noise-echo session has none)".to_owned(),
+        ConfigError::PrincipalsWithoutCaKeys => "--authorized-principals applies to the CAs of --trusted-user-ca-keys, which is not set: set it too, or use principals=\"...\" on the cert-authority lines of authorized_keys".to_owned(),
         _ => return None,
     };
     Some(message)
