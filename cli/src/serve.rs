@@ -190,8 +190,7 @@ Examples:
   noise-echo serve -v                               # each handshake step of each connection
   noise-echo serve --protocols 2 --ciphers chachapoly   # protocol 2 clients with ChaCha20-Poly1305 only
   noise-echo serve --rekey-limit 512M --rekey-interval 30m  # as ssh's RekeyLimit 512M 30m
-  noise-echo serve --trusted-user-ca-keys user_ca.pub --authorized-principals principals \\
-    --revoked-keys revoked.krl --revoke-live          # a fleet's user CA, as sshd's
+  noise-echo serve --trusted-user-ca-keys user_ca.pub --authorized-principals principals --revoked-keys revoked.krl --revoke-live
   kill -HUP PID                                     # open sessions check their key again
 
 Exit statuses:
