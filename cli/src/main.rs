@@ -101,7 +101,7 @@ enum Command {
     /// Add keys to the server's authorized_keys, list them, or remove some.
     Authorize(authorize::Args),
     /// Run the server.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Connect to a server, send requests, print the replies.
     Connect(connect::Args),
     /// Show the whole product in one process: keys, server, client, a refusal.
@@ -176,7 +176,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen::run(args),
         Command::Fingerprint(args) => fingerprint::run(args),
         Command::Authorize(args) => authorize::run(args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Connect(args) => connect::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
