@@ -317,7 +317,7 @@ pub(super) struct Admission {
     /// For the session's log lines: the authorized_keys comment, or the
     /// certificate's key id, serial and principal.
     pub(super) comment: Box<str>,
-    /// What admitted it, for the log: `key ... allowed by FILE:LINE` or
+    /// What admitted it, for the log: `key allowed by FILE:LINE` or
     /// `certificate key_id="..." serial=N principal=P CA SHA256:... (...)`.
     pub(super) log: String,
     /// Whether a certificate admitted it (logged at info, as sshd logs the
@@ -418,14 +418,10 @@ fn admit(
             Ok(ClientAdmission::Key(entry)) => {
                 return Ok(Admission {
                     comment: entry.comment.as_str().into(),
-                    log: format!(
-                        "key {} allowed by {}:{}",
-                        client.fingerprint(),
-                        keys.path.display(),
-                        entry.line
-                    ),
+                    // The key's fingerprint is on the handshake's line just before.
+                    log: format!("key allowed by {}:{}", keys.path.display(), entry.line),
                     by_certificate: false,
-                })
+                });
             }
             Ok(ClientAdmission::Certificate(admission)) => {
                 let certificate = certificate.expect("a certificate admission has a certificate");
