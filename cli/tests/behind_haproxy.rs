@@ -1,4 +1,5 @@
-//! Two `serve` processes sharing one host key behind a real HAProxy (the Debian
+//! Two `serve` processes sharing one host key (and, in the second test, its host
+//! certificate, trusted by clients through an `@cert-authority` line alone) behind a real HAProxy (the Debian
 //! package; `.ci/run` installs it) on loopback, `mode tcp` with `send-proxy-v2` and
 //! health checks, driven through the binaries: the client is served through the
 //! balancer; a client bound to 127.0.0.5 is logged as 127.0.0.5 and matched by
@@ -365,4 +366,116 @@ fn two_servers_behind_haproxy_see_the_real_clients() {
             "{penalised:?}"
         );
     }
+}
+
+/// Writes `bytes` to a new file created with `mode`: the host key must never be
+/// readable by others, even for a moment.
+fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .unwrap();
+    file.write_all(bytes).unwrap();
+}
+
+/// `connect` through the balancer trusting only what known_hosts says: no
+/// `--expect-fingerprint`, and stdin not a terminal, so an unknown host key would
+/// be refused (nobody to ask) rather than trusted.
+fn connect_by_known_hosts(dir: &Path, balancer: &Balancer, key: &str) -> Output {
+    let child = noise_echo(dir)
+        .arg("connect")
+        .arg(balancer.addr.to_string())
+        .arg("-i")
+        .arg(dir.join(key))
+        .arg("--known-hosts")
+        .arg(dir.join("known_hosts"))
+        .args(["-v", "hello"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::served::finish(child, "connect")
+}
+
+#[test]
+fn two_servers_sharing_a_host_certificate_are_trusted_through_the_balancer() {
+    let Some(haproxy) = haproxy() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let dana = keygen(home, "dana");
+    std::fs::write(home.join("authorized_keys"), format!("{dana}\n")).unwrap();
+    // The fleet's host key and its certificate (keys/certs/host-cert.pub: principals
+    // localhost and 127.0.0.1, signed by keys/certs/host_ca), beside the key where
+    // `serve` finds it as sshd finds HostCertificate.
+    let key = std::fs::read(common::fixture("host_ed25519_key")).unwrap();
+    write_with_mode(&home.join("host_key"), &key, 0o600);
+    std::fs::copy(
+        common::fixture("host_ed25519_key.pub"),
+        home.join("host_key.pub"),
+    )
+    .unwrap();
+    std::fs::copy(
+        common::fixture("certs/host-cert.pub"),
+        home.join("host_key-cert.pub"),
+    )
+    .unwrap();
+    // The client knows no host key: only the host CA, for this address's names.
+    let ca = std::fs::read_to_string(common::fixture("certs/host_ca.pub")).unwrap();
+    let known_hosts = format!("@cert-authority 127.0.0.1,[127.0.0.1]:* {}\n", ca.trim());
+    std::fs::write(home.join("known_hosts"), &known_hosts).unwrap();
+
+    let (first, _) = start_backend(home);
+    let (second, _) = start_backend(home);
+    for backend in [&first, &second] {
+        backend
+            .log
+            .wait_for("the certificate named at start", 1, |line| {
+                line.contains("listening on") && line.contains("host-localhost")
+            });
+    }
+    let balancer = start_balancer(&haproxy, home, &[&first, &second]);
+    let is_check = |line: &str| line.contains("PROXY protocol LOCAL (a health check)");
+    for backend in [&first, &second] {
+        backend.log.wait_for("health checks", 2, is_check);
+    }
+
+    // Round robin: four connections reach both servers, each trusted by its
+    // certificate without a prompt.
+    for round in 0..4 {
+        let output = connect_by_known_hosts(home, &balancer, "dana");
+        assert!(served(&output), "round {round}: {}", text(&output.stderr));
+        let verbose = text(&output.stderr);
+        assert!(
+            verbose.contains(
+                "host certificate for principal \"127.0.0.1\" trusted by the @cert-authority line"
+            ),
+            "{verbose}"
+        );
+    }
+    for backend in [&first, &second] {
+        backend.log.wait_for("a session served", 1, |line| {
+            line.contains("peer=127.0.0.1:") && line.contains("closed")
+        });
+    }
+    // One server killed: the other answers, with the same certificate.
+    let mut first = first;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    for round in 0..2 {
+        let output = connect_by_known_hosts(home, &balancer, "dana");
+        assert!(
+            served(&output),
+            "after the kill, round {round}: {}",
+            text(&output.stderr)
+        );
+    }
+    // Trusted by the CA: nothing was added to known_hosts.
+    assert_eq!(
+        std::fs::read_to_string(home.join("known_hosts")).unwrap(),
+        known_hosts
+    );
 }
