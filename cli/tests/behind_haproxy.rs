@@ -1,12 +1,13 @@
 //! Two `serve` processes sharing one host key (and, in the second test, its host
 //! certificate, trusted by clients through an `@cert-authority` line alone) behind
 //! a real HAProxy (the Debian package; `.ci/run` installs it) on loopback, `mode
-//! tcp` with `send-proxy-v2` and health checks, driven through the binaries: the client is served through the
-//! balancer; a client bound to 127.0.0.5 is logged as 127.0.0.5 and matched by
-//! `from="127.0.0.5"`, a `from="127.0.0.6"` key is denied there; a flood of failures
-//! from one address is penalised on both servers without penalising another address
-//! behind the same balancer; with one server killed, clients carry on through the
-//! other; HAProxy's health checks never count as failures.
+//! tcp` with `send-proxy-v2` and health checks, driven through the binaries: the
+//! client is served through the balancer; a client bound to 127.0.0.5 is logged as
+//! 127.0.0.5 and matched by `from="127.0.0.5"`, a `from="127.0.0.6"` key is denied
+//! there; a flood of failures from one address is penalised on both servers without
+//! penalising another address behind the same balancer; with one server killed,
+//! clients carry on through the other; HAProxy's health checks never count as
+//! failures.
 //!
 //! Without haproxy installed the test is skipped with a message, except under
 //! `CI=true`, where it fails.
