@@ -13,7 +13,7 @@ use noise_echo::identity::Identity;
 use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys};
 use noise_echo::server::{AllowList, Server, ServerConfig};
 use noise_echo::wire::LocalIdentity;
-use noise_echo::wire::{RecordType, Reply};
+use noise_echo::wire::{RecordType, Reply, Suite};
 
 /// Requests sent in one burst: several transport messages' worth of replies.
 const BURST: usize = 5_000;
@@ -133,4 +133,56 @@ async fn requests_answered_just_before_the_client_ends_its_stream_are_counted() 
     assert_eq!(stats.bytes_in.load(Ordering::Relaxed), 7);
     // The ERROR's reason is not a reply body.
     assert_eq!(stats.bytes_out.load(Ordering::Relaxed), 6);
+}
+
+#[tokio::test]
+async fn a_cancelled_session_is_counted_out_of_the_open_gauges() {
+    let alice = Identity::from_seed(&[1; 32], "alice");
+    let (server, host) = server_for(&alice);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let serving = tokio::spawn({
+        let server = Arc::clone(&server);
+        async move { server.serve_connection(server_io, peer()).await }
+    });
+    let mut config =
+        ClientConfig::pinned(LocalIdentity::new(&alice), host.public_key().fingerprint());
+    // AES-GCM has a gauge of its own beside the overall one.
+    config.cipher = Some(Suite::AesGcmSha256);
+    let connection = client::connect_stream(client_io, &target(), config)
+        .await
+        .unwrap();
+    let (mut rx, mut tx) = connection.into_halves();
+    tx.write_record(RecordType::Request, b"hi").await.unwrap();
+    tx.flush().await.unwrap();
+    assert_eq!(
+        rx.read_reply_to(2).await.unwrap(),
+        Some(Reply::Response(b"HI".to_vec()))
+    );
+    let stats = server.stats();
+    let open = |stats: &noise_echo::server::StatsSnapshot| {
+        stats
+            .sessions_by_suite()
+            .map(|suite| (suite.suite, suite.open))
+    };
+    assert_eq!(
+        open(&stats.snapshot()),
+        [
+            (Suite::ChaChaPolyBlake2s.noise_name(), 0),
+            (Suite::AesGcmSha256.noise_name(), 1)
+        ]
+    );
+    // The session's task cancelled mid-session, as a runtime shut down past the
+    // grace period drops it: never reaching the end of the echo loop.
+    serving.abort();
+    assert!(serving.await.unwrap_err().is_cancelled());
+    let after = stats.snapshot();
+    assert_eq!(after.sessions_open, 0);
+    assert_eq!(
+        open(&after),
+        [
+            (Suite::ChaChaPolyBlake2s.noise_name(), 0),
+            (Suite::AesGcmSha256.noise_name(), 0)
+        ]
+    );
+    drop((rx, tx));
 }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
 use super::penalty::Verdict;
-use super::stats::ClockNanos;
+use super::stats::{ClockNanos, ServerStats};
 
 use super::authorized::AuthorizedKeysCache;
 use super::config::{KEY_REVOKED, SESSION_TIME_LIMIT, TOO_MANY_SESSIONS};
@@ -82,10 +82,8 @@ pub(super) struct Summary {
     pub(super) bytes_in: u64,
     /// Reply body bytes sent.
     pub(super) bytes_out: u64,
-    /// Not for the log: the start of the request being answered, for the latency
-    /// histogram; between requests, when the last reply was queued with the next
-    /// request already buffered, which is then that request's start (one clock read
-    /// per request in a burst). Here because the connection keeps its summary
+    /// Not for the log: when the batch being answered started (its first body
+    /// read), for the latency histogram; `None` between batches. Here because the connection keeps its summary
     /// anyway: a field elsewhere would be one more in every session's task.
     pub(super) latency_clock: Option<ClockNanos>,
     /// The protocol version and suite the handshake negotiated, once it completed.
@@ -344,21 +342,18 @@ impl Handler {
         };
         let stats = &self.shared.stats;
         stats.add(&stats.sessions);
-        if matches!(summary.protocol, Some((_, Suite::AesGcmSha256))) {
+        // Counted out when dropped, so also when the session's task is cancelled
+        // (an aborted task, a runtime shut down past the grace period), as the
+        // open-sessions gauge is by its `Admitted`.
+        let _aesgcm_open = matches!(summary.protocol, Some((_, Suite::AesGcmSha256))).then(|| {
             stats.add(&stats.sessions_aesgcm);
-            stats.add(&stats.sessions_open_aesgcm);
-        }
+            OpenAesGcmSession::enter(Arc::clone(stats))
+        });
         // Sessions check their key on the next reload, not on one that came before.
         self.reload.mark_unchanged();
         let end = self
             .echo(&mut rx, &mut tx, &key_session, summary, &moved)
             .await;
-        // Every session's end passes here (read again: a flag would be one more
-        // byte in every idle task).
-        if matches!(summary.protocol, Some((_, Suite::AesGcmSha256))) {
-            let stats = &self.shared.stats;
-            stats.sub(&stats.sessions_open_aesgcm);
-        }
         // Closing the socket (when the handler returns) sends our FIN: the replies
         // only need flushing, and nothing is left unread that would turn the close
         // into a reset (the client ended its stream, or went quiet). No separate
@@ -478,6 +473,24 @@ impl Handler {
             .get_or_init(tokio::time::Instant::now);
         let grace = self.shared.config.shutdown_grace;
         since + grace.saturating_sub(STOP_MARGIN).max(grace / 2)
+    }
+}
+
+/// One open AES-GCM session in the `sessions_open_aesgcm` gauge, for as long as it
+/// lives: a guard rather than a decrement after the echo loop, which a cancelled
+/// task never reaches.
+struct OpenAesGcmSession(Arc<ServerStats>);
+
+impl OpenAesGcmSession {
+    fn enter(stats: Arc<ServerStats>) -> Self {
+        stats.add(&stats.sessions_open_aesgcm);
+        Self(stats)
+    }
+}
+
+impl Drop for OpenAesGcmSession {
+    fn drop(&mut self) {
+        self.0.sub(&self.0.sessions_open_aesgcm);
     }
 }
 
