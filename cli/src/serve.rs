@@ -155,7 +155,7 @@ pub(super) struct Args {
     /// Protocol 2 sessions also change keys after this many messages under one key
     #[arg(long, value_name = "N", default_value_t = RekeyPolicy::DEFAULT.max_messages, value_parser = clap::value_parser!(u64).range(1..))]
     rekey_messages: u64,
-    /// Check the settings, the host key and authorized_keys, print what is wrong, and
+    /// Check the settings, the host key and certificate, the CA, principals and revoked-keys files and authorized_keys, print what is wrong, and
     /// exit (0: all good, 1: a problem) without listening, as `sshd -t`
     #[arg(long)]
     check: bool,

@@ -284,6 +284,94 @@ fn check_passes_a_good_configuration_without_listening() {
     assert_eq!(text(&out.stderr), "");
 }
 
+/// The fixtures' host key in the setup's home as `certified_key`, created 0600,
+/// with its host certificate beside it where `serve` looks by default.
+fn certified_host_key(setup: &CheckSetup) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let home = setup.home.path();
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(home.join("certified_key"))
+        .unwrap()
+        .write_all(&fs::read(common::fixture("host_ed25519_key")).unwrap())
+        .unwrap();
+    fs::copy(
+        common::fixture("certs/host-cert.pub"),
+        home.join("certified_key-cert.pub"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn check_reads_the_certificate_files_as_serve_would() {
+    let setup = CheckSetup::new();
+    certified_host_key(&setup);
+    let home = setup.home.path();
+    fs::write(home.join("principals"), "alice\n").unwrap();
+    let user_ca = common::fixture("certs/user_ca.pub");
+    let krl = common::fixture("certs/krl/serial.krl");
+    let good = setup.check(&[
+        "--host-key",
+        "certified_key",
+        "--trusted-user-ca-keys",
+        user_ca.to_str().unwrap(),
+        "--authorized-principals",
+        "principals",
+        "--revoked-keys",
+        krl.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&good), SUCCESS, "{}", text(&good.stderr));
+    let stdout = text(&good.stdout);
+    for expected in [
+        "host certificate certified_key-cert.pub: key ID \"host-localhost\", serial 100, principals localhost,127.0.0.1, valid until forever",
+        "trusted user CA keys ",
+        ": 1 CA key\n",
+        "authorized principals principals: 1 principal\n",
+        "serial.krl: an OpenSSH KRL",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
+    }
+    // Without a certificate beside the key, the check says so.
+    let plain = setup.check(&[]);
+    assert_eq!(code(&plain), SUCCESS, "{}", text(&plain.stderr));
+    assert!(
+        text(&plain.stdout).contains("host certificate: none (clients trust the host key itself)"),
+        "{}",
+        text(&plain.stdout)
+    );
+
+    // Each file that would stop serve, or refuse everyone, is a problem.
+    fs::write(home.join("no_principals"), "# nobody yet\n").unwrap();
+    let expired = common::fixture("certs/host_expired-cert.pub");
+    let bad = setup.check(&[
+        "--host-key",
+        "certified_key",
+        "--host-certificate",
+        expired.to_str().unwrap(),
+        "--trusted-user-ca-keys",
+        "missing_ca.pub",
+        "--authorized-principals",
+        "no_principals",
+        "--revoked-keys",
+        "missing_revoked",
+    ]);
+    assert_eq!(code(&bad), FAILURE, "{}", text(&bad.stdout));
+    let stderr = text(&bad.stderr);
+    for expected in [
+        "problem: cannot use the host certificate ",
+        "host_expired-cert.pub: certificate expired on 2021-01-01T00:00:00 (make one with: ssh-keygen -s CA -h -I ID -n NAMES certified_key.pub)\n",
+        "problem: cannot read the trusted user CA keys missing_ca.pub: ",
+        "problem: authorized principals no_principals: no principal, so no certificate is admitted by a trusted CA\n",
+        "problem: cannot read the revoked keys file missing_revoked: No such file or directory (os error 2): every client would be refused\n",
+        "error: the check found 4 problems\n",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in:\n{stderr}");
+    }
+}
+
 #[test]
 fn check_lists_every_problem_and_exits_1() {
     let setup = CheckSetup::new();

@@ -1,4 +1,5 @@
-//! `serve --check`: everything `serve` would refuse at start, and every line of
+//! `serve --check`: everything `serve` would refuse at start (host key, host
+//! certificate, the certificate trust and revocation files), and every line of
 //! authorized_keys it would skip, found without listening or creating a file, as
 //! `sshd -t`. Good news goes to stdout, problems to stderr; the exit status says
 //! whether there was any problem.
@@ -6,12 +7,16 @@
 use std::net::ToSocketAddrs;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context;
 
 use noise_echo::identity::Identity;
 use noise_echo::openssh::authorized_keys::AuthorizedKeys;
+use noise_echo::openssh::certificate::{format_time, Certificate};
 use noise_echo::openssh::keyfile;
+use noise_echo::openssh::revoked::RevokedKeys;
+use noise_echo::openssh::trusted_user_ca::{AuthorizedPrincipals, TrustedUserCas};
 use noise_echo::server::{Server, ServerConfig};
 use noise_echo::wire::LocalIdentity;
 
@@ -23,13 +28,17 @@ pub(super) fn run(args: &Args, host_key: &HostKey, authorized_keys: &Path) -> an
     let mut problems = Vec::new();
 
     let path = host_key.path();
+    let mut host_identity = None;
     match std::fs::symlink_metadata(path) {
         Ok(_) => match keyfile::read_identity(path) {
-            Ok(identity) => println!(
-                "host key {}: {}",
-                path.display(),
-                identity.public_key().fingerprint()
-            ),
+            Ok(identity) => {
+                println!(
+                    "host key {}: {}",
+                    path.display(),
+                    identity.public_key().fingerprint()
+                );
+                host_identity = Some(identity);
+            }
             Err(error @ keyfile::KeyFileError::PassphraseProtected { .. }) => problems.push(
                 format!("host key: {error} (a host key must not have one, as for sshd: the server starts with nobody to type it)"),
             ),
@@ -48,6 +57,11 @@ pub(super) fn run(args: &Args, host_key: &HostKey, authorized_keys: &Path) -> an
         },
         Err(error) => problems.push(format!("host key {}: {error}", path.display())),
     }
+
+    if let Some(identity) = host_identity {
+        check_host_certificate(args, path, &identity, &mut problems);
+    }
+    check_trust_files(args, &mut problems);
 
     for listen in &args.listen {
         check_listen(listen, &mut problems);
@@ -86,7 +100,7 @@ pub(super) fn run(args: &Args, host_key: &HostKey, authorized_keys: &Path) -> an
         return Ok(());
     }
     for problem in &problems {
-        eprintln!("problem: {problem}");
+        stderr_line!("problem: {problem}");
     }
     Err(StatusError {
         status: ExitStatus::Failure,
@@ -101,6 +115,108 @@ pub(super) fn run(args: &Args, host_key: &HostKey, authorized_keys: &Path) -> an
         ),
     }
     .into())
+}
+
+/// The host certificate `serve` would present (`--host-certificate`, or the one
+/// beside the host key), judged as at start.
+fn check_host_certificate(
+    args: &Args,
+    host_key: &Path,
+    identity: &Identity,
+    problems: &mut Vec<String>,
+) {
+    match super::host_certificate::attach(
+        args.host_certificate.as_deref(),
+        host_key,
+        LocalIdentity::new(identity),
+        SystemTime::now(),
+    ) {
+        Ok((host, Some(file))) => match host.certificate().map(Certificate::from_blob) {
+            Some(Ok(certificate)) => println!(
+                "host certificate {}: key ID \"{}\", serial {}, principals {}, valid until {}",
+                file.display(),
+                certificate.key_id,
+                certificate.serial,
+                certificate.principals.join(","),
+                format_time(certificate.valid_before)
+            ),
+            _ => println!("host certificate {}", file.display()),
+        },
+        Ok((_, None)) => println!("host certificate: none (clients trust the host key itself)"),
+        Err(error) => problems.push(format!("{error:#}")),
+    }
+}
+
+/// The certificate trust files (`--trusted-user-ca-keys`, `--authorized-principals`)
+/// and `--revoked-keys`, read as `serve` reads them: a revoked-keys file that cannot
+/// be read refuses every client, and a line skipped is a problem to fix.
+fn check_trust_files(args: &Args, problems: &mut Vec<String>) {
+    if let Some(path) = &args.trusted_user_ca_keys {
+        match TrustedUserCas::load(path) {
+            Ok(cas) => {
+                println!(
+                    "trusted user CA keys {}: {} CA {}",
+                    path.display(),
+                    cas.keys.len(),
+                    if cas.keys.len() == 1 { "key" } else { "keys" }
+                );
+                if cas.keys.is_empty() {
+                    problems.push(format!(
+                        "trusted user CA keys {}: no CA key, so no certificate is admitted by it",
+                        path.display()
+                    ));
+                }
+                problems.extend(cas.warnings.iter().map(ToString::to_string));
+            }
+            Err(error) => problems.push(format!(
+                "cannot read the trusted user CA keys {}: {error}",
+                path.display()
+            )),
+        }
+    }
+    if let Some(path) = &args.authorized_principals {
+        match AuthorizedPrincipals::load(path) {
+            Ok(principals) => {
+                println!(
+                    "authorized principals {}: {} {}",
+                    path.display(),
+                    principals.names.len(),
+                    if principals.names.len() == 1 {
+                        "principal"
+                    } else {
+                        "principals"
+                    }
+                );
+                if principals.names.is_empty() {
+                    problems.push(format!(
+                        "authorized principals {}: no principal, so no certificate is admitted by a trusted CA",
+                        path.display()
+                    ));
+                }
+                problems.extend(principals.warnings.iter().map(ToString::to_string));
+            }
+            Err(error) => problems.push(format!(
+                "cannot read the authorized principals {}: {error}",
+                path.display()
+            )),
+        }
+    }
+    if let Some(path) = &args.revoked_keys {
+        match RevokedKeys::load(path) {
+            Ok(revoked) => {
+                match revoked.krl() {
+                    Some(_) => println!("revoked keys {}: an OpenSSH KRL", path.display()),
+                    None => println!(
+                        "revoked keys {}: {} keys listed",
+                        path.display(),
+                        revoked.listed_keys()
+                    ),
+                }
+                problems.extend(revoked.warnings.iter().map(ToString::to_string));
+            }
+            Err(error) => problems.push(format!("{error}: every client would be refused")),
+        }
+    }
 }
 
 /// One `--listen` value, read as `serve` reads it (`:PORT` for every address, else
