@@ -9,51 +9,22 @@
 //! client decides with `KnownHosts::verify_host` before approving. Each matrix is
 //! printed as a table (`cargo test --test certificates_v2 -- --nocapture`).
 
-use std::future::Future;
+mod certificate_fixtures;
+
+use certificate_fixtures::{blob, bounded, fixture, identity};
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use noise_echo::identity::Identity;
 use noise_echo::openssh::authorized_keys::{AuthorizedKeys, ClientAdmission};
-use noise_echo::openssh::keyfile::parse_identity;
 use noise_echo::openssh::known_hosts::{HostTrustedBy, HostVerdict, KnownHosts};
 use noise_echo::wire::{
     initiate_v2, respond_any, CertificateProblem, LocalIdentity, Offer, PayloadProblem,
     RekeyPolicy, ResponderSettings, ServerParams, Suite, Violation, WireError,
 };
 use tokio::net::{TcpListener, TcpSocket};
-
-/// Bounds every exchange: far beyond what a loopback handshake takes.
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn bounded<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("the exchange finished in time")
-}
-
-fn keys_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/keys"))
-}
-
-fn fixture(name: &str) -> String {
-    let path = keys_dir().join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn identity(name: &str) -> Identity {
-    parse_identity(&fixture(name), &keys_dir().join(name)).expect("fixture identity")
-}
-
-/// The blob of `keys/certs/NAME-cert.pub`.
-fn blob(name: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    let line = fixture(&format!("certs/{name}-cert.pub"));
-    base64::engine::general_purpose::STANDARD
-        .decode(line.split_whitespace().nth(1).expect("base64 field"))
-        .expect("base64")
-}
 
 /// 2026-01-01T00:00:00Z: inside the fixtures' windows but the past and future ones.
 fn now() -> SystemTime {

@@ -11,11 +11,14 @@
 //! form), and treated as unknown when no line trusts its CA. A host key rotated
 //! under the same CA is still trusted.
 
-use std::future::Future;
+mod certificate_fixtures;
+
+use certificate_fixtures::{blob, bounded, fixture, identity, keys_dir};
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use noise_echo::client::{
     self, ClientConfig, ClientError, Connection, HostKeyError, Target, UnknownHost,
@@ -24,44 +27,12 @@ use noise_echo::client::{
 use noise_echo::identity::Identity;
 use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys, ClientAdmission};
 use noise_echo::openssh::certificate::{CertType, CertificateError};
-use noise_echo::openssh::keyfile::parse_identity;
 use noise_echo::openssh::revoked::RevokedKeys;
 use noise_echo::server::{self, AllowList, ServerConfig};
 use noise_echo::wire::{
     respond_any, LocalIdentity, RekeyPolicy, ResponderSettings, ServerParams, Suite,
 };
 use tokio::net::TcpListener;
-
-/// Bounds every exchange: far beyond what a loopback handshake takes.
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn bounded<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("the exchange finished in time")
-}
-
-fn keys_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/keys"))
-}
-
-fn fixture(name: &str) -> String {
-    let path = keys_dir().join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn identity(name: &str) -> Identity {
-    parse_identity(&fixture(name), &keys_dir().join(name)).expect("fixture identity")
-}
-
-/// The blob of `keys/certs/NAME-cert.pub`.
-fn blob(name: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    let line = fixture(&format!("certs/{name}-cert.pub"));
-    base64::engine::general_purpose::STANDARD
-        .decode(line.split_whitespace().nth(1).expect("base64 field"))
-        .expect("base64")
-}
 
 fn identity_host_fingerprint() -> noise_echo::identity::Fingerprint {
     identity("host_ed25519_key").public_key().fingerprint()

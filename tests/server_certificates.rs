@@ -7,51 +7,21 @@
 //! `revoke_live` ending a certificate session, and the host certificate the client
 //! sees. The log lines are checked through the binary (cli/tests/serve_certificates.rs).
 
-use std::future::Future;
+mod certificate_fixtures;
+
+use certificate_fixtures::{blob, bounded, fixture, identity, keys_dir, LIMIT};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use noise_echo::identity::Identity;
-use noise_echo::openssh::keyfile::parse_identity;
 use noise_echo::server::{ConfigError, Server, ServerConfig, ServerStats, StatsSnapshot};
 use noise_echo::wire::{
     self, LocalIdentity, Offer, RecordType, RecvHalf, Refusal, Reply, SendHalf, Suite, WireError,
 };
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket};
-
-/// Bounds every exchange: far beyond what a loopback handshake takes.
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn bounded<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("the exchange finished in time")
-}
-
-fn keys_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/keys"))
-}
-
-fn fixture(name: &str) -> String {
-    let path = keys_dir().join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn identity(name: &str) -> Identity {
-    parse_identity(&fixture(name), &keys_dir().join(name)).expect("fixture identity")
-}
-
-/// The blob of `keys/certs/NAME-cert.pub`.
-fn blob(name: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    let line = fixture(&format!("certs/{name}-cert.pub"));
-    base64::engine::general_purpose::STANDARD
-        .decode(line.split_whitespace().nth(1).expect("base64 field"))
-        .expect("base64")
-}
 
 /// The client key of the fixtures, presenting `keys/certs/NAME-cert.pub`.
 fn with_certificate(name: &str) -> LocalIdentity {
