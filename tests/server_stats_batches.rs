@@ -13,7 +13,9 @@ use noise_echo::identity::Identity;
 use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys};
 use noise_echo::server::{AllowList, Server, ServerConfig};
 use noise_echo::wire::LocalIdentity;
-use noise_echo::wire::{RecordType, Reply, Suite};
+use noise_echo::wire::{RecordType, RecvHalf, Reply, SendHalf, Suite};
+use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
+use tokio::task::JoinHandle;
 
 /// Requests sent in one burst: several transport messages' worth of replies.
 const BURST: usize = 5_000;
@@ -41,8 +43,15 @@ fn server_for(client: &Identity) -> (Arc<Server>, Identity) {
     (Arc::new(Server::new(config).unwrap()), host)
 }
 
-#[tokio::test]
-async fn a_pipelined_burst_is_counted_once_per_request_before_its_replies_arrive() {
+/// The client's halves of an in-memory session.
+type Halves = (
+    RecvHalf<ReadHalf<DuplexStream>>,
+    SendHalf<WriteHalf<DuplexStream>>,
+);
+
+/// A session of alice's with a fresh server, over an in-memory stream: the server,
+/// its serving task, and the client's halves. `cipher` forces a v2 suite.
+async fn session(cipher: Option<Suite>) -> (Arc<Server>, JoinHandle<()>, Halves) {
     let alice = Identity::from_seed(&[1; 32], "alice");
     let (server, host) = server_for(&alice);
     let (client_io, server_io) = tokio::io::duplex(64 * 1024);
@@ -50,11 +59,18 @@ async fn a_pipelined_burst_is_counted_once_per_request_before_its_replies_arrive
         let server = Arc::clone(&server);
         async move { server.serve_connection(server_io, peer()).await }
     });
-    let config = ClientConfig::pinned(LocalIdentity::new(&alice), host.public_key().fingerprint());
+    let mut config =
+        ClientConfig::pinned(LocalIdentity::new(&alice), host.public_key().fingerprint());
+    config.cipher = cipher;
     let connection = client::connect_stream(client_io, &target(), config)
         .await
         .unwrap();
-    let (mut rx, mut tx) = connection.into_halves();
+    (server, serving, connection.into_halves())
+}
+
+#[tokio::test]
+async fn a_pipelined_burst_is_counted_once_per_request_before_its_replies_arrive() {
+    let (server, serving, (mut rx, mut tx)) = session(None).await;
     // Written by another task while this one reads: the whole burst is in flight.
     let writer = tokio::spawn(async move {
         for index in 0..BURST {
@@ -89,18 +105,7 @@ async fn a_pipelined_burst_is_counted_once_per_request_before_its_replies_arrive
 
 #[tokio::test]
 async fn requests_answered_just_before_the_client_ends_its_stream_are_counted() {
-    let alice = Identity::from_seed(&[1; 32], "alice");
-    let (server, host) = server_for(&alice);
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let serving = tokio::spawn({
-        let server = Arc::clone(&server);
-        async move { server.serve_connection(server_io, peer()).await }
-    });
-    let config = ClientConfig::pinned(LocalIdentity::new(&alice), host.public_key().fingerprint());
-    let connection = client::connect_stream(client_io, &target(), config)
-        .await
-        .unwrap();
-    let (mut rx, mut tx) = connection.into_halves();
+    let (server, serving, (mut rx, mut tx)) = session(None).await;
     // Three requests and the end of the stream in one go: the session's last
     // batch ends with the session, not with a flush of its own.
     for body in [&b"one"[..], b"two", b"\xff"] {
@@ -137,21 +142,7 @@ async fn requests_answered_just_before_the_client_ends_its_stream_are_counted() 
 
 #[tokio::test]
 async fn a_cancelled_session_is_counted_out_of_the_open_gauges() {
-    let alice = Identity::from_seed(&[1; 32], "alice");
-    let (server, host) = server_for(&alice);
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let serving = tokio::spawn({
-        let server = Arc::clone(&server);
-        async move { server.serve_connection(server_io, peer()).await }
-    });
-    let mut config =
-        ClientConfig::pinned(LocalIdentity::new(&alice), host.public_key().fingerprint());
-    // AES-GCM has a gauge of its own beside the overall one.
-    config.cipher = Some(Suite::AesGcmSha256);
-    let connection = client::connect_stream(client_io, &target(), config)
-        .await
-        .unwrap();
-    let (mut rx, mut tx) = connection.into_halves();
+    let (server, serving, (mut rx, mut tx)) = session(Some(Suite::AesGcmSha256)).await;
     tx.write_record(RecordType::Request, b"hi").await.unwrap();
     tx.flush().await.unwrap();
     assert_eq!(
