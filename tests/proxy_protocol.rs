@@ -6,6 +6,10 @@
 //! failure; and that a header from an address that is no proxy is refused before
 //! any cryptography.
 
+mod running_server;
+
+use running_server::RunningServer;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +18,10 @@ use noise_echo::client::{self, ClientConfig, ClientError, Target};
 use noise_echo::identity::Identity;
 use noise_echo::openssh::authorized_keys::AuthorizedKeys;
 use noise_echo::server::proxy_protocol::encode_v2;
-use noise_echo::server::{AllowList, Server, ServerConfig, ServerStats, StatsSnapshot};
+use noise_echo::server::{AllowList, ServerConfig, ServerStats, StatsSnapshot};
 use noise_echo::wire::{LocalIdentity, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// The longest any single wait may take before it counts as a failure.
 const WAIT: Duration = Duration::from_secs(20);
@@ -26,8 +30,8 @@ struct Running {
     addr: SocketAddr,
     host: Identity,
     stats: Arc<ServerStats>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The server itself, stopped by [`Running::stop`].
+    server: RunningServer,
 }
 
 impl Running {
@@ -52,20 +56,12 @@ impl Running {
         );
         config.proxy_protocol = Some(proxies.parse().unwrap());
         adjust(&mut config);
-        let server = Server::new(config).unwrap();
-        let stats = server.stats();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(listener, async move {
-            let _ = stopped.await;
-        }));
+        let server = RunningServer::start(config).await;
         Self {
-            addr,
+            addr: server.addr,
             host,
-            stats,
-            stop: Some(stop),
-            task,
+            stats: Arc::clone(&server.stats),
+            server,
         }
     }
 
@@ -96,9 +92,8 @@ impl Running {
         assert!(held, "{what}: {snapshot:?}");
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap().unwrap();
+    async fn stop(self) {
+        self.server.stop().await;
     }
 }
 

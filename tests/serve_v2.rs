@@ -6,6 +6,10 @@
 //! advertises, rekeying under the server's policy, and another protocol's first
 //! bytes reported as such without waiting for the handshake deadline.
 
+mod running_server;
+
+use running_server::RunningServer;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,13 +17,13 @@ use std::time::Duration;
 
 use noise_echo::identity::Identity;
 use noise_echo::openssh::authorized_keys::{self, AuthorizedKeys};
-use noise_echo::server::{AllowList, Server, ServerConfig, ServerStats, StatsSnapshot};
+use noise_echo::server::{AllowList, ServerConfig, ServerStats, StatsSnapshot};
 use noise_echo::wire::{
     self, Established, LocalIdentity, Mismatch, Offer, ProtocolVersion, RecordType, Refusal,
     RekeyPolicy, Reply, Suite, WireError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Bounds every exchange: far beyond what a loopback handshake takes, far below
 /// the handshake deadline of the servers here.
@@ -39,8 +43,8 @@ fn client_identity() -> Identity {
 struct Running {
     addr: SocketAddr,
     stats: Arc<ServerStats>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The server itself, stopped by [`Running::stop`].
+    server: RunningServer,
 }
 
 impl Running {
@@ -56,19 +60,11 @@ impl Running {
         // Long enough that a test finishing promptly proves nobody waited for it.
         config.handshake_timeout = Duration::from_secs(600);
         adjust(&mut config);
-        let server = Server::new(config).unwrap();
-        let stats = server.stats();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(listener, async move {
-            let _ = stopped.await;
-        }));
+        let server = RunningServer::start(config).await;
         Self {
-            addr,
-            stats,
-            stop: Some(stop),
-            task,
+            addr: server.addr,
+            stats: Arc::clone(&server.stats),
+            server,
         }
     }
 
@@ -79,11 +75,8 @@ impl Running {
         snapshot
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        bounded(self.task).await.unwrap().unwrap();
+    async fn stop(self) {
+        self.server.stop().await;
     }
 }
 

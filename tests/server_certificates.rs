@@ -7,6 +7,10 @@
 //! `revoke_live` ending a certificate session, and the host certificate the client
 //! sees. The log lines are checked through the binary (cli/tests/serve_certificates.rs).
 
+mod running_server;
+
+use running_server::RunningServer;
+
 mod certificate_fixtures;
 
 use certificate_fixtures::{blob, bounded, fixture, identity, keys_dir, LIMIT};
@@ -21,7 +25,7 @@ use noise_echo::wire::{
     self, LocalIdentity, Offer, RecordType, RecvHalf, Refusal, Reply, SendHalf, Suite, WireError,
 };
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpSocket;
 
 /// The client key of the fixtures, presenting `keys/certs/NAME-cert.pub`.
 fn with_certificate(name: &str) -> LocalIdentity {
@@ -47,8 +51,8 @@ struct Running {
     dir: tempfile::TempDir,
     addr: SocketAddr,
     stats: Arc<ServerStats>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The server itself, stopped by [`Running::stop`].
+    server: RunningServer,
 }
 
 impl Running {
@@ -75,20 +79,12 @@ impl Running {
         // The temporary directory's permissions are the test runner's business.
         config.strict_modes = false;
         adjust(dir.path(), &mut config);
-        let server = Server::new(config).unwrap();
-        let stats = server.stats();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(listener, async move {
-            let _ = stopped.await;
-        }));
+        let server = RunningServer::start(config).await;
         Self {
             dir,
-            addr,
-            stats,
-            stop: Some(stop),
-            task,
+            addr: server.addr,
+            stats: Arc::clone(&server.stats),
+            server,
         }
     }
 
@@ -157,11 +153,8 @@ impl Running {
         }
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        bounded(self.task).await.unwrap().unwrap();
+    async fn stop(self) {
+        self.server.stop().await;
     }
 }
 
