@@ -240,8 +240,8 @@ fn keygen(dir: &Path, name: &str) -> String {
         .to_owned()
 }
 
-/// `connect` through the balancer as `key`, from `from`, sending `hello`.
-fn connect(dir: &Path, balancer: &Balancer, fingerprint: &str, key: &str, from: &str) -> Output {
+/// `connect` through the balancer as `key` with `args`, sending `hello`.
+fn connect_with(dir: &Path, balancer: &Balancer, key: &str, args: &[&str]) -> Output {
     let child = noise_echo(dir)
         .arg("connect")
         .arg(balancer.addr.to_string())
@@ -249,12 +249,23 @@ fn connect(dir: &Path, balancer: &Balancer, fingerprint: &str, key: &str, from: 
         .arg(dir.join(key))
         .arg("--known-hosts")
         .arg(dir.join("known_hosts"))
-        .args(["--expect-fingerprint", fingerprint, "-b", from, "hello"])
+        .args(args)
+        .arg("hello")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     common::served::finish(child, "connect")
+}
+
+/// `connect` through the balancer as `key`, from `from`, expecting `fingerprint`.
+fn connect(dir: &Path, balancer: &Balancer, fingerprint: &str, key: &str, from: &str) -> Output {
+    connect_with(
+        dir,
+        balancer,
+        key,
+        &["--expect-fingerprint", fingerprint, "-b", from],
+    )
 }
 
 fn served(output: &Output) -> bool {
@@ -385,21 +396,9 @@ fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) {
 
 /// `connect` through the balancer trusting only what known_hosts says: no
 /// `--expect-fingerprint`, and stdin not a terminal, so an unknown host key would
-/// be refused (nobody to ask) rather than trusted.
+/// be refused (nobody to ask) rather than trusted. `-v`: the log says why it trusted.
 fn connect_by_known_hosts(dir: &Path, balancer: &Balancer, key: &str) -> Output {
-    let child = noise_echo(dir)
-        .arg("connect")
-        .arg(balancer.addr.to_string())
-        .arg("-i")
-        .arg(dir.join(key))
-        .arg("--known-hosts")
-        .arg(dir.join("known_hosts"))
-        .args(["-v", "hello"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    common::served::finish(child, "connect")
+    connect_with(dir, balancer, key, &["-v"])
 }
 
 #[test]
