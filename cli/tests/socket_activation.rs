@@ -3,7 +3,7 @@
 //! serves on them (instead of its default address); sockets meant for another
 //! process are left alone; a passed socket that is not listening is refused at
 //! start with what to fix. The test opens the sockets itself and hands them down
-//! through `sh` (`exec 3<&N`, then `exec` into `serve`, so `LISTEN_PID=$$` is the
+//! through `bash` (`exec 3<&N`, then `exec` into `serve`, so `LISTEN_PID=$$` is the
 //! server's own id), as the service manager would.
 
 mod common;
@@ -16,21 +16,24 @@ use std::process::{Child, Stdio};
 
 use common::{noise_echo, text, BIN};
 
-/// `serve ARGS` under `sh`, with `socket` as descriptor 3 and `LISTEN_FDS=1`;
+/// `serve ARGS` under `bash`, with `socket` as descriptor 3 and `LISTEN_FDS=1`;
 /// `LISTEN_PID` is the server's id, or `pid` when given.
 fn serve_with_socket(home: &Path, socket: &impl AsFd, pid: Option<&str>, args: &[&str]) -> Child {
-    // Not closed on exec, so `sh` inherits it (at its own number, moved to 3).
+    // Not closed on exec, so `bash` inherits it (at its own number, moved to 3).
     rustix::io::fcntl_setfd(socket, rustix::io::FdFlags::empty()).unwrap();
     let fd = socket.as_fd().as_raw_fd().to_string();
     let script = r#"fd=$1; pid=$2; shift 2
 [ "$fd" = 3 ] || eval "exec 3<&$fd $fd<&-"
 export LISTEN_FDS=1 LISTEN_PID="${pid:-$$}"
 exec "$@""#;
-    std::process::Command::new("sh")
+    // bash, not sh: dash refuses descriptors above 9 in a redirection ("Bad fd
+    // number"), and the test process, running tests on several threads, often has
+    // the socket at 10 or more.
+    std::process::Command::new("bash")
         .args([
             "-c",
             script,
-            "sh",
+            "bash",
             &fd,
             pid.unwrap_or_default(),
             BIN,
