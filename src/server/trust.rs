@@ -375,14 +375,15 @@ pub(super) fn decide(
     addr: IpAddr,
     now: SystemTime,
 ) -> Result<Admission, Refusal> {
-    let not_authorized = format!(
-        "key {} is not authorized on this server",
-        client.fingerprint()
-    );
     match trust.revocation(client, certificate) {
         None => {}
         Some(Ok(refusal)) => return Err(refusal),
         Some(Err(error)) => {
+            // Formatted here only: an admitted client pays no fingerprint for it.
+            let not_authorized = format!(
+                "key {} is not authorized on this server",
+                client.fingerprint()
+            );
             return Err(Refusal {
                 log: format!(
                     "{not_authorized}: {error}: every client is refused until the revoked keys \
@@ -391,7 +392,7 @@ pub(super) fn decide(
                 ),
                 client: not_authorized,
                 comment: Box::default(),
-            })
+            });
         }
     }
     admit(keys, trust, client, certificate, addr, now)
