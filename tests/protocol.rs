@@ -160,6 +160,55 @@ async fn pipelined_requests_are_answered_in_order_and_records_span_messages() {
     server.stop().await;
 }
 
+/// One burst, in one transport message, of requests the server answers in one
+/// pass from its buffer (ASCII) and of requests that need its usual steps (other
+/// text, invalid UTF-8, one over the limit): the replies come in order, as if each
+/// were sent alone, and the one over the limit ends the session after them.
+#[tokio::test]
+async fn a_burst_mixing_every_kind_of_request_is_answered_in_order() {
+    let client = Identity::generate("client");
+    let server = TestServer::start_with(&[&client], |config| config.max_request = 10).await;
+    let connection = server.connect_v1(&client).await;
+    let (mut receiver, mut sender) = connection.into_halves();
+    let requests: [&[u8]; 9] = [
+        b"abc",
+        "straße".as_bytes(),
+        b"def",
+        b"",
+        b"ok \xff",
+        b"0123456789",
+        b"ghi",
+        b"0123456789a",
+        b"never answered",
+    ];
+    for request in requests {
+        sender
+            .write_record(RecordType::Request, request)
+            .await
+            .unwrap();
+    }
+    sender.flush().await.unwrap();
+    let mut replies = Vec::new();
+    while let Some(reply) = receiver.read_reply(MIN_RESPONSE_LIMIT).await.unwrap() {
+        replies.push(reply);
+    }
+    let response = |text: &str| Reply::Response(text.as_bytes().to_vec());
+    assert_eq!(
+        replies,
+        [
+            response("ABC"),
+            response("STRASSE"),
+            response("DEF"),
+            response(""),
+            Reply::Error("request is not valid UTF-8 (invalid byte at offset 3)".into()),
+            response("0123456789"),
+            response("GHI"),
+            Reply::Error("request too large: 11 bytes, the limit is 10 bytes".into()),
+        ]
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn each_request_is_answered_without_waiting_for_the_end_of_stream() {
     let client = Identity::generate("client");

@@ -9,6 +9,8 @@
 //! batches of [`SMALL_BATCH`] rather than per request (a reservation and a release
 //! each, taking the semaphores' locks: 5 % of the server's time per request).
 
+mod buffered;
+
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::Pin;
@@ -120,6 +122,17 @@ impl Handler {
                 .is_some_and(|end| tokio::time::Instant::now() >= end)
             {
                 break Ok(EchoEnd::TimeLimit);
+            }
+            // A pipelined burst: the requests already here whole are answered in
+            // one pass (see `buffered`), and their replies written, as after any
+            // request, once no more input is here.
+            let answered = or_break!(self.answer_buffered(rx, tx, summary, &mut in_flight));
+            if answered > 0 && !rx.has_buffered_input() {
+                if let ControlFlow::Break(end) =
+                    or_break!(self.flush_queued(tx, &mut in_flight, summary, moved).await)
+                {
+                    break Ok(end);
+                }
             }
             // Each step is its own future, awaited in turn, so the task holds the
             // larger of the two rather than both.

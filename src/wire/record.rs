@@ -347,6 +347,34 @@ impl RecordDecoder {
         }
     }
 
+    /// The record that starts `input`, if the decoder is at a record boundary and
+    /// `input` holds all of it: its header and its whole length, header included.
+    /// Nothing changes here: a caller that takes the record skips that many bytes,
+    /// and the decoder, which would be back at a boundary after decoding it, is
+    /// already there. `None` inside a record, for a record cut short, and for
+    /// REKEY, whose key change [`decode`](Self::decode) reports.
+    ///
+    /// # Errors
+    /// [`Violation::UnknownRecordType`], as [`decode`](Self::decode) (the decoder
+    /// must not be used after it).
+    pub fn whole_record(&self, input: &[u8]) -> Result<Option<(RecordHeader, usize)>, Violation> {
+        if self.state != AT_BOUNDARY {
+            return Ok(None);
+        }
+        let Some(&[type_byte, a, b, c, d]) = input.first_chunk::<RECORD_HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let Some(record_type) = self.record_type(type_byte)? else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes([a, b, c, d]);
+        let whole = usize::try_from(len)
+            .ok()
+            .and_then(|len| len.checked_add(RECORD_HEADER_LEN))
+            .filter(|&whole| whole <= input.len());
+        Ok(whole.map(|whole| (RecordHeader { record_type, len }, whole)))
+    }
+
     /// The header of the record whose body is being decoded, and how many of its
     /// bytes are still to come; `None` between bodies.
     pub fn body_in_progress(&self) -> Option<(RecordHeader, u32)> {

@@ -40,8 +40,10 @@ use crate::wire::record::{
 use crate::wire::rekey::{RecvRekey, SendRekey};
 
 pub use crate::wire::cipher::TAG_LEN;
+pub use buffered::BufferedRecord;
 pub use send::SendHalf;
 
+mod buffered;
 mod send;
 
 /// The largest transport plaintext: a maximal frame minus the tag.
@@ -469,35 +471,43 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
         Ok(())
     }
 
+    /// Decrypts the next transport message in place if it is buffered whole, making
+    /// it the current plaintext (`None`); else `Some` of how many more bytes it
+    /// needs. Only called once the current plaintext is all decoded.
+    fn open_buffered_message(&mut self) -> Result<Option<usize>> {
+        let (payload_len, consumed) = match decode_frame(&self.input[self.input_start..])? {
+            Decoded::Frame { payload, consumed } => (payload.len(), consumed),
+            Decoded::Incomplete { needed } => return Ok(Some(needed)),
+        };
+        let start = self.input_start + FRAME_HEADER_LEN;
+        let end = start + payload_len;
+        let current = next_nonce(&mut self.nonce)?;
+        let len = self
+            .key
+            .open_in_place(current, &mut self.input[start..end])?;
+        if len == 0 {
+            return Err(Violation::EmptyTransportMessage.into());
+        }
+        if let Some(rekey) = &mut self.rekey {
+            // The previous message is all decoded: the decoder is where it ended.
+            let at_boundary = self.decoder.at_record_boundary();
+            rekey.opened(len, at_boundary, self.decoder.sender())?;
+        }
+        self.plaintext_start = start;
+        self.plaintext_end = start + len;
+        self.input_start += consumed;
+        Ok(None)
+    }
+
     /// Decrypts the next transport message in place, making it the current
     /// plaintext. Only called once the current plaintext is all decoded. Outside a
     /// record body the buffer stays within `allowance`, unless that is `None` (see
     /// [`next_record_within`](Self::next_record_within)).
     async fn fill_plaintext(&mut self, allowance: Option<usize>) -> Result<Fill> {
         loop {
-            let needed = match decode_frame(&self.input[self.input_start..])? {
-                Decoded::Frame { payload, consumed } => {
-                    let start = self.input_start + FRAME_HEADER_LEN;
-                    let end = start + payload.len();
-                    let current = next_nonce(&mut self.nonce)?;
-                    let len = self
-                        .key
-                        .open_in_place(current, &mut self.input[start..end])?;
-                    if len == 0 {
-                        return Err(Violation::EmptyTransportMessage.into());
-                    }
-                    if let Some(rekey) = &mut self.rekey {
-                        // The previous message is all decoded: the decoder is where
-                        // it ended.
-                        let at_boundary = self.decoder.at_record_boundary();
-                        rekey.opened(len, at_boundary, self.decoder.sender())?;
-                    }
-                    self.plaintext_start = start;
-                    self.plaintext_end = start + len;
-                    self.input_start += consumed;
-                    return Ok(Fill::Message);
-                }
-                Decoded::Incomplete { needed } => needed,
+            let needed = match self.open_buffered_message()? {
+                None => return Ok(Fill::Message),
+                Some(needed) => needed,
             };
             // Inside a body, bulk reads end anywhere in a frame, and moving that
             // partial frame to the front of the buffer after every read was the

@@ -99,6 +99,100 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         Ok(())
     }
 
+    /// Queues one record, as [`write_record`](Self::write_record) does, if that
+    /// needs no write to the stream: `Ok(true)`. `Ok(false)`, with nothing queued,
+    /// when it would (the record does not fit in one transport message, or the
+    /// messages queued have reached the size written at once): then call
+    /// `write_record`. For a pipelining peer that answers a burst of small records
+    /// without a future per record (see [`RecvHalf::buffered_record`](super::RecvHalf::buffered_record)).
+    ///
+    /// # Errors
+    /// [`Bug::WrongDirection`] when this side may not send `record_type`.
+    pub fn queue_record(&mut self, record_type: RecordType, body: &[u8]) -> Result<bool> {
+        self.queue_record_with(record_type, body.len(), |out| out.copy_from_slice(body))
+    }
+
+    /// [`queue_record`](Self::queue_record) for a body of `len` bytes that `write`
+    /// produces in place, in the send buffer: it is given the `len` bytes, zeroed,
+    /// and called only if the record is queued. The echo server uppercases a
+    /// request's body straight from the receive buffer into the send buffer.
+    ///
+    /// # Errors
+    /// As [`queue_record`](Self::queue_record).
+    pub fn queue_record_with<F>(
+        &mut self,
+        record_type: RecordType,
+        len: usize,
+        write: F,
+    ) -> Result<bool>
+    where
+        F: FnOnce(&mut [u8]),
+    {
+        if record_type.sender() != self.role {
+            return Err(Bug::WrongDirection {
+                record_type,
+                role: self.role,
+            }
+            .into());
+        }
+        let capacity = self.capacity();
+        let record = RECORD_HEADER_LEN.saturating_add(len);
+        begin(&mut self.failed)?;
+        // A panic in `write` leaves the half failed, with a record half written.
+        let queued = self.queue_within_batch(record_type, capacity, record, write);
+        self.failed = queued.is_err();
+        queued
+    }
+
+    /// The rest of [`queue_record_with`](Self::queue_record_with), for a record of
+    /// `record` bytes with its header, where this side may send `record_type`.
+    fn queue_within_batch<F>(
+        &mut self,
+        record_type: RecordType,
+        capacity: usize,
+        record: usize,
+        write: F,
+    ) -> Result<bool>
+    where
+        F: FnOnce(&mut [u8]),
+    {
+        // Strictly short of a whole message, as `append_within_message`: a record
+        // that fills one is sealed at its end by `append`.
+        if record >= capacity {
+            return Ok(false);
+        }
+        if self.open.is_some() && record >= capacity - self.pending_len() {
+            // The open message is too full for it: sealed here, at a record
+            // boundary, short (`write_record` would split the record across two
+            // messages instead, which needs its body in one piece beforehand). Not
+            // past the batch that `append` writes: the buffer stays bounded as it is.
+            if self.output.len() >= BULK_IO {
+                return Ok(false);
+            }
+            self.seal()?;
+        }
+        let header = RecordHeader {
+            record_type,
+            // Under `capacity`: fits.
+            len: (record - RECORD_HEADER_LEN) as u32,
+        }
+        .to_bytes();
+        self.open_message();
+        let at = self.output.len();
+        self.output.resize(at + record, 0);
+        self.output[at..at + RECORD_HEADER_LEN].copy_from_slice(&header);
+        write(&mut self.output[at + RECORD_HEADER_LEN..]);
+        // A record boundary: a rekey owed is paid here, as in `write_record`.
+        if self
+            .rekey
+            .as_ref()
+            .is_some_and(|rekey| rekey.due_at_record_end(self.pending_len()))
+        {
+            self.seal()?;
+        }
+        Ok(true)
+    }
+
     /// Seals what is pending into a transport message, writes everything queued in
     /// one write, flushes the stream, and releases large buffers.
     ///

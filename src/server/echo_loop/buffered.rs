@@ -1,0 +1,82 @@
+//! The echo loop's fast path: the requests of a pipelined burst that are already
+//! here whole are answered in one synchronous pass, each uppercased straight from
+//! the receive buffer into the send buffer, with no future, await or copy per
+//! request. Whatever needs more (a request cut short by what was read, one whose
+//! memory must be reserved or that is over the limit, a body that is not ASCII, a
+//! reply that needs a write) is left where it is, for the loop's usual steps.
+//!
+//! It changes nothing a client can see: the same replies, in the same order, with
+//! the same stops between them. Shutdown and reloads are looked at once per read
+//! from the socket, as for the requests the usual steps take from the buffer; the
+//! memory rules are those of [`InFlight::covers`].
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::InFlight;
+use crate::server::connection::{Handler, Summary};
+use crate::server::resources;
+use crate::server::stats::ClockNanos;
+use crate::wire::{RecordType, RecvHalf, SendHalf, WireError, RECORD_HEADER_LEN};
+
+impl Handler {
+    /// Answers every request already buffered whole that the fast path can (see the
+    /// module's doc), queueing the replies; returns how many it answered. The
+    /// caller flushes them, as after any request, when no more input is here.
+    ///
+    /// # Errors
+    /// What [`RecvHalf::buffered_record`] and [`SendHalf::queue_record_with`] report
+    /// (a message that does not decrypt, an unknown record type): fatal, as from
+    /// the usual steps.
+    pub(super) fn answer_buffered<R, W>(
+        &self,
+        rx: &mut RecvHalf<R>,
+        tx: &mut SendHalf<W>,
+        summary: &mut Summary,
+        in_flight: &mut InFlight,
+    ) -> Result<u64, WireError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let max_request = self.shared.config.max_request;
+        let mut answered = 0;
+        let mut bytes = 0;
+        while let Some(request) = rx.buffered_record()? {
+            // Only REQUEST can arrive here: the decoder refuses the server's own
+            // types. The rest are left for the usual steps, which refuse a request
+            // over the limit, reserve memory, or answer other text.
+            let len = request.header().len;
+            let body = request.body();
+            if len > max_request
+                || !in_flight.covers(resources::worst_case(len))
+                || !body.is_ascii()
+            {
+                break;
+            }
+            let queued = tx.queue_record_with(RecordType::Response, body.len(), |reply| {
+                reply.copy_from_slice(body);
+                // ASCII: its uppercase form is its own length, made in place (see
+                // `crate::echo::answer`, which the usual steps use).
+                reply.make_ascii_uppercase();
+            })?;
+            if !queued {
+                break;
+            }
+            request.consume();
+            if answered == 0 && summary.latency_clock.is_none() {
+                summary.latency_clock = Some(ClockNanos::now());
+            }
+            answered += 1;
+            bytes += u64::from(len);
+            in_flight.unflushed += (RECORD_HEADER_LEN as u64) + u64::from(len);
+        }
+        summary.requests += answered;
+        summary.bytes_in += bytes;
+        summary.bytes_out += bytes;
+        let batch = &mut in_flight.batch;
+        batch.requests += answered;
+        batch.bytes_in += bytes;
+        batch.bytes_out += bytes;
+        Ok(answered)
+    }
+}
