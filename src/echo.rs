@@ -65,7 +65,10 @@ fn not_ascii(body: &[u8]) -> Answer {
 /// Uppercases the ASCII letters of `body` in place and says whether it is all
 /// ASCII, in one pass of eight bytes at a time (`is_ascii` then
 /// `make_ascii_uppercase` took two, some 75 instructions for a 16-byte request).
-fn uppercase_ascii(body: &mut [u8]) -> bool {
+/// When it is not (`false`), its ASCII letters are uppercased all the same and the
+/// rest is unchanged: [`answer`] then makes the reply from the original text,
+/// which a caller must still have.
+pub fn uppercase_ascii(body: &mut [u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut seen = 0u64;

@@ -46,19 +46,17 @@ impl Handler {
             // types. The rest are left for the usual steps, which refuse a request
             // over the limit, reserve memory, or answer other text.
             let len = request.header().len;
-            let body = request.body();
-            if len > max_request
-                || !in_flight.covers(resources::worst_case(len))
-                || !body.is_ascii()
-            {
+            if len > max_request || !in_flight.covers(resources::worst_case(len)) {
                 break;
             }
-            let queued = tx.queue_record_with(RecordType::Response, body.len(), |reply| {
-                reply.copy_from_slice(body);
-                // ASCII: its uppercase form is its own length, made in place (see
-                // `crate::echo::answer`, which the usual steps use).
-                reply.make_ascii_uppercase();
-            })?;
+            // ASCII is answered here, uppercased as it is copied into the reply;
+            // other text (`crate::echo::answer`) is for the usual steps, which read
+            // it again from the receive buffer.
+            let queued = tx.queue_record_mapped(
+                RecordType::Response,
+                request.body(),
+                crate::echo::uppercase_ascii,
+            )?;
             if !queued {
                 break;
             }

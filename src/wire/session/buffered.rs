@@ -191,10 +191,16 @@ mod tests {
                     let queued = if index % 2 == 0 {
                         server_tx.queue_record(RecordType::Response, body).unwrap()
                     } else {
+                        // Declined: nothing is queued, and the next try is as if it never was.
+                        let declined = server_tx
+                            .queue_record_mapped(RecordType::Response, b"discarded", |_| false)
+                            .unwrap();
+                        assert!(!declined);
                         server_tx
-                            .queue_record_with(RecordType::Response, body.len(), |out| {
-                                assert_eq!(out, vec![0; body.len()], "given zeroed");
-                                out.copy_from_slice(body);
+                            .queue_record_mapped(RecordType::Response, body, |out| {
+                                assert_eq!(out, &body[..], "given the body");
+                                out.make_ascii_uppercase();
+                                true
                             })
                             .unwrap()
                     };
@@ -214,7 +220,11 @@ mod tests {
 
         for (index, body) in bodies.iter().enumerate() {
             let reply = client_rx.read_reply(MIN_RESPONSE_LIMIT).await.unwrap();
-            assert_eq!(reply, Some(Reply::Response(body.clone())), "reply {index}");
+            let expected = match index % 2 {
+                0 => body.clone(),
+                _ => body.to_ascii_uppercase(),
+            };
+            assert_eq!(reply, Some(Reply::Response(expected)), "reply {index}");
         }
         let reply = client_rx.read_reply(MIN_RESPONSE_LIMIT).await.unwrap();
         assert_eq!(reply, Some(Reply::Response(whole_message)));

@@ -109,24 +109,26 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     /// # Errors
     /// [`Bug::WrongDirection`] when this side may not send `record_type`.
     pub fn queue_record(&mut self, record_type: RecordType, body: &[u8]) -> Result<bool> {
-        self.queue_record_with(record_type, body.len(), |out| out.copy_from_slice(body))
+        self.queue_record_mapped(record_type, body, |_| true)
     }
 
-    /// [`queue_record`](Self::queue_record) for a body of `len` bytes that `write`
-    /// produces in place, in the send buffer: it is given the `len` bytes, zeroed,
-    /// and called only if the record is queued. The echo server uppercases a
-    /// request's body straight from the receive buffer into the send buffer.
+    /// [`queue_record`](Self::queue_record) for a body that `map` rewrites in
+    /// place, once `body` is copied into the send buffer, keeping its length: the
+    /// echo server uppercases an ASCII request straight from the receive buffer
+    /// into the send buffer, in one pass that also finds whether it is ASCII. When
+    /// `map` returns `false` the record is not queued (`Ok(false)`, as when it
+    /// needs a write), and the bytes it wrote are discarded.
     ///
     /// # Errors
     /// As [`queue_record`](Self::queue_record).
-    pub fn queue_record_with<F>(
+    pub fn queue_record_mapped<F>(
         &mut self,
         record_type: RecordType,
-        len: usize,
-        write: F,
+        body: &[u8],
+        map: F,
     ) -> Result<bool>
     where
-        F: FnOnce(&mut [u8]),
+        F: FnOnce(&mut [u8]) -> bool,
     {
         if record_type.sender() != self.role {
             return Err(Bug::WrongDirection {
@@ -135,27 +137,26 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
             }
             .into());
         }
-        let capacity = self.capacity();
-        let record = RECORD_HEADER_LEN.saturating_add(len);
         begin(&mut self.failed)?;
-        // A panic in `write` leaves the half failed, with a record half written.
-        let queued = self.queue_within_batch(record_type, capacity, record, write);
+        // A panic in `map` leaves the half failed, with a record half written.
+        let queued = self.queue_within_batch(record_type, body, map);
         self.failed = queued.is_err();
         queued
     }
 
-    /// The rest of [`queue_record_with`](Self::queue_record_with), for a record of
-    /// `record` bytes with its header, where this side may send `record_type`.
+    /// The rest of [`queue_record_mapped`](Self::queue_record_mapped), where this
+    /// side may send `record_type`.
     fn queue_within_batch<F>(
         &mut self,
         record_type: RecordType,
-        capacity: usize,
-        record: usize,
-        write: F,
+        body: &[u8],
+        map: F,
     ) -> Result<bool>
     where
-        F: FnOnce(&mut [u8]),
+        F: FnOnce(&mut [u8]) -> bool,
     {
+        let capacity = self.capacity();
+        let record = RECORD_HEADER_LEN + body.len();
         // Strictly short of a whole message, as `append_within_message`: a record
         // that fills one is sealed at its end by `append`.
         if record >= capacity {
@@ -174,14 +175,18 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         let header = RecordHeader {
             record_type,
             // Under `capacity`: fits.
-            len: (record - RECORD_HEADER_LEN) as u32,
+            len: body.len() as u32,
         }
         .to_bytes();
         self.open_message();
         let at = self.output.len();
-        self.output.resize(at + record, 0);
-        self.output[at..at + RECORD_HEADER_LEN].copy_from_slice(&header);
-        write(&mut self.output[at + RECORD_HEADER_LEN..]);
+        self.output.reserve(record);
+        self.output.extend_from_slice(&header);
+        self.output.extend_from_slice(body);
+        if !map(&mut self.output[at + RECORD_HEADER_LEN..]) {
+            self.output.truncate(at);
+            return Ok(false);
+        }
         // A record boundary: a rekey owed is paid here, as in `write_record`.
         if self
             .rekey

@@ -233,6 +233,16 @@ impl Sender {
         Ok(())
     }
 
+    /// Queues a request if that needs no write: `false`, with nothing queued, when
+    /// it would (then [`request`](Self::request)). Each stack's synchronous path.
+    pub(super) fn queue(&mut self, body: &[u8]) -> anyhow::Result<bool> {
+        Ok(match self {
+            Sender::Noise(tx) => tx.queue_record(RecordType::Request, body)?,
+            Sender::Plain(tx) => tx.queue_request(body),
+            Sender::Tunnel(tx) => tx.queue_request(body),
+        })
+    }
+
     pub(super) async fn flush(&mut self) -> anyhow::Result<()> {
         match self {
             Sender::Noise(tx) => tx.flush().await?,
@@ -265,6 +275,33 @@ impl Receiver {
             }
             Receiver::Plain(rx) => Ok(rx.reply(body).await?),
             Receiver::Tunnel(rx) => Ok(rx.reply(body).await?),
+        }
+    }
+
+    /// The next reply if all of it is already here (received, and for Noise
+    /// decrypted or decryptable without waiting): `check` is given its type and
+    /// body, and it is taken. `None`, with nothing taken, otherwise: then
+    /// [`reply`](Self::reply), which also refuses what this leaves (a body over
+    /// the response limit, a record that is no reply).
+    pub(super) fn buffered_reply<T>(
+        &mut self,
+        check: impl FnOnce(RecordType, &[u8]) -> T,
+    ) -> anyhow::Result<Option<T>> {
+        match self {
+            Receiver::Noise(rx) => {
+                let Some(record) = rx.buffered_record()? else {
+                    return Ok(None);
+                };
+                let header = record.header();
+                if header.len > MIN_RESPONSE_LIMIT {
+                    return Ok(None);
+                }
+                let checked = check(header.record_type, record.body());
+                record.consume();
+                Ok(Some(checked))
+            }
+            Receiver::Plain(rx) => Ok(rx.buffered_reply(check)),
+            Receiver::Tunnel(rx) => Ok(rx.buffered_reply(check)),
         }
     }
 

@@ -158,6 +158,7 @@ pub(super) async fn stream_requests(
         let mut request = pattern.clone();
         tokio::spawn(async move {
             let mut index = 0u64;
+            let mut numbered = Numbered::new();
             let result: anyhow::Result<()> = async {
                 while budget.claim() {
                     // Flush what is queued before waiting for room in the window, so
@@ -173,9 +174,13 @@ pub(super) async fn stream_requests(
                             }
                         }
                     }
-                    let (numbered, _) = small_request(index);
-                    request[..prefix].copy_from_slice(&numbered[..prefix]);
-                    sender.request(&request).await?;
+                    request[..prefix].copy_from_slice(&numbered.request()[..prefix]);
+                    numbered.advance();
+                    // Queued with no future when no write is needed, in either
+                    // stack (the server's pipelined path is measured, not ours).
+                    if !sender.queue(&request)? {
+                        sender.request(&request).await?;
+                    }
                     index += 1;
                     sent.store(index, Ordering::Release);
                 }
@@ -188,6 +193,7 @@ pub(super) async fn stream_requests(
 
     let mut body = Vec::new();
     let mut index = 0u64;
+    let mut numbered = Numbered::new();
     let mut expected = expected_pattern.clone();
     // Replies checked whose room in the window is not yet given back: returned a
     // sixteenth of the window at a time (a call per reply takes the semaphore's
@@ -201,32 +207,36 @@ pub(super) async fn stream_requests(
             if unreturned >= return_batch {
                 window.add_permits(std::mem::take(&mut unreturned));
             }
-            let reply = {
-                let next = receiver.reply(&mut body);
-                tokio::pin!(next);
-                // A pipelined reply is usually here already: no timer for it.
-                match poll_once(next.as_mut()).await {
-                    Some(reply) => reply?,
-                    None => {
-                        window.add_permits(std::mem::take(&mut unreturned));
-                        tokio::time::timeout(EXCHANGE_TIMEOUT, next)
-                            .await
-                            .map_err(|_| anyhow!("no reply within {EXCHANGE_TIMEOUT:?}"))??
+            // A reply already here whole is checked where it lies, with no future.
+            let buffered = receiver.buffered_reply(|record_type, reply| {
+                check_reply(index, record_type, reply, &mut expected, &numbered, prefix)
+            })?;
+            if let Some(checked) = buffered {
+                checked?;
+            } else {
+                let reply = {
+                    let next = receiver.reply(&mut body);
+                    tokio::pin!(next);
+                    // A pipelined reply is usually here already: no timer for it.
+                    match poll_once(next.as_mut()).await {
+                        Some(reply) => reply?,
+                        None => {
+                            window.add_permits(std::mem::take(&mut unreturned));
+                            tokio::time::timeout(EXCHANGE_TIMEOUT, next)
+                                .await
+                                .map_err(|_| anyhow!("no reply within {EXCHANGE_TIMEOUT:?}"))??
+                        }
+                    }
+                };
+                match reply {
+                    None => return Ok(()),
+                    Some(record_type) => {
+                        check_reply(index, record_type, &body, &mut expected, &numbered, prefix)?;
                     }
                 }
-            };
-            match reply {
-                None => return Ok(()),
-                Some(RecordType::Response) => {
-                    let (_, numbered) = small_request(index);
-                    expected[..prefix].copy_from_slice(&numbered[..prefix]);
-                    if body != expected {
-                        bail!("wrong reply to request {index}");
-                    }
-                }
-                Some(other) => bail!("request {index}: the server answered {other}"),
             }
             index += 1;
+            numbered.advance();
             tally.succeed(size as u64);
             unreturned += 1;
         }
@@ -238,6 +248,27 @@ pub(super) async fn stream_requests(
         tally.fail(&error);
     } else if index != sent {
         tally.fail(&anyhow!("{} of {sent} requests unanswered", sent - index));
+    }
+    Ok(())
+}
+
+/// Checks the reply to request `index` of a stream, numbered `numbered`: a
+/// RESPONSE that is `expected` with the request's number in its first `prefix`
+/// bytes.
+fn check_reply(
+    index: u64,
+    record_type: RecordType,
+    body: &[u8],
+    expected: &mut [u8],
+    numbered: &Numbered,
+    prefix: usize,
+) -> anyhow::Result<()> {
+    if record_type != RecordType::Response {
+        bail!("request {index}: the server answered {record_type}");
+    }
+    expected[..prefix].copy_from_slice(&numbered.expected()[..prefix]);
+    if body != expected {
+        bail!("wrong reply to request {index}");
     }
     Ok(())
 }

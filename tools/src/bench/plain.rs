@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -250,6 +250,19 @@ impl<W: AsyncWrite + Unpin> PlainSender<W> {
         Ok(())
     }
 
+    /// Queues a REQUEST if that needs no write (it is small and the queue has room
+    /// for it): `true`; `false`, with nothing queued, when it would: then
+    /// [`request`](Self::request). The synchronous half of `request`, so that a
+    /// pipelining load generator makes no future per request, as with the Noise
+    /// halves' `queue_record`: both stacks are driven alike.
+    pub fn queue_request(&mut self, body: &[u8]) -> bool {
+        if self.out.len() + HEADER_LEN + body.len() >= BUFFER {
+            return false;
+        }
+        push_record(&mut self.out, RecordType::Request, body);
+        true
+    }
+
     /// Writes what is queued.
     ///
     /// # Errors
@@ -274,6 +287,28 @@ impl<W: AsyncWrite + Unpin> PlainSender<W> {
 }
 
 impl<R: AsyncRead + Unpin> PlainReceiver<R> {
+    /// The next reply if all of it is already in the read buffer: `check` is given
+    /// its type and body, and the reply is taken. `None`, with nothing taken, when
+    /// it is not all here or its type is not a reply's (left for
+    /// [`reply`](Self::reply), which waits or refuses it). The synchronous half of
+    /// `reply`, as the Noise halves' `buffered_record`: a pipelining load generator
+    /// checks the replies of a burst with no future per reply, whichever stack
+    /// carries them.
+    pub fn buffered_reply<T>(&mut self, check: impl FnOnce(RecordType, &[u8]) -> T) -> Option<T> {
+        let buffer = self.reader.buffer();
+        let &[type_byte, a, b, c, d] = buffer.first_chunk::<HEADER_LEN>()?;
+        let record_type = match type_byte {
+            0x02 => RecordType::Response,
+            0x03 => RecordType::Error,
+            _ => return None,
+        };
+        let end = HEADER_LEN + u32::from_be_bytes([a, b, c, d]) as usize;
+        let body = buffer.get(HEADER_LEN..end)?;
+        let checked = check(record_type, body);
+        std::pin::Pin::new(&mut self.reader).consume(end);
+        Some(checked)
+    }
+
     /// Reads the next reply into `body`: `Some(type)`, or `None` at a clean end of
     /// stream.
     ///
