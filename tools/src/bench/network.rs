@@ -107,6 +107,12 @@ pub(super) async fn latency(
     let budget = Budget::new(options);
     let mut samples = Samples::default();
     let mut index = 0u64;
+    // One timer for the whole run, armed once, instead of a timeout per round
+    // trip: registering and cancelling a timer was inside every measured round
+    // trip, in both stacks alike. A stuck exchange is still caught, at most
+    // EXCHANGE_TIMEOUT past the run's end.
+    let run_deadline = tokio::time::sleep(options.duration + EXCHANGE_TIMEOUT);
+    tokio::pin!(run_deadline);
     while budget.claim() {
         index += 1;
         let (request, expected) = small_request(index);
@@ -116,7 +122,12 @@ pub(super) async fn latency(
             sender.flush().await?;
             receiver.expect(&mut body, &expected).await
         };
-        match tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await {
+        let outcome = tokio::select! {
+            biased;
+            outcome = exchange => Ok(outcome),
+            () = &mut run_deadline => Err(()),
+        };
+        match outcome {
             Ok(Ok(())) => {
                 samples.push(started.elapsed());
                 tally.succeed(SMALL_REQUEST as u64);
