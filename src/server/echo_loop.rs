@@ -174,6 +174,21 @@ impl Handler {
                     ControlFlow::Break(end) => break Ok(end),
                 }
             };
+            // A small request whose body is here (every unpipelined one): answered
+            // at once, as the fast path answers a burst, and written unless more
+            // requests are here.
+            if matches!(reservation, Answered::Reserved(None))
+                && or_break!(self.answer_here(rx, tx, summary, &mut in_flight))
+            {
+                if !rx.has_buffered_input() {
+                    if let ControlFlow::Break(end) =
+                        or_break!(self.flush_queued(tx, &mut in_flight, summary, moved).await)
+                    {
+                        break Ok(end);
+                    }
+                }
+                continue;
+            }
             if let ControlFlow::Break(end) = or_break!(
                 self.answer_in_time(rx, tx, summary, &mut in_flight, &mut reservation, moved)
                     .await

@@ -126,7 +126,7 @@ pub use record::{
 };
 pub use rekey::RekeyPolicy;
 pub use session::{
-    reply_limit, BufferedRecord, NextRecord, RecvHalf, Reply, SendHalf, FREE_INPUT,
+    reply_limit, BufferedBody, BufferedRecord, NextRecord, RecvHalf, Reply, SendHalf, FREE_INPUT,
     MAX_PLAINTEXT_LEN, PERMISSION_DENIED_PREFIX, TAG_LEN,
 };
 pub use suite::{Suite, UnknownSuite};

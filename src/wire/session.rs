@@ -40,7 +40,7 @@ use crate::wire::record::{
 use crate::wire::rekey::{RecvRekey, SendRekey};
 
 pub use crate::wire::cipher::TAG_LEN;
-pub use buffered::BufferedRecord;
+pub use buffered::{BufferedBody, BufferedRecord};
 pub use send::SendHalf;
 
 mod buffered;

@@ -1,7 +1,8 @@
 //! The echo loop's fast path: the requests of a pipelined burst that are already
-//! here whole are answered in one synchronous pass, each uppercased straight from
-//! the receive buffer into the send buffer, with no future, await or copy per
-//! request. Whatever needs more (a request cut short by what was read, one whose
+//! here whole are answered in one synchronous pass, and so is a request whose
+//! header the usual steps have just read if its body came with it (every
+//! unpipelined small request), each uppercased straight from the receive buffer
+//! into the send buffer, with no future, await or copy per request. Whatever needs more (a request cut short by what was read, one whose
 //! memory must be reserved or that is over the limit, a body that is not ASCII, a
 //! reply that needs a write) is left where it is, for the loop's usual steps.
 //!
@@ -61,20 +62,65 @@ impl Handler {
                 break;
             }
             request.consume();
-            if answered == 0 && summary.latency_clock.is_none() {
-                summary.latency_clock = Some(ClockNanos::now());
-            }
             answered += 1;
             bytes += u64::from(len);
-            in_flight.unflushed += (RECORD_HEADER_LEN as u64) + u64::from(len);
+            // Per request: the next one's memory check counts this reply.
+            in_flight.unflushed += RECORD_HEADER_LEN as u64 + u64::from(len);
         }
-        summary.requests += answered;
-        summary.bytes_in += bytes;
-        summary.bytes_out += bytes;
-        let batch = &mut in_flight.batch;
-        batch.requests += answered;
-        batch.bytes_in += bytes;
-        batch.bytes_out += bytes;
+        count(summary, in_flight, answered, bytes);
         Ok(answered)
     }
+
+    /// After the usual steps read a request's header (within the limit and the
+    /// free share): answers it at once, as [`answer_buffered`]
+    /// does, if its body is all here and ASCII; `false`, with nothing taken,
+    /// otherwise (then the usual steps read and answer it). The caller flushes.
+    ///
+    /// # Errors
+    /// As [`answer_buffered`].
+    ///
+    /// [`answer_buffered`]: Handler::answer_buffered
+    pub(super) fn answer_here<R, W>(
+        &self,
+        rx: &mut RecvHalf<R>,
+        tx: &mut SendHalf<W>,
+        summary: &mut Summary,
+        in_flight: &mut InFlight,
+    ) -> Result<bool, WireError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let Some(request) = rx.buffered_body()? else {
+            return Ok(false);
+        };
+        let body = request.body();
+        if !tx.queue_record_mapped(RecordType::Response, body, crate::echo::uppercase_ascii)? {
+            return Ok(false);
+        }
+        let bytes = body.len() as u64;
+        request.consume();
+        in_flight.unflushed += RECORD_HEADER_LEN as u64 + bytes;
+        count(summary, in_flight, 1, bytes);
+        Ok(true)
+    }
+}
+
+/// Counts `answered` ASCII requests of `bytes` in all (each answered with as many)
+/// in the session's summary and batch; starts the batch's clock if they are its
+/// first.
+fn count(summary: &mut Summary, in_flight: &mut InFlight, answered: u64, bytes: u64) {
+    if answered == 0 {
+        return;
+    }
+    if summary.latency_clock.is_none() {
+        summary.latency_clock = Some(ClockNanos::now());
+    }
+    summary.requests += answered;
+    summary.bytes_in += bytes;
+    summary.bytes_out += bytes;
+    let batch = &mut in_flight.batch;
+    batch.requests += answered;
+    batch.bytes_in += bytes;
+    batch.bytes_out += bytes;
 }

@@ -14,7 +14,7 @@ use tokio::io::AsyncRead;
 
 use super::{begin, RecvHalf};
 use crate::wire::error::Result;
-use crate::wire::record::RecordHeader;
+use crate::wire::record::{RecordDecoder, RecordHeader};
 
 /// A whole record in a [`RecvHalf`]'s buffer, found by
 /// [`buffered_record`](RecvHalf::buffered_record): taken only by
@@ -51,7 +51,69 @@ impl<'a> BufferedRecord<'a> {
     }
 }
 
+/// The rest of the current record's body, all of it in a [`RecvHalf`]'s buffer,
+/// found by [`buffered_body`](RecvHalf::buffered_body): taken only by
+/// [`consume`](Self::consume), as a [`BufferedRecord`].
+#[derive(Debug)]
+#[must_use = "a body is taken only by `consume`"]
+pub struct BufferedBody<'a> {
+    /// The rest of the body, decrypted in the half's input buffer.
+    body: &'a [u8],
+    /// The half's read position in the current plaintext.
+    position: &'a mut usize,
+    /// The half's decoder, inside the body until `consume` passes it (`None` for
+    /// an empty body, which it has passed already).
+    decoder: Option<&'a mut RecordDecoder>,
+}
+
+impl<'a> BufferedBody<'a> {
+    /// The rest of the body, whole.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// Takes the body: the half is at the next record.
+    pub fn consume(self) {
+        *self.position += self.body.len();
+        if let Some(decoder) = self.decoder {
+            // Inside a body, decoding cannot fail: it passes `body.len()` bytes,
+            // all that was left of it.
+            let passed = decoder.decode(self.body).map(|(_, used)| used);
+            debug_assert_eq!(passed, Ok(self.body.len()));
+        }
+    }
+}
+
 impl<R: AsyncRead + Unpin> RecvHalf<R> {
+    /// After [`next_record`](Self::next_record) returned a header: the rest of its
+    /// body, if all of it is already here (in the current transport message's
+    /// plaintext). `None` otherwise, with nothing taken: then
+    /// [`read_body`](Self::read_body). An empty body is always here. A server
+    /// answers a small request at once with it, with no future for the body or the
+    /// reply.
+    ///
+    /// # Errors
+    /// [`Bug::UsedAfterFailure`](crate::wire::Bug::UsedAfterFailure) after an
+    /// earlier error.
+    pub fn buffered_body(&mut self) -> Result<Option<BufferedBody<'_>>> {
+        begin(&mut self.failed)?;
+        self.failed = false;
+        let available = self.plaintext_end - self.plaintext_start;
+        let (rest, decoder) = match self.decoder.body_in_progress() {
+            None => (0, None),
+            Some((_, remaining)) if remaining as usize <= available => {
+                (remaining as usize, Some(&mut self.decoder))
+            }
+            Some(_) => return Ok(None),
+        };
+        let start = self.plaintext_start;
+        Ok(Some(BufferedBody {
+            body: &self.input[start..start + rest],
+            position: &mut self.plaintext_start,
+            decoder,
+        }))
+    }
+
     /// The next record, if all of it (header and body) was read and can be decrypted
     /// without waiting for the network: it lies in the current transport message's
     /// plaintext, or the next message is buffered whole and it lies there (that
