@@ -32,18 +32,12 @@ use aws_lc_rs as aes;
 #[cfg(not(feature = "aws-lc"))]
 use ring as aes;
 
-/// Seals `in_out` in place with `$lib`'s `$alg` under the raw key and nonce:
-/// `Some(tag)`, or `None` if the library refuses. The library's key object (for
-/// AES-GCM its key schedule and GHASH table) lives on the stack for this one call
-/// (see [`CipherKey`]); it keeps its own copy of the key bytes there and does not
-/// wipe it.
-macro_rules! seal {
-    ($lib:ident, $alg:ident, $raw:expr, $nonce:expr, $in_out:expr) => {{
-        use $lib::aead::{$alg, Aad, LessSafeKey, Nonce, UnboundKey};
-        let key = UnboundKey::new(&$alg, $raw)
-            .unwrap_or_else(|_| unreachable!("a 32-byte key is valid for both ciphers"));
-        LessSafeKey::new(key)
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key($nonce), Aad::empty(), $in_out)
+/// Seals `in_out` in place with `$key` (a `LessSafeKey` of `$lib`) and `$nonce`:
+/// `Some(tag)`, or `None` if the library refuses.
+macro_rules! seal_with {
+    ($lib:ident, $key:expr, $nonce:expr, $in_out:expr) => {{
+        use $lib::aead::{Aad, Nonce};
+        $key.seal_in_place_separate_tag(Nonce::assume_unique_for_key($nonce), Aad::empty(), $in_out)
             .ok()
             .map(|tag| {
                 let mut out = [0; TAG_LEN];
@@ -53,17 +47,25 @@ macro_rules! seal {
     }};
 }
 
-/// Opens `in_out` (ciphertext then tag) in place as `seal!` seals: `Some` of the
-/// plaintext's length, or `None` if it does not authenticate.
-macro_rules! open {
-    ($lib:ident, $alg:ident, $raw:expr, $nonce:expr, $in_out:expr) => {{
-        use $lib::aead::{$alg, Aad, LessSafeKey, Nonce, UnboundKey};
-        let key = UnboundKey::new(&$alg, $raw)
-            .unwrap_or_else(|_| unreachable!("a 32-byte key is valid for both ciphers"));
-        LessSafeKey::new(key)
-            .open_in_place(Nonce::assume_unique_for_key($nonce), Aad::empty(), $in_out)
+/// Opens `in_out` (ciphertext then tag) in place as `seal_with!` seals: `Some` of
+/// the plaintext's length, or `None` if it does not authenticate.
+macro_rules! open_with {
+    ($lib:ident, $key:expr, $nonce:expr, $in_out:expr) => {{
+        use $lib::aead::{Aad, Nonce};
+        $key.open_in_place(Nonce::assume_unique_for_key($nonce), Aad::empty(), $in_out)
             .ok()
             .map(|plaintext| plaintext.len())
+    }};
+}
+
+/// `$lib`'s key object for `$alg` under the raw key.
+macro_rules! library_key {
+    ($lib:ident, $alg:ident, $raw:expr) => {{
+        use $lib::aead::{$alg, LessSafeKey, UnboundKey};
+        LessSafeKey::new(
+            UnboundKey::new(&$alg, $raw)
+                .unwrap_or_else(|_| unreachable!("a 32-byte key is valid for both ciphers")),
+        )
     }};
 }
 
@@ -83,24 +85,71 @@ pub struct SessionKeys {
 
 /// One direction's transport key, for its suite's cipher.
 ///
-/// Only the 32 raw bytes are kept, wiped on drop; the library's key object is built
-/// on the stack for each message. ring's `LessSafeKey` is sized for its largest
-/// algorithm (AES-GCM's key schedule and GHASH table, ~0.5 KiB), and a session
-/// holds two keys for its whole life, idle or not: keeping the raw bytes instead
-/// is ~1 KiB less per session, while building the ChaCha20 key (a copy of 32
-/// bytes; ChaCha20 has no key schedule) costs nanoseconds per message.
+/// The 32 raw bytes are kept for the key's life, wiped on drop. The library's key
+/// object is what encrypts. For ChaCha20-Poly1305 it is built on the stack for each
+/// message: ChaCha20 has no key schedule, so that is a copy of 32 bytes, and ring's
+/// `LessSafeKey` is sized for its largest algorithm (~0.5 KiB), too much to keep
+/// in every session. For AES-256-GCM on AWS-LC it is built at the first message and
+/// kept until [`release_expanded`](Self::release_expanded) or a rekey: expanding an
+/// AES key (its schedule and GHASH table, which AWS-LC allocates) costs more than
+/// sealing a small message, about 2,600 instructions per request and side
+/// (docs/BENCHMARKS.md, session 9). A session that goes quiet releases it, so idle
+/// sessions do not hold it. AWS-LC wipes it as it frees it (`OPENSSL_free`
+/// cleanses), so keeping it leaves no key bytes behind; ring's AES key (without the
+/// `aws-lc` feature) is a Rust value that is not wiped when dropped, so it stays on
+/// the stack, built per message.
 pub struct CipherKey {
     /// The raw key: the Noise split's, or its last `Rekey()`.
     raw: Zeroizing<[u8; KEY_LEN]>,
     /// Which cipher the key is for, and so the nonce encoding.
     suite: Suite,
+    /// AES-256-GCM on AWS-LC: `raw` expanded, while the session is busy.
+    #[cfg(feature = "aws-lc")]
+    expanded: Option<aws_lc_rs::aead::LessSafeKey>,
 }
 
 impl CipherKey {
     /// Takes a raw key from the Noise split (wiped when this key is dropped) for the
     /// cipher of `suite`.
     pub fn new(suite: Suite, raw: Zeroizing<[u8; KEY_LEN]>) -> Self {
-        Self { raw, suite }
+        Self {
+            raw,
+            suite,
+            #[cfg(feature = "aws-lc")]
+            expanded: None,
+        }
+    }
+
+    /// Frees the library's expanded key, if one is kept (AES-256-GCM on AWS-LC), for
+    /// a session gone quiet: the next message builds it again.
+    pub fn release_expanded(&mut self) {
+        #[cfg(feature = "aws-lc")]
+        {
+            self.expanded = None;
+        }
+    }
+
+    /// Whether the library's expanded key is kept now.
+    #[cfg(test)]
+    pub(crate) fn holds_expanded(&self) -> bool {
+        #[cfg(feature = "aws-lc")]
+        return self.expanded.is_some();
+        #[cfg(not(feature = "aws-lc"))]
+        return false;
+    }
+
+    /// The AES-256-GCM key object: the kept one, built now if there is none.
+    #[cfg(feature = "aws-lc")]
+    fn aes_key(&mut self) -> &aws_lc_rs::aead::LessSafeKey {
+        let raw = &self.raw;
+        self.expanded
+            .get_or_insert_with(|| library_key!(aws_lc_rs, AES_256_GCM, raw.as_ref()))
+    }
+
+    /// The AES-256-GCM key object on ring, built for this message (see the type).
+    #[cfg(not(feature = "aws-lc"))]
+    fn aes_key(&mut self) -> ring::aead::LessSafeKey {
+        library_key!(ring, AES_256_GCM, self.raw.as_ref())
     }
 
     /// The suite this key's cipher belongs to.
@@ -142,6 +191,7 @@ impl CipherKey {
         // The tag is not part of the new key.
         let _tag = self.seal_in_place(u64::MAX, &mut next[..])?;
         self.raw = next;
+        self.release_expanded();
         Ok(())
     }
 
@@ -150,12 +200,14 @@ impl CipherKey {
     /// # Errors
     /// [`Bug::Seal`] if the library refuses the encryption (it does not below
     /// 2^36 bytes, far above a transport message).
-    pub fn seal_in_place(&self, nonce: u64, in_out: &mut [u8]) -> Result<[u8; TAG_LEN]> {
+    pub fn seal_in_place(&mut self, nonce: u64, in_out: &mut [u8]) -> Result<[u8; TAG_LEN]> {
         let nonce = self.nonce(nonce);
-        let raw = self.raw.as_ref();
         let tag = match self.suite {
-            Suite::ChaChaPolyBlake2s => seal!(ring, CHACHA20_POLY1305, raw, nonce, in_out),
-            Suite::AesGcmSha256 => seal!(aes, AES_256_GCM, raw, nonce, in_out),
+            Suite::ChaChaPolyBlake2s => {
+                let key = library_key!(ring, CHACHA20_POLY1305, self.raw.as_ref());
+                seal_with!(ring, key, nonce, in_out)
+            }
+            Suite::AesGcmSha256 => seal_with!(aes, self.aes_key(), nonce, in_out),
         };
         tag.ok_or_else(|| Bug::Seal.into())
     }
@@ -166,15 +218,17 @@ impl CipherKey {
     /// # Errors
     /// [`Violation::TransportDecrypt`] when the message is shorter than a tag or
     /// does not authenticate: fatal to the session.
-    pub fn open_in_place(&self, nonce: u64, in_out: &mut [u8]) -> Result<usize> {
+    pub fn open_in_place(&mut self, nonce: u64, in_out: &mut [u8]) -> Result<usize> {
         if in_out.len() < TAG_LEN {
             return Err(Violation::TransportDecrypt.into());
         }
         let nonce = self.nonce(nonce);
-        let raw = self.raw.as_ref();
         let len = match self.suite {
-            Suite::ChaChaPolyBlake2s => open!(ring, CHACHA20_POLY1305, raw, nonce, in_out),
-            Suite::AesGcmSha256 => open!(aes, AES_256_GCM, raw, nonce, in_out),
+            Suite::ChaChaPolyBlake2s => {
+                let key = library_key!(ring, CHACHA20_POLY1305, self.raw.as_ref());
+                open_with!(ring, key, nonce, in_out)
+            }
+            Suite::AesGcmSha256 => open_with!(aes, self.aes_key(), nonce, in_out),
         };
         len.ok_or_else(|| Violation::TransportDecrypt.into())
     }
@@ -223,7 +277,7 @@ mod tests {
             let mut recv = CipherKey::new(suite, Zeroizing::new(i_recv));
             for epoch in 0..3 {
                 let context = format!("{suite} after {epoch} rekeys");
-                agree_with_snow(&send, &recv, &initiator, &responder, &context);
+                agree_with_snow(&mut send, &mut recv, &initiator, &responder, &context);
                 send.rekey().unwrap();
                 recv.rekey().unwrap();
                 initiator.rekey_outgoing();
@@ -235,8 +289,8 @@ mod tests {
     }
 
     fn agree_with_snow(
-        send: &CipherKey,
-        recv: &CipherKey,
+        send: &mut CipherKey,
+        recv: &mut CipherKey,
         initiator: &snow::StatelessTransportState,
         responder: &snow::StatelessTransportState,
         context: &str,
@@ -274,13 +328,52 @@ mod tests {
     #[test]
     fn suites_differ() {
         let raw = || Zeroizing::new([9u8; KEY_LEN]);
-        let chacha = CipherKey::new(Suite::ChaChaPolyBlake2s, raw());
-        let aes = CipherKey::new(Suite::AesGcmSha256, raw());
+        let mut chacha = CipherKey::new(Suite::ChaChaPolyBlake2s, raw());
+        let mut aes = CipherKey::new(Suite::AesGcmSha256, raw());
         let mut message = b"same plaintext".to_vec();
         let tag = chacha.seal_in_place(7, &mut message).unwrap();
         message.extend_from_slice(&tag);
         assert!(aes.open_in_place(7, &mut message.clone()).is_err());
         assert!(chacha.open_in_place(7, &mut message).is_ok());
+    }
+
+    /// An AES key kept between messages seals and opens exactly as one built for
+    /// each message; it is let go on release and on rekey, and built again at the
+    /// next message (with the new key after a rekey).
+    #[test]
+    fn a_kept_aes_key_is_released_and_rebuilt_without_changing_a_byte() {
+        let raw = || Zeroizing::new([5u8; KEY_LEN]);
+        let mut kept = CipherKey::new(Suite::AesGcmSha256, raw());
+        let mut peer = CipherKey::new(Suite::AesGcmSha256, raw());
+        let seal = |key: &mut CipherKey, nonce| {
+            let mut message = b"kept or not".to_vec();
+            let tag = key.seal_in_place(nonce, &mut message).unwrap();
+            message.extend_from_slice(&tag);
+            message
+        };
+        let first = seal(&mut kept, 0);
+        let expanded = cfg!(feature = "aws-lc");
+        assert_eq!(kept.holds_expanded(), expanded);
+        // Built anew for every message on the other side: the same bytes.
+        peer.release_expanded();
+        assert_eq!(seal(&mut peer, 0), first);
+        assert_eq!(seal(&mut kept, 1), {
+            peer.release_expanded();
+            seal(&mut peer, 1)
+        });
+        kept.release_expanded();
+        assert!(!kept.holds_expanded());
+        let mut opened = seal(&mut peer, 2);
+        assert_eq!(kept.open_in_place(2, &mut opened).unwrap(), 11);
+        assert_eq!(kept.holds_expanded(), expanded);
+        // A rekey lets the old schedule go; the next message uses the new key.
+        kept.rekey().unwrap();
+        assert!(!kept.holds_expanded());
+        peer.rekey().unwrap();
+        peer.release_expanded();
+        assert_eq!(seal(&mut kept, 3), seal(&mut peer, 3));
+        let mut stale = CipherKey::new(Suite::AesGcmSha256, raw());
+        assert!(stale.open_in_place(3, &mut seal(&mut kept, 3)).is_err());
     }
 
     #[test]

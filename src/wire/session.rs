@@ -193,7 +193,8 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// Reads up to the next record header, skipping whatever is left of the current
     /// record's body. Returns `None` on a clean end of stream between records.
     ///
-    /// Cancel-safe: if the future is dropped, no record is lost.
+    /// Cancel-safe: if the future is dropped (it can only be while it waits for the
+    /// network), no byte is lost and the half can be used again.
     ///
     /// # Errors
     /// [`Violation::Truncated`] when the stream ends inside a frame or a record;
@@ -251,7 +252,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
                     RecordEvent::NeedMore | RecordEvent::Body { .. } => {}
                 }
             }
-            match self.fill_plaintext(allowance).await? {
+            match self.fill_plaintext(allowance, true).await? {
                 Fill::Message => {}
                 Fill::End => {
                     if let Some(rekey) = &self.rekey {
@@ -326,7 +327,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
         }
         while self.plaintext_start == self.plaintext_end {
             // A body in progress: its memory is the caller's, reads are not limited.
-            match self.fill_plaintext(None).await? {
+            match self.fill_plaintext(None, false).await? {
                 Fill::Message => {}
                 Fill::End => return Err(Violation::Truncated(TruncatedAt::RecordBody).into()),
                 Fill::Admit(_) | Fill::Released => unreachable!("no limit to admit"),
@@ -434,6 +435,15 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
             )
     }
 
+    /// Frees the cipher's expanded key if its suite keeps one (AES-256-GCM on
+    /// AWS-LC, about 0.5 KiB), for a session gone quiet: the next message builds
+    /// it again. A server holding many sessions calls it on both halves of one
+    /// that has waited a while (a wait for the next record may be dropped for
+    /// it; see [`next_record`](Self::next_record)).
+    pub fn release_expanded_key(&mut self) {
+        self.key.release_expanded();
+    }
+
     /// How many bytes the input buffer holds allocated now: what a receiver that
     /// accounts for it (see [`next_record_within`](Self::next_record_within)) has
     /// to cover.
@@ -499,11 +509,29 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
         Ok(None)
     }
 
+    /// Reads what the stream has into `input`: the one place a receive waits for
+    /// the network. With `resumable` (a wait for the next record header), a
+    /// caller may drop the wait and call again later, as a server does to release
+    /// a quiet session's expanded keys: the half is whole here (every decrypted
+    /// byte decoded, the decoder at a byte boundary of the stream), and a read
+    /// either completes or takes nothing, so for the wait's duration the half is
+    /// not marked as midway. Inside `read_body` it is: the caller's body buffer
+    /// holds the part read so far.
+    async fn read_more(&mut self, resumable: bool) -> Result<usize> {
+        if resumable {
+            self.failed = false;
+        }
+        let read = self.reader.read_buf(&mut self.input).await;
+        self.failed = true;
+        Ok(read?)
+    }
+
     /// Decrypts the next transport message in place, making it the current
     /// plaintext. Only called once the current plaintext is all decoded. Outside a
     /// record body the buffer stays within `allowance`, unless that is `None` (see
-    /// [`next_record_within`](Self::next_record_within)).
-    async fn fill_plaintext(&mut self, allowance: Option<usize>) -> Result<Fill> {
+    /// [`next_record_within`](Self::next_record_within)). `resumable`: see
+    /// [`read_more`](Self::read_more).
+    async fn fill_plaintext(&mut self, allowance: Option<usize>, resumable: bool) -> Result<Fill> {
         loop {
             let needed = match self.open_buffered_message()? {
                 None => return Ok(Fill::Message),
@@ -523,7 +551,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
             {
                 self.plaintext_start = self.input_start;
                 self.plaintext_end = self.input_start;
-                if self.reader.read_buf(&mut self.input).await? == 0 {
+                if self.read_more(resumable).await? == 0 {
                     return Err(Violation::Truncated(TruncatedAt::Frame).into());
                 }
                 continue;
@@ -598,7 +626,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
             } else {
                 self.input.reserve(additional);
             }
-            if self.reader.read_buf(&mut self.input).await? == 0 {
+            if self.read_more(resumable).await? == 0 {
                 return match self.input.is_empty() {
                     true => Ok(Fill::End),
                     false => Err(Violation::Truncated(TruncatedAt::Frame).into()),

@@ -1,6 +1,7 @@
-//! Tests of protocol v2's rekeying in the session halves: the policy's three limits
-//! over long pipelined sessions in both suites and both directions, a forced
-//! rekey, and every way a peer can get REKEY wrong.
+//! Tests of protocol v2's keys in the session halves: the policy's three rekey
+//! limits over long pipelined sessions in both suites and both directions, a
+//! forced rekey, every way a peer can get REKEY wrong, and a quiet session's
+//! expanded keys released with its wait for a record dropped.
 
 use std::time::Duration;
 
@@ -495,4 +496,80 @@ async fn v2_messages_leave_room_for_a_rekey() {
         assert_eq!(tx.nonce, 1, "the first message was sealed when full");
         assert_eq!(tx.pending_len(), 1);
     }
+}
+
+/// A server drops its wait for the next record of a quiet session to release the
+/// expanded keys: with nothing read, and with a transport message cut short in the
+/// kernel's buffer, the half is as before, loses no byte, and both directions
+/// build their keys again for the next messages, across a rekey too.
+#[tokio::test]
+async fn a_dropped_wait_for_a_record_loses_nothing_and_keys_are_rebuilt() {
+    let policy = RekeyPolicy {
+        max_messages: 3,
+        ..RekeyPolicy::DEFAULT
+    };
+    let ((mut client_rx, mut client_tx), (mut server_rx, mut server_tx), _) =
+        v2_pair(Suite::AesGcmSha256, policy).await;
+    let kept = cfg!(feature = "aws-lc");
+    let mut body = Vec::new();
+    for round in 0..6u32 {
+        // The wait, given up while it waits: nothing is here yet.
+        {
+            let wait = server_rx.next_record_within(0);
+            tokio::pin!(wait);
+            tokio::select! {
+                biased;
+                result = &mut wait => panic!("nothing was sent: {result:?}"),
+                () = std::future::ready(()) => {}
+            }
+        }
+        server_rx.release_expanded_key();
+        server_tx.release_expanded_key();
+        assert!(!server_rx.key.holds_expanded() && !server_tx.key.holds_expanded());
+        // A request whose message arrives in two parts, the wait dropped between.
+        let request = format!("request {round}");
+        client_tx
+            .queue_record(RecordType::Request, request.as_bytes())
+            .unwrap();
+        let mut raw = Vec::new();
+        client_tx.seal().unwrap();
+        std::mem::swap(&mut raw, &mut client_tx.output);
+        let (first, rest) = raw.split_at(1 + round as usize);
+        client_tx.writer.write_all(first).await.unwrap();
+        {
+            let wait = server_rx.next_record_within(0);
+            tokio::pin!(wait);
+            tokio::select! {
+                biased;
+                result = &mut wait => panic!("the message is not all here: {result:?}"),
+                () = tokio::task::yield_now() => {}
+            }
+        }
+        client_tx.writer.write_all(rest).await.unwrap();
+        let header = match server_rx.next_record_within(0).await.unwrap() {
+            NextRecord::Header(Some(header)) => header,
+            other => panic!("round {round}: {other:?}"),
+        };
+        assert_eq!(header.len as usize, request.len());
+        server_rx
+            .read_body(&mut body, DEFAULT_REQUEST_LIMIT)
+            .await
+            .unwrap();
+        assert_eq!(body, request.as_bytes());
+        assert_eq!(server_rx.key.holds_expanded(), kept, "round {round}");
+        body.make_ascii_uppercase();
+        server_tx
+            .write_record(RecordType::Response, &body)
+            .await
+            .unwrap();
+        server_tx.flush().await.unwrap();
+        let reply = client_rx.read_reply(MIN_RESPONSE_LIMIT).await.unwrap();
+        assert_eq!(
+            reply,
+            Some(Reply::Response(request.to_uppercase().into_bytes())),
+            "round {round}"
+        );
+    }
+    // Three messages a key each way: the six rounds rekeyed both directions.
+    assert!(client_tx.rekeys() > 0 && server_tx.rekeys() > 0);
 }

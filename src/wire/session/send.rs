@@ -231,6 +231,12 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         Ok(())
     }
 
+    /// Frees the cipher's expanded key if its suite keeps one, as
+    /// [`RecvHalf::release_expanded_key`](super::RecvHalf::release_expanded_key).
+    pub fn release_expanded_key(&mut self) {
+        self.key.release_expanded();
+    }
+
     /// How many times this half has replaced its key (protocol v2; always 0 in
     /// v1).
     pub fn rekeys(&self) -> u64 {

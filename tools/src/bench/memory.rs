@@ -120,7 +120,7 @@ pub fn cipher_cpu(options: &Options) -> anyhow::Result<Report> {
                 .spawn(move || {
                     // A benchmark key: what is measured is the cost per byte, which
                     // does not depend on the key.
-                    let key = CipherKey::new(suite, Zeroizing::new([thread as u8; KEY_LEN]));
+                    let mut key = CipherKey::new(suite, Zeroizing::new([thread as u8; KEY_LEN]));
                     let plaintext: Vec<u8> = (0..wire::MAX_PLAINTEXT_LEN)
                         .map(|index| b'a' + (index % 26) as u8)
                         .collect();
