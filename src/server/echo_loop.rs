@@ -10,6 +10,7 @@
 //! each, taking the semaphores' locks: 5 % of the server's time per request).
 
 mod buffered;
+mod wait;
 
 use std::future::Future;
 use std::ops::ControlFlow;
@@ -345,103 +346,6 @@ impl Handler {
         reservation.allow(bytes);
         in_flight.frame = Some(reservation);
         Ok(ControlFlow::Continue(()))
-    }
-
-    /// Waits for the next request's header, under the idle timeout and the session
-    /// time limit, watching for shutdown and for a reload that revokes the client's
-    /// key. Once the server is stopping, only requests already here are taken.
-    pub(super) async fn next_request<R, W>(
-        &mut self,
-        rx: &mut RecvHalf<R>,
-        tx: &mut SendHalf<W>,
-        client: &PublicKey,
-        in_flight: &mut InFlight,
-        summary: &mut Summary,
-        moved: &AtomicU64,
-    ) -> Result<ControlFlow<EchoEnd, NextRecord>, WireError>
-    where
-        R: AsyncRead + Unpin,
-        W: tokio::io::AsyncWrite + Unpin,
-    {
-        let allowance = in_flight.allowance();
-        let time_limit = in_flight.time_limit;
-        // The wait for the next request is never cancelled while the session goes
-        // on (a cancelled read leaves its half unusable): a reload that leaves
-        // the key allowed goes back to the same wait.
-        let has_buffered_input = rx.has_buffered_input();
-        let header = {
-            let next = rx.next_record_within(allowance);
-            tokio::pin!(next);
-            // A pipelined request is usually already buffered: take it without
-            // arming the idle timer or the shutdown and reload waits (a clock read,
-            // a timer and two watch registrations per request otherwise), and
-            // without looking at the server's state (a read lock and two loads):
-            // that is looked at once per read from the socket, before it. A
-            // stopping server answers the requests it has read, not those still
-            // in the kernel: a client that keeps sending cannot keep it going; a
-            // reload that revokes the key ends the session before the next read,
-            // so the requests answered after it are at most those already read
-            // when it was seen (one socket read's worth), as for a stop. Only when
-            // it would wait, or a reload is pending, does it go the long way.
-            let ready = if has_buffered_input
-                || (!*self.shutdown_signal.borrow()
-                    && matches!(self.reload.has_changed(), Ok(false)))
-            {
-                poll_once(next.as_mut()).await
-            } else {
-                None
-            };
-            if let Some(header) = ready {
-                Ok(header)
-            } else if *self.shutdown_signal.borrow() {
-                // Stopping, and nothing more has arrived: every request read is
-                // answered. (Dropping the read in progress is fine: the half is
-                // only drained from here on.)
-                return Ok(ControlFlow::Break(EchoEnd::Stopping));
-            } else {
-                // About to wait for the client: what is queued must reach it first
-                // (a reply held back while we wait is latency, and memory).
-                // (Boxed: rare, and its timer would otherwise enlarge every task.)
-                if in_flight.unflushed > 0 {
-                    if let ControlFlow::Break(end) =
-                        Box::pin(self.flush_queued(tx, in_flight, summary, moved)).await?
-                    {
-                        return Ok(ControlFlow::Break(end));
-                    }
-                }
-                // One timer: the idle deadline, or the session's end if sooner.
-                let idle_deadline = tokio::time::Instant::now() + self.shared.config.idle_timeout;
-                let deadline = time_limit.map_or(idle_deadline, |end| end.min(idle_deadline));
-                let next = tokio::time::timeout_at(deadline, next);
-                tokio::pin!(next);
-                loop {
-                    let reload = &mut self.reload;
-                    let reloaded = async {
-                        if reload.changed().await.is_err() {
-                            // The trigger lives as long as the config: never, in practice.
-                            std::future::pending::<()>().await;
-                        }
-                    };
-                    tokio::select! {
-                        header = &mut next => break header,
-                        _ = self.shutdown_signal.changed() => return Ok(ControlFlow::Break(EchoEnd::Stopping)),
-                        () = reloaded => {
-                            if !still_authorized(self, client) {
-                                return Ok(ControlFlow::Break(EchoEnd::Revoked));
-                            }
-                        }
-                    }
-                }
-            }
-        };
-        let header = match header {
-            Err(_) if time_limit.is_some_and(|end| tokio::time::Instant::now() >= end) => {
-                return Ok(ControlFlow::Break(EchoEnd::TimeLimit))
-            }
-            Err(_) => return Ok(ControlFlow::Break(EchoEnd::Idle)),
-            Ok(next) => next?,
-        };
-        Ok(ControlFlow::Continue(header))
     }
 
     /// Counts the batch answered so far in the server's stats, its latency up to

@@ -89,12 +89,13 @@ pub struct SessionKeys {
 /// object is what encrypts. For ChaCha20-Poly1305 it is built on the stack for each
 /// message: ChaCha20 has no key schedule, so that is a copy of 32 bytes, and ring's
 /// `LessSafeKey` is sized for its largest algorithm (~0.5 KiB), too much to keep
-/// in every session. For AES-256-GCM on AWS-LC it is built at the first message and
-/// kept until [`release_expanded`](Self::release_expanded) or a rekey: expanding an
-/// AES key (its schedule and GHASH table, which AWS-LC allocates) costs more than
-/// sealing a small message, about 2,600 instructions per request and side
-/// (docs/BENCHMARKS.md, session 9). A session that goes quiet releases it, so idle
-/// sessions do not hold it. AWS-LC wipes it as it frees it (`OPENSSL_free`
+/// in every session. For AES-256-GCM on AWS-LC it is built at the second message
+/// and kept until [`release_expanded`](Self::release_expanded) or a rekey:
+/// expanding an AES key (its schedule and GHASH table, which AWS-LC allocates,
+/// about 650 bytes) costs more than sealing a small message, about 2,600
+/// instructions per request and side (docs/BENCHMARKS.md, session 9). A session
+/// that goes quiet releases it, and one that sends a single message never keeps
+/// it, so idle sessions do not hold it. AWS-LC wipes it as it frees it (`OPENSSL_free`
 /// cleanses), so keeping it leaves no key bytes behind; ring's AES key (without the
 /// `aws-lc` feature) is a Rust value that is not wiped when dropped, so it stays on
 /// the stack, built per message.
@@ -103,9 +104,14 @@ pub struct CipherKey {
     raw: Zeroizing<[u8; KEY_LEN]>,
     /// Which cipher the key is for, and so the nonce encoding.
     suite: Suite,
-    /// AES-256-GCM on AWS-LC: `raw` expanded, while the session is busy.
+    /// AES-256-GCM on AWS-LC: `raw` expanded, while the session is busy (boxed:
+    /// 8 bytes in every session rather than 32, for one allocation per busy spell).
     #[cfg(feature = "aws-lc")]
-    expanded: Option<aws_lc_rs::aead::LessSafeKey>,
+    expanded: Option<Box<aws_lc_rs::aead::LessSafeKey>>,
+    /// Whether a message used the key since it was released (or made): the
+    /// next one keeps it expanded.
+    #[cfg(feature = "aws-lc")]
+    used_since_release: bool,
 }
 
 impl CipherKey {
@@ -117,6 +123,8 @@ impl CipherKey {
             suite,
             #[cfg(feature = "aws-lc")]
             expanded: None,
+            #[cfg(feature = "aws-lc")]
+            used_since_release: false,
         }
     }
 
@@ -126,6 +134,7 @@ impl CipherKey {
         #[cfg(feature = "aws-lc")]
         {
             self.expanded = None;
+            self.used_since_release = false;
         }
     }
 
@@ -138,18 +147,29 @@ impl CipherKey {
         return false;
     }
 
-    /// The AES-256-GCM key object: the kept one, built now if there is none.
+    /// Runs `op` with the AES-256-GCM key object: the kept one, or one built now,
+    /// which is kept if this is the second message since the key was released
+    /// (or made). A session that sends one message and goes quiet, as most idle
+    /// ones do, never holds it; one that goes on pays for one build per busy spell.
     #[cfg(feature = "aws-lc")]
-    fn aes_key(&mut self) -> &aws_lc_rs::aead::LessSafeKey {
-        let raw = &self.raw;
-        self.expanded
-            .get_or_insert_with(|| library_key!(aws_lc_rs, AES_256_GCM, raw.as_ref()))
+    fn with_aes_key<T>(&mut self, op: impl FnOnce(&aws_lc_rs::aead::LessSafeKey) -> T) -> T {
+        if let Some(key) = &self.expanded {
+            return op(key);
+        }
+        let key = library_key!(aws_lc_rs, AES_256_GCM, self.raw.as_ref());
+        let output = op(&key);
+        if self.used_since_release {
+            self.expanded = Some(Box::new(key));
+        }
+        self.used_since_release = true;
+        output
     }
 
-    /// The AES-256-GCM key object on ring, built for this message (see the type).
+    /// Runs `op` with the AES-256-GCM key object on ring, built for this message
+    /// (see the type).
     #[cfg(not(feature = "aws-lc"))]
-    fn aes_key(&mut self) -> ring::aead::LessSafeKey {
-        library_key!(ring, AES_256_GCM, self.raw.as_ref())
+    fn with_aes_key<T>(&mut self, op: impl FnOnce(&ring::aead::LessSafeKey) -> T) -> T {
+        op(&library_key!(ring, AES_256_GCM, self.raw.as_ref()))
     }
 
     /// The suite this key's cipher belongs to.
@@ -207,7 +227,7 @@ impl CipherKey {
                 let key = library_key!(ring, CHACHA20_POLY1305, self.raw.as_ref());
                 seal_with!(ring, key, nonce, in_out)
             }
-            Suite::AesGcmSha256 => seal_with!(aes, self.aes_key(), nonce, in_out),
+            Suite::AesGcmSha256 => self.with_aes_key(|key| seal_with!(aes, key, nonce, in_out)),
         };
         tag.ok_or_else(|| Bug::Seal.into())
     }
@@ -228,7 +248,7 @@ impl CipherKey {
                 let key = library_key!(ring, CHACHA20_POLY1305, self.raw.as_ref());
                 open_with!(ring, key, nonce, in_out)
             }
-            Suite::AesGcmSha256 => open_with!(aes, self.aes_key(), nonce, in_out),
+            Suite::AesGcmSha256 => self.with_aes_key(|key| open_with!(aes, key, nonce, in_out)),
         };
         len.ok_or_else(|| Violation::TransportDecrypt.into())
     }
@@ -337,43 +357,52 @@ mod tests {
         assert!(chacha.open_in_place(7, &mut message).is_ok());
     }
 
-    /// An AES key kept between messages seals and opens exactly as one built for
-    /// each message; it is let go on release and on rekey, and built again at the
-    /// next message (with the new key after a rekey).
+    /// An AES key is kept from the second message on (seal or open), and a kept
+    /// key seals and opens exactly as one built for each message; it is let go on
+    /// release and on rekey, and kept again from the second message after that
+    /// (with the new key after a rekey).
     #[test]
     fn a_kept_aes_key_is_released_and_rebuilt_without_changing_a_byte() {
         let raw = || Zeroizing::new([5u8; KEY_LEN]);
         let mut kept = CipherKey::new(Suite::AesGcmSha256, raw());
-        let mut peer = CipherKey::new(Suite::AesGcmSha256, raw());
+        // Released before every message: always built for that message alone.
+        let mut fresh = CipherKey::new(Suite::AesGcmSha256, raw());
         let seal = |key: &mut CipherKey, nonce| {
             let mut message = b"kept or not".to_vec();
             let tag = key.seal_in_place(nonce, &mut message).unwrap();
             message.extend_from_slice(&tag);
             message
         };
-        let first = seal(&mut kept, 0);
+        let seal_fresh = |fresh: &mut CipherKey, nonce| {
+            fresh.release_expanded();
+            let message = seal(fresh, nonce);
+            assert!(!fresh.holds_expanded());
+            message
+        };
         let expanded = cfg!(feature = "aws-lc");
+        assert_eq!(seal(&mut kept, 0), seal_fresh(&mut fresh, 0));
+        assert!(!kept.holds_expanded(), "one message keeps nothing");
+        assert_eq!(seal(&mut kept, 1), seal_fresh(&mut fresh, 1));
         assert_eq!(kept.holds_expanded(), expanded);
-        // Built anew for every message on the other side: the same bytes.
-        peer.release_expanded();
-        assert_eq!(seal(&mut peer, 0), first);
-        assert_eq!(seal(&mut kept, 1), {
-            peer.release_expanded();
-            seal(&mut peer, 1)
-        });
+        assert_eq!(seal(&mut kept, 2), seal_fresh(&mut fresh, 2));
         kept.release_expanded();
         assert!(!kept.holds_expanded());
-        let mut opened = seal(&mut peer, 2);
-        assert_eq!(kept.open_in_place(2, &mut opened).unwrap(), 11);
+        // Opening counts as a use too.
+        for nonce in 3..5 {
+            let mut message = seal_fresh(&mut fresh, nonce);
+            assert_eq!(kept.open_in_place(nonce, &mut message).unwrap(), 11);
+        }
         assert_eq!(kept.holds_expanded(), expanded);
-        // A rekey lets the old schedule go; the next message uses the new key.
+        // A rekey lets the old schedule go; the next messages use the new key.
         kept.rekey().unwrap();
         assert!(!kept.holds_expanded());
-        peer.rekey().unwrap();
-        peer.release_expanded();
-        assert_eq!(seal(&mut kept, 3), seal(&mut peer, 3));
+        fresh.rekey().unwrap();
+        for nonce in 5..8 {
+            assert_eq!(seal(&mut kept, nonce), seal_fresh(&mut fresh, nonce));
+        }
+        assert_eq!(kept.holds_expanded(), expanded);
         let mut stale = CipherKey::new(Suite::AesGcmSha256, raw());
-        assert!(stale.open_in_place(3, &mut seal(&mut kept, 3)).is_err());
+        assert!(stale.open_in_place(8, &mut seal(&mut kept, 8)).is_err());
     }
 
     #[test]

@@ -157,12 +157,14 @@ mod tests {
 
     /// Every session holds one until it splits, and a server holds thousands: the
     /// certificate field costs 8 bytes (a niche-optimised `Option<Box<_>>`): 176
-    /// bytes before it, 184 with it, on x86_64.
+    /// bytes before it, 184 with it, on x86_64; each direction's kept AES key
+    /// (`src/wire/cipher.rs`) 16 more (a pointer, and the key's alignment going
+    /// from 1 to 8), 216 with both.
     #[test]
     fn established_stays_small() {
         let size = std::mem::size_of::<Established>();
         println!("size_of::<Established>() = {size}");
         assert_eq!(std::mem::size_of::<Option<Box<Certificate>>>(), 8);
-        assert!(size <= 184, "Established grew to {size} bytes");
+        assert!(size <= 216, "Established grew to {size} bytes");
     }
 }

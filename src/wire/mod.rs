@@ -79,6 +79,9 @@ mod record;
 mod rekey;
 mod resolver;
 mod session;
+/// Test helpers of the session halves, for the server's tests.
+#[cfg(test)]
+pub(crate) use session::rekey_tests as session_tests;
 mod suite;
 
 #[doc(hidden)]

@@ -444,6 +444,12 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
         self.key.release_expanded();
     }
 
+    /// Whether the cipher's expanded key is kept now.
+    #[cfg(test)]
+    pub(crate) fn holds_expanded_key(&self) -> bool {
+        self.key.holds_expanded()
+    }
+
     /// How many bytes the input buffer holds allocated now: what a receiver that
     /// accounts for it (see [`next_record_within`](Self::next_record_within)) has
     /// to cover.
@@ -1450,4 +1456,4 @@ mod tests {
 
 #[cfg(test)]
 #[path = "session_rekey_tests.rs"]
-mod rekey_tests;
+pub(crate) mod rekey_tests;

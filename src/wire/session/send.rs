@@ -237,6 +237,12 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         self.key.release_expanded();
     }
 
+    /// Whether the cipher's expanded key is kept now.
+    #[cfg(test)]
+    pub(crate) fn holds_expanded_key(&self) -> bool {
+        self.key.holds_expanded()
+    }
+
     /// How many times this half has replaced its key (protocol v2; always 0 in
     /// v1).
     pub fn rekeys(&self) -> u64 {
