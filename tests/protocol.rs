@@ -711,16 +711,20 @@ async fn a_server_stop_finishes_and_closes_open_sessions() {
     let mut connection = server.connect(&client).await;
     assert!(connection.request(b"before").await.is_ok());
     let addr = server.addr;
-    server.stop().await;
-    // The idle session was closed cleanly by the stopping server.
-    assert_eq!(
-        connection
-            .receiver_mut()
-            .read_reply(MIN_RESPONSE_LIMIT)
-            .await
-            .unwrap(),
-        None
-    );
+    let stopping = tokio::spawn(server.stop());
+    // The session waiting for a request is closed cleanly by the stopping server,
+    // at once: the client reads the end of the stream while the server waits for
+    // it to close (not at the session's idle timeout, minutes later; the bound
+    // only keeps a regression from hanging the test).
+    let end = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        connection.receiver_mut().read_reply(MIN_RESPONSE_LIMIT),
+    )
+    .await
+    .expect("the waiting session heard of the stop");
+    assert_eq!(end.unwrap(), None);
+    drop(connection);
+    stopping.await.unwrap();
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no longer listening"

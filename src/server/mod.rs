@@ -328,6 +328,10 @@ impl Server {
         // one is dropped, `recv` returns None.
         drop(gate);
         let _ = notify_shutdown.send(true);
+        // Sessions waiting for a request watch only the reload trigger, and look
+        // at the stop flag when it changes (one registration per wait, not two):
+        // pull it after the flag is set.
+        shared.reload.trigger();
         // Sessions answer what they have read, send FIN and drain until the client
         // closes, all within the grace period (see `Handler::stop_deadline`).
         if tokio::time::timeout_at(stopping_since + grace, all_connections_done.recv())

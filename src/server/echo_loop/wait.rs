@@ -2,7 +2,10 @@
 //! once when it is already here, else waited for under the idle timeout and the
 //! session's time limit, watching for the server's stop and for a reload that
 //! revokes the client's key; the session's expanded cipher keys are released
-//! once it has been quiet for [`QUIET_AFTER`].
+//! once it has been quiet for [`QUIET_AFTER`]. The stop and reloads come through
+//! one channel, the reload trigger, which the server pulls when it stops: a
+//! watch on each cost two registrations and two removals per wait, about 1,100
+//! instructions per request (docs/BENCHMARKS.md, session 9).
 //!
 //! A wait has one timer, set first for the quiet mark, then for the deadline. A
 //! timer kept by the session from one wait to the next, armed lazily, was tried
@@ -133,8 +136,11 @@ impl Handler {
                     };
                     tokio::select! {
                         read = &mut next => break Turn::Read(read),
-                        _ = self.shutdown_signal.changed() => return Ok(ControlFlow::Break(EchoEnd::Stopping)),
                         () = reloaded => {
+                            // The server's stop pulls the trigger too (see `Server::run_on`).
+                            if *self.shutdown_signal.borrow() {
+                                return Ok(ControlFlow::Break(EchoEnd::Stopping));
+                            }
                             if !still_authorized(self, client) {
                                 return Ok(ControlFlow::Break(EchoEnd::Revoked));
                             }
