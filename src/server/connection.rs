@@ -569,13 +569,39 @@ pub(super) async fn close_gracefully<R, W>(
     debug!("drained {drained} bytes before closing");
 }
 
+/// For tests that drive a handler's steps directly: a server with an empty
+/// allow list and default settings, and a handler of it for a client at `peer`
+/// (the server is returned too: its stop signal ends with it).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(super) fn test_handler(peer: SocketAddr) -> (crate::server::Server, Handler) {
     use crate::identity::Identity;
     use crate::openssh::authorized_keys::AuthorizedKeys;
     use crate::server::{AllowList, Server, ServerConfig};
     use crate::wire::LocalIdentity;
+
+    let host = Identity::from_seed(&[7; 32], "host");
+    let keys = AuthorizedKeys::parse(b"", "(empty)".as_ref());
+    let config = ServerConfig::with_allow_list(
+        Arc::new(LocalIdentity::new(&host)),
+        AllowList::Keys(Arc::new(keys)),
+    );
+    let server = Server::new(config).unwrap();
+    let (done, _) = mpsc::channel(1);
+    let handler = Handler {
+        peer,
+        shared: Arc::clone(&server.shared),
+        authorized_keys: Arc::clone(&server.authorized_keys),
+        shutdown_signal: server.shutdown.subscribe(),
+        reload: server.shared.reload.subscribe(),
+        certificate: None,
+        _connection_done: Some(done),
+    };
+    (server, handler)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     /// The most bytes the future of one connection may take (in the test build):
     /// every open connection's task holds it for the whole session, idle or not
@@ -586,29 +612,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_connection_future_stays_small() {
-        let host = Identity::from_seed(&[7; 32], "host");
-        let keys = AuthorizedKeys::parse(b"", "(empty)".as_ref());
-        let config = ServerConfig::with_allow_list(
-            Arc::new(LocalIdentity::new(&host)),
-            AllowList::Keys(Arc::new(keys)),
-        );
-        let server = Server::new(config).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
         let ((socket, peer), _client) =
             tokio::join!(async { listener.accept().await.unwrap() }, async {
                 client.await.unwrap()
             });
-        let (_done, _) = mpsc::channel(1);
-        let handler = Handler {
-            peer,
-            shared: Arc::clone(&server.shared),
-            authorized_keys: Arc::clone(&server.authorized_keys),
-            shutdown_signal: server.shutdown.subscribe(),
-            reload: server.shared.reload.subscribe(),
-            certificate: None,
-            _connection_done: Some(_done),
-        };
+        let (_server, handler) = test_handler(peer);
         let future = handler.run(socket, Admitted::untracked(peer));
         let size = std::mem::size_of_val(&future);
         println!("connection future: {size} bytes");

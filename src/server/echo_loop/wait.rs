@@ -179,60 +179,45 @@ impl Handler {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use tokio::sync::mpsc;
-
     use super::*;
     use crate::identity::Identity;
-    use crate::openssh::authorized_keys::AuthorizedKeys;
-    use crate::server::{AllowList, Server, ServerConfig};
+    use crate::server::connection::test_handler;
     use crate::wire::session_tests::{v2_pair, Rx, Tx};
-    use crate::wire::{LocalIdentity, RecordType, RekeyPolicy, Suite, DEFAULT_REQUEST_LIMIT};
+    use crate::wire::{RecordType, RekeyPolicy, Reply, Suite, DEFAULT_REQUEST_LIMIT};
 
-    /// A handler of a server that admits every key it is asked about here (the
-    /// test calls `next_request` directly, after no handshake).
-    fn handler(server: &Server) -> Handler {
-        let (done, _) = mpsc::channel(1);
-        Handler {
-            peer: "127.0.0.1:1".parse().unwrap(),
-            shared: Arc::clone(&server.shared),
-            authorized_keys: Arc::clone(&server.authorized_keys),
-            shutdown_signal: server.shutdown.subscribe(),
-            reload: server.shared.reload.subscribe(),
-            certificate: None,
-            _connection_done: Some(done),
-        }
-    }
-
-    /// One request from the client, its header taken by `next_request` and
-    /// answered: the round trip of an unpipelined client.
+    /// One request, sent by the client after `delay`, its header taken by
+    /// `next_request` and answered: the round trip of an unpipelined client.
     async fn round_trip(
         handler: &mut Handler,
         (client_rx, client_tx): &mut (Rx, Tx),
         (server_rx, server_tx): &mut (Rx, Tx),
-        client: &PublicKey,
         request: &[u8],
+        delay: Duration,
     ) {
-        client_tx
-            .write_record(RecordType::Request, request)
-            .await
-            .unwrap();
-        client_tx.flush().await.unwrap();
-        let mut in_flight = InFlight::default();
-        let next = handler
-            .next_request(
+        let client = Identity::from_seed(&[1; 32], "client").public_key();
+        let send = async {
+            tokio::time::sleep(delay).await;
+            client_tx
+                .write_record(RecordType::Request, request)
+                .await
+                .unwrap();
+            client_tx.flush().await.unwrap();
+        };
+        let (mut in_flight, mut summary) = (InFlight::default(), Summary::default());
+        let moved = AtomicU64::new(0);
+        let (next, ()) = tokio::join!(
+            handler.next_request(
                 server_rx,
                 server_tx,
-                client,
+                &client,
                 &mut in_flight,
-                &mut Summary::default(),
-                &AtomicU64::new(0),
-            )
-            .await
-            .unwrap();
+                &mut summary,
+                &moved,
+            ),
+            send
+        );
         assert!(matches!(
-            next,
+            next.unwrap(),
             ControlFlow::Continue(NextRecord::Header(Some(_)))
         ));
         let mut body = Vec::new();
@@ -248,94 +233,33 @@ mod tests {
             .unwrap();
         server_tx.flush().await.unwrap();
         let reply = client_rx.read_reply(DEFAULT_REQUEST_LIMIT).await.unwrap();
-        assert_eq!(reply, Some(crate::wire::Reply::Response(body)));
+        assert_eq!(reply, Some(Reply::Response(body)));
     }
 
     /// A busy session keeps its expanded AES keys from one request to the next;
     /// one that waits past `QUIET_AFTER` releases them while it waits, then
-    /// answers as before, and keeps them again once it is busy. Time is paused:
-    /// the quiet spell is exact.
+    /// answers as before (with keys built for that one message), and keeps them
+    /// again once it is busy. Time is paused: the quiet spell is exact.
     #[tokio::test(start_paused = true)]
     async fn a_quiet_session_releases_its_keys_while_it_waits() {
-        let host = Identity::from_seed(&[7; 32], "host");
-        let keys = AuthorizedKeys::parse(b"", "(empty)".as_ref());
-        let config = ServerConfig::with_allow_list(
-            Arc::new(LocalIdentity::new(&host)),
-            AllowList::Keys(Arc::new(keys)),
-        );
-        let server = Server::new(config).unwrap();
-        let mut handler = handler(&server);
-        let client = Identity::from_seed(&[1; 32], "client").public_key();
-        let (mut client_halves, mut server_halves, _) =
-            v2_pair(Suite::AesGcmSha256, RekeyPolicy::DEFAULT).await;
+        let (_server, mut handler) = test_handler("127.0.0.1:1".parse().unwrap());
+        let (mut client, mut server, _) = v2_pair(Suite::AesGcmSha256, RekeyPolicy::DEFAULT).await;
         let kept = cfg!(feature = "aws-lc");
         let holds = |(rx, tx): &(Rx, Tx)| (rx.holds_expanded_key(), tx.holds_expanded_key());
-        for request in [&b"one"[..], b"two"] {
-            round_trip(
-                &mut handler,
-                &mut client_halves,
-                &mut server_halves,
-                &client,
-                request,
-            )
-            .await;
+        let (busy, quiet) = (Duration::ZERO, 2 * QUIET_AFTER);
+        for (request, delay, expected) in [
+            (&b"one"[..], busy, (false, false)),
+            (b"two", busy, (kept, kept)),
+            (b"late", quiet, (false, false)),
+            (b"again", busy, (kept, kept)),
+        ] {
+            round_trip(&mut handler, &mut client, &mut server, request, delay).await;
+            assert_eq!(
+                holds(&server),
+                expected,
+                "after {}",
+                String::from_utf8_lossy(request)
+            );
         }
-        assert_eq!(holds(&server_halves), (kept, kept), "busy: kept");
-        // The client is quiet for a while: the server waits, and lets them go.
-        let (client_rx, client_tx) = &mut client_halves;
-        let late = async {
-            tokio::time::sleep(QUIET_AFTER * 2).await;
-            client_tx
-                .write_record(RecordType::Request, b"late")
-                .await
-                .unwrap();
-            client_tx.flush().await.unwrap();
-        };
-        let (server_rx, server_tx) = &mut server_halves;
-        let mut in_flight = InFlight::default();
-        let (mut summary, moved) = (Summary::default(), AtomicU64::new(0));
-        let (next, ()) = tokio::join!(
-            handler.next_request(
-                server_rx,
-                server_tx,
-                &client,
-                &mut in_flight,
-                &mut summary,
-                &moved,
-            ),
-            late
-        );
-        assert!(matches!(
-            next.unwrap(),
-            ControlFlow::Continue(NextRecord::Header(Some(_)))
-        ));
-        // Released during the wait; the late request's message was opened with a
-        // key built for it alone, and the reply is sealed the same way.
-        assert_eq!(holds(&server_halves), (false, false), "quiet: released");
-        let mut body = Vec::new();
-        let (server_rx, server_tx) = &mut server_halves;
-        server_rx
-            .read_body(&mut body, DEFAULT_REQUEST_LIMIT)
-            .await
-            .unwrap();
-        server_tx
-            .write_record(RecordType::Response, b"LATE")
-            .await
-            .unwrap();
-        server_tx.flush().await.unwrap();
-        assert_eq!(
-            client_rx.read_reply(DEFAULT_REQUEST_LIMIT).await.unwrap(),
-            Some(crate::wire::Reply::Response(b"LATE".to_vec()))
-        );
-        // Busy again: kept from the second message on.
-        round_trip(
-            &mut handler,
-            &mut client_halves,
-            &mut server_halves,
-            &client,
-            b"again",
-        )
-        .await;
-        assert_eq!(holds(&server_halves), (kept, kept), "busy again: kept");
     }
 }
