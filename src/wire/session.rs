@@ -436,7 +436,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     }
 
     /// Frees the cipher's expanded key if its suite keeps one (AES-256-GCM on
-    /// AWS-LC, about 0.5 KiB), for a session gone quiet: the next message builds
+    /// AWS-LC, about 650 bytes), for a session gone quiet: the next message builds
     /// it again. A server holding many sessions calls it on both halves of one
     /// that has waited a while (a wait for the next record may be dropped for
     /// it; see [`next_record`](Self::next_record)).
