@@ -75,6 +75,11 @@ cipher_args() { [ "$1" = default ] || echo "--cipher $1"; }
 FIRST_NOISE=${NOISE_SUITES%% *}
 echo "noise-echo suites: $NOISE_SUITES; TLS suites: $TLS_SUITES" >&2
 
+# Other work on the machine moves the figures more than most targets' margins
+# (the throughput ratio went from 1.12 to 0.97 between two runs of the same code
+# on a shared VM): the load average is shown beside the results.
+LOAD_AT_START=$(cut -d' ' -f1 /proc/loadavg)
+echo "load average at start: $LOAD_AT_START" >&2
 WORK=$(mktemp -d /tmp/noise-echo-compare.XXXXXX)
 NOISE_PID=
 PLAIN_PID=
@@ -377,6 +382,11 @@ HANDSHAKE_CEILING=$(awk -v h="$(median handshake.cpu)" -v p="$(median handshake.
 
 echo
 echo "noise-echo vs baselines, medians of $ROUNDS interleaved rounds ($(nproc) CPUs: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))"
+LOAD_AT_END=$(cut -d' ' -f1 /proc/loadavg)
+echo "load average: $LOAD_AT_START at start, $LOAD_AT_END at the end (its own runs raise it while it runs)"
+if awk "BEGIN{exit !($LOAD_AT_START > 0.5)}"; then
+    echo "warning: the machine was busy before the run (load average $LOAD_AT_START): compare these ratios only with a run on a quiet machine"
+fi
 printf "%-22s %-15s %12s %12s %8s %10s %8s  %s\n" scenario metric noise baseline ratio target ceiling result
 row "throughput 1 MiB" "MB/s" throughput.noise throughput.plain ">=" 0.5 "$THROUGHPUT_CEILING"
 row "latency 16 B (pinned)" "p50 us" latency_p50.noise latency_p50.plain "<=" 1.15
