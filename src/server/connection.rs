@@ -586,16 +586,7 @@ pub(super) fn test_handler(peer: SocketAddr) -> (crate::server::Server, Handler)
         AllowList::Keys(Arc::new(keys)),
     );
     let server = Server::new(config).unwrap();
-    let (done, _) = mpsc::channel(1);
-    let handler = Handler {
-        peer,
-        shared: Arc::clone(&server.shared),
-        authorized_keys: Arc::clone(&server.authorized_keys),
-        shutdown_signal: server.shutdown.subscribe(),
-        reload: server.shared.reload.subscribe(),
-        certificate: None,
-        _connection_done: Some(done),
-    };
+    let handler = server.untracked_handler(peer);
     (server, handler)
 }
 

@@ -200,7 +200,16 @@ impl Server {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let handler = Handler {
+        self.untracked_handler(peer)
+            .run(AnyStream(io), Admitted::untracked(peer))
+            .await;
+    }
+
+    /// A handler for a connection from `peer` that [`Server::run`] does not track
+    /// (it does not wait for it when it stops): one served by
+    /// [`Server::serve_connection`], or a test's.
+    fn untracked_handler(&self, peer: SocketAddr) -> Handler {
+        Handler {
             peer,
             shared: Arc::clone(&self.shared),
             authorized_keys: Arc::clone(&self.authorized_keys),
@@ -208,8 +217,7 @@ impl Server {
             reload: self.shared.reload.subscribe(),
             certificate: None,
             _connection_done: None,
-        };
-        handler.run(AnyStream(io), Admitted::untracked(peer)).await;
+        }
     }
 
     /// Reads the trusted user CA keys, principals and revoked keys files now (they
