@@ -56,7 +56,9 @@ pub(super) struct Handler {
     pub(super) authorized_keys: Arc<AuthorizedKeysCache>,
     /// Tells the handler the server is stopping.
     pub(super) shutdown_signal: watch::Receiver<bool>,
-    /// Changes when open sessions must check their key again.
+    /// Changes when open sessions must check their key again, and when the
+    /// server stops (after `shutdown_signal`): a waiting session watches only
+    /// this.
     pub(super) reload: watch::Receiver<u64>,
     /// The certificate the client sent with its key, kept for the checks after a
     /// reload (boxed: 8 bytes in every session's task, the certificate only in

@@ -64,7 +64,10 @@ impl Handler {
         let allowance = in_flight.allowance();
         let has_buffered_input = rx.has_buffered_input();
         // Set when the wait starts: the deadline, and the quiet mark until the
-        // keys are released.
+        // keys are released. The first turn's read serves both the poll for a
+        // request already here and the wait, so the timer is made only once the
+        // read would wait (a read made afresh for the wait, with the timer made
+        // before the loop, was 140 more instructions per round trip in callgrind).
         let mut deadline = None;
         let mut quiet_at = None;
         let mut timer = pin!(None::<tokio::time::Sleep>);
