@@ -72,6 +72,7 @@ fn not_ascii(body: &[u8]) -> Answer {
 /// into vector code (at 64 bytes a block: 145 us per MiB with the word-at-a-time
 /// pass alone, 65 with blocks, on the benchmark machine); what is left, and every
 /// small body, goes eight bytes at a time.
+#[inline]
 pub fn uppercase_ascii(body: &mut [u8]) -> bool {
     if body.len() < BLOCK {
         return uppercase_words(body);
@@ -103,6 +104,7 @@ fn uppercase_block(block: &mut [u8; BLOCK]) -> u8 {
 
 /// [`uppercase_ascii`] eight bytes at a time: for a small body, where setting up
 /// the vector pass costs more than it saves.
+#[inline]
 fn uppercase_words(body: &mut [u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;

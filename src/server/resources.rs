@@ -50,12 +50,14 @@ pub(super) const REPLY_GROWTH: u64 = 3;
 
 /// What a body of `len` bytes costs while in flight: itself, and the copy of it in
 /// the session's transport buffer.
+#[inline]
 fn body_cost(len: u64) -> u64 {
     len + len.min(TRANSPORT_BUFFER)
 }
 
 /// The memory a request of `len` bytes may need before its reply is known: its
 /// body, and the longest reply it can have.
+#[inline]
 pub(super) fn worst_case(len: u32) -> u64 {
     let len = u64::from(len);
     body_cost(len) + body_cost(len * REPLY_GROWTH)

@@ -149,6 +149,7 @@ pub struct RecordHeader {
 
 impl RecordHeader {
     /// The header's 5 bytes.
+    #[inline]
     pub fn to_bytes(self) -> [u8; RECORD_HEADER_LEN] {
         let mut bytes = [0; RECORD_HEADER_LEN];
         bytes[0] = self.record_type as u8;
@@ -245,6 +246,7 @@ impl RecordDecoder {
 
     /// Checks a type byte: `Some` for a record type the sender may send, `None`
     /// for REKEY where it is valid.
+    #[inline]
     fn record_type(&self, byte: u8) -> Result<Option<RecordType>, Violation> {
         if self.rekey && byte == REKEY_RECORD_TYPE {
             return Ok(None);
@@ -357,6 +359,7 @@ impl RecordDecoder {
     /// # Errors
     /// [`Violation::UnknownRecordType`], as [`decode`](Self::decode) (the decoder
     /// must not be used after it).
+    #[inline]
     pub fn whole_record(&self, input: &[u8]) -> Result<Option<(RecordHeader, usize)>, Violation> {
         if self.state != AT_BOUNDARY {
             return Ok(None);

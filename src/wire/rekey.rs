@@ -95,6 +95,7 @@ impl KeyUse {
 
     /// For a sender: whether one more message of `len` plaintext bytes under the
     /// current key reaches a limit, and so must end with REKEY.
+    #[inline]
     pub(crate) fn reaches_limit(&self, len: usize) -> bool {
         let len = u32::try_from(len).unwrap_or(u32::MAX);
         self.messages.saturating_add(1) >= self.max_messages.get()
@@ -169,6 +170,7 @@ impl SendRekey {
     /// here with REKEY: a sender streaming large records back to back would
     /// otherwise seal only full messages, which end inside records and cannot
     /// rekey. The key's age is as of the last message sealed.
+    #[inline]
     pub(crate) fn due_at_record_end(&self, len: usize) -> bool {
         self.expired || self.key_use.reaches_limit(len)
     }

@@ -36,16 +36,19 @@ pub struct BufferedRecord<'a> {
 
 impl<'a> BufferedRecord<'a> {
     /// The record's type and body length.
+    #[inline]
     pub fn header(&self) -> RecordHeader {
         self.header
     }
 
     /// The record's body, whole.
+    #[inline]
     pub fn body(&self) -> &'a [u8] {
         self.body
     }
 
     /// Takes the record: the half's next record is the one after it.
+    #[inline]
     pub fn consume(self) {
         *self.position = self.end;
     }
@@ -136,6 +139,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// [`Violation::UnknownRecordType`](crate::wire::Violation::UnknownRecordType), and
     /// in protocol v2 [`Violation::MissedRekey`](crate::wire::Violation::MissedRekey).
     /// Any error is fatal, as for `next_record`.
+    #[inline]
     pub fn buffered_record(&mut self) -> Result<Option<BufferedRecord<'_>>> {
         begin(&mut self.failed)?;
         if self.plaintext_start == self.plaintext_end && self.open_buffered_message()?.is_some() {

@@ -41,6 +41,7 @@ pub struct SendHalf<W> {
 
 impl<W> SendHalf<W> {
     /// Plaintext bytes appended but not yet sealed.
+    #[inline]
     pub(super) fn pending_len(&self) -> usize {
         self.open.map_or(0, |start| {
             self.output.len() - start as usize - FRAME_HEADER_LEN
@@ -49,6 +50,7 @@ impl<W> SendHalf<W> {
 
     /// The most record bytes one transport message carries: in v2, room is left
     /// for the REKEY record that may have to end it.
+    #[inline]
     fn capacity(&self) -> usize {
         match self.rekey {
             Some(_) => MAX_PLAINTEXT_LEN - REKEY_RECORD.len(),
@@ -121,6 +123,7 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     ///
     /// # Errors
     /// As [`queue_record`](Self::queue_record).
+    #[inline]
     pub fn queue_record_mapped<F>(
         &mut self,
         record_type: RecordType,
@@ -146,6 +149,7 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
 
     /// The rest of [`queue_record_mapped`](Self::queue_record_mapped), where this
     /// side may send `record_type`.
+    #[inline]
     fn queue_within_batch<F>(
         &mut self,
         record_type: RecordType,
@@ -270,6 +274,7 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
 
     /// Starts a message after the queued ones, unless one is open; returns where
     /// its frame header goes.
+    #[inline]
     fn open_message(&mut self) -> usize {
         match self.open {
             Some(start) => start as usize,
