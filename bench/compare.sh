@@ -190,6 +190,33 @@ pin_servers() { # CPU list: every thread of every server
     done
 }
 
+# CPU time, in clock ticks: a process's own (user + system), and what this
+# script's finished children used (each bench client is one). Fields counted after
+# the command name, which is in parentheses and may hold spaces.
+CLOCK_TICKS=$(getconf CLK_TCK)
+own_cpu() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+children_cpu() { sed 's/^.*) //' /proc/$$/stat | awk '{ print $14 + $15 }'; }
+
+# cpu_begin PID, then cpu_end KEY after one bench run against server PID: records
+# the server's and the client's CPU time per request of that run (microseconds;
+# "ok" in its JSON) as cpu_server.KEY and cpu_client.KEY. Rates on these shared
+# machines move with the load; the work done per request hardly does.
+cpu_begin() {
+    CPU_PID=$1
+    CPU_SERVER=$(own_cpu "$1")
+    CPU_CLIENT=$(children_cpu)
+}
+cpu_end() {
+    local server client ok
+    server=$(own_cpu "$CPU_PID")
+    client=$(children_cpu)
+    ok=$(field "$LAST" ok)
+    record "cpu_server.$1" "$(awk -v a="$CPU_SERVER" -v b="$server" -v t="$CLOCK_TICKS" -v n="$ok" \
+        'BEGIN { print (n > 0) ? (b - a) * 1e6 / t / n : "nan" }')"
+    record "cpu_client.$1" "$(awk -v a="$CPU_CLIENT" -v b="$client" -v t="$CLOCK_TICKS" -v n="$ok" \
+        'BEGIN { print (n > 0) ? (b - a) * 1e6 / t / n : "nan" }')"
+}
+
 # each_secure SCENARIO KEY FIELD [FIELD2 KEY2] [ARGS...]: runs SCENARIO once with each
 # noise-echo suite and each TLS suite, recording FIELD of each as KEY.noise-SUITE /
 # KEY.tls-SUITE (the first noise suite also as KEY.noise, for the plaintext table).
@@ -199,9 +226,11 @@ each_secure() {
     shift 5
     local suite
     for suite in $NOISE_SUITES; do
+        cpu_begin "$NOISE_PID"
         # shellcheck disable=SC2046 # cipher_args is zero or two words
         bench "$scenario noise ($suite)" $PREFIX "$BIN" bench "${NOISE[@]}" $(cipher_args "$suite") \
             --scenario "$scenario" "$@"
+        cpu_end "$scenario.noise-$suite"
         record "$key.noise-$suite" "$(field "$LAST" "$field")"
         if [ -n "$key2" ]; then record "$key2.noise-$suite" "$(field "$LAST" "$field2")"; fi
         if [ "$suite" = "$FIRST_NOISE" ]; then
@@ -210,9 +239,11 @@ each_secure() {
         fi
     done
     for suite in $TLS_SUITES; do
+        cpu_begin "${TLS_PID[$suite]}"
         # shellcheck disable=SC2046 # tls_args is several words, none with spaces
         bench "$scenario tls ($suite)" $PREFIX "$TLS" bench $(tls_args "$suite") \
             --scenario "$scenario" "$@"
+        cpu_end "$scenario.tls-$suite"
         record "$key.tls-$suite" "$(field "$LAST" "$field")"
         if [ -n "$key2" ]; then record "$key2.tls-$suite" "$(field "$LAST" "$field2")"; fi
     done
@@ -448,6 +479,37 @@ echo "  (n/SUITE: noise-echo's figure over rustls's with SUITE; vs-ref: over the
 echo "   names: the faster rustls suite for handshakes, AES-256-GCM for throughput and pipeline, the"
 echo "   better rustls figure for latency and idle memory; the throughput target is for noise-echo's"
 echo "   fastest suite)"
+
+# cpu_row SCENARIO UNIT: for each noise-echo suite, the server's and the client's
+# CPU time per UNIT, against rustls with the first TLS suite (both sides, and the
+# sum); no target, it says where the time goes.
+cpu_row() {
+    local scenario=$1 unit=$2 suite ref
+    ref=$(set -- $TLS_SUITES; echo "$1")
+    for suite in $NOISE_SUITES; do
+        awk -v f="$scenario" -v u="$unit" -v n="noise-$suite" \
+            -v ns="$(median "cpu_server.$scenario.noise-$suite")" -v nc="$(median "cpu_client.$scenario.noise-$suite")" \
+            -v ts="$(median "cpu_server.$scenario.tls-$ref")" -v tc="$(median "cpu_client.$scenario.tls-$ref")" 'BEGIN {
+            ratio = "-"; server = "-"; client = "-"
+            if (ts > 0) server = sprintf("%.3f", ns / ts)
+            if (tc > 0) client = sprintf("%.3f", nc / tc)
+            if (ts + tc > 0) ratio = sprintf("%.3f", (ns + nc) / (ts + tc))
+            printf "%-22s %-12s %-17s %10.2f %10.2f %10.2f %10.2f %8s %8s %8s\n", f, u, n, ns, nc, ts, tc, server, client, ratio
+        }'
+    done
+}
+
+echo
+echo "CPU time per request, microseconds (user + system, medians of $ROUNDS rounds): the work each"
+echo "side did, which moves far less with the machine's load than the rates above do"
+printf "%-22s %-12s %-17s %10s %10s %10s %10s %8s %8s %8s\n" scenario per noise-echo server client \
+    "tls server" "tls client" n/server n/client n/both
+cpu_row handshake session
+cpu_row latency "round trip"
+cpu_row throughput "1 MiB"
+cpu_row pipeline request
+echo "  (tls: rustls with $(set -- $TLS_SUITES; echo "$1"); n/...: noise-echo's time over rustls's; the client is"
+echo "   each stack's load generator, the same code around each stack's own library)"
 
 echo
 if [ -n "$SSHD_PID" ]; then
