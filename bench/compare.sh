@@ -494,7 +494,7 @@ cpu_row() {
             if (ts > 0) server = sprintf("%.3f", ns / ts)
             if (tc > 0) client = sprintf("%.3f", nc / tc)
             if (ts + tc > 0) ratio = sprintf("%.3f", (ns + nc) / (ts + tc))
-            printf "%-22s %-12s %-17s %10.2f %10.2f %10.2f %10.2f %8s %8s %8s\n", f, u, n, ns, nc, ts, tc, server, client, ratio
+            printf "%-22s %-12s %-17s %10.3f %10.3f %10.3f %10.3f %8s %8s %8s\n", f, u, n, ns, nc, ts, tc, server, client, ratio
         }'
     done
 }
