@@ -29,7 +29,7 @@ struct Cli {
 const HELP: &str = "\
 Examples (what bench/compare.sh does):
   tls-echo certs /tmp/pki
-  tls-echo serve 127.0.0.1:27402 --certs /tmp/pki --suite aes256gcm &
+  tls-echo serve 127.0.0.1:27402 --certs /tmp/pki --suite aes256gcm --socket-buffer 65536 &
   tls-echo bench 127.0.0.1:27402 --certs /tmp/pki --suite aes256gcm --scenario pipeline
 
 See docs/BENCHMARKS.md for the method and the settings (TLS 1.3, X25519, Ed25519
@@ -60,6 +60,12 @@ enum Command {
         /// The one cipher suite to accept
         #[arg(long, value_enum)]
         suite: Suite,
+        /// Kernel buffer of each connection, each way, in bytes (SO_RCVBUF,
+        /// SO_SNDBUF), as `noise-echo serve --socket-buffer` and with its default,
+        /// so that both servers get the same TCP window; 0 leaves it to the kernel's
+        /// tuning
+        #[arg(long, value_name = "BYTES", default_value_t = noise_echo::server::DEFAULT_SOCKET_BUFFER)]
+        socket_buffer: usize,
     },
     /// Run one `noise-echo bench` scenario against a TLS echo server
     #[command(after_help = HELP)]
@@ -132,6 +138,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             certs,
             suite,
+            socket_buffer,
         } => {
             if !listen.ip().is_loopback() {
                 bail!("{listen} is not a loopback address: this benchmark peer listens on loopback only (127.0.0.1 or [::1])");
@@ -151,7 +158,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     suite.name(),
                     listener.local_addr()?
                 );
-                server::serve(listener, config, async {
+                server::serve(listener, config, socket_buffer, async {
                     let _ = tokio::signal::ctrl_c().await;
                 })
                 .await

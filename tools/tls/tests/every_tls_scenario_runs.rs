@@ -50,7 +50,12 @@ async fn start(
     let address = listener.local_addr().unwrap();
     let config = config::server_config(pki, suite).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, config, stopped));
+    tokio::spawn(server::serve(
+        listener,
+        config,
+        noise_echo::server::DEFAULT_SOCKET_BUFFER,
+        stopped,
+    ));
     (address, stop)
 }
 
