@@ -29,7 +29,9 @@
 # taken), NOISE_SUITES (the noise-echo cipher suites to measure, space-separated:
 # by default every value `noise-echo bench --help` offers for --cipher, or the one
 # built-in suite when it has no such option), TLS_SUITES ("aes256gcm chachapoly",
-# the values of `tls-echo serve --suite`).
+# the values of `tls-echo serve --suite`), SOCKET_BUFFER (each connection's kernel
+# buffer, each way, given to noise-echo serve and to every tls-echo serve alike:
+# by default both servers' default, 64 KiB; 0 for the kernel's tuning).
 
 set -euo pipefail
 
@@ -132,7 +134,7 @@ start_servers() {
     "$BIN" serve --listen 127.0.0.1:$NOISE_PORT --host-key "$WORK/host" \
         --authorized-keys "$WORK/authorized_keys" --max-connections 12000 \
         --max-handshakes 12000 --penalty-exempt 127.0.0.0/8 \
-        --max-sessions-per-key 0 \
+        --max-sessions-per-key 0 ${SOCKET_BUFFER:+--socket-buffer "$SOCKET_BUFFER"} \
         2>>"$WORK/serve.log" &
     NOISE_PID=$!
     "$PLAIN" 127.0.0.1:$PLAIN_PORT 2>>"$WORK/plain.log" &
@@ -140,7 +142,7 @@ start_servers() {
     TLS_PIDS=
     for suite in $TLS_SUITES; do
         "$TLS" serve "127.0.0.1:${TLS_PORT[$suite]}" --certs "$WORK/pki" --suite "$suite" \
-            2>>"$WORK/tls.log" &
+            ${SOCKET_BUFFER:+--socket-buffer "$SOCKET_BUFFER"} 2>>"$WORK/tls.log" &
         TLS_PID[$suite]=$!
         TLS_PIDS="$TLS_PIDS $!"
     done
@@ -465,6 +467,7 @@ tls_row() {
 
 echo
 echo "noise-echo vs TLS 1.3 with client certificates (rustls + aws-lc-rs, tools/tls), medians of $ROUNDS interleaved rounds"
+echo "(each connection's kernel buffers, the same for both servers: ${SOCKET_BUFFER:-their default, 64 KiB} each way; SOCKET_BUFFER=0 for the kernel's tuning)"
 header=$(printf "%-22s %-12s %-17s %12s" scenario metric noise-echo value)
 for tls in $TLS_SUITES; do header="$header$(printf " %15s" "tls-$tls")"; done
 for tls in $TLS_SUITES; do header="$header$(printf " %13s" "n/$tls")"; done
