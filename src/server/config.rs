@@ -50,9 +50,13 @@ pub const DEFAULT_MEMORY_BUDGET: u64 = 64 << 20;
 /// [`ServerConfig::socket_buffer`]. Linux makes it 128 KiB, the initial size of its
 /// own tuning (`tcp_rmem`'s default), which then grows a buffer its reader keeps up
 /// with to 32 MiB; with the cap, 1,000 sessions that never read hold 122 MiB of the
-/// server's kernel memory instead of 753 MiB (496 MiB with a 256 KiB cap). A
-/// window of 64 to 128 KiB keeps loopback and LAN transfers at full speed, but
-/// caps one session at about 10 MB/s over a 10 ms path: raise it for long paths.
+/// server's kernel memory instead of 753 MiB (496 MiB with a 256 KiB cap). The
+/// cost is one session's bulk rate: on loopback, 1 MiB requests 4 in flight moved
+/// about 500 MB/s with this cap, 600 with 128 KiB, 720 with 256 KiB and 1,250 with
+/// the kernel's tuning (docs/BENCHMARKS.md, session 10), as the session reads a
+/// request and writes its reply in turn and each refill of a small window costs a
+/// wake-up; and over a 10 ms path it allows about 10 MB/s: raise it for bulk
+/// transfers or long paths.
 pub const DEFAULT_SOCKET_BUFFER: usize = 64 << 10;
 /// Default time a session may hold memory of the budget without moving a byte, while
 /// other sessions wait for memory, before it is closed: a client that sends and never
