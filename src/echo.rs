@@ -68,10 +68,10 @@ fn not_ascii(body: &[u8]) -> Answer {
 /// letters are uppercased all the same and the rest is unchanged: [`answer`] then
 /// makes the reply from that text, whose uppercase form is the original's.
 ///
-/// A large body goes through in blocks of [`BLOCK`] bytes that the compiler turns
-/// into vector code (at 64 bytes a block: 145 us per MiB with the word-at-a-time
-/// pass alone, 65 with blocks, on the benchmark machine); what is left, and every
-/// small body, goes eight bytes at a time.
+/// A large body goes through in blocks of 64 bytes that the compiler turns into
+/// vector code (145 us per MiB with the word-at-a-time pass alone, 65 with blocks,
+/// on the benchmark machine); what is left, and every small body, goes eight bytes
+/// at a time.
 #[inline]
 pub fn uppercase_ascii(body: &mut [u8]) -> bool {
     if body.len() < BLOCK {
