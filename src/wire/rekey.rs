@@ -117,6 +117,15 @@ impl KeyUse {
         reached(self.messages, self.max_messages) || reached(self.bytes, self.max_bytes)
     }
 
+    /// For a sender: the fewest plaintext bytes of the next message that
+    /// [`reach a limit`](Self::reaches_limit) (0 when any message would, by count).
+    pub(crate) fn bytes_to_limit(&self) -> usize {
+        if self.messages.saturating_add(1) >= self.max_messages.get() {
+            return 0;
+        }
+        self.max_bytes.get().saturating_sub(self.bytes) as usize
+    }
+
     /// A new key: the counts start again.
     pub(crate) fn restart(&mut self) {
         self.messages = 0;
@@ -173,6 +182,16 @@ impl SendRekey {
     #[inline]
     pub(crate) fn due_at_record_end(&self, len: usize) -> bool {
         self.expired || self.key_use.reaches_limit(len)
+    }
+
+    /// The fewest plaintext bytes of the open message at which a record end is
+    /// [`due`](Self::due_at_record_end) (0 when every one is): fixed until the next
+    /// message is sealed, so the sender checks it once per message.
+    pub(crate) fn record_end_room(&self) -> usize {
+        if self.expired {
+            return 0;
+        }
+        self.key_use.bytes_to_limit()
     }
 
     /// Counts a message of `len` plaintext bytes sealed under the current key

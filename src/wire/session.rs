@@ -114,6 +114,7 @@ impl Established {
             nonce: 0,
             output: Vec::new(),
             open: None,
+            append_until: 0,
             rekey: self
                 .rekey
                 .as_deref()

@@ -577,3 +577,58 @@ async fn a_dropped_wait_for_a_record_loses_nothing_and_keys_are_rebuilt() {
     // Three messages a key each way: the six rounds rekeyed both directions.
     assert!(client_tx.rekeys() > 0 && server_tx.rekeys() > 0);
 }
+
+/// Records queued without a write ([`SendHalf::queue_record`], the pipelined
+/// path, which checks the limits once per message rather than per record) rekey
+/// at the same record ends as written ones: the record whose end reaches the byte
+/// limit (exactly or past it), and every record end once the message limit is
+/// reached; the receiver, which refuses a sender that skips a rekey, reads them all.
+#[tokio::test]
+async fn queued_records_rekey_at_the_record_that_reaches_a_limit() {
+    // (policy, body length, records queued, rekeys after each record)
+    let cases: [(RekeyPolicy, usize, &[u64]); 3] = [
+        // 40-byte records: 40, 80, 120 >= 100 rekeys; then 40, 80, 120 again.
+        (policy(u64::MAX, 100, 3600), 35, &[0, 0, 1, 1, 1, 2, 2]),
+        // 50-byte records: the second reaches 100 exactly.
+        (policy(u64::MAX, 100, 3600), 45, &[0, 1, 1, 2, 2]),
+        // Two messages per key: the first record of a key's second message
+        // reaches the limit at once (a flush seals each message below).
+        (policy(2, u64::MAX, 3600), 10, &[0, 1, 1, 2, 2]),
+    ];
+    for (policy, len, expected) in cases {
+        let ((_, mut client_tx), (mut server_rx, _), initial) =
+            v2_pair(Suite::AesGcmSha256, policy).await;
+        let message_limit = policy.max_messages == 2;
+        for (index, &rekeyed) in expected.iter().enumerate() {
+            let body = vec![b'a' + index as u8; len];
+            assert!(client_tx.queue_record(RecordType::Request, &body).unwrap());
+            if message_limit {
+                // Each record ends its own message: sealed, and counted once.
+                client_tx.seal().unwrap();
+            }
+            assert_eq!(
+                client_tx.rekeys(),
+                rekeyed,
+                "{policy:?}: after record {index}"
+            );
+        }
+        client_tx.flush().await.unwrap();
+        let rekeyed = *expected.last().unwrap();
+        assert_eq!(
+            rekeys(&initial.client_send, &client_tx.key, 10),
+            rekeyed,
+            "{policy:?}"
+        );
+        let mut body = Vec::new();
+        for index in 0..expected.len() {
+            let header = server_rx.next_record().await.unwrap().unwrap();
+            assert_eq!(header.len as usize, len, "{policy:?}: record {index}");
+            server_rx
+                .read_body(&mut body, DEFAULT_REQUEST_LIMIT)
+                .await
+                .unwrap();
+            assert_eq!(body, vec![b'a' + index as u8; len]);
+        }
+        assert!(server_rx.key.same_key(&client_tx.key), "{policy:?}");
+    }
+}

@@ -31,6 +31,13 @@ pub struct SendHalf<W> {
     /// buffer stays under `BULK_IO` plus a message, and every idle session holds
     /// this field).
     pub(super) open: Option<u32>,
+    /// Where in `output` the open message's records may end with nothing to do
+    /// but append: short of a full message and of the rekey policy's limits, as
+    /// they stood when it opened (they change only when a message is sealed). 0
+    /// while no message is open. A pipelined small record is queued after one
+    /// comparison with it, instead of the checks of a full message and a rekey
+    /// owed before and after each record.
+    pub(super) append_until: u32,
     /// Protocol v2: the counts and age of the sending key, for the policy; `None`
     /// in v1, which never rekeys. Boxed, so that it costs an idle session 8 bytes
     /// of the task's size (see [`SendRekey`]).
@@ -159,22 +166,29 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     where
         F: FnOnce(&mut [u8]) -> bool,
     {
-        let capacity = self.capacity();
         let record = RECORD_HEADER_LEN + body.len();
-        // Strictly short of a whole message, as `append_within_message`: a record
-        // that fills one is sealed at its end by `append`.
-        if record >= capacity {
-            return Ok(false);
-        }
-        if self.open.is_some() && record >= capacity - self.pending_len() {
-            // The open message is too full for it: sealed here, at a record
-            // boundary, short (`write_record` would split the record across two
-            // messages instead, which needs its body in one piece beforehand). Not
-            // past the batch that `append` writes: the buffer stays bounded as it is.
-            if self.output.len() >= BULK_IO {
+        // Fits in the open message, and its end owes no rekey: see `append_until`.
+        // (One path to `map` below: called from two, it is not inlined.)
+        let within_room = self.output.len() + record < self.append_until as usize;
+        if !within_room {
+            let capacity = self.capacity();
+            // Strictly short of a whole message, as `append_within_message`: a
+            // record that fills one is sealed at its end by `append`.
+            if record >= capacity {
                 return Ok(false);
             }
-            self.seal()?;
+            if self.open.is_some() && record >= capacity - self.pending_len() {
+                // The open message is too full for it: sealed here, at a record
+                // boundary, short (`write_record` would split the record across two
+                // messages instead, which needs its body in one piece beforehand).
+                // Not past the batch that `append` writes: the buffer stays bounded
+                // as it is.
+                if self.output.len() >= BULK_IO {
+                    return Ok(false);
+                }
+                self.seal()?;
+            }
+            self.open_message();
         }
         let header = RecordHeader {
             record_type,
@@ -182,7 +196,6 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
             len: body.len() as u32,
         }
         .to_bytes();
-        self.open_message();
         let at = self.output.len();
         self.output.reserve(record);
         self.output.extend_from_slice(&header);
@@ -192,10 +205,11 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
             return Ok(false);
         }
         // A record boundary: a rekey owed is paid here, as in `write_record`.
-        if self
-            .rekey
-            .as_ref()
-            .is_some_and(|rekey| rekey.due_at_record_end(self.pending_len()))
+        if !within_room
+            && self
+                .rekey
+                .as_ref()
+                .is_some_and(|rekey| rekey.due_at_record_end(self.pending_len()))
         {
             self.seal()?;
         }
@@ -283,9 +297,17 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
                 self.output.extend_from_slice(&[0; FRAME_HEADER_LEN]);
                 // Full messages are written once BULK_IO bytes are queued, so the
                 // buffer never nears 4 GiB.
-                self.open = Some(u32::try_from(start).unwrap_or_else(|_| {
-                    unreachable!("the output buffer holds at most BULK_IO plus a message")
-                }));
+                let at = |offset: usize| {
+                    u32::try_from(offset).unwrap_or_else(|_| {
+                        unreachable!("the output buffer holds at most BULK_IO plus a message")
+                    })
+                };
+                self.open = Some(at(start));
+                let room = self
+                    .rekey
+                    .as_ref()
+                    .map_or(usize::MAX, |rekey| rekey.record_end_room());
+                self.append_until = at(self.output.len() + self.capacity().min(room));
                 start
             }
         }
@@ -354,6 +376,7 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         let Some(start) = self.open.take() else {
             return Ok(());
         };
+        self.append_until = 0;
         let start = start as usize;
         let body = start + FRAME_HEADER_LEN;
         let records = self.output.len() - body;
