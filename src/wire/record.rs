@@ -336,8 +336,12 @@ impl RecordDecoder {
     }
 
     /// Whether the stream may end here: between two records.
+    #[inline]
     pub fn at_record_boundary(&self) -> bool {
-        self.state == AT_BOUNDARY
+        // A header with none of its bytes is always `AT_BOUNDARY` (its bytes are
+        // written only with `filled`); matching the count alone is a fraction of
+        // the derived comparison of both variants' fields, once per pipelined record.
+        matches!(self.state, State::Header { filled: 0, .. })
     }
 
     /// Where an end of stream now would be a truncation, if it would be.
@@ -361,7 +365,7 @@ impl RecordDecoder {
     /// must not be used after it).
     #[inline]
     pub fn whole_record(&self, input: &[u8]) -> Result<Option<(RecordHeader, usize)>, Violation> {
-        if self.state != AT_BOUNDARY {
+        if !self.at_record_boundary() {
             return Ok(None);
         }
         let Some(&[type_byte, a, b, c, d]) = input.first_chunk::<RECORD_HEADER_LEN>() else {
