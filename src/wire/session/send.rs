@@ -197,7 +197,6 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         }
         .to_bytes();
         let at = self.output.len();
-        self.output.reserve(record);
         self.output.extend_from_slice(&header);
         self.output.extend_from_slice(body);
         if !map(&mut self.output[at + RECORD_HEADER_LEN..]) {
