@@ -52,11 +52,11 @@ pub const DEFAULT_MEMORY_BUDGET: u64 = 64 << 20;
 /// with to 32 MiB; with the cap, 1,000 sessions that never read hold 122 MiB of the
 /// server's kernel memory instead of 753 MiB (496 MiB with a 256 KiB cap). The
 /// cost is one session's bulk rate: on loopback, 1 MiB requests 4 in flight moved
-/// about 500 MB/s with this cap, 600 with 128 KiB, 720 with 256 KiB and 1,250 with
-/// the kernel's tuning (docs/BENCHMARKS.md, session 10), as the session reads a
-/// request and writes its reply in turn and each refill of a small window costs a
-/// wake-up; and over a 10 ms path it allows about 10 MB/s: raise it for bulk
-/// transfers or long paths.
+/// about 650 to 700 MB/s with this cap (docs/BENCHMARKS.md, session 11), against
+/// 1,250 with the kernel's tuning (session 10, when the cap gave 500, 128 KiB 600 and
+/// 256 KiB 720), as the session reads a request and writes its reply in turn and
+/// each refill of a small window costs a wake-up; and over a 10 ms path it allows
+/// about 10 MB/s: raise it for bulk transfers or long paths.
 pub const DEFAULT_SOCKET_BUFFER: usize = 64 << 10;
 /// Default time a session may hold memory of the budget without moving a byte, while
 /// other sessions wait for memory, before it is closed: a client that sends and never

@@ -97,9 +97,7 @@ impl KeyUse {
     /// current key reaches a limit, and so must end with REKEY.
     #[inline]
     pub(crate) fn reaches_limit(&self, len: usize) -> bool {
-        let len = u32::try_from(len).unwrap_or(u32::MAX);
-        self.messages.saturating_add(1) >= self.max_messages.get()
-            || self.bytes.saturating_add(len) >= self.max_bytes.get()
+        len >= self.bytes_to_limit()
     }
 
     /// Counts a message of `len` plaintext bytes under the current key.
@@ -117,8 +115,10 @@ impl KeyUse {
         reached(self.messages, self.max_messages) || reached(self.bytes, self.max_bytes)
     }
 
-    /// For a sender: the fewest plaintext bytes of the next message that
-    /// [`reach a limit`](Self::reaches_limit) (0 when any message would, by count).
+    /// For a sender: the fewest plaintext bytes of the next message that reach a
+    /// limit (0 when any message would, by count): the one rule behind
+    /// [`reaches_limit`](Self::reaches_limit) and the sender's room per message.
+    #[inline]
     pub(crate) fn bytes_to_limit(&self) -> usize {
         if self.messages.saturating_add(1) >= self.max_messages.get() {
             return 0;
@@ -181,12 +181,13 @@ impl SendRekey {
     /// rekey. The key's age is as of the last message sealed.
     #[inline]
     pub(crate) fn due_at_record_end(&self, len: usize) -> bool {
-        self.expired || self.key_use.reaches_limit(len)
+        len >= self.record_end_room()
     }
 
     /// The fewest plaintext bytes of the open message at which a record end is
     /// [`due`](Self::due_at_record_end) (0 when every one is): fixed until the next
     /// message is sealed, so the sender checks it once per message.
+    #[inline]
     pub(crate) fn record_end_room(&self) -> usize {
         if self.expired {
             return 0;
