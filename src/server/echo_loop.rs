@@ -126,9 +126,10 @@ impl Handler {
             }
             // A pipelined burst: the requests already here whole are answered in
             // one pass (see `buffered`), and their replies written, as after any
-            // request, once no more input is here.
+            // request, once no more input is expected without waiting (see
+            // `RecvHalf::expects_more_input`).
             let answered = or_break!(self.answer_buffered(rx, tx, summary, &mut in_flight));
-            if answered > 0 && !rx.has_buffered_input() {
+            if answered > 0 && !rx.expects_more_input() {
                 if let ControlFlow::Break(end) =
                     or_break!(self.flush_queued(tx, &mut in_flight, summary, moved).await)
                 {
@@ -181,7 +182,7 @@ impl Handler {
             if matches!(reservation, Answered::Reserved(None))
                 && or_break!(self.answer_here(rx, tx, summary, &mut in_flight))
             {
-                if !rx.has_buffered_input() {
+                if !rx.expects_more_input() {
                     if let ControlFlow::Break(end) =
                         or_break!(self.flush_queued(tx, &mut in_flight, summary, moved).await)
                     {
@@ -456,7 +457,7 @@ impl Handler {
     }
 
     /// Reads one request's body and queues its reply, flushing unless more requests
-    /// are already here. Trims the request's memory to its real size once the reply
+    /// are expected without waiting. Trims the request's memory to its real size once the reply
     /// is known, and settles `reservation` into [`Answered::Flushed`] or
     /// [`Answered::Queued`]. Counts it in the session's batch (see [`Batch`]), which starts
     /// with its first body read and is published, with the batch's time as each
@@ -512,14 +513,16 @@ impl Handler {
         batch.requests += 1;
         batch.bytes_in += bytes_in;
         batch.bytes_out += bytes_out;
-        // Answer now unless more requests are already here: never wait for the
-        // client's end of stream, but batch the replies of a pipelined burst.
+        // Answer now unless more requests are already here, or the last read filled
+        // its buffer (the kernel likely holds more, and the next read, which flushes
+        // before it would wait, takes them): never wait for the client's end of
+        // stream, but batch the replies of a pipelined burst in one write.
         // Decided before the flush's await, so that nothing of this request but the
         // decision is kept across it: every byte kept there is in every session's task.
         // A reply of a transport message or more is worth a write of its own, and
         // its tail (up to a batch) would otherwise wait while the next request's body
         // is read: 1 MiB throughput measured 9% higher flushing it at once.
-        let flush = if rx.has_buffered_input() && reply_len < crate::wire::MAX_PLAINTEXT_LEN {
+        let flush = if rx.expects_more_input() && reply_len < crate::wire::MAX_PLAINTEXT_LEN {
             let Answered::Reserved(reserved) = std::mem::replace(reservation, Answered::Flushed)
             else {
                 unreachable!("a request is answered once")

@@ -104,6 +104,7 @@ impl Established {
             decoder,
             rekey: self.rekey.as_deref().map(RecvRekey::new),
             failed: false,
+            read_filled: false,
             #[cfg(test)]
             compacted: 0,
         };
@@ -184,6 +185,9 @@ pub struct RecvHalf<R> {
     /// policy; `None` in v1, which never rekeys.
     rekey: Option<RecvRekey>,
     failed: bool,
+    /// The last read from the stream filled all the room it had: the kernel likely
+    /// holds more, for [`RecvHalf::expects_more_input`].
+    read_filled: bool,
     /// Bytes moved to the front of `input` by compactions, for the test that
     /// bounds them.
     #[cfg(test)]
@@ -428,12 +432,25 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// Whether data that can be processed without waiting for the network is
     /// buffered: undecoded plaintext, or a whole transport message. A server flushes
     /// its replies when this is false, just before it would wait for more requests.
+    ///
+    /// See [`expects_more_input`](Self::expects_more_input) for when to flush.
     pub fn has_buffered_input(&self) -> bool {
         self.plaintext_start < self.plaintext_end
             || matches!(
                 decode_frame(&self.input[self.input_start..]),
                 Ok(Decoded::Frame { .. }) | Err(_)
             )
+    }
+
+    /// Whether more input is likely at hand without waiting: buffered input
+    /// ([`has_buffered_input`](Self::has_buffered_input)), or a last read from the
+    /// stream that filled all the room it had, so that the kernel likely holds
+    /// more. A server that flushes its replies only when this is false, and
+    /// before any read that would wait, answers a pipelined burst in one write
+    /// even when its reads end at message boundaries; an unpipelined request's
+    /// read fills no buffer, so its reply is not held back by a read.
+    pub fn expects_more_input(&self) -> bool {
+        self.read_filled || self.has_buffered_input()
     }
 
     /// Frees the cipher's expanded key if its suite keeps one (AES-256-GCM on
@@ -528,9 +545,12 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
         if resumable {
             self.failed = false;
         }
+        let room = self.input.capacity() - self.input.len();
         let read = self.reader.read_buf(&mut self.input).await;
         self.failed = true;
-        Ok(read?)
+        let read = read?;
+        self.read_filled = read > 0 && read >= room;
+        Ok(read)
     }
 
     /// Decrypts the next transport message in place, making it the current

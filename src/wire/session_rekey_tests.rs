@@ -33,6 +33,22 @@ pub(crate) async fn v2_pair(
     suite: Suite,
     policy: RekeyPolicy,
 ) -> ((Rx, Tx), (Rx, Tx), InitialKeys) {
+    let (client, server) = v2_established(suite, policy);
+    let (client_io, server_io) = tokio::io::duplex(1 << 16);
+    let initial = InitialKeys {
+        client_send: client.keys.send.duplicate(),
+        server_send: server.keys.send.duplicate(),
+    };
+    (
+        client.into_split(client_io),
+        server.into_split(server_io),
+        initial,
+    )
+}
+
+/// The client's and the server's ends of a real v2 handshake with `suite` and
+/// `policy`, run sans-I/O: for a test that chooses its own I/O.
+pub(crate) fn v2_established(suite: Suite, policy: RekeyPolicy) -> (Established, Established) {
     let client_local = LocalIdentity::new(&Identity::from_seed(&[1; 32], "client"));
     let server_local = LocalIdentity::new(&Identity::from_seed(&[2; 32], "server"));
     let offer = Offer::new(suite);
@@ -48,16 +64,7 @@ pub(crate) async fn v2_pair(
     let (message3, client) = expect_message2.read(&message2).unwrap().approve().unwrap();
     let server = expect_message3.read(&message3).unwrap();
     assert_eq!(client.rekey_policy(), Some(&policy));
-    let (client_io, server_io) = tokio::io::duplex(1 << 16);
-    let initial = InitialKeys {
-        client_send: client.keys.send.duplicate(),
-        server_send: server.keys.send.duplicate(),
-    };
-    (
-        client.into_split(client_io),
-        server.into_split(server_io),
-        initial,
-    )
+    (client, server)
 }
 
 /// How many times `initial` was rekeyed to become `now` (at most `bound`).
