@@ -64,12 +64,15 @@ impl InFlight {
     }
 
     /// The part of the queued replies that the budget must cover.
+    #[inline]
     fn queued_cost(&self) -> u64 {
         self.unflushed.min(TRANSPORT_BUFFER)
     }
 
     /// What a request of worst case `worst` may use without reserving: the free
-    /// share, or what is held, if more, beyond what is queued.
+    /// share, or what is held, if more, beyond what is queued. (Inlined: once per
+    /// pipelined request.)
+    #[inline]
     fn covers(&self, worst: u64) -> bool {
         let held = self.held.as_ref().map_or(0, Reservation::bytes);
         self.queued_cost() + worst <= FREE_IN_FLIGHT.max(held)
