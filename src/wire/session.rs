@@ -186,7 +186,7 @@ pub struct RecvHalf<R> {
     rekey: Option<RecvRekey>,
     failed: bool,
     /// The last read from the stream filled all the room it had: the kernel likely
-    /// holds more, for [`RecvHalf::expects_more_input`].
+    /// holds more, for `RecvHalf::expects_more_input`.
     read_filled: bool,
     /// Bytes moved to the front of `input` by compactions, for the test that
     /// bounds them.
@@ -432,8 +432,6 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// Whether data that can be processed without waiting for the network is
     /// buffered: undecoded plaintext, or a whole transport message. A server flushes
     /// its replies when this is false, just before it would wait for more requests.
-    ///
-    /// See [`expects_more_input`](Self::expects_more_input) for when to flush.
     pub fn has_buffered_input(&self) -> bool {
         self.plaintext_start < self.plaintext_end
             || matches!(
@@ -448,8 +446,11 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// more. A server that flushes its replies only when this is false, and
     /// before any read that would wait, answers a pipelined burst in one write
     /// even when its reads end at message boundaries; an unpipelined request's
-    /// read fills no buffer, so its reply is not held back by a read.
-    pub fn expects_more_input(&self) -> bool {
+    /// read fills no buffer, so its reply is not held back by a read. Crate-only:
+    /// a loop that simply awaits the next record, as the module's example does,
+    /// must flush on `has_buffered_input` instead, or a reply held here would wait
+    /// for the client's next request.
+    pub(crate) fn expects_more_input(&self) -> bool {
         self.read_filled || self.has_buffered_input()
     }
 
