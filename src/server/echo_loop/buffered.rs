@@ -183,6 +183,91 @@ mod tests {
         }
     }
 
+    /// Gives its bytes as fast as the reader takes them, logging the room each read
+    /// had and what it got, then waits forever: a client that sent its request and
+    /// waits for the reply.
+    struct ThenWait {
+        bytes: Vec<u8>,
+        at: usize,
+        reads: Arc<Mutex<Vec<(usize, usize)>>>,
+    }
+
+    impl AsyncRead for ThenWait {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if self.at == self.bytes.len() {
+                return Poll::Pending;
+            }
+            let room = buf.remaining();
+            let taken = room.min(self.bytes.len() - self.at);
+            buf.put_slice(&self.bytes[self.at..self.at + taken]);
+            self.at += taken;
+            self.reads.lock().unwrap().push((room, taken));
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A request whose read happened to fill all the room it had (so the server
+    /// expects more and holds the reply) is answered before the server waits for
+    /// the next one: over a range of request sizes, some of which fill the first
+    /// read exactly, the reply is always written while the client waits. Time is
+    /// paused: a held reply would show as none written when the test's second runs
+    /// out (the idle timeout is far longer).
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_held_for_a_full_read_goes_out_before_the_server_waits() {
+        let mut filled_exactly = 0;
+        for len in 200..=320 {
+            let (client, server) = v2_established(Suite::AesGcmSha256, RekeyPolicy::DEFAULT);
+            let (sent, replies) = (Recorder::default(), Recorder::default());
+            let (mut client_rx, mut client_tx) =
+                client.into_halves(Replay(replies.clone(), 0), sent.clone());
+            let request = vec![b'a'; len];
+            client_tx
+                .write_record(RecordType::Request, &request)
+                .await
+                .unwrap();
+            client_tx.flush().await.unwrap();
+            let reads = Arc::default();
+            let reader = ThenWait {
+                bytes: std::mem::take(&mut sent.0.lock().unwrap().0),
+                at: 0,
+                reads: Arc::clone(&reads),
+            };
+
+            let (_server, mut handler) = test_handler("127.0.0.1:1".parse().unwrap());
+            let client_key = Identity::from_seed(&[1; 32], "client").public_key();
+            let key = handler.shared.sessions_per_key.enter(&client_key).unwrap();
+            let (mut rx, mut tx) = server.into_halves(reader, replies.clone());
+            let (mut summary, moved) = (Summary::default(), AtomicU64::new(0));
+            let echo = handler.echo(&mut rx, &mut tx, &key, &mut summary, &moved);
+            let waited = tokio::time::timeout(std::time::Duration::from_secs(1), echo).await;
+            assert!(
+                waited.is_err(),
+                "the session ended: {:?}",
+                waited.map(|_| ())
+            );
+
+            let reply = client_rx.read_reply(DEFAULT_REQUEST_LIMIT).await.unwrap();
+            let expected = request.to_ascii_uppercase();
+            assert_eq!(
+                reply,
+                Some(Reply::Response(expected)),
+                "request of {len} bytes"
+            );
+            let reads = reads.lock().unwrap();
+            if reads.iter().any(|&(room, taken)| taken == room) {
+                filled_exactly += 1;
+            }
+        }
+        assert!(
+            filled_exactly > 0,
+            "no request filled a read's room exactly"
+        );
+    }
+
     /// A pipelined burst that the server takes in reads that each fill its buffer
     /// (the kernel holds more) is answered in writes of a batch each, not one per
     /// read that happens to end at a message boundary; every reply is right and in
