@@ -460,8 +460,8 @@ impl Handler {
     }
 
     /// Reads one request's body and queues its reply, flushing unless more requests
-    /// are expected without waiting. Trims the request's memory to its real size once the reply
-    /// is known, and settles `reservation` into [`Answered::Flushed`] or
+    /// are expected without waiting. Trims the request's memory to its real size
+    /// once the reply is known, and settles `reservation` into [`Answered::Flushed`] or
     /// [`Answered::Queued`]. Counts it in the session's batch (see [`Batch`]), which starts
     /// with its first body read and is published, with the batch's time as each
     /// request's latency, before the replies are flushed or the session waits for
