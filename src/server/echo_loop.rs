@@ -12,6 +12,8 @@
 mod buffered;
 mod wait;
 
+use wait::WaitTimer;
+
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::Pin;
@@ -35,8 +37,8 @@ use crate::wire::{NextRecord, RecordType, RecvHalf, SendHalf, WireError};
 const SMALL_BATCH: u64 = 16 * 1024;
 
 /// What a session carries from one request to the next: what it has in flight
-/// against the memory budget, the batch it is answering, its body buffer and
-/// its time limit.
+/// against the memory budget, the batch it is answering, its body buffer, its
+/// time limit and the timer of its waits.
 #[derive(Default)]
 pub(super) struct InFlight {
     /// Reply bytes queued in the send half since its last flush.
@@ -54,6 +56,8 @@ pub(super) struct InFlight {
     body: Vec<u8>,
     /// When the session's time limit, if any, ends.
     time_limit: Option<tokio::time::Instant>,
+    /// The timer of its waits for the next request, kept from one wait to the next.
+    wait_timer: WaitTimer,
 }
 
 impl InFlight {

@@ -2,41 +2,126 @@
 //! once when it is already here, else waited for under the idle timeout and the
 //! session's time limit, watching for the server's stop and for a reload that
 //! revokes the client's key; the session's expanded cipher keys are released
-//! once it has been quiet for [`QUIET_AFTER`]. The stop and reloads come through
-//! one channel, the reload trigger, which the server pulls when it stops: a
-//! watch on each cost two registrations and two removals per wait, about 1,100
-//! instructions per request (docs/BENCHMARKS.md, session 9).
-//!
-//! A wait has one timer, set first for the quiet mark, then for the deadline. A
-//! timer kept by the session from one wait to the next, armed lazily, was tried
-//! (session 9): 130 fewer instructions per request on the server, but latency
-//! p50 0.1 us and p99 3 to 4 us worse in interleaved runs, so it was not kept.
+//! once it has been quiet for a while (see [`WaitTimer`]). The stop and reloads
+//! come through one channel, the reload trigger, which the server pulls when it
+//! stops: a watch on each cost two registrations and two removals per wait,
+//! about 1,100 instructions per request (docs/BENCHMARKS.md, session 9).
 
 use std::ops::ControlFlow;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::{poll_once, still_authorized, EchoEnd, InFlight};
 use crate::identity::PublicKey;
 use crate::server::connection::{Handler, Summary};
 use crate::wire::{NextRecord, RecvHalf, SendHalf, WireError};
 
-/// How long a session waits for its next request before it releases its
-/// expanded cipher keys (AES-256-GCM's, about 650 bytes each way; see
-/// `src/wire/cipher.rs`). Rebuilding them costs about a microsecond, for the
-/// second message after a quiet spell; keeping them in every quiet session
-/// would be two fifths more idle memory.
-pub(super) const QUIET_AFTER: Duration = Duration::from_millis(50);
+/// How far ahead of a wait's start a new quiet mark is set: once a session has
+/// waited that long for its next request, its expanded cipher keys (AES-256-GCM's,
+/// about 650 bytes each way; see `src/wire/cipher.rs`) are released. Rebuilding
+/// them costs about a microsecond, for the second message after a quiet spell;
+/// keeping them in every quiet session would be two fifths more idle memory.
+pub(super) const QUIET_AFTER: Duration = Duration::from_millis(100);
+
+/// A quiet mark set by an earlier wait is kept while it is due at least this
+/// long after the wait's start, and set afresh once it is not: the keys go after
+/// between this and [`QUIET_AFTER`] of quiet.
+///
+/// Why a mark is kept, and why at least this far ahead: while any timer is set,
+/// the runtime's wait for the network (`epoll_wait`) has a timeout, the time to
+/// the earliest timer as tokio's wheel reports it, and the wheel reports a timer
+/// 64 ms to 4 s ahead as due at the start of its 64 ms slot (it then moves the
+/// timer down a level). A timeout under the kernel's tick (4 ms here) makes the
+/// kernel program the timer hardware at each wait, and again when the network
+/// wakes it first: on the VMs this runs on, 8 to 10 us more latency at p99. A
+/// mark set 50 ms ahead at every wait, as before, fell into such a slot start
+/// within 4 ms in 6 % of the waits (latency p99 28 us against 20 us without the
+/// timer, docs/BENCHMARKS.md, session 13). A mark at least 75 ms ahead is
+/// reported at least 11 ms ahead; kept from wait to wait, it is also set once
+/// per 25 ms of a busy session rather than once per request (a registration and
+/// a removal under the timer wheel's lock each time). Extending the timer
+/// (`Sleep::reset` to a later instant) would not do: tokio leaves an extended
+/// timer where it was in the wheel, which still reports the old due time.
+pub(super) const QUIET_AT_LEAST: Duration = Duration::from_millis(75);
+
+/// The session's one timer for its waits between requests (see
+/// [`QUIET_AT_LEAST`]), kept by the echo loop from one wait to the next.
+#[derive(Default)]
+pub(super) struct WaitTimer {
+    /// The timer: made (and registered with the runtime) when the session first
+    /// waits, replaced in its box rather than extended (see [`QUIET_AT_LEAST`]).
+    /// Boxed: held inline, it would sit beside the echo loop's steps rather than
+    /// inside the wait's future, 64 bytes more in every connection's task (2,080
+    /// bytes against 1,968 boxed; an idle session takes 45 bytes more than with
+    /// the old per-wait timer).
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// What it was set for: the quiet mark, or the wait's end.
+    set_for: SetFor,
+}
+
+/// What a [`WaitTimer`] is set for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+enum SetFor {
+    /// Nothing yet.
+    #[default]
+    Nothing,
+    /// The quiet mark, at the timer's deadline.
+    Quiet,
+    /// This wait's end: the idle timeout or the time limit.
+    End,
+}
+
+impl WaitTimer {
+    /// Sets the timer for a wait that starts at `started` and ends at `end`: the
+    /// quiet mark, kept if it is still due [`QUIET_AT_LEAST`] ahead, else set
+    /// [`QUIET_AFTER`] ahead; or `end`, if that comes first. Returns whether it is
+    /// set for the quiet mark.
+    fn set_for_wait(&mut self, started: Instant, end: Instant) -> bool {
+        if let (SetFor::Quiet, Some(sleep)) = (self.set_for, &self.sleep) {
+            if sleep.deadline() >= started + QUIET_AT_LEAST && sleep.deadline() < end {
+                return true;
+            }
+        }
+        let quiet_at = started + QUIET_AFTER;
+        if quiet_at < end {
+            self.set(quiet_at, SetFor::Quiet);
+            true
+        } else {
+            self.set(end, SetFor::End);
+            false
+        }
+    }
+
+    /// A new timer, due `at`, for `set_for`. (A new one, not the old one reset:
+    /// see [`QUIET_AT_LEAST`].)
+    fn set(&mut self, at: Instant, set_for: SetFor) {
+        let sleep = tokio::time::sleep_until(at);
+        match &mut self.sleep {
+            Some(old) => old.set(sleep),
+            None => self.sleep = Some(Box::pin(sleep)),
+        }
+        self.set_for = set_for;
+    }
+
+    /// When the timer is due, if it is set for the quiet mark (for tests).
+    #[cfg(test)]
+    fn quiet_mark(&self) -> Option<Instant> {
+        match (self.set_for, &self.sleep) {
+            (SetFor::Quiet, Some(sleep)) => Some(sleep.deadline()),
+            _ => None,
+        }
+    }
+}
 
 /// How a turn of the wait ended.
 enum Turn<T> {
     /// The read finished: its result.
     Read(T),
-    /// The session has been quiet for [`QUIET_AFTER`]: the read is dropped to
+    /// The session has been quiet for the quiet mark: the read is dropped to
     /// release the keys, then the wait goes on.
     Quiet,
     /// The idle timeout or the time limit.
@@ -63,72 +148,72 @@ impl Handler {
     {
         let allowance = in_flight.allowance();
         let has_buffered_input = rx.has_buffered_input();
-        // Set when the wait starts: the deadline, and the quiet mark until the
-        // keys are released. The first turn's read serves both the poll for a
-        // request already here and the wait, so the timer is made only once the
-        // read would wait (a read made afresh for the wait, with the timer made
-        // before the loop, was 140 more instructions per round trip in callgrind).
+        // Set when the wait starts: the deadline, and whether the timer is set
+        // for the quiet mark (until the keys are released). The first turn's read
+        // serves both the poll for a request already here and the wait, so the
+        // timer is looked at only once the read would wait (a read made afresh for
+        // the wait, with the timer made before the loop, was 140 more instructions
+        // per round trip in callgrind).
         let mut deadline = None;
-        let mut quiet_at = None;
-        let mut timer = pin!(None::<tokio::time::Sleep>);
+        let mut quiet = false;
         loop {
             let turn = {
                 // Dropped only while it waits for the network, which loses nothing
                 // and leaves the half usable (see `RecvHalf::next_record`).
                 let mut next = pin!(rx.next_record_within(allowance));
-                let deadline = match deadline {
-                    Some(deadline) => deadline,
-                    None => {
-                        // A pipelined request is usually already buffered: take it
-                        // without arming the idle timer or the shutdown and reload
-                        // waits (a clock read, a timer and two watch registrations
-                        // per request otherwise), and without looking at the
-                        // server's state (a read lock and two loads): that is
-                        // looked at once per read from the socket, before it. A
-                        // stopping server answers the requests it has read, not
-                        // those still in the kernel: a client that keeps sending
-                        // cannot keep it going; a reload that revokes the key ends
-                        // the session before the next read, so the requests
-                        // answered after it are at most those already read when it
-                        // was seen (one socket read's worth), as for a stop. Only
-                        // when it would wait, or a reload is pending, does it go
-                        // the long way.
-                        if has_buffered_input
-                            || (!*self.shutdown_signal.borrow()
-                                && matches!(self.reload.has_changed(), Ok(false)))
-                        {
-                            if let Some(read) = poll_once(next.as_mut()).await {
-                                return Ok(ControlFlow::Continue(read?));
-                            }
+                if deadline.is_none() {
+                    // A pipelined request is usually already buffered: take it
+                    // without arming the idle timer or the shutdown and reload
+                    // waits (a clock read, a timer and two watch registrations
+                    // per request otherwise), and without looking at the
+                    // server's state (a read lock and two loads): that is
+                    // looked at once per read from the socket, before it. A
+                    // stopping server answers the requests it has read, not
+                    // those still in the kernel: a client that keeps sending
+                    // cannot keep it going; a reload that revokes the key ends
+                    // the session before the next read, so the requests
+                    // answered after it are at most those already read when it
+                    // was seen (one socket read's worth), as for a stop. Only
+                    // when it would wait, or a reload is pending, does it go
+                    // the long way.
+                    if has_buffered_input
+                        || (!*self.shutdown_signal.borrow()
+                            && matches!(self.reload.has_changed(), Ok(false)))
+                    {
+                        if let Some(read) = poll_once(next.as_mut()).await {
+                            return Ok(ControlFlow::Continue(read?));
                         }
-                        if *self.shutdown_signal.borrow() {
-                            // Stopping, and nothing more has arrived: every request
-                            // read is answered. (The half is only drained from
-                            // here on.)
-                            return Ok(ControlFlow::Break(EchoEnd::Stopping));
-                        }
-                        // About to wait for the client: what is queued must reach
-                        // it first (a reply held back while we wait is latency,
-                        // and memory). (Boxed: rare, and its futures would
-                        // otherwise enlarge every task.)
-                        if in_flight.unflushed > 0 {
-                            if let ControlFlow::Break(end) =
-                                Box::pin(self.flush_queued(tx, in_flight, summary, moved)).await?
-                            {
-                                return Ok(ControlFlow::Break(end));
-                            }
-                        }
-                        let started = Instant::now();
-                        let idle_deadline = started + self.shared.config.idle_timeout;
-                        let end = in_flight
-                            .time_limit
-                            .map_or(idle_deadline, |end| end.min(idle_deadline));
-                        quiet_at = Some(started + QUIET_AFTER).filter(|&at| at < end);
-                        timer.set(Some(tokio::time::sleep_until(quiet_at.unwrap_or(end))));
-                        *deadline.insert(end)
                     }
-                };
-                let mut sleep = timer.as_mut().as_pin_mut().expect("set with the deadline");
+                    if *self.shutdown_signal.borrow() {
+                        // Stopping, and nothing more has arrived: every request
+                        // read is answered. (The half is only drained from
+                        // here on.)
+                        return Ok(ControlFlow::Break(EchoEnd::Stopping));
+                    }
+                    // About to wait for the client: what is queued must reach
+                    // it first (a reply held back while we wait is latency,
+                    // and memory). (Boxed: rare, and its futures would
+                    // otherwise enlarge every task.)
+                    if in_flight.unflushed > 0 {
+                        if let ControlFlow::Break(end) =
+                            Box::pin(self.flush_queued(tx, in_flight, summary, moved)).await?
+                        {
+                            return Ok(ControlFlow::Break(end));
+                        }
+                    }
+                    let started = Instant::now();
+                    let idle_deadline = started + self.shared.config.idle_timeout;
+                    let end = in_flight
+                        .time_limit
+                        .map_or(idle_deadline, |end| end.min(idle_deadline));
+                    quiet = in_flight.wait_timer.set_for_wait(started, end);
+                    deadline = Some(end);
+                }
+                let sleep = in_flight
+                    .wait_timer
+                    .sleep
+                    .as_mut()
+                    .expect("set for the wait");
                 loop {
                     let reload = &mut self.reload;
                     let reloaded = async {
@@ -148,19 +233,17 @@ impl Handler {
                                 return Ok(ControlFlow::Break(EchoEnd::Revoked));
                             }
                         }
-                        () = &mut sleep => {
-                            if quiet_at.take().is_some() {
-                                sleep.as_mut().reset(deadline);
-                                break Turn::Quiet;
-                            }
-                            break Turn::Deadline;
-                        }
+                        () = sleep.as_mut() => break if quiet { Turn::Quiet } else { Turn::Deadline },
                     }
                 }
             };
             match turn {
                 Turn::Read(read) => return Ok(ControlFlow::Continue(read?)),
                 Turn::Quiet => {
+                    quiet = false;
+                    in_flight
+                        .wait_timer
+                        .set(deadline.expect("set for the wait"), SetFor::End);
                     rx.release_expanded_key();
                     tx.release_expanded_key();
                 }
@@ -190,8 +273,11 @@ mod tests {
 
     /// One request, sent by the client after `delay`, its header taken by
     /// `next_request` and answered: the round trip of an unpipelined client.
+    /// `in_flight` is the session's, kept from one round trip to the next (with
+    /// its wait timer).
     async fn round_trip(
         handler: &mut Handler,
+        in_flight: &mut InFlight,
         (client_rx, client_tx): &mut (Rx, Tx),
         (server_rx, server_tx): &mut (Rx, Tx),
         request: &[u8],
@@ -206,14 +292,14 @@ mod tests {
                 .unwrap();
             client_tx.flush().await.unwrap();
         };
-        let (mut in_flight, mut summary) = (InFlight::default(), Summary::default());
+        let mut summary = Summary::default();
         let moved = AtomicU64::new(0);
         let (next, ()) = tokio::join!(
             handler.next_request(
                 server_rx,
                 server_tx,
                 &client,
-                &mut in_flight,
+                in_flight,
                 &mut summary,
                 &moved,
             ),
@@ -240,7 +326,7 @@ mod tests {
     }
 
     /// A busy session keeps its expanded AES keys from one request to the next;
-    /// one that waits past `QUIET_AFTER` releases them while it waits, then
+    /// one that waits past its quiet mark releases them while it waits, then
     /// answers as before (with keys built for that one message), and keeps them
     /// again once it is busy. Time is paused: the quiet spell is exact.
     #[tokio::test(start_paused = true)]
@@ -250,13 +336,22 @@ mod tests {
         let kept = cfg!(feature = "aws-lc");
         let holds = |(rx, tx): &(Rx, Tx)| (rx.holds_expanded_key(), tx.holds_expanded_key());
         let (busy, quiet) = (Duration::ZERO, 2 * QUIET_AFTER);
+        let mut in_flight = InFlight::default();
         for (request, delay, expected) in [
             (&b"one"[..], busy, (false, false)),
             (b"two", busy, (kept, kept)),
             (b"late", quiet, (false, false)),
             (b"again", busy, (kept, kept)),
         ] {
-            round_trip(&mut handler, &mut client, &mut server, request, delay).await;
+            round_trip(
+                &mut handler,
+                &mut in_flight,
+                &mut client,
+                &mut server,
+                request,
+                delay,
+            )
+            .await;
             assert_eq!(
                 holds(&server),
                 expected,
@@ -264,5 +359,92 @@ mod tests {
                 String::from_utf8_lossy(request)
             );
         }
+    }
+
+    /// A busy session keeps its quiet mark from one wait to the next while the
+    /// mark is due at least `QUIET_AT_LEAST` after the wait's start, then sets a
+    /// new one `QUIET_AFTER` ahead: waits 10 ms apart see one mark for three
+    /// waits (at 0, 10 and 20 ms: due at 100), then the next (at 30, 40, 50: due
+    /// at 130), and so on. Time is paused: every instant is exact.
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_session_keeps_its_quiet_mark_until_it_is_due_too_soon() {
+        let (_server, mut handler) = test_handler("127.0.0.1:1".parse().unwrap());
+        let (mut client, mut server, _) = v2_pair(Suite::AesGcmSha256, RekeyPolicy::DEFAULT).await;
+        assert_eq!(
+            (QUIET_AFTER, QUIET_AT_LEAST),
+            (Duration::from_millis(100), Duration::from_millis(75)),
+            "the marks below assume these"
+        );
+        let mut in_flight = InFlight::default();
+        let start = Instant::now();
+        let mut marks = Vec::new();
+        for index in 0..9 {
+            let request = format!("request {index}");
+            let delay = Duration::from_millis(10);
+            round_trip(
+                &mut handler,
+                &mut in_flight,
+                &mut client,
+                &mut server,
+                request.as_bytes(),
+                delay,
+            )
+            .await;
+            let mark = in_flight
+                .wait_timer
+                .quiet_mark()
+                .expect("a busy session's timer is its quiet mark");
+            marks.push((mark - start).as_millis());
+        }
+        assert_eq!(marks, [100, 100, 100, 130, 130, 130, 160, 160, 160]);
+    }
+
+    /// The keys go once a wait outlasts its quiet mark, and only then: a mark is
+    /// due between `QUIET_AT_LEAST` and `QUIET_AFTER` after its wait's start, so
+    /// never before 75 ms of quiet and always by 100. Each row is a wait of
+    /// `delay` ms and its mark (kept from the wait before or set afresh), in ms
+    /// from the first wait's start. Time is paused: every instant is exact, and
+    /// no wait ends at its mark.
+    #[tokio::test(start_paused = true)]
+    async fn the_keys_go_once_a_wait_outlasts_its_quiet_mark() {
+        let (_server, mut handler) = test_handler("127.0.0.1:1".parse().unwrap());
+        let (mut client, mut server, _) = v2_pair(Suite::AesGcmSha256, RekeyPolicy::DEFAULT).await;
+        let holds = |(rx, tx): &(Rx, Tx)| (rx.holds_expanded_key(), tx.holds_expanded_key());
+        let mut in_flight = InFlight::default();
+        let start = Instant::now();
+        // (delay, the wait's mark, whether the keys went)
+        let rows: [(u64, u64, bool); 8] = [
+            (10, 100, false), // 0 to 10: a new mark
+            (10, 100, false), // 10 to 20: kept, due 90 ms ahead
+            (74, 100, false), // 20 to 94: kept, due 80 ms ahead; 74 ms of quiet
+            (10, 194, false), // 94 to 104: a new mark (the kept one was due 6 ms ahead)
+            (95, 194, true),  // 104 to 199: kept, due 90 ms ahead: gone after 90 ms
+            (30, 299, false), // 199 to 229: a new mark (the timer was set for the end)
+            (101, 329, true), // 229 to 330: a new mark (70 ms ahead): gone after 100 ms
+            (99, 430, false), // 330 to 429: a new mark; 99 ms of quiet
+        ];
+        for (index, &(delay, mark, gone)) in rows.iter().enumerate() {
+            let request = format!("request {index}");
+            let delay = Duration::from_millis(delay);
+            round_trip(
+                &mut handler,
+                &mut in_flight,
+                &mut client,
+                &mut server,
+                request.as_bytes(),
+                delay,
+            )
+            .await;
+            let expected_mark = (!gone).then(|| start + Duration::from_millis(mark));
+            assert_eq!(
+                in_flight.wait_timer.quiet_mark(),
+                expected_mark,
+                "row {index}"
+            );
+            if gone {
+                assert_eq!(holds(&server), (false, false), "row {index}");
+            }
+        }
+        assert_eq!(Instant::now() - start, Duration::from_millis(429));
     }
 }
