@@ -271,58 +271,92 @@ mod tests {
     use crate::wire::session_tests::{v2_pair, Rx, Tx};
     use crate::wire::{RecordType, RekeyPolicy, Reply, Suite, DEFAULT_REQUEST_LIMIT};
 
-    /// One request, sent by the client after `delay`, its header taken by
-    /// `next_request` and answered: the round trip of an unpipelined client.
-    /// `in_flight` is the session's, kept from one round trip to the next (with
-    /// its wait timer).
-    async fn round_trip(
-        handler: &mut Handler,
-        in_flight: &mut InFlight,
-        (client_rx, client_tx): &mut (Rx, Tx),
-        (server_rx, server_tx): &mut (Rx, Tx),
-        request: &[u8],
-        delay: Duration,
-    ) {
-        let client = Identity::from_seed(&[1; 32], "client").public_key();
-        let send = async {
-            tokio::time::sleep(delay).await;
-            client_tx
-                .write_record(RecordType::Request, request)
+    /// A server's handler and one session with it (protocol 2, AES-GCM), with what
+    /// the server's echo loop carries from one request to the next (its wait
+    /// timer among it).
+    struct Session {
+        /// Kept alive for the handler, whose state it shares.
+        _server: crate::server::Server,
+        /// The server's side of the session, whose `next_request` is tested.
+        handler: Handler,
+        /// What the echo loop would carry between requests, the wait timer in it.
+        in_flight: InFlight,
+        /// The client's halves of the session.
+        client: (Rx, Tx),
+        /// The server's halves of the session.
+        server: (Rx, Tx),
+    }
+
+    impl Session {
+        async fn new() -> Self {
+            let (server_side, handler) = test_handler("127.0.0.1:1".parse().unwrap());
+            let (client, server, _) = v2_pair(Suite::AesGcmSha256, RekeyPolicy::DEFAULT).await;
+            Session {
+                _server: server_side,
+                handler,
+                in_flight: InFlight::default(),
+                client,
+                server,
+            }
+        }
+
+        /// Whether the server's halves hold their expanded keys (receive, send).
+        fn server_holds_keys(&self) -> (bool, bool) {
+            let (rx, tx) = &self.server;
+            (rx.holds_expanded_key(), tx.holds_expanded_key())
+        }
+
+        /// When the server's wait timer is due, if it is set for the quiet mark.
+        fn quiet_mark(&self) -> Option<Instant> {
+            self.in_flight.wait_timer.quiet_mark()
+        }
+
+        /// One request, sent by the client after `delay`, its header taken by
+        /// `next_request` and answered: the round trip of an unpipelined client.
+        async fn round_trip(&mut self, request: &[u8], delay: Duration) {
+            let client = Identity::from_seed(&[1; 32], "client").public_key();
+            let ((client_rx, client_tx), (server_rx, server_tx)) =
+                (&mut self.client, &mut self.server);
+            let send = async {
+                tokio::time::sleep(delay).await;
+                client_tx
+                    .write_record(RecordType::Request, request)
+                    .await
+                    .unwrap();
+                client_tx.flush().await.unwrap();
+            };
+            let mut summary = Summary::default();
+            let moved = AtomicU64::new(0);
+            let (next, ()) = tokio::join!(
+                self.handler.next_request(
+                    server_rx,
+                    server_tx,
+                    &client,
+                    &mut self.in_flight,
+                    &mut summary,
+                    &moved,
+                ),
+                send
+            );
+            assert!(matches!(
+                next.unwrap(),
+                ControlFlow::Continue(NextRecord::Header(Some(_)))
+            ));
+            let mut body = Vec::new();
+            server_rx
+                .read_body(&mut body, DEFAULT_REQUEST_LIMIT)
                 .await
                 .unwrap();
-            client_tx.flush().await.unwrap();
-        };
-        let mut summary = Summary::default();
-        let moved = AtomicU64::new(0);
-        let (next, ()) = tokio::join!(
-            handler.next_request(
-                server_rx,
-                server_tx,
-                &client,
-                in_flight,
-                &mut summary,
-                &moved,
-            ),
-            send
-        );
-        assert!(matches!(
-            next.unwrap(),
-            ControlFlow::Continue(NextRecord::Header(Some(_)))
-        ));
-        let mut body = Vec::new();
-        server_rx
-            .read_body(&mut body, DEFAULT_REQUEST_LIMIT)
-            .await
-            .unwrap();
-        assert_eq!(body, request);
-        body.make_ascii_uppercase();
-        server_tx
-            .write_record(RecordType::Response, &body)
-            .await
-            .unwrap();
-        server_tx.flush().await.unwrap();
-        let reply = client_rx.read_reply(DEFAULT_REQUEST_LIMIT).await.unwrap();
-        assert_eq!(reply, Some(Reply::Response(body)));
+            assert_eq!(body, request);
+            body.make_ascii_uppercase();
+            server_tx
+                .write_record(RecordType::Response, &body)
+                .await
+                .unwrap();
+            server_tx.flush().await.unwrap();
+            let reply = client_rx.read_reply(DEFAULT_REQUEST_LIMIT).await.unwrap();
+            assert_eq!(reply, Some(Reply::Response(body)));
+        }
     }
 
     /// A busy session keeps its expanded AES keys from one request to the next;
@@ -331,29 +365,18 @@ mod tests {
     /// again once it is busy. Time is paused: the quiet spell is exact.
     #[tokio::test(start_paused = true)]
     async fn a_quiet_session_releases_its_keys_while_it_waits() {
-        let (_server, mut handler) = test_handler("127.0.0.1:1".parse().unwrap());
-        let (mut client, mut server, _) = v2_pair(Suite::AesGcmSha256, RekeyPolicy::DEFAULT).await;
+        let mut session = Session::new().await;
         let kept = cfg!(feature = "aws-lc");
-        let holds = |(rx, tx): &(Rx, Tx)| (rx.holds_expanded_key(), tx.holds_expanded_key());
         let (busy, quiet) = (Duration::ZERO, 2 * QUIET_AFTER);
-        let mut in_flight = InFlight::default();
         for (request, delay, expected) in [
             (&b"one"[..], busy, (false, false)),
             (b"two", busy, (kept, kept)),
             (b"late", quiet, (false, false)),
             (b"again", busy, (kept, kept)),
         ] {
-            round_trip(
-                &mut handler,
-                &mut in_flight,
-                &mut client,
-                &mut server,
-                request,
-                delay,
-            )
-            .await;
+            session.round_trip(request, delay).await;
             assert_eq!(
-                holds(&server),
+                session.server_holds_keys(),
                 expected,
                 "after {}",
                 String::from_utf8_lossy(request)
@@ -368,30 +391,19 @@ mod tests {
     /// at 130), and so on. Time is paused: every instant is exact.
     #[tokio::test(start_paused = true)]
     async fn a_busy_session_keeps_its_quiet_mark_until_it_is_due_too_soon() {
-        let (_server, mut handler) = test_handler("127.0.0.1:1".parse().unwrap());
-        let (mut client, mut server, _) = v2_pair(Suite::AesGcmSha256, RekeyPolicy::DEFAULT).await;
+        let mut session = Session::new().await;
         assert_eq!(
             (QUIET_AFTER, QUIET_AT_LEAST),
             (Duration::from_millis(100), Duration::from_millis(75)),
             "the marks below assume these"
         );
-        let mut in_flight = InFlight::default();
         let start = Instant::now();
         let mut marks = Vec::new();
         for index in 0..9 {
             let request = format!("request {index}");
             let delay = Duration::from_millis(10);
-            round_trip(
-                &mut handler,
-                &mut in_flight,
-                &mut client,
-                &mut server,
-                request.as_bytes(),
-                delay,
-            )
-            .await;
-            let mark = in_flight
-                .wait_timer
+            session.round_trip(request.as_bytes(), delay).await;
+            let mark = session
                 .quiet_mark()
                 .expect("a busy session's timer is its quiet mark");
             marks.push((mark - start).as_millis());
@@ -407,10 +419,7 @@ mod tests {
     /// no wait ends at its mark.
     #[tokio::test(start_paused = true)]
     async fn the_keys_go_once_a_wait_outlasts_its_quiet_mark() {
-        let (_server, mut handler) = test_handler("127.0.0.1:1".parse().unwrap());
-        let (mut client, mut server, _) = v2_pair(Suite::AesGcmSha256, RekeyPolicy::DEFAULT).await;
-        let holds = |(rx, tx): &(Rx, Tx)| (rx.holds_expanded_key(), tx.holds_expanded_key());
-        let mut in_flight = InFlight::default();
+        let mut session = Session::new().await;
         let start = Instant::now();
         // (delay, the wait's mark, whether the keys went)
         let rows: [(u64, u64, bool); 8] = [
@@ -426,23 +435,11 @@ mod tests {
         for (index, &(delay, mark, gone)) in rows.iter().enumerate() {
             let request = format!("request {index}");
             let delay = Duration::from_millis(delay);
-            round_trip(
-                &mut handler,
-                &mut in_flight,
-                &mut client,
-                &mut server,
-                request.as_bytes(),
-                delay,
-            )
-            .await;
+            session.round_trip(request.as_bytes(), delay).await;
             let expected_mark = (!gone).then(|| start + Duration::from_millis(mark));
-            assert_eq!(
-                in_flight.wait_timer.quiet_mark(),
-                expected_mark,
-                "row {index}"
-            );
+            assert_eq!(session.quiet_mark(), expected_mark, "row {index}");
             if gone {
-                assert_eq!(holds(&server), (false, false), "row {index}");
+                assert_eq!(session.server_holds_keys(), (false, false), "row {index}");
             }
         }
         assert_eq!(Instant::now() - start, Duration::from_millis(429));
