@@ -12,8 +12,6 @@
 mod buffered;
 mod wait;
 
-use wait::WaitTimer;
-
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::Pin;
@@ -28,6 +26,7 @@ use super::stats::{Batch, ClockNanos};
 use super::trust;
 use crate::identity::PublicKey;
 use crate::wire::{NextRecord, RecordType, RecvHalf, SendHalf, WireError};
+use wait::WaitTimer;
 
 /// How much more than a small request needs is reserved at once, past
 /// [`FREE_IN_FLIGHT`], so that the next small requests of a burst are covered
