@@ -61,61 +61,44 @@ pub(super) struct WaitTimer {
     /// bytes against 1,968 boxed; an idle session takes 45 bytes more than with
     /// the old per-wait timer).
     sleep: Option<Pin<Box<Sleep>>>,
-    /// What it was set for: the quiet mark, or the wait's end.
-    set_for: SetFor,
-}
-
-/// What a [`WaitTimer`] is set for.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-enum SetFor {
-    /// Nothing yet.
-    #[default]
-    Nothing,
-    /// The quiet mark, at the timer's deadline.
-    Quiet,
-    /// This wait's end: the idle timeout or the time limit.
-    End,
+    /// Whether it is set for the quiet mark; if not, for a wait's end (the idle
+    /// timeout or the time limit), or not yet set.
+    for_quiet_mark: bool,
 }
 
 impl WaitTimer {
     /// Sets the timer for a wait that starts at `started` and ends at `end`: the
     /// quiet mark, kept if it is still due [`QUIET_AT_LEAST`] ahead, else set
-    /// [`QUIET_AFTER`] ahead; or `end`, if that comes first. Returns whether it is
-    /// set for the quiet mark.
-    fn set_for_wait(&mut self, started: Instant, end: Instant) -> bool {
-        if let (SetFor::Quiet, Some(sleep)) = (self.set_for, &self.sleep) {
-            if sleep.deadline() >= started + QUIET_AT_LEAST && sleep.deadline() < end {
-                return true;
+    /// [`QUIET_AFTER`] ahead; or `end`, if that comes first.
+    fn set_for_wait(&mut self, started: Instant, end: Instant) {
+        if let Some(mark) = self.quiet_mark() {
+            if mark >= started + QUIET_AT_LEAST && mark < end {
+                return;
             }
         }
         let quiet_at = started + QUIET_AFTER;
         if quiet_at < end {
-            self.set(quiet_at, SetFor::Quiet);
-            true
+            self.set(quiet_at, true);
         } else {
-            self.set(end, SetFor::End);
-            false
+            self.set(end, false);
         }
     }
 
-    /// A new timer, due `at`, for `set_for`. (A new one, not the old one reset:
-    /// see [`QUIET_AT_LEAST`].)
-    fn set(&mut self, at: Instant, set_for: SetFor) {
+    /// A new timer, due `at`, for the quiet mark or not. (A new one, not the old
+    /// one reset: see [`QUIET_AT_LEAST`].)
+    fn set(&mut self, at: Instant, for_quiet_mark: bool) {
         let sleep = tokio::time::sleep_until(at);
         match &mut self.sleep {
             Some(old) => old.set(sleep),
             None => self.sleep = Some(Box::pin(sleep)),
         }
-        self.set_for = set_for;
+        self.for_quiet_mark = for_quiet_mark;
     }
 
-    /// When the timer is due, if it is set for the quiet mark (for tests).
-    #[cfg(test)]
+    /// When the timer is due, if it is set for the quiet mark.
     fn quiet_mark(&self) -> Option<Instant> {
-        match (self.set_for, &self.sleep) {
-            (SetFor::Quiet, Some(sleep)) => Some(sleep.deadline()),
-            _ => None,
-        }
+        let sleep = self.sleep.as_ref().filter(|_| self.for_quiet_mark)?;
+        Some(sleep.deadline())
     }
 }
 
@@ -150,14 +133,13 @@ impl Handler {
     {
         let allowance = in_flight.allowance();
         let has_buffered_input = rx.has_buffered_input();
-        // Set when the wait starts: the deadline, and whether the timer is set
-        // for the quiet mark (until the keys are released). The first turn's read
+        // Set when the wait starts, with the timer (for the quiet mark until the
+        // keys are released, then for this deadline). The first turn's read
         // serves both the poll for a request already here and the wait, so the
         // timer is looked at only once the read would wait (a read made afresh for
         // the wait, with the timer made before the loop, was 140 more instructions
         // per round trip in callgrind).
         let mut deadline = None;
-        let mut quiet = false;
         loop {
             let turn = {
                 // Dropped only while it waits for the network, which loses nothing
@@ -208,14 +190,12 @@ impl Handler {
                     let end = in_flight
                         .time_limit
                         .map_or(idle_deadline, |end| end.min(idle_deadline));
-                    quiet = in_flight.wait_timer.set_for_wait(started, end);
+                    in_flight.wait_timer.set_for_wait(started, end);
                     deadline = Some(end);
                 }
-                let sleep = in_flight
-                    .wait_timer
-                    .sleep
-                    .as_mut()
-                    .expect("set for the wait");
+                let timer = &mut in_flight.wait_timer;
+                let quiet = timer.for_quiet_mark;
+                let sleep = timer.sleep.as_mut().expect("set for the wait");
                 loop {
                     let reload = &mut self.reload;
                     let reloaded = async {
@@ -242,10 +222,9 @@ impl Handler {
             match turn {
                 Turn::Read(read) => return Ok(ControlFlow::Continue(read?)),
                 Turn::Quiet => {
-                    quiet = false;
                     in_flight
                         .wait_timer
-                        .set(deadline.expect("set for the wait"), SetFor::End);
+                        .set(deadline.expect("set for the wait"), false);
                     rx.release_expanded_key();
                     tx.release_expanded_key();
                 }
