@@ -41,7 +41,9 @@ pub(super) const QUIET_AFTER: Duration = Duration::from_millis(100);
 /// mark set 50 ms ahead at every wait, as before, fell into such a slot start
 /// within 4 ms in 6 % of the waits (latency p99 28 us against 20 us without the
 /// timer, docs/BENCHMARKS.md, session 13). A mark at least 75 ms ahead is
-/// reported at least 11 ms ahead; kept from wait to wait, it is also set once
+/// reported at least 11 ms ahead (but for the last 4 ms before each 4.096 s
+/// boundary, where a mark that straddles it sits in the next level: 0.1 % of
+/// the time); kept from wait to wait, it is also set once
 /// per 25 ms of a busy session rather than once per request (a registration and
 /// a removal under the timer wheel's lock each time). Extending the timer
 /// (`Sleep::reset` to a later instant) would not do: tokio leaves an extended
