@@ -215,6 +215,34 @@ impl MemoryBudget {
         Some(self.note(permit, key_permit))
     }
 
+    /// Frame memory to read ahead with, which no session needs yet (see the echo
+    /// loop's `write_reading_ahead`): up to `bytes`, of what is free beyond one
+    /// maximal transport message in both the key's share and the budget's frame
+    /// part, so that it never leaves another session waiting for the message it
+    /// has to read; and none while any session waits for memory.
+    pub(super) fn try_reserve_spare_frame(
+        &self,
+        key: &KeySession,
+        bytes: u64,
+    ) -> Option<Reservation> {
+        if self.under_pressure() {
+            return None;
+        }
+        let keep = kib(FRAME_MEMORY as u64) as usize;
+        let spare = |pool: &Semaphore| pool.available_permits().saturating_sub(keep);
+        let wanted = (kib(bytes) as usize)
+            .min(spare(&key.0.frames))
+            .min(spare(&self.frames));
+        let wanted = u32::try_from(wanted).ok().filter(|&wanted| wanted > 0)?;
+        let key_permit = Arc::clone(&key.0.frames)
+            .try_acquire_many_owned(wanted)
+            .ok()?;
+        let permit = Arc::clone(&self.frames)
+            .try_acquire_many_owned(wanted)
+            .ok()?;
+        Some(self.note(permit, key_permit))
+    }
+
     /// Reserves `bytes` of frame memory, waiting in turn, as [`MemoryBudget::reserve`].
     pub(super) async fn reserve_frame(&self, key: &KeySession, bytes: u64) -> Reservation {
         let _waiting = Waiting::new(&self.stats);

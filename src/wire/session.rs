@@ -554,6 +554,65 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
         Ok(read)
     }
 
+    /// Reads what the stream has into the input buffer, without decrypting any of
+    /// it, until the buffer holds `capacity` bytes or the stream ends: for a
+    /// server whose reply waits for the peer to take it, so that the peer's next
+    /// requests keep coming in meanwhile (the connection carries both ways at once)
+    /// instead of waiting in the peer's socket behind a full kernel buffer. The
+    /// buffer never grows past `capacity` (nor shrinks): a caller that accounts
+    /// for it (see [`next_record_within`](Self::next_record_within)) covers
+    /// `capacity` before calling. Returns at once, reading nothing, when the
+    /// buffer is that full or when undecoded plaintext sits in front of what
+    /// would move to make room.
+    ///
+    /// Cancel-safe: meant to be dropped once the reply is written; a read either
+    /// completes or takes nothing, and what it took is decrypted by the next
+    /// [`next_record`](Self::next_record) or [`read_body`](Self::read_body).
+    ///
+    /// # Errors
+    /// [`WireError::Io`](super::WireError::Io) from the stream, after which the
+    /// half refuses further use; [`Bug::UsedAfterFailure`] after an earlier error.
+    pub(crate) async fn read_ahead(&mut self, capacity: usize) -> Result<()> {
+        if self.failed {
+            return Err(Bug::UsedAfterFailure.into());
+        }
+        // Room is made at the front only where nothing is left to decode: the
+        // current plaintext's offsets stay as they are.
+        if self.plaintext_start == self.plaintext_end && self.input_start > 0 {
+            #[cfg(test)]
+            {
+                self.compacted += self.input.len() - self.input_start;
+            }
+            self.input.drain(..self.input_start);
+            self.input_start = 0;
+            self.plaintext_start = 0;
+            self.plaintext_end = 0;
+        }
+        if self.input.capacity() < capacity {
+            self.input.reserve_exact(capacity - self.input.len());
+        }
+        while self.input.len() < capacity {
+            let room = capacity - self.input.len();
+            let read = (&mut self.reader)
+                .take(room as u64)
+                .read_buf(&mut self.input)
+                .await;
+            let read = match read {
+                Ok(read) => read,
+                Err(error) => {
+                    self.failed = true;
+                    return Err(error.into());
+                }
+            };
+            if read == 0 {
+                // The end of the stream, found again by the next read.
+                return Ok(());
+            }
+            self.read_filled = read >= room;
+        }
+        Ok(())
+    }
+
     /// Decrypts the next transport message in place, making it the current
     /// plaintext. Only called once the current plaintext is all decoded. Outside a
     /// record body the buffer stays within `allowance`, unless that is `None` (see
