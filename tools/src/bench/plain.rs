@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::io;
+use std::task::Poll;
 
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -30,6 +31,10 @@ const BUFFER: usize = 64 * 1024;
 const IDLE_BUFFER: usize = 2048;
 /// The least a read asks for: a small request in one read, little held while idle.
 const MIN_READ: usize = 256;
+/// The most input a session reads ahead, unanswered, while its replies wait for
+/// the client to take them: the Noise server's figure (`READ_AHEAD` in its echo
+/// loop), so that both carry each connection both ways at once.
+const READ_AHEAD: usize = 1024 * 1024;
 
 /// Serves the plaintext echo on `listener` until `shutdown` completes. Each
 /// connection is one task; connections still open at shutdown are dropped.
@@ -138,16 +143,15 @@ where
             }
             start = end;
             if out.len() >= BUFFER {
-                stream.write_all(&out).await?;
+                write_reading_ahead(stream, &out, false, &mut input, start).await?;
                 out.clear();
             }
         }
         input.drain(..start);
         let more_here = buffered(stream);
         if !out.is_empty() && !more_here {
-            stream.write_all(&out).await?;
-            // A no-op on TCP; TLS may hold the last record until flushed.
-            stream.flush().await?;
+            // The flush is a no-op on TCP; TLS may hold the last record until flushed.
+            write_reading_ahead(stream, &out, true, &mut input, 0).await?;
             out.clear();
         }
         // About to wait: compact, and release big buffers unless the last read
@@ -174,6 +178,58 @@ where
     }
     stream.flush().await?;
     stream.shutdown().await
+}
+
+/// Writes `out`, and flushes if `flush`; while that waits for the client to take
+/// the bytes, reads the client's next requests onto the end of `input`, up to
+/// [`READ_AHEAD`] past `start` (where the unanswered part begins), as the Noise
+/// server does (`Handler::write_reading_ahead`). A read that finds the end of the
+/// stream stops the reading; the loop's next read finds it again.
+async fn write_reading_ahead<S>(
+    stream: &mut S,
+    out: &[u8],
+    flush: bool,
+    input: &mut Vec<u8>,
+    start: usize,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut written = 0;
+    let mut flushed = !flush;
+    let mut reading = true;
+    std::future::poll_fn(|cx| {
+        while written < out.len() {
+            match std::pin::Pin::new(&mut *stream).poll_write(cx, &out[written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => break,
+            }
+        }
+        if written == out.len() && !flushed {
+            match std::pin::Pin::new(&mut *stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => flushed = true,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => {}
+            }
+        }
+        if written == out.len() && flushed {
+            return Poll::Ready(Ok(()));
+        }
+        while reading && input.len() - start < READ_AHEAD {
+            input.reserve(BUFFER.min(READ_AHEAD - (input.len() - start)));
+            // A read future polled once and dropped: it reads or takes nothing.
+            match std::pin::pin!(stream.read_buf(&mut *input)).poll(cx) {
+                Poll::Ready(Ok(0)) => reading = false,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => break,
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 fn push_record(out: &mut Vec<u8>, record_type: RecordType, body: &[u8]) {
