@@ -363,6 +363,48 @@ async fn pipelined_small_requests_are_batched_within_the_budget() {
     assert!(drained, "{:?}", server.memory_use());
 }
 
+/// While the server writes a long reply that the client does not read yet, it
+/// reads the client's next request ahead: a client that writes two 512 KiB
+/// requests before it reads a reply is not held up behind a 16 KiB pipe (it would
+/// wait forever: the server would be writing, not reading). Both replies are
+/// right and in order, what was read ahead is frame memory within the budget, and
+/// all of it goes back once the session ends.
+#[tokio::test(start_paused = true)]
+async fn a_long_reply_is_written_while_the_next_request_is_read() {
+    let alice = Identity::from_seed(&[1; 32], "alice");
+    let (server, host) = server_for(&alice, |_| {});
+    let server = Arc::new(server);
+    let connection = session(&server, &host, &alice, 16 * 1024).await;
+    let (mut receiver, mut sender) = connection.into_halves();
+    let requests: Vec<Vec<u8>> = [b'a', b'b'].map(|byte| vec![byte; 512 * 1024]).into();
+    let written = tokio::time::timeout(WAIT, async {
+        for request in &requests {
+            sender.write_record(RecordType::Request, request).await?;
+            sender.flush().await?;
+        }
+        Ok::<_, noise_echo::wire::WireError>(())
+    })
+    .await;
+    assert!(
+        matches!(written, Ok(Ok(()))),
+        "the second request was not taken while the first reply waited: {written:?}"
+    );
+    let memory = server.memory_use();
+    assert!(memory.frames >= 512 * 1024, "{memory:?}");
+    assert!(memory.peak <= memory.budget, "{memory:?}");
+    for request in &requests {
+        let reply = receiver.read_reply(1 << 20).await.unwrap();
+        assert_eq!(reply, Some(Reply::Response(request.to_ascii_uppercase())));
+    }
+    sender.shutdown().await.unwrap();
+    assert_eq!(receiver.read_reply(1 << 20).await.unwrap(), None);
+    let (_, drained) = server
+        .stats()
+        .wait_for(WAIT, |_| server.memory_use().in_flight == 0)
+        .await;
+    assert!(drained, "{:?}", server.memory_use());
+}
+
 /// What one pipelining client saw up to the server's close.
 #[derive(Debug)]
 struct Seen {

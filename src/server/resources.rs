@@ -585,6 +585,49 @@ mod tests {
         assert_eq!(key_share_kib(64 << 20, 1 << 20), (24 * 1024, 8 * 1024));
     }
 
+    /// Frame memory to read ahead with is only what no session needs: up to what
+    /// was asked, never a key's last message's worth nor the frame part's, and
+    /// none while a session waits for memory.
+    #[tokio::test(start_paused = true)]
+    async fn spare_frame_memory_leaves_a_message_free_and_yields_to_waiters() {
+        // Frames get 16 MiB, a key's share of them 8 MiB.
+        let bytes = 64 << 20;
+        let budget = MemoryBudget::new(bytes, 1 << 20, Arc::default());
+        let table = SessionsPerKey::new(0, bytes, 1 << 20, Arc::default());
+        let [alice, bob, carol] = [1, 2, 3].map(|n| table.enter(&key(n)).unwrap());
+        let message = u64::from(kib(FRAME_MEMORY as u64)) * 1024;
+        let first = budget.try_reserve_spare_frame(&alice, 1 << 20).unwrap();
+        assert_eq!(first.bytes(), 1 << 20);
+        // All of alice's share but one message, which stays for a session of hers
+        // that must read one.
+        let rest = budget.try_reserve_spare_frame(&alice, 64 << 20).unwrap();
+        assert_eq!(first.bytes() + rest.bytes(), (8 << 20) - message);
+        assert!(budget.try_reserve_spare_frame(&alice, 1).is_none());
+        drop(
+            budget
+                .try_reserve_frame(&alice, FRAME_MEMORY as u64)
+                .unwrap(),
+        );
+        // The frame part keeps one too: bob's share leaves two messages in it,
+        // of which carol may read ahead with one.
+        let bobs = budget.try_reserve_spare_frame(&bob, 64 << 20).unwrap();
+        assert_eq!(bobs.bytes(), (8 << 20) - message);
+        let carols = budget.try_reserve_spare_frame(&carol, 64 << 20).unwrap();
+        assert_eq!(carols.bytes(), message);
+        assert!(budget.try_reserve_spare_frame(&carol, 1).is_none());
+        // While alice waits for more than her share has left, nobody reads ahead,
+        // though the frame part has room.
+        drop(carols);
+        let waiting = budget.reserve_frame(&alice, 2 * FRAME_MEMORY as u64);
+        tokio::pin!(waiting);
+        assert!(futures_poll_once(waiting.as_mut()).await.is_none());
+        assert!(budget.try_reserve_spare_frame(&carol, 1).is_none());
+        drop(first);
+        let _granted = futures_poll_once(waiting.as_mut()).await.unwrap();
+        assert!(budget.try_reserve_spare_frame(&carol, 1).is_some());
+        drop((rest, bobs));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn frame_memory_is_apart_from_request_memory_and_shared_by_keys() {
         let bytes = 64 << 20;

@@ -396,3 +396,42 @@ impl<R: AsyncRead + Unpin> PlainReceiver<R> {
         Ok(Some(record_type))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As in the Noise server: while a long reply waits for the client to take it,
+    /// the client's next request is read ahead, so a client that writes two
+    /// 512 KiB requests before it reads a reply is not held up behind a 16 KiB
+    /// pipe; the replies are right and in order, and the loop ends cleanly. (The
+    /// timeout only bounds the failure: passing, the writes end at once.)
+    #[tokio::test]
+    async fn a_long_reply_is_written_while_the_next_request_is_read() {
+        let (client, mut server) = tokio::io::duplex(16 * 1024);
+        let serving = tokio::spawn(async move { echo_records(&mut server, |_| false).await });
+        let (reader, writer) = tokio::io::split(client);
+        let (mut receiver, mut sender) = halves(reader, writer);
+        let requests: Vec<Vec<u8>> = [b'a', b'b'].map(|byte| vec![byte; 512 * 1024]).into();
+        let written = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            for request in &requests {
+                sender.request(request).await?;
+            }
+            sender.flush().await
+        })
+        .await;
+        assert!(
+            matches!(written, Ok(Ok(()))),
+            "the second request was not taken while the first reply waited: {written:?}"
+        );
+        let mut body = Vec::new();
+        for request in &requests {
+            let reply = receiver.reply(&mut body).await.unwrap();
+            assert_eq!(reply, Some(RecordType::Response));
+            assert_eq!(body, request.to_ascii_uppercase());
+        }
+        sender.shutdown().await.unwrap();
+        assert_eq!(receiver.reply(&mut body).await.unwrap(), None);
+        serving.await.unwrap().unwrap();
+    }
+}
