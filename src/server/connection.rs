@@ -21,7 +21,7 @@ use super::stats::{ClockNanos, ServerStats};
 
 use super::authorized::AuthorizedKeysCache;
 use super::config::{KEY_REVOKED, SESSION_TIME_LIMIT, TOO_MANY_SESSIONS};
-use super::echo_loop::{Accounts, EchoEnd};
+use super::echo_loop::EchoEnd;
 use super::listener::{canonical_ip, Admitted};
 use super::transport::{Metered, Transport};
 use super::trust;
@@ -354,15 +354,7 @@ impl Handler {
         // Sessions check their key on the next reload, not on one that came before.
         self.reload.mark_unchanged();
         let end = self
-            .echo(
-                &mut rx,
-                &mut tx,
-                Accounts {
-                    key: &key_session,
-                    moved: &moved,
-                },
-                summary,
-            )
+            .echo(&mut rx, &mut tx, &key_session, summary, &moved)
             .await;
         // Closing the socket (when the handler returns) sends our FIN: the replies
         // only need flushing, and nothing is left unread that would turn the close

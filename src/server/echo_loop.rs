@@ -11,8 +11,8 @@
 //!
 //! While a long reply waits for the client to take it, the client's next requests
 //! are read ahead into the receive half's buffer, with frame memory that no other
-//! session needs (see [`Handler::write_reading_ahead`]): the connection carries
-//! both ways at once rather than one way at a time.
+//! session needs (see [`write_reading_ahead`]): the connection carries both ways
+//! at once rather than one way at a time.
 
 mod buffered;
 mod wait;
@@ -39,16 +39,6 @@ use wait::WaitTimer;
 /// its queued replies, and only until it flushes them; a large request (worst
 /// case over `FREE_IN_FLIGHT`) reserves exactly its own worst case, as before.
 const SMALL_BATCH: u64 = 16 * 1024;
-
-/// What a session's steps count against, the same for its whole life.
-#[derive(Clone, Copy)]
-pub(super) struct Accounts<'a> {
-    /// The client key's share of the memory budget, which its reservations come from.
-    pub(super) key: &'a KeySession,
-    /// The bytes the session has moved either way, for the memory stall check
-    /// (see [`Handler::watched`]).
-    pub(super) moved: &'a AtomicU64,
-}
 
 /// What a session carries from one request to the next: what it has in flight
 /// against the memory budget, the batch it is answering, its body buffer, its
@@ -110,8 +100,9 @@ impl Handler {
         &mut self,
         rx: &mut RecvHalf<R>,
         tx: &mut SendHalf<W>,
-        accounts: Accounts<'_>,
+        key: &KeySession,
         summary: &mut Summary,
+        moved: &AtomicU64,
     ) -> Result<EchoEnd, WireError>
     where
         R: AsyncRead + Unpin,
@@ -129,7 +120,6 @@ impl Handler {
                 }
             };
         }
-        let Accounts { key, moved } = accounts;
         let mut in_flight = InFlight {
             time_limit: self
                 .shared
@@ -171,7 +161,7 @@ impl Handler {
                 }
                 ControlFlow::Continue(NextRecord::Admit(bytes)) => {
                     match or_break!(
-                        self.frame_memory(bytes, accounts, tx, &mut in_flight, summary)
+                        self.frame_memory(bytes, key, tx, &mut in_flight, summary, moved)
                             .await
                     ) {
                         ControlFlow::Continue(()) => continue,
@@ -190,7 +180,7 @@ impl Handler {
                 Answered::Reserved(None)
             } else {
                 match or_break!(
-                    self.memory_for(header.len, accounts, tx, &mut in_flight, summary)
+                    self.memory_for(header.len, key, tx, &mut in_flight, summary, moved)
                         .await
                 ) {
                     ControlFlow::Continue(reservation) => reservation,
@@ -213,7 +203,7 @@ impl Handler {
                 continue;
             }
             if let ControlFlow::Break(end) = or_break!(
-                self.answer_in_time(rx, tx, accounts, summary, &mut in_flight, &mut reservation)
+                self.answer_in_time(rx, tx, summary, &mut in_flight, &mut reservation, moved)
                     .await
             ) {
                 break Ok(end);
@@ -267,10 +257,11 @@ impl Handler {
     pub(super) async fn memory_for<W>(
         &self,
         len: u32,
-        Accounts { key, moved }: Accounts<'_>,
+        key: &KeySession,
         tx: &mut SendHalf<W>,
         in_flight: &mut InFlight,
         summary: &mut Summary,
+        moved: &AtomicU64,
     ) -> Result<ControlFlow<EchoEnd, Answered>, WireError>
     where
         W: tokio::io::AsyncWrite + Unpin,
@@ -294,6 +285,9 @@ impl Handler {
             }
         }
         if let Some(reservation) = memory.try_reserve(key, worst) {
+            // Here (every large request comes this way), not in the echo loop: the
+            // header kept across the loop's awaits would enlarge every task.
+            self.spare_frame_for_reply(len, key, in_flight);
             return Ok(ControlFlow::Continue(Answered::Reserved(Some(reservation))));
         }
         // The slow path is boxed: its futures would otherwise enlarge every task.
@@ -326,10 +320,11 @@ impl Handler {
     pub(super) async fn frame_memory<W>(
         &self,
         bytes: usize,
-        Accounts { key, moved }: Accounts<'_>,
+        key: &KeySession,
         tx: &mut SendHalf<W>,
         in_flight: &mut InFlight,
         summary: &mut Summary,
+        moved: &AtomicU64,
     ) -> Result<ControlFlow<EchoEnd>, WireError>
     where
         W: tokio::io::AsyncWrite + Unpin,
@@ -450,10 +445,10 @@ impl Handler {
         &self,
         rx: &mut RecvHalf<R>,
         tx: &mut SendHalf<W>,
-        Accounts { key, moved }: Accounts<'_>,
         summary: &mut Summary,
         in_flight: &mut InFlight,
         reservation: &mut Answered,
+        moved: &AtomicU64,
     ) -> Result<ControlFlow<EchoEnd>, WireError>
     where
         R: AsyncRead + Unpin,
@@ -462,7 +457,7 @@ impl Handler {
         // The body and the reply get the idle timeout too: a client trickling its
         // body, or not reading our replies (TCP back pressure stalls our writes),
         // is cut off instead of holding the connection and its buffers forever.
-        let answer = self.answer(rx, tx, key, summary, in_flight, reservation);
+        let answer = self.answer(rx, tx, summary, in_flight, reservation);
         tokio::pin!(answer);
         // A pipelined request is answered at once (its body buffered, its reply
         // queued): polled here, its future is not moved into `watched`'s (a copy
@@ -491,7 +486,6 @@ impl Handler {
         &self,
         rx: &mut RecvHalf<R>,
         tx: &mut SendHalf<W>,
-        key: &KeySession,
         summary: &mut Summary,
         in_flight: &mut InFlight,
         reservation: &mut Answered,
@@ -540,7 +534,8 @@ impl Handler {
                 self.publish_batch(batch, summary);
                 tx.flush().await
             };
-            Box::pin(self.write_reading_ahead(rx, key, &mut in_flight.frame, write)).await?;
+            let capacity = in_flight.frame.as_ref().map_or(0, Reservation::allowance);
+            Box::pin(write_reading_ahead(rx, capacity, write)).await?;
             // Only now is the request's memory free: its reply was in the buffer.
             *reservation = Answered::Flushed;
             return Ok(());
@@ -570,74 +565,78 @@ impl Handler {
         Ok(())
     }
 
-    /// Runs `write`, a step that writes replies; while it waits for the client to
-    /// take them, reads the client's next requests into `rx`'s input buffer (see
-    /// [`RecvHalf::read_ahead`]) until it holds [`READ_AHEAD`]. The buffer is the
-    /// session's frame memory (`frame`, an input buffer outside a body), grown for
-    /// this only from what no other session needs
-    /// ([`MemoryBudget::try_reserve_spare_frame`](resources::MemoryBudget::try_reserve_spare_frame)):
-    /// with none to spare, and no reservation yet covering what the buffer holds
-    /// allocated, `write` runs alone. Without it a session carries one way at a
-    /// time: while the server writes a long reply, the client's next request waits
-    /// behind a full kernel buffer, and while the server reads that request, the
-    /// client has nothing to read.
-    async fn write_reading_ahead<R, F>(
-        &self,
-        rx: &mut RecvHalf<R>,
-        key: &KeySession,
-        frame: &mut Option<Reservation>,
-        write: F,
-    ) -> Result<(), WireError>
-    where
-        R: AsyncRead + Unpin,
-        F: Future<Output = Result<(), WireError>>,
-    {
-        let mut write = std::pin::pin!(write);
-        if let Some(result) = poll_once(write.as_mut()).await {
-            return result;
+    /// Before a request of `len` bytes is answered: if its reply is likely long
+    /// enough to wait for the client (a transport message or more), the frame
+    /// memory to read ahead with meanwhile (see [`write_reading_ahead`]), grown to
+    /// [`READ_AHEAD`] from what no other session needs
+    /// ([`MemoryBudget::try_reserve_spare_frame`](resources::MemoryBudget::try_reserve_spare_frame)),
+    /// if the budget has any to spare. Kept, as any frame memory, until the
+    /// session drains its input buffer and waits.
+    fn spare_frame_for_reply(&self, len: u32, key: &KeySession, in_flight: &mut InFlight) {
+        let held = in_flight.allowance();
+        if (len as usize) < crate::wire::MAX_PLAINTEXT_LEN || held >= READ_AHEAD {
+            return;
         }
-        let held = frame.as_ref().map_or(0, Reservation::allowance);
-        let wanted = READ_AHEAD.max(rx.input_capacity());
-        if held < wanted {
-            let memory = &self.shared.memory;
-            if let Some(extra) = memory.try_reserve_spare_frame(key, (wanted - held) as u64) {
-                let allowance = held + usize::try_from(extra.bytes()).unwrap_or(usize::MAX);
-                let mut grown = match frame.take() {
-                    Some(mut held) => {
-                        held.merge(extra);
-                        held
-                    }
-                    None => extra,
-                };
-                grown.allow(allowance);
-                *frame = Some(grown);
+        let memory = &self.shared.memory;
+        let Some(extra) = memory.try_reserve_spare_frame(key, (READ_AHEAD - held) as u64) else {
+            return;
+        };
+        let allowance = held + usize::try_from(extra.bytes()).unwrap_or(usize::MAX);
+        let mut grown = match in_flight.frame.take() {
+            Some(mut held) => {
+                held.merge(extra);
+                held
             }
-        }
-        let capacity = frame.as_ref().map_or(0, Reservation::allowance);
-        // The buffer is read into only while what it holds allocated is covered.
-        if capacity < rx.input_capacity() {
-            return write.await;
-        }
-        let mut read = std::pin::pin!(rx.read_ahead(capacity));
-        let mut reading = true;
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = write.as_mut().poll(cx) {
-                return Poll::Ready(result);
-            }
-            if reading {
-                if let Poll::Ready(result) = read.as_mut().poll(cx) {
-                    reading = false;
-                    result?;
-                }
-            }
-            Poll::Pending
-        })
-        .await
+            None => extra,
+        };
+        grown.allow(allowance);
+        in_flight.frame = Some(grown);
     }
 }
 
+/// Runs `write`, a step that writes replies; while it waits for the client to take
+/// them, reads the client's next requests into `rx`'s input buffer (see
+/// [`RecvHalf::read_ahead`]) until it holds `capacity`, the session's frame
+/// memory (an input buffer outside a body; see [`Handler::spare_frame_for_reply`]).
+/// If that does not cover what the buffer holds allocated already, `write` runs
+/// alone. Without it a session carries one way at a time: while the server writes
+/// a long reply, the client's next request waits behind a full kernel buffer, and
+/// while the server reads that request, the client has nothing to read.
+async fn write_reading_ahead<R, F>(
+    rx: &mut RecvHalf<R>,
+    capacity: usize,
+    write: F,
+) -> Result<(), WireError>
+where
+    R: AsyncRead + Unpin,
+    F: Future<Output = Result<(), WireError>>,
+{
+    let mut write = std::pin::pin!(write);
+    if let Some(result) = poll_once(write.as_mut()).await {
+        return result;
+    }
+    if capacity < rx.input_capacity() {
+        return write.await;
+    }
+    let mut read = std::pin::pin!(rx.read_ahead(capacity));
+    let mut reading = true;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = write.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
+        if reading {
+            if let Poll::Ready(result) = read.as_mut().poll(cx) {
+                reading = false;
+                result?;
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 /// How much input a session may hold, read ahead, while its reply waits (see
-/// [`Handler::write_reading_ahead`]): a default-limit request, whole. 1 MiB
+/// [`write_reading_ahead`]): a default-limit request, whole. 1 MiB
 /// throughput with four requests in flight, over 64 KiB kernel buffers: 1,033
 /// MB/s without reading ahead, 1,265 reading ahead into the buffer a body left
 /// (about 256 KiB), 1,423 with 1 MiB, 1,473 with 2 MiB (docs/BENCHMARKS.md,

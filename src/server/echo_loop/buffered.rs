@@ -136,7 +136,7 @@ mod tests {
     use super::*;
     use crate::identity::Identity;
     use crate::server::connection::test_handler;
-    use crate::server::echo_loop::{Accounts, EchoEnd};
+    use crate::server::echo_loop::EchoEnd;
     use crate::wire::session_tests::v2_established;
     use crate::wire::{RekeyPolicy, Reply, Suite, DEFAULT_REQUEST_LIMIT, MAX_PLAINTEXT_LEN};
 
@@ -242,15 +242,7 @@ mod tests {
             let key = handler.shared.sessions_per_key.enter(&client_key).unwrap();
             let (mut rx, mut tx) = server.into_halves(reader, replies.clone());
             let (mut summary, moved) = (Summary::default(), AtomicU64::new(0));
-            let echo = handler.echo(
-                &mut rx,
-                &mut tx,
-                Accounts {
-                    key: &key,
-                    moved: &moved,
-                },
-                &mut summary,
-            );
+            let echo = handler.echo(&mut rx, &mut tx, &key, &mut summary, &moved);
             let waited = tokio::time::timeout(std::time::Duration::from_secs(1), echo).await;
             assert!(
                 waited.is_err(),
@@ -307,15 +299,7 @@ mod tests {
         let (mut rx, mut tx) = server.into_halves(&requests[..], replies.clone());
         let (mut summary, moved) = (Summary::default(), AtomicU64::new(0));
         let end = handler
-            .echo(
-                &mut rx,
-                &mut tx,
-                Accounts {
-                    key: &key,
-                    moved: &moved,
-                },
-                &mut summary,
-            )
+            .echo(&mut rx, &mut tx, &key, &mut summary, &moved)
             .await
             .unwrap();
         assert!(matches!(end, EchoEnd::Done));
