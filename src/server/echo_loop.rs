@@ -505,7 +505,8 @@ impl Handler {
         let bytes_in = body.len() as u64;
         summary.requests += 1;
         summary.bytes_in += bytes_in;
-        // The reply's own text when it is not the body, uppercased in place.
+        // The reply is the body, uppercased in place, unless it needs a text of its
+        // own (non-ASCII uppercase, or the ERROR reason).
         let (record_type, text) = match crate::echo::answer(body) {
             crate::echo::Answer::InPlace => (RecordType::Response, None),
             crate::echo::Answer::Converted(upper) => (RecordType::Response, Some(upper)),

@@ -216,10 +216,10 @@ impl MemoryBudget {
     }
 
     /// Frame memory to read ahead with, which no session needs yet (see the echo
-    /// loop's `write_reading_ahead`): up to `bytes`, of what is free beyond one
-    /// maximal transport message in both the key's share and the budget's frame
-    /// part, so that it never leaves another session waiting for the message it
-    /// has to read; and none while any session waits for memory.
+    /// loop's `Handler::spare_frame_for_reply`): up to `bytes`, of what is free
+    /// beyond one maximal transport message in both the key's share and the
+    /// budget's frame part, so that it never leaves another session waiting for
+    /// the message it has to read; and none while any session waits for memory.
     pub(super) fn try_reserve_spare_frame(
         &self,
         key: &KeySession,

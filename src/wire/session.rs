@@ -562,8 +562,8 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// buffer never grows past `capacity` (nor shrinks): a caller that accounts
     /// for it (see [`next_record_within`](Self::next_record_within)) covers
     /// `capacity` before calling. Returns at once, reading nothing, when the
-    /// buffer is that full or when undecoded plaintext sits in front of what
-    /// would move to make room.
+    /// buffer is that full. What was decoded is moved out of the way first, unless
+    /// plaintext not yet decoded is left: then it reads behind it.
     ///
     /// Cancel-safe: meant to be dropped once the reply is written; a read either
     /// completes or takes nothing, and what it took is decrypted by the next
