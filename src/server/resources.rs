@@ -205,13 +205,14 @@ impl MemoryBudget {
     /// Reserves `bytes` of frame memory for a session of `key` if that much is free
     /// now, in the key's share and in the budget's frame part.
     pub(super) fn try_reserve_frame(&self, key: &KeySession, bytes: u64) -> Option<Reservation> {
-        let wanted = key.clamp_frame(bytes);
-        let key_permit = Arc::clone(&key.0.frames)
-            .try_acquire_many_owned(wanted)
-            .ok()?;
-        let permit = Arc::clone(&self.frames)
-            .try_acquire_many_owned(wanted)
-            .ok()?;
+        self.try_take_frames(key, key.clamp_frame(bytes))
+    }
+
+    /// `kib` KiB of frame memory for a session of `key`, if the key's share and the
+    /// budget's frame part both have them free now.
+    fn try_take_frames(&self, key: &KeySession, kib: u32) -> Option<Reservation> {
+        let key_permit = Arc::clone(&key.0.frames).try_acquire_many_owned(kib).ok()?;
+        let permit = Arc::clone(&self.frames).try_acquire_many_owned(kib).ok()?;
         Some(self.note(permit, key_permit))
     }
 
@@ -234,13 +235,7 @@ impl MemoryBudget {
             .min(spare(&key.0.frames))
             .min(spare(&self.frames));
         let wanted = u32::try_from(wanted).ok().filter(|&wanted| wanted > 0)?;
-        let key_permit = Arc::clone(&key.0.frames)
-            .try_acquire_many_owned(wanted)
-            .ok()?;
-        let permit = Arc::clone(&self.frames)
-            .try_acquire_many_owned(wanted)
-            .ok()?;
-        Some(self.note(permit, key_permit))
+        self.try_take_frames(key, wanted)
     }
 
     /// Reserves `bytes` of frame memory, waiting in turn, as [`MemoryBudget::reserve`].

@@ -579,14 +579,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
         // Room is made at the front only where nothing is left to decode: the
         // current plaintext's offsets stay as they are.
         if self.plaintext_start == self.plaintext_end && self.input_start > 0 {
-            #[cfg(test)]
-            {
-                self.compacted += self.input.len() - self.input_start;
-            }
-            self.input.drain(..self.input_start);
-            self.input_start = 0;
-            self.plaintext_start = 0;
-            self.plaintext_end = 0;
+            self.compact();
         }
         if self.input.capacity() < capacity {
             self.input.reserve_exact(capacity - self.input.len());
@@ -611,6 +604,19 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
             self.read_filled = read >= room;
         }
         Ok(())
+    }
+
+    /// Moves what is not yet decrypted to the front of the buffer, dropping what
+    /// was: only once the current plaintext is all decoded (it goes with it).
+    fn compact(&mut self) {
+        #[cfg(test)]
+        {
+            self.compacted += self.input.len() - self.input_start;
+        }
+        self.input.drain(..self.input_start);
+        self.input_start = 0;
+        self.plaintext_start = 0;
+        self.plaintext_end = 0;
     }
 
     /// Decrypts the next transport message in place, making it the current
@@ -647,15 +653,7 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
             // session may go idle here. Inside a record the rest of it is on its way,
             // so keep them: freeing and reallocating 64 KiB for every message of a
             // large body costs more than the copies it would save.
-            // The plaintext (all decoded) goes with the compaction.
-            #[cfg(test)]
-            {
-                self.compacted += self.input.len() - self.input_start;
-            }
-            self.input.drain(..self.input_start);
-            self.input_start = 0;
-            self.plaintext_start = 0;
-            self.plaintext_end = 0;
+            self.compact();
             let body = self.decoder.body_in_progress();
             if self.decoder.at_record_boundary()
                 && self.input.is_empty()
