@@ -67,7 +67,20 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
 #[cfg(test)]
 mod tests {
     use super::super::tests::session_pair;
-    use crate::wire::record::{RecordType, DEFAULT_REQUEST_LIMIT};
+    use super::super::RecvHalf;
+    use crate::wire::record::{RecordHeader, RecordType, DEFAULT_REQUEST_LIMIT};
+
+    /// The next record's header and body, as a server reads a request.
+    async fn next_request<R: tokio::io::AsyncRead + Unpin>(
+        rx: &mut RecvHalf<R>,
+    ) -> (RecordHeader, Vec<u8>) {
+        let header = rx.next_record().await.unwrap().unwrap();
+        let mut body = Vec::new();
+        rx.read_body(&mut body, DEFAULT_REQUEST_LIMIT)
+            .await
+            .unwrap();
+        (header, body)
+    }
 
     /// Reading ahead takes the peer's next records raw, without decrypting them,
     /// up to the capacity asked for and no further; what it took is decoded
@@ -100,13 +113,8 @@ mod tests {
         assert_eq!(server_rx.input.len(), capacity);
 
         for (index, record) in records.iter().enumerate() {
-            let header = server_rx.next_record().await.unwrap().unwrap();
+            let (header, body) = next_request(&mut server_rx).await;
             assert_eq!(header.len as usize, record.len(), "record {index}");
-            let mut body = Vec::new();
-            server_rx
-                .read_body(&mut body, DEFAULT_REQUEST_LIMIT)
-                .await
-                .unwrap();
             assert_eq!(&body, record, "record {index}");
         }
         // Nothing more is coming yet: a read ahead waits, and dropped, costs
@@ -126,13 +134,8 @@ mod tests {
             .await
             .unwrap();
         client_tx.shutdown().await.unwrap();
-        let header = server_rx.next_record().await.unwrap().unwrap();
+        let (header, body) = next_request(&mut server_rx).await;
         assert_eq!(header.len, 5);
-        let mut body = Vec::new();
-        server_rx
-            .read_body(&mut body, DEFAULT_REQUEST_LIMIT)
-            .await
-            .unwrap();
         assert_eq!(body, b"after");
         assert_eq!(server_rx.next_record().await.unwrap(), None);
     }
@@ -151,10 +154,8 @@ mod tests {
                 .unwrap();
         }
         client_tx.flush().await.unwrap();
-        let header = server_rx.next_record().await.unwrap().unwrap();
+        let (header, body) = next_request(&mut server_rx).await;
         assert_eq!(header.len, 5);
-        let mut body = Vec::new();
-        server_rx.read_body(&mut body, 64).await.unwrap();
         assert_eq!(body, b"first");
         // "second" is decrypted, not yet decoded; the next message is read behind it.
         client_tx
@@ -165,8 +166,7 @@ mod tests {
         client_tx.shutdown().await.unwrap();
         server_rx.read_ahead(4096).await.unwrap();
         for expected in [&b"second"[..], b"third"] {
-            server_rx.next_record().await.unwrap().unwrap();
-            server_rx.read_body(&mut body, 64).await.unwrap();
+            let (_, body) = next_request(&mut server_rx).await;
             assert_eq!(body, expected);
         }
         assert_eq!(server_rx.next_record().await.unwrap(), None);
